@@ -1,0 +1,415 @@
+//! The domain model: what is stored, queued and reported.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clock::Timestamp;
+use crate::ids::{ConnectionId, ExternalId, ObjectType, RunId, TaskId, TenantId};
+use crate::secrets::SecretString;
+
+/// Health of a connection as far as calling its provider goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    /// Calls go out normally.
+    Active,
+    /// The provider rejected the refresh token: a person must re-authorize.
+    /// Nothing calls the provider for this connection until then.
+    NeedsReauth,
+    /// Switched off by an operator.
+    Disabled,
+}
+
+impl ConnectionStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::Active => "active",
+            ConnectionStatus::NeedsReauth => "needs_reauth",
+            ConnectionStatus::Disabled => "disabled",
+        }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(ConnectionStatus::Active),
+            "needs_reauth" => Some(ConnectionStatus::NeedsReauth),
+            "disabled" => Some(ConnectionStatus::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// How a connection's incoming webhooks are verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSettings {
+    /// Signature scheme name (`github`, `stripe`, `standard-webhooks`, …).
+    pub scheme: String,
+    /// Every currently active secret; more than one during a rotation.
+    pub secrets: Vec<SecretString>,
+}
+
+/// One tenant's link to one account of an external system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    /// Unique id (also the webhook route segment).
+    pub id: ConnectionId,
+    /// The owning tenant.
+    pub tenant: TenantId,
+    /// Connector definition name (`sandbox`, `hubspot`, `github`, …).
+    pub provider: String,
+    /// Whether the provider may be called.
+    pub status: ConnectionStatus,
+    /// Overrides the connector's base URL (e.g. a local sandbox port).
+    pub base_url: Option<String>,
+    /// Webhook verification, when the provider sends webhooks.
+    pub webhook: Option<WebhookSettings>,
+    /// When the connection was created.
+    pub created_at: Timestamp,
+}
+
+/// Which way records flow for a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Provider → our store.
+    Inbound,
+    /// Our store → provider.
+    Outbound,
+}
+
+impl Direction {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "inbound" => Some(Direction::Inbound),
+            "outbound" => Some(Direction::Outbound),
+            _ => None,
+        }
+    }
+}
+
+/// Scheduling class; lower sorts first (more urgent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// A person is waiting (e.g. "sync now" in the product).
+    Interactive = 0,
+    /// A provider webhook told us something changed.
+    WebhookFollowUp = 1,
+    /// The regular schedule.
+    Scheduled = 2,
+    /// Initial or repair backfills; yields to everything else.
+    Backfill = 3,
+}
+
+impl Priority {
+    /// All classes, most urgent first.
+    pub const ALL: [Priority; 4] = [
+        Priority::Interactive,
+        Priority::WebhookFollowUp,
+        Priority::Scheduled,
+        Priority::Backfill,
+    ];
+
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Interactive => "interactive",
+            Priority::WebhookFollowUp => "webhook_follow_up",
+            Priority::Scheduled => "scheduled",
+            Priority::Backfill => "backfill",
+        }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(s: &str) -> Option<Self> {
+        Priority::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// A worker's claim on a task, so two workers never run it at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Unique per lease; commits must present it.
+    pub token: String,
+    /// The lease is void after this instant (the watchdog re-queues the task).
+    pub until: Timestamp,
+}
+
+/// One object type of one connection, synced in one direction on a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncTask {
+    /// Unique id, conventionally `<connection>:<object>:<direction>`.
+    pub id: TaskId,
+    /// Owning tenant (for fairness).
+    pub tenant: TenantId,
+    /// The connection to sync.
+    pub connection: ConnectionId,
+    /// The object type to sync.
+    pub object: ObjectType,
+    /// Which way.
+    pub direction: Direction,
+    /// Scheduling class of the next run.
+    pub priority: Priority,
+    /// Seconds between scheduled runs.
+    pub interval_secs: u32,
+    /// When the task is next due.
+    pub next_run_at: Timestamp,
+    /// Connector-defined resume point, committed with each page of records.
+    pub cursor: Option<String>,
+    /// The current lease, if a run is queued or in flight.
+    pub lease: Option<Lease>,
+    /// When the last run finished (successfully or not).
+    pub last_run_at: Option<Timestamp>,
+    /// Set by the watchdog when the task has not run within twice its interval.
+    pub stalled: bool,
+    /// Optimistic-concurrency version, bumped on every write.
+    pub version: i64,
+}
+
+impl SyncTask {
+    /// The conventional id for a connection's object in a direction.
+    pub fn id_for(connection: &ConnectionId, object: &ObjectType, direction: Direction) -> TaskId {
+        TaskId::parse(format!("{connection}:{object}:{}", direction.as_str()))
+            .expect("components are valid ids")
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Still going.
+    Running,
+    /// Finished; the cursor is at the end.
+    Succeeded,
+    /// Stopped by an error; committed pages stay committed.
+    Failed,
+    /// Checkpointed and re-enqueued for later (rate-limit quota, backoff).
+    Parked,
+}
+
+impl RunStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Parked => "parked",
+        }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(RunStatus::Running),
+            "succeeded" => Some(RunStatus::Succeeded),
+            "failed" => Some(RunStatus::Failed),
+            "parked" => Some(RunStatus::Parked),
+            _ => None,
+        }
+    }
+}
+
+/// What a run did, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    /// Pages fetched from the provider.
+    pub pages: u64,
+    /// Records seen in those pages.
+    pub fetched: u64,
+    /// Records new to the store.
+    pub created: u64,
+    /// Records whose content changed.
+    pub updated: u64,
+    /// Records skipped because their content hash was unchanged.
+    pub unchanged: u64,
+    /// Records deleted.
+    pub deleted: u64,
+    /// Provider requests made (including retries).
+    pub requests: u64,
+    /// Provider requests answered 429.
+    pub throttled: u64,
+}
+
+impl RunCounts {
+    /// Adds another count set to this one.
+    pub fn add(&mut self, o: &RunCounts) {
+        self.pages += o.pages;
+        self.fetched += o.fetched;
+        self.created += o.created;
+        self.updated += o.updated;
+        self.unchanged += o.unchanged;
+        self.deleted += o.deleted;
+        self.requests += o.requests;
+        self.throttled += o.throttled;
+    }
+}
+
+/// One execution of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRun {
+    /// Unique id.
+    pub id: RunId,
+    /// The task that ran.
+    pub task: TaskId,
+    /// Its connection.
+    pub connection: ConnectionId,
+    /// Start instant.
+    pub started_at: Timestamp,
+    /// End instant, once finished.
+    pub finished_at: Option<Timestamp>,
+    /// Outcome.
+    pub status: RunStatus,
+    /// What happened.
+    pub counts: RunCounts,
+    /// Why it failed or parked (never contains a secret).
+    pub error: Option<String>,
+}
+
+/// A record in canonical form, as held in our store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Owning connection.
+    pub connection: ConnectionId,
+    /// Object type.
+    pub object: ObjectType,
+    /// Id in the provider.
+    pub external_id: ExternalId,
+    /// Canonical fields after mapping.
+    pub data: serde_json::Value,
+    /// [`content_hash`] of `data`.
+    pub hash: String,
+    /// Local version, incremented every time the content changes.
+    pub version: i64,
+    /// The provider's last-modified time for this record, if it reports one.
+    pub remote_updated_at: Option<Timestamp>,
+}
+
+/// Stable hash of a record's canonical content: SHA-256 over the compact JSON
+/// text, whose object keys serde_json keeps sorted. Two records with equal
+/// fields hash equally whatever order the provider sent the fields in.
+pub fn content_hash(data: &serde_json::Value) -> String {
+    let text = serde_json::to_vec(data).expect("a Value always serializes");
+    let digest = Sha256::digest(&text);
+    hex::encode(&digest[..16])
+}
+
+/// A verified webhook delivery, stored before it is acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEvent {
+    /// Receiving connection.
+    pub connection: ConnectionId,
+    /// Provider event/delivery id (or a body hash when the provider sends none);
+    /// the dedup key within the connection.
+    pub dedup_key: String,
+    /// When it arrived.
+    pub received_at: Timestamp,
+    /// The raw body as signed by the provider.
+    pub body: Vec<u8>,
+}
+
+/// Why a job was enqueued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobReason {
+    /// The task was due on its schedule.
+    Scheduled,
+    /// A webhook event asked for a follow-up.
+    Webhook {
+        /// The event's dedup key.
+        event: String,
+    },
+    /// Someone asked for it (CLI, API).
+    Manual,
+}
+
+/// The body of a message on `sync-inbound` / `sync-outbound`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncJob {
+    /// Task to run.
+    pub task: TaskId,
+    /// Its connection (for routing and logs).
+    pub connection: ConnectionId,
+    /// Its object type.
+    pub object: ObjectType,
+    /// Scheduling class.
+    pub priority: Priority,
+    /// Why.
+    pub reason: JobReason,
+    /// The lease the scheduler took; the worker commits under it.
+    pub lease_token: String,
+}
+
+impl SyncJob {
+    /// Deterministic Service Bus `MessageId`: the same lease never yields two
+    /// messages, so a retried scheduler tick is dropped by duplicate detection.
+    pub fn message_id(&self) -> String {
+        format!("{}:{}", self.task, self.lease_token)
+    }
+}
+
+/// A message that could never be processed, kept for inspection and replay
+/// instead of being retried hot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedMessage {
+    /// Where it came from (function or queue name).
+    pub source: String,
+    /// Its message id, when known.
+    pub message_id: Option<String>,
+    /// Why it was set aside.
+    pub reason: String,
+    /// The raw payload.
+    pub body: Vec<u8>,
+    /// When.
+    pub at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Key order in the provider's JSON does not change the hash; a value does.
+    #[test]
+    fn hash_ignores_key_order() {
+        let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":"x"}"#).unwrap();
+        let b: serde_json::Value = serde_json::from_str(r#"{"b":"x","a":1}"#).unwrap();
+        let c: serde_json::Value = serde_json::from_str(r#"{"b":"y","a":1}"#).unwrap();
+        assert_eq!(content_hash(&a), content_hash(&b));
+        assert_ne!(content_hash(&a), content_hash(&c));
+    }
+
+    /// Priorities sort most urgent first and round-trip through their text.
+    #[test]
+    fn priority_order_and_text() {
+        let mut v = vec![Priority::Backfill, Priority::Interactive, Priority::Scheduled];
+        v.sort();
+        assert_eq!(v, [Priority::Interactive, Priority::Scheduled, Priority::Backfill]);
+        for p in Priority::ALL {
+            assert_eq!(Priority::parse(p.as_str()), Some(p));
+        }
+    }
+
+    proptest! {
+        /// Distinct string values give distinct hashes (no accidental collisions in practice).
+        #[test]
+        fn hash_distinguishes_values(a in ".{0,40}", b in ".{0,40}") {
+            prop_assume!(a != b);
+            let ha = content_hash(&serde_json::json!({"f": a}));
+            let hb = content_hash(&serde_json::json!({"f": b}));
+            prop_assert_ne!(ha, hb);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Sending to queues. Every enqueue in the system goes through [`QueueSender`]:
+//! Service Bus in Azure, the local host's durable SQLite queue on one machine.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::clock::Timestamp;
+
+/// A queue name. The two the product uses are constants.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueName(String);
+
+impl QueueName {
+    /// Pull jobs: provider → store.
+    pub const SYNC_INBOUND: &'static str = "sync-inbound";
+    /// Push jobs: store → provider.
+    pub const SYNC_OUTBOUND: &'static str = "sync-outbound";
+
+    /// A queue name (Service Bus entity path rules: 1–260 characters).
+    pub fn new(s: impl Into<String>) -> Self {
+        QueueName(s.into())
+    }
+
+    /// `sync-inbound`.
+    pub fn inbound() -> Self {
+        QueueName::new(Self::SYNC_INBOUND)
+    }
+
+    /// `sync-outbound`.
+    pub fn outbound() -> Self {
+        QueueName::new(Self::SYNC_OUTBOUND)
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A message to send, with the broker properties code paths need to set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundMessage {
+    /// Destination.
+    pub queue: QueueName,
+    /// Deterministic id; the broker drops a repeat inside its duplicate-detection window.
+    pub message_id: String,
+    /// Payload bytes.
+    pub body: Vec<u8>,
+    /// Payload media type.
+    pub content_type: Option<String>,
+    /// Deliver no earlier than this (backoff, parked jobs).
+    pub scheduled_enqueue_at: Option<Timestamp>,
+    /// Session, for ordered processing per key.
+    pub session_id: Option<String>,
+    /// Application properties.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl OutboundMessage {
+    /// A JSON message for `queue` with id `message_id`.
+    pub fn json(queue: QueueName, message_id: impl Into<String>, body: &impl serde::Serialize) -> Self {
+        OutboundMessage {
+            queue,
+            message_id: message_id.into(),
+            body: serde_json::to_vec(body).expect("job bodies serialize"),
+            content_type: Some("application/json".into()),
+            scheduled_enqueue_at: None,
+            session_id: None,
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// Schedules the message for later delivery.
+    pub fn at(mut self, t: Timestamp) -> Self {
+        self.scheduled_enqueue_at = Some(t);
+        self
+    }
+}
+
+/// Why a send failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Worth retrying (timeouts, 5xx, throttling, a busy database).
+    #[error("queue temporarily unavailable: {0}")]
+    Transient(String),
+    /// Retrying cannot help (missing entity, message too large, auth refused).
+    #[error("queue rejected the message: {0}")]
+    Permanent(String),
+}
+
+impl QueueError {
+    /// Whether a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, QueueError::Transient(_))
+    }
+}
+
+/// Sends messages to a queue. Implementations must be idempotent by `message_id`
+/// within their duplicate-detection window.
+#[async_trait::async_trait]
+pub trait QueueSender: Send + Sync + fmt::Debug + 'static {
+    /// Sends a batch; all or nothing where the backend allows.
+    async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), QueueError>;
+}

@@ -1,0 +1,180 @@
+//! The [`Store`] trait: every piece of durable state goes through it.
+//!
+//! One contract, several backends (SQLite for the embedded default, Cosmos DB
+//! in Azure); the contract suite in `syncbridge-sqlite/tests` holds each to the
+//! same behaviour.
+//!
+//! # Invariants every backend keeps
+//!
+//! - A page of records and the task's cursor commit together or not at all
+//!   ([`Store::commit_page`]): a crash resumes from the last committed page.
+//! - A commit is accepted only under the task's current lease; a worker whose
+//!   lease was taken over cannot move the cursor back.
+//! - A record's `version` grows by one each time its content hash changes and
+//!   never otherwise.
+//! - Task writes that take or release a lease are compare-and-swap on `version`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::ids::{ConnectionId, ExternalId, ObjectType, TaskId, TenantId};
+use crate::model::{Connection, Lease, QuarantinedMessage, Record, SyncRun, SyncTask, WebhookEvent};
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The task's lease is held by someone else or has been taken over.
+    #[error("lease on task {0} is no longer held")]
+    LeaseLost(TaskId),
+    /// A compare-and-swap lost against a concurrent writer.
+    #[error("concurrent update of {0}")]
+    Conflict(String),
+    /// A referenced row does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Worth retrying (busy database, throttling, timeout).
+    #[error("store temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back (a bug or manual tampering).
+    #[error("store data corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// One record to write in a page commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordUpsert {
+    /// Id in the provider.
+    pub external_id: ExternalId,
+    /// Canonical fields.
+    pub data: serde_json::Value,
+    /// [`crate::model::content_hash`] of `data`.
+    pub hash: String,
+    /// The provider's last-modified time.
+    pub remote_updated_at: Option<Timestamp>,
+}
+
+/// A page of inbound changes and the cursor after it, committed atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCommit {
+    /// The task being run.
+    pub task: TaskId,
+    /// The lease it runs under.
+    pub lease_token: String,
+    /// Connection of the records.
+    pub connection: ConnectionId,
+    /// Object type of the records.
+    pub object: ObjectType,
+    /// Records seen on the page.
+    pub upserts: Vec<RecordUpsert>,
+    /// Records the provider reports deleted.
+    pub deletes: Vec<ExternalId>,
+    /// The cursor to resume from after this page.
+    pub cursor: Option<String>,
+}
+
+/// What a page commit changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageOutcome {
+    /// New records.
+    pub created: u64,
+    /// Records whose hash changed.
+    pub updated: u64,
+    /// Records whose hash was the same (nothing written).
+    pub unchanged: u64,
+    /// Records removed (already-absent ids are not counted).
+    pub deleted: u64,
+}
+
+/// A quarantined message with its store id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineEntry {
+    /// Store-assigned id, for replay.
+    pub id: i64,
+    /// The message.
+    pub message: QuarantinedMessage,
+}
+
+/// All durable state. Implementations are cheap to share (`Arc<dyn Store>`).
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    // ---- connections -------------------------------------------------------
+
+    /// Creates or replaces a connection.
+    async fn put_connection(&self, c: &Connection) -> Result<(), StoreError>;
+    /// One connection.
+    async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
+    /// All connections, or one tenant's, ordered by id.
+    async fn list_connections(&self, tenant: Option<&TenantId>) -> Result<Vec<Connection>, StoreError>;
+    /// Removes a connection with its tasks, runs and records. `false` if absent.
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<bool, StoreError>;
+
+    // ---- tasks -------------------------------------------------------------
+
+    /// Creates a task, or replaces it entirely.
+    async fn put_task(&self, t: &SyncTask) -> Result<(), StoreError>;
+    /// One task.
+    async fn get_task(&self, id: &TaskId) -> Result<Option<SyncTask>, StoreError>;
+    /// All tasks, or one connection's, ordered by id.
+    async fn list_tasks(&self, connection: Option<&ConnectionId>) -> Result<Vec<SyncTask>, StoreError>;
+    /// Tasks due at `now` whose lease is absent or expired, most urgent first
+    /// (priority, then `next_run_at`), at most `limit`.
+    async fn due_tasks(&self, now: Timestamp, limit: usize) -> Result<Vec<SyncTask>, StoreError>;
+    /// Takes a lease if the task is still at `expected_version`. `Ok(false)` if
+    /// another writer got there first.
+    async fn lease_task(&self, id: &TaskId, expected_version: i64, lease: &Lease) -> Result<bool, StoreError>;
+    /// Ends a lease: clears it and schedules the next run. `Ok(false)` if the
+    /// lease is no longer ours (nothing is written).
+    async fn release_task(
+        &self,
+        id: &TaskId,
+        lease_token: &str,
+        next_run_at: Timestamp,
+        finished_at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Sets or clears the watchdog's stalled flag.
+    async fn set_task_stalled(&self, id: &TaskId, stalled: bool) -> Result<(), StoreError>;
+
+    // ---- records -----------------------------------------------------------
+
+    /// Writes a page of records, deletes, and the cursor in one transaction,
+    /// under the task's lease. Unchanged hashes are skipped.
+    async fn commit_page(&self, page: &PageCommit) -> Result<PageOutcome, StoreError>;
+    /// One record.
+    async fn get_record(
+        &self,
+        connection: &ConnectionId,
+        object: &ObjectType,
+        id: &ExternalId,
+    ) -> Result<Option<Record>, StoreError>;
+    /// Number of records of an object.
+    async fn count_records(&self, connection: &ConnectionId, object: &ObjectType) -> Result<u64, StoreError>;
+    /// Records of an object ordered by external id, after `after`, at most `limit`.
+    async fn list_records(
+        &self,
+        connection: &ConnectionId,
+        object: &ObjectType,
+        after: Option<&ExternalId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+
+    // ---- runs --------------------------------------------------------------
+
+    /// Creates or replaces a run record.
+    async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError>;
+    /// Latest runs first, all or one task's.
+    async fn list_runs(&self, task: Option<&TaskId>, limit: usize) -> Result<Vec<SyncRun>, StoreError>;
+
+    // ---- webhooks and quarantine ------------------------------------------
+
+    /// Stores an event unless one with the same connection and dedup key was
+    /// stored at or after `dedup_since`. `Ok(false)` means duplicate.
+    async fn insert_webhook_event(&self, e: &WebhookEvent, dedup_since: Timestamp) -> Result<bool, StoreError>;
+    /// Sets a message aside; returns its id.
+    async fn quarantine(&self, m: &QuarantinedMessage) -> Result<i64, StoreError>;
+    /// Quarantined messages, oldest first.
+    async fn list_quarantine(&self, limit: usize) -> Result<Vec<QuarantineEntry>, StoreError>;
+    /// Removes and returns a quarantined message (for replay).
+    async fn take_quarantined(&self, id: i64) -> Result<Option<QuarantinedMessage>, StoreError>;
+}
