@@ -35,12 +35,18 @@ impl Timestamp {
 
     /// This instant plus `d` (saturating).
     pub fn add(self, d: Duration) -> Self {
-        Timestamp(self.0.saturating_add(d.as_millis().min(i64::MAX as u128) as i64))
+        Timestamp(
+            self.0
+                .saturating_add(d.as_millis().min(i64::MAX as u128) as i64),
+        )
     }
 
     /// This instant minus `d` (saturating).
     pub fn sub(self, d: Duration) -> Self {
-        Timestamp(self.0.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64))
+        Timestamp(
+            self.0
+                .saturating_sub(d.as_millis().min(i64::MAX as u128) as i64),
+        )
     }
 
     /// Time from `earlier` to `self`, zero if `earlier` is later.
@@ -144,6 +150,9 @@ mod tests {
         assert_eq!(c.now().as_millis(), 1000);
         c.advance(Duration::from_secs(2));
         assert_eq!(c.now().as_millis(), 3000);
-        assert_eq!(c.now().since(Timestamp::from_millis(500)), Duration::from_millis(2500));
+        assert_eq!(
+            c.now().since(Timestamp::from_millis(500)),
+            Duration::from_millis(2500)
+        );
     }
 }

@@ -39,7 +39,11 @@ fn validate(kind: &'static str, s: &str, max: usize, strict: bool) -> Result<(),
         return Err(IdError::Empty { kind });
     }
     if s.len() > max {
-        return Err(IdError::TooLong { kind, len: s.len(), max });
+        return Err(IdError::TooLong {
+            kind,
+            len: s.len(),
+            max,
+        });
     }
     if strict {
         if let Some(ch) = s

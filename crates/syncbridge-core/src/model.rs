@@ -394,9 +394,20 @@ mod tests {
     /// Priorities sort most urgent first and round-trip through their text.
     #[test]
     fn priority_order_and_text() {
-        let mut v = vec![Priority::Backfill, Priority::Interactive, Priority::Scheduled];
+        let mut v = vec![
+            Priority::Backfill,
+            Priority::Interactive,
+            Priority::Scheduled,
+        ];
         v.sort();
-        assert_eq!(v, [Priority::Interactive, Priority::Scheduled, Priority::Backfill]);
+        assert_eq!(
+            v,
+            [
+                Priority::Interactive,
+                Priority::Scheduled,
+                Priority::Backfill
+            ]
+        );
         for p in Priority::ALL {
             assert_eq!(Priority::parse(p.as_str()), Some(p));
         }

@@ -64,7 +64,11 @@ pub struct OutboundMessage {
 
 impl OutboundMessage {
     /// A JSON message for `queue` with id `message_id`.
-    pub fn json(queue: QueueName, message_id: impl Into<String>, body: &impl serde::Serialize) -> Self {
+    pub fn json(
+        queue: QueueName,
+        message_id: impl Into<String>,
+        body: &impl serde::Serialize,
+    ) -> Self {
         OutboundMessage {
             queue,
             message_id: message_id.into(),

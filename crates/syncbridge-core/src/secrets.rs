@@ -50,8 +50,11 @@ pub enum SecretStoreError {
 #[async_trait::async_trait]
 pub trait SecretStore: Send + Sync + fmt::Debug + 'static {
     /// The key with this name and version, if it exists.
-    async fn get_key(&self, name: &str, version: Option<&str>)
-    -> Result<Option<(String, SecretString)>, SecretStoreError>;
+    async fn get_key(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Option<(String, SecretString)>, SecretStoreError>;
     /// Stores a new version of the key and returns its version id.
     async fn put_key(&self, name: &str, value: &SecretString) -> Result<String, SecretStoreError>;
 }

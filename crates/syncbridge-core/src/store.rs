@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::ids::{ConnectionId, ExternalId, ObjectType, TaskId, TenantId};
-use crate::model::{Connection, Lease, QuarantinedMessage, Record, SyncRun, SyncTask, WebhookEvent};
+use crate::model::{
+    Connection, Lease, QuarantinedMessage, Record, SyncRun, SyncTask, WebhookEvent,
+};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +108,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// One connection.
     async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
     /// All connections, or one tenant's, ordered by id.
-    async fn list_connections(&self, tenant: Option<&TenantId>) -> Result<Vec<Connection>, StoreError>;
+    async fn list_connections(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<Connection>, StoreError>;
     /// Removes a connection with its tasks, runs and records. `false` if absent.
     async fn delete_connection(&self, id: &ConnectionId) -> Result<bool, StoreError>;
 
@@ -117,13 +122,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// One task.
     async fn get_task(&self, id: &TaskId) -> Result<Option<SyncTask>, StoreError>;
     /// All tasks, or one connection's, ordered by id.
-    async fn list_tasks(&self, connection: Option<&ConnectionId>) -> Result<Vec<SyncTask>, StoreError>;
+    async fn list_tasks(
+        &self,
+        connection: Option<&ConnectionId>,
+    ) -> Result<Vec<SyncTask>, StoreError>;
     /// Tasks due at `now` whose lease is absent or expired, most urgent first
     /// (priority, then `next_run_at`), at most `limit`.
     async fn due_tasks(&self, now: Timestamp, limit: usize) -> Result<Vec<SyncTask>, StoreError>;
     /// Takes a lease if the task is still at `expected_version`. `Ok(false)` if
     /// another writer got there first.
-    async fn lease_task(&self, id: &TaskId, expected_version: i64, lease: &Lease) -> Result<bool, StoreError>;
+    async fn lease_task(
+        &self,
+        id: &TaskId,
+        expected_version: i64,
+        lease: &Lease,
+    ) -> Result<bool, StoreError>;
     /// Ends a lease: clears it and schedules the next run. `Ok(false)` if the
     /// lease is no longer ours (nothing is written).
     async fn release_task(
@@ -149,7 +162,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         id: &ExternalId,
     ) -> Result<Option<Record>, StoreError>;
     /// Number of records of an object.
-    async fn count_records(&self, connection: &ConnectionId, object: &ObjectType) -> Result<u64, StoreError>;
+    async fn count_records(
+        &self,
+        connection: &ConnectionId,
+        object: &ObjectType,
+    ) -> Result<u64, StoreError>;
     /// Records of an object ordered by external id, after `after`, at most `limit`.
     async fn list_records(
         &self,
@@ -164,13 +181,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Creates or replaces a run record.
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError>;
     /// Latest runs first, all or one task's.
-    async fn list_runs(&self, task: Option<&TaskId>, limit: usize) -> Result<Vec<SyncRun>, StoreError>;
+    async fn list_runs(
+        &self,
+        task: Option<&TaskId>,
+        limit: usize,
+    ) -> Result<Vec<SyncRun>, StoreError>;
 
     // ---- webhooks and quarantine ------------------------------------------
 
     /// Stores an event unless one with the same connection and dedup key was
     /// stored at or after `dedup_since`. `Ok(false)` means duplicate.
-    async fn insert_webhook_event(&self, e: &WebhookEvent, dedup_since: Timestamp) -> Result<bool, StoreError>;
+    async fn insert_webhook_event(
+        &self,
+        e: &WebhookEvent,
+        dedup_since: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// Sets a message aside; returns its id.
     async fn quarantine(&self, m: &QuarantinedMessage) -> Result<i64, StoreError>;
     /// Quarantined messages, oldest first.

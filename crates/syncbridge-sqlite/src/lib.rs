@@ -1,0 +1,651 @@
+//! The embedded default [`Store`]: all syncbridge state in one SQLite file.
+//!
+//! # Layout
+//!
+//! - [`SqliteStore`]: the [`Store`] implementation. One write connection behind
+//!   a mutex, used from `spawn_blocking` so the async runtime never blocks on
+//!   disk; WAL mode so other processes (the five binaries, the CLI) read and
+//!   write the same file concurrently.
+//! - `schema`: the migrations, applied in order on open (`PRAGMA user_version`).
+//!
+//! Documents (connections, tasks, runs) are stored as JSON next to the columns
+//! queries filter on; records keep their canonical JSON, hash and version in
+//! columns so a page commit can skip unchanged rows without parsing JSON.
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection as Db, OptionalExtension, params};
+use syncbridge_core::model::{
+    Connection, Lease, QuarantinedMessage, Record, SyncRun, SyncTask, WebhookEvent,
+};
+use syncbridge_core::store::{PageCommit, PageOutcome, QuarantineEntry};
+use syncbridge_core::{
+    ConnectionId, ExternalId, ObjectType, Store, StoreError, TaskId, TenantId, Timestamp,
+};
+
+/// The SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    db: Arc<Mutex<Db>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("domain documents serialize")
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the store at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        }
+        let mut db = Db::open(&path).map_err(backend)?;
+        schema::configure(&db).map_err(backend)?;
+        schema::migrate(&mut db).map_err(backend)?;
+        Ok(SqliteStore {
+            db: Arc::new(Mutex::new(db)),
+            path,
+        })
+    }
+
+    /// The state file for a data directory: `<dir>/state.db`.
+    pub fn open_in(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open(data_dir.as_ref().join("state.db"))
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = db.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+fn read_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<String> {
+    row.get(0)
+}
+
+fn write_task(db: &Db, t: &SyncTask) -> rusqlite::Result<usize> {
+    db.execute(
+        "INSERT INTO tasks (id, connection, priority, next_run_at, lease_until, version, doc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(id) DO UPDATE SET connection = excluded.connection, priority = excluded.priority,
+           next_run_at = excluded.next_run_at, lease_until = excluded.lease_until,
+           version = excluded.version, doc = excluded.doc",
+        params![
+            t.id.as_str(),
+            t.connection.as_str(),
+            t.priority as i64,
+            t.next_run_at.as_millis(),
+            t.lease.as_ref().map(|l| l.until.as_millis()),
+            t.version,
+            to_json(t)
+        ],
+    )
+}
+
+fn load_task(db: &Db, id: &str) -> Result<Option<SyncTask>, StoreError> {
+    let doc: Option<String> = db
+        .query_row("SELECT doc FROM tasks WHERE id = ?1", [id], read_task)
+        .optional()
+        .map_err(backend)?;
+    doc.map(|d| from_json("task", &d)).transpose()
+}
+
+fn row_to_record(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, String, String, String, i64, Option<i64>)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
+}
+
+fn make_record(
+    (c, o, id, data, hash, version, remote): (
+        String,
+        String,
+        String,
+        String,
+        String,
+        i64,
+        Option<i64>,
+    ),
+) -> Result<Record, StoreError> {
+    Ok(Record {
+        connection: ConnectionId::parse(c).map_err(|e| corrupt("record connection", e))?,
+        object: ObjectType::parse(o).map_err(|e| corrupt("record object", e))?,
+        external_id: ExternalId::parse(id).map_err(|e| corrupt("record id", e))?,
+        data: from_json("record data", &data)?,
+        hash,
+        version,
+        remote_updated_at: remote.map(Timestamp::from_millis),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        let c = c.clone();
+        self.with(move |db| {
+            db.execute(
+                "INSERT INTO connections (id, tenant, doc) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET tenant = excluded.tenant, doc = excluded.doc",
+                params![c.id.as_str(), c.tenant.as_str(), to_json(&c)],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
+        let id = id.clone();
+        self.with(move |db| {
+            let doc: Option<String> = db
+                .query_row(
+                    "SELECT doc FROM connections WHERE id = ?1",
+                    [id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            doc.map(|d| from_json("connection", &d)).transpose()
+        })
+        .await
+    }
+
+    async fn list_connections(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<Connection>, StoreError> {
+        let tenant = tenant.cloned();
+        self.with(move |db| {
+            let mut st = db
+                .prepare("SELECT doc FROM connections WHERE ?1 IS NULL OR tenant = ?1 ORDER BY id")
+                .map_err(backend)?;
+            let docs = st
+                .query_map([tenant.as_ref().map(|t| t.as_str())], |r| {
+                    r.get::<_, String>(0)
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            docs.iter().map(|d| from_json("connection", d)).collect()
+        })
+        .await
+    }
+
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.with(move |db| {
+            let tx = db.transaction().map_err(backend)?;
+            let n = tx
+                .execute("DELETE FROM connections WHERE id = ?1", [id.as_str()])
+                .map_err(backend)?;
+            for table in ["tasks", "records", "runs", "webhook_events"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE connection = ?1"),
+                    [id.as_str()],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn put_task(&self, t: &SyncTask) -> Result<(), StoreError> {
+        let t = t.clone();
+        self.with(move |db| write_task(db, &t).map(|_| ()).map_err(backend))
+            .await
+    }
+
+    async fn get_task(&self, id: &TaskId) -> Result<Option<SyncTask>, StoreError> {
+        let id = id.clone();
+        self.with(move |db| load_task(db, id.as_str())).await
+    }
+
+    async fn list_tasks(
+        &self,
+        connection: Option<&ConnectionId>,
+    ) -> Result<Vec<SyncTask>, StoreError> {
+        let c = connection.cloned();
+        self.with(move |db| {
+            let mut st = db
+                .prepare("SELECT doc FROM tasks WHERE ?1 IS NULL OR connection = ?1 ORDER BY id")
+                .map_err(backend)?;
+            let docs = st
+                .query_map([c.as_ref().map(|c| c.as_str())], read_task)
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            docs.iter().map(|d| from_json("task", d)).collect()
+        })
+        .await
+    }
+
+    async fn due_tasks(&self, now: Timestamp, limit: usize) -> Result<Vec<SyncTask>, StoreError> {
+        self.with(move |db| {
+            let mut st = db
+                .prepare(
+                    "SELECT doc FROM tasks
+                     WHERE next_run_at <= ?1 AND (lease_until IS NULL OR lease_until < ?1)
+                     ORDER BY priority, next_run_at, id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let docs = st
+                .query_map(params![now.as_millis(), limit as i64], read_task)
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            docs.iter().map(|d| from_json("task", d)).collect()
+        })
+        .await
+    }
+
+    async fn lease_task(
+        &self,
+        id: &TaskId,
+        expected_version: i64,
+        lease: &Lease,
+    ) -> Result<bool, StoreError> {
+        let (id, lease) = (id.clone(), lease.clone());
+        self.with(move |db| {
+            let tx = db.transaction().map_err(backend)?;
+            let Some(mut t) = load_task(&tx, id.as_str())? else {
+                return Err(StoreError::NotFound(format!("task {id}")));
+            };
+            if t.version != expected_version {
+                return Ok(false);
+            }
+            t.lease = Some(lease);
+            t.version += 1;
+            write_task(&tx, &t).map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn release_task(
+        &self,
+        id: &TaskId,
+        lease_token: &str,
+        next_run_at: Timestamp,
+        finished_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (id, token) = (id.clone(), lease_token.to_owned());
+        self.with(move |db| {
+            let tx = db.transaction().map_err(backend)?;
+            let Some(mut t) = load_task(&tx, id.as_str())? else {
+                return Err(StoreError::NotFound(format!("task {id}")));
+            };
+            if t.lease.as_ref().map(|l| l.token.as_str()) != Some(token.as_str()) {
+                return Ok(false);
+            }
+            t.lease = None;
+            t.next_run_at = next_run_at;
+            t.last_run_at = Some(finished_at);
+            t.stalled = false;
+            t.version += 1;
+            write_task(&tx, &t).map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn set_task_stalled(&self, id: &TaskId, stalled: bool) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.with(move |db| {
+            let tx = db.transaction().map_err(backend)?;
+            let Some(mut t) = load_task(&tx, id.as_str())? else {
+                return Err(StoreError::NotFound(format!("task {id}")));
+            };
+            if t.stalled != stalled {
+                t.stalled = stalled;
+                t.version += 1;
+                write_task(&tx, &t).map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn commit_page(&self, page: &PageCommit) -> Result<PageOutcome, StoreError> {
+        let page = page.clone();
+        self.with(move |db| {
+            let tx = db.transaction().map_err(backend)?;
+            let Some(mut task) = load_task(&tx, page.task.as_str())? else {
+                return Err(StoreError::NotFound(format!("task {}", page.task)));
+            };
+            if task.lease.as_ref().map(|l| l.token.as_str()) != Some(page.lease_token.as_str()) {
+                return Err(StoreError::LeaseLost(page.task.clone()));
+            }
+            let mut out = PageOutcome::default();
+            {
+                let mut get = tx
+                    .prepare_cached(
+                        "SELECT hash, version FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3",
+                    )
+                    .map_err(backend)?;
+                let mut put = tx
+                    .prepare_cached(
+                        "INSERT INTO records (connection, object, external_id, data, hash, version, remote_updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT(connection, object, external_id) DO UPDATE SET data = excluded.data,
+                           hash = excluded.hash, version = excluded.version,
+                           remote_updated_at = excluded.remote_updated_at",
+                    )
+                    .map_err(backend)?;
+                let mut del = tx
+                    .prepare_cached("DELETE FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3")
+                    .map_err(backend)?;
+                let (c, o) = (page.connection.as_str(), page.object.as_str());
+                for u in &page.upserts {
+                    let existing: Option<(String, i64)> = get
+                        .query_row(params![c, o, u.external_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                        .map_err(backend)?;
+                    let version = match existing {
+                        Some((hash, _)) if hash == u.hash => {
+                            out.unchanged += 1;
+                            continue;
+                        }
+                        Some((_, v)) => {
+                            out.updated += 1;
+                            v + 1
+                        }
+                        None => {
+                            out.created += 1;
+                            1
+                        }
+                    };
+                    put.execute(params![
+                        c,
+                        o,
+                        u.external_id.as_str(),
+                        to_json(&u.data),
+                        u.hash,
+                        version,
+                        u.remote_updated_at.map(|t| t.as_millis())
+                    ])
+                    .map_err(backend)?;
+                }
+                for id in &page.deletes {
+                    out.deleted += del.execute(params![c, o, id.as_str()]).map_err(backend)? as u64;
+                }
+            }
+            task.cursor = page.cursor.clone();
+            task.version += 1;
+            write_task(&tx, &task).map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_record(
+        &self,
+        connection: &ConnectionId,
+        object: &ObjectType,
+        id: &ExternalId,
+    ) -> Result<Option<Record>, StoreError> {
+        let (c, o, id) = (connection.clone(), object.clone(), id.clone());
+        self.with(move |db| {
+            db.query_row(
+                "SELECT connection, object, external_id, data, hash, version, remote_updated_at FROM records
+                 WHERE connection = ?1 AND object = ?2 AND external_id = ?3",
+                params![c.as_str(), o.as_str(), id.as_str()],
+                row_to_record,
+            )
+            .optional()
+            .map_err(backend)?
+            .map(make_record)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn count_records(
+        &self,
+        connection: &ConnectionId,
+        object: &ObjectType,
+    ) -> Result<u64, StoreError> {
+        let (c, o) = (connection.clone(), object.clone());
+        self.with(move |db| {
+            db.query_row(
+                "SELECT COUNT(*) FROM records WHERE connection = ?1 AND object = ?2",
+                params![c.as_str(), o.as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_records(
+        &self,
+        connection: &ConnectionId,
+        object: &ObjectType,
+        after: Option<&ExternalId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let (c, o, after) = (connection.clone(), object.clone(), after.cloned());
+        self.with(move |db| {
+            let mut st = db
+                .prepare_cached(
+                    "SELECT connection, object, external_id, data, hash, version, remote_updated_at FROM records
+                     WHERE connection = ?1 AND object = ?2 AND (?3 IS NULL OR external_id > ?3)
+                     ORDER BY external_id LIMIT ?4",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(
+                    params![c.as_str(), o.as_str(), after.as_ref().map(|a| a.as_str()), limit as i64],
+                    row_to_record,
+                )
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            rows.into_iter().map(make_record).collect()
+        })
+        .await
+    }
+
+    async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
+        let run = run.clone();
+        self.with(move |db| {
+            db.execute(
+                "INSERT INTO runs (id, task, connection, started_at, doc) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
+                params![
+                    run.id.as_str(),
+                    run.task.as_str(),
+                    run.connection.as_str(),
+                    run.started_at.as_millis(),
+                    to_json(&run)
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_runs(
+        &self,
+        task: Option<&TaskId>,
+        limit: usize,
+    ) -> Result<Vec<SyncRun>, StoreError> {
+        let task = task.cloned();
+        self.with(move |db| {
+            let mut st = db
+                .prepare("SELECT doc FROM runs WHERE ?1 IS NULL OR task = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2")
+                .map_err(backend)?;
+            let docs = st
+                .query_map(params![task.as_ref().map(|t| t.as_str()), limit as i64], |r| {
+                    r.get::<_, String>(0)
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            docs.iter().map(|d| from_json("run", d)).collect()
+        })
+        .await
+    }
+
+    async fn insert_webhook_event(
+        &self,
+        e: &WebhookEvent,
+        dedup_since: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let e = e.clone();
+        self.with(move |db| {
+            // Insert, or replace an entry older than the window; a fresh entry
+            // with the same key is a duplicate and leaves the row untouched.
+            let n = db
+                .execute(
+                    "INSERT INTO webhook_events (connection, dedup_key, received_at, body) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(connection, dedup_key) DO UPDATE SET received_at = excluded.received_at,
+                       body = excluded.body
+                     WHERE webhook_events.received_at < ?5",
+                    params![
+                        e.connection.as_str(),
+                        e.dedup_key,
+                        e.received_at.as_millis(),
+                        e.body,
+                        dedup_since.as_millis()
+                    ],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn quarantine(&self, m: &QuarantinedMessage) -> Result<i64, StoreError> {
+        let m = m.clone();
+        self.with(move |db| {
+            db.execute(
+                "INSERT INTO quarantine (source, message_id, reason, body, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![m.source, m.message_id, m.reason, m.body, m.at.as_millis()],
+            )
+            .map_err(backend)?;
+            Ok(db.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn list_quarantine(&self, limit: usize) -> Result<Vec<QuarantineEntry>, StoreError> {
+        self.with(move |db| {
+            let mut st = db
+                .prepare("SELECT id, source, message_id, reason, body, at FROM quarantine ORDER BY id LIMIT ?1")
+                .map_err(backend)?;
+            let rows = st
+                .query_map([limit as i64], |r| {
+                    Ok(QuarantineEntry {
+                        id: r.get(0)?,
+                        message: QuarantinedMessage {
+                            source: r.get(1)?,
+                            message_id: r.get(2)?,
+                            reason: r.get(3)?,
+                            body: r.get(4)?,
+                            at: Timestamp::from_millis(r.get(5)?),
+                        },
+                    })
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn take_quarantined(&self, id: i64) -> Result<Option<QuarantinedMessage>, StoreError> {
+        self.with(move |db| {
+            let tx = db.transaction().map_err(backend)?;
+            let m = tx
+                .query_row(
+                    "SELECT source, message_id, reason, body, at FROM quarantine WHERE id = ?1",
+                    [id],
+                    |r| {
+                        Ok(QuarantinedMessage {
+                            source: r.get(0)?,
+                            message_id: r.get(1)?,
+                            reason: r.get(2)?,
+                            body: r.get(3)?,
+                            at: Timestamp::from_millis(r.get(4)?),
+                        })
+                    },
+                )
+                .optional()
+                .map_err(backend)?;
+            tx.execute("DELETE FROM quarantine WHERE id = ?1", [id])
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(m)
+        })
+        .await
+    }
+}
