@@ -1,0 +1,2 @@
+//! Integration tests of `syncbridge-signatures`: one test binary, one module
+//! per concern.
