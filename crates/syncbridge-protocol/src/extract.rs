@@ -1,0 +1,164 @@
+//! The axum extractor for host invocations, and the failure semantics around it.
+//!
+//! # Failure semantics (§5, §11.5)
+//!
+//! Any non-2xx answer fails the invocation and makes the trigger retry: Service Bus
+//! abandons the message and redelivers it **immediately**, up to `MaxDeliveryCount`,
+//! then dead-letters it. So the extractor distinguishes two kinds of bad input:
+//!
+//! - **Malformed envelope** (the body is not a JSON `{"Data":…,"Metadata":…}` object):
+//!   that is a host/transport fault, not a property of one message. It is rejected with
+//!   [`ProtocolError`] → **400** and a clear message; the host logs the failure.
+//! - **Undecodable typed payload** (a well-formed envelope whose trigger value or
+//!   message body cannot be decoded as `T`): deterministic **poison** — every
+//!   redelivery fails the same way. The extractor does *not* reject it. [`Invocation`]
+//!   always carries the raw envelope ([`Invocation::raw`], [`Invocation::request`]) and
+//!   the decode outcome in [`Invocation::payload`], so the handler can quarantine the
+//!   input and answer [`InvocationResponse::quarantined`] (200), completing the message
+//!   instead of spinning it through a hot retry loop.
+//!
+//! ```ignore
+//! async fn process_job(inv: Invocation<ServiceBusInvocation>) -> Result<InvocationResponse, AppError> {
+//!     let job = match inv.payload.as_ref().map_err(Clone::clone).and_then(|m| m.json::<Job>()) {
+//!         Ok(job) => job,
+//!         Err(poison) => {
+//!             quarantine.put(&inv.context, &inv.raw, &poison.to_string()).await?; // non-2xx if this fails
+//!             return Ok(InvocationResponse::quarantined(poison));
+//!         }
+//!     };
+//!     // ... process; transient failures → non-2xx → redelivery
+//! }
+//! ```
+//!
+//! Handlers that prefer to reject undecodable payloads (e.g. timers, where a failed
+//! invocation is simply logged) call [`Invocation::into_payload_or_reject`].
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::request::{FromInvocation, InvocationContext, InvocationRequest, PayloadError};
+#[cfg(doc)]
+use crate::response::InvocationResponse;
+
+/// One host invocation, decoded as `T` where possible.
+#[derive(Debug, Clone)]
+pub struct Invocation<T> {
+    /// Invocation id, function name and host version.
+    pub context: InvocationContext,
+    /// The parsed envelope, always available (also when `payload` is `Err`).
+    pub request: InvocationRequest,
+    /// The exact request body bytes, for quarantining poison input verbatim.
+    pub raw: Bytes,
+    /// `T` decoded from the envelope, or why that is impossible (poison).
+    pub payload: Result<T, PayloadError>,
+}
+
+impl<T> Invocation<T> {
+    /// The decoded payload, or the poison error.
+    ///
+    /// # Errors
+    /// The envelope could not be decoded as `T`.
+    pub fn into_payload(self) -> Result<T, PayloadError> {
+        self.payload
+    }
+
+    /// The decoded payload, or a [`ProtocolError::Payload`] (400) to return as-is.
+    /// Only appropriate where a host retry is harmless (see the module docs).
+    ///
+    /// # Errors
+    /// The envelope could not be decoded as `T`.
+    pub fn into_payload_or_reject(self) -> Result<T, ProtocolError> {
+        self.payload.map_err(ProtocolError::Payload)
+    }
+}
+
+impl<S, T> FromRequest<S> for Invocation<T>
+where
+    S: Send + Sync,
+    T: FromInvocation,
+{
+    type Rejection = ProtocolError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let headers = parts.headers.clone();
+        let uri = parts.uri.clone();
+        // `Bytes` honours axum's `DefaultBodyLimit` (2 MB unless the router raises it;
+        // binaries receiving large Service Bus/HTTP payloads should raise it).
+        let raw = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|rejection| ProtocolError::Body {
+                status: rejection.status(),
+                message: rejection.body_text(),
+            })?;
+        let request = parse_envelope(&raw)?;
+        let context = InvocationContext::from_parts(&headers, &uri, Some(&request));
+        let payload = T::from_invocation(&request);
+        Ok(Self {
+            context,
+            request,
+            raw,
+            payload,
+        })
+    }
+}
+
+/// Parses envelope bytes, mapping failures to [`ProtocolError::MalformedEnvelope`].
+///
+/// # Errors
+/// Empty body, not JSON, not an object, or `Data`/`Metadata` not objects.
+pub fn parse_envelope(bytes: &[u8]) -> Result<InvocationRequest, ProtocolError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ProtocolError::MalformedEnvelope {
+            message: "the request body is empty".to_owned(),
+        });
+    }
+    InvocationRequest::from_slice(bytes).map_err(|e| ProtocolError::MalformedEnvelope {
+        message: e.to_string(),
+    })
+}
+
+/// Why an invocation request was rejected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProtocolError {
+    /// The body could not be read (e.g. over the body limit).
+    #[error("could not read the invocation body: {message}")]
+    Body {
+        /// The status axum chose (413 for an oversized body).
+        status: StatusCode,
+        /// axum's explanation.
+        message: String,
+    },
+    /// The body is not the host's JSON envelope.
+    #[error(
+        "malformed invocation envelope: expected a JSON object \
+         {{\"Data\": {{...}}, \"Metadata\": {{...}}}} (functions-host.md §4): {message}"
+    )]
+    MalformedEnvelope {
+        /// The parser's explanation.
+        message: String,
+    },
+    /// The envelope is fine but the typed payload is not (see the module docs).
+    #[error("undecodable invocation payload: {0}")]
+    Payload(#[from] PayloadError),
+}
+
+impl ProtocolError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProtocolError::Body { status, .. } => *status,
+            ProtocolError::MalformedEnvelope { .. } | ProtocolError::Payload(_) => {
+                StatusCode::BAD_REQUEST
+            }
+        }
+    }
+}
+
+impl IntoResponse for ProtocolError {
+    fn into_response(self) -> Response {
+        (self.status(), format!("syncbridge-protocol: {self}")).into_response()
+    }
+}
