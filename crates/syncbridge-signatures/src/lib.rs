@@ -33,12 +33,12 @@
 //! - [`request`]: [`Request`], the borrowed view of an incoming (or outgoing)
 //!   delivery, and [`Verified`], what a successful verification returns.
 //! - [`error`]: [`VerifyError`] and [`SignError`].
-//! - [`handshake`]: endpoint-validation challenges (Slack `url_verification`,
+//! - [`handshake`](mod@handshake): endpoint-validation challenges (Slack `url_verification`,
 //!   Zoom `endpoint.url_validation`).
 //! - `providers`: one private module per provider family holding the exact
 //!   algorithm; `crypto`: HMAC, constant-time comparison and the tolerance check.
 //!
-//! The three entry points are [`verify`], [`sign`] and [`handshake`];
+//! The three entry points are [`verify`], [`sign`] and [`handshake()`];
 //! [`sign_standard_webhooks`] is a shortcut for the Standard Webhooks signer.
 //!
 //! # Rules every scheme follows
