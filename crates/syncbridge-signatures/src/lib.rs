@@ -75,7 +75,8 @@ use providers::{
 /// Verifies a delivery against any of the active `secrets`.
 ///
 /// `now_unix` is the current time in Unix seconds and `tolerance_secs` the
-/// largest accepted distance between it and the delivery's signed timestamp;
+/// largest accepted distance between it and the delivery's signed timestamp
+/// (inclusive, in both directions; 300 is what the providers' SDKs use);
 /// both are ignored by schemes that sign no timestamp (GitHub, Shopify, Square,
 /// Twilio, HubSpot v1/v2, Intercom). Several secrets may be active at once
 /// while one is being rotated; the first that matches wins.

@@ -226,3 +226,48 @@ fn sign_reproduces_valid_vectors() {
     }
     assert!(checked > 0);
 }
+
+/// The Twilio vector's `computed_here.over_url_with_default_port` value: the
+/// signature Twilio would send had it called the URL with `:443`; it verifies
+/// against the URL without the port, and the port-less signature against the
+/// URL with it.
+#[test]
+fn twilio_vector_with_and_without_default_port() {
+    let vectors = load();
+    let vector = vectors
+        .iter()
+        .find(|v| v.scheme == Scheme::Twilio)
+        .expect("a Twilio vector");
+    let with_port = vector.extra["computed_here"]["over_url_with_default_port"]
+        .as_str()
+        .expect("over_url_with_default_port");
+    let headers = vec![("X-Twilio-Signature".to_owned(), with_port.to_owned())];
+    let req = Request {
+        headers: &headers,
+        ..vector.request()
+    };
+    verify(
+        &Scheme::Twilio,
+        std::slice::from_ref(&vector.secret),
+        &req,
+        0,
+        0,
+    )
+    .unwrap();
+
+    let url_with_port = vector.url.replacen(".com/", ".com:443/", 1);
+    let req = Request {
+        url: &url_with_port,
+        ..vector.request()
+    };
+    verify(
+        &Scheme::Twilio,
+        std::slice::from_ref(&vector.secret),
+        &req,
+        0,
+        0,
+    )
+    .unwrap();
+    let signed = sign(&Scheme::Twilio, &vector.secret, &req, 0, "unused").unwrap();
+    assert_eq!(signed[0].1, with_port);
+}
