@@ -16,10 +16,14 @@
 //! behind these traits.
 
 pub mod clock;
+pub mod connector;
+pub mod credentials;
 pub mod ids;
 pub mod model;
+pub mod pipeline;
 pub mod queue;
 pub mod ratelimit;
+pub mod scheduler;
 pub mod secrets;
 pub mod store;
 

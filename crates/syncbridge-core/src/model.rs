@@ -65,6 +65,9 @@ pub struct Connection {
     pub base_url: Option<String>,
     /// Webhook verification, when the provider sends webhooks.
     pub webhook: Option<WebhookSettings>,
+    /// Connector settings (path parameters such as `owner`/`repo`).
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, String>,
     /// When the connection was created.
     pub created_at: Timestamp,
 }

@@ -146,6 +146,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         next_run_at: Timestamp,
         finished_at: Timestamp,
     ) -> Result<bool, StoreError>;
+    /// Asks for a run no later than `at` with at least `priority` urgency
+    /// (webhook follow-ups, "sync now"). Touches nothing else, so it is safe
+    /// while a run holds the lease.
+    async fn request_run(
+        &self,
+        id: &TaskId,
+        priority: crate::model::Priority,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
     /// Sets or clears the watchdog's stalled flag.
     async fn set_task_stalled(&self, id: &TaskId, stalled: bool) -> Result<(), StoreError>;
 

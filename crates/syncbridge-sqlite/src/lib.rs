@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection as Db, OptionalExtension, params};
 use syncbridge_core::model::{
-    Connection, Lease, QuarantinedMessage, Record, SyncRun, SyncTask, WebhookEvent,
+    Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask, WebhookEvent,
 };
 use syncbridge_core::store::{PageCommit, PageOutcome, QuarantineEntry};
 use syncbridge_core::{
@@ -342,12 +342,38 @@ impl Store for SqliteStore {
             }
             t.lease = None;
             t.next_run_at = next_run_at;
+            // Interactive and webhook boosts are one-shot.
+            if t.priority < Priority::Scheduled {
+                t.priority = Priority::Scheduled;
+            }
             t.last_run_at = Some(finished_at);
             t.stalled = false;
             t.version += 1;
             write_task(&tx, &t).map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn request_run(
+        &self,
+        id: &TaskId,
+        priority: Priority,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.with(move |db| {
+            let tx = db.transaction().map_err(backend)?;
+            let Some(mut t) = load_task(&tx, id.as_str())? else {
+                return Err(StoreError::NotFound(format!("task {id}")));
+            };
+            t.next_run_at = t.next_run_at.min(at);
+            t.priority = t.priority.min(priority);
+            t.version += 1;
+            write_task(&tx, &t).map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(())
         })
         .await
     }

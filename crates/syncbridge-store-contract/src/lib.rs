@@ -29,6 +29,7 @@ pub fn connection(id: &str, tenant: &str) -> Connection {
         status: ConnectionStatus::Active,
         base_url: Some("http://127.0.0.1:1".into()),
         webhook: None,
+        settings: Default::default(),
         created_at: T0,
     }
 }

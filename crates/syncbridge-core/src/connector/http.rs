@@ -1,0 +1,434 @@
+//! The HTTP adapter: executes a definition's list requests for one connection,
+//! under the connection's rate limit and credentials, retrying what is worth
+//! retrying and parking what would wait too long.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::definition::{ConnectorDef, Endpoint, ObjectDef, Pagination, TimeFormat};
+use crate::clock::{Clock, Timestamp};
+use crate::credentials::{AuthValue, CredentialError, CredentialProvider};
+use crate::model::Connection;
+use crate::ratelimit::{Decision, RateLimiter};
+
+/// How hard to try.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts per request (transport errors, 5xx, unreadable bodies).
+    pub max_attempts: u32,
+    /// First backoff.
+    pub base_delay: Duration,
+    /// Backoff cap.
+    pub max_delay: Duration,
+    /// Waits (429 `Retry-After`, limiter denials) up to this long happen in
+    /// place; longer ones park the job instead of holding a worker.
+    pub max_inline_wait: Duration,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+            max_inline_wait: Duration::from_secs(30),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Capped exponential backoff with full jitter: uniform in
+/// `[0, min(cap, base · 2^attempt)]`. `unit` is a random number in `[0, 1)`.
+pub fn backoff(policy: &RetryPolicy, attempt: u32, unit: f64) -> Duration {
+    let exp = policy.base_delay.as_secs_f64() * 2f64.powi(attempt.min(30) as i32);
+    Duration::from_secs_f64(exp.min(policy.max_delay.as_secs_f64()) * unit.clamp(0.0, 1.0))
+}
+
+/// Why a page could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Waiting would take too long: checkpoint and come back after this.
+    #[error("rate limited; resume in {0:?}")]
+    Park(Duration),
+    /// The provider refused the request (4xx other than 401/429).
+    #[error("provider answered {status}: {message}")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// Start of the provider's message.
+        message: String,
+    },
+    /// Retries exhausted on transport errors, 5xx or unreadable bodies.
+    #[error("provider unavailable after {attempts} attempts: {last}")]
+    Unavailable {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// No usable credentials.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
+}
+
+/// What one page request needs.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    /// Lower bound for incremental listing.
+    pub since: Option<Timestamp>,
+    /// Page token from the previous page.
+    pub page: Option<String>,
+    /// Extra query parameters (deleted feed).
+    pub extra_query: BTreeMap<String, String>,
+}
+
+/// A fetched page.
+#[derive(Debug, Clone)]
+pub struct FetchedPage {
+    /// Parsed body.
+    pub body: Value,
+    /// The `Link` header, if any.
+    pub link: Option<String>,
+}
+
+/// Request counters, shared by every fetch of one connector instance.
+#[derive(Debug, Default)]
+pub struct FetchStats {
+    /// Requests sent.
+    pub requests: AtomicU64,
+    /// 429 answers.
+    pub throttled: AtomicU64,
+}
+
+/// A definition bound to a connection.
+#[derive(Debug, Clone)]
+pub struct HttpConnector {
+    client: reqwest::Client,
+    def: Arc<ConnectorDef>,
+    conn: Connection,
+    limiter: Arc<dyn RateLimiter>,
+    creds: Arc<dyn CredentialProvider>,
+    clock: Arc<dyn Clock>,
+    policy: RetryPolicy,
+    stats: Arc<FetchStats>,
+}
+
+/// Seconds or an HTTP date in `Retry-After`.
+pub fn parse_retry_after(v: &str, now: Timestamp) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let t = httpdate::parse_http_date(v).ok()?;
+    let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64;
+    Some(Timestamp::from_millis(ms).since(now))
+}
+
+fn format_time(t: Timestamp, f: TimeFormat) -> String {
+    match f {
+        TimeFormat::Rfc3339 => t.to_rfc3339(),
+        TimeFormat::EpochMs => t.as_millis().to_string(),
+        TimeFormat::EpochS => t.as_unix_secs().to_string(),
+    }
+}
+
+/// Fills `{{since}}`/`{{cursor}}` in a body template; keys whose placeholder has no value are dropped.
+fn fill_body(v: &Value, since: Option<&str>, cursor: Option<&str>) -> Option<Value> {
+    match v {
+        Value::String(s) if s == "{{since}}" => since.map(|s| Value::String(s.into())),
+        Value::String(s) if s == "{{cursor}}" => cursor.map(|s| Value::String(s.into())),
+        Value::Object(m) => Some(Value::Object(
+            m.iter()
+                .filter_map(|(k, v)| fill_body(v, since, cursor).map(|v| (k.clone(), v)))
+                .collect(),
+        )),
+        Value::Array(a) => Some(Value::Array(
+            a.iter()
+                .filter_map(|v| fill_body(v, since, cursor))
+                .collect(),
+        )),
+        other => Some(other.clone()),
+    }
+}
+
+impl HttpConnector {
+    /// Binds `def` to `conn`.
+    pub fn new(
+        client: reqwest::Client,
+        def: Arc<ConnectorDef>,
+        conn: Connection,
+        limiter: Arc<dyn RateLimiter>,
+        creds: Arc<dyn CredentialProvider>,
+        clock: Arc<dyn Clock>,
+        policy: RetryPolicy,
+    ) -> Self {
+        HttpConnector {
+            client,
+            def,
+            conn,
+            limiter,
+            creds,
+            clock,
+            policy,
+            stats: Arc::default(),
+        }
+    }
+
+    /// The definition.
+    pub fn def(&self) -> &ConnectorDef {
+        &self.def
+    }
+
+    /// Request counters.
+    pub fn stats(&self) -> &FetchStats {
+        &self.stats
+    }
+
+    fn base_url(&self) -> &str {
+        self.conn
+            .base_url
+            .as_deref()
+            .unwrap_or(&self.def.base_url)
+            .trim_end_matches('/')
+    }
+
+    fn expand_path(&self, path: &str) -> String {
+        let mut out = path.to_string();
+        for (k, v) in &self.conn.settings {
+            out = out.replace(&format!("{{{k}}}"), v);
+        }
+        out
+    }
+
+    fn build(
+        &self,
+        obj: &ObjectDef,
+        req: &PageRequest,
+        auth: Option<&AuthValue>,
+    ) -> reqwest::RequestBuilder {
+        let ep: &Endpoint = &obj.list;
+        let since = req
+            .since
+            .zip(obj.incremental.as_ref())
+            .map(|(t, inc)| format_time(t, inc.format));
+        let method = if ep.method == "POST" {
+            reqwest::Method::POST
+        } else {
+            reqwest::Method::GET
+        };
+        let link_url = matches!(obj.pagination, Pagination::LinkHeader)
+            .then_some(req.page.as_deref())
+            .flatten();
+        let mut rb = match link_url {
+            // A Link-header token is the complete next URL.
+            Some(url) => self.client.request(method, url),
+            None => {
+                let url = format!("{}{}", self.base_url(), self.expand_path(&ep.path));
+                let mut q: Vec<(String, String)> = ep
+                    .query
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                q.extend(req.extra_query.iter().map(|(k, v)| (k.clone(), v.clone())));
+                if let (Some(s), Some(p)) = (
+                    &since,
+                    obj.incremental.as_ref().and_then(|i| i.param.as_ref()),
+                ) {
+                    q.push((p.clone(), s.clone()));
+                }
+                if let Some(page) = &req.page {
+                    match &obj.pagination {
+                        Pagination::BodyCursor { param: Some(p), .. }
+                        | Pagination::Offset { param: p, .. }
+                        | Pagination::PageNumber { param: p, .. } => {
+                            q.push((p.clone(), page.clone()))
+                        }
+                        _ => {}
+                    }
+                }
+                let mut rb = self.client.request(method, url).query(&q);
+                if let Some(body) = &ep.body {
+                    rb = rb.json(
+                        &fill_body(body, since.as_deref(), req.page.as_deref())
+                            .unwrap_or(Value::Null),
+                    );
+                }
+                rb
+            }
+        };
+        for (k, v) in &self.def.headers {
+            rb = rb.header(k, v);
+        }
+        match auth {
+            Some(AuthValue::Bearer(t)) => rb = rb.bearer_auth(t.expose()),
+            Some(AuthValue::Header { name, value }) => rb = rb.header(name, value.expose()),
+            Some(AuthValue::Query { name, value }) => rb = rb.query(&[(name, value.expose())]),
+            Some(AuthValue::Basic { user, password }) => {
+                rb = rb.basic_auth(user, Some(password.expose()))
+            }
+            None => {}
+        }
+        rb.timeout(self.policy.timeout)
+    }
+
+    /// Fetches one page of `object`.
+    pub async fn fetch(
+        &self,
+        obj: &ObjectDef,
+        req: &PageRequest,
+    ) -> Result<FetchedPage, FetchError> {
+        let mut last = String::new();
+        let mut reauthorized = false;
+        let mut attempt = 0;
+        while attempt < self.policy.max_attempts {
+            if let Decision::Denied { retry_after, .. } =
+                self.limiter.check(&self.def.name, &self.conn.id, 1).await
+            {
+                self.wait_or_park(retry_after).await?;
+                continue;
+            }
+            let auth = self.creds.authorize(&self.conn, &self.def).await?;
+            attempt += 1;
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let resp = match self.build(obj, req, auth.as_ref()).send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = format!("transport error: {}", without_url(&e));
+                    self.backoff(attempt).await;
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            let header = |n: &str| {
+                resp.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            match status {
+                200..=299 => {
+                    let link = header("link");
+                    match resp.bytes().await {
+                        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+                            Ok(body) => return Ok(FetchedPage { body, link }),
+                            Err(e) => {
+                                last = format!("unreadable body ({} bytes): {e}", bytes.len())
+                            }
+                        },
+                        Err(e) => last = format!("body cut off: {}", without_url(&e)),
+                    }
+                    self.backoff(attempt).await;
+                }
+                401 if !reauthorized => {
+                    reauthorized = true;
+                    if let Some(a) = &auth {
+                        self.creds.rejected(&self.conn, &self.def, a).await?;
+                    } else {
+                        return Err(FetchError::Rejected {
+                            status,
+                            message: "unauthorized".into(),
+                        });
+                    }
+                }
+                429 => {
+                    self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    let wait = header("retry-after")
+                        .and_then(|v| parse_retry_after(&v, self.clock.now()))
+                        .unwrap_or_else(|| backoff(&self.policy, attempt, 1.0));
+                    // A throttled attempt does not count against the retry budget.
+                    attempt -= 1;
+                    self.wait_or_park(wait).await?;
+                }
+                500..=599 => {
+                    last = format!("provider answered {status}");
+                    self.backoff(attempt).await;
+                }
+                _ => {
+                    let text = resp.text().await.unwrap_or_default();
+                    return Err(FetchError::Rejected {
+                        status,
+                        message: text.chars().take(200).collect(),
+                    });
+                }
+            }
+        }
+        Err(FetchError::Unavailable {
+            attempts: self.policy.max_attempts,
+            last,
+        })
+    }
+
+    async fn wait_or_park(&self, wait: Duration) -> Result<(), FetchError> {
+        if wait > self.policy.max_inline_wait {
+            return Err(FetchError::Park(wait));
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    async fn backoff(&self, attempt: u32) {
+        tokio::time::sleep(backoff(&self.policy, attempt, rand::random::<f64>())).await;
+    }
+}
+
+/// reqwest errors print the URL, which may carry a query-string credential.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(url) = e.url() {
+        s = s.replace(url.as_str(), "<url>");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Backoff grows exponentially, is capped, and jitter scales it down to zero.
+    #[test]
+    fn backoff_table() {
+        let p = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            ..Default::default()
+        };
+        assert_eq!(backoff(&p, 0, 1.0), Duration::from_millis(100));
+        assert_eq!(backoff(&p, 2, 1.0), Duration::from_millis(400));
+        assert_eq!(backoff(&p, 10, 1.0), Duration::from_secs(1), "capped");
+        assert_eq!(
+            backoff(&p, 3, 0.0),
+            Duration::ZERO,
+            "full jitter reaches zero"
+        );
+        assert_eq!(backoff(&p, 3, 0.5), Duration::from_millis(400));
+    }
+
+    /// Retry-After is read as seconds or as an HTTP date relative to the injected clock.
+    #[test]
+    fn retry_after_table() {
+        let now = Timestamp::parse("1994-11-06T08:49:30Z").unwrap();
+        assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    /// Body templates get their placeholders filled or the key dropped.
+    #[test]
+    fn body_template() {
+        let t = serde_json::json!({"after": "{{cursor}}", "filters": [{"value": "{{since}}"}], "limit": 100});
+        assert_eq!(
+            fill_body(&t, Some("5"), None).unwrap(),
+            serde_json::json!({"filters": [{"value": "5"}], "limit": 100})
+        );
+    }
+}

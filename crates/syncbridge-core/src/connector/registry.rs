@@ -1,0 +1,102 @@
+//! Connector definitions by name: the ones shipped in `connectors/` (compiled
+//! in) plus any `*.toml` in a directory the deployment names.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::definition::{ConnectorDef, DefinitionError};
+
+/// The definitions shipped with syncbridge.
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "sandbox.toml",
+        include_str!("../../../../connectors/sandbox.toml"),
+    ),
+    (
+        "hubspot.toml",
+        include_str!("../../../../connectors/hubspot.toml"),
+    ),
+    (
+        "github.toml",
+        include_str!("../../../../connectors/github.toml"),
+    ),
+];
+
+/// Loaded definitions.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    defs: BTreeMap<String, Arc<ConnectorDef>>,
+}
+
+impl Registry {
+    /// The built-in definitions. They are validated by tests, so this cannot fail.
+    pub fn builtin() -> Self {
+        let mut r = Registry::default();
+        for (file, text) in BUILTIN {
+            r.insert(
+                ConnectorDef::from_toml(file, text)
+                    .expect("built-in connector definitions are valid"),
+            );
+        }
+        r
+    }
+
+    /// Built-ins plus every `*.toml` in `dir` (a file may replace a built-in by name).
+    pub fn with_dir(dir: &Path) -> Result<Self, DefinitionError> {
+        let mut r = Self::builtin();
+        let entries = std::fs::read_dir(dir).map_err(|e| DefinitionError {
+            source_name: dir.display().to_string(),
+            field: "(directory)".into(),
+            message: e.to_string(),
+        })?;
+        let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for p in paths
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        {
+            let name = p.display().to_string();
+            let text = std::fs::read_to_string(&p).map_err(|e| DefinitionError {
+                source_name: name.clone(),
+                field: "(file)".into(),
+                message: e.to_string(),
+            })?;
+            r.insert(ConnectorDef::from_toml(&name, &text)?);
+        }
+        Ok(r)
+    }
+
+    /// Adds or replaces a definition.
+    pub fn insert(&mut self, def: ConnectorDef) {
+        self.defs.insert(def.name.clone(), Arc::new(def));
+    }
+
+    /// A definition by name.
+    pub fn get(&self, name: &str) -> Option<Arc<ConnectorDef>> {
+        self.defs.get(name).cloned()
+    }
+
+    /// Every name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.defs.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shipped definition parses and validates.
+    #[test]
+    fn builtins_are_valid() {
+        for (file, text) in BUILTIN {
+            ConnectorDef::from_toml(file, text).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let r = Registry::builtin();
+        assert_eq!(
+            r.names().collect::<Vec<_>>(),
+            ["github", "hubspot", "sandbox"]
+        );
+    }
+}

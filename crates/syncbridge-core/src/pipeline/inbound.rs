@@ -1,0 +1,318 @@
+//! One inbound run.
+//!
+//! # Cursor
+//!
+//! The task's cursor is an [`InboundCursor`] (JSON). A *pass* lists the
+//! object from `since` (inclusive) to the end; `page` is the provider's token
+//! for the next page of the current pass. Each page's records are committed
+//! together with the cursor that follows them, so a crash resumes at the first
+//! uncommitted page. When a pass ends, the next one starts at the high-water
+//! mark minus the connector's lookback window: records the provider stamped a
+//! little late are fetched again and skipped by content hash.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::connector::definition::{DeleteStrategy, ObjectDef};
+use crate::connector::extract::{ExtractError, NextPage, extract_page, next_page};
+use crate::connector::http::{FetchError, HttpConnector, PageRequest};
+use crate::ids::ExternalId;
+use crate::model::{RunCounts, SyncTask};
+use crate::store::{PageCommit, Store, StoreError};
+
+/// Resume point of an inbound task.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundCursor {
+    /// Lower bound of the current pass (`None` = full listing).
+    pub since: Option<Timestamp>,
+    /// Provider token of the next page of the current pass (`None` = start a new pass).
+    pub page: Option<String>,
+    /// Latest `updated_at` committed so far.
+    pub high_water: Option<Timestamp>,
+}
+
+impl InboundCursor {
+    /// Parses a stored cursor; an unreadable one restarts with a full pass.
+    pub fn parse(s: Option<&str>) -> Self {
+        s.and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Whether deleting `deletes` of `total` records stays within `max_share`.
+pub fn breaker_allows(deletes: u64, total: u64, max_share: f64) -> bool {
+    deletes == 0 || (deletes as f64) <= max_share * total as f64
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum InboundOutcome {
+    /// All pages done.
+    Completed {
+        /// Set when the mass-delete breaker refused this run's deletions.
+        breaker: Option<String>,
+    },
+    /// Rate limited for long: resume after this wait from the committed cursor.
+    Parked(Duration),
+}
+
+/// Why a run stopped early. Pages committed before the failure stay committed.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    /// The provider failed.
+    #[error(transparent)]
+    Fetch(FetchError),
+    /// The provider's page could not be used.
+    #[error("bad page from provider: {0}")]
+    BadPage(#[from] ExtractError),
+    /// The store failed (or the lease was lost).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The task names an object the connector does not define.
+    #[error("connector {connector} has no object {object}")]
+    UnknownObject {
+        /// Connector name.
+        connector: String,
+        /// Object name.
+        object: String,
+    },
+}
+
+/// Runs one inbound sync of `task` under `lease_token`, adding to `counts` as it
+/// goes and calling `progress` after every committed page.
+pub async fn run_inbound(
+    store: &dyn Store,
+    connector: &HttpConnector,
+    task: &SyncTask,
+    lease_token: &str,
+    counts: &mut RunCounts,
+    progress: &(dyn Fn(&RunCounts) + Send + Sync),
+) -> Result<InboundOutcome, InboundError> {
+    let def = connector.def();
+    let obj = def
+        .object(task.object.as_str())
+        .ok_or_else(|| InboundError::UnknownObject {
+            connector: def.name.clone(),
+            object: task.object.to_string(),
+        })?;
+    let mut cur = InboundCursor::parse(task.cursor.as_deref());
+    let fresh_pass = cur.page.is_none();
+    if fresh_pass {
+        cur.since = match (&obj.incremental, cur.high_water) {
+            (Some(inc), Some(hw)) => Some(hw.sub(Duration::from_secs(inc.lookback_secs))),
+            _ => None,
+        };
+    }
+    // Full reconciliation needs every live id of a complete listing from this run.
+    let reconcile = matches!(obj.deletes, DeleteStrategy::FullReconciliation)
+        && fresh_pass
+        && cur.since.is_none();
+    let mut seen: HashSet<ExternalId> = HashSet::new();
+
+    loop {
+        let req = PageRequest {
+            since: cur.since,
+            page: cur.page.clone(),
+            ..Default::default()
+        };
+        let page = match connector.fetch(obj, &req).await {
+            Ok(p) => p,
+            Err(FetchError::Park(d)) => return Ok(InboundOutcome::Parked(d)),
+            Err(e) => return Err(InboundError::Fetch(e)),
+        };
+        let extracted = extract_page(obj, &page.body, false)?;
+        let n = extracted.upserts.len() + extracted.deletes.len();
+        let next = next_page(
+            &obj.pagination,
+            &page.body,
+            page.link.as_deref(),
+            cur.page.as_deref(),
+            n,
+        );
+        if let Some(m) = extracted.max_updated {
+            cur.high_water = Some(cur.high_water.map_or(m, |h| h.max(m)));
+        }
+        cur.page = match next {
+            NextPage::Token(t) => Some(t),
+            NextPage::Done => None,
+        };
+        if reconcile {
+            seen.extend(extracted.upserts.iter().map(|u| u.external_id.clone()));
+        }
+        counts.pages += 1;
+        counts.fetched += n as u64;
+        let out = store
+            .commit_page(&PageCommit {
+                task: task.id.clone(),
+                lease_token: lease_token.into(),
+                connection: task.connection.clone(),
+                object: task.object.clone(),
+                upserts: extracted.upserts,
+                deletes: extracted.deletes,
+                cursor: Some(serde_json::to_string(&cur).expect("cursor serializes")),
+            })
+            .await?;
+        counts.created += out.created;
+        counts.updated += out.updated;
+        counts.unchanged += out.unchanged;
+        counts.deleted += out.deleted;
+        progress(counts);
+        if cur.page.is_none() {
+            break;
+        }
+    }
+
+    let doomed = match &obj.deletes {
+        DeleteStrategy::DeletedFeed { query } => {
+            match deleted_feed(store, connector, obj, task, query).await {
+                Ok(ids) => ids,
+                Err(InboundError::Fetch(FetchError::Park(d))) => {
+                    return Ok(InboundOutcome::Parked(d));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        DeleteStrategy::FullReconciliation if reconcile => {
+            let mut doomed = Vec::new();
+            let mut after: Option<ExternalId> = None;
+            loop {
+                let batch = store
+                    .list_records(&task.connection, &task.object, after.as_ref(), 1000)
+                    .await?;
+                let Some(last) = batch.last() else { break };
+                after = Some(last.external_id.clone());
+                doomed.extend(
+                    batch
+                        .into_iter()
+                        .map(|r| r.external_id)
+                        .filter(|id| !seen.contains(id)),
+                );
+            }
+            doomed
+        }
+        _ => Vec::new(),
+    };
+    if doomed.is_empty() {
+        return Ok(InboundOutcome::Completed { breaker: None });
+    }
+    let total = store.count_records(&task.connection, &task.object).await?;
+    if !breaker_allows(doomed.len() as u64, total, obj.max_delete_share) {
+        let why = format!(
+            "mass-delete breaker tripped: provider reports {} of {} {} deleted ({:.1}%), above the {:.1}% limit; nothing was deleted",
+            doomed.len(),
+            total,
+            task.object,
+            100.0 * doomed.len() as f64 / total.max(1) as f64,
+            100.0 * obj.max_delete_share
+        );
+        return Ok(InboundOutcome::Completed { breaker: Some(why) });
+    }
+    let cursor = Some(serde_json::to_string(&cur).expect("cursor serializes"));
+    for chunk in doomed.chunks(500) {
+        let out = store
+            .commit_page(&PageCommit {
+                task: task.id.clone(),
+                lease_token: lease_token.into(),
+                connection: task.connection.clone(),
+                object: task.object.clone(),
+                upserts: Vec::new(),
+                deletes: chunk.to_vec(),
+                cursor: cursor.clone(),
+            })
+            .await?;
+        counts.deleted += out.deleted;
+        progress(counts);
+    }
+    Ok(InboundOutcome::Completed { breaker: None })
+}
+
+/// Lists the deleted feed and returns the ids still present locally.
+async fn deleted_feed(
+    store: &dyn Store,
+    connector: &HttpConnector,
+    obj: &ObjectDef,
+    task: &SyncTask,
+    query: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<ExternalId>, InboundError> {
+    let mut ids = Vec::new();
+    let mut page: Option<String> = None;
+    loop {
+        let req = PageRequest {
+            since: None,
+            page: page.clone(),
+            extra_query: query.clone(),
+        };
+        let fetched = connector
+            .fetch(obj, &req)
+            .await
+            .map_err(InboundError::Fetch)?;
+        let extracted = extract_page(obj, &fetched.body, true)?;
+        let n = extracted.deletes.len();
+        for id in extracted.deletes {
+            if store
+                .get_record(&task.connection, &task.object, &id)
+                .await?
+                .is_some()
+            {
+                ids.push(id);
+            }
+        }
+        match next_page(
+            &obj.pagination,
+            &fetched.body,
+            fetched.link.as_deref(),
+            page.as_deref(),
+            n,
+        ) {
+            NextPage::Token(t) => page = Some(t),
+            NextPage::Done => return Ok(ids),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The breaker allows deletes up to the share and refuses above it.
+    #[test]
+    fn breaker_table() {
+        for (deletes, total, share, ok) in [
+            (0, 0, 0.1, true),
+            (10, 100_000, 0.1, true),
+            (10, 100, 0.1, true),
+            (11, 100, 0.1, false),
+            (1, 0, 0.1, false),
+            (100, 100, 1.0, true),
+            (1, 100, 0.0, false),
+        ] {
+            assert_eq!(
+                breaker_allows(deletes, total, share),
+                ok,
+                "{deletes}/{total} at {share}"
+            );
+        }
+    }
+
+    /// A missing or unreadable cursor starts a full pass.
+    #[test]
+    fn cursor_parse() {
+        assert_eq!(InboundCursor::parse(None), InboundCursor::default());
+        assert_eq!(
+            InboundCursor::parse(Some("garbage")),
+            InboundCursor::default()
+        );
+        let c = InboundCursor {
+            since: None,
+            page: Some("p".into()),
+            high_water: Some(Timestamp::from_millis(5)),
+        };
+        assert_eq!(
+            InboundCursor::parse(Some(&serde_json::to_string(&c).unwrap())),
+            c
+        );
+    }
+}
