@@ -109,10 +109,10 @@ impl fmt::Display for DecodeWarning {
 /// unchanged. Exactly one layer is removed: a value whose real text is a JSON literal
 /// survives because the host quoted it once more.
 pub fn unquote(raw: &str) -> String {
-    if raw.starts_with('"') {
-        if let Ok(inner) = serde_json::from_str::<String>(raw) {
-            return inner;
-        }
+    if raw.starts_with('"')
+        && let Ok(inner) = serde_json::from_str::<String>(raw)
+    {
+        return inner;
     }
     raw.to_owned()
 }
@@ -305,16 +305,14 @@ pub fn decode_trigger_value(
              decoded as text (functions-host.md §4b)",
         ));
     }
-    if s.starts_with('"') {
-        if let Ok(inner) = serde_json::from_str::<String>(s) {
-            return Some((inner.into_bytes(), BodySource::DoubleEncodedString));
-        }
+    if s.starts_with('"')
+        && let Ok(inner) = serde_json::from_str::<String>(s)
+    {
+        return Some((inner.into_bytes(), BodySource::DoubleEncodedString));
     }
     let may_be_base64 = !matches!(hint, Some(DataType::String | DataType::Stream));
-    if may_be_base64 {
-        if let Ok(bytes) = STANDARD.decode(s) {
-            return Some((bytes, BodySource::Base64));
-        }
+    if may_be_base64 && let Ok(bytes) = STANDARD.decode(s) {
+        return Some((bytes, BodySource::Base64));
     }
     Some((s.clone().into_bytes(), BodySource::PlainString))
 }
