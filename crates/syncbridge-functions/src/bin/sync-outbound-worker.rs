@@ -1,0 +1,7 @@
+//! The `SyncOutboundWorker` custom handler. Run by the Functions host (or `syncbridge up`)
+//! with `FUNCTIONS_CUSTOMHANDLER_PORT` set.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    syncbridge_functions::run_function(syncbridge_functions::outbound::FUNCTION, syncbridge_functions::outbound::router).await
+}

@@ -1,0 +1,33 @@
+//! The five custom handlers, as libraries the binaries (and tests) call.
+//!
+//! # Layout
+//!
+//! - [`settings`]: configuration from the environment, validated at start.
+//! - [`state`]: [`AppState`], the backends every handler shares.
+//! - [`telemetry`]: tracing set-up.
+//! - [`scheduler`], [`inbound`], [`outbound`], [`token_refresher`],
+//!   [`webhook`]: one module per function, each exposing `router(state)`.
+//! - [`serve`]: binds `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT` and serves a
+//!   router until SIGTERM/Ctrl-C.
+//!
+//! Every handler answers the host per the protocol crate: `{Outputs, Logs,
+//! ReturnValue}` with 2xx for success; non-2xx only for failures a redelivery
+//! can fix; undecodable messages are quarantined and acknowledged.
+
+pub mod inbound;
+pub mod outbound;
+pub mod scheduler;
+pub mod settings;
+pub mod state;
+pub mod telemetry;
+pub mod token_refresher;
+pub mod webhook;
+
+mod error;
+mod queue_job;
+mod serve;
+
+pub use error::HandlerError;
+pub use serve::{run_function, serve};
+pub use settings::Settings;
+pub use state::AppState;

@@ -1,0 +1,47 @@
+//! Decoding a queue-triggered job, with poison handling shared by both workers.
+
+use syncbridge_core::Store;
+use syncbridge_core::model::{QuarantinedMessage, SyncJob};
+use syncbridge_protocol::{Invocation, InvocationResponse, ServiceBusInvocation};
+
+use crate::error::HandlerError;
+
+/// The job, or the answer to give because the message was quarantined.
+pub(crate) enum Decoded {
+    /// A job to run.
+    Job(Box<SyncJob>, ServiceBusInvocation),
+    /// Poison: stored for inspection; acknowledge it.
+    Quarantined(InvocationResponse),
+}
+
+/// Decodes a `SyncJob`; undecodable messages are quarantined (and counted in
+/// the store) and acknowledged, so they never loop through redeliveries.
+pub(crate) async fn decode(
+    store: &dyn Store,
+    function: &str,
+    inv: Invocation<ServiceBusInvocation>,
+    now: syncbridge_core::Timestamp,
+) -> Result<Decoded, HandlerError> {
+    let (message_id, poison) = match &inv.payload {
+        Ok(msg) => match msg.json::<SyncJob>() {
+            Ok(job) => return Ok(Decoded::Job(Box::new(job), msg.clone())),
+            Err(e) => (msg.metadata.message_id.clone(), e.to_string()),
+        },
+        Err(e) => (None, e.to_string()),
+    };
+    let body = match &inv.payload {
+        Ok(msg) => msg.body.clone(),
+        Err(_) => inv.raw.to_vec(),
+    };
+    let id = store
+        .quarantine(&QuarantinedMessage {
+            source: function.to_string(),
+            message_id,
+            reason: poison.clone(),
+            body,
+            at: now,
+        })
+        .await?;
+    tracing::warn!(invocation_id = ?inv.context.invocation_id, quarantine_id = id, reason = %poison, "message quarantined");
+    Ok(Decoded::Quarantined(InvocationResponse::quarantined(format!("quarantine #{id}: {poison}"))))
+}

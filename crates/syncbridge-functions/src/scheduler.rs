@@ -1,0 +1,74 @@
+//! `SyncScheduler` (timer): one [`syncbridge_core::scheduler::tick`] per invocation.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use syncbridge_core::scheduler::{SchedulerConfig, tick};
+use syncbridge_protocol::{Invocation, InvocationResponse, ProtocolError, TimerInvocation};
+
+use crate::error::HandlerError;
+use crate::state::AppState;
+
+/// The function name (folder of its function.json).
+pub const FUNCTION: &str = "SyncScheduler";
+
+/// `POST /SyncScheduler`.
+pub fn router(state: AppState) -> Router {
+    Router::new().route(&format!("/{FUNCTION}"), post(handle)).with_state(state)
+}
+
+async fn handle(
+    State(state): State<AppState>,
+    inv: Invocation<TimerInvocation>,
+) -> Result<InvocationResponse, HandlerErrorOr> {
+    let id = inv.context.invocation_id.clone().unwrap_or_default();
+    let timer = inv.into_payload_or_reject()?;
+    let cfg = SchedulerConfig { lease_for: state.settings.lease_for, ..Default::default() };
+    let report = tick(&*state.store, &*state.queue, &*state.clock, &cfg)
+        .await
+        .map_err(|e| HandlerError::Other(format!("scheduler tick failed: {e}")))?;
+    tracing::info!(invocation_id = %id, past_due = timer.is_past_due, enqueued = report.enqueued,
+        requeued_expired = report.requeued_expired, stalled = report.stalled.len(), "scheduler tick");
+    Ok(InvocationResponse::new()
+        .log(format!(
+            "enqueued {} job(s), re-queued {} expired lease(s), {} lost race(s), {} newly stalled",
+            report.enqueued,
+            report.requeued_expired,
+            report.lost_races,
+            report.stalled.len()
+        ))
+        .return_value(serde_json::to_value(&report).expect("report serializes")))
+}
+
+/// Either a protocol rejection (400) or a retryable failure (500).
+#[derive(Debug)]
+pub enum HandlerErrorOr {
+    /// Malformed invocation.
+    Protocol(ProtocolError),
+    /// Retryable failure.
+    Handler(HandlerError),
+}
+
+impl From<ProtocolError> for HandlerErrorOr {
+    fn from(e: ProtocolError) -> Self {
+        HandlerErrorOr::Protocol(e)
+    }
+}
+
+impl From<HandlerError> for HandlerErrorOr {
+    fn from(e: HandlerError) -> Self {
+        HandlerErrorOr::Handler(e)
+    }
+}
+
+impl axum::response::IntoResponse for HandlerErrorOr {
+    fn into_response(self) -> axum::response::Response {
+        match self {
+            HandlerErrorOr::Protocol(e) => {
+                tracing::warn!(error = %e, "malformed invocation");
+                e.into_response()
+            }
+            HandlerErrorOr::Handler(e) => e.into_response(),
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Serving a handler router the way the Functions host expects.
+
+use std::future::Future;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::settings::Settings;
+use crate::state::AppState;
+
+/// Serves `app` on `listener` until `shutdown` resolves, finishing in-flight
+/// invocations first.
+pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// The whole life of a handler binary: tracing, settings, bind
+/// `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT` (first, so the host sees it
+/// listening as early as possible), build state, serve.
+pub async fn run_function(name: &'static str, router: fn(AppState) -> axum::Router) -> anyhow::Result<()> {
+    crate::telemetry::init();
+    let addr = syncbridge_protocol::listen_addr_from_env()?;
+    let listener = TcpListener::bind(addr).await?;
+    let settings = Settings::from_env()?;
+    let state = AppState::embedded(settings)?;
+    tracing::info!(function = name, %addr, "custom handler listening");
+    serve(listener, router(state), shutdown_signal()).await?;
+    Ok(())
+}

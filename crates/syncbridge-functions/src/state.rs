@@ -1,0 +1,88 @@
+//! The backends every handler shares, built once per process.
+
+use std::sync::Arc;
+
+use syncbridge_core::connector::http::RetryPolicy;
+use syncbridge_core::connector::registry::Registry;
+use syncbridge_core::credentials::{CredentialProvider, NoCredentials};
+use syncbridge_core::pipeline::worker::WorkerDeps;
+use syncbridge_core::ratelimit::Unlimited;
+use syncbridge_core::{Clock, QueueSender, RateLimiter, Store, SystemClock};
+use syncbridge_localqueue::LocalQueue;
+use syncbridge_sqlite::SqliteStore;
+
+use crate::settings::Settings;
+
+/// Shared handler state. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Settings.
+    pub settings: Arc<Settings>,
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Queue sends.
+    pub queue: Arc<dyn QueueSender>,
+    /// Connector definitions.
+    pub registry: Arc<Registry>,
+    /// Provider budget.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Provider authorization.
+    pub credentials: Arc<dyn CredentialProvider>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// HTTP client for provider calls.
+    pub http: reqwest::Client,
+}
+
+/// Why the state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The store could not be opened.
+    #[error("opening the store: {0}")]
+    Store(#[from] syncbridge_core::StoreError),
+    /// The local queue could not be opened.
+    #[error("opening the local queue: {0}")]
+    Queue(String),
+    /// A connector definition is unusable.
+    #[error(transparent)]
+    Connector(#[from] syncbridge_core::connector::DefinitionError),
+}
+
+impl AppState {
+    /// The embedded default: SQLite store and local queue under the data dir.
+    pub fn embedded(settings: Settings) -> Result<Self, StateError> {
+        let store = SqliteStore::open_in(&settings.data_dir)?;
+        let queue = LocalQueue::open(settings.data_dir.join("queue.db")).map_err(|e| StateError::Queue(e.to_string()))?;
+        let registry = match &settings.connectors_dir {
+            Some(dir) => Registry::with_dir(dir)?,
+            None => Registry::builtin(),
+        };
+        Ok(AppState {
+            settings: Arc::new(settings),
+            store: Arc::new(store),
+            queue: Arc::new(queue),
+            registry: Arc::new(registry),
+            limiter: Arc::new(Unlimited),
+            credentials: Arc::new(NoCredentials),
+            clock: Arc::new(SystemClock),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("the HTTP client builds"),
+        })
+    }
+
+    /// The pieces the sync pipeline needs.
+    pub fn worker_deps(&self) -> WorkerDeps {
+        WorkerDeps {
+            store: self.store.clone(),
+            registry: self.registry.clone(),
+            limiter: self.limiter.clone(),
+            credentials: self.credentials.clone(),
+            clock: self.clock.clone(),
+            http: self.http.clone(),
+            retry: RetryPolicy::default(),
+            lease_for: self.settings.lease_for,
+        }
+    }
+}
