@@ -1,0 +1,415 @@
+//! The app as the host sees it: `host.json` plus one `<FunctionName>/function.json`
+//! per function (§1, §3), turned into [`FunctionSpec`]s the rest of the host runs.
+//! The JSON shapes themselves are `syncbridge-protocol`'s models (see
+//! [`crate::protocol_gaps`] for anything still missing there).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use syncbridge_protocol::DataType;
+
+use crate::ncrontab::{Schedule, resolve_schedule};
+use crate::protocol_gaps as model;
+use crate::route::RouteTemplate;
+use crate::{HostConfig, HostError};
+
+/// What starts a function.
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    /// `timerTrigger`.
+    Timer {
+        /// Binding name (the `Data` key).
+        binding: String,
+        /// Parsed schedule (app-setting references resolved).
+        schedule: Schedule,
+        /// `runOnStartup`.
+        run_on_startup: bool,
+    },
+    /// `serviceBusTrigger` on a queue.
+    ServiceBus {
+        /// Binding name (the `Data` key).
+        binding: String,
+        /// `queueName`.
+        queue: String,
+        /// `dataType` (`None` = omitted, which the host treats as string).
+        data_type: Option<DataType>,
+    },
+    /// `httpTrigger`.
+    Http {
+        /// Binding name (the `Data` key).
+        binding: String,
+        /// `route`, or the function name.
+        route: RouteTemplate,
+        /// Allowed methods, upper case; empty = all.
+        methods: Vec<String>,
+    },
+}
+
+/// An output binding the host applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputBinding {
+    /// `serviceBus` out: each value becomes a message on `queue`.
+    ServiceBus {
+        /// Binding name (`Outputs` key, or `$return`).
+        name: String,
+        /// `queueName`.
+        queue: String,
+    },
+    /// `http` out: the response of a non-forwarded HTTP function.
+    Http {
+        /// Binding name (`res` by convention, or `$return`).
+        name: String,
+    },
+}
+
+/// One function, ready to run.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// Folder name = function name = invocation path.
+    pub name: String,
+    /// The handler binary for it.
+    pub executable: PathBuf,
+    /// Its trigger.
+    pub trigger: Trigger,
+    /// Its output bindings (other than the HTTP one).
+    pub outputs: Vec<OutputBinding>,
+    /// Name of its `http` output binding, if any.
+    pub http_output: Option<String>,
+    /// HTTP-only with forwarding/proxying on (§4d): requests are proxied raw.
+    pub http_only: bool,
+}
+
+impl FunctionSpec {
+    /// One-line description of the trigger, for status output.
+    pub fn trigger_summary(&self, route_prefix: &str) -> String {
+        match &self.trigger {
+            Trigger::Timer {
+                schedule,
+                run_on_startup,
+                ..
+            } => {
+                format!(
+                    "timer {schedule}{}",
+                    if *run_on_startup {
+                        " (runOnStartup)"
+                    } else {
+                        ""
+                    }
+                )
+            }
+            Trigger::ServiceBus { queue, .. } => format!("serviceBus queue {queue}"),
+            Trigger::Http { route, methods, .. } => {
+                let prefix = route_prefix.trim_matches('/');
+                let path = if prefix.is_empty() {
+                    format!("/{}", route.as_str())
+                } else {
+                    format!("/{prefix}/{}", route.as_str())
+                };
+                let methods = if methods.is_empty() {
+                    "ANY".to_string()
+                } else {
+                    methods.join(",")
+                };
+                let mode = if self.http_only {
+                    "proxied"
+                } else {
+                    "JSON payload"
+                };
+                format!("http {methods} {path} ({mode})")
+            }
+        }
+    }
+}
+
+/// The whole app.
+#[derive(Debug, Clone)]
+pub struct AppModel {
+    /// Functions to run (after [`HostConfig::only`]).
+    pub functions: Vec<FunctionSpec>,
+    /// `extensions.http.routePrefix` (default `api`).
+    pub route_prefix: String,
+    /// `extensions.serviceBus.maxConcurrentCalls` (default 16 × cores).
+    pub max_concurrent_calls: usize,
+    /// `functionTimeout` (default 30 min, the Premium/Flex default).
+    pub function_timeout: Duration,
+    /// `customHandler.description.arguments` (`%Setting%` expanded).
+    pub arguments: Vec<String>,
+    /// `customHandler.description.workingDirectory` resolved against the app root.
+    pub working_dir: PathBuf,
+}
+
+impl AppModel {
+    /// Every queue a function triggers on or outputs to.
+    pub fn queue_names(&self) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        for f in &self.functions {
+            if let Trigger::ServiceBus { queue, .. } = &f.trigger {
+                names.insert(queue.clone());
+            }
+            for o in &f.outputs {
+                if let OutputBinding::ServiceBus { queue, .. } = o {
+                    names.insert(queue.clone());
+                }
+            }
+        }
+        names
+    }
+}
+
+/// The local executable name for a function: its name in kebab case
+/// (`SyncInboundWorker` → `sync-inbound-worker`; `HTTPThing` → `http-thing`).
+pub fn executable_name(function: &str) -> String {
+    let chars: Vec<char> = function.chars().collect();
+    let mut out = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if c == '_' || c == ' ' || c == '-' {
+            if !out.ends_with('-') && !out.is_empty() {
+                out.push('-');
+            }
+            continue;
+        }
+        if c.is_uppercase() && i > 0 {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            if (prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_lower))
+                && !out.ends_with('-')
+            {
+                out.push('-');
+            }
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+fn lookup_setting(config: &HostConfig, name: &str) -> Option<String> {
+    config
+        .env
+        .get(name)
+        .cloned()
+        .or_else(|| std::env::var(name).ok())
+}
+
+fn expand_settings(config: &HostConfig, text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('%') {
+        let after = &rest[start + 1..];
+        match after.find('%') {
+            Some(end) if end > 0 => {
+                let name = &after[..end];
+                out.push_str(&rest[..start]);
+                match lookup_setting(config, name) {
+                    Some(v) => out.push_str(&v),
+                    None => out.push_str(&rest[start..start + end + 2]),
+                }
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..=start]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Reads host.json and the function folders.
+pub fn load(config: &HostConfig) -> Result<AppModel, HostError> {
+    let host_path = config.app_root.join("host.json");
+    let host_text = std::fs::read_to_string(&host_path)
+        .map_err(|e| HostError::Config(format!("reading {}: {e}", host_path.display())))?;
+    let host = model::parse_host_json(&host_text)
+        .map_err(|e| HostError::Config(format!("{}: {e}", host_path.display())))?;
+    let functions_dir = config
+        .functions_dir
+        .clone()
+        .unwrap_or_else(|| config.app_root.clone());
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&functions_dir)
+        .map_err(|e| HostError::Config(format!("reading {}: {e}", functions_dir.display())))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("function.json").is_file())
+        .collect();
+    dirs.sort();
+    let forwarding = host.enable_forwarding || host.enable_proxying;
+    let mut functions = Vec::new();
+    for dir in dirs {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if config
+            .only
+            .as_ref()
+            .is_some_and(|only| !only.contains(&name))
+        {
+            continue;
+        }
+        let path = dir.join("function.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| HostError::Config(format!("reading {}: {e}", path.display())))?;
+        let bindings = model::parse_function_json(&text)
+            .map_err(|e| HostError::Config(format!("{}: {e}", path.display())))?;
+        functions.push(
+            function_spec(config, &name, &bindings, forwarding)
+                .map_err(|e| HostError::Config(format!("{}: {e}", path.display())))?,
+        );
+    }
+    if let Some(only) = &config.only {
+        for wanted in only {
+            if !functions.iter().any(|f| &f.name == wanted) {
+                return Err(HostError::Config(format!(
+                    "no function {wanted} under {}",
+                    functions_dir.display()
+                )));
+            }
+        }
+    }
+    let working_dir = match host.working_directory.as_deref().filter(|w| !w.is_empty()) {
+        Some(w) => config.app_root.join(w),
+        None => config.app_root.clone(),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok(AppModel {
+        functions,
+        route_prefix: host.route_prefix.unwrap_or_else(|| "api".to_string()),
+        max_concurrent_calls: host
+            .max_concurrent_calls
+            .map_or(16 * cores, |n| n.max(1) as usize),
+        function_timeout: host
+            .function_timeout
+            .unwrap_or(Duration::from_secs(30 * 60)),
+        arguments: host
+            .arguments
+            .iter()
+            .map(|a| expand_settings(config, a))
+            .collect(),
+        working_dir,
+    })
+}
+
+fn function_spec(
+    config: &HostConfig,
+    name: &str,
+    bindings: &[model::Binding],
+    forwarding: bool,
+) -> Result<FunctionSpec, String> {
+    let is = |b: &model::Binding, t: &str| b.kind.eq_ignore_ascii_case(t);
+    let inputs: Vec<&model::Binding> = bindings.iter().filter(|b| b.is_input()).collect();
+    let outputs: Vec<&model::Binding> = bindings.iter().filter(|b| !b.is_input()).collect();
+    let triggers: Vec<&&model::Binding> = inputs
+        .iter()
+        .filter(|b| b.kind.to_ascii_lowercase().ends_with("trigger"))
+        .collect();
+    let [t] = triggers.as_slice() else {
+        return Err(format!(
+            "expected exactly one trigger binding, found {}",
+            triggers.len()
+        ));
+    };
+    let trigger = if is(t, "timerTrigger") {
+        let raw = t
+            .schedule
+            .as_deref()
+            .ok_or("timerTrigger without schedule")?;
+        let text =
+            resolve_schedule(raw, |k| lookup_setting(config, k)).map_err(|e| e.to_string())?;
+        Trigger::Timer {
+            binding: t.name.clone(),
+            schedule: Schedule::parse(&text).map_err(|e| e.to_string())?,
+            run_on_startup: t.run_on_startup.unwrap_or(false),
+        }
+    } else if is(t, "serviceBusTrigger") {
+        let queue = t.queue_name.clone().ok_or(
+            "serviceBusTrigger without queueName (topic subscriptions are not supported by the local host)",
+        )?;
+        if t.cardinality
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case("many"))
+        {
+            return Err("cardinality \"many\" (batch) is not supported by the local host".into());
+        }
+        let data_type = match t.data_type.as_deref() {
+            None => None,
+            Some(d) => Some(DataType::parse(d).ok_or_else(|| format!("unknown dataType {d:?}"))?),
+        };
+        Trigger::ServiceBus {
+            binding: t.name.clone(),
+            queue: expand_settings(config, &queue),
+            data_type,
+        }
+    } else if is(t, "httpTrigger") {
+        let route = RouteTemplate::parse(t.route.as_deref().unwrap_or(name))?;
+        Trigger::Http {
+            binding: t.name.clone(),
+            route,
+            methods: t.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+        }
+    } else {
+        return Err(format!(
+            "trigger type {:?} is not supported by the local host",
+            t.kind
+        ));
+    };
+    let mut outs = Vec::new();
+    let mut http_output = None;
+    for o in &outputs {
+        if is(o, "serviceBus") {
+            let queue = o.queue_name.clone().ok_or(
+                "serviceBus output without queueName (topics are not supported by the local host)",
+            )?;
+            outs.push(OutputBinding::ServiceBus {
+                name: o.name.clone(),
+                queue: expand_settings(config, &queue),
+            });
+        } else if is(o, "http") {
+            http_output = Some(o.name.clone());
+        } else {
+            return Err(format!(
+                "output binding type {:?} is not supported by the local host",
+                o.kind
+            ));
+        }
+    }
+    // §4d: exactly one input (the httpTrigger) and exactly one output (http).
+    let http_only = forwarding
+        && matches!(trigger, Trigger::Http { .. })
+        && inputs.len() == 1
+        && outputs.len() == 1
+        && http_output.is_some();
+    Ok(FunctionSpec {
+        name: name.to_string(),
+        executable: config.bin_dir.join(executable_name(name)),
+        trigger,
+        outputs: outs,
+        http_output,
+        http_only,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Function names map to kebab-case executables as documented.
+    #[test]
+    fn kebab_case_executables() {
+        for (name, exe) in [
+            ("SyncScheduler", "sync-scheduler"),
+            ("SyncInboundWorker", "sync-inbound-worker"),
+            ("SyncOutboundWorker", "sync-outbound-worker"),
+            ("TokenRefresher", "token-refresher"),
+            ("WebhookReceiver", "webhook-receiver"),
+            ("HTTPThing", "http-thing"),
+            ("Job2Runner", "job2-runner"),
+            ("already-kebab", "already-kebab"),
+            ("snake_case_name", "snake-case-name"),
+        ] {
+            assert_eq!(executable_name(name), exe, "{name}");
+        }
+    }
+}
