@@ -133,7 +133,7 @@ id_type!(
 );
 id_type!(
     /// One execution of a sync task.
-    RunId, "run id", 128, true
+    RunId, "run id", 512, true
 );
 id_type!(
     /// A provider object type such as `contacts` or `tickets`.

@@ -51,7 +51,10 @@ async fn handle(
             run.counts.updated,
             run.counts.unchanged,
             run.counts.deleted,
-            run.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+            run.error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
         ),
         JobOutcome::Skipped(why) => format!("skipped: {why}"),
     };

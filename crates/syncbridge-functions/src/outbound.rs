@@ -21,7 +21,9 @@ pub const FUNCTION: &str = "SyncOutboundWorker";
 
 /// `POST /SyncOutboundWorker`.
 pub fn router(state: AppState) -> Router {
-    Router::new().route(&format!("/{FUNCTION}"), post(handle)).with_state(state)
+    Router::new()
+        .route(&format!("/{FUNCTION}"), post(handle))
+        .with_state(state)
 }
 
 async fn handle(
@@ -35,10 +37,21 @@ async fn handle(
     };
     let now = state.clock.now();
     let line = match state.store.get_task(&job.task).await? {
-        Some(task) if task.lease.as_ref().is_some_and(|l| l.token == job.lease_token) => {
+        Some(task)
+            if task
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.token == job.lease_token) =>
+        {
             let next = now.add(Duration::from_secs(task.interval_secs.into()));
-            state.store.release_task(&task.id, &job.lease_token, next, now).await?;
-            format!("outbound job for {}: no outbound changes pushed (outbound push not implemented yet)", job.task)
+            state
+                .store
+                .release_task(&task.id, &job.lease_token, next, now)
+                .await?;
+            format!(
+                "outbound job for {}: no outbound changes pushed (outbound push not implemented yet)",
+                job.task
+            )
         }
         Some(_) => format!("stale outbound job for {}: lease superseded", job.task),
         None => format!("outbound job for unknown task {}", job.task),

@@ -43,5 +43,7 @@ pub(crate) async fn decode(
         })
         .await?;
     tracing::warn!(invocation_id = ?inv.context.invocation_id, quarantine_id = id, reason = %poison, "message quarantined");
-    Ok(Decoded::Quarantined(InvocationResponse::quarantined(format!("quarantine #{id}: {poison}"))))
+    Ok(Decoded::Quarantined(InvocationResponse::quarantined(
+        format!("quarantine #{id}: {poison}"),
+    )))
 }

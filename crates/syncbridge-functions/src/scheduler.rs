@@ -14,7 +14,9 @@ pub const FUNCTION: &str = "SyncScheduler";
 
 /// `POST /SyncScheduler`.
 pub fn router(state: AppState) -> Router {
-    Router::new().route(&format!("/{FUNCTION}"), post(handle)).with_state(state)
+    Router::new()
+        .route(&format!("/{FUNCTION}"), post(handle))
+        .with_state(state)
 }
 
 async fn handle(
@@ -23,7 +25,10 @@ async fn handle(
 ) -> Result<InvocationResponse, HandlerErrorOr> {
     let id = inv.context.invocation_id.clone().unwrap_or_default();
     let timer = inv.into_payload_or_reject()?;
-    let cfg = SchedulerConfig { lease_for: state.settings.lease_for, ..Default::default() };
+    let cfg = SchedulerConfig {
+        lease_for: state.settings.lease_for,
+        ..Default::default()
+    };
     let report = tick(&*state.store, &*state.queue, &*state.clock, &cfg)
         .await
         .map_err(|e| HandlerError::Other(format!("scheduler tick failed: {e}")))?;

@@ -10,8 +10,14 @@ use crate::state::AppState;
 
 /// Serves `app` on `listener` until `shutdown` resolves, finishing in-flight
 /// invocations first.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn shutdown_signal() {
@@ -20,7 +26,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };
@@ -32,7 +39,10 @@ async fn shutdown_signal() {
 /// The whole life of a handler binary: tracing, settings, bind
 /// `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT` (first, so the host sees it
 /// listening as early as possible), build state, serve.
-pub async fn run_function(name: &'static str, router: fn(AppState) -> axum::Router) -> anyhow::Result<()> {
+pub async fn run_function(
+    name: &'static str,
+    router: fn(AppState) -> axum::Router,
+) -> anyhow::Result<()> {
     crate::telemetry::init();
     let addr = syncbridge_protocol::listen_addr_from_env()?;
     let listener = TcpListener::bind(addr).await?;

@@ -39,7 +39,10 @@ fn var(name: &'static str) -> Option<String> {
 fn number(name: &'static str, default: u64) -> Result<u64, SettingsError> {
     match var(name) {
         None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| SettingsError { name, message: format!("{v:?} is not a whole number") }),
+        Some(v) => v.trim().parse().map_err(|_| SettingsError {
+            name,
+            message: format!("{v:?} is not a whole number"),
+        }),
     }
 }
 
@@ -47,10 +50,17 @@ impl Settings {
     /// Reads the environment.
     pub fn from_env() -> Result<Self, SettingsError> {
         let s = Settings {
-            data_dir: var("SYNCBRIDGE_DATA_DIR").map_or_else(|| PathBuf::from(".syncbridge"), PathBuf::from),
+            data_dir: var("SYNCBRIDGE_DATA_DIR")
+                .map_or_else(|| PathBuf::from(".syncbridge"), PathBuf::from),
             connectors_dir: var("SYNCBRIDGE_CONNECTORS_DIR").map(PathBuf::from),
-            webhook_tolerance: Duration::from_secs(number("SYNCBRIDGE_WEBHOOK_TOLERANCE_SECS", 300)?),
-            webhook_dedup_window: Duration::from_secs(number("SYNCBRIDGE_WEBHOOK_DEDUP_SECS", 86_400)?),
+            webhook_tolerance: Duration::from_secs(number(
+                "SYNCBRIDGE_WEBHOOK_TOLERANCE_SECS",
+                300,
+            )?),
+            webhook_dedup_window: Duration::from_secs(number(
+                "SYNCBRIDGE_WEBHOOK_DEDUP_SECS",
+                86_400,
+            )?),
             webhook_max_bytes: number("SYNCBRIDGE_WEBHOOK_MAX_BYTES", 1 << 20)? as usize,
             lease_for: Duration::from_secs(number("SYNCBRIDGE_LEASE_SECS", 900)?),
         };
@@ -63,7 +73,10 @@ impl Settings {
             }
         }
         if s.lease_for.is_zero() {
-            return Err(SettingsError { name: "SYNCBRIDGE_LEASE_SECS", message: "must be at least 1".into() });
+            return Err(SettingsError {
+                name: "SYNCBRIDGE_LEASE_SECS",
+                message: "must be at least 1".into(),
+            });
         }
         Ok(s)
     }

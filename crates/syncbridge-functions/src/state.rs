@@ -52,7 +52,8 @@ impl AppState {
     /// The embedded default: SQLite store and local queue under the data dir.
     pub fn embedded(settings: Settings) -> Result<Self, StateError> {
         let store = SqliteStore::open_in(&settings.data_dir)?;
-        let queue = LocalQueue::open(settings.data_dir.join("queue.db")).map_err(|e| StateError::Queue(e.to_string()))?;
+        let queue = LocalQueue::open(settings.data_dir.join("queue.db"))
+            .map_err(|e| StateError::Queue(e.to_string()))?;
         let registry = match &settings.connectors_dir {
             Some(dir) => Registry::with_dir(dir)?,
             None => Registry::builtin(),

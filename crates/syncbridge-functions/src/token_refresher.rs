@@ -17,7 +17,9 @@ pub const FUNCTION: &str = "TokenRefresher";
 
 /// `POST /TokenRefresher`.
 pub fn router(state: AppState) -> Router {
-    Router::new().route(&format!("/{FUNCTION}"), post(handle)).with_state(state)
+    Router::new()
+        .route(&format!("/{FUNCTION}"), post(handle))
+        .with_state(state)
 }
 
 async fn handle(
@@ -26,9 +28,18 @@ async fn handle(
 ) -> Result<InvocationResponse, HandlerErrorOr> {
     let id = inv.context.invocation_id.clone().unwrap_or_default();
     let _timer = inv.into_payload_or_reject()?;
-    let conns = state.store.list_connections(None).await.map_err(crate::HandlerError::from)?;
-    let active = conns.iter().filter(|c| c.status == ConnectionStatus::Active).count();
-    let line = format!("token sweep: {active} active connection(s) checked; token refresh not implemented yet");
+    let conns = state
+        .store
+        .list_connections(None)
+        .await
+        .map_err(crate::HandlerError::from)?;
+    let active = conns
+        .iter()
+        .filter(|c| c.status == ConnectionStatus::Active)
+        .count();
+    let line = format!(
+        "token sweep: {active} active connection(s) checked; token refresh not implemented yet"
+    );
     tracing::info!(invocation_id = %id, "{line}");
     Ok(InvocationResponse::new().log(line))
 }

@@ -24,7 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use syncbridge_core::model::{Direction, JobReason, Priority, QuarantinedMessage, SyncJob, WebhookEvent};
+use syncbridge_core::model::{
+    Direction, JobReason, Priority, QuarantinedMessage, SyncJob, WebhookEvent,
+};
 use syncbridge_core::{ConnectionId, OutboundMessage, QueueName};
 use syncbridge_signatures::{Request, Scheme, WebhookSecret};
 
@@ -42,12 +44,21 @@ pub struct WebhookCounters {
 
 impl WebhookCounters {
     fn bump(&self, what: &'static str) {
-        *self.counts.lock().unwrap_or_else(|p| p.into_inner()).entry(what).or_default() += 1;
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(what)
+            .or_default() += 1;
     }
 
     /// Counts by outcome.
     pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
-        let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut m = self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         m.insert("accepted", self.accepted.load(Ordering::Relaxed));
         m
     }
@@ -71,7 +82,10 @@ pub fn router_with_counters(state: AppState, counters: Arc<WebhookCounters>) -> 
         .route("/api/webhooks/_stats", get(stats))
         .route("/api/webhooks/{connection_id}", post(receive))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
-        .with_state(WebhookState { app: state, counters })
+        .with_state(WebhookState {
+            app: state,
+            counters,
+        })
 }
 
 async fn stats(State(s): State<WebhookState>) -> Response {
@@ -80,7 +94,11 @@ async fn stats(State(s): State<WebhookState>) -> Response {
 
 fn reject(s: &WebhookState, status: StatusCode, what: &'static str, message: String) -> Response {
     s.counters.bump(what);
-    tracing::info!(status = status.as_u16(), outcome = what, "webhook rejected: {message}");
+    tracing::info!(
+        status = status.as_u16(),
+        outcome = what,
+        "webhook rejected: {message}"
+    );
     (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
@@ -96,14 +114,20 @@ pub fn parse_scheme(text: &str) -> Result<Scheme, String> {
 /// Object types an event body names (`object`, `objectType`, `object_type`,
 /// at the top level or in each element of a batch).
 fn named_objects(body: &[u8]) -> Vec<String> {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else { return Vec::new() };
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
     let items: Vec<&Value> = match &v {
         Value::Array(a) => a.iter().collect(),
         other => vec![other],
     };
     let mut out: Vec<String> = items
         .into_iter()
-        .filter_map(|i| ["object", "objectType", "object_type"].iter().find_map(|k| i.get(*k)?.as_str()))
+        .filter_map(|i| {
+            ["object", "objectType", "object_type"]
+                .iter()
+                .find_map(|k| i.get(*k)?.as_str())
+        })
         .map(str::to_owned)
         .collect();
     out.sort();
@@ -121,91 +145,190 @@ async fn receive(
 ) -> Response {
     let app = &s.app;
     let Ok(conn_id) = ConnectionId::parse(connection_id) else {
-        return reject(&s, StatusCode::NOT_FOUND, "unknown_connection", "unknown connection".into());
+        return reject(
+            &s,
+            StatusCode::NOT_FOUND,
+            "unknown_connection",
+            "unknown connection".into(),
+        );
     };
     let conn = match app.store.get_connection(&conn_id).await {
         Ok(Some(c)) => c,
-        Ok(None) => return reject(&s, StatusCode::NOT_FOUND, "unknown_connection", "unknown connection".into()),
-        Err(e) => return reject(&s, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()),
+        Ok(None) => {
+            return reject(
+                &s,
+                StatusCode::NOT_FOUND,
+                "unknown_connection",
+                "unknown connection".into(),
+            );
+        }
+        Err(e) => {
+            return reject(
+                &s,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            );
+        }
     };
     let Some(settings) = &conn.webhook else {
-        return reject(&s, StatusCode::NOT_FOUND, "no_webhook", "connection does not accept webhooks".into());
+        return reject(
+            &s,
+            StatusCode::NOT_FOUND,
+            "no_webhook",
+            "connection does not accept webhooks".into(),
+        );
     };
     let scheme = match parse_scheme(&settings.scheme) {
         Ok(sc) => sc,
         Err(e) => return reject(&s, StatusCode::INTERNAL_SERVER_ERROR, "bad_scheme", e),
     };
-    let secrets: Vec<WebhookSecret> = settings.secrets.iter().map(|x| WebhookSecret::new(x.expose())).collect();
+    let secrets: Vec<WebhookSecret> = settings
+        .secrets
+        .iter()
+        .map(|x| WebhookSecret::new(x.expose()))
+        .collect();
     let header_list: Vec<(String, String)> = headers
         .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_owned(), v.to_owned()))
+        })
         .collect();
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let proto = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("http");
     let url = format!("{proto}://{host}{uri}");
-    let req = Request { method: method.as_str(), url: &url, headers: &header_list, body: &body };
+    let req = Request {
+        method: method.as_str(),
+        url: &url,
+        headers: &header_list,
+        body: &body,
+    };
     let now = app.clock.now();
     let tolerance = app.settings.webhook_tolerance.as_secs() as i64;
-    let verified = match syncbridge_signatures::verify(&scheme, &secrets, &req, now.as_unix_secs(), tolerance) {
-        Ok(v) => v,
-        Err(e) => {
-            use syncbridge_signatures::VerifyError as V;
-            let (status, what) = match &e {
-                V::MissingHeader(_) | V::MalformedHeader { .. } | V::NoSupportedSignature(_) => {
-                    (StatusCode::BAD_REQUEST, "malformed_signature")
-                }
-                V::UnsupportedContent(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_content"),
-                V::TimestampOutsideTolerance { .. } => (StatusCode::UNAUTHORIZED, "stale_timestamp"),
-                V::NoSecrets | V::InvalidSecret(_) | V::InvalidConfig(_) => {
-                    (StatusCode::INTERNAL_SERVER_ERROR, "bad_configuration")
-                }
-                _ => (StatusCode::UNAUTHORIZED, "bad_signature"),
-            };
-            return reject(&s, status, what, e.to_string());
-        }
-    };
+    let verified =
+        match syncbridge_signatures::verify(&scheme, &secrets, &req, now.as_unix_secs(), tolerance)
+        {
+            Ok(v) => v,
+            Err(e) => {
+                use syncbridge_signatures::VerifyError as V;
+                let (status, what) = match &e {
+                    V::MissingHeader(_)
+                    | V::MalformedHeader { .. }
+                    | V::NoSupportedSignature(_) => {
+                        (StatusCode::BAD_REQUEST, "malformed_signature")
+                    }
+                    V::UnsupportedContent(_) => {
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_content")
+                    }
+                    V::TimestampOutsideTolerance { .. } => {
+                        (StatusCode::UNAUTHORIZED, "stale_timestamp")
+                    }
+                    V::NoSecrets | V::InvalidSecret(_) | V::InvalidConfig(_) => {
+                        (StatusCode::INTERNAL_SERVER_ERROR, "bad_configuration")
+                    }
+                    _ => (StatusCode::UNAUTHORIZED, "bad_signature"),
+                };
+                return reject(&s, status, what, e.to_string());
+            }
+        };
     if let Some(first) = secrets.first() {
         if let Some(h) = syncbridge_signatures::handshake(&scheme, first, &body) {
             s.counters.bump("handshake");
-            return (StatusCode::OK, [(header::CONTENT_TYPE, h.content_type)], h.body).into_response();
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, h.content_type)],
+                h.body,
+            )
+                .into_response();
         }
     }
-    let dedup_key = verified.event_id.unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&body))));
-    let event = WebhookEvent { connection: conn.id.clone(), dedup_key: dedup_key.clone(), received_at: now, body: body.to_vec() };
-    match app.store.insert_webhook_event(&event, now.sub(app.settings.webhook_dedup_window)).await {
+    let dedup_key = verified
+        .event_id
+        .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&body))));
+    let event = WebhookEvent {
+        connection: conn.id.clone(),
+        dedup_key: dedup_key.clone(),
+        received_at: now,
+        body: body.to_vec(),
+    };
+    match app
+        .store
+        .insert_webhook_event(&event, now.sub(app.settings.webhook_dedup_window))
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
             s.counters.bump("duplicate");
             return (StatusCode::OK, axum::Json(json!({ "status": "duplicate" }))).into_response();
         }
-        Err(e) => return reject(&s, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()),
+        Err(e) => {
+            return reject(
+                &s,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            );
+        }
     }
 
     // Route the event to the connection's inbound tasks it names.
     let tasks = match app.store.list_tasks(Some(&conn.id)).await {
-        Ok(t) => t.into_iter().filter(|t| t.direction == Direction::Inbound).collect::<Vec<_>>(),
-        Err(e) => return reject(&s, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()),
+        Ok(t) => t
+            .into_iter()
+            .filter(|t| t.direction == Direction::Inbound)
+            .collect::<Vec<_>>(),
+        Err(e) => {
+            return reject(
+                &s,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            );
+        }
     };
     let named = named_objects(&body);
     let routed: Vec<_> = if named.is_empty() {
         tasks
     } else {
-        tasks.into_iter().filter(|t| named.iter().any(|n| n == t.object.as_str())).collect()
+        tasks
+            .into_iter()
+            .filter(|t| named.iter().any(|n| n == t.object.as_str()))
+            .collect()
     };
     if routed.is_empty() {
         let q = QuarantinedMessage {
             source: FUNCTION.into(),
             message_id: Some(dedup_key),
-            reason: format!("verified event for {} matches no sync task (objects named: {named:?})", conn.id),
+            reason: format!(
+                "verified event for {} matches no sync task (objects named: {named:?})",
+                conn.id
+            ),
             body: body.to_vec(),
             at: now,
         };
         return match app.store.quarantine(&q).await {
             Ok(id) => {
                 s.counters.bump("quarantined");
-                (StatusCode::ACCEPTED, axum::Json(json!({ "status": "quarantined", "quarantine_id": id }))).into_response()
+                (
+                    StatusCode::ACCEPTED,
+                    axum::Json(json!({ "status": "quarantined", "quarantine_id": id })),
+                )
+                    .into_response()
             }
-            Err(e) => reject(&s, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()),
+            Err(e) => reject(
+                &s,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            ),
         };
     }
     let messages: Vec<OutboundMessage> = routed
@@ -216,11 +339,17 @@ async fn receive(
                 connection: conn.id.clone(),
                 object: t.object.clone(),
                 priority: Priority::WebhookFollowUp,
-                reason: JobReason::Webhook { event: dedup_key.clone() },
+                reason: JobReason::Webhook {
+                    event: dedup_key.clone(),
+                },
                 lease_token: String::new(),
             };
             let digest = Sha256::digest(format!("{}\n{}\n{}", conn.id, dedup_key, t.id));
-            OutboundMessage::json(QueueName::inbound(), format!("wh-{}", hex::encode(&digest[..16])), &job)
+            OutboundMessage::json(
+                QueueName::inbound(),
+                format!("wh-{}", hex::encode(&digest[..16])),
+                &job,
+            )
         })
         .collect();
     if let Err(e) = app.queue.send(messages).await {
@@ -233,10 +362,19 @@ async fn receive(
             at: now,
         };
         let _ = app.store.quarantine(&q).await;
-        return reject(&s, StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable", "queue unavailable; event kept for replay".into());
+        return reject(
+            &s,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            "queue unavailable; event kept for replay".into(),
+        );
     }
     s.counters.accepted.fetch_add(1, Ordering::Relaxed);
-    (StatusCode::ACCEPTED, axum::Json(json!({ "status": "accepted", "jobs": routed.len() }))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "status": "accepted", "jobs": routed.len() })),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -247,7 +385,10 @@ mod tests {
     #[test]
     fn named_objects_table() {
         assert_eq!(named_objects(br#"{"object":"contacts"}"#), ["contacts"]);
-        assert_eq!(named_objects(br#"[{"object":"deals"},{"objectType":"contacts"},{"object":"deals"}]"#), ["contacts", "deals"]);
+        assert_eq!(
+            named_objects(br#"[{"object":"deals"},{"objectType":"contacts"},{"object":"deals"}]"#),
+            ["contacts", "deals"]
+        );
         assert!(named_objects(b"not json").is_empty());
         assert!(named_objects(br#"{"type":"ping"}"#).is_empty());
     }

@@ -125,7 +125,13 @@ pub async fn handle_inbound_job(
         )));
     }
     let mut run = SyncRun {
-        id: RunId::parse(format!("{}-{}", job.lease_token, now.as_millis())).expect("valid run id"),
+        id: RunId::parse(format!(
+            "{}@{}-{}",
+            task.id,
+            job.lease_token,
+            now.as_millis()
+        ))
+        .expect("valid run id"),
         task: task.id.clone(),
         connection: conn.id.clone(),
         started_at: now,

@@ -3,5 +3,9 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    syncbridge_functions::run_function(syncbridge_functions::scheduler::FUNCTION, syncbridge_functions::scheduler::router).await
+    syncbridge_functions::run_function(
+        syncbridge_functions::scheduler::FUNCTION,
+        syncbridge_functions::scheduler::router,
+    )
+    .await
 }

@@ -3,5 +3,9 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    syncbridge_functions::run_function(syncbridge_functions::token_refresher::FUNCTION, syncbridge_functions::token_refresher::router).await
+    syncbridge_functions::run_function(
+        syncbridge_functions::token_refresher::FUNCTION,
+        syncbridge_functions::token_refresher::router,
+    )
+    .await
 }

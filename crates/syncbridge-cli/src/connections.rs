@@ -1,0 +1,206 @@
+//! `syncbridge connections add|list|remove`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use syncbridge_core::connector::registry::Registry;
+use syncbridge_core::model::{
+    Connection, ConnectionStatus, Direction, Priority, SyncTask, WebhookSettings,
+};
+use syncbridge_core::{
+    Clock, ConnectionId, ObjectType, SecretString, Store, SystemClock, TenantId,
+};
+use syncbridge_sqlite::SqliteStore;
+
+/// Connection subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsCmd {
+    /// Add (or replace) a connection and its inbound sync tasks.
+    Add(AddArgs),
+    /// List connections.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a connection with its tasks, runs and records.
+    Remove {
+        /// Connection id.
+        #[arg(long)]
+        id: String,
+    },
+}
+
+/// `connections add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Owning tenant.
+    #[arg(long)]
+    pub tenant: String,
+    /// Connection id (also the webhook URL segment).
+    #[arg(long)]
+    pub id: String,
+    /// Connector definition name (sandbox, hubspot, github, …).
+    #[arg(long)]
+    pub provider: String,
+    /// Override the connector's base URL.
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Objects to sync (default: every object the connector defines).
+    #[arg(long, value_delimiter = ',')]
+    pub objects: Vec<String>,
+    /// Seconds between scheduled pulls.
+    #[arg(long, default_value_t = 300)]
+    pub interval_secs: u32,
+    /// Webhook signature scheme (github, stripe, standard-webhooks, …).
+    #[arg(long)]
+    pub webhook_scheme: Option<String>,
+    /// Webhook secret; repeat during a rotation.
+    #[arg(long)]
+    pub webhook_secret: Vec<String>,
+    /// Connector setting `key=value` (e.g. owner=rust-lang); repeatable.
+    #[arg(long = "setting", value_parser = parse_kv)]
+    pub settings: Vec<(String, String)>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not key=value"))
+}
+
+pub(crate) async fn run(data_dir: &Path, cmd: ConnectionsCmd) -> anyhow::Result<ExitCode> {
+    let store = SqliteStore::open_in(data_dir)
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    match cmd {
+        ConnectionsCmd::Add(a) => {
+            let (conn, tasks) = build(a, &Registry::builtin(), SystemClock.now())?;
+            store.put_connection(&conn).await?;
+            for t in &tasks {
+                store.put_task(t).await?;
+            }
+            let objects: Vec<&str> = tasks.iter().map(|t| t.object.as_str()).collect();
+            println!(
+                "added connection {} (tenant {}, provider {}), syncing {}",
+                conn.id,
+                conn.tenant,
+                conn.provider,
+                objects.join(", ")
+            );
+            if conn.webhook.is_some() {
+                println!("webhooks: POST /api/webhooks/{}", conn.id);
+            }
+        }
+        ConnectionsCmd::List { json } => {
+            let conns = store.list_connections(None).await?;
+            if json {
+                let rows: Vec<_> = conns
+                    .iter()
+                    .map(|c| serde_json::json!({"id": c.id, "tenant": c.tenant, "provider": c.provider,
+                        "status": c.status, "webhook_scheme": c.webhook.as_ref().map(|w| &w.scheme)}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if conns.is_empty() {
+                println!("no connections");
+            } else {
+                println!(
+                    "{:<24} {:<16} {:<12} {:<14} webhook",
+                    "ID", "TENANT", "PROVIDER", "STATUS"
+                );
+                for c in conns {
+                    let wh = c.webhook.as_ref().map_or("-", |w| w.scheme.as_str());
+                    println!(
+                        "{:<24} {:<16} {:<12} {:<14} {wh}",
+                        c.id,
+                        c.tenant,
+                        c.provider,
+                        c.status.as_str()
+                    );
+                }
+            }
+        }
+        ConnectionsCmd::Remove { id } => {
+            let id = ConnectionId::parse(id)?;
+            if !store.delete_connection(&id).await? {
+                bail!("no connection {id}");
+            }
+            println!("removed connection {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Validates `connections add` arguments into a connection and its tasks.
+pub(crate) fn build(
+    a: AddArgs,
+    registry: &Registry,
+    now: syncbridge_core::Timestamp,
+) -> anyhow::Result<(Connection, Vec<SyncTask>)> {
+    let id = ConnectionId::parse(a.id).context("--id")?;
+    let tenant = TenantId::parse(a.tenant).context("--tenant")?;
+    let def = registry.get(&a.provider).with_context(|| {
+        format!(
+            "--provider: no connector named {:?} (known: {})",
+            a.provider,
+            registry.names().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let webhook = match (a.webhook_scheme, a.webhook_secret.is_empty()) {
+        (None, true) => None,
+        (None, false) => bail!("--webhook-secret needs --webhook-scheme"),
+        (Some(_), true) => bail!("--webhook-scheme needs at least one --webhook-secret"),
+        (Some(scheme), false) => {
+            syncbridge_functions::webhook::parse_scheme(&scheme)
+                .map_err(|e| anyhow::anyhow!("--webhook-scheme: {e}"))?;
+            Some(WebhookSettings {
+                scheme,
+                secrets: a
+                    .webhook_secret
+                    .into_iter()
+                    .map(SecretString::new)
+                    .collect(),
+            })
+        }
+    };
+    let objects: Vec<String> = if a.objects.is_empty() {
+        def.objects.keys().cloned().collect()
+    } else {
+        a.objects
+    };
+    let mut tasks = Vec::new();
+    for o in objects {
+        if def.object(&o).is_none() {
+            bail!("--objects: connector {} has no object {o:?}", def.name);
+        }
+        let object = ObjectType::parse(o)?;
+        tasks.push(SyncTask {
+            id: SyncTask::id_for(&id, &object, Direction::Inbound),
+            tenant: tenant.clone(),
+            connection: id.clone(),
+            object,
+            direction: Direction::Inbound,
+            priority: Priority::Scheduled,
+            interval_secs: a.interval_secs.max(1),
+            next_run_at: now,
+            cursor: None,
+            lease: None,
+            last_run_at: None,
+            stalled: false,
+            version: 0,
+        });
+    }
+    let conn = Connection {
+        id,
+        tenant,
+        provider: def.name.clone(),
+        status: ConnectionStatus::Active,
+        base_url: a.base_url,
+        webhook,
+        settings: a.settings.into_iter().collect::<BTreeMap<_, _>>(),
+        created_at: now,
+    };
+    Ok((conn, tasks))
+}

@@ -1,0 +1,387 @@
+//! `syncbridge demo`: the product's main job, end to end on one machine.
+//!
+//! Starts the bundled sandbox CRM, registers a tenant's connection to it,
+//! starts the five real handler binaries under the local Functions host, and
+//! drives two passes through timer → queue → worker → store:
+//!
+//! 1. the initial sync of every object;
+//! 2. after the sandbox changes 1% of the contacts and deletes 10, an
+//!    incremental sync that updates and deletes exactly those.
+//!
+//! Progress is printed while records arrive; a summary (or `--json`) at the end.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Serialize;
+use syncbridge_core::connector::registry::Registry;
+use syncbridge_core::model::{Priority, RunCounts, RunStatus};
+use syncbridge_core::{Clock, Store, SystemClock, Timestamp};
+use syncbridge_sqlite::SqliteStore;
+
+use crate::connections::{AddArgs, build};
+
+/// `demo` arguments.
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// Records the sandbox seeds per object (contacts, companies, deals).
+    #[arg(long, default_value_t = 20_000)]
+    pub records: usize,
+    /// Print the summary as JSON on stdout (progress goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Give up if a pass takes longer than this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_secs: u64,
+}
+
+/// One pass of the demo.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassSummary {
+    /// What the pass was.
+    pub name: String,
+    /// Wall time of the pass.
+    pub seconds: f64,
+    /// Totals over every object's run.
+    pub counts: RunCounts,
+    /// Records fetched per second.
+    pub records_per_sec: f64,
+    /// Per object: run status and counts.
+    pub objects: BTreeMap<String, ObjectPass>,
+}
+
+/// One object's run in a pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectPass {
+    /// Run outcome.
+    pub status: String,
+    /// Counts.
+    pub counts: RunCounts,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// The demo's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoSummary {
+    /// Sandbox URL used.
+    pub sandbox: String,
+    /// The passes.
+    pub passes: Vec<PassSummary>,
+    /// Records in the store per object at the end.
+    pub store_records: BTreeMap<String, u64>,
+    /// Live records in the sandbox per object at the end.
+    pub sandbox_records: BTreeMap<String, u64>,
+    /// Whether every object's count matches.
+    pub in_sync: bool,
+    /// Provider requests the sandbox saw.
+    pub provider_requests: u64,
+    /// 429s the sandbox sent.
+    pub provider_throttled: u64,
+}
+
+fn say(json: bool, line: impl AsRef<str>) {
+    if json {
+        eprintln!("{}", line.as_ref());
+    } else {
+        println!("{}", line.as_ref());
+    }
+}
+
+/// Runs the demo in `<data_dir>/demo` (wiped first) and returns its summary.
+pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
+    let dir = data_dir.join("demo");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let json = a.json;
+
+    // 1. The provider.
+    let cfg = syncbridge_sandbox::SandboxConfig {
+        records_per_object: a.records,
+        auth_enabled: false,
+        ..Default::default()
+    };
+    let sandbox = syncbridge_sandbox::spawn(cfg)
+        .await
+        .context("starting the sandbox CRM")?;
+    let base = sandbox.base_url();
+    say(
+        json,
+        format!(
+            "sandbox CRM      {base}  ({} contacts, companies and deals each)",
+            a.records
+        ),
+    );
+
+    // 2. A tenant's connection to it.
+    let store = SqliteStore::open_in(&dir)?;
+    let add = AddArgs {
+        tenant: "acme".into(),
+        id: "acme-crm".into(),
+        provider: "sandbox".into(),
+        base_url: Some(base.clone()),
+        objects: vec![],
+        interval_secs: 3600,
+        webhook_scheme: None,
+        webhook_secret: vec![],
+        settings: vec![],
+    };
+    let (conn, tasks) = build(add, &Registry::builtin(), SystemClock.now())?;
+    store.put_connection(&conn).await?;
+    for t in &tasks {
+        store.put_task(t).await?;
+    }
+    say(
+        json,
+        format!(
+            "connection       {} (tenant {}), objects: {}",
+            conn.id,
+            conn.tenant,
+            tasks
+                .iter()
+                .map(|t| t.object.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+
+    // 3. The five handlers under the local host.
+    let host = crate::up::start(&dir, 0, None).await?;
+    say(
+        json,
+        format!(
+            "local host       {} running {} functions",
+            host.url(),
+            host.status().len()
+        ),
+    );
+
+    let mut passes = Vec::new();
+    let outcome = async {
+        passes.push(pass(&store, &host, "initial sync", json, a.timeout_secs).await?);
+        let http = reqwest::Client::new();
+        let changed = a.records.div_ceil(100);
+        let resp = http
+            .post(format!("{base}/_sandbox/mutate"))
+            .json(&serde_json::json!({ "object": "contacts", "update": changed, "delete": 10.min(a.records) }))
+            .send()
+            .await?
+            .error_for_status()?;
+        let _ = resp.bytes().await?;
+        say(json, format!("sandbox change   {changed} contacts updated, {} deleted", 10.min(a.records)));
+        let now = SystemClock.now();
+        for t in &tasks {
+            store.request_run(&t.id, Priority::Interactive, now).await?;
+        }
+        passes.push(pass(&store, &host, "incremental sync", json, a.timeout_secs).await?);
+        anyhow::Ok(())
+    }
+    .await;
+    host.shutdown().await;
+    outcome?;
+
+    let stats: serde_json::Value = reqwest::get(format!("{base}/_sandbox/stats"))
+        .await?
+        .json()
+        .await?;
+    let mut store_records = BTreeMap::new();
+    let mut sandbox_records = BTreeMap::new();
+    for t in &tasks {
+        store_records.insert(
+            t.object.to_string(),
+            store.count_records(&t.connection, &t.object).await?,
+        );
+        let all: serde_json::Value = reqwest::get(format!("{base}/_sandbox/records/{}", t.object))
+            .await?
+            .json()
+            .await?;
+        let n = all
+            .get("results")
+            .or(Some(&all))
+            .and_then(|v| v.as_array())
+            .map_or(0, |v| v.len() as u64);
+        sandbox_records.insert(t.object.to_string(), n);
+    }
+    sandbox.shutdown().await;
+    let summary = DemoSummary {
+        sandbox: base,
+        in_sync: store_records == sandbox_records,
+        store_records,
+        sandbox_records,
+        provider_requests: stats["requests"].as_u64().unwrap_or(0),
+        provider_throttled: stats["throttled"].as_u64().unwrap_or(0),
+        passes,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    if !summary.in_sync {
+        bail!(
+            "the store does not match the sandbox: {:?} vs {:?}",
+            summary.store_records,
+            summary.sandbox_records
+        );
+    }
+    Ok(summary)
+}
+
+/// Fires the scheduler and waits for every task to finish a run started after now.
+async fn pass(
+    store: &SqliteStore,
+    host: &syncbridge_localhost::LocalHostHandle,
+    name: &str,
+    json: bool,
+    timeout_secs: u64,
+) -> anyhow::Result<PassSummary> {
+    say(json, format!("\n== {name} =="));
+    let started = Instant::now();
+    let since: Timestamp = SystemClock.now();
+    host.fire_timer("SyncScheduler")
+        .await
+        .context("firing SyncScheduler")?;
+    let tasks = store.list_tasks(None).await?;
+    let mut last_print = Instant::now();
+    loop {
+        let mut done = 0;
+        let mut fetched = 0;
+        for t in &tasks {
+            let cur = store.get_task(&t.id).await?.context("task vanished")?;
+            if cur.lease.is_none() && cur.last_run_at.is_some_and(|l| l >= since) {
+                done += 1;
+            }
+            if let Some(r) = store.list_runs(Some(&t.id), 1).await?.first() {
+                if r.started_at >= since {
+                    fetched += r.counts.fetched;
+                }
+            }
+        }
+        let mut line = String::new();
+        for t in &tasks {
+            line.push_str(&format!(
+                "{} {}  ",
+                t.object,
+                store.count_records(&t.connection, &t.object).await?
+            ));
+        }
+        if done == tasks.len() {
+            say(
+                json,
+                format!(
+                    "  [{:>5.1}s] store: {line}- done",
+                    started.elapsed().as_secs_f64()
+                ),
+            );
+            break;
+        }
+        if last_print.elapsed() >= Duration::from_millis(500) {
+            say(
+                json,
+                format!(
+                    "  [{:>5.1}s] store: {line}({done}/{} objects finished, {fetched} fetched in finished runs)",
+                    started.elapsed().as_secs_f64(),
+                    tasks.len()
+                ),
+            );
+            last_print = Instant::now();
+        }
+        if started.elapsed() > Duration::from_secs(timeout_secs) {
+            bail!("{name} did not finish within {timeout_secs}s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut counts = RunCounts::default();
+    let mut objects = BTreeMap::new();
+    for t in &tasks {
+        let run = store
+            .list_runs(Some(&t.id), 1)
+            .await?
+            .into_iter()
+            .next()
+            .context("no run recorded")?;
+        counts.add(&run.counts);
+        objects.insert(
+            t.object.to_string(),
+            ObjectPass {
+                status: run.status.as_str().into(),
+                counts: run.counts,
+                error: run.error.clone(),
+            },
+        );
+        if run.status != RunStatus::Succeeded {
+            say(
+                json,
+                format!(
+                    "  {} run {}: {}",
+                    t.object,
+                    run.status.as_str(),
+                    run.error.unwrap_or_default()
+                ),
+            );
+        }
+    }
+    Ok(PassSummary {
+        name: name.into(),
+        seconds,
+        records_per_sec: counts.fetched as f64 / seconds.max(1e-9),
+        counts,
+        objects,
+    })
+}
+
+fn print_summary(s: &DemoSummary) {
+    println!("\n== summary ==");
+    println!(
+        "{:<18} {:>8} {:>9} {:>8} {:>8} {:>10} {:>8} {:>9} {:>12}",
+        "pass",
+        "seconds",
+        "fetched",
+        "created",
+        "updated",
+        "unchanged",
+        "deleted",
+        "requests",
+        "records/s"
+    );
+    for p in &s.passes {
+        let c = &p.counts;
+        println!(
+            "{:<18} {:>8.2} {:>9} {:>8} {:>8} {:>10} {:>8} {:>9} {:>12.0}",
+            p.name,
+            p.seconds,
+            c.fetched,
+            c.created,
+            c.updated,
+            c.unchanged,
+            c.deleted,
+            c.requests,
+            p.records_per_sec
+        );
+    }
+    println!("\nstore vs sandbox:");
+    for (o, n) in &s.store_records {
+        println!(
+            "  {o:<10} store {n:>8}   sandbox {:>8}",
+            s.sandbox_records.get(o).copied().unwrap_or(0)
+        );
+    }
+    println!(
+        "provider requests {} (throttled {})",
+        s.provider_requests, s.provider_throttled
+    );
+    println!(
+        "{}",
+        if s.in_sync {
+            "in sync ✔"
+        } else {
+            "OUT OF SYNC ✘"
+        }
+    );
+}

@@ -1,0 +1,69 @@
+//! The `syncbridge` command line.
+//!
+//! # Layout
+//!
+//! - [`Cli`]: the clap definition of every subcommand.
+//! - `connections`: `syncbridge connections add|list|remove`.
+//! - `up`: `syncbridge up`, the local Functions host in the foreground.
+//! - [`demo`]: `syncbridge demo`, a real sync against the bundled sandbox.
+//! - `webhooks`: `syncbridge webhooks verify`, offline signature checks.
+
+mod connections;
+pub mod demo;
+mod paths;
+mod up;
+mod webhooks;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// syncbridge: keep your records in sync with your customers' CRMs and help desks.
+#[derive(Debug, Parser)]
+#[command(name = "syncbridge", version, about)]
+pub struct Cli {
+    /// State directory of the embedded default (store, queue, keys).
+    #[arg(
+        long,
+        global = true,
+        env = "SYNCBRIDGE_DATA_DIR",
+        default_value = ".syncbridge"
+    )]
+    pub data_dir: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the five handlers under the local Functions host (Ctrl-C stops).
+    Up(up::UpArgs),
+    /// Manage tenants' connections.
+    #[command(subcommand)]
+    Connections(connections::ConnectionsCmd),
+    /// Sync the bundled sandbox CRM into the embedded store, end to end.
+    Demo(demo::DemoArgs),
+    /// Webhook tools.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCmd),
+}
+
+/// Runs a parsed command line; errors are printed once, here.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Up(a) => up::run(&cli.data_dir, a).await,
+        Command::Connections(c) => connections::run(&cli.data_dir, c).await,
+        Command::Demo(a) => demo::run(&cli.data_dir, a).await.map(|_| ExitCode::SUCCESS),
+        Command::Webhooks(w) => webhooks::run(w),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
