@@ -1,16 +1,19 @@
 //! The app as the host sees it: `host.json` plus one `<FunctionName>/function.json`
 //! per function (§1, §3), turned into [`FunctionSpec`]s the rest of the host runs.
-//! The JSON shapes themselves are `syncbridge-protocol`'s models (see
-//! [`crate::protocol_gaps`] for anything still missing there).
+//! The JSON shapes themselves are `syncbridge-protocol`'s models
+//! ([`HostJson`], [`FunctionJson`]); `%AppSetting%` references (schedules, queue
+//! names, arguments) resolve from [`HostConfig::env`], then the process environment.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use syncbridge_protocol::DataType;
+use syncbridge_protocol::{
+    Binding, BindingKind, Cardinality, DataType, Direction, FunctionJson, HostJson, HttpMode,
+    expand_app_settings,
+};
 
-use crate::ncrontab::{Schedule, resolve_schedule};
-use crate::protocol_gaps as model;
+use crate::ncrontab::Schedule;
 use crate::route::RouteTemplate;
 use crate::{HostConfig, HostError};
 
@@ -191,29 +194,8 @@ fn lookup_setting(config: &HostConfig, name: &str) -> Option<String> {
         .or_else(|| std::env::var(name).ok())
 }
 
-fn expand_settings(config: &HostConfig, text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find('%') {
-        let after = &rest[start + 1..];
-        match after.find('%') {
-            Some(end) if end > 0 => {
-                let name = &after[..end];
-                out.push_str(&rest[..start]);
-                match lookup_setting(config, name) {
-                    Some(v) => out.push_str(&v),
-                    None => out.push_str(&rest[start..start + end + 2]),
-                }
-                rest = &after[end + 1..];
-            }
-            _ => {
-                out.push_str(&rest[..=start]);
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+fn expand(config: &HostConfig, text: &str) -> Result<String, String> {
+    expand_app_settings(text, |k| lookup_setting(config, k)).map_err(|e| e.to_string())
 }
 
 /// Reads host.json and the function folders.
@@ -221,7 +203,7 @@ pub fn load(config: &HostConfig) -> Result<AppModel, HostError> {
     let host_path = config.app_root.join("host.json");
     let host_text = std::fs::read_to_string(&host_path)
         .map_err(|e| HostError::Config(format!("reading {}: {e}", host_path.display())))?;
-    let host = model::parse_host_json(&host_text)
+    let host = HostJson::parse(&host_text)
         .map_err(|e| HostError::Config(format!("{}: {e}", host_path.display())))?;
     let functions_dir = config
         .functions_dir
@@ -234,7 +216,6 @@ pub fn load(config: &HostConfig) -> Result<AppModel, HostError> {
         .filter(|p| p.join("function.json").is_file())
         .collect();
     dirs.sort();
-    let forwarding = host.enable_forwarding || host.enable_proxying;
     let mut functions = Vec::new();
     for dir in dirs {
         let name = dir
@@ -250,14 +231,14 @@ pub fn load(config: &HostConfig) -> Result<AppModel, HostError> {
             continue;
         }
         let path = dir.join("function.json");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| HostError::Config(format!("reading {}: {e}", path.display())))?;
-        let bindings = model::parse_function_json(&text)
-            .map_err(|e| HostError::Config(format!("{}: {e}", path.display())))?;
-        functions.push(
-            function_spec(config, &name, &bindings, forwarding)
-                .map_err(|e| HostError::Config(format!("{}: {e}", path.display())))?,
-        );
+        let fail = |e: String| HostError::Config(format!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+        let fj = FunctionJson::parse(&text).map_err(|e| fail(e.to_string()))?;
+        if fj.disabled == Some(true) {
+            tracing::info!(function = %name, "function is disabled; not started");
+            continue;
+        }
+        functions.push(function_spec(config, &host, &name, &fj).map_err(fail)?);
     }
     if let Some(only) = &config.only {
         for wanted in only {
@@ -269,125 +250,127 @@ pub fn load(config: &HostConfig) -> Result<AppModel, HostError> {
             }
         }
     }
-    let working_dir = match host.working_directory.as_deref().filter(|w| !w.is_empty()) {
+    let handler = host.custom_handler.clone().unwrap_or_default();
+    let working_dir = match handler
+        .description
+        .working_directory
+        .as_deref()
+        .filter(|w| !w.is_empty())
+    {
         Some(w) => config.app_root.join(w),
         None => config.app_root.clone(),
     };
+    let arguments = handler
+        .description
+        .expanded_arguments(|k| lookup_setting(config, k))
+        .map_err(|e| HostError::Config(format!("{}: {e}", host_path.display())))?;
+    let function_timeout = host
+        .function_timeout()
+        .map_err(|e| HostError::Config(format!("{}: {e}", host_path.display())))?
+        .unwrap_or(Duration::from_secs(30 * 60));
+    let max_concurrent_calls = host
+        .extensions
+        .as_ref()
+        .and_then(|e| e.service_bus.as_ref())
+        .and_then(|s| s.max_concurrent_calls);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     Ok(AppModel {
         functions,
-        route_prefix: host.route_prefix.unwrap_or_else(|| "api".to_string()),
-        max_concurrent_calls: host
-            .max_concurrent_calls
-            .map_or(16 * cores, |n| n.max(1) as usize),
-        function_timeout: host
-            .function_timeout
-            .unwrap_or(Duration::from_secs(30 * 60)),
-        arguments: host
-            .arguments
-            .iter()
-            .map(|a| expand_settings(config, a))
-            .collect(),
+        route_prefix: host.route_prefix().to_string(),
+        max_concurrent_calls: max_concurrent_calls.map_or(16 * cores, |n| n.max(1) as usize),
+        function_timeout,
+        arguments,
         working_dir,
     })
 }
 
 fn function_spec(
     config: &HostConfig,
+    host: &HostJson,
     name: &str,
-    bindings: &[model::Binding],
-    forwarding: bool,
+    fj: &FunctionJson,
 ) -> Result<FunctionSpec, String> {
-    let is = |b: &model::Binding, t: &str| b.kind.eq_ignore_ascii_case(t);
-    let inputs: Vec<&model::Binding> = bindings.iter().filter(|b| b.is_input()).collect();
-    let outputs: Vec<&model::Binding> = bindings.iter().filter(|b| !b.is_input()).collect();
-    let triggers: Vec<&&model::Binding> = inputs
-        .iter()
-        .filter(|b| b.kind.to_ascii_lowercase().ends_with("trigger"))
-        .collect();
+    let triggers: Vec<&Binding> = fj.bindings.iter().filter(|b| b.kind.is_trigger()).collect();
     let [t] = triggers.as_slice() else {
         return Err(format!(
             "expected exactly one trigger binding, found {}",
             triggers.len()
         ));
     };
-    let trigger = if is(t, "timerTrigger") {
-        let raw = t
-            .schedule
-            .as_deref()
-            .ok_or("timerTrigger without schedule")?;
-        let text =
-            resolve_schedule(raw, |k| lookup_setting(config, k)).map_err(|e| e.to_string())?;
-        Trigger::Timer {
-            binding: t.name.clone(),
-            schedule: Schedule::parse(&text).map_err(|e| e.to_string())?,
-            run_on_startup: t.run_on_startup.unwrap_or(false),
+    let trigger = match &t.kind {
+        BindingKind::TimerTrigger(timer) => {
+            let text = expand(config, &timer.schedule)?;
+            Trigger::Timer {
+                binding: t.name.clone(),
+                schedule: Schedule::parse(&text).map_err(|e| {
+                    format!("{e} (TimeSpan schedules are not supported by the local host)")
+                })?,
+                run_on_startup: timer.run_on_startup.unwrap_or(false),
+            }
         }
-    } else if is(t, "serviceBusTrigger") {
-        let queue = t.queue_name.clone().ok_or(
-            "serviceBusTrigger without queueName (topic subscriptions are not supported by the local host)",
-        )?;
-        if t.cardinality
-            .as_deref()
-            .is_some_and(|c| c.eq_ignore_ascii_case("many"))
-        {
-            return Err("cardinality \"many\" (batch) is not supported by the local host".into());
-        }
-        let data_type = match t.data_type.as_deref() {
-            None => None,
-            Some(d) => Some(DataType::parse(d).ok_or_else(|| format!("unknown dataType {d:?}"))?),
-        };
-        Trigger::ServiceBus {
-            binding: t.name.clone(),
-            queue: expand_settings(config, &queue),
-            data_type,
-        }
-    } else if is(t, "httpTrigger") {
-        let route = RouteTemplate::parse(t.route.as_deref().unwrap_or(name))?;
-        Trigger::Http {
-            binding: t.name.clone(),
-            route,
-            methods: t.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
-        }
-    } else {
-        return Err(format!(
-            "trigger type {:?} is not supported by the local host",
-            t.kind
-        ));
-    };
-    let mut outs = Vec::new();
-    let mut http_output = None;
-    for o in &outputs {
-        if is(o, "serviceBus") {
-            let queue = o.queue_name.clone().ok_or(
-                "serviceBus output without queueName (topics are not supported by the local host)",
+        BindingKind::ServiceBusTrigger(sb) => {
+            let queue = sb.queue_name.as_deref().ok_or(
+                "serviceBusTrigger without queueName (topic subscriptions are not supported by the local host)",
             )?;
-            outs.push(OutputBinding::ServiceBus {
-                name: o.name.clone(),
-                queue: expand_settings(config, &queue),
-            });
-        } else if is(o, "http") {
-            http_output = Some(o.name.clone());
-        } else {
+            if sb.cardinality == Some(Cardinality::Many) {
+                return Err(
+                    "cardinality \"many\" (batch) is not supported by the local host".into(),
+                );
+            }
+            if sb.is_sessions_enabled == Some(true) {
+                tracing::warn!(function = %name, "isSessionsEnabled is ignored by the local host (no session locks)");
+            }
+            Trigger::ServiceBus {
+                binding: t.name.clone(),
+                queue: expand(config, queue)?,
+                data_type: sb.data_type,
+            }
+        }
+        BindingKind::HttpTrigger(http) => Trigger::Http {
+            binding: t.name.clone(),
+            route: RouteTemplate::parse(http.route.as_deref().unwrap_or(name))?,
+            methods: http
+                .methods
+                .iter()
+                .map(|m| m.to_ascii_uppercase())
+                .collect(),
+        },
+        other => {
             return Err(format!(
-                "output binding type {:?} is not supported by the local host",
-                o.kind
+                "trigger type {:?} is not supported by the local host",
+                other.type_name()
             ));
         }
+    };
+    let mut outputs = Vec::new();
+    let mut http_output = None;
+    for b in fj.bindings.iter().filter(|b| b.direction == Direction::Out) {
+        match &b.kind {
+            BindingKind::ServiceBus(out) => {
+                let queue = out.queue_name.as_deref().ok_or(
+                    "serviceBus output without queueName (topics are not supported by the local host)",
+                )?;
+                outputs.push(OutputBinding::ServiceBus {
+                    name: b.name.clone(),
+                    queue: expand(config, queue)?,
+                });
+            }
+            BindingKind::Http(_) => http_output = Some(b.name.clone()),
+            other => {
+                return Err(format!(
+                    "output binding type {:?} is not supported by the local host",
+                    other.type_name()
+                ));
+            }
+        }
     }
-    // §4d: exactly one input (the httpTrigger) and exactly one output (http).
-    let http_only = forwarding
-        && matches!(trigger, Trigger::Http { .. })
-        && inputs.len() == 1
-        && outputs.len() == 1
-        && http_output.is_some();
     Ok(FunctionSpec {
         name: name.to_string(),
         executable: config.bin_dir.join(executable_name(name)),
         trigger,
-        outputs: outs,
+        outputs,
         http_output,
-        http_only,
+        http_only: host.http_mode(fj) != HttpMode::Envelope,
     })
 }
 

@@ -226,7 +226,6 @@ async fn json_invocation(
             uri.path_and_query().map_or("/", |p| p.as_str())
         ),
         method: method.as_str().to_string(),
-        uri: uri.clone(),
         headers: headers.clone(),
         params,
         body,

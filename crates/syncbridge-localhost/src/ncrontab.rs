@@ -8,8 +8,9 @@
 //! full. Like NCrontab (the library behind the host's `CronSchedule`), an instant
 //! matches only when **both** the day-of-month and the day-of-week fields match.
 //!
-//! A schedule written as `%Name%` is an app-setting reference; resolve it with
-//! [`resolve_schedule`] before parsing. Pure code: no clock, no I/O.
+//! A schedule written as `%Name%` is an app-setting reference; the host expands
+//! it (`syncbridge_protocol::expand_app_settings`) before parsing. Pure code: no
+//! clock, no I/O.
 
 use std::fmt;
 
@@ -112,22 +113,6 @@ const FIELDS: [FieldSpec; 6] = [
 /// How far ahead [`Schedule::next_after`] looks before deciding a schedule never
 /// fires (covers e.g. "29 February that is a Monday", which recurs every 28 years).
 const HORIZON_YEARS: i32 = 30;
-
-/// Resolves an `%AppSetting%` schedule through `lookup` (usually the environment);
-/// any other text is returned unchanged.
-pub fn resolve_schedule(
-    raw: &str,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, ScheduleError> {
-    let trimmed = raw.trim();
-    match trimmed.strip_prefix('%').and_then(|s| s.strip_suffix('%')) {
-        Some(name) if !name.is_empty() => lookup(name).ok_or_else(|| ScheduleError {
-            expression: raw.to_string(),
-            reason: format!("app setting {name:?} is not set"),
-        }),
-        _ => Ok(trimmed.to_string()),
-    }
-}
 
 impl Schedule {
     /// Parses a six-field expression.
@@ -471,21 +456,6 @@ mod tests {
             assert!(!e.reason.is_empty(), "{bad}");
         }
         assert!(Schedule::parse("0 0 0 * * 6").is_ok());
-    }
-
-    /// `%Setting%` schedules resolve through the lookup; missing settings are errors; literals pass through.
-    #[test]
-    fn app_setting_schedules() {
-        let lookup = |k: &str| (k == "SYNC_SCHEDULE").then(|| "0 */1 * * * *".to_string());
-        assert_eq!(
-            resolve_schedule("%SYNC_SCHEDULE%", lookup).unwrap(),
-            "0 */1 * * * *"
-        );
-        assert!(resolve_schedule("%MISSING%", lookup).is_err());
-        assert_eq!(
-            resolve_schedule(" 0 0 * * * * ", lookup).unwrap(),
-            "0 0 * * * *"
-        );
     }
 
     fn field(min: u32, max: u32) -> impl Strategy<Value = String> {

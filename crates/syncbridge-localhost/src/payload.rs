@@ -1,20 +1,34 @@
-//! The host-side payloads, from this crate's types to the protocol's builders. No
-//! JSON shape is spelled here: see [`crate::protocol_gaps`] / `syncbridge-protocol`.
+//! The host-side payloads: this crate's types handed to `syncbridge-protocol`'s
+//! builders ([`timer_request`], [`service_bus_request`], [`http_request`]). No JSON
+//! shape is spelled here.
 
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, Uri};
-use serde_json::Value;
+use axum::http::HeaderMap;
+use serde_json::{Map, Value};
 use syncbridge_core::Timestamp;
 use syncbridge_localqueue::LockedMessage;
-use syncbridge_protocol::DataType;
+use syncbridge_protocol::{
+    BrokerMessage, DataType, HttpRequestSpec, InvocationRequest, SysMetadata, http_request,
+    service_bus_request, timer_request,
+};
+use time::OffsetDateTime;
 
-use crate::protocol_gaps as gaps;
+use crate::protocol_gaps;
 
-/// Timer payload (§4a).
+/// `Client.FullyQualifiedNamespace` reported for local messages.
+pub const LOCAL_NAMESPACE: &str = "localhost";
+
+fn to_offset(t: Timestamp) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.as_millis()) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Timer payload (§4a) with the trigger under `binding`.
 pub fn timer(function: &str, binding: &str, is_past_due: bool, now: Timestamp) -> Vec<u8> {
-    gaps::timer_request(function, binding, is_past_due, now)
+    let request = timer_request(is_past_due, None, to_offset(now), function);
+    protocol_gaps::rename_timer_binding(request, binding).to_vec()
 }
 
 /// Service Bus payload for one locked message (§4b).
@@ -26,39 +40,37 @@ pub fn service_bus(
     now: Timestamp,
 ) -> Vec<u8> {
     let m = &msg.message;
-    let delivered = gaps::DeliveredMessage {
-        body: &m.body,
-        message_id: &m.message_id,
+    let props = BrokerMessage {
+        message_id: Some(m.message_id.clone()),
         delivery_count: m.delivery_count,
-        sequence_number: m.sequence_number,
-        enqueued_time: m.enqueued_time,
-        expires_at: m.expires_at,
-        lock_token: &msg.lock_token,
-        content_type: m.content_type.as_deref(),
-        correlation_id: m.correlation_id.as_deref(),
-        session_id: m.session_id.as_deref(),
-        subject: m.subject.as_deref(),
-        properties: &m.properties,
-        dead_letter_source: None,
+        enqueued_time: Some(to_offset(m.enqueued_time)),
+        expires_at: m.expires_at.map(to_offset),
+        sequence_number: Some(m.sequence_number),
+        content_type: m.content_type.clone(),
+        correlation_id: m.correlation_id.clone(),
+        session_id: m.session_id.clone(),
+        subject: m.subject.clone(),
+        lock_token: Some(msg.lock_token.clone()),
+        application_properties: m
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect::<Map<String, Value>>(),
+        fully_qualified_namespace: Some(LOCAL_NAMESPACE.to_string()),
+        ..BrokerMessage::default()
     };
-    gaps::service_bus_request(
-        function,
-        binding,
-        data_type == Some(DataType::Binary),
-        &delivered,
-        now,
-    )
+    let binary = data_type == Some(DataType::Binary);
+    let sys = SysMetadata::new(function, to_offset(now));
+    service_bus_request(binding, &m.body, &props, binary, &sys).to_vec()
 }
 
 /// An incoming HTTP request for a non-forwarded function.
 #[derive(Debug, Clone)]
 pub struct HttpRequestParts {
-    /// Full URL the client used.
+    /// Full URL the client used (with the route prefix and query).
     pub url: String,
     /// Method.
     pub method: String,
-    /// Request URI (for the query).
-    pub uri: Uri,
     /// Headers.
     pub headers: HeaderMap,
     /// Route values.
@@ -69,42 +81,33 @@ pub struct HttpRequestParts {
 
 /// Non-forwarded HTTP payload (§4c).
 pub fn http(function: &str, binding: &str, r: &HttpRequestParts, now: Timestamp) -> Vec<u8> {
-    let mut query: BTreeMap<String, String> = BTreeMap::new();
-    for (k, v) in url_query_pairs(r.uri.query().unwrap_or("")) {
-        query
-            .entry(k)
-            .and_modify(|e| {
-                e.push(',');
-                e.push_str(&v);
+    let spec = HttpRequestSpec {
+        method: r.method.clone(),
+        url: r.url.clone(),
+        headers: r
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    canonical_header(k.as_str()),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
             })
-            .or_insert(v);
-    }
-    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, value) in &r.headers {
-        headers
-            .entry(canonical_header(name.as_str()))
-            .or_default()
-            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-    }
-    let facts = gaps::HttpRequestFacts {
-        url: &r.url,
-        method: &r.method,
-        query,
-        headers,
-        params: &r.params,
-        body: &r.body,
-        content_type: r.headers.get("content-type").and_then(|v| v.to_str().ok()),
+            .collect(),
+        params: r.params.clone(),
+        body: Some(r.body.clone()),
     };
-    gaps::http_request(function, binding, &facts, now)
+    let sys = SysMetadata::new(function, to_offset(now));
+    http_request(binding, &spec, &sys).to_vec()
 }
 
 /// Message bodies for a Service Bus output value (§5 collector rules).
 pub fn output_message_bodies(value: &Value) -> Vec<Vec<u8>> {
-    gaps::output_message_bodies(value)
+    protocol_gaps::output_message_bodies(value)
 }
 
-/// `content-type` → `Content-Type` (the host shows headers as the client sent them;
-/// hyper lower-cases them, so restore the conventional spelling).
+/// `content-type` → `Content-Type`: the host shows header names as the client
+/// sent them, hyper lower-cases them, so restore the conventional spelling.
 fn canonical_header(name: &str) -> String {
     name.split('-')
         .map(|part| {
@@ -118,14 +121,66 @@ fn canonical_header(name: &str) -> String {
         .join("-")
 }
 
-fn url_query_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let dec = |s: &str| crate::route::percent_decode(&s.replace('+', " "));
-            (dec(k), dec(v))
-        })
-        .collect()
+/// The decoded envelope of `bytes` (tests and debugging).
+pub fn parse(bytes: &[u8]) -> Option<InvocationRequest> {
+    InvocationRequest::from_slice(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syncbridge_localqueue::Message;
+    use syncbridge_protocol::{ServiceBusInvocation, TimerInvocation};
+
+    /// A locked queue message becomes a §4b payload that the handler-side decoder reads back exactly.
+    #[test]
+    fn service_bus_payload_round_trips() {
+        let now = Timestamp::from_millis(1_795_867_390_000);
+        let msg = LockedMessage {
+            message: Message {
+                queue: "jobs".into(),
+                sequence_number: 17,
+                message_id: "job-1".into(),
+                body: vec![0, 159, 146, 150],
+                content_type: Some("application/octet-stream".into()),
+                session_id: None,
+                correlation_id: Some("c-1".into()),
+                subject: None,
+                properties: BTreeMap::from([("tenant".to_string(), "t1".to_string())]),
+                enqueued_time: now,
+                scheduled_enqueue_time: None,
+                expires_at: None,
+                delivery_count: 2,
+                dead_letter_reason: None,
+                dead_letter_description: None,
+            },
+            lock_token: "lock-1".into(),
+            locked_until: now,
+        };
+        let bytes = service_bus("Work", "msg", Some(DataType::Binary), &msg, now);
+        let r = parse(&bytes).unwrap();
+        let sb = ServiceBusInvocation::from_binding(&r, "msg", Some(DataType::Binary)).unwrap();
+        assert_eq!(sb.body, vec![0, 159, 146, 150]);
+        assert_eq!(sb.metadata.delivery_count, 2);
+        assert_eq!(sb.metadata.message_id.as_deref(), Some("job-1"));
+        assert_eq!(sb.metadata.sequence_number, Some(17));
+        assert_eq!(sb.metadata.correlation_id.as_deref(), Some("c-1"));
+        assert_eq!(sb.metadata.lock_token.as_deref(), Some("lock-1"));
+        assert_eq!(
+            sb.metadata.application_properties.get("tenant"),
+            Some(&Value::String("t1".into()))
+        );
+        assert_eq!(r.sys().unwrap().method_name, "Work");
+    }
+
+    /// A timer payload under a custom binding name decodes, with IsPastDue carried through.
+    #[test]
+    fn timer_payload_round_trips() {
+        let r = parse(&timer("Tick", "tick", true, Timestamp::from_millis(0))).unwrap();
+        assert!(
+            TimerInvocation::from_binding(&r, "tick")
+                .unwrap()
+                .is_past_due
+        );
+    }
 }
