@@ -4,34 +4,66 @@
 //!
 //! Any non-2xx answer fails the invocation and makes the trigger retry: Service Bus
 //! abandons the message and redelivers it **immediately**, up to `MaxDeliveryCount`,
-//! then dead-letters it. So the extractor distinguishes two kinds of bad input:
+//! then dead-letters it. So the extractor distinguishes kinds of bad input:
 //!
 //! - **Malformed envelope** (the body is not a JSON `{"Data":…,"Metadata":…}` object):
-//!   that is a host/transport fault, not a property of one message. It is rejected with
-//!   [`ProtocolError`] → **400** and a clear message; the host logs the failure.
+//!   a host/transport fault, not a property of one message. The extractor rejects it
+//!   with [`ProtocolError`] → **400** and a clear message; the host logs the failure.
 //! - **Undecodable typed payload** (a well-formed envelope whose trigger value or
-//!   message body cannot be decoded as `T`): deterministic **poison** — every
-//!   redelivery fails the same way. The extractor does *not* reject it. [`Invocation`]
-//!   always carries the raw envelope ([`Invocation::raw`], [`Invocation::request`]) and
-//!   the decode outcome in [`Invocation::payload`], so the handler can quarantine the
-//!   input and answer [`InvocationResponse::quarantined`] (200), completing the message
-//!   instead of spinning it through a hot retry loop.
+//!   message body cannot be decoded): the extractor does *not* reject it.
+//!   [`Invocation`] always carries the raw envelope ([`Invocation::raw`],
+//!   [`Invocation::request`]) and the outcome in [`Invocation::payload`]. The handler
+//!   then asks [`PayloadError::is_poison`]:
+//!   - **poison** (the message itself is bad, e.g. its body is not the expected JSON):
+//!     every redelivery would fail identically, so quarantine the raw envelope and
+//!     answer [`InvocationResponse::quarantined`] (200). The host completes the message
+//!     instead of spinning it through a hot retry loop. If quarantining fails, answer
+//!     non-2xx so the broker keeps (and eventually dead-letters) the message.
+//!   - **not poison** (the handler expects a binding function.json does not provide):
+//!     every message would fail, so answer non-2xx ([`ProtocolError::Payload`]) and let
+//!     them dead-letter visibly rather than quarantining a whole queue.
+//! - **Transient failures** during processing (downstream 5xx, throttling): answer
+//!   non-2xx; the broker redelivers with `DeliveryCount + 1`.
 //!
-//! ```ignore
-//! async fn process_job(inv: Invocation<ServiceBusInvocation>) -> Result<InvocationResponse, AppError> {
-//!     let job = match inv.payload.as_ref().map_err(Clone::clone).and_then(|m| m.json::<Job>()) {
-//!         Ok(job) => job,
-//!         Err(poison) => {
-//!             quarantine.put(&inv.context, &inv.raw, &poison.to_string()).await?; // non-2xx if this fails
-//!             return Ok(InvocationResponse::quarantined(poison));
-//!         }
-//!     };
-//!     // ... process; transient failures → non-2xx → redelivery
+//! ```no_run
+//! use axum::http::StatusCode;
+//! use axum::response::{IntoResponse, Response};
+//! use syncbridge_protocol::{Invocation, InvocationResponse, ProtocolError, ServiceBusInvocation};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Job {
+//!     id: String,
 //! }
+//!
+//! async fn quarantine(_raw: &[u8], _reason: &str) -> std::io::Result<()> {
+//!     Ok(())
+//! }
+//!
+//! async fn process_job(inv: Invocation<ServiceBusInvocation>) -> Response {
+//!     let job = inv.payload.clone().and_then(|msg| msg.json::<Job>());
+//!     let job = match job {
+//!         Ok(job) => job,
+//!         Err(e) if e.is_poison() => {
+//!             if quarantine(&inv.raw, &e.to_string()).await.is_err() {
+//!                 return StatusCode::SERVICE_UNAVAILABLE.into_response(); // retry later
+//!             }
+//!             return InvocationResponse::quarantined(e).into_response(); // 200: completed
+//!         }
+//!         Err(e) => return ProtocolError::from(e).into_response(), // 400: misconfiguration
+//!     };
+//!     // ... process; a transient failure answers non-2xx so the broker redelivers.
+//!     InvocationResponse::new().log(format!("processed {}", job.id)).into_response()
+//! }
+//!
+//! let app: axum::Router = axum::Router::new().route("/ProcessJob", axum::routing::post(process_job));
 //! ```
 //!
-//! Handlers that prefer to reject undecodable payloads (e.g. timers, where a failed
-//! invocation is simply logged) call [`Invocation::into_payload_or_reject`].
+//! Handlers for which a host retry of bad input is harmless (timers: a failed run is
+//! only logged) can call [`Invocation::into_payload_or_reject`].
+//!
+//! The extractor is for the JSON envelope modes (§4a–§4c). Forwarded/proxied HTTP
+//! functions (§4d) receive the client's request itself and use ordinary axum
+//! extractors; [`InvocationContext::from_parts`] still reads the headers.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};

@@ -124,7 +124,9 @@ impl HttpInvocation {
             }
         };
         let method = match lookup(&req, "Method") {
-            Some(Value::String(s)) => Method::from_bytes(s.trim().as_bytes())
+            // Normalized to upper case so `Method::POST` comparisons work whatever the
+            // client sent.
+            Some(Value::String(s)) => Method::from_bytes(s.trim().to_ascii_uppercase().as_bytes())
                 .map_err(|_| malformed(format!("Method {s:?} is not an HTTP method")))?,
             _ => return Err(malformed("Method is missing".to_owned())),
         };

@@ -41,7 +41,15 @@ impl InvocationRequest {
     /// # Errors
     /// The bytes are not JSON, or not a JSON object whose `Data`/`Metadata` are objects.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+        // Go through `Value` first: serde's derived struct impl would also accept a
+        // JSON *array* as a positional struct, which is never a valid envelope.
+        match serde_json::from_slice::<Value>(bytes)? {
+            Value::Object(map) => serde_json::from_value(Value::Object(map)),
+            other => Err(serde::de::Error::custom(format!(
+                "the envelope is a JSON {}, not an object",
+                encoding::json_kind(&other)
+            ))),
+        }
     }
 
     /// Serializes the envelope as the host would send it.
@@ -238,8 +246,10 @@ impl FromInvocation for InvocationRequest {
 
 /// Why a well-formed envelope cannot be decoded into the requested typed view.
 ///
-/// Every variant is deterministic: redelivering the same message yields the same
-/// error, so for Service Bus it marks **poison** input (see [`crate::Invocation`]).
+/// Every variant is deterministic: redelivering the same payload yields the same
+/// error. [`PayloadError::is_poison`] separates a bad *message* (quarantine it and
+/// answer 2xx) from a handler/function.json mismatch (answer non-2xx and fix the
+/// deployment); see [`crate::extract`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PayloadError {
     /// `Data` has no (non-null) entry for the binding.
@@ -273,6 +283,24 @@ pub enum PayloadError {
         /// The decoder's error.
         message: String,
     },
+}
+
+impl PayloadError {
+    /// True when the *input itself* is bad ([`PayloadError::Malformed`],
+    /// [`PayloadError::Body`]): the same bytes fail on every redelivery, so quarantine
+    /// them and answer [`crate::InvocationResponse::quarantined`].
+    ///
+    /// False for [`PayloadError::MissingBinding`] / [`PayloadError::AmbiguousBinding`]:
+    /// those mean the handler expects a binding the function.json does not declare (or
+    /// cannot tell which one), so *every* message would fail. Quarantining would
+    /// silently swallow the whole queue; answer non-2xx so the messages dead-letter
+    /// visibly, and fix the deployment.
+    pub fn is_poison(&self) -> bool {
+        matches!(
+            self,
+            PayloadError::Malformed { .. } | PayloadError::Body { .. }
+        )
+    }
 }
 
 /// Collects warnings into a `Vec` of display strings (for `InvocationResponse::logs`).

@@ -68,7 +68,7 @@ impl InvocationResponse {
 
     /// Appends several `Logs` lines (e.g. decode warnings).
     #[must_use]
-    pub fn logs(mut self, lines: impl IntoIterator<Item = String>) -> Self {
+    pub fn log_all(mut self, lines: impl IntoIterator<Item = String>) -> Self {
         self.logs.extend(lines);
         self
     }
@@ -123,6 +123,22 @@ impl InvocationResponse {
             body: body.into(),
         };
         self.http_output(binding, out)
+    }
+
+    /// [`Self::http_response`] with a JSON body and `Content-Type: application/json`.
+    #[must_use]
+    pub fn http_json(
+        self,
+        binding: impl Into<String>,
+        status: StatusCode,
+        body: impl Into<Value>,
+    ) -> Self {
+        self.http_response(
+            binding,
+            status,
+            [("Content-Type", "application/json")],
+            body,
+        )
     }
 
     /// Sets an HTTP output binding from an [`HttpOutput`].

@@ -34,8 +34,9 @@ pub struct ServiceBusInvocation {
 /// defensively.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ServiceBusMetadata {
-    /// `DeliveryCount`: 1 on first delivery, +1 per abandon/lock loss (§5). Missing or
-    /// unparsable → 1 with a warning, so "give up after N" logic never panics or skips.
+    /// `DeliveryCount`: 1 on first delivery, +1 per abandon/lock loss (§5). Always ≥ 1:
+    /// missing, unparsable or out-of-range → 1 with a warning, so "give up after N"
+    /// logic never panics or skips.
     pub delivery_count: u32,
     /// `MessageId` (the dedup key on the broker, §7).
     pub message_id: Option<String>,
@@ -86,13 +87,20 @@ impl ServiceBusMetadata {
         // message is processed, and a genuine poison message still dead-letters after
         // MaxDeliveryCount (§5) because the broker keeps its own count.
         let delivery_count = match encoding::meta_i64(meta, "DeliveryCount") {
-            Some(Ok(n)) => u32::try_from(n).unwrap_or_else(|_| {
-                w.push(DecodeWarning::new(
-                    "DeliveryCount",
-                    format!("{n} is out of range; assuming 1 (functions-host.md §4)"),
-                ));
-                1
-            }),
+            // The broker counts from 1 (§4b), so 0 or negative can only be a leak too.
+            Some(Ok(n)) => u32::try_from(n)
+                .ok()
+                .filter(|n| *n >= 1)
+                .unwrap_or_else(|| {
+                    w.push(DecodeWarning::new(
+                        "DeliveryCount",
+                        format!(
+                            "{n} is out of range (deliveries count from 1), probably a leaked \
+                         message-body field (functions-host.md §4); assuming 1"
+                        ),
+                    ));
+                    1
+                }),
             Some(Err(why)) => {
                 w.push(DecodeWarning::new(
                     "DeliveryCount",
