@@ -124,7 +124,7 @@ pub fn quote(s: &str) -> String {
 }
 
 /// Looks a key up exactly, then ignoring ASCII case: the host's binding-data
-/// dictionaries are case-insensitive (§4 [infer]), so a clobbering body field may
+/// dictionaries are case-insensitive (§4 \[infer\]), so a clobbering body field may
 /// arrive as `messageId`. JSON `null` counts as absent (the host omits nulls).
 pub(crate) fn lookup<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     let found = map.get(key).or_else(|| {

@@ -74,6 +74,15 @@ use crate::request::{FromInvocation, InvocationContext, InvocationRequest, Paylo
 #[cfg(doc)]
 use crate::response::InvocationResponse;
 
+/// A request-body limit that fits every payload the host can send (use with
+/// `axum::extract::DefaultBodyLimit::max`; axum's own default is 2 MB).
+///
+/// The largest is a Premium Service Bus message: up to 100 MB over AMQP (§7), which
+/// arrives base64-encoded (×4/3) plus metadata. Standard-tier messages are ≤ 256 KB.
+/// Oversized envelopes are rejected with 413 and therefore redelivered until they
+/// dead-letter.
+pub const RECOMMENDED_BODY_LIMIT: usize = 140 * 1024 * 1024;
+
 /// One host invocation, decoded as `T` where possible.
 #[derive(Debug, Clone)]
 pub struct Invocation<T> {
@@ -117,8 +126,8 @@ where
         let (parts, body) = req.into_parts();
         let headers = parts.headers.clone();
         let uri = parts.uri.clone();
-        // `Bytes` honours axum's `DefaultBodyLimit` (2 MB unless the router raises it;
-        // binaries receiving large Service Bus/HTTP payloads should raise it).
+        // `Bytes` honours axum's `DefaultBodyLimit` (2 MB unless the router raises it,
+        // e.g. to `RECOMMENDED_BODY_LIMIT`).
         let raw = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
             .map_err(|rejection| ProtocolError::Body {

@@ -95,7 +95,7 @@ impl BrokerMessage {
 ///   the UTF-8 text of `body` JSON-quoted twice, and if that text is a JSON object its
 ///   top-level non-array, non-null properties are copied into `Metadata`, overwriting
 ///   same-named keys ignoring case (§4 `ApplyBindingData`) and encoded with the §4
-///   rules (strings quoted again, integers as strings; [infer] as the note says).
+///   rules (strings quoted again, integers as strings; \[infer\] as the note says).
 ///
 /// Metadata encoding follows §4/§4b: scalar strings double-quoted, ints as strings,
 /// dates as plain ISO strings, dictionaries as objects, nulls omitted, plus
@@ -168,7 +168,7 @@ pub fn service_bus_request(
 
 /// Copies a JSON object body's top-level properties into `Metadata` the way
 /// `Utility.ApplyBindingData` does (§4): non-array, non-null values, overwriting
-/// same-named keys ignoring case (binding data is case-insensitive [infer]; the
+/// same-named keys ignoring case (binding data is case-insensitive \[infer\]; the
 /// existing key's spelling is kept).
 fn leak_json_fields(meta: &mut Map<String, Value>, text: &str) {
     let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(text) else {

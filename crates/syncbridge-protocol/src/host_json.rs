@@ -83,7 +83,7 @@ pub struct CustomHandlerDescription {
 }
 
 impl CustomHandlerDescription {
-    /// `arguments` with `%APP_SETTING%` tokens expanded (§1 [doc]).
+    /// `arguments` with `%APP_SETTING%` tokens expanded (§1 \[doc\]).
     ///
     /// # Errors
     /// [`ConfigError::MissingAppSetting`] for a token with no value.
@@ -223,7 +223,7 @@ impl HostJson {
 
     /// How `function` receives HTTP requests: forwarded/proxied only when the flag is
     /// on **and** the function is HTTP-only (§4d); any extra binding silently falls
-    /// back to the envelope. With both flags on, proxying is assumed to win [infer].
+    /// back to the envelope. With both flags on, proxying is assumed to win \[infer\].
     pub fn http_mode(&self, function: &FunctionJson) -> HttpMode {
         let Some(ch) = &self.custom_handler else {
             return HttpMode::Envelope;

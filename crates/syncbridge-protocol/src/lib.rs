@@ -24,7 +24,7 @@
 //! - [`response`]: [`InvocationResponse`] and [`HttpOutput`] (§5).
 //! - [`host`]: the host's side — builders for the exact payloads the real host sends
 //!   and [`host::parse_invocation_response`], for our local host and for tests.
-//! - [`env`]: header names and [`listen_addr_from_env`] (§2).
+//! - [`env`](mod@env): header names and [`listen_addr_from_env`] (§2).
 //! - [`host_json`] / [`function_json`]: `host.json` (§1) and `function.json` (§3, §1b)
 //!   models, `%AppSetting%` expansion and [`FunctionJson::is_http_only`] (§4d).
 //!
@@ -53,7 +53,7 @@ pub use env::{
     HOST_VERSION_HEADER, INVOCATION_ID_HEADER, ListenAddrError, PORT_ENV, listen_addr_from,
     listen_addr_from_env,
 };
-pub use extract::{Invocation, ProtocolError};
+pub use extract::{Invocation, ProtocolError, RECOMMENDED_BODY_LIMIT};
 pub use function_json::{
     AuthLevel, Binding, BindingKind, Cardinality, Direction, FunctionJson, HttpOutputBinding,
     HttpTrigger, RetryPolicy, ServiceBusOutput, ServiceBusTrigger, TimerTrigger,

@@ -194,3 +194,17 @@ async fn binding_mismatch_is_not_quarantined() {
     );
     assert!(q.lock().unwrap().is_empty());
 }
+
+/// Proves an envelope over the router's body limit is rejected with 413 and a clear message.
+#[tokio::test]
+async fn oversized_envelope_is_413() {
+    let app = app(Quarantine::default()).layer(axum::extract::DefaultBodyLimit::max(64));
+    let req = service_bus_request("msg", &[b'x'; 256], &BrokerMessage::new("m"), true, &sys());
+    let (status, text) = call(app, "/ProcessJob", req.to_vec()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        String::from_utf8(text)
+            .unwrap()
+            .contains("could not read the invocation body")
+    );
+}
