@@ -94,8 +94,11 @@ impl BrokerMessage {
 /// - `data_type_binary = false` (`string`, also the host default): `Data.<binding>` is
 ///   the UTF-8 text of `body` JSON-quoted twice, and if that text is a JSON object its
 ///   top-level non-array, non-null properties are copied into `Metadata`, overwriting
-///   same-named keys ignoring case (§4 `ApplyBindingData`) and encoded with the §4
-///   rules (strings quoted again, integers as strings; \[infer\] as the note says).
+///   same-named keys ignoring case (§4 `ApplyBindingData`). The leaked values are
+///   encoded with the §4 rules (strings quoted again, integers as strings): the note
+///   does not say how leaked values are encoded, so this is \[infer\]. The fixture
+///   `service_bus_string_leaked.json` covers the other possibility (raw JSON tokens,
+///   `"MessageId": 5`), and the parser accepts both.
 ///
 /// Metadata encoding follows §4/§4b: scalar strings double-quoted, ints as strings,
 /// dates as plain ISO strings, dictionaries as objects, nulls omitted, plus
