@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use syncbridge_protocol::{
     Binding, BindingKind, Cardinality, DataType, Direction, FunctionJson, HostJson, HttpMode,
-    expand_app_settings,
+    RetryPolicy, expand_app_settings,
 };
 
 use crate::ncrontab::Schedule;
@@ -28,6 +28,8 @@ pub enum Trigger {
         schedule: Schedule,
         /// `runOnStartup`.
         run_on_startup: bool,
+        /// The function-level `retry` policy (runtime retries exist for timers, §1b).
+        retry: Option<RetryPolicy>,
     },
     /// `serviceBusTrigger` on a queue.
     ServiceBus {
@@ -306,6 +308,7 @@ fn function_spec(
                     format!("{e} (TimeSpan schedules are not supported by the local host)")
                 })?,
                 run_on_startup: timer.run_on_startup.unwrap_or(false),
+                retry: fj.retry.clone(),
             }
         }
         BindingKind::ServiceBusTrigger(sb) => {
@@ -342,6 +345,12 @@ fn function_spec(
             ));
         }
     };
+    if fj.retry.is_some() && !matches!(trigger, Trigger::Timer { .. }) {
+        tracing::warn!(
+            function = %name,
+            "function-level retry is only honoured for timer triggers (functions-host.md §1b); ignored"
+        );
+    }
     let mut outputs = Vec::new();
     let mut http_output = None;
     for b in fj.bindings.iter().filter(|b| b.direction == Direction::Out) {
@@ -393,6 +402,61 @@ mod tests {
             ("snake_case_name", "snake-case-name"),
         ] {
             assert_eq!(executable_name(name), exe, "{name}");
+        }
+    }
+
+    /// The repository's own host.json and functions/ load into the five documented functions.
+    #[test]
+    fn repository_app_loads() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        if !root.join("host.json").is_file() {
+            return;
+        }
+        let mut config = HostConfig::new(&root, "/nonexistent-bin", "/tmp/unused");
+        config.functions_dir = Some(root.join("functions"));
+        config
+            .env
+            .insert("SYNC_SCHEDULER_SCHEDULE".into(), "0 * * * * *".into());
+        config
+            .env
+            .insert("TOKEN_REFRESHER_SCHEDULE".into(), "0 */5 * * * *".into());
+        let app = load(&config).unwrap();
+        let summary: Vec<(String, String, bool)> = app
+            .functions
+            .iter()
+            .map(|f| {
+                let exe = f
+                    .executable
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                (f.name.clone(), exe, f.http_only)
+            })
+            .collect();
+        let expect = |n: &str, e: &str, h: bool| (n.to_string(), e.to_string(), h);
+        assert_eq!(
+            summary,
+            vec![
+                expect("SyncInboundWorker", "sync-inbound-worker", false),
+                expect("SyncOutboundWorker", "sync-outbound-worker", false),
+                expect("SyncScheduler", "sync-scheduler", false),
+                expect("TokenRefresher", "token-refresher", false),
+                expect("WebhookReceiver", "webhook-receiver", true),
+            ]
+        );
+        assert_eq!(app.route_prefix, "api");
+        assert_eq!(
+            app.queue_names().into_iter().collect::<Vec<_>>(),
+            vec!["sync-inbound", "sync-outbound"]
+        );
+        let missing = HostConfig {
+            env: Default::default(),
+            ..config
+        };
+        if std::env::var_os("SYNC_SCHEDULER_SCHEDULE").is_none() {
+            let err = load(&missing).unwrap_err().to_string();
+            assert!(err.contains("SYNC_SCHEDULER_SCHEDULE"), "{err}");
         }
     }
 }

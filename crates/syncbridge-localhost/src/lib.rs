@@ -368,11 +368,14 @@ impl LocalHost {
                 });
             }
         }
+        let started = host.clock.now();
         for spec in &host.specs {
             match spec.trigger {
-                Trigger::Timer { .. } => {
-                    handle.push_task(tokio::spawn(timers::run(host.clone(), spec.clone())))
-                }
+                Trigger::Timer { .. } => handle.push_task(tokio::spawn(timers::run(
+                    host.clone(),
+                    spec.clone(),
+                    started,
+                ))),
                 Trigger::ServiceBus { .. } => {
                     handle.push_task(tokio::spawn(servicebus::run(host.clone(), spec.clone())))
                 }
@@ -429,7 +432,7 @@ impl LocalHostHandle {
                 name: name.to_string(),
                 kind: "timer",
             })?;
-        Ok(timers::fire(&self.host, spec, false).await?)
+        Ok(timers::fire(&self.host, spec, false, None).await?)
     }
 
     /// A snapshot of every function: trigger, executable, process state and port.

@@ -25,10 +25,37 @@ fn to_offset(t: Timestamp) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// Timer payload (§4a) with the trigger under `binding`.
-pub fn timer(function: &str, binding: &str, is_past_due: bool, now: Timestamp) -> Vec<u8> {
+/// A re-run of a timer under its `retry` policy (§1b).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryAttempt {
+    /// 1 for the first retry.
+    pub retry_count: u32,
+    /// The policy's `maxRetryCount` (-1 = forever).
+    pub max_retry_count: i32,
+    /// Why the previous attempt failed.
+    pub exception: String,
+}
+
+/// Timer payload (§4a) with the trigger under `binding`, plus `RetryContext` on a re-run.
+pub fn timer(
+    function: &str,
+    binding: &str,
+    is_past_due: bool,
+    now: Timestamp,
+    retry: Option<&RetryAttempt>,
+) -> Vec<u8> {
     let request = timer_request(is_past_due, None, to_offset(now), function);
-    protocol_gaps::rename_timer_binding(request, binding).to_vec()
+    let request = protocol_gaps::rename_timer_binding(request, binding);
+    match retry {
+        Some(r) => protocol_gaps::with_retry_context(
+            request,
+            r.retry_count,
+            r.max_retry_count,
+            Some(&r.exception),
+        )
+        .to_vec(),
+        None => request.to_vec(),
+    }
 }
 
 /// Service Bus payload for one locked message (§4b).
@@ -176,7 +203,14 @@ mod tests {
     /// A timer payload under a custom binding name decodes, with IsPastDue carried through.
     #[test]
     fn timer_payload_round_trips() {
-        let r = parse(&timer("Tick", "tick", true, Timestamp::from_millis(0))).unwrap();
+        let r = parse(&timer(
+            "Tick",
+            "tick",
+            true,
+            Timestamp::from_millis(0),
+            None,
+        ))
+        .unwrap();
         assert!(
             TimerInvocation::from_binding(&r, "tick")
                 .unwrap()

@@ -4,10 +4,32 @@
 //! - [`output_message_bodies`]: how the host's Service Bus *output* binding turns
 //!   one `Outputs.<name>` value into message bodies (§5);
 //! - [`rename_timer_binding`]: `syncbridge_protocol::timer_request` always names the
-//!   trigger `timer`; a function.json may name it otherwise.
+//!   trigger `timer`; a function.json may name it otherwise;
+//! - [`with_retry_context`]: `Metadata.RetryContext` while a function-level retry
+//!   policy re-runs a timer (§1b); the `Exception` shape is [infer] (`{"Message"}`).
 
 use serde_json::Value;
 use syncbridge_protocol::InvocationRequest;
+
+/// Adds `Metadata.RetryContext {RetryCount, MaxRetryCount, Exception}` (§1b) to a
+/// re-run invocation. The host embeds it as an object (a POCO), so counts are numbers.
+pub fn with_retry_context(
+    mut request: InvocationRequest,
+    retry_count: u32,
+    max_retry_count: i32,
+    exception: Option<&str>,
+) -> InvocationRequest {
+    let exception = exception.map_or(Value::Null, |m| serde_json::json!({ "Message": m }));
+    request.metadata.insert(
+        "RetryContext".into(),
+        serde_json::json!({
+            "RetryCount": retry_count,
+            "MaxRetryCount": max_retry_count,
+            "Exception": exception,
+        }),
+    );
+    request
+}
 
 /// Moves the trigger value built under `Data.timer` to `Data.<binding>`.
 pub fn rename_timer_binding(mut request: InvocationRequest, binding: &str) -> InvocationRequest {
@@ -89,6 +111,15 @@ mod tests {
             vec![b"hello world".to_vec()]
         );
         assert!(output_message_bodies(&Value::Null).is_empty());
+    }
+
+    /// The retry context added to a re-run decodes with the protocol crate's reader.
+    #[test]
+    fn retry_context_round_trips() {
+        let r = with_retry_context(InvocationRequest::default(), 2, 3, Some("boom"));
+        let ctx = r.retry_context().unwrap();
+        assert_eq!((ctx.retry_count, ctx.max_retry_count), (2, 3));
+        assert_eq!(ctx.exception, Some(json!({"Message": "boom"})));
     }
 
     /// A timer binding named otherwise than `timer` gets the trigger value under its own name.

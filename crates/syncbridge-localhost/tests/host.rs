@@ -206,6 +206,53 @@ async fn timers_fire_manually_on_schedule_and_on_startup() {
     assert!(h.status().iter().all(|s| s.state == ChildState::Stopped));
 }
 
+/// A failing scheduled tick is re-run under the function's retry policy, after delays on the injected clock, with RetryContext.
+#[tokio::test]
+async fn failing_timer_is_retried_per_policy() {
+    let tick = json!({"bindings": [{"name": "timer", "type": "timerTrigger", "direction": "in",
+                                    "schedule": "%TICK_SCHEDULE%"}],
+                      "retry": {"strategy": "fixedDelay", "maxRetryCount": 2, "delayInterval": "00:00:10"}});
+    let app = App::new(host_json(), &[("Tick", tick)]);
+    let h =
+        LocalHost::start(app.config(&[("ECHO_FAIL", "Tick"), ("TICK_SCHEDULE", "0 */5 * * * *")]))
+            .await
+            .unwrap();
+    let due = Timestamp::parse("2026-11-28T12:05:00Z").unwrap();
+    app.clock.set(due);
+    eventually("first attempt", || {
+        (app.records("Tick.jsonl").len() == 1).then_some(())
+    })
+    .await;
+    for n in 1..=2u64 {
+        app.clock.set(due.add(Duration::from_secs(10 * n)));
+        let recs = eventually("retry", || {
+            Some(app.records("Tick.jsonl")).filter(|r| r.len() == n as usize + 1)
+        })
+        .await;
+        let ctx = &recs[n as usize]["request"]["Metadata"]["RetryContext"];
+        assert_eq!(
+            (ctx["RetryCount"].clone(), ctx["MaxRetryCount"].clone()),
+            (json!(n), json!(2))
+        );
+        assert!(
+            ctx["Exception"]["Message"]
+                .as_str()
+                .unwrap()
+                .contains("500")
+        );
+    }
+    assert!(
+        app.records("Tick.jsonl")[0]["request"]["Metadata"]
+            .get("RetryContext")
+            .is_none()
+    );
+    // Retries are exhausted: nothing more until the next occurrence.
+    app.clock.set(due.add(Duration::from_secs(60)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.records("Tick.jsonl").len(), 3);
+    h.shutdown().await;
+}
+
 /// A queue message reaches the worker with the binary payload and metadata, is completed, and its serviceBus outputs are sent one per array element.
 #[tokio::test]
 async fn queue_message_is_delivered_completed_and_outputs_sent() {
