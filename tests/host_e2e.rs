@@ -25,20 +25,35 @@ async fn timer_tick_reaches_the_worker() {
     let tasks = add_connection(&store, "c1", &sbx.base_url(), &["contacts"], None).await;
     let host = start_host(host_config(dir.path())).await;
 
-    let fired = host.fire_timer("SyncScheduler").await.expect("the scheduler invocation succeeds");
+    let fired = host
+        .fire_timer("SyncScheduler")
+        .await
+        .expect("the scheduler invocation succeeds");
     assert!(
-        fired.response.logs.iter().any(|l| l.starts_with("enqueued 1 job")),
+        fired
+            .response
+            .logs
+            .iter()
+            .any(|l| l.starts_with("enqueued 1 job")),
         "scheduler logs: {:?}",
         fired.response.logs
     );
     let t = &tasks[0];
     let run = eventually(WAIT, "the inbound run to finish", || async {
-        store.list_runs(Some(&t.id), 1).await.unwrap().into_iter().find(|r| r.finished_at.is_some())
+        store
+            .list_runs(Some(&t.id), 1)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.finished_at.is_some())
     })
     .await;
     assert_eq!(run.status.as_str(), "succeeded", "{run:?}");
     assert_eq!(run.counts.created, 250);
-    assert_eq!(store.count_records(&t.connection, &t.object).await.unwrap(), 250);
+    assert_eq!(
+        store.count_records(&t.connection, &t.object).await.unwrap(),
+        250
+    );
     let counts = eventually(WAIT, "the message to be completed", || async {
         let c = host.queue.counts(QueueName::SYNC_INBOUND).unwrap();
         (c.active + c.locked + c.scheduled == 0).then_some(c)
@@ -59,7 +74,11 @@ async fn failing_message_is_dead_lettered() {
     let tasks = add_connection(&store, "c1", "http://127.0.0.1:9", &["contacts"], None).await;
     // Corrupt the task document so every delivery fails with a store error.
     let db = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
-    db.execute("UPDATE tasks SET doc = '{broken' WHERE id = ?1", [tasks[0].id.as_str()]).unwrap();
+    db.execute(
+        "UPDATE tasks SET doc = '{broken' WHERE id = ?1",
+        [tasks[0].id.as_str()],
+    )
+    .unwrap();
     let mut cfg = host_config(dir.path());
     cfg.max_delivery_count = 3;
     let host = start_host(cfg).await;
@@ -71,15 +90,33 @@ async fn failing_message_is_dead_lettered() {
         reason: JobReason::Manual,
         lease_token: "v0".into(),
     };
-    host.queue.send(vec![OutboundMessage::json(QueueName::inbound(), "job-1", &job)]).await.unwrap();
+    host.queue
+        .send(vec![OutboundMessage::json(
+            QueueName::inbound(),
+            "job-1",
+            &job,
+        )])
+        .await
+        .unwrap();
     let dead = eventually(WAIT, "the message to be dead-lettered", || async {
-        host.queue.dead_letters(QueueName::SYNC_INBOUND).unwrap().into_iter().next()
+        host.queue
+            .dead_letters(QueueName::SYNC_INBOUND)
+            .unwrap()
+            .into_iter()
+            .next()
     })
     .await;
     assert_eq!(dead.message_id, "job-1");
     assert_eq!(dead.delivery_count, 3, "delivered MaxDeliveryCount times");
-    assert_eq!(dead.dead_letter_reason.as_deref(), Some("MaxDeliveryCountExceeded"));
-    assert_eq!(dead.body, serde_json::to_vec(&job).unwrap(), "the body is kept intact");
+    assert_eq!(
+        dead.dead_letter_reason.as_deref(),
+        Some("MaxDeliveryCountExceeded")
+    );
+    assert_eq!(
+        dead.body,
+        serde_json::to_vec(&job).unwrap(),
+        "the body is kept intact"
+    );
     host.shutdown().await;
 }
 
@@ -89,7 +126,11 @@ async fn poison_message_is_quarantined() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
     let host = start_host(host_config(dir.path())).await;
-    let mut msg = OutboundMessage::json(QueueName::inbound(), "poison-1", &serde_json::json!({"hello": "world"}));
+    let mut msg = OutboundMessage::json(
+        QueueName::inbound(),
+        "poison-1",
+        &serde_json::json!({"hello": "world"}),
+    );
     msg.body = b"\xff\xfe not json".to_vec();
     host.queue.send(vec![msg]).await.unwrap();
     let q = eventually(WAIT, "the message to be quarantined", || async {
@@ -104,8 +145,18 @@ async fn poison_message_is_quarantined() {
         (c.active + c.locked == 0).then_some(())
     })
     .await;
-    assert_eq!(host.queue.counts(QueueName::SYNC_INBOUND).unwrap().dead_lettered, 0);
-    assert_eq!(store.list_quarantine(10).await.unwrap().len(), 1, "quarantined exactly once");
+    assert_eq!(
+        host.queue
+            .counts(QueueName::SYNC_INBOUND)
+            .unwrap()
+            .dead_lettered,
+        0
+    );
+    assert_eq!(
+        store.list_quarantine(10).await.unwrap().len(),
+        1,
+        "quarantined exactly once"
+    );
     host.shutdown().await;
 }
 
@@ -137,10 +188,18 @@ async fn queue_survives_host_restart() {
     let host = start_host(host_config(dir.path())).await;
     for t in &tasks {
         eventually(WAIT, "the run after restart", || async {
-            store.list_runs(Some(&t.id), 1).await.unwrap().into_iter().find(|r| r.finished_at.is_some())
+            store
+                .list_runs(Some(&t.id), 1)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|r| r.finished_at.is_some())
         })
         .await;
-        assert_eq!(store.count_records(&t.connection, &t.object).await.unwrap(), 30);
+        assert_eq!(
+            store.count_records(&t.connection, &t.object).await.unwrap(),
+            30
+        );
     }
     host.shutdown().await;
 }

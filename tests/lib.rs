@@ -10,14 +10,19 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use syncbridge_core::model::{Connection, ConnectionStatus, Direction, Priority, SyncTask, WebhookSettings};
+use syncbridge_core::model::{
+    Connection, ConnectionStatus, Direction, Priority, SyncTask, WebhookSettings,
+};
 use syncbridge_core::{ConnectionId, ObjectType, SecretString, Store, TenantId, Timestamp};
 use syncbridge_localhost::{HostConfig, LocalHost, LocalHostHandle};
 use syncbridge_sqlite::SqliteStore;
 
 /// The repository root (host.json, functions/).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// `target/<profile>`, where cargo put the handler binaries.
@@ -27,7 +32,13 @@ pub fn bin_dir() -> PathBuf {
     if dir.ends_with("deps") {
         dir.pop();
     }
-    for b in ["sync-scheduler", "sync-inbound-worker", "sync-outbound-worker", "token-refresher", "webhook-receiver"] {
+    for b in [
+        "sync-scheduler",
+        "sync-inbound-worker",
+        "sync-outbound-worker",
+        "token-refresher",
+        "webhook-receiver",
+    ] {
         assert!(
             dir.join(b).is_file(),
             "handler binary {b} not found in {}: run `cargo build --workspace --bins` first (scripts/test does)",
@@ -43,10 +54,19 @@ pub fn host_config(data_dir: &Path) -> HostConfig {
     let mut cfg = HostConfig::new(&root, bin_dir(), data_dir);
     cfg.functions_dir = Some(root.join("functions"));
     cfg.env = BTreeMap::from([
-        ("SYNCBRIDGE_DATA_DIR".to_string(), data_dir.display().to_string()),
+        (
+            "SYNCBRIDGE_DATA_DIR".to_string(),
+            data_dir.display().to_string(),
+        ),
         // Timers are fired by hand in tests; keep the schedules far apart.
-        ("SYNC_SCHEDULER_SCHEDULE".to_string(), "0 0 0 1 1 *".to_string()),
-        ("TOKEN_REFRESHER_SCHEDULE".to_string(), "0 0 0 1 1 *".to_string()),
+        (
+            "SYNC_SCHEDULER_SCHEDULE".to_string(),
+            "0 0 0 1 1 *".to_string(),
+        ),
+        (
+            "TOKEN_REFRESHER_SCHEDULE".to_string(),
+            "0 0 0 1 1 *".to_string(),
+        ),
     ]);
     cfg
 }
@@ -119,13 +139,171 @@ where
         if let Some(v) = cond().await {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
 /// A sandbox with `records` per object and no auth.
 pub async fn sandbox(records: usize) -> syncbridge_sandbox::SandboxHandle {
-    let cfg = syncbridge_sandbox::SandboxConfig { records_per_object: records, auth_enabled: false, ..Default::default() };
-    syncbridge_sandbox::spawn(cfg).await.expect("sandbox starts")
+    let cfg = syncbridge_sandbox::SandboxConfig {
+        records_per_object: records,
+        auth_enabled: false,
+        ..Default::default()
+    };
+    syncbridge_sandbox::spawn(cfg)
+        .await
+        .expect("sandbox starts")
+}
+
+/// In-process pipeline harness: runs inbound jobs the way SyncInboundWorker
+/// does, against a real SQLite store and a real sandbox over loopback.
+pub mod pipeline {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use syncbridge_core::connector::extract::extract_page;
+    use syncbridge_core::connector::http::RetryPolicy;
+    use syncbridge_core::connector::registry::Registry;
+    use syncbridge_core::credentials::NoCredentials;
+    use syncbridge_core::model::{JobReason, Lease, SyncJob, SyncRun, SyncTask};
+    use syncbridge_core::pipeline::worker::{JobOutcome, WorkerDeps, handle_inbound_job};
+    use syncbridge_core::ratelimit::Unlimited;
+    use syncbridge_core::{Clock, Store, SystemClock};
+
+    /// Worker dependencies over `store` with a quick retry policy.
+    pub fn deps(store: Arc<dyn Store>, registry: Registry) -> WorkerDeps {
+        WorkerDeps {
+            store,
+            registry: Arc::new(registry),
+            limiter: Arc::new(Unlimited),
+            credentials: Arc::new(NoCredentials),
+            clock: Arc::new(SystemClock),
+            http: reqwest::Client::new(),
+            retry: RetryPolicy {
+                max_attempts: 8,
+                base_delay: Duration::from_millis(5),
+                max_delay: Duration::from_millis(100),
+                max_inline_wait: Duration::from_secs(5),
+                timeout: Duration::from_secs(5),
+            },
+            lease_for: Duration::from_secs(600),
+        }
+    }
+
+    /// Leases `task` and runs one inbound job for it, returning the run record.
+    pub async fn run_once(deps: &WorkerDeps, task: &SyncTask) -> SyncRun {
+        let t = deps.store.get_task(&task.id).await.unwrap().unwrap();
+        let lease = Lease {
+            token: format!("v{}", t.version),
+            until: deps.clock.now().add(Duration::from_secs(600)),
+        };
+        assert!(
+            deps.store
+                .lease_task(&t.id, t.version, &lease)
+                .await
+                .unwrap()
+        );
+        let job = SyncJob {
+            task: t.id.clone(),
+            connection: t.connection.clone(),
+            object: t.object.clone(),
+            priority: t.priority,
+            reason: JobReason::Manual,
+            lease_token: lease.token,
+        };
+        match handle_inbound_job(deps, &job, &|_| {}).await.unwrap() {
+            JobOutcome::Ran(run) => run,
+            JobOutcome::Skipped(why) => panic!("job skipped: {why}"),
+        }
+    }
+
+    /// What the store must hold for `object`: id → content hash of every live
+    /// sandbox record, mapped by the shipped sandbox connector definition.
+    pub async fn expected(base_url: &str, object: &str) -> BTreeMap<String, String> {
+        let all: serde_json::Value = reqwest::get(format!("{base_url}/_sandbox/records/{object}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let def = Registry::builtin().get("sandbox").unwrap();
+        let page = extract_page(
+            def.object(object).unwrap(),
+            &serde_json::json!({ "results": all }),
+            false,
+        )
+        .unwrap();
+        page.upserts
+            .into_iter()
+            .map(|u| (u.external_id.to_string(), u.hash))
+            .collect()
+    }
+
+    /// What the store holds: id → (hash, version).
+    pub async fn actual(store: &dyn Store, task: &SyncTask) -> BTreeMap<String, (String, i64)> {
+        let mut out = BTreeMap::new();
+        let mut after = None;
+        loop {
+            let batch = store
+                .list_records(&task.connection, &task.object, after.as_ref(), 5000)
+                .await
+                .unwrap();
+            let Some(last) = batch.last() else { break };
+            after = Some(last.external_id.clone());
+            for r in batch {
+                out.insert(r.external_id.to_string(), (r.hash, r.version));
+            }
+        }
+        out
+    }
+
+    /// Asserts the store equals the sandbox exactly (ids and content).
+    pub async fn assert_in_sync(store: &dyn Store, task: &SyncTask, base_url: &str) {
+        let want = expected(base_url, task.object.as_str()).await;
+        let have: BTreeMap<String, String> = actual(store, task)
+            .await
+            .into_iter()
+            .map(|(k, (h, _))| (k, h))
+            .collect();
+        let missing: Vec<_> = want
+            .keys()
+            .filter(|k| !have.contains_key(*k))
+            .take(5)
+            .collect();
+        let extra: Vec<_> = have
+            .keys()
+            .filter(|k| !want.contains_key(*k))
+            .take(5)
+            .collect();
+        let differ: Vec<_> = want
+            .iter()
+            .filter(|(k, h)| have.get(*k).is_some_and(|x| x != *h))
+            .map(|(k, _)| k)
+            .take(5)
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty() && differ.is_empty(),
+            "store differs from sandbox: {} vs {} records; missing {missing:?}, extra {extra:?}, stale {differ:?}",
+            have.len(),
+            want.len()
+        );
+    }
+
+    /// Posts JSON to a sandbox admin route.
+    pub async fn admin(base_url: &str, route: &str, body: serde_json::Value) -> serde_json::Value {
+        let c = reqwest::Client::new();
+        let r = c
+            .post(format!("{base_url}/_sandbox/{route}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "sandbox {route}: {}", r.status());
+        r.json().await.unwrap()
+    }
 }
