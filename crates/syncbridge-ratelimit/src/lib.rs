@@ -1,0 +1,118 @@
+//! Rate limiting of outbound provider calls: one budget per connection,
+//! shared by everything that calls the provider for it (pulls, pushes,
+//! webhook follow-ups, token refreshes), checked at several levels at once.
+//!
+//! - [`gcra`]: the pure algorithm (one timestamp per bucket, all-or-nothing
+//!   across levels, blocking level named).
+//! - [`config`]: the levels as they sit in a connector definition
+//!   (`{ name, limit, period_secs, burst?, scope, endpoint? }`).
+//! - [`InProcessLimiter`]: the embedded default and the Redis fallback.
+//! - [`RedisLimiter`]: one Lua script on the Redis server clock, with TTLs,
+//!   cluster-safe hash tags, a circuit breaker and a counted local fallback.
+//! - [`adaptive`]: provider rate-limit headers → shared overrides
+//!   (pause / reduced rate); backoff with full jitter.
+//! - [`redis_server`]: starts a throw-away `redis-server` for tests and the
+//!   benchmark.
+//!
+//! Workers hold an `Arc<dyn Limiter>` (or the core `RateLimiter`), call
+//! [`Limiter::acquire`] before each provider request, park the job when
+//! [`Verdict::should_park`] says the wait is long, and feed every response
+//! to [`Limiter::observe`].
+
+pub mod adaptive;
+pub mod breaker;
+pub mod config;
+pub mod gcra;
+mod inprocess;
+mod redis_limiter;
+pub mod redis_server;
+mod types;
+
+pub use adaptive::{AdaptivePolicy, Observation, WindowInfo};
+pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub use config::{ConfigError, LimitLevel, LimitsConfig, ProviderLimits, Scope};
+pub use inprocess::{InProcessLimiter, OverrideBoard};
+pub use redis_limiter::{
+    DECIDE_LUA, HEARTBEAT_LUA, KeyLayout, LimiterStats, OVERRIDE_LUA, RedisLimiter,
+    RedisLimiterConfig,
+};
+pub use types::{DenyReason, LimiterError, OverrideScope, OverrideSpec, Request, Verdict};
+
+use syncbridge_core::{ConnectionId, RateLimiter, Timestamp};
+
+/// Level named in a denial caused by an adaptive override's pause.
+pub const OVERRIDE_LEVEL: &str = "override";
+/// Level named in a fail-closed denial while Redis is unavailable.
+pub const UNAVAILABLE_LEVEL: &str = "redis-unavailable";
+
+/// What [`Limiter::observe`] saw and did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adaptation {
+    /// The parsed headers.
+    pub observation: Observation,
+    /// The override written for the connection, if any.
+    pub applied: Option<OverrideSpec>,
+}
+
+/// The richer limiter API both backends implement (endpoint classes, costs,
+/// overrides, adaptation). The core [`RateLimiter`] trait is the cost-only
+/// subset the connector runtime already calls.
+#[async_trait::async_trait]
+pub trait Limiter: RateLimiter {
+    /// Spends `req.cost` units of every applicable level, or none.
+    async fn acquire(&self, req: &Request<'_>) -> Verdict;
+
+    /// Writes an override every instance sees.
+    ///
+    /// # Errors
+    /// Unknown provider; provider scope without app levels; backend down.
+    async fn apply_override(
+        &self,
+        provider: &str,
+        scope: &OverrideScope,
+        spec: &OverrideSpec,
+    ) -> Result<(), LimiterError>;
+
+    /// Removes an override.
+    ///
+    /// # Errors
+    /// Backend down.
+    async fn clear_override(
+        &self,
+        provider: &str,
+        scope: &OverrideScope,
+    ) -> Result<(), LimiterError>;
+
+    /// The limiter's clock (for converting header dates).
+    fn now(&self) -> Timestamp;
+
+    /// Feeds one provider response: parses its rate-limit headers and, when
+    /// `policy` says so (429, quota spent, little left), writes an override
+    /// for `connection` that every instance sees.
+    ///
+    /// # Errors
+    /// Writing the override failed (the observation is lost, not the call).
+    async fn observe(
+        &self,
+        provider: &str,
+        connection: &ConnectionId,
+        status: u16,
+        headers: &[(&str, &str)],
+        policy: &AdaptivePolicy,
+    ) -> Result<Adaptation, LimiterError> {
+        let observation = adaptive::parse_headers(status, headers.iter().copied(), self.now());
+        let applied = policy.plan(&observation);
+        if let Some(spec) = &applied {
+            self.apply_override(
+                provider,
+                &OverrideScope::Connection(connection.clone()),
+                spec,
+            )
+            .await?;
+        }
+        Ok(Adaptation {
+            observation,
+            applied,
+        })
+    }
+}
