@@ -909,3 +909,155 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(table: &Table, mut q: Query<'_>) -> Vec<u64> {
+        let mut out = Vec::new();
+        loop {
+            let page = table.page(&q).unwrap();
+            out.extend(page.records.iter().map(|r| r.id));
+            match page.next {
+                Some(c) => q.after = Some(c),
+                None => return out,
+            }
+        }
+    }
+
+    /// Keyset walks in both orders and both directions visit every record once, ties included.
+    #[test]
+    fn keyset_walks_are_complete() {
+        let mut store = Store::seeded(1, 97);
+        let mut events = Vec::new();
+        store.mutate(ObjectKind::Deals, 40, 0, 0, Some(1), &mut events);
+        let table = store.table(ObjectKind::Deals);
+        for sort in [SortKey::Id, SortKey::Updated] {
+            for descending in [false, true] {
+                let q = Query {
+                    sort,
+                    descending,
+                    limit: 6,
+                    ..Query::default()
+                };
+                let ids = walk(table, q);
+                assert_eq!(ids.len(), 97, "{sort:?} desc={descending}");
+                let mut unique = ids.clone();
+                unique.sort_unstable();
+                unique.dedup();
+                assert_eq!(unique.len(), 97);
+                let keys: Vec<(i64, u64)> = ids
+                    .iter()
+                    .map(|id| {
+                        let r = table.get(*id, false).unwrap();
+                        match sort {
+                            SortKey::Id => (0, r.id),
+                            SortKey::Updated => (r.updated_ms, r.id),
+                        }
+                    })
+                    .collect();
+                let mut sorted = keys.clone();
+                sorted.sort_unstable();
+                if descending {
+                    sorted.reverse();
+                }
+                assert_eq!(keys, sorted);
+            }
+        }
+    }
+
+    /// Cursors round-trip through text, and a cursor of the other order is refused.
+    #[test]
+    fn cursors() {
+        for c in [Cursor::Id(42), Cursor::Updated(1_700_000_000_000, 7)] {
+            assert_eq!(c.to_string().parse::<Cursor>().unwrap(), c);
+        }
+        assert!("t12".parse::<Cursor>().is_err());
+        let store = Store::seeded(1, 5);
+        let q = Query {
+            sort: SortKey::Updated,
+            after: Some(Cursor::Id(2)),
+            ..Query::default()
+        };
+        assert!(matches!(
+            store.table(ObjectKind::Contacts).page(&q),
+            Err(StoreError::InvalidCursor(_))
+        ));
+    }
+
+    /// Filters and totals agree with a brute-force count, and the total cache follows mutations.
+    #[test]
+    fn filtered_pages_and_totals() {
+        let mut store = Store::seeded(3, 200);
+        let even = |r: &Record| r.id.is_multiple_of(2);
+        let q = Query {
+            sort: SortKey::Updated,
+            filter: Some(&even),
+            limit: 7,
+            ..Query::default()
+        };
+        let table = store.table(ObjectKind::Companies);
+        assert_eq!(walk(table, q).len(), 100);
+        assert_eq!(table.total(&q, "even"), 100);
+        let mut events = Vec::new();
+        let out = store.mutate(ObjectKind::Companies, 0, 0, 2, None, &mut events);
+        assert_eq!(out.created, ["201", "202"]);
+        let q = Query {
+            filter: Some(&even),
+            ..Query::default()
+        };
+        assert_eq!(store.table(ObjectKind::Companies).total(&q, "even"), 101);
+    }
+
+    /// The email index follows updates and archiving, so a freed email can be reused.
+    #[test]
+    fn email_uniqueness_follows_changes() {
+        let mut store = Store::seeded(1, 3);
+        let email = store
+            .table(ObjectKind::Contacts)
+            .get(1, false)
+            .unwrap()
+            .props
+            .get("email")
+            .unwrap()
+            .to_owned();
+        let take = vec![("email".to_owned(), Some(email.clone()))];
+        assert_eq!(
+            store.update(ObjectKind::Contacts, 2, &take),
+            Err(StoreError::Conflict { existing: 1 })
+        );
+        store
+            .update(
+                ObjectKind::Contacts,
+                1,
+                &[("email".to_owned(), Some("x@y.example".to_owned()))],
+            )
+            .unwrap();
+        store.update(ObjectKind::Contacts, 2, &take).unwrap();
+        store.archive(ObjectKind::Contacts, 2).unwrap();
+        assert!(store.create(ObjectKind::Contacts, &take).is_ok());
+        assert_eq!(store.archive(ObjectKind::Contacts, 2), Ok(None));
+        assert_eq!(
+            store.archive(ObjectKind::Contacts, 99),
+            Err(StoreError::NotFound)
+        );
+    }
+
+    /// Mutate clamps to the live set, and every change in a batch shares one strictly newer timestamp.
+    #[test]
+    fn mutate_clamps_and_shares_a_timestamp() {
+        let mut store = Store::seeded(1, 4);
+        let before = store.last_mutation_ms();
+        let mut events = Vec::new();
+        let out = store.mutate(ObjectKind::Deals, 3, 3, 1, Some(5), &mut events);
+        assert_eq!(
+            (out.updated.len(), out.deleted.len(), out.created.len()),
+            (3, 1, 1)
+        );
+        assert!(out.at_ms > before);
+        assert!(events.iter().all(|e| e.at_ms == out.at_ms));
+        assert_eq!(store.table(ObjectKind::Deals).live_len(), 4);
+        assert_eq!(store.table(ObjectKind::Deals).archived_len(), 1);
+    }
+}

@@ -262,6 +262,13 @@ async fn archived_listing_is_the_deleted_feed() {
         .get_json("/crm/v3/objects/companies/5?archived=true")
         .await;
     assert_eq!(kept["archived"], true);
+
+    // The deleted feed is incremental too: deletions in (archivedAt, id) order.
+    let feed = app
+        .walk("/crm/v3/objects/companies?limit=3&archived=true&updatedAfter=2000-01-01T00:00:00Z")
+        .await;
+    assert_eq!(feed.len(), 4);
+    assert_eq!(feed[0]["id"], "5", "the API delete came first");
 }
 
 /// `properties=` selects properties (unset ones as null) and always keeps the system ones.
