@@ -150,13 +150,13 @@ async fn refresh_tokens_rotate_and_are_single_use() {
 async fn expired_access_token_is_rejected() {
     let app = spawn_with(SandboxConfig {
         records_per_object: 5,
-        token_ttl: Duration::from_millis(400),
+        token_ttl: Duration::from_millis(1500),
         ..SandboxConfig::default()
     })
     .await;
     assert_eq!(list_status(&app, &app.token).await.0, 200);
 
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1700)).await;
     let (status, body) = list_status(&app, &app.token).await;
     assert_eq!(status, 401);
     assert_eq!(body["status"], "error");

@@ -60,7 +60,7 @@ async fn rate_limit_answers_429_with_retry_after() {
 #[tokio::test]
 async fn rate_limit_window_renews() {
     let app = spawn_app(5).await;
-    app.admin("/_sandbox/config", json!({"rate_limit": "1/300ms"}))
+    app.admin("/_sandbox/config", json!({"rate_limit": "1/1500ms"}))
         .await;
     assert_eq!(
         app.get("/crm/v3/objects/deals")
@@ -78,7 +78,7 @@ async fn rate_limit_window_renews() {
             .status(),
         429
     );
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(
         app.get("/crm/v3/objects/deals")
             .send()
