@@ -331,6 +331,33 @@ async fn failing_handler_redelivers_then_dead_letters() {
     h.shutdown().await;
 }
 
+/// Deliveries to one function run concurrently but never beyond extensions.serviceBus.maxConcurrentCalls (2 here).
+#[tokio::test]
+async fn max_concurrent_calls_is_honoured() {
+    let app = App::new(host_json(), &[("SyncInboundWorker", worker_fn())]);
+    let h = LocalHost::start(app.config(&[("ECHO_DELAY_MS", "300")]))
+        .await
+        .unwrap();
+    let msgs = (0..6)
+        .map(|i| msg("jobs", &format!("c-{i}"), b"{}"))
+        .collect();
+    h.queue.send(msgs).await.unwrap();
+    eventually("all completed", || {
+        (app.records("SyncInboundWorker.jsonl").len() == 6
+            && h.queue.counts("jobs").unwrap() == QueueCounts::default())
+        .then_some(())
+    })
+    .await;
+    let peak = app
+        .records("SyncInboundWorker.jsonl")
+        .iter()
+        .map(|r| r["in_flight"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(peak, 2);
+    h.shutdown().await;
+}
+
 /// A message scheduled before a host shutdown is delivered by the next host on the same data dir.
 #[tokio::test]
 async fn queue_survives_host_restart() {

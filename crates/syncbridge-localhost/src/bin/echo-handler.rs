@@ -10,9 +10,12 @@
 //! - any `/api/...` request (proxied HTTP): answers 200 with the exact request body
 //!   bytes echoed back and `x-echo-sha256`, `x-echo-method`, `x-echo-uri` headers, and
 //!   records `{"proxied": true, "uri", "sha256", "len"}` to `proxied.jsonl`;
-//! - exits with status 3 at once when `$ECHO_EXIT_AT_START` is set (restart tests).
+//! - exits with status 3 at once when `$ECHO_EXIT_AT_START` is set (restart tests);
+//! - holds each invocation `$ECHO_DELAY_MS` milliseconds and records how many
+//!   invocations were in flight when it arrived (`"in_flight"`, concurrency tests).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -36,6 +39,8 @@ async fn main() {
     let app = axum::Router::new().fallback(handle);
     axum::serve(listener, app).await.expect("serve");
 }
+
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 fn record(file: &str, line: serde_json::Value) {
     let Some(dir) = std::env::var_os("ECHO_RECORD_DIR") else {
@@ -83,10 +88,18 @@ async fn handle(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Re
         .to_string();
     let request: serde_json::Value =
         serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    let in_flight = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
     record(
         &format!("{function}.jsonl"),
-        serde_json::json!({"function": function, "invocation_id": invocation_id, "request": request}),
+        serde_json::json!({"function": function, "invocation_id": invocation_id,
+                           "in_flight": in_flight, "request": request}),
     );
+    let delay: u64 = std::env::var("ECHO_DELAY_MS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
     let fail = std::env::var("ECHO_FAIL").unwrap_or_default();
     if fail.split(',').any(|f| f == function) {
         return (
