@@ -59,7 +59,7 @@ async fn handle(
         JobOutcome::Skipped(why) => format!("skipped: {why}"),
     };
     tracing::info!(invocation_id = %id, task = %job.task, "{line}");
-    let mut answer = InvocationResponse::new().logs(msg.warning_logs()).log(line);
+    let mut answer = InvocationResponse::new().log_all(msg.warning_logs()).log(line);
     if let JobOutcome::Ran(run) = outcome {
         answer = answer.return_value(serde_json::to_value(&run).expect("runs serialize"));
     }

@@ -27,6 +27,10 @@ pub(crate) async fn decode(
             Ok(job) => return Ok(Decoded::Job(Box::new(job), msg.clone())),
             Err(e) => (msg.metadata.message_id.clone(), e.to_string()),
         },
+        // Not poison: the deployment is wrong (binding mismatch), so every
+        // message would fail alike. Fail visibly (→ dead-letter) instead of
+        // quarantining the whole queue.
+        Err(e) if !e.is_poison() => return Err(HandlerError::Other(format!("cannot read the invocation: {e}"))),
         Err(e) => (None, e.to_string()),
     };
     let body = match &inv.payload {
