@@ -15,6 +15,23 @@
 //! - [`http`]: the front door: proxied and JSON-mode HTTP functions, plus
 //!   [`sb_rest`], the Service Bus REST send endpoint.
 //! - [`events`]: progress events and status for a CLI.
+//! - [`payload`]: hands this crate's types to `syncbridge-protocol`'s payload
+//!   builders; [`protocol_gaps`] holds the little host-side JSON the protocol crate
+//!   does not have yet (output-binding conversion, `RetryContext`).
+//! - [`route`]: HTTP route templates.
+//!
+//! # Differences from the real host (deliberate)
+//!
+//! - `enableForwardingHttpRequest` is served like `enableProxyingHttpRequest`
+//!   (raw bytes, raw query); the legacy mode's query re-encoding and dropping of
+//!   chunked bodies are not reproduced.
+//! - Authorization levels and function keys are not enforced (as in Core Tools).
+//! - A handler that exceeds the restart limit is reported failed
+//!   ([`HostEvent::FunctionFailed`]); the other functions keep running, where the
+//!   real host would restart itself.
+//! - Not supported (rejected at start with a clear error): topic triggers/outputs,
+//!   batch (`cardinality: many`) triggers, TimeSpan timer schedules, other binding
+//!   types. Sessions are accepted but not locked per session.
 //!
 //! # One binary per function
 //!

@@ -6,7 +6,7 @@
 //! - [`rename_timer_binding`]: `syncbridge_protocol::timer_request` always names the
 //!   trigger `timer`; a function.json may name it otherwise;
 //! - [`with_retry_context`]: `Metadata.RetryContext` while a function-level retry
-//!   policy re-runs a timer (§1b); the `Exception` shape is [infer] (`{"Message"}`).
+//!   policy re-runs a timer (§1b); the `Exception` shape (`{"Message"}`) is inferred.
 
 use serde_json::Value;
 use syncbridge_protocol::InvocationRequest;
