@@ -325,14 +325,14 @@ where
             "ratelimit" => states.extend(parse_ratelimit(v)),
             "sforce-limit-info" => obs.windows.extend(parse_sforce_limit_info(v)),
             "x-shopify-shop-api-call-limit" => {
-                if let Some((used, max)) = v.trim().split_once('/') {
-                    if let (Some(used), Some(max)) = (num(used), num(max)) {
-                        obs.windows.push(WindowInfo {
-                            limit: Some(max),
-                            remaining: Some(max.saturating_sub(used)),
-                            ..WindowInfo::named("shopify-bucket")
-                        });
-                    }
+                if let Some((Some(used), Some(max))) =
+                    v.trim().split_once('/').map(|(u, m)| (num(u), num(m)))
+                {
+                    obs.windows.push(WindowInfo {
+                        limit: Some(max),
+                        remaining: Some(max.saturating_sub(used)),
+                        ..WindowInfo::named("shopify-bucket")
+                    });
                 }
             }
             _ => {}
@@ -632,7 +632,8 @@ mod tests {
     /// Sforce-Limit-Info with and without api-bursts, and malformed values.
     #[test]
     fn salesforce_table() {
-        let cases: &[(&str, Vec<(&str, u64, u64)>)] = &[
+        type Case = (&'static str, Vec<(&'static str, u64, u64)>);
+        let cases: &[Case] = &[
             (
                 "api-usage=10018/100000",
                 vec![("api-usage", 100_000, 89_982)],

@@ -451,7 +451,10 @@ async fn redis_killed_fallback_then_recovery() {
     let l = Arc::new(
         RedisLimiter::new(&config(levels.clone()), cfg.clone(), Arc::new(SystemClock)).unwrap(),
     );
-    let peer_cfg = RedisLimiterConfig { instance_id: "peer".into(), ..cfg };
+    let peer_cfg = RedisLimiterConfig {
+        instance_id: "peer".into(),
+        ..cfg
+    };
     let peer = RedisLimiter::new(&config(levels), peer_cfg, Arc::new(SystemClock)).unwrap();
     // two instances heartbeat → each fallback takes 0.5 / 2 of the budget: burst 80 → 20
     l.heartbeat().await.unwrap();
