@@ -641,6 +641,45 @@ mod tests {
         assert!(l2.decide(&Request::new("hub", &a)).is_allowed());
     }
 
+    /// Observing an app-wide window's headers: exhaustion on a 200 pauses every connection until the reset, plenty left changes nothing.
+    #[tokio::test]
+    async fn observe_app_wide_headers() {
+        let (clock, l) = setup(vec![
+            LimitLevel::new("app", 95, Duration::from_secs(10), Scope::App).with_burst(5),
+        ]);
+        let policy = crate::AdaptivePolicy::default();
+        let fine = [
+            ("x-ratelimit-limit", "100"),
+            ("x-ratelimit-remaining", "50"),
+            ("x-ratelimit-reset", "4"),
+        ];
+        let seen = l
+            .observe("hub", &OverrideScope::Provider, 200, &fine, &policy)
+            .await
+            .unwrap();
+        assert_eq!(seen.applied, None);
+        let spent = [
+            ("x-ratelimit-limit", "100"),
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "4"),
+        ];
+        let seen = l
+            .observe("hub", &OverrideScope::Provider, 200, &spent, &policy)
+            .await
+            .unwrap();
+        assert_eq!(
+            seen.applied,
+            Some(OverrideSpec::pause(Duration::from_secs(4)))
+        );
+        let v = l.decide(&Request::new("hub", &conn("any")));
+        assert_eq!(
+            (v.level(), v.retry_after()),
+            (Some(OVERRIDE_LEVEL), Duration::from_secs(4))
+        );
+        clock.advance(Duration::from_secs(4));
+        assert!(l.decide(&Request::new("hub", &conn("any"))).is_allowed());
+    }
+
     /// A provider override needs an app level, and unknown providers are reported.
     #[test]
     fn override_errors() {

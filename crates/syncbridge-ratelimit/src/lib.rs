@@ -38,7 +38,7 @@ pub use redis_limiter::{
 };
 pub use types::{DenyReason, LimiterError, OverrideScope, OverrideSpec, Request, Verdict};
 
-use syncbridge_core::{ConnectionId, RateLimiter, Timestamp};
+use syncbridge_core::{RateLimiter, Timestamp};
 
 /// Level named in a denial caused by an adaptive override's pause.
 pub const OVERRIDE_LEVEL: &str = "override";
@@ -50,7 +50,7 @@ pub const UNAVAILABLE_LEVEL: &str = "redis-unavailable";
 pub struct Adaptation {
     /// The parsed headers.
     pub observation: Observation,
-    /// The override written for the connection, if any.
+    /// The override written, if any.
     pub applied: Option<OverrideSpec>,
 }
 
@@ -88,14 +88,16 @@ pub trait Limiter: RateLimiter {
 
     /// Feeds one provider response: parses its rate-limit headers and, when
     /// `policy` says so (429, quota spent, little left), writes an override
-    /// for `connection` that every instance sees.
+    /// for `scope` that every instance sees. Pass the scope the provider's
+    /// headers describe: `Connection` for per-account quotas (HubSpot,
+    /// Salesforce, Shopify), `Provider` for an app-wide window (the sandbox).
     ///
     /// # Errors
     /// Writing the override failed (the observation is lost, not the call).
     async fn observe(
         &self,
         provider: &str,
-        connection: &ConnectionId,
+        scope: &OverrideScope,
         status: u16,
         headers: &[(&str, &str)],
         policy: &AdaptivePolicy,
@@ -103,12 +105,7 @@ pub trait Limiter: RateLimiter {
         let observation = adaptive::parse_headers(status, headers.iter().copied(), self.now());
         let applied = policy.plan(&observation);
         if let Some(spec) = &applied {
-            self.apply_override(
-                provider,
-                &OverrideScope::Connection(connection.clone()),
-                spec,
-            )
-            .await?;
+            self.apply_override(provider, scope, spec).await?;
         }
         Ok(Adaptation {
             observation,

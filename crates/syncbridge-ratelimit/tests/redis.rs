@@ -299,7 +299,7 @@ async fn override_propagates_between_instances() {
     let seen = one
         .observe(
             "hub",
-            &x,
+            &OverrideScope::Connection(x.clone()),
             429,
             &[("Retry-After", "2")],
             &AdaptivePolicy::default(),
