@@ -561,3 +561,91 @@ async fn starts_without_redis() {
         "one failed try, then the open breaker"
     );
 }
+
+/// Steady state, scaled down: three limiter instances sharing Redis drive a simulated provider with a fixed window of 100 per second; it sends no 429 and at least 90% of its rate is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_state_several_instances_no_throttle() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    // The provider: a fixed window that starts with the first request after a reset (like the sandbox).
+    struct Provider {
+        window: Mutex<Option<(Instant, u32)>>,
+        requests: AtomicU64,
+        throttled: AtomicU64,
+    }
+    impl Provider {
+        fn call(&self) {
+            let now = Instant::now();
+            let mut w = self.window.lock().unwrap();
+            let (start, used) = match *w {
+                Some((s, u)) if now < s + Duration::from_secs(1) => (s, u),
+                _ => (now, 0),
+            };
+            if used >= 100 {
+                self.throttled.fetch_add(1, Ordering::Relaxed);
+            } else {
+                *w = Some((start, used + 1));
+                self.requests.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    let srv = server();
+    // limit + burst ≤ the window's 100: at most 3 + 95 in any second
+    let levels = vec![LimitLevel::new("app", 95, Duration::from_secs(1), Scope::App).with_burst(3)];
+    let provider = Arc::new(Provider {
+        window: Mutex::new(None),
+        requests: AtomicU64::new(0),
+        throttled: AtomicU64::new(0),
+    });
+    let run_for = Duration::from_millis(3_500);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let mut cfg = RedisLimiterConfig::new(srv.url());
+        cfg.instance_id = format!("worker-{i}");
+        cfg.call_timeout = Duration::from_secs(2);
+        let l = Arc::new(
+            RedisLimiter::new(&config(levels.clone()), cfg, Arc::new(SystemClock)).unwrap(),
+        );
+        for t in 0..4 {
+            let (l, provider) = (l.clone(), provider.clone());
+            tasks.push(tokio::spawn(async move {
+                let c = conn(&format!("c{}", (i + t) % 3));
+                while start.elapsed() < run_for {
+                    match l.decide(&Request::new("hub", &c)).await {
+                        Verdict::Allowed => provider.call(),
+                        Verdict::Denied { retry_after, .. } => {
+                            tokio::time::sleep(retry_after).await
+                        }
+                    }
+                }
+                l.stats()
+            }));
+        }
+    }
+    for t in tasks {
+        let s = t.await.unwrap();
+        assert_eq!(s.fallback_decisions, 0, "{s:?}");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (requests, throttled) = (
+        provider.requests.load(Ordering::Relaxed),
+        provider.throttled.load(Ordering::Relaxed),
+    );
+    let used = requests as f64 / (secs * 100.0);
+    eprintln!(
+        "steady state: {requests} requests, {throttled} throttled, {:.1}% of 100/s used",
+        used * 100.0
+    );
+    assert_eq!(
+        throttled, 0,
+        "the provider throttled {throttled} of {requests}"
+    );
+    assert!(
+        used >= 0.9,
+        "{requests} requests in {secs:.2} s = {:.0}% of 100/s",
+        used * 100.0
+    );
+}
