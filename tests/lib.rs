@@ -173,7 +173,7 @@ pub mod pipeline {
     use syncbridge_core::model::{JobReason, Lease, SyncJob, SyncRun, SyncTask};
     use syncbridge_core::pipeline::worker::{JobOutcome, WorkerDeps, handle_inbound_job};
     use syncbridge_core::ratelimit::Unlimited;
-    use syncbridge_core::{Clock, Store, SystemClock};
+    use syncbridge_core::{Store, SystemClock};
 
     /// Worker dependencies over `store` with a quick retry policy.
     pub fn deps(store: Arc<dyn Store>, registry: Registry) -> WorkerDeps {

@@ -256,10 +256,10 @@ async fn pass(
             if cur.lease.is_none() && cur.last_run_at.is_some_and(|l| l >= since) {
                 done += 1;
             }
-            if let Some(r) = store.list_runs(Some(&t.id), 1).await?.first() {
-                if r.started_at >= since {
-                    fetched += r.counts.fetched;
-                }
+            if let Some(r) = store.list_runs(Some(&t.id), 1).await?.first()
+                && r.started_at >= since
+            {
+                fetched += r.counts.fetched;
             }
         }
         let mut line = String::new();

@@ -33,7 +33,8 @@ impl Timestamp {
         self.0.div_euclid(1000)
     }
 
-    /// This instant plus `d` (saturating).
+    /// This instant plus `d`, saturating (unlike `std::ops::Add`, never panics).
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, d: Duration) -> Self {
         Timestamp(
             self.0
@@ -41,7 +42,8 @@ impl Timestamp {
         )
     }
 
-    /// This instant minus `d` (saturating).
+    /// This instant minus `d`, saturating (unlike `std::ops::Sub`, never panics).
+    #[allow(clippy::should_implement_trait)]
     pub fn sub(self, d: Duration) -> Self {
         Timestamp(
             self.0

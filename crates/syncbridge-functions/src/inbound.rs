@@ -28,7 +28,7 @@ async fn handle(
 ) -> Result<InvocationResponse, HandlerError> {
     let id = inv.context.invocation_id.clone().unwrap_or_default();
     let (job, msg) = match decode(&*state.store, FUNCTION, inv, state.clock.now()).await? {
-        Decoded::Job(job, msg) => (job, msg),
+        Decoded::Job(b) => *b,
         Decoded::Quarantined(answer) => return Ok(answer),
     };
     let span = tracing::info_span!("inbound", invocation_id = %id, task = %job.task, delivery = msg.metadata.delivery_count);
@@ -59,7 +59,9 @@ async fn handle(
         JobOutcome::Skipped(why) => format!("skipped: {why}"),
     };
     tracing::info!(invocation_id = %id, task = %job.task, "{line}");
-    let mut answer = InvocationResponse::new().log_all(msg.warning_logs()).log(line);
+    let mut answer = InvocationResponse::new()
+        .log_all(msg.warning_logs())
+        .log(line);
     if let JobOutcome::Ran(run) = outcome {
         answer = answer.return_value(serde_json::to_value(&run).expect("runs serialize"));
     }

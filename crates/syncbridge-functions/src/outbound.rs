@@ -32,7 +32,7 @@ async fn handle(
 ) -> Result<InvocationResponse, HandlerError> {
     let id = inv.context.invocation_id.clone().unwrap_or_default();
     let job = match decode(&*state.store, FUNCTION, inv, state.clock.now()).await? {
-        Decoded::Job(job, _) => job,
+        Decoded::Job(b) => b.0,
         Decoded::Quarantined(answer) => return Ok(answer),
     };
     let now = state.clock.now();

@@ -9,7 +9,7 @@ use crate::error::HandlerError;
 /// The job, or the answer to give because the message was quarantined.
 pub(crate) enum Decoded {
     /// A job to run.
-    Job(Box<SyncJob>, ServiceBusInvocation),
+    Job(Box<(SyncJob, ServiceBusInvocation)>),
     /// Poison: stored for inspection; acknowledge it.
     Quarantined(InvocationResponse),
 }
@@ -24,13 +24,17 @@ pub(crate) async fn decode(
 ) -> Result<Decoded, HandlerError> {
     let (message_id, poison) = match &inv.payload {
         Ok(msg) => match msg.json::<SyncJob>() {
-            Ok(job) => return Ok(Decoded::Job(Box::new(job), msg.clone())),
+            Ok(job) => return Ok(Decoded::Job(Box::new((job, msg.clone())))),
             Err(e) => (msg.metadata.message_id.clone(), e.to_string()),
         },
         // Not poison: the deployment is wrong (binding mismatch), so every
         // message would fail alike. Fail visibly (→ dead-letter) instead of
         // quarantining the whole queue.
-        Err(e) if !e.is_poison() => return Err(HandlerError::Other(format!("cannot read the invocation: {e}"))),
+        Err(e) if !e.is_poison() => {
+            return Err(HandlerError::Other(format!(
+                "cannot read the invocation: {e}"
+            )));
+        }
         Err(e) => (None, e.to_string()),
     };
     let body = match &inv.payload {

@@ -64,13 +64,13 @@ impl Settings {
             webhook_max_bytes: number("SYNCBRIDGE_WEBHOOK_MAX_BYTES", 1 << 20)? as usize,
             lease_for: Duration::from_secs(number("SYNCBRIDGE_LEASE_SECS", 900)?),
         };
-        if let Some(dir) = &s.connectors_dir {
-            if !dir.is_dir() {
-                return Err(SettingsError {
-                    name: "SYNCBRIDGE_CONNECTORS_DIR",
-                    message: format!("{} is not a directory", dir.display()),
-                });
-            }
+        if let Some(dir) = &s.connectors_dir
+            && !dir.is_dir()
+        {
+            return Err(SettingsError {
+                name: "SYNCBRIDGE_CONNECTORS_DIR",
+                message: format!("{} is not a directory", dir.display()),
+            });
         }
         if s.lease_for.is_zero() {
             return Err(SettingsError {

@@ -239,16 +239,16 @@ async fn receive(
                 return reject(&s, status, what, e.to_string());
             }
         };
-    if let Some(first) = secrets.first() {
-        if let Some(h) = syncbridge_signatures::handshake(&scheme, first, &body) {
-            s.counters.bump("handshake");
-            return (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, h.content_type)],
-                h.body,
-            )
-                .into_response();
-        }
+    if let Some(first) = secrets.first()
+        && let Some(h) = syncbridge_signatures::handshake(&scheme, first, &body)
+    {
+        s.counters.bump("handshake");
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, h.content_type)],
+            h.body,
+        )
+            .into_response();
     }
     let dedup_key = verified
         .event_id

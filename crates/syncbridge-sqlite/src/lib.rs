@@ -142,9 +142,10 @@ fn load_task(db: &Db, id: &str) -> Result<Option<SyncTask>, StoreError> {
     doc.map(|d| from_json("task", &d)).transpose()
 }
 
-fn row_to_record(
-    row: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, String, String, String, String, i64, Option<i64>)> {
+/// A record row: connection, object, id, data, hash, version, remote_updated_at.
+type RecordRow = (String, String, String, String, String, i64, Option<i64>);
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
     Ok((
         row.get(0)?,
         row.get(1)?,
@@ -156,17 +157,7 @@ fn row_to_record(
     ))
 }
 
-fn make_record(
-    (c, o, id, data, hash, version, remote): (
-        String,
-        String,
-        String,
-        String,
-        String,
-        i64,
-        Option<i64>,
-    ),
-) -> Result<Record, StoreError> {
+fn make_record((c, o, id, data, hash, version, remote): RecordRow) -> Result<Record, StoreError> {
     Ok(Record {
         connection: ConnectionId::parse(c).map_err(|e| corrupt("record connection", e))?,
         object: ObjectType::parse(o).map_err(|e| corrupt("record object", e))?,

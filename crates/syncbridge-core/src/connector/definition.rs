@@ -249,10 +249,10 @@ impl ConnectorDef {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => return Err(err("base_url".into(), "must be an absolute http(s) URL")),
         }
-        if let AuthDef::Oauth2 { token_url, .. } = &self.auth {
-            if token_url.is_empty() {
-                return Err(err("auth.token_url".into(), "must not be empty"));
-            }
+        if let AuthDef::Oauth2 { token_url, .. } = &self.auth
+            && token_url.is_empty()
+        {
+            return Err(err("auth.token_url".into(), "must not be empty"));
         }
         if self.objects.is_empty() {
             return Err(err("objects".into(), "at least one object is required"));
@@ -314,10 +314,10 @@ impl ConnectorDef {
                 }
                 _ => {}
             }
-            if let DeleteStrategy::Tombstone { field, .. } = &o.deletes {
-                if field.is_empty() {
-                    return Err(err(f("deletes.field"), "must not be empty"));
-                }
+            if let DeleteStrategy::Tombstone { field, .. } = &o.deletes
+                && field.is_empty()
+            {
+                return Err(err(f("deletes.field"), "must not be empty"));
             }
         }
         Ok(())

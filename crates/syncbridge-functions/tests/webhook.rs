@@ -1,0 +1,345 @@
+//! WebhookReceiver in process (`oneshot`), with the embedded store and queue.
+//!
+//! What was tried and what must hold: a valid Standard Webhooks delivery is
+//! stored and enqueued once; a redelivery is a duplicate; missing or garbled
+//! headers, a wrong secret, stale or future timestamps, an oversized body and
+//! an unknown connection each get the right 4xx, store and enqueue nothing,
+//! count the outcome, and never echo the secret; rotation accepts either
+//! secret; an event for no known object is quarantined; Slack's
+//! url_verification handshake is answered.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use syncbridge_core::model::{
+    Connection, ConnectionStatus, Direction, Priority, SyncTask, WebhookSettings,
+};
+use syncbridge_core::{
+    Clock, ConnectionId, ObjectType, QueueName, SecretString, Store, SystemClock, TenantId,
+};
+use syncbridge_functions::webhook::{WebhookCounters, router_with_counters};
+use syncbridge_functions::{AppState, Settings};
+use syncbridge_localqueue::LocalQueue;
+use syncbridge_signatures::{Request as SigRequest, Scheme, WebhookSecret};
+use tower::ServiceExt;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const OLD_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    state: AppState,
+    queue: LocalQueue,
+    counters: Arc<WebhookCounters>,
+}
+
+async fn harness(scheme: &str, secrets: &[&str]) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::for_data_dir(dir.path());
+    settings.webhook_max_bytes = 4096;
+    let state = AppState::embedded(settings).unwrap();
+    let now = SystemClock.now();
+    let conn = Connection {
+        id: ConnectionId::parse("conn1").unwrap(),
+        tenant: TenantId::parse("acme").unwrap(),
+        provider: "sandbox".into(),
+        status: ConnectionStatus::Active,
+        base_url: None,
+        webhook: Some(WebhookSettings {
+            scheme: scheme.into(),
+            secrets: secrets.iter().map(|s| SecretString::new(*s)).collect(),
+        }),
+        settings: Default::default(),
+        created_at: now,
+    };
+    state.store.put_connection(&conn).await.unwrap();
+    let object = ObjectType::parse("contacts").unwrap();
+    state
+        .store
+        .put_task(&SyncTask {
+            id: SyncTask::id_for(&conn.id, &object, Direction::Inbound),
+            tenant: conn.tenant.clone(),
+            connection: conn.id.clone(),
+            object,
+            direction: Direction::Inbound,
+            priority: Priority::Scheduled,
+            interval_secs: 300,
+            next_run_at: now,
+            cursor: None,
+            lease: None,
+            last_run_at: None,
+            stalled: false,
+            version: 0,
+        })
+        .await
+        .unwrap();
+    let queue = LocalQueue::open(dir.path().join("queue.db")).unwrap();
+    Harness {
+        _dir: dir,
+        state,
+        queue,
+        counters: Arc::default(),
+    }
+}
+
+fn signed(secret: &str, id: &str, ts: i64, body: &str) -> Vec<(String, String)> {
+    let req = SigRequest {
+        method: "POST",
+        url: "http://localhost/api/webhooks/conn1",
+        headers: &[],
+        body: body.as_bytes(),
+    };
+    syncbridge_signatures::sign(
+        &Scheme::StandardWebhooks,
+        &WebhookSecret::new(secret),
+        &req,
+        ts,
+        id,
+    )
+    .unwrap()
+}
+
+async fn post(
+    h: &Harness,
+    path: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> (StatusCode, String) {
+    let mut req = Request::post(path).header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let app = router_with_counters(h.state.clone(), h.counters.clone());
+    let resp = app
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn now() -> i64 {
+    SystemClock.now().as_unix_secs()
+}
+
+fn queued(h: &Harness) -> u64 {
+    let c = h.queue.counts(QueueName::SYNC_INBOUND).unwrap();
+    c.active + c.scheduled + c.locked
+}
+
+const EVENT: &str = r#"{"id":"evt_1","type":"contact.updated","object":"contacts","objectId":"7"}"#;
+
+/// A valid delivery is accepted and enqueued once; the same delivery again is a duplicate.
+#[tokio::test]
+async fn valid_delivery_once_then_duplicate() {
+    let h = harness("standard-webhooks", &[SECRET]).await;
+    let headers = signed(SECRET, "msg_1", now(), EVENT);
+    let (status, body) = post(&h, "/api/webhooks/conn1", &headers, EVENT).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(queued(&h), 1);
+    let (status, body) = post(&h, "/api/webhooks/conn1", &headers, EVENT).await;
+    assert_eq!(
+        (status, body.contains("duplicate")),
+        (StatusCode::OK, true),
+        "{body}"
+    );
+    assert_eq!(queued(&h), 1, "a redelivery enqueues nothing");
+    let snap = h.counters.snapshot();
+    assert_eq!((snap["accepted"], snap["duplicate"]), (1, 1));
+}
+
+/// Each kind of bad input gets its 4xx, stores and enqueues nothing, is counted, and leaks no secret.
+#[tokio::test]
+async fn bad_input_table() {
+    let h = harness("standard-webhooks", &[SECRET]).await;
+    let good = signed(SECRET, "msg_2", now(), EVENT);
+    let without = |name: &str| {
+        good.iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case(name))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let with = |name: &str, value: &str| {
+        let mut v = without(name);
+        v.push((name.to_string(), value.to_string()));
+        v
+    };
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000));
+    let cases: Vec<(&str, &str, Vec<(String, String)>, String, StatusCode, &str)> = vec![
+        (
+            "missing signature",
+            "/api/webhooks/conn1",
+            without("webhook-signature"),
+            EVENT.into(),
+            StatusCode::BAD_REQUEST,
+            "malformed_signature",
+        ),
+        (
+            "missing timestamp",
+            "/api/webhooks/conn1",
+            without("webhook-timestamp"),
+            EVENT.into(),
+            StatusCode::BAD_REQUEST,
+            "malformed_signature",
+        ),
+        (
+            "garbled signature",
+            "/api/webhooks/conn1",
+            with("webhook-signature", "v1,%%%not-base64"),
+            EVENT.into(),
+            StatusCode::BAD_REQUEST,
+            "malformed_signature",
+        ),
+        (
+            "garbled timestamp",
+            "/api/webhooks/conn1",
+            with("webhook-timestamp", "yesterday"),
+            EVENT.into(),
+            StatusCode::BAD_REQUEST,
+            "malformed_signature",
+        ),
+        (
+            "wrong secret",
+            "/api/webhooks/conn1",
+            signed(OLD_SECRET, "msg_2", now(), EVENT),
+            EVENT.into(),
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+        ),
+        (
+            "stale timestamp",
+            "/api/webhooks/conn1",
+            signed(SECRET, "msg_2", now() - 3600, EVENT),
+            EVENT.into(),
+            StatusCode::UNAUTHORIZED,
+            "stale_timestamp",
+        ),
+        (
+            "future timestamp",
+            "/api/webhooks/conn1",
+            signed(SECRET, "msg_2", now() + 3600, EVENT),
+            EVENT.into(),
+            StatusCode::UNAUTHORIZED,
+            "stale_timestamp",
+        ),
+        (
+            "tampered body",
+            "/api/webhooks/conn1",
+            good.clone(),
+            EVENT.replace("7", "8"),
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+        ),
+        (
+            "oversized body",
+            "/api/webhooks/conn1",
+            signed(SECRET, "msg_3", now(), &big),
+            big.clone(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "",
+        ),
+        (
+            "unknown connection",
+            "/api/webhooks/nope",
+            good.clone(),
+            EVENT.into(),
+            StatusCode::NOT_FOUND,
+            "unknown_connection",
+        ),
+    ];
+    for (name, path, headers, body, want, counter) in cases {
+        let before = h.counters.snapshot().get(counter).copied().unwrap_or(0);
+        let (status, text) = post(&h, path, &headers, &body).await;
+        assert_eq!(status, want, "{name}: {text}");
+        assert!(
+            !text.contains(SECRET) && !text.contains(&SECRET[6..]),
+            "{name}: secret leaked: {text}"
+        );
+        if !counter.is_empty() {
+            assert_eq!(
+                h.counters.snapshot()[counter],
+                before + 1,
+                "{name}: counter {counter}"
+            );
+        }
+        assert_eq!(queued(&h), 0, "{name}: nothing enqueued");
+        assert!(
+            h.state.store.list_quarantine(10).await.unwrap().is_empty(),
+            "{name}: nothing quarantined"
+        );
+    }
+    // Nothing was stored either: the good delivery is still new.
+    let (status, _) = post(&h, "/api/webhooks/conn1", &good, EVENT).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}
+
+/// During a rotation both the old and the new secret verify.
+#[tokio::test]
+async fn rotation_accepts_both_secrets() {
+    let h = harness("standard-webhooks", &[SECRET, OLD_SECRET]).await;
+    for (i, s) in [SECRET, OLD_SECRET].into_iter().enumerate() {
+        let body = EVENT.replace("evt_1", &format!("evt_r{i}"));
+        let (status, text) = post(
+            &h,
+            "/api/webhooks/conn1",
+            &signed(s, &format!("msg_r{i}"), now(), &body),
+            &body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    }
+    assert_eq!(queued(&h), 2);
+}
+
+/// A verified event for an object no task syncs is quarantined (listable, replayable), not enqueued.
+#[tokio::test]
+async fn unroutable_event_is_quarantined() {
+    let h = harness("standard-webhooks", &[SECRET]).await;
+    let body = r#"{"id":"evt_9","type":"ticket.created","object":"tickets"}"#;
+    let (status, text) = post(
+        &h,
+        "/api/webhooks/conn1",
+        &signed(SECRET, "msg_9", now(), body),
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    assert!(text.contains("quarantined"), "{text}");
+    assert_eq!(queued(&h), 0);
+    let q = h.state.store.list_quarantine(10).await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].message.body, body.as_bytes());
+    assert!(
+        q[0].message.reason.contains("tickets"),
+        "{}",
+        q[0].message.reason
+    );
+}
+
+/// Slack's url_verification handshake is answered with the challenge after the signature checks.
+#[tokio::test]
+async fn slack_handshake_is_answered() {
+    let secret = "8f742231b10e8888abcd99yyyzzz85a5";
+    let h = harness("slack", &[secret]).await;
+    let body = r#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let ts = now();
+    let req = SigRequest {
+        method: "POST",
+        url: "http://localhost/api/webhooks/conn1",
+        headers: &[],
+        body: body.as_bytes(),
+    };
+    let headers =
+        syncbridge_signatures::sign(&Scheme::Slack, &WebhookSecret::new(secret), &req, ts, "x")
+            .unwrap();
+    let (status, text) = post(&h, "/api/webhooks/conn1", &headers, body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(
+        text.contains("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"),
+        "{text}"
+    );
+    assert_eq!(queued(&h), 0, "a handshake is not an event");
+}
