@@ -18,6 +18,7 @@
 pub mod clock;
 pub mod connector;
 pub mod credentials;
+pub mod events;
 pub mod ids;
 pub mod model;
 pub mod pipeline;

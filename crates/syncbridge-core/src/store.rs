@@ -98,6 +98,26 @@ pub struct QuarantineEntry {
     pub message: QuarantinedMessage,
 }
 
+/// A connection's credentials as stored: sealed (encrypted) by the
+/// credentials layer; the store never sees plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedCredential {
+    /// Owning connection.
+    pub connection: ConnectionId,
+    /// Compare-and-swap version, bumped on every save.
+    pub version: i64,
+    /// Which data-encryption key sealed it (keys rotate without downtime).
+    pub key_version: String,
+    /// AEAD nonce.
+    pub nonce: Vec<u8>,
+    /// AEAD ciphertext of the credential document.
+    pub ciphertext: Vec<u8>,
+    /// When the access token expires (plaintext metadata, for the refresher's sweep).
+    pub expires_at: Option<Timestamp>,
+    /// When it was last refreshed (or created).
+    pub refreshed_at: Timestamp,
+}
+
 /// All durable state. Implementations are cheap to share (`Arc<dyn Store>`).
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
@@ -195,6 +215,39 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         task: Option<&TaskId>,
         limit: usize,
     ) -> Result<Vec<SyncRun>, StoreError>;
+
+    // ---- credentials and locks ---------------------------------------------
+
+    /// A connection's sealed credential.
+    async fn get_credential(
+        &self,
+        connection: &ConnectionId,
+    ) -> Result<Option<SealedCredential>, StoreError>;
+    /// Saves a credential if the stored version is still `expected_version`
+    /// (`None` = must not exist yet). The saved version is `c.version`, which
+    /// the caller sets to `expected_version + 1`. `Ok(false)` = lost the race.
+    async fn put_credential(
+        &self,
+        c: &SealedCredential,
+        expected_version: Option<i64>,
+    ) -> Result<bool, StoreError>;
+    /// Credentials whose access token expires before `before`, soonest first.
+    async fn credentials_expiring(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SealedCredential>, StoreError>;
+    /// Takes the named lock for `owner` until `until` if it is free or expired
+    /// (or already `owner`'s). `Ok(false)` if someone else holds it.
+    async fn try_lock(
+        &self,
+        name: &str,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Releases the lock if `owner` holds it.
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError>;
 
     // ---- webhooks and quarantine ------------------------------------------
 

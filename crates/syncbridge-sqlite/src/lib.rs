@@ -22,7 +22,7 @@ use rusqlite::{Connection as Db, OptionalExtension, params};
 use syncbridge_core::model::{
     Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask, WebhookEvent,
 };
-use syncbridge_core::store::{PageCommit, PageOutcome, QuarantineEntry};
+use syncbridge_core::store::{PageCommit, PageOutcome, QuarantineEntry, SealedCredential};
 use syncbridge_core::{
     ConnectionId, ExternalId, ObjectType, Store, StoreError, TaskId, TenantId, Timestamp,
 };
@@ -113,6 +113,27 @@ impl SqliteStore {
 
 fn read_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<String> {
     row.get(0)
+}
+
+fn read_credential(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<SealedCredential, StoreError>> {
+    let conn: String = row.get(0)?;
+    Ok(ConnectionId::parse(conn)
+        .map_err(|e| corrupt("credential connection", e))
+        .map(|connection| SealedCredential {
+            connection,
+            version: row.get(1).unwrap_or_default(),
+            key_version: row.get(2).unwrap_or_default(),
+            nonce: row.get(3).unwrap_or_default(),
+            ciphertext: row.get(4).unwrap_or_default(),
+            expires_at: row
+                .get::<_, Option<i64>>(5)
+                .ok()
+                .flatten()
+                .map(Timestamp::from_millis),
+            refreshed_at: Timestamp::from_millis(row.get(6).unwrap_or_default()),
+        }))
 }
 
 fn write_task(db: &Db, t: &SyncTask) -> rusqlite::Result<usize> {
@@ -229,7 +250,7 @@ impl Store for SqliteStore {
             let n = tx
                 .execute("DELETE FROM connections WHERE id = ?1", [id.as_str()])
                 .map_err(backend)?;
-            for table in ["tasks", "records", "runs", "webhook_events"] {
+            for table in ["tasks", "records", "runs", "webhook_events", "credentials"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE connection = ?1"),
                     [id.as_str()],
@@ -567,6 +588,123 @@ impl Store for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;
             docs.iter().map(|d| from_json("run", d)).collect()
+        })
+        .await
+    }
+
+    async fn get_credential(
+        &self,
+        connection: &ConnectionId,
+    ) -> Result<Option<SealedCredential>, StoreError> {
+        let c = connection.clone();
+        self.with(move |db| {
+            db.query_row(
+                "SELECT connection, version, key_version, nonce, ciphertext, expires_at, refreshed_at
+                 FROM credentials WHERE connection = ?1",
+                [c.as_str()],
+                read_credential,
+            )
+            .optional()
+            .map_err(backend)?
+            .transpose()
+        })
+        .await
+    }
+
+    async fn put_credential(
+        &self,
+        c: &SealedCredential,
+        expected_version: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let c = c.clone();
+        self.with(move |db| {
+            let args = params![
+                c.connection.as_str(),
+                c.version,
+                c.key_version,
+                c.nonce,
+                c.ciphertext,
+                c.expires_at.map(|t| t.as_millis()),
+                c.refreshed_at.as_millis(),
+                expected_version
+            ];
+            let n = match expected_version {
+                None => db
+                    .execute(
+                        "INSERT INTO credentials (connection, version, key_version, nonce, ciphertext, expires_at, refreshed_at)
+                         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE ?8 IS NULL
+                         ON CONFLICT(connection) DO NOTHING",
+                        args,
+                    )
+                    .map_err(backend)?,
+                Some(_) => db
+                    .execute(
+                        "UPDATE credentials SET version = ?2, key_version = ?3, nonce = ?4, ciphertext = ?5,
+                           expires_at = ?6, refreshed_at = ?7
+                         WHERE connection = ?1 AND version = ?8",
+                        args,
+                    )
+                    .map_err(backend)?,
+            };
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn credentials_expiring(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SealedCredential>, StoreError> {
+        self.with(move |db| {
+            let mut st = db
+                .prepare(
+                    "SELECT connection, version, key_version, nonce, ciphertext, expires_at, refreshed_at
+                     FROM credentials WHERE expires_at IS NOT NULL AND expires_at < ?1
+                     ORDER BY expires_at, connection LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![before.as_millis(), limit as i64], read_credential)
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            rows.into_iter().collect()
+        })
+        .await
+    }
+
+    async fn try_lock(
+        &self,
+        name: &str,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.with(move |db| {
+            let n = db
+                .execute(
+                    "INSERT INTO locks (name, owner, until) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+                     WHERE locks.until <= ?4 OR locks.owner = excluded.owner",
+                    params![name, owner, until.as_millis(), now.as_millis()],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.with(move |db| {
+            db.execute(
+                "DELETE FROM locks WHERE name = ?1 AND owner = ?2",
+                params![name, owner],
+            )
+            .map_err(backend)?;
+            Ok(())
         })
         .await
     }

@@ -54,6 +54,22 @@ const MIGRATIONS: &[&str] = &[
         body BLOB NOT NULL,
         at INTEGER NOT NULL
      );",
+    // 2: sealed credentials and named locks.
+    "CREATE TABLE credentials (
+        connection TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        key_version TEXT NOT NULL,
+        nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        expires_at INTEGER,
+        refreshed_at INTEGER NOT NULL
+     );
+     CREATE INDEX credentials_expiry ON credentials (expires_at);
+     CREATE TABLE locks (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// Connection settings: WAL so several processes share the file, a busy

@@ -25,6 +25,8 @@ contract!(
     runs_round_trip,
     webhook_dedup_window,
     quarantine_and_replay,
+    credential_compare_and_swap,
+    named_locks,
 );
 
 /// Reopening the file keeps every committed record and migrations are not re-run destructively.

@@ -13,7 +13,7 @@ use syncbridge_core::model::{
     Connection, ConnectionStatus, Direction, Lease, Priority, QuarantinedMessage, RunCounts,
     RunStatus, SyncRun, SyncTask, WebhookEvent, content_hash,
 };
-use syncbridge_core::store::{PageCommit, RecordUpsert};
+use syncbridge_core::store::{PageCommit, RecordUpsert, SealedCredential};
 use syncbridge_core::{
     ConnectionId, ExternalId, ObjectType, RunId, Store, StoreError, TenantId, Timestamp,
 };
@@ -413,6 +413,134 @@ pub async fn quarantine_and_replay(store: Arc<dyn Store>) {
     assert_eq!(store.list_quarantine(10).await.unwrap().len(), 1);
 }
 
+fn sealed(conn: &str, version: i64, expires: Option<i64>) -> SealedCredential {
+    SealedCredential {
+        connection: ConnectionId::parse(conn).unwrap(),
+        version,
+        key_version: "k1".into(),
+        nonce: vec![1; 12],
+        ciphertext: vec![version as u8; 32],
+        expires_at: expires.map(Timestamp::from_millis),
+        refreshed_at: T0,
+    }
+}
+
+/// Credentials are saved by compare-and-swap on their version; the loser of a race writes nothing.
+pub async fn credential_compare_and_swap(store: Arc<dyn Store>) {
+    let id = ConnectionId::parse("c1").unwrap();
+    assert!(
+        store
+            .put_credential(&sealed("c1", 1, Some(100)), None)
+            .await
+            .unwrap(),
+        "create"
+    );
+    assert!(
+        !store
+            .put_credential(&sealed("c1", 1, Some(100)), None)
+            .await
+            .unwrap(),
+        "create twice loses"
+    );
+    assert!(
+        store
+            .put_credential(&sealed("c1", 2, Some(200)), Some(1))
+            .await
+            .unwrap(),
+        "swap from 1"
+    );
+    assert!(
+        !store
+            .put_credential(&sealed("c1", 2, Some(300)), Some(1))
+            .await
+            .unwrap(),
+        "stale swap loses"
+    );
+    let got = store.get_credential(&id).await.unwrap().unwrap();
+    assert_eq!(got, sealed("c1", 2, Some(200)));
+    store
+        .put_credential(&sealed("c2", 1, Some(50)), None)
+        .await
+        .unwrap();
+    store
+        .put_credential(&sealed("c3", 1, None), None)
+        .await
+        .unwrap();
+    let due = store
+        .credentials_expiring(Timestamp::from_millis(250), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter()
+            .map(|c| c.connection.as_str())
+            .collect::<Vec<_>>(),
+        ["c2", "c1"],
+        "soonest first; no-expiry credentials excluded"
+    );
+    assert_eq!(
+        store
+            .get_credential(&ConnectionId::parse("nope").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// A named lock has one holder until it expires or is released.
+pub async fn named_locks(store: Arc<dyn Store>) {
+    let t = |ms| Timestamp::from_millis(ms);
+    assert!(
+        store
+            .try_lock("refresh:c1", "a", t(1000), t(0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .try_lock("refresh:c1", "b", t(1000), t(10))
+            .await
+            .unwrap(),
+        "held by a"
+    );
+    assert!(
+        store
+            .try_lock("refresh:c1", "a", t(2000), t(10))
+            .await
+            .unwrap(),
+        "the holder may extend"
+    );
+    assert!(
+        store
+            .try_lock("refresh:c2", "b", t(1000), t(10))
+            .await
+            .unwrap(),
+        "locks are per name"
+    );
+    store.unlock("refresh:c1", "b").await.unwrap();
+    assert!(
+        !store
+            .try_lock("refresh:c1", "b", t(3000), t(20))
+            .await
+            .unwrap(),
+        "only the holder unlocks"
+    );
+    store.unlock("refresh:c1", "a").await.unwrap();
+    assert!(
+        store
+            .try_lock("refresh:c1", "b", t(3000), t(20))
+            .await
+            .unwrap(),
+        "free after unlock"
+    );
+    assert!(
+        store
+            .try_lock("refresh:c1", "c", t(9000), t(3000))
+            .await
+            .unwrap(),
+        "free after expiry"
+    );
+}
+
 /// Runs every contract case, each against a fresh store from `make`.
 pub async fn run_all<F, Fut>(make: F)
 where
@@ -426,4 +554,6 @@ where
     runs_round_trip(make().await).await;
     webhook_dedup_window(make().await).await;
     quarantine_and_replay(make().await).await;
+    credential_compare_and_swap(make().await).await;
+    named_locks(make().await).await;
 }
