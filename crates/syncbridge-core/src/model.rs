@@ -369,8 +369,11 @@ impl SyncJob {
 pub struct QuarantinedMessage {
     /// Where it came from (function or queue name).
     pub source: String,
-    /// Its message id, when known.
+    /// Its message id (or webhook dedup key), when known.
     pub message_id: Option<String>,
+    /// The connection it belongs to, when known (webhook events).
+    #[serde(default)]
+    pub connection: Option<ConnectionId>,
     /// Why it was set aside.
     pub reason: String,
     /// The raw payload.

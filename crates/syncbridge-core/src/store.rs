@@ -258,6 +258,24 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         e: &WebhookEvent,
         dedup_since: Timestamp,
     ) -> Result<bool, StoreError>;
+    /// Stores a batch of events in one transaction where the backend can;
+    /// each is deduplicated against events stored within `window` before its
+    /// `received_at` (and against earlier events of the same batch). Returns
+    /// `true` for each new event.
+    async fn insert_webhook_events(
+        &self,
+        events: &[WebhookEvent],
+        window: std::time::Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            out.push(
+                self.insert_webhook_event(e, e.received_at.sub(window))
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
     /// Sets a message aside; returns its id.
     async fn quarantine(&self, m: &QuarantinedMessage) -> Result<i64, StoreError>;
     /// Quarantined messages, oldest first.

@@ -45,6 +45,7 @@ pub(crate) async fn decode(
         .quarantine(&QuarantinedMessage {
             source: function.to_string(),
             message_id,
+            connection: None,
             reason: poison.clone(),
             body,
             at: now,

@@ -11,10 +11,21 @@
 //!
 //! Bad input gets a 4xx with a message that never contains a secret, nothing is
 //! stored or enqueued, and a counter is incremented.
+//!
+//! # Throughput
+//!
+//! Two things keep the accept path short. Connection settings and the
+//! connection's inbound tasks are cached in memory for [`CONFIG_TTL`] (a new
+//! secret or task takes effect within that time). And accepted events are
+//! written by one writer task that *group-commits*: every event waiting at that
+//! moment is deduplicated and stored in one store transaction, and their
+//! follow-up jobs are enqueued in one queue batch, before each request gets its
+//! answer. Nothing is acknowledged before it is durable.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,10 +36,14 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use syncbridge_core::model::{
-    Direction, JobReason, Priority, QuarantinedMessage, SyncJob, WebhookEvent,
+    Connection, Direction, JobReason, Priority, QuarantinedMessage, SyncJob, WebhookEvent,
 };
-use syncbridge_core::{ConnectionId, OutboundMessage, QueueName};
+use syncbridge_core::{
+    ConnectionId, ObjectType, OutboundMessage, QueueName, StoreError, TaskId, Timestamp,
+};
 use syncbridge_signatures::{Request, Scheme, WebhookSecret};
+
+use tokio::sync::{mpsc, oneshot};
 
 use crate::state::AppState;
 
@@ -64,10 +79,45 @@ impl WebhookCounters {
     }
 }
 
+/// How long connection settings stay cached.
+pub const CONFIG_TTL: Duration = Duration::from_secs(2);
+
+/// What the accept path needs to know about a connection.
+#[derive(Debug)]
+struct ConnInfo {
+    conn: Connection,
+    scheme: Result<Scheme, String>,
+    secrets: Vec<WebhookSecret>,
+    inbound: Vec<(TaskId, ObjectType)>,
+}
+
+#[derive(Debug, Default)]
+struct ConfigCache {
+    map: Mutex<HashMap<String, (Instant, Option<Arc<ConnInfo>>)>>,
+}
+
+/// One accepted delivery waiting for the writer.
+#[derive(Debug)]
+struct Pending {
+    event: WebhookEvent,
+    messages: Vec<OutboundMessage>,
+    quarantine: Option<QuarantinedMessage>,
+    reply: oneshot::Sender<Result<Written, String>>,
+}
+
+#[derive(Debug)]
+enum Written {
+    Enqueued(usize),
+    Quarantined,
+    Duplicate,
+}
+
 #[derive(Clone, Debug)]
 struct WebhookState {
     app: AppState,
     counters: Arc<WebhookCounters>,
+    cache: Arc<ConfigCache>,
+    writer: mpsc::Sender<Pending>,
 }
 
 /// `POST /api/webhooks/{connectionId}` and `GET /api/webhooks/_stats`.
@@ -75,9 +125,12 @@ pub fn router(state: AppState) -> Router {
     router_with_counters(state, Arc::default())
 }
 
-/// The router, sharing `counters` with the caller (tests, benchmarks).
+/// The router, sharing `counters` with the caller (tests, benchmarks). Must be
+/// called inside a Tokio runtime (it starts the writer task).
 pub fn router_with_counters(state: AppState, counters: Arc<WebhookCounters>) -> Router {
     let limit = state.settings.webhook_max_bytes;
+    let (tx, rx) = mpsc::channel(4096);
+    tokio::spawn(writer(state.clone(), rx));
     Router::new()
         .route("/api/webhooks/_stats", get(stats))
         .route("/api/webhooks/{connection_id}", post(receive))
@@ -85,6 +138,8 @@ pub fn router_with_counters(state: AppState, counters: Arc<WebhookCounters>) -> 
         .with_state(WebhookState {
             app: state,
             counters,
+            cache: Arc::default(),
+            writer: tx,
         })
 }
 
@@ -135,6 +190,192 @@ fn named_objects(body: &[u8]) -> Vec<String> {
     out
 }
 
+async fn load_info(app: &AppState, id: &ConnectionId) -> Result<Option<Arc<ConnInfo>>, StoreError> {
+    let Some(conn) = app.store.get_connection(id).await? else {
+        return Ok(None);
+    };
+    let Some(settings) = conn.webhook.clone() else {
+        return Ok(None);
+    };
+    let inbound = app
+        .store
+        .list_tasks(Some(id))
+        .await?
+        .into_iter()
+        .filter(|t| t.direction == Direction::Inbound)
+        .map(|t| (t.id, t.object))
+        .collect();
+    Ok(Some(Arc::new(ConnInfo {
+        scheme: parse_scheme(&settings.scheme),
+        secrets: settings
+            .secrets
+            .iter()
+            .map(|x| WebhookSecret::new(x.expose()))
+            .collect(),
+        inbound,
+        conn,
+    })))
+}
+
+async fn cached_info(
+    s: &WebhookState,
+    id: &ConnectionId,
+) -> Result<Option<Arc<ConnInfo>>, StoreError> {
+    if let Some((at, info)) = s
+        .cache
+        .map
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(id.as_str())
+        && at.elapsed() < CONFIG_TTL
+    {
+        return Ok(info.clone());
+    }
+    let info = load_info(&s.app, id).await?;
+    s.cache
+        .map
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.to_string(), (Instant::now(), info.clone()));
+    Ok(info)
+}
+
+/// What to do with a verified event: the follow-up jobs for the connection's
+/// inbound tasks the body names (all of them when it names none), or a
+/// quarantine entry when it names only objects nobody syncs.
+fn route(
+    conn: &Connection,
+    inbound: &[(TaskId, ObjectType)],
+    dedup_key: &str,
+    body: &[u8],
+    now: Timestamp,
+) -> Result<Vec<OutboundMessage>, QuarantinedMessage> {
+    let named = named_objects(body);
+    let routed: Vec<_> = inbound
+        .iter()
+        .filter(|(_, o)| named.is_empty() || named.iter().any(|n| n == o.as_str()))
+        .collect();
+    if routed.is_empty() {
+        return Err(QuarantinedMessage {
+            source: FUNCTION.into(),
+            message_id: Some(dedup_key.to_string()),
+            connection: Some(conn.id.clone()),
+            reason: format!(
+                "verified event for {} matches no sync task (objects named: {named:?})",
+                conn.id
+            ),
+            body: body.to_vec(),
+            at: now,
+        });
+    }
+    Ok(routed
+        .into_iter()
+        .map(|(task, object)| {
+            let job = SyncJob {
+                task: task.clone(),
+                connection: conn.id.clone(),
+                object: object.clone(),
+                priority: Priority::WebhookFollowUp,
+                reason: JobReason::Webhook {
+                    event: dedup_key.to_string(),
+                },
+                lease_token: String::new(),
+            };
+            let digest = Sha256::digest(format!("{}\n{}\n{}", conn.id, dedup_key, task));
+            OutboundMessage::json(
+                QueueName::inbound(),
+                format!("wh-{}", hex::encode(&digest[..16])),
+                &job,
+            )
+        })
+        .collect())
+}
+
+/// Re-routes a quarantined webhook event (after its tasks were fixed): the
+/// follow-up jobs are enqueued, or `Ok(None)` if it still matches no task.
+pub async fn replay(
+    app: &AppState,
+    q: &QuarantinedMessage,
+) -> Result<Option<usize>, crate::HandlerError> {
+    let conn_id = q
+        .connection
+        .clone()
+        .ok_or_else(|| crate::HandlerError::Other("the entry names no connection".into()))?;
+    let Some(info) = load_info(app, &conn_id).await? else {
+        return Err(crate::HandlerError::Other(format!(
+            "connection {conn_id} no longer accepts webhooks"
+        )));
+    };
+    let key = q.message_id.clone().unwrap_or_default();
+    match route(&info.conn, &info.inbound, &key, &q.body, app.clock.now()) {
+        Ok(messages) => {
+            let n = messages.len();
+            app.queue.send(messages).await?;
+            Ok(Some(n))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// The group-commit writer: drains every waiting delivery, stores them in one
+/// transaction, enqueues the new ones' jobs in one batch, then answers each.
+async fn writer(app: AppState, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        let events: Vec<WebhookEvent> = batch.iter().map(|p| p.event.clone()).collect();
+        let fresh = match app
+            .store
+            .insert_webhook_events(&events, app.settings.webhook_dedup_window)
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                for p in batch.drain(..) {
+                    let _ = p.reply.send(Err(format!("store unavailable: {e}")));
+                }
+                continue;
+            }
+        };
+        let messages: Vec<OutboundMessage> = batch
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, new)| **new)
+            .flat_map(|(p, _)| p.messages.iter().cloned())
+            .collect();
+        let sent = if messages.is_empty() {
+            Ok(())
+        } else {
+            app.queue.send(messages).await
+        };
+        for (p, new) in batch.drain(..).zip(fresh) {
+            let answer = if !new {
+                Ok(Written::Duplicate)
+            } else if let Some(q) = p.quarantine {
+                app.store
+                    .quarantine(&q)
+                    .await
+                    .map(|_| Written::Quarantined)
+                    .map_err(|e| e.to_string())
+            } else if let Err(e) = &sent {
+                // The event is stored (a retry would be a duplicate): keep it replayable.
+                let q = QuarantinedMessage {
+                    source: format!("{FUNCTION}/enqueue"),
+                    message_id: Some(p.event.dedup_key.clone()),
+                    connection: Some(p.event.connection.clone()),
+                    reason: format!("follow-up enqueue failed: {e}"),
+                    body: p.event.body.clone(),
+                    at: p.event.received_at,
+                };
+                let _ = app.store.quarantine(&q).await;
+                Err("queue unavailable; event kept for replay".to_string())
+            } else {
+                Ok(Written::Enqueued(p.messages.len()))
+            };
+            let _ = p.reply.send(answer);
+        }
+    }
+}
+
 async fn receive(
     State(s): State<WebhookState>,
     Path(connection_id): Path<String>,
@@ -152,8 +393,8 @@ async fn receive(
             "unknown connection".into(),
         );
     };
-    let conn = match app.store.get_connection(&conn_id).await {
-        Ok(Some(c)) => c,
+    let info = match cached_info(&s, &conn_id).await {
+        Ok(Some(i)) => i,
         Ok(None) => {
             return reject(
                 &s,
@@ -171,23 +412,17 @@ async fn receive(
             );
         }
     };
-    let Some(settings) = &conn.webhook else {
-        return reject(
-            &s,
-            StatusCode::NOT_FOUND,
-            "no_webhook",
-            "connection does not accept webhooks".into(),
-        );
-    };
-    let scheme = match parse_scheme(&settings.scheme) {
+    let scheme = match &info.scheme {
         Ok(sc) => sc,
-        Err(e) => return reject(&s, StatusCode::INTERNAL_SERVER_ERROR, "bad_scheme", e),
+        Err(e) => {
+            return reject(
+                &s,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "bad_scheme",
+                e.clone(),
+            );
+        }
     };
-    let secrets: Vec<WebhookSecret> = settings
-        .secrets
-        .iter()
-        .map(|x| WebhookSecret::new(x.expose()))
-        .collect();
     let header_list: Vec<(String, String)> = headers
         .iter()
         .filter_map(|(k, v)| {
@@ -213,34 +448,36 @@ async fn receive(
     };
     let now = app.clock.now();
     let tolerance = app.settings.webhook_tolerance.as_secs() as i64;
-    let verified =
-        match syncbridge_signatures::verify(&scheme, &secrets, &req, now.as_unix_secs(), tolerance)
-        {
-            Ok(v) => v,
-            Err(e) => {
-                use syncbridge_signatures::VerifyError as V;
-                let (status, what) = match &e {
-                    V::MissingHeader(_)
-                    | V::MalformedHeader { .. }
-                    | V::NoSupportedSignature(_) => {
-                        (StatusCode::BAD_REQUEST, "malformed_signature")
-                    }
-                    V::UnsupportedContent(_) => {
-                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_content")
-                    }
-                    V::TimestampOutsideTolerance { .. } => {
-                        (StatusCode::UNAUTHORIZED, "stale_timestamp")
-                    }
-                    V::NoSecrets | V::InvalidSecret(_) | V::InvalidConfig(_) => {
-                        (StatusCode::INTERNAL_SERVER_ERROR, "bad_configuration")
-                    }
-                    _ => (StatusCode::UNAUTHORIZED, "bad_signature"),
-                };
-                return reject(&s, status, what, e.to_string());
-            }
-        };
-    if let Some(first) = secrets.first()
-        && let Some(h) = syncbridge_signatures::handshake(&scheme, first, &body)
+    let verified = match syncbridge_signatures::verify(
+        scheme,
+        &info.secrets,
+        &req,
+        now.as_unix_secs(),
+        tolerance,
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            use syncbridge_signatures::VerifyError as V;
+            let (status, what) = match &e {
+                V::MissingHeader(_) | V::MalformedHeader { .. } | V::NoSupportedSignature(_) => {
+                    (StatusCode::BAD_REQUEST, "malformed_signature")
+                }
+                V::UnsupportedContent(_) => {
+                    (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_content")
+                }
+                V::TimestampOutsideTolerance { .. } => {
+                    (StatusCode::UNAUTHORIZED, "stale_timestamp")
+                }
+                V::NoSecrets | V::InvalidSecret(_) | V::InvalidConfig(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "bad_configuration")
+                }
+                _ => (StatusCode::UNAUTHORIZED, "bad_signature"),
+            };
+            return reject(&s, status, what, e.to_string());
+        }
+    };
+    if let Some(first) = info.secrets.first()
+        && let Some(h) = syncbridge_signatures::handshake(scheme, first, &body)
     {
         s.counters.bump("handshake");
         return (
@@ -253,128 +490,63 @@ async fn receive(
     let dedup_key = verified
         .event_id
         .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&body))));
+    let (messages, quarantine) = match route(&info.conn, &info.inbound, &dedup_key, &body, now) {
+        Ok(m) => (m, None),
+        Err(q) => (Vec::new(), Some(q)),
+    };
     let event = WebhookEvent {
-        connection: conn.id.clone(),
-        dedup_key: dedup_key.clone(),
+        connection: conn_id,
+        dedup_key,
         received_at: now,
         body: body.to_vec(),
     };
-    match app
-        .store
-        .insert_webhook_event(&event, now.sub(app.settings.webhook_dedup_window))
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            s.counters.bump("duplicate");
-            return (StatusCode::OK, axum::Json(json!({ "status": "duplicate" }))).into_response();
-        }
-        Err(e) => {
-            return reject(
-                &s,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                e.to_string(),
-            );
-        }
-    }
-
-    // Route the event to the connection's inbound tasks it names.
-    let tasks = match app.store.list_tasks(Some(&conn.id)).await {
-        Ok(t) => t
-            .into_iter()
-            .filter(|t| t.direction == Direction::Inbound)
-            .collect::<Vec<_>>(),
-        Err(e) => {
-            return reject(
-                &s,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                e.to_string(),
-            );
-        }
-    };
-    let named = named_objects(&body);
-    let routed: Vec<_> = if named.is_empty() {
-        tasks
-    } else {
-        tasks
-            .into_iter()
-            .filter(|t| named.iter().any(|n| n == t.object.as_str()))
-            .collect()
-    };
-    if routed.is_empty() {
-        let q = QuarantinedMessage {
-            source: FUNCTION.into(),
-            message_id: Some(dedup_key),
-            reason: format!(
-                "verified event for {} matches no sync task (objects named: {named:?})",
-                conn.id
-            ),
-            body: body.to_vec(),
-            at: now,
-        };
-        return match app.store.quarantine(&q).await {
-            Ok(id) => {
-                s.counters.bump("quarantined");
-                (
-                    StatusCode::ACCEPTED,
-                    axum::Json(json!({ "status": "quarantined", "quarantine_id": id })),
-                )
-                    .into_response()
-            }
-            Err(e) => reject(
-                &s,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                e.to_string(),
-            ),
-        };
-    }
-    let messages: Vec<OutboundMessage> = routed
-        .iter()
-        .map(|t| {
-            let job = SyncJob {
-                task: t.id.clone(),
-                connection: conn.id.clone(),
-                object: t.object.clone(),
-                priority: Priority::WebhookFollowUp,
-                reason: JobReason::Webhook {
-                    event: dedup_key.clone(),
-                },
-                lease_token: String::new(),
-            };
-            let digest = Sha256::digest(format!("{}\n{}\n{}", conn.id, dedup_key, t.id));
-            OutboundMessage::json(
-                QueueName::inbound(),
-                format!("wh-{}", hex::encode(&digest[..16])),
-                &job,
-            )
+    let (reply, answer) = oneshot::channel();
+    if s.writer
+        .send(Pending {
+            event,
+            messages,
+            quarantine,
+            reply,
         })
-        .collect();
-    if let Err(e) = app.queue.send(messages).await {
-        // The event is stored (a retry would be a duplicate): keep it replayable.
-        let q = QuarantinedMessage {
-            source: format!("{FUNCTION}/enqueue"),
-            message_id: Some(dedup_key),
-            reason: format!("follow-up enqueue failed: {e}"),
-            body: body.to_vec(),
-            at: now,
-        };
-        let _ = app.store.quarantine(&q).await;
+        .await
+        .is_err()
+    {
         return reject(
             &s,
             StatusCode::SERVICE_UNAVAILABLE,
-            "queue_unavailable",
-            "queue unavailable; event kept for replay".into(),
+            "store_unavailable",
+            "event writer stopped".into(),
         );
     }
-    s.counters.accepted.fetch_add(1, Ordering::Relaxed);
-    (
-        StatusCode::ACCEPTED,
-        axum::Json(json!({ "status": "accepted", "jobs": routed.len() })),
-    )
-        .into_response()
+    match answer.await {
+        Ok(Ok(Written::Enqueued(jobs))) => {
+            s.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({ "status": "accepted", "jobs": jobs })),
+            )
+                .into_response()
+        }
+        Ok(Ok(Written::Duplicate)) => {
+            s.counters.bump("duplicate");
+            (StatusCode::OK, axum::Json(json!({ "status": "duplicate" }))).into_response()
+        }
+        Ok(Ok(Written::Quarantined)) => {
+            s.counters.bump("quarantined");
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({ "status": "quarantined" })),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => reject(&s, StatusCode::SERVICE_UNAVAILABLE, "unavailable", e),
+        Err(_) => reject(
+            &s,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "event writer stopped".into(),
+        ),
+    }
 }
 
 #[cfg(test)]

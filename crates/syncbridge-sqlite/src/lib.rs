@@ -136,6 +136,25 @@ fn read_credential(
         }))
 }
 
+/// Insert an event, or replace an entry older than the window; a fresh entry
+/// with the same key is a duplicate and leaves the row untouched (0 rows).
+const INSERT_EVENT: &str = "INSERT INTO webhook_events (connection, dedup_key, received_at, body) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT(connection, dedup_key) DO UPDATE SET received_at = excluded.received_at, body = excluded.body
+     WHERE webhook_events.received_at < ?5";
+
+fn read_quarantined(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<QuarantinedMessage> {
+    Ok(QuarantinedMessage {
+        source: r.get(at)?,
+        message_id: r.get(at + 1)?,
+        reason: r.get(at + 2)?,
+        body: r.get(at + 3)?,
+        at: Timestamp::from_millis(r.get(at + 4)?),
+        connection: r
+            .get::<_, Option<String>>(at + 5)?
+            .and_then(|c| ConnectionId::parse(c).ok()),
+    })
+}
+
 fn write_task(db: &Db, t: &SyncTask) -> rusqlite::Result<usize> {
     db.execute(
         "INSERT INTO tasks (id, connection, priority, next_run_at, lease_until, version, doc)
@@ -720,10 +739,7 @@ impl Store for SqliteStore {
             // with the same key is a duplicate and leaves the row untouched.
             let n = db
                 .execute(
-                    "INSERT INTO webhook_events (connection, dedup_key, received_at, body) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(connection, dedup_key) DO UPDATE SET received_at = excluded.received_at,
-                       body = excluded.body
-                     WHERE webhook_events.received_at < ?5",
+                    INSERT_EVENT,
                     params![
                         e.connection.as_str(),
                         e.dedup_key,
@@ -738,12 +754,43 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn insert_webhook_events(
+        &self,
+        events: &[WebhookEvent],
+        window: std::time::Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        let events = events.to_vec();
+        self.with(move |db| {
+            let tx = db.transaction().map_err(backend)?;
+            let mut out = Vec::with_capacity(events.len());
+            {
+                let mut st = tx.prepare_cached(INSERT_EVENT).map_err(backend)?;
+                for e in &events {
+                    let since = e.received_at.sub(window);
+                    let n = st
+                        .execute(params![
+                            e.connection.as_str(),
+                            e.dedup_key,
+                            e.received_at.as_millis(),
+                            e.body,
+                            since.as_millis()
+                        ])
+                        .map_err(backend)?;
+                    out.push(n > 0);
+                }
+            }
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+        .await
+    }
+
     async fn quarantine(&self, m: &QuarantinedMessage) -> Result<i64, StoreError> {
         let m = m.clone();
         self.with(move |db| {
             db.execute(
-                "INSERT INTO quarantine (source, message_id, reason, body, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![m.source, m.message_id, m.reason, m.body, m.at.as_millis()],
+                "INSERT INTO quarantine (source, message_id, reason, body, at, connection) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![m.source, m.message_id, m.reason, m.body, m.at.as_millis(), m.connection.as_ref().map(|c| c.as_str())],
             )
             .map_err(backend)?;
             Ok(db.last_insert_rowid())
@@ -754,19 +801,15 @@ impl Store for SqliteStore {
     async fn list_quarantine(&self, limit: usize) -> Result<Vec<QuarantineEntry>, StoreError> {
         self.with(move |db| {
             let mut st = db
-                .prepare("SELECT id, source, message_id, reason, body, at FROM quarantine ORDER BY id LIMIT ?1")
+                .prepare(
+                    "SELECT id, source, message_id, reason, body, at, connection FROM quarantine ORDER BY id LIMIT ?1",
+                )
                 .map_err(backend)?;
             let rows = st
                 .query_map([limit as i64], |r| {
                     Ok(QuarantineEntry {
                         id: r.get(0)?,
-                        message: QuarantinedMessage {
-                            source: r.get(1)?,
-                            message_id: r.get(2)?,
-                            reason: r.get(3)?,
-                            body: r.get(4)?,
-                            at: Timestamp::from_millis(r.get(5)?),
-                        },
+                        message: read_quarantined(r, 1)?,
                     })
                 })
                 .map_err(backend)?
@@ -782,17 +825,9 @@ impl Store for SqliteStore {
             let tx = db.transaction().map_err(backend)?;
             let m = tx
                 .query_row(
-                    "SELECT source, message_id, reason, body, at FROM quarantine WHERE id = ?1",
+                    "SELECT source, message_id, reason, body, at, connection FROM quarantine WHERE id = ?1",
                     [id],
-                    |r| {
-                        Ok(QuarantinedMessage {
-                            source: r.get(0)?,
-                            message_id: r.get(1)?,
-                            reason: r.get(2)?,
-                            body: r.get(3)?,
-                            at: Timestamp::from_millis(r.get(4)?),
-                        })
-                    },
+                    |r| read_quarantined(r, 0),
                 )
                 .optional()
                 .map_err(backend)?;

@@ -70,6 +70,8 @@ const MIGRATIONS: &[&str] = &[
         owner TEXT NOT NULL,
         until INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 3: the connection a quarantined webhook event belongs to (for replay).
+    "ALTER TABLE quarantine ADD COLUMN connection TEXT;",
 ];
 
 /// Connection settings: WAL so several processes share the file, a busy

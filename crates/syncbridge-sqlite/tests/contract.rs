@@ -24,6 +24,7 @@ contract!(
     page_commit_requires_lease,
     runs_round_trip,
     webhook_dedup_window,
+    webhook_batch_dedup,
     quarantine_and_replay,
     credential_compare_and_swap,
     named_locks,

@@ -388,12 +388,48 @@ pub async fn webhook_dedup_window(store: Arc<dyn Store>) {
     );
 }
 
+/// A batch of events dedups against stored events and within itself, in order.
+pub async fn webhook_batch_dedup(store: Arc<dyn Store>) {
+    let ev = |key: &str, at: Timestamp| WebhookEvent {
+        connection: ConnectionId::parse("c1").unwrap(),
+        dedup_key: key.into(),
+        received_at: at,
+        body: key.as_bytes().to_vec(),
+    };
+    let window = Duration::from_secs(600);
+    assert!(
+        store
+            .insert_webhook_event(&ev("a", T0), T0.sub(window))
+            .await
+            .unwrap()
+    );
+    let later = T0.add(Duration::from_secs(1));
+    let got = store
+        .insert_webhook_events(
+            &[
+                ev("a", later),
+                ev("b", later),
+                ev("b", later),
+                ev("c", later),
+            ],
+            window,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        [false, true, false, true],
+        "stored dup, new, in-batch dup, new"
+    );
+}
+
 /// Quarantine keeps messages in order and hands each back exactly once.
 pub async fn quarantine_and_replay(store: Arc<dyn Store>) {
     for i in 0..2 {
         let m = QuarantinedMessage {
             source: "SyncInboundWorker".into(),
             message_id: Some(format!("m{i}")),
+            connection: (i == 1).then(|| ConnectionId::parse("c1").unwrap()),
             reason: "body is not a sync job".into(),
             body: vec![0xff, i],
             at: T0,
@@ -403,6 +439,10 @@ pub async fn quarantine_and_replay(store: Arc<dyn Store>) {
     let list = store.list_quarantine(10).await.unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list[0].message.message_id.as_deref(), Some("m0"));
+    assert_eq!(
+        list[1].message.connection.as_ref().map(|c| c.as_str()),
+        Some("c1")
+    );
     let taken = store.take_quarantined(list[0].id).await.unwrap().unwrap();
     assert_eq!(taken.body, vec![0xff, 0]);
     assert_eq!(
@@ -553,6 +593,7 @@ where
     page_commit_requires_lease(make().await).await;
     runs_round_trip(make().await).await;
     webhook_dedup_window(make().await).await;
+    webhook_batch_dedup(make().await).await;
     quarantine_and_replay(make().await).await;
     credential_compare_and_swap(make().await).await;
     named_locks(make().await).await;
