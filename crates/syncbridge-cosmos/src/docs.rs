@@ -1,0 +1,256 @@
+//! The documents this store writes: one container, partition key path `/pk`.
+//!
+//! Every document carries `id` (unique within its logical partition), `pk`
+//! (the partition key value) and `type`. Domain values that are queried are
+//! copied into top-level fields next to the serialized domain document
+//! (`doc`), which stays the source of truth when read back.
+//!
+//! | type | `pk` | `id` |
+//! |---|---|---|
+//! | `connection` | connection id | `connection` |
+//! | `task` | its connection id | `task.<hash(task id)>` |
+//! | `record` | its connection id | `rec.<hash(object, external id)>` |
+//! | `run` | its connection id | `run.<hash(run id)>` |
+//! | `credential` | its connection id | `credential` |
+//! | `webhook` | its connection id | `wh.<hash(dedup key)>` |
+//! | `lock` | `~lock.<hash(name)>` | `lock` |
+//! | `quarantine` | `~quarantine` | `q.<seq>` |
+//! | `counter` | `~quarantine` | `counter` |
+//!
+//! Connection ids only contain `[A-Za-z0-9-_.:@]`, so the `~` prefix keeps the
+//! global partitions apart from every connection's partition. Ids are hashed
+//! because external ids, run ids and lock names may be longer than Cosmos DB's
+//! 255-character id limit or contain `/ \ ? #`.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use syncbridge_core::model::{Connection, QuarantinedMessage, SyncRun, SyncTask};
+use syncbridge_core::store::SealedCredential;
+
+/// Partition of the quarantine entries and their sequence counter.
+pub(crate) const QUARANTINE_PK: &str = "~quarantine";
+
+/// A stable, id-safe digest of `parts` (128 bits, hex).
+pub(crate) fn digest(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+pub(crate) fn task_id(task: &str) -> String {
+    format!("task.{}", digest(&[task]))
+}
+
+pub(crate) fn record_id(object: &str, external_id: &str) -> String {
+    format!("rec.{}", digest(&[object, external_id]))
+}
+
+pub(crate) fn run_id(run: &str) -> String {
+    format!("run.{}", digest(&[run]))
+}
+
+pub(crate) fn webhook_id(dedup_key: &str) -> String {
+    format!("wh.{}", digest(&[dedup_key]))
+}
+
+pub(crate) fn lock_pk(name: &str) -> String {
+    format!("~lock.{}", digest(&[name]))
+}
+
+pub(crate) fn quarantine_id(seq: i64) -> String {
+    format!("q.{seq}")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ConnectionDoc {
+    pub id: String,
+    pub pk: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub tenant: String,
+    pub doc: Connection,
+}
+
+impl ConnectionDoc {
+    pub fn new(c: &Connection) -> Self {
+        ConnectionDoc {
+            id: "connection".into(),
+            pk: c.id.to_string(),
+            kind: "connection".into(),
+            tenant: c.tenant.to_string(),
+            doc: c.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TaskDoc {
+    pub id: String,
+    pub pk: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub task_id: String,
+    /// `Priority as i64`: lower is more urgent.
+    pub priority: i64,
+    pub next_run_at: i64,
+    /// Always written (null when unleased) so `c.lease_until = null` matches.
+    pub lease_until: Option<i64>,
+    pub doc: SyncTask,
+}
+
+impl TaskDoc {
+    pub fn new(t: &SyncTask) -> Self {
+        TaskDoc {
+            id: task_id(t.id.as_str()),
+            pk: t.connection.to_string(),
+            kind: "task".into(),
+            task_id: t.id.to_string(),
+            priority: t.priority as i64,
+            next_run_at: t.next_run_at.as_millis(),
+            lease_until: t.lease.as_ref().map(|l| l.until.as_millis()),
+            doc: t.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RecordDoc {
+    pub id: String,
+    pub pk: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub object: String,
+    pub external_id: String,
+    pub data: serde_json::Value,
+    pub hash: String,
+    pub version: i64,
+    pub remote_updated_at: Option<i64>,
+}
+
+/// What a page commit needs to know about a stored record.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct RecordHead {
+    pub id: String,
+    pub hash: String,
+    pub version: i64,
+    #[serde(rename = "_etag")]
+    pub etag: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RunDoc {
+    pub id: String,
+    pub pk: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub run_id: String,
+    pub task: String,
+    pub started_at: i64,
+    pub doc: SyncRun,
+}
+
+impl RunDoc {
+    pub fn new(r: &SyncRun) -> Self {
+        RunDoc {
+            id: run_id(r.id.as_str()),
+            pk: r.connection.to_string(),
+            kind: "run".into(),
+            run_id: r.id.to_string(),
+            task: r.task.to_string(),
+            started_at: r.started_at.as_millis(),
+            doc: r.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CredentialDoc {
+    pub id: String,
+    pub pk: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: i64,
+    pub expires_at: Option<i64>,
+    pub doc: SealedCredential,
+}
+
+impl CredentialDoc {
+    pub fn new(c: &SealedCredential) -> Self {
+        CredentialDoc {
+            id: "credential".into(),
+            pk: c.connection.to_string(),
+            kind: "credential".into(),
+            version: c.version,
+            expires_at: c.expires_at.map(|t| t.as_millis()),
+            doc: c.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WebhookDoc {
+    pub id: String,
+    pub pk: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub dedup_key: String,
+    pub received_at: i64,
+    /// Base64 of the raw body.
+    pub body: String,
+    /// Seconds until Cosmos DB's TTL sweep removes the entry (the container
+    /// has `defaultTtl = -1`, i.e. per-item TTL; dedup never depends on it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LockDoc {
+    pub id: String,
+    pub pk: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub owner: String,
+    pub until: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct QuarantineDoc {
+    pub id: String,
+    pub pk: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub seq: i64,
+    pub doc: QuarantinedMessage,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CounterDoc {
+    pub id: String,
+    pub pk: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The next sequence number to hand out.
+    pub next: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids are short, deterministic, free of Cosmos DB's forbidden characters,
+    /// and distinguish part boundaries.
+    #[test]
+    fn ids_are_safe_and_stable() {
+        let long = "x/y?z#\\".repeat(100);
+        let id = record_id("contacts", &long);
+        assert!(id.len() < 255);
+        assert!(!id.contains(['/', '\\', '?', '#']));
+        assert_eq!(id, record_id("contacts", &long));
+        assert_ne!(record_id("ab", "c"), record_id("a", "bc"));
+        assert!(lock_pk("n").starts_with('~'));
+    }
+}

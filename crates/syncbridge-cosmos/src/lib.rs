@@ -1,0 +1,1334 @@
+//! The Azure Cosmos DB (NoSQL API) [`Store`], over the official
+//! `azure_data_cosmos` SDK.
+//!
+//! # Data layout
+//!
+//! One container (default `state`) with partition key path **`/pk`**. Every
+//! document that belongs to a connection — the connection itself, its tasks,
+//! records, runs, sealed credential and webhook events — has `pk` = the
+//! connection id, so a page of records **and** its task's cursor live in one
+//! logical partition and commit in one transactional batch. Locks and
+//! quarantined messages live in their own `~`-prefixed partitions (see the
+//! `docs` module for every document shape).
+//!
+//! Consequences, documented for operators:
+//! - a logical partition holds at most 20 GB, so one connection's records are
+//!   limited to roughly that (hierarchical partition keys `/pk` + `/object`
+//!   would lift it but make a task and its records span two levels — a later
+//!   change, not needed for the sizes the product targets);
+//! - cross-connection queries (`due_tasks`, `list_connections`, `list_runs`,
+//!   `credentials_expiring`, and locating a task by id) are cross-partition;
+//!   the multi-column `ORDER BY`s need the composite indexes declared in
+//!   `infra/main.bicep` (see [`COMPOSITE_INDEXES`]).
+//!
+//! # Page commits
+//!
+//! [`Store::commit_page`] reads the task (and its ETag) and the page's
+//! existing records, then writes in transactional batches (≤ 100 operations,
+//! ≤ [`MAX_BATCH_BYTES`]):
+//! - a page that fits is **one** batch: record creates/replaces/deletes plus
+//!   the task replace with `If-Match: <task etag>`, all or nothing;
+//! - a larger page is split: every batch but the last carries, instead of the
+//!   task write, a **guard** — a read of the task with `If-Match: <task etag>` —
+//!   so it commits only while the task is unchanged (the lease cannot have
+//!   been taken over: taking a lease rewrites the task). The last batch
+//!   carries the cursor. A crash between batches leaves records *ahead* of the
+//!   cursor, never behind: the resumed run re-fetches the page, finds the
+//!   content hashes equal, skips those records and bumps no version — so the
+//!   invariant "a record's version grows by one exactly when its hash changes"
+//!   survives, and no committed page is lost. Only the per-page counts of a
+//!   re-fetched page differ (already-written records count as unchanged).
+//!
+//! A `412` on any batch (the task changed: watchdog, `request_run`, or a
+//! lease take-over) re-reads the task: lease gone → [`StoreError::LeaseLost`],
+//! otherwise the remaining operations are retried under the new ETag.
+//!
+//! # Concurrency and throttling
+//!
+//! - Read-modify-write (leases, credentials, locks, the quarantine counter)
+//!   is ETag compare-and-swap: `If-Match`, and on `412` re-read and retry.
+//! - Insert-if-absent (credential create, webhook dedup, locks) is a plain
+//!   create: `409` means it exists.
+//! - `429`: the SDK already retries throttled requests honouring
+//!   `x-ms-retry-after-ms`; if it gives up, this store waits the advertised
+//!   `x-ms-retry-after-ms` itself and retries up to
+//!   [`CosmosStoreOptions::throttle_retries`] times before answering
+//!   [`StoreError::Unavailable`].
+
+mod docs;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use azure_core::credentials::TokenCredential;
+use azure_core::http::Etag;
+use azure_data_cosmos::clients::ContainerClient;
+use azure_data_cosmos::models::{TransactionalBatch, TransactionalBatchResponse};
+use azure_data_cosmos::options::{
+    BatchDeleteOptions, BatchReadOptions, BatchReplaceOptions, ItemWriteOptions, Precondition,
+    Region,
+};
+use azure_data_cosmos::{
+    AccountEndpoint, AccountReference, CosmosClient, CosmosError, FeedScope, Query, RoutingStrategy,
+};
+use base64::Engine as _;
+use futures::TryStreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use syncbridge_core::model::{
+    Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask, WebhookEvent,
+};
+use syncbridge_core::store::{PageCommit, PageOutcome, QuarantineEntry, SealedCredential};
+use syncbridge_core::{
+    ConnectionId, ExternalId, ObjectType, Store, StoreError, TaskId, TenantId, Timestamp,
+};
+
+use docs::{
+    ConnectionDoc, CounterDoc, CredentialDoc, LockDoc, QUARANTINE_PK, QuarantineDoc, RecordDoc,
+    RecordHead, RunDoc, TaskDoc, WebhookDoc,
+};
+
+/// Largest transactional batch this store sends (the service limit is 2 MB;
+/// the margin covers the operation envelope and request headers).
+pub const MAX_BATCH_BYTES: usize = 1_800_000;
+/// Most operations in one transactional batch (service limit).
+pub const MAX_BATCH_OPS: usize = 100;
+/// Largest single document (service limit: 2 MB).
+pub const MAX_ITEM_BYTES: usize = 2 * 1024 * 1024;
+
+/// The composite indexes the container's indexing policy must declare for the
+/// cross-partition `ORDER BY`s (mirrored in `infra/main.bicep`).
+pub const COMPOSITE_INDEXES: &[&[(&str, &str)]] = &[
+    &[
+        ("/priority", "ascending"),
+        ("/next_run_at", "ascending"),
+        ("/task_id", "ascending"),
+    ],
+    &[("/started_at", "descending"), ("/run_id", "descending")],
+    &[("/expires_at", "ascending"), ("/pk", "ascending")],
+];
+
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CosmosSettings {
+    /// Account endpoint, `https://<account>.documents.azure.com:443/`.
+    pub endpoint: String,
+    /// Database name (infra default `syncbridge`).
+    pub database: String,
+    /// Container name (infra default `state`), partition key path `/pk`.
+    pub container: String,
+    /// Azure region the app runs in (e.g. `East US`), for the SDK's routing.
+    pub region: String,
+}
+
+impl CosmosSettings {
+    /// Reads `SYNCBRIDGE_COSMOS_ENDPOINT` (required), `SYNCBRIDGE_COSMOS_DATABASE`
+    /// (default `syncbridge`), `SYNCBRIDGE_COSMOS_CONTAINER` (default `state`)
+    /// and `SYNCBRIDGE_COSMOS_REGION` (default: App Service's `REGION_NAME`,
+    /// else `East US`) through `var`. A missing endpoint is `Err` naming it.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let endpoint = var("SYNCBRIDGE_COSMOS_ENDPOINT")
+            .filter(|v| !v.trim().is_empty())
+            .ok_or("SYNCBRIDGE_COSMOS_ENDPOINT is not set (the Cosmos DB account endpoint)")?;
+        Ok(CosmosSettings {
+            endpoint,
+            database: var("SYNCBRIDGE_COSMOS_DATABASE").unwrap_or_else(|| "syncbridge".into()),
+            container: var("SYNCBRIDGE_COSMOS_CONTAINER").unwrap_or_else(|| "state".into()),
+            region: var("SYNCBRIDGE_COSMOS_REGION")
+                .or_else(|| var("REGION_NAME"))
+                .unwrap_or_else(|| "East US".into()),
+        })
+    }
+}
+
+/// Tuning knobs (defaults suit production).
+#[derive(Debug, Clone)]
+pub struct CosmosStoreOptions {
+    /// Extra retries of a `429` after the SDK's own throttling retries gave up.
+    pub throttle_retries: u32,
+    /// Longest wait honoured from `x-ms-retry-after-ms`.
+    pub max_throttle_wait: Duration,
+    /// Compare-and-swap attempts before answering [`StoreError::Conflict`].
+    pub cas_attempts: u32,
+    /// Largest batch payload (see [`MAX_BATCH_BYTES`]); lower it to exercise splitting.
+    pub max_batch_bytes: usize,
+    /// Most operations per batch (see [`MAX_BATCH_OPS`]).
+    pub max_batch_ops: usize,
+}
+
+impl Default for CosmosStoreOptions {
+    fn default() -> Self {
+        CosmosStoreOptions {
+            throttle_retries: 5,
+            max_throttle_wait: Duration::from_secs(10),
+            cas_attempts: 16,
+            max_batch_bytes: MAX_BATCH_BYTES,
+            max_batch_ops: MAX_BATCH_OPS,
+        }
+    }
+}
+
+/// The Cosmos DB store. Cheap to clone.
+#[derive(Clone)]
+pub struct CosmosStore {
+    container: ContainerClient,
+    options: CosmosStoreOptions,
+    /// Task id → partition (connection id): point reads instead of a
+    /// cross-partition lookup. Only a hint; a miss or stale entry falls back
+    /// to a query.
+    task_pk: Arc<RwLock<HashMap<String, String>>>,
+}
+
+impl std::fmt::Debug for CosmosStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CosmosStore")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+type CResult<T> = Result<T, CosmosError>;
+
+fn status(e: &CosmosError) -> u16 {
+    u16::from(e.status().status_code())
+}
+
+fn retry_after(e: &CosmosError) -> Option<Duration> {
+    e.response()
+        .and_then(|r| r.headers().retry_after_ms)
+        .map(Duration::from_millis)
+}
+
+/// Maps an SDK error to the store's error vocabulary.
+fn map_err(what: &str, e: CosmosError) -> StoreError {
+    match status(&e) {
+        400 | 413 => StoreError::Corrupt(format!("{what}: rejected by Cosmos DB: {e}")),
+        409 | 412 => StoreError::Conflict(format!("{what}: {e}")),
+        404 => StoreError::NotFound(format!("{what}: {e}")),
+        _ => StoreError::Unavailable(format!("{what}: {e}")),
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn query(text: impl Into<String>, params: &[(&str, serde_json::Value)]) -> Query {
+    let mut q = Query::from(text.into());
+    for (name, value) in params {
+        q = q
+            .with_parameter(*name, value)
+            .expect("a JSON value always serializes");
+    }
+    q
+}
+
+fn if_match(etag: &str) -> Precondition {
+    Precondition::if_match(Etag::from(etag))
+}
+
+impl CosmosStore {
+    /// Connects with a Microsoft Entra credential (in Azure: the Function
+    /// App's managed identity, `azure_identity::ManagedIdentityCredential`;
+    /// the identity needs the *Cosmos DB Built-in Data Contributor* role).
+    /// The database and container must exist (infra creates them).
+    pub async fn connect(
+        settings: &CosmosSettings,
+        credential: Arc<dyn TokenCredential>,
+    ) -> Result<Self, StoreError> {
+        let endpoint: AccountEndpoint = settings.endpoint.parse().map_err(|e| {
+            StoreError::Unavailable(format!(
+                "SYNCBRIDGE_COSMOS_ENDPOINT {:?} is not an account endpoint: {e}",
+                settings.endpoint
+            ))
+        })?;
+        let client = CosmosClient::builder()
+            .build(
+                AccountReference::with_credential(endpoint, credential),
+                RoutingStrategy::ProximityTo(Region::from(settings.region.clone())),
+            )
+            .await
+            .map_err(|e| map_err("connecting to Cosmos DB", e))?;
+        Self::from_client(
+            &client,
+            &settings.database,
+            &settings.container,
+            CosmosStoreOptions::default(),
+        )
+        .await
+    }
+
+    /// A store over an already built client (tests, custom wiring).
+    pub async fn from_client(
+        client: &CosmosClient,
+        database: &str,
+        container: &str,
+        options: CosmosStoreOptions,
+    ) -> Result<Self, StoreError> {
+        let container = client
+            .database_client(database)
+            .container_client(container, None)
+            .await
+            .map_err(|e| map_err(&format!("opening container {database}/{container}"), e))?;
+        Ok(CosmosStore {
+            container,
+            options,
+            task_pk: Arc::new(RwLock::new(HashMap::new())),
+        })
+    }
+
+    /// The container client underneath (diagnostics, tests).
+    pub fn container(&self) -> &ContainerClient {
+        &self.container
+    }
+
+    // ---- plumbing ----------------------------------------------------------
+
+    /// Runs `f`, waiting out `429`s the SDK could not absorb.
+    async fn throttled<T, F, Fut>(&self, mut f: F) -> CResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = CResult<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match f().await {
+                Err(e) if e.status().is_throttled() && attempt < self.options.throttle_retries => {
+                    attempt += 1;
+                    let wait = retry_after(&e)
+                        .unwrap_or(Duration::from_millis(100 << attempt.min(6)))
+                        .min(self.options.max_throttle_wait);
+                    tracing::warn!(
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        "Cosmos DB throttled (429); waiting"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Point read; `None` on 404. Returns the document with its ETag.
+    async fn read<T: DeserializeOwned>(
+        &self,
+        pk: &str,
+        id: &str,
+    ) -> Result<Option<(T, String)>, StoreError> {
+        let r = self
+            .throttled(|| self.container.read_item(pk.to_owned(), id, None))
+            .await;
+        match r {
+            Ok(resp) => {
+                let etag = resp
+                    .headers()
+                    .etag()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                let doc = resp.into_model::<T>().map_err(|e| corrupt(id, e))?;
+                Ok(Some((doc, etag)))
+            }
+            Err(e) if status(&e) == 404 => Ok(None),
+            Err(e) => Err(map_err(&format!("reading {id}"), e)),
+        }
+    }
+
+    async fn upsert<T: Serialize>(&self, pk: &str, id: &str, doc: &T) -> Result<(), StoreError> {
+        self.throttled(|| self.container.upsert_item(pk.to_owned(), id, doc, None))
+            .await
+            .map(|_| ())
+            .map_err(|e| map_err(&format!("writing {id}"), e))
+    }
+
+    /// Create; `Ok(false)` on 409 (already exists).
+    async fn create<T: Serialize>(&self, pk: &str, id: &str, doc: &T) -> Result<bool, StoreError> {
+        match self
+            .throttled(|| self.container.create_item(pk.to_owned(), id, doc, None))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if status(&e) == 409 => Ok(false),
+            Err(e) => Err(map_err(&format!("creating {id}"), e)),
+        }
+    }
+
+    /// Replace under `If-Match`; `Ok(false)` on 412 (or 404: it vanished).
+    async fn replace_if<T: Serialize>(
+        &self,
+        pk: &str,
+        id: &str,
+        doc: &T,
+        etag: &str,
+    ) -> Result<bool, StoreError> {
+        let r = self
+            .throttled(|| {
+                self.container.replace_item(
+                    pk.to_owned(),
+                    id,
+                    doc,
+                    Some(ItemWriteOptions::default().with_precondition(if_match(etag))),
+                )
+            })
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(status(&e), 412 | 404) => Ok(false),
+            Err(e) => Err(map_err(&format!("replacing {id}"), e)),
+        }
+    }
+
+    /// Delete, optionally under `If-Match`; `Ok(false)` if absent or changed.
+    async fn delete(&self, pk: &str, id: &str, etag: Option<&str>) -> Result<bool, StoreError> {
+        let r = self
+            .throttled(|| {
+                let options =
+                    etag.map(|etag| ItemWriteOptions::default().with_precondition(if_match(etag)));
+                self.container.delete_item(pk.to_owned(), id, options)
+            })
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(status(&e), 412 | 404) => Ok(false),
+            Err(e) => Err(map_err(&format!("deleting {id}"), e)),
+        }
+    }
+
+    /// Runs a query to the end. `pk` = `None` is cross-partition.
+    async fn query_all<T: DeserializeOwned + Send + 'static>(
+        &self,
+        q: Query,
+        pk: Option<&str>,
+    ) -> Result<Vec<T>, StoreError> {
+        let text = format!("{q:?}");
+        self.throttled(|| {
+            let q = q.clone();
+            async move {
+                let scope = match pk {
+                    Some(pk) => FeedScope::partition(pk.to_owned()),
+                    None => FeedScope::full_container(),
+                };
+                let stream = self.container.query_items::<T>(q, scope, None).await?;
+                stream.try_collect::<Vec<T>>().await
+            }
+        })
+        .await
+        .map_err(|e| map_err(&format!("query {text}"), e))
+    }
+
+    /// Executes a batch. `Ok(Ok(()))` committed; `Ok(Err(status))` rolled
+    /// back because an operation failed with `status` (409/412/404);
+    /// `Err` for everything else.
+    async fn run_batch(&self, batch: TransactionalBatch) -> Result<Result<(), u16>, StoreError> {
+        let r = self
+            .throttled(|| {
+                self.container
+                    .execute_transactional_batch(batch.clone(), None)
+            })
+            .await;
+        match r {
+            Ok(resp) => {
+                let results: TransactionalBatchResponse = resp
+                    .into_model()
+                    .map_err(|e| corrupt("batch response", e))?;
+                match results
+                    .results()
+                    .iter()
+                    .find(|r| !r.is_success() && r.status_code() != 424)
+                {
+                    None => Ok(Ok(())),
+                    Some(failed) if matches!(failed.status_code(), 404 | 409 | 412) => {
+                        Ok(Err(failed.status_code()))
+                    }
+                    Some(failed) if failed.status_code() == 429 => Err(StoreError::Unavailable(
+                        "transactional batch throttled (429)".into(),
+                    )),
+                    Some(failed) => Err(StoreError::Unavailable(format!(
+                        "transactional batch operation failed with {}",
+                        failed.status_code()
+                    ))),
+                }
+            }
+            Err(e) if matches!(status(&e), 404 | 409 | 412) => Ok(Err(status(&e))),
+            Err(e) => Err(map_err("transactional batch", e)),
+        }
+    }
+
+    // ---- tasks -------------------------------------------------------------
+
+    fn remember_task(&self, task: &str, pk: &str) {
+        self.task_pk
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task.to_owned(), pk.to_owned());
+    }
+
+    fn forget_task(&self, task: &str) {
+        self.task_pk
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(task);
+    }
+
+    /// Reads a task with its ETag, finding its partition (cache, then a
+    /// cross-partition lookup).
+    async fn load_task(&self, id: &TaskId) -> Result<Option<(TaskDoc, String)>, StoreError> {
+        let cached = self
+            .task_pk
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id.as_str())
+            .cloned();
+        let doc_id = docs::task_id(id.as_str());
+        if let Some(pk) = cached {
+            if let Some(found) = self.read::<TaskDoc>(&pk, &doc_id).await? {
+                return Ok(Some(found));
+            }
+            self.forget_task(id.as_str());
+        }
+        let pks: Vec<String> = self
+            .query_all(
+                query(
+                    "SELECT VALUE c.pk FROM c WHERE c.type = 'task' AND c.task_id = @id",
+                    &[("@id", id.as_str().into())],
+                ),
+                None,
+            )
+            .await?;
+        for pk in pks {
+            if let Some(found) = self.read::<TaskDoc>(&pk, &doc_id).await? {
+                self.remember_task(id.as_str(), &pk);
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Read-modify-write of a task under `If-Match`: `change` answers `Ok(r)`
+    /// to write the changed task and return `r`, or `Err(r)` to return `r`
+    /// without writing.
+    async fn update_task<R>(
+        &self,
+        id: &TaskId,
+        mut change: impl FnMut(&mut SyncTask) -> Result<R, R>,
+    ) -> Result<R, StoreError> {
+        for _ in 0..self.options.cas_attempts {
+            let Some((doc, etag)) = self.load_task(id).await? else {
+                return Err(StoreError::NotFound(format!("task {id}")));
+            };
+            let mut task = doc.doc.clone();
+            match change(&mut task) {
+                Err(stop) => return Ok(stop),
+                Ok(result) => {
+                    let new = TaskDoc::new(&task);
+                    if self.replace_if(&doc.pk, &new.id, &new, &etag).await? {
+                        return Ok(result);
+                    }
+                    tracing::debug!(task = %id, "task changed concurrently (412); re-reading");
+                }
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "task {id}: compare-and-swap kept failing"
+        )))
+    }
+
+    // ---- page commit -------------------------------------------------------
+
+    async fn record_heads(
+        &self,
+        pk: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, RecordHead>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(256) {
+            let heads: Vec<RecordHead> = self
+                .query_all(
+                    query(
+                        "SELECT c.id, c.hash, c.version, c._etag FROM c \
+                         WHERE c.type = 'record' AND ARRAY_CONTAINS(@ids, c.id)",
+                        &[("@ids", serde_json::json!(chunk))],
+                    ),
+                    Some(pk),
+                )
+                .await?;
+            out.extend(heads.into_iter().map(|h| (h.id.clone(), h)));
+        }
+        Ok(out)
+    }
+}
+
+/// What a page commit does to one record document.
+#[derive(Debug, Clone)]
+enum RecordOp {
+    Create(Box<RecordDoc>),
+    Replace(Box<RecordDoc>, String),
+    Delete(String),
+}
+
+impl RecordOp {
+    fn size(&self) -> usize {
+        match self {
+            RecordOp::Create(d) | RecordOp::Replace(d, _) => {
+                serde_json::to_vec(d).map(|v| v.len()).unwrap_or(0) + 256
+            }
+            RecordOp::Delete(_) => 256,
+        }
+    }
+
+    fn add_to(
+        self,
+        id: String,
+        batch: TransactionalBatch,
+    ) -> Result<TransactionalBatch, StoreError> {
+        Ok(match self {
+            RecordOp::Create(d) => batch.create_item(*d).map_err(|e| corrupt(&id, e))?,
+            RecordOp::Replace(d, etag) => batch
+                .replace_item(
+                    id.clone(),
+                    *d,
+                    Some(BatchReplaceOptions::default().with_precondition(if_match(&etag))),
+                )
+                .map_err(|e| corrupt(&id, e))?,
+            RecordOp::Delete(etag) => batch.delete_item(
+                id,
+                Some(BatchDeleteOptions::default().with_precondition(if_match(&etag))),
+            ),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    Created,
+    Updated,
+    Unchanged,
+    Deleted,
+    Nothing,
+}
+
+impl CosmosStore {
+    /// Plans the page against the stored heads: one op per record document
+    /// (sequential semantics within the page, like SQLite's loop), plus how
+    /// each input counts.
+    fn plan_page(
+        page: &PageCommit,
+        heads: &HashMap<String, RecordHead>,
+    ) -> Result<(Vec<(String, RecordOp)>, Vec<(String, Counted)>), StoreError> {
+        let (pk, object) = (page.connection.as_str(), page.object.as_str());
+        // Current state as the page is applied: id → (exists, hash, version).
+        let mut state: HashMap<String, Option<(String, i64)>> = HashMap::new();
+        let mut finals: HashMap<String, Option<RecordDoc>> = HashMap::new();
+        let mut order: Vec<String> = Vec::new();
+        let mut counted = Vec::new();
+        let current = |state: &HashMap<String, Option<(String, i64)>>, id: &str| {
+            state
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| heads.get(id).map(|h| (h.hash.clone(), h.version)))
+        };
+        for u in &page.upserts {
+            let id = docs::record_id(object, u.external_id.as_str());
+            let (version, kind) = match current(&state, &id) {
+                Some((hash, _)) if hash == u.hash => {
+                    counted.push((id, Counted::Unchanged));
+                    continue;
+                }
+                Some((_, v)) => (v + 1, Counted::Updated),
+                None => (1, Counted::Created),
+            };
+            let doc = RecordDoc {
+                id: id.clone(),
+                pk: pk.to_owned(),
+                kind: "record".into(),
+                object: object.to_owned(),
+                external_id: u.external_id.to_string(),
+                data: u.data.clone(),
+                hash: u.hash.clone(),
+                version,
+                remote_updated_at: u.remote_updated_at.map(|t| t.as_millis()),
+            };
+            let size = serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(0);
+            if size > MAX_ITEM_BYTES {
+                return Err(StoreError::Corrupt(format!(
+                    "record {} of {object} is {size} bytes; Cosmos DB items are limited to 2 MB",
+                    u.external_id
+                )));
+            }
+            state.insert(id.clone(), Some((u.hash.clone(), version)));
+            if !finals.contains_key(&id) {
+                order.push(id.clone());
+            }
+            finals.insert(id.clone(), Some(doc));
+            counted.push((id, kind));
+        }
+        for d in &page.deletes {
+            let id = docs::record_id(object, d.as_str());
+            if current(&state, &id).is_none() {
+                counted.push((id, Counted::Nothing));
+                continue;
+            }
+            state.insert(id.clone(), None);
+            if !finals.contains_key(&id) {
+                order.push(id.clone());
+            }
+            finals.insert(id.clone(), None);
+            counted.push((id, Counted::Deleted));
+        }
+        let mut ops = Vec::new();
+        for id in order {
+            let stored = heads.get(&id);
+            let op = match (finals.remove(&id).flatten(), stored) {
+                (Some(doc), None) => RecordOp::Create(Box::new(doc)),
+                (Some(doc), Some(h)) => RecordOp::Replace(Box::new(doc), h.etag.clone()),
+                (None, Some(h)) => RecordOp::Delete(h.etag.clone()),
+                (None, None) => continue, // created and deleted within the page
+            };
+            ops.push((id, op));
+        }
+        Ok((ops, counted))
+    }
+
+    async fn commit_page_inner(&self, page: &PageCommit) -> Result<PageOutcome, StoreError> {
+        let pk = page.connection.as_str();
+        let task_doc_id = docs::task_id(page.task.as_str());
+        // Inputs already committed by an earlier batch of this call, and how they counted.
+        let mut done: HashMap<String, Counted> = HashMap::new();
+        let mut outcome_by_input: Option<Vec<(String, Counted)>> = None;
+        for _ in 0..self.options.cas_attempts {
+            let Some((task_doc, etag)) = self.read::<TaskDoc>(pk, &task_doc_id).await? else {
+                return Err(StoreError::NotFound(format!(
+                    "task {} in connection {pk}",
+                    page.task
+                )));
+            };
+            let mut task = task_doc.doc.clone();
+            if task.lease.as_ref().map(|l| l.token.as_str()) != Some(page.lease_token.as_str()) {
+                return Err(StoreError::LeaseLost(page.task.clone()));
+            }
+            let mut ids: Vec<String> = page
+                .upserts
+                .iter()
+                .map(|u| docs::record_id(page.object.as_str(), u.external_id.as_str()))
+                .chain(
+                    page.deletes
+                        .iter()
+                        .map(|d| docs::record_id(page.object.as_str(), d.as_str())),
+                )
+                .filter(|id| !done.contains_key(id))
+                .collect();
+            ids.sort();
+            ids.dedup();
+            let heads = self.record_heads(pk, &ids).await?;
+            let (ops, counted) = Self::plan_page(page, &heads)?;
+            if outcome_by_input.is_none() {
+                outcome_by_input = Some(counted.clone());
+            }
+            let ops: Vec<_> = ops
+                .into_iter()
+                .filter(|(id, _)| !done.contains_key(id))
+                .collect();
+
+            task.cursor = page.cursor.clone();
+            task.version += 1;
+            let new_task = TaskDoc::new(&task);
+            let task_bytes = serde_json::to_vec(&new_task).map(|v| v.len()).unwrap_or(0) + 256;
+
+            // Greedy chunks; every chunk keeps one slot for the task guard/write.
+            let mut chunks: Vec<Vec<(String, RecordOp)>> = vec![Vec::new()];
+            let mut bytes = task_bytes;
+            for (id, op) in ops {
+                let size = op.size();
+                let last = chunks.last_mut().expect("non-empty");
+                if !last.is_empty()
+                    && (last.len() + 1 >= self.options.max_batch_ops
+                        || bytes + size > self.options.max_batch_bytes)
+                {
+                    chunks.push(Vec::new());
+                    bytes = task_bytes;
+                }
+                bytes += size;
+                chunks.last_mut().expect("non-empty").push((id, op));
+            }
+            let n = chunks.len();
+            let mut retry = false;
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                let mut batch = TransactionalBatch::new(pk.to_owned());
+                let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
+                for (id, op) in chunk {
+                    batch = op.add_to(id, batch)?;
+                }
+                batch = if i + 1 == n {
+                    batch
+                        .replace_item(
+                            task_doc_id.clone(),
+                            &new_task,
+                            Some(BatchReplaceOptions::default().with_precondition(if_match(&etag))),
+                        )
+                        .map_err(|e| corrupt("task", e))?
+                } else {
+                    batch.read_item(
+                        task_doc_id.clone(),
+                        Some(BatchReadOptions::default().with_precondition(if_match(&etag))),
+                    )
+                };
+                match self.run_batch(batch).await? {
+                    Ok(()) => {
+                        for id in ids {
+                            done.insert(id, Counted::Nothing);
+                        }
+                        if i + 1 == n {
+                            self.remember_task(page.task.as_str(), pk);
+                            let mut out = PageOutcome::default();
+                            for (_, c) in outcome_by_input.unwrap_or_default() {
+                                match c {
+                                    Counted::Created => out.created += 1,
+                                    Counted::Updated => out.updated += 1,
+                                    Counted::Unchanged => out.unchanged += 1,
+                                    Counted::Deleted => out.deleted += 1,
+                                    Counted::Nothing => {}
+                                }
+                            }
+                            return Ok(out);
+                        }
+                    }
+                    Err(code) => {
+                        tracing::debug!(task = %page.task, batch = i, of = n, code, "page batch rolled back; re-reading");
+                        retry = true;
+                        break;
+                    }
+                }
+            }
+            debug_assert!(retry);
+        }
+        Err(StoreError::Conflict(format!(
+            "page commit for task {}: kept losing to concurrent writers",
+            page.task
+        )))
+    }
+}
+
+fn priority_boost_reset(t: &mut SyncTask) {
+    // Interactive and webhook boosts are one-shot.
+    if t.priority < Priority::Scheduled {
+        t.priority = Priority::Scheduled;
+    }
+}
+
+#[async_trait]
+impl Store for CosmosStore {
+    async fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        let doc = ConnectionDoc::new(c);
+        self.upsert(&doc.pk, &doc.id, &doc).await
+    }
+
+    async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
+        Ok(self
+            .read::<ConnectionDoc>(id.as_str(), "connection")
+            .await?
+            .map(|(d, _)| d.doc))
+    }
+
+    async fn list_connections(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<Connection>, StoreError> {
+        let q = match tenant {
+            Some(t) => query(
+                "SELECT * FROM c WHERE c.type = 'connection' AND c.tenant = @t ORDER BY c.pk",
+                &[("@t", t.as_str().into())],
+            ),
+            None => query(
+                "SELECT * FROM c WHERE c.type = 'connection' ORDER BY c.pk",
+                &[],
+            ),
+        };
+        let docs: Vec<ConnectionDoc> = self.query_all(q, None).await?;
+        Ok(docs.into_iter().map(|d| d.doc).collect())
+    }
+
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<bool, StoreError> {
+        let pk = id.as_str();
+        let existed = self
+            .read::<ConnectionDoc>(pk, "connection")
+            .await?
+            .is_some();
+        let ids: Vec<String> = self
+            .query_all(query("SELECT VALUE c.id FROM c", &[]), Some(pk))
+            .await?;
+        // Everything else first, the connection document last: a crash half
+        // way leaves the connection visible and a retry finishes the job.
+        let rest: Vec<&String> = ids.iter().filter(|i| *i != "connection").collect();
+        for chunk in rest.chunks(self.options.max_batch_ops) {
+            let mut batch = TransactionalBatch::new(pk.to_owned());
+            for id in chunk {
+                batch = batch.delete_item((*id).clone(), None);
+            }
+            if let Err(code) = self.run_batch(batch).await? {
+                // Something vanished concurrently: delete one by one instead.
+                tracing::debug!(code, "connection delete batch rolled back; deleting singly");
+                for id in chunk {
+                    self.delete(pk, id, None).await?;
+                }
+            }
+        }
+        self.delete(pk, "connection", None).await?;
+        self.task_pk
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, v| v != pk);
+        Ok(existed)
+    }
+
+    async fn put_task(&self, t: &SyncTask) -> Result<(), StoreError> {
+        let doc = TaskDoc::new(t);
+        // A task that moved to another connection must not stay behind in the old partition.
+        if let Some((old, _)) = self.load_task(&t.id).await?
+            && old.pk != doc.pk
+        {
+            self.delete(&old.pk, &old.id, None).await?;
+        }
+        self.upsert(&doc.pk, &doc.id, &doc).await?;
+        self.remember_task(t.id.as_str(), &doc.pk);
+        Ok(())
+    }
+
+    async fn get_task(&self, id: &TaskId) -> Result<Option<SyncTask>, StoreError> {
+        Ok(self.load_task(id).await?.map(|(d, _)| d.doc))
+    }
+
+    async fn list_tasks(
+        &self,
+        connection: Option<&ConnectionId>,
+    ) -> Result<Vec<SyncTask>, StoreError> {
+        let q = query(
+            "SELECT * FROM c WHERE c.type = 'task' ORDER BY c.task_id",
+            &[],
+        );
+        let docs: Vec<TaskDoc> = self.query_all(q, connection.map(|c| c.as_str())).await?;
+        for d in &docs {
+            self.remember_task(&d.task_id, &d.pk);
+        }
+        Ok(docs.into_iter().map(|d| d.doc).collect())
+    }
+
+    async fn due_tasks(&self, now: Timestamp, limit: usize) -> Result<Vec<SyncTask>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let q = query(
+            format!(
+                "SELECT TOP {limit} * FROM c WHERE c.type = 'task' AND c.next_run_at <= @now \
+                 AND (c.lease_until = null OR c.lease_until < @now) \
+                 ORDER BY c.priority ASC, c.next_run_at ASC, c.task_id ASC"
+            ),
+            &[("@now", now.as_millis().into())],
+        );
+        let docs: Vec<TaskDoc> = self.query_all(q, None).await?;
+        for d in &docs {
+            self.remember_task(&d.task_id, &d.pk);
+        }
+        Ok(docs.into_iter().map(|d| d.doc).collect())
+    }
+
+    async fn lease_task(
+        &self,
+        id: &TaskId,
+        expected_version: i64,
+        lease: &Lease,
+    ) -> Result<bool, StoreError> {
+        self.update_task(id, |t| {
+            if t.version != expected_version {
+                return Err(false);
+            }
+            t.lease = Some(lease.clone());
+            t.version += 1;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn release_task(
+        &self,
+        id: &TaskId,
+        lease_token: &str,
+        next_run_at: Timestamp,
+        finished_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.update_task(id, |t| {
+            if t.lease.as_ref().map(|l| l.token.as_str()) != Some(lease_token) {
+                return Err(false);
+            }
+            t.lease = None;
+            t.next_run_at = next_run_at;
+            priority_boost_reset(t);
+            t.last_run_at = Some(finished_at);
+            t.stalled = false;
+            t.version += 1;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn request_run(
+        &self,
+        id: &TaskId,
+        priority: Priority,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.update_task(id, |t| {
+            t.next_run_at = t.next_run_at.min(at);
+            t.priority = t.priority.min(priority);
+            t.version += 1;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_task_stalled(&self, id: &TaskId, stalled: bool) -> Result<(), StoreError> {
+        self.update_task(id, |t| {
+            if t.stalled == stalled {
+                return Err(());
+            }
+            t.stalled = stalled;
+            t.version += 1;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn commit_page(&self, page: &PageCommit) -> Result<PageOutcome, StoreError> {
+        self.commit_page_inner(page).await
+    }
+
+    async fn get_record(
+        &self,
+        connection: &ConnectionId,
+        object: &ObjectType,
+        id: &ExternalId,
+    ) -> Result<Option<Record>, StoreError> {
+        let doc_id = docs::record_id(object.as_str(), id.as_str());
+        self.read::<RecordDoc>(connection.as_str(), &doc_id)
+            .await?
+            .map(|(d, _)| to_record(d))
+            .transpose()
+    }
+
+    async fn count_records(
+        &self,
+        connection: &ConnectionId,
+        object: &ObjectType,
+    ) -> Result<u64, StoreError> {
+        let counts: Vec<u64> = self
+            .query_all(
+                query(
+                    "SELECT VALUE COUNT(1) FROM c WHERE c.type = 'record' AND c.object = @o",
+                    &[("@o", object.as_str().into())],
+                ),
+                Some(connection.as_str()),
+            )
+            .await?;
+        Ok(counts.into_iter().sum())
+    }
+
+    async fn list_records(
+        &self,
+        connection: &ConnectionId,
+        object: &ObjectType,
+        after: Option<&ExternalId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let q = match after {
+            Some(a) => query(
+                format!(
+                    "SELECT TOP {limit} * FROM c WHERE c.type = 'record' AND c.object = @o \
+                     AND c.external_id > @after ORDER BY c.external_id"
+                ),
+                &[
+                    ("@o", object.as_str().into()),
+                    ("@after", a.as_str().into()),
+                ],
+            ),
+            None => query(
+                format!(
+                    "SELECT TOP {limit} * FROM c WHERE c.type = 'record' AND c.object = @o \
+                     ORDER BY c.external_id"
+                ),
+                &[("@o", object.as_str().into())],
+            ),
+        };
+        let docs: Vec<RecordDoc> = self.query_all(q, Some(connection.as_str())).await?;
+        docs.into_iter().map(to_record).collect()
+    }
+
+    async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
+        let doc = RunDoc::new(run);
+        self.upsert(&doc.pk, &doc.id, &doc).await
+    }
+
+    async fn list_runs(
+        &self,
+        task: Option<&TaskId>,
+        limit: usize,
+    ) -> Result<Vec<SyncRun>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let order = "ORDER BY c.started_at DESC, c.run_id DESC";
+        let q = match task {
+            Some(t) => query(
+                format!("SELECT TOP {limit} * FROM c WHERE c.type = 'run' AND c.task = @t {order}"),
+                &[("@t", t.as_str().into())],
+            ),
+            None => query(
+                format!("SELECT TOP {limit} * FROM c WHERE c.type = 'run' {order}"),
+                &[],
+            ),
+        };
+        let docs: Vec<RunDoc> = self.query_all(q, None).await?;
+        Ok(docs.into_iter().map(|d| d.doc).collect())
+    }
+
+    async fn get_credential(
+        &self,
+        connection: &ConnectionId,
+    ) -> Result<Option<SealedCredential>, StoreError> {
+        Ok(self
+            .read::<CredentialDoc>(connection.as_str(), "credential")
+            .await?
+            .map(|(d, _)| d.doc))
+    }
+
+    async fn put_credential(
+        &self,
+        c: &SealedCredential,
+        expected_version: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let doc = CredentialDoc::new(c);
+        let Some(expected) = expected_version else {
+            return self.create(&doc.pk, &doc.id, &doc).await;
+        };
+        for _ in 0..self.options.cas_attempts {
+            let Some((stored, etag)) = self.read::<CredentialDoc>(&doc.pk, &doc.id).await? else {
+                return Ok(false);
+            };
+            if stored.version != expected {
+                return Ok(false);
+            }
+            if self.replace_if(&doc.pk, &doc.id, &doc, &etag).await? {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "credential of {}: compare-and-swap kept failing",
+            c.connection
+        )))
+    }
+
+    async fn credentials_expiring(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SealedCredential>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let q = query(
+            format!(
+                "SELECT TOP {limit} * FROM c WHERE c.type = 'credential' \
+                 AND IS_NUMBER(c.expires_at) AND c.expires_at < @before \
+                 ORDER BY c.expires_at ASC, c.pk ASC"
+            ),
+            &[("@before", before.as_millis().into())],
+        );
+        let docs: Vec<CredentialDoc> = self.query_all(q, None).await?;
+        Ok(docs.into_iter().map(|d| d.doc).collect())
+    }
+
+    async fn try_lock(
+        &self,
+        name: &str,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let doc = LockDoc {
+            id: "lock".into(),
+            pk: docs::lock_pk(name),
+            kind: "lock".into(),
+            name: name.to_owned(),
+            owner: owner.to_owned(),
+            until: until.as_millis(),
+        };
+        for _ in 0..self.options.cas_attempts {
+            match self.read::<LockDoc>(&doc.pk, &doc.id).await? {
+                None => {
+                    if self.create(&doc.pk, &doc.id, &doc).await? {
+                        return Ok(true);
+                    }
+                }
+                Some((held, etag)) => {
+                    if held.until > now.as_millis() && held.owner != owner {
+                        return Ok(false);
+                    }
+                    if self.replace_if(&doc.pk, &doc.id, &doc, &etag).await? {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "lock {name}: compare-and-swap kept failing"
+        )))
+    }
+
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let pk = docs::lock_pk(name);
+        for _ in 0..self.options.cas_attempts {
+            let Some((held, etag)) = self.read::<LockDoc>(&pk, "lock").await? else {
+                return Ok(());
+            };
+            if held.owner != owner {
+                return Ok(());
+            }
+            if self.delete(&pk, "lock", Some(&etag)).await? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "lock {name}: compare-and-swap kept failing"
+        )))
+    }
+
+    async fn insert_webhook_event(
+        &self,
+        e: &WebhookEvent,
+        dedup_since: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let window_secs = e.received_at.since(dedup_since).as_secs() as i64;
+        let doc = WebhookDoc {
+            id: docs::webhook_id(&e.dedup_key),
+            pk: e.connection.to_string(),
+            kind: "webhook".into(),
+            dedup_key: e.dedup_key.clone(),
+            received_at: e.received_at.as_millis(),
+            body: base64::engine::general_purpose::STANDARD.encode(&e.body),
+            // Kept twice the window (at least an hour) so the TTL sweep never
+            // removes an entry dedup still needs.
+            ttl: Some((window_secs * 2).max(3600)),
+        };
+        for _ in 0..self.options.cas_attempts {
+            if self.create(&doc.pk, &doc.id, &doc).await? {
+                return Ok(true);
+            }
+            let Some((stored, etag)) = self.read::<WebhookDoc>(&doc.pk, &doc.id).await? else {
+                continue; // expired between create and read: try again
+            };
+            if stored.received_at >= dedup_since.as_millis() {
+                return Ok(false);
+            }
+            if self.replace_if(&doc.pk, &doc.id, &doc, &etag).await? {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "webhook event {}: compare-and-swap kept failing",
+            e.dedup_key
+        )))
+    }
+
+    async fn quarantine(&self, m: &QuarantinedMessage) -> Result<i64, StoreError> {
+        // Sequence numbers from a counter document under compare-and-swap.
+        let mut seq = None;
+        for _ in 0..self.options.cas_attempts {
+            match self.read::<CounterDoc>(QUARANTINE_PK, "counter").await? {
+                None => {
+                    let doc = CounterDoc {
+                        id: "counter".into(),
+                        pk: QUARANTINE_PK.into(),
+                        kind: "counter".into(),
+                        next: 2,
+                    };
+                    if self.create(QUARANTINE_PK, "counter", &doc).await? {
+                        seq = Some(1);
+                        break;
+                    }
+                }
+                Some((mut doc, etag)) => {
+                    let mine = doc.next;
+                    doc.next += 1;
+                    if self
+                        .replace_if(QUARANTINE_PK, "counter", &doc, &etag)
+                        .await?
+                    {
+                        seq = Some(mine);
+                        break;
+                    }
+                }
+            }
+        }
+        let seq = seq.ok_or_else(|| {
+            StoreError::Conflict("quarantine counter: compare-and-swap kept failing".into())
+        })?;
+        let doc = QuarantineDoc {
+            id: docs::quarantine_id(seq),
+            pk: QUARANTINE_PK.into(),
+            kind: "quarantine".into(),
+            seq,
+            doc: m.clone(),
+        };
+        if !self.create(QUARANTINE_PK, &doc.id, &doc).await? {
+            return Err(StoreError::Corrupt(format!(
+                "quarantine entry {seq} already exists (counter reset?)"
+            )));
+        }
+        Ok(seq)
+    }
+
+    async fn list_quarantine(&self, limit: usize) -> Result<Vec<QuarantineEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let q = query(
+            format!("SELECT TOP {limit} * FROM c WHERE c.type = 'quarantine' ORDER BY c.seq"),
+            &[],
+        );
+        let docs: Vec<QuarantineDoc> = self.query_all(q, Some(QUARANTINE_PK)).await?;
+        Ok(docs
+            .into_iter()
+            .map(|d| QuarantineEntry {
+                id: d.seq,
+                message: d.doc,
+            })
+            .collect())
+    }
+
+    async fn take_quarantined(&self, id: i64) -> Result<Option<QuarantinedMessage>, StoreError> {
+        let doc_id = docs::quarantine_id(id);
+        let Some((doc, etag)) = self.read::<QuarantineDoc>(QUARANTINE_PK, &doc_id).await? else {
+            return Ok(None);
+        };
+        // The delete decides who took it: only one caller's delete succeeds.
+        Ok(self
+            .delete(QUARANTINE_PK, &doc_id, Some(&etag))
+            .await?
+            .then_some(doc.doc))
+    }
+}
+
+fn to_record(d: RecordDoc) -> Result<Record, StoreError> {
+    Ok(Record {
+        connection: ConnectionId::parse(d.pk).map_err(|e| corrupt("record connection", e))?,
+        object: ObjectType::parse(d.object).map_err(|e| corrupt("record object", e))?,
+        external_id: ExternalId::parse(d.external_id).map_err(|e| corrupt("record id", e))?,
+        data: d.data,
+        hash: d.hash,
+        version: d.version,
+        remote_updated_at: d.remote_updated_at.map(Timestamp::from_millis),
+    })
+}
