@@ -1,0 +1,172 @@
+//! Microsoft Entra access tokens for the REST clients (Service Bus, Key Vault).
+//!
+//! In Azure the token comes from the Function App's managed identity:
+//! [`managed_identity`] builds `azure_identity`'s `ManagedIdentityCredential`,
+//! which on App Service / Functions reads `IDENTITY_ENDPOINT` and
+//! `IDENTITY_HEADER` and asks the local identity endpoint
+//! (`GET …?api-version=2019-08-01&resource=<scope without /.default>` with the
+//! `X-IDENTITY-HEADER` header). [`TokenCache`] keeps one token per scope until
+//! shortly before it expires, so a send costs no token round trip.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use azure_core::credentials::{AccessToken, TokenCredential};
+use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId};
+
+/// Token scope for Service Bus data-plane calls.
+pub const SERVICE_BUS_SCOPE: &str = "https://servicebus.azure.net/.default";
+/// Token scope for Key Vault data-plane calls.
+pub const KEY_VAULT_SCOPE: &str = "https://vault.azure.net/.default";
+
+/// A token is renewed once it expires within this margin.
+pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+/// Why no token could be had.
+#[derive(Debug, thiserror::Error)]
+#[error("could not get a Microsoft Entra token for {scope}: {message}")]
+pub struct TokenError {
+    /// The scope asked for.
+    pub scope: String,
+    /// The credential's error (never contains a token).
+    pub message: String,
+}
+
+/// The managed identity of this app: system-assigned, or user-assigned when
+/// `client_id` is given (the `AZURE_CLIENT_ID` / `<Connection>__clientId`
+/// convention).
+pub fn managed_identity(client_id: Option<String>) -> Result<Arc<dyn TokenCredential>, TokenError> {
+    let options = ManagedIdentityCredentialOptions {
+        user_assigned_id: client_id.map(UserAssignedId::ClientId),
+        ..Default::default()
+    };
+    ManagedIdentityCredential::new(Some(options))
+        .map(|c| c as Arc<dyn TokenCredential>)
+        .map_err(|e| TokenError {
+            scope: "(managed identity)".into(),
+            message: e.to_string(),
+        })
+}
+
+/// One scope's token, fetched from a credential and reused until
+/// `expires_on - refresh_margin`.
+#[derive(Debug)]
+pub struct TokenCache {
+    credential: Arc<dyn TokenCredential>,
+    scope: String,
+    refresh_margin: Duration,
+    current: tokio::sync::Mutex<Option<AccessToken>>,
+}
+
+impl TokenCache {
+    /// A cache for `scope` over `credential` with [`DEFAULT_REFRESH_MARGIN`].
+    pub fn new(credential: Arc<dyn TokenCredential>, scope: impl Into<String>) -> Self {
+        Self::with_margin(credential, scope, DEFAULT_REFRESH_MARGIN)
+    }
+
+    /// Same, with an explicit refresh margin.
+    pub fn with_margin(
+        credential: Arc<dyn TokenCredential>,
+        scope: impl Into<String>,
+        refresh_margin: Duration,
+    ) -> Self {
+        TokenCache {
+            credential,
+            scope: scope.into(),
+            refresh_margin,
+            current: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The scope this cache serves.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// A valid token's secret text (for an `Authorization: Bearer` header).
+    /// Concurrent callers share one fetch.
+    pub async fn bearer(&self) -> Result<String, TokenError> {
+        let mut current = self.current.lock().await;
+        let fresh_until = time::OffsetDateTime::now_utc()
+            + time::Duration::try_from(self.refresh_margin).unwrap_or(time::Duration::ZERO);
+        if let Some(t) = current.as_ref()
+            && t.expires_on > fresh_until
+        {
+            return Ok(t.token.secret().to_owned());
+        }
+        let token = self
+            .credential
+            .get_token(&[self.scope.as_str()], None)
+            .await
+            .map_err(|e| TokenError {
+                scope: self.scope.clone(),
+                message: e.to_string(),
+            })?;
+        let text = token.token.secret().to_owned();
+        *current = Some(token);
+        Ok(text)
+    }
+
+    /// Drops the cached token (after a 401: it may have been revoked).
+    pub async fn invalidate(&self) {
+        *self.current.lock().await = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Debug)]
+    struct Counting {
+        calls: AtomicUsize,
+        lifetime: time::Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl TokenCredential for Counting {
+        async fn get_token(
+            &self,
+            scopes: &[&str],
+            _: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<AccessToken> {
+            assert_eq!(scopes, [SERVICE_BUS_SCOPE]);
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(AccessToken::new(
+                format!("t{n}"),
+                time::OffsetDateTime::now_utc() + self.lifetime,
+            ))
+        }
+    }
+
+    /// A long-lived token is fetched once; one inside the refresh margin is
+    /// fetched again on every use; invalidate forces a fetch.
+    #[tokio::test]
+    async fn caches_until_near_expiry() {
+        let long = Arc::new(Counting {
+            calls: AtomicUsize::new(0),
+            lifetime: time::Duration::hours(1),
+        });
+        let cache = TokenCache::new(long.clone(), SERVICE_BUS_SCOPE);
+        for _ in 0..5 {
+            assert_eq!(cache.bearer().await.unwrap(), "t0");
+        }
+        assert_eq!(long.calls.load(Ordering::SeqCst), 1);
+        cache.invalidate().await;
+        assert_eq!(cache.bearer().await.unwrap(), "t1");
+
+        let short = Arc::new(Counting {
+            calls: AtomicUsize::new(0),
+            lifetime: time::Duration::minutes(2),
+        });
+        let cache = TokenCache::new(short.clone(), SERVICE_BUS_SCOPE);
+        cache.bearer().await.unwrap();
+        cache.bearer().await.unwrap();
+        assert_eq!(
+            short.calls.load(Ordering::SeqCst),
+            2,
+            "a token expiring within the 5-minute margin is renewed"
+        );
+    }
+}
