@@ -1,0 +1,187 @@
+//! The token endpoint call: `grant_type=refresh_token` through the `oauth2`
+//! crate, over a reqwest client that never follows redirects (a redirect
+//! would resend our client secret wherever it points) and that answers
+//! 5xx/429 itself, keeping the HTTP status and `Retry-After`, before
+//! `oauth2` would parse them into a status-less error.
+//!
+//! Nothing here ever puts a response body, token, or secret into an error.
+
+use std::time::Duration;
+
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{
+    AuthType, ClientId, ClientSecret, HttpRequest, HttpResponse, RefreshToken, RequestTokenError,
+    TokenResponse as _, TokenUrl,
+};
+use syncbridge_core::SecretString;
+
+use crate::client::{AuthStyle, OAuthClient};
+
+/// The reqwest client used for token requests.
+///
+/// # Errors
+/// The TLS backend cannot be initialised.
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .build()
+}
+
+/// A successful refresh.
+pub(crate) struct Tokens {
+    pub(crate) access_token: SecretString,
+    pub(crate) refresh_token: Option<SecretString>,
+    pub(crate) expires_in: Option<Duration>,
+    pub(crate) scope: Option<String>,
+}
+
+/// How a refresh failed, classified (RFC 6749 §5.2 plus transport).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TokenError {
+    /// `invalid_grant`: the refresh token is revoked, expired or already used.
+    InvalidGrant,
+    /// `invalid_client` / `unauthorized_client`: our app credentials.
+    InvalidClient(String),
+    /// 5xx, 429, timeout, connection failure, unparsable response,
+    /// `temporarily_unavailable`, `server_error`: try again later.
+    Transient {
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+        what: String,
+    },
+    /// Any other refusal (`invalid_scope`, `invalid_request`, …): a bug or
+    /// misconfiguration, no automatic retry helps.
+    Refused(String),
+}
+
+/// Transport-level failure inside the `oauth2` HTTP function.
+#[derive(Debug, thiserror::Error)]
+enum Transport {
+    #[error("token endpoint answered HTTP {status}")]
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    #[error("token endpoint unreachable: {0}")]
+    Send(String),
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    at.duration_since(std::time::SystemTime::now()).ok()
+}
+
+async fn send(http: reqwest::Client, req: HttpRequest) -> Result<HttpResponse, Transport> {
+    let req = reqwest::Request::try_from(req).map_err(|e| Transport::Send(e.without_url().to_string()))?;
+    let resp = http.execute(req).await.map_err(|e| {
+        let kind = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "connection failed"
+        } else {
+            "request failed"
+        };
+        Transport::Send(kind.to_owned())
+    })?;
+    let status = resp.status();
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(Transport::Status {
+            status: status.as_u16(),
+            retry_after: retry_after(resp.headers()),
+        });
+    }
+    let mut builder = oauth2::http::Response::builder().status(status.as_u16());
+    for (k, v) in resp.headers() {
+        builder = builder.header(k.as_str(), v.as_bytes());
+    }
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|_| Transport::Send("response body interrupted".to_owned()))?;
+    builder
+        .body(body.to_vec())
+        .map_err(|_| Transport::Send("unreadable response".to_owned()))
+}
+
+/// Exchanges `refresh_token` at `token_url`.
+pub(crate) async fn refresh(
+    http: &reqwest::Client,
+    client: &OAuthClient,
+    token_url: &url::Url,
+    refresh_token: &SecretString,
+) -> Result<Tokens, TokenError> {
+    let oc = BasicClient::new(ClientId::new(client.client_id.clone()))
+        .set_client_secret(ClientSecret::new(client.client_secret.expose().to_owned()))
+        .set_token_uri(TokenUrl::from_url(token_url.clone()))
+        .set_auth_type(match client.auth_style {
+            AuthStyle::Basic => AuthType::BasicAuth,
+            AuthStyle::RequestBody => AuthType::RequestBody,
+        });
+    let rt = RefreshToken::new(refresh_token.expose().to_owned());
+    let http = http.clone();
+    let call = move |req: HttpRequest| send(http.clone(), req);
+    match oc.exchange_refresh_token(&rt).request_async(&call).await {
+        Ok(tok) => Ok(Tokens {
+            access_token: SecretString::new(tok.access_token().secret().clone()),
+            refresh_token: tok
+                .refresh_token()
+                .map(|r| SecretString::new(r.secret().clone())),
+            expires_in: tok.expires_in(),
+            scope: tok.scopes().map(|s| {
+                s.iter()
+                    .map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+        }),
+        Err(RequestTokenError::ServerResponse(e)) => Err(match e.error() {
+            BasicErrorResponseType::InvalidGrant => TokenError::InvalidGrant,
+            BasicErrorResponseType::InvalidClient => {
+                TokenError::InvalidClient("invalid_client".to_owned())
+            }
+            BasicErrorResponseType::UnauthorizedClient => {
+                TokenError::InvalidClient("unauthorized_client".to_owned())
+            }
+            BasicErrorResponseType::Extension(code)
+                if matches!(code.as_str(), "temporarily_unavailable" | "server_error") =>
+            {
+                TokenError::Transient {
+                    status: None,
+                    retry_after: None,
+                    what: code.clone(),
+                }
+            }
+            other => TokenError::Refused(other.as_ref().chars().take(64).collect()),
+        }),
+        Err(RequestTokenError::Request(Transport::Status {
+            status,
+            retry_after,
+        })) => Err(TokenError::Transient {
+            status: Some(status),
+            retry_after,
+            what: format!("HTTP {status}"),
+        }),
+        Err(RequestTokenError::Request(Transport::Send(what))) => Err(TokenError::Transient {
+            status: None,
+            retry_after: None,
+            what,
+        }),
+        // The body may hold tokens: never keep it.
+        Err(RequestTokenError::Parse(..)) => Err(TokenError::Transient {
+            status: None,
+            retry_after: None,
+            what: "unparsable token response".to_owned(),
+        }),
+        Err(RequestTokenError::Other(_)) => Err(TokenError::Transient {
+            status: None,
+            retry_after: None,
+            what: "unexpected token response".to_owned(),
+        }),
+    }
+}
