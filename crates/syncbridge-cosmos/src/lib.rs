@@ -600,6 +600,9 @@ impl RecordOp {
     }
 }
 
+/// The operations of a page (one per record document) and how each input counts.
+type PagePlan = (Vec<(String, RecordOp)>, Vec<(String, Counted)>);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Counted {
     Created,
@@ -616,7 +619,7 @@ impl CosmosStore {
     fn plan_page(
         page: &PageCommit,
         heads: &HashMap<String, RecordHead>,
-    ) -> Result<(Vec<(String, RecordOp)>, Vec<(String, Counted)>), StoreError> {
+    ) -> Result<PagePlan, StoreError> {
         let (pk, object) = (page.connection.as_str(), page.object.as_str());
         // Current state as the page is applied: id → (exists, hash, version).
         let mut state: HashMap<String, Option<(String, i64)>> = HashMap::new();
