@@ -136,9 +136,8 @@ pub(crate) fn classify(
     let success = (200..300).contains(&status);
     // The legacy Office 365 connector answers 200 with an error text when
     // Teams throttled or refused the message.
-    let teams_legacy_failure = kind == ChannelKind::Teams
-        && success
-        && body.contains("Webhook message delivery failed");
+    let teams_legacy_failure =
+        kind == ChannelKind::Teams && success && body.contains("Webhook message delivery failed");
     if success && !teams_legacy_failure {
         return Attempt::Delivered { status, body };
     }
@@ -190,7 +189,9 @@ fn describe(e: reqwest::Error, url: &SecretString) -> String {
     redact(&parts.join(": "), url)
 }
 
-/// Removes the URL and its secret-bearing parts (path, query) from `text`.
+/// Removes the URL and its secret-bearing parts from `text`: the whole URL,
+/// its path and query, each query value of 8+ characters (Workflows URLs
+/// carry `sig=`), and each path segment of 16+ characters (Slack's token).
 pub(crate) fn redact(text: &str, url: &SecretString) -> String {
     let mut out = text.to_owned();
     let full = url.expose();
@@ -203,6 +204,15 @@ pub(crate) fn redact(text: &str, url: &SecretString) -> String {
         }
         if let Some(q) = u.query().filter(|q| !q.is_empty()) {
             out = out.replace(q, "***");
+            for part in q.split('&') {
+                let value = part.split_once('=').map_or(part, |(_, v)| v);
+                if value.len() >= 8 {
+                    out = out.replace(value, "***");
+                }
+            }
+        }
+        for segment in u.path().split('/').filter(|s| s.len() >= 16) {
+            out = out.replace(segment, "***");
         }
     }
     out
@@ -231,8 +241,7 @@ mod tests {
         for s in [301, 302, 400, 401, 403, 404, 410] {
             assert_eq!(is(ChannelKind::Slack, s, "invalid_payload"), "dead", "{s}");
         }
-        let legacy =
-            "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429";
+        let legacy = "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429";
         assert_eq!(is(ChannelKind::Teams, 200, legacy), "retry");
         assert_eq!(is(ChannelKind::Slack, 200, legacy), "ok");
     }
@@ -240,10 +249,17 @@ mod tests {
     /// The URL, its path and its query never survive redaction.
     #[test]
     fn redaction_removes_url_parts() {
-        let url = SecretString::new("https://example.com/workflows/abc/invoke?sp=x&sig=TOPSECRET");
-        let text = "failed https://example.com/workflows/abc/invoke?sp=x&sig=TOPSECRET and sp=x&sig=TOPSECRET in /workflows/abc/invoke";
+        let url =
+            SecretString::new("https://example.com/workflows/abc/invoke?sp=x&sig=TOPSECRET&sv=1.0");
+        let text = "failed https://example.com/workflows/abc/invoke?sp=x&sig=TOPSECRET&sv=1.0 \
+                    and sp=x&sig=TOPSECRET&sv=1.0 in /workflows/abc/invoke, sig TOPSECRET";
         let out = redact(text, &url);
         assert!(!out.contains("TOPSECRET"), "{out}");
         assert!(!out.contains("/workflows/abc"), "{out}");
+        let slack = SecretString::new(
+            "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX",
+        );
+        let out = redact("token XXXXXXXXXXXXXXXXXXXXXXXX is invalid", &slack);
+        assert_eq!(out, "token *** is invalid");
     }
 }

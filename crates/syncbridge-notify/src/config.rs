@@ -385,7 +385,10 @@ impl NotifyConfig {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             // toml errors quote the offending line, which may hold a URL:
             // keep only the message.
-            NotifyError::Config(format!("notification config does not parse: {}", e.message()))
+            NotifyError::Config(format!(
+                "notification config does not parse: {}",
+                e.message()
+            ))
         })?;
         let mut channels = Vec::with_capacity(raw.channels.len());
         for c in raw.channels {
@@ -450,9 +453,8 @@ impl NotifyConfig {
     /// Reads and parses a TOML file (see [`from_toml`](Self::from_toml)).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, NotifyError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            NotifyError::Config(format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| NotifyError::Config(format!("cannot read {}: {e}", path.display())))?;
         Self::from_toml(&text)
     }
 
@@ -614,7 +616,10 @@ mod tests {
     fn channel_kind_names() {
         for k in [ChannelKind::Slack, ChannelKind::Teams, ChannelKind::Webhook] {
             assert_eq!(k.name().parse::<ChannelKind>().unwrap(), k);
-            assert_eq!(k.to_string().to_uppercase().parse::<ChannelKind>().unwrap(), k);
+            assert_eq!(
+                k.to_string().to_uppercase().parse::<ChannelKind>().unwrap(),
+                k
+            );
         }
         assert!("email".parse::<ChannelKind>().is_err());
     }

@@ -54,9 +54,8 @@ CREATE INDEX IF NOT EXISTS groups_close ON groups(closes_at);
 /// Opens (creating) the outbox file.
 pub(crate) fn open(path: &Path) -> Result<Connection, NotifyError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            NotifyError::Store(format!("cannot create {}: {e}", parent.display()))
-        })?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| NotifyError::Store(format!("cannot create {}: {e}", parent.display())))?;
     }
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
@@ -128,21 +127,23 @@ fn load_group(tx: &Transaction<'_>, key: &str) -> Result<Option<Group>, NotifyEr
             },
         )
         .optional()?;
-    row.map(|(key, group_id, channels, first_due_at, closes_at, pending, pfa, last_at, ev)| {
-        let channels = serde_json::from_str(&channels)
-            .map_err(|e| NotifyError::Store(format!("group {key}: bad channel list: {e}")))?;
-        Ok(Group {
-            key,
-            group_id,
-            channels,
-            first_due_at,
-            closes_at,
-            pending,
-            pending_first_at: pfa,
-            last_at,
-            last_event: ev,
-        })
-    })
+    row.map(
+        |(key, group_id, channels, first_due_at, closes_at, pending, pfa, last_at, ev)| {
+            let channels = serde_json::from_str(&channels)
+                .map_err(|e| NotifyError::Store(format!("group {key}: bad channel list: {e}")))?;
+            Ok(Group {
+                key,
+                group_id,
+                channels,
+                first_due_at,
+                closes_at,
+                pending,
+                pending_first_at: pfa,
+                last_at,
+                last_event: ev,
+            })
+        },
+    )
     .transpose()
 }
 

@@ -88,7 +88,11 @@ pub fn headline(n: &Notification) -> String {
         (Occurrence::First, c) => format!("{title} (×{c})"),
         (Occurrence::Repeated, _) => format!("Still happening: {title}"),
     };
-    if n.test { format!("Test: {text}") } else { text }
+    if n.test {
+        format!("Test: {text}")
+    } else {
+        text
+    }
 }
 
 /// Severity, kind and when / how often, in plain text.
@@ -226,10 +230,9 @@ pub fn facts(event: &Event) -> Vec<(&'static str, String)> {
             ("Provider", provider.clone()),
             ("Reason", reason.clone()),
         ],
-        Event::ProviderCredentialsRejected { provider, reason } => vec![
-            ("Provider", provider.clone()),
-            ("Reason", reason.clone()),
-        ],
+        Event::ProviderCredentialsRejected { provider, reason } => {
+            vec![("Provider", provider.clone()), ("Reason", reason.clone())]
+        }
         Event::MassDeleteBreakerTripped {
             tenant,
             connection,
@@ -285,10 +288,9 @@ pub fn facts(event: &Event) -> Vec<(&'static str, String)> {
             ("Message id", message_id.clone()),
             ("Reason", reason.clone()),
         ],
-        Event::RateLimitFallbackEngaged { provider, reason } => vec![
-            ("Provider", provider.clone()),
-            ("Reason", reason.clone()),
-        ],
+        Event::RateLimitFallbackEngaged { provider, reason } => {
+            vec![("Provider", provider.clone()), ("Reason", reason.clone())]
+        }
     }
 }
 

@@ -43,7 +43,8 @@ fn ids(tenant: &str) -> (TenantId, ConnectionId, TaskId) {
     (
         TenantId::parse(tenant).expect("sample tenant id is valid"),
         ConnectionId::parse(format!("{tenant}-hubspot")).expect("sample connection id is valid"),
-        TaskId::parse(format!("{tenant}-hubspot:contacts:inbound")).expect("sample task id is valid"),
+        TaskId::parse(format!("{tenant}-hubspot:contacts:inbound"))
+            .expect("sample task id is valid"),
     )
 }
 

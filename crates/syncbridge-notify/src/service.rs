@@ -15,7 +15,7 @@ use syncbridge_signatures::WebhookSecret;
 use crate::channel::{self, Attempt};
 use crate::config::{ChannelKind, NotifyConfig, check_secret, check_url};
 use crate::error::NotifyError;
-use crate::outbox::{self, Claimed, DeadMessage, EnqueueOutcome, Outcome, OutboxStats};
+use crate::outbox::{self, Claimed, DeadMessage, EnqueueOutcome, OutboxStats, Outcome};
 use crate::render::{Notification, Occurrence};
 
 /// What one [`NotificationService::deliver_due`] pass did.
@@ -314,7 +314,9 @@ impl EventSink for NotificationService {
                 tracing::debug!(kind, "event not notified: {reason}");
             }
             Ok(outcome) => tracing::debug!(kind, ?outcome, "event recorded for notification"),
-            Err(e) => tracing::error!(kind, error = %e, "event could not be recorded for notification"),
+            Err(e) => {
+                tracing::error!(kind, error = %e, "event could not be recorded for notification")
+            }
         }
     }
 }
