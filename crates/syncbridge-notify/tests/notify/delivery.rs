@@ -103,8 +103,19 @@ async fn crash_during_send_resends_after_lease() {
         let before = service(dir.path(), config.clone(), &clock);
         before.enqueue(event()).await.unwrap();
         let pass = before.deliver_due(clock.now());
+        tokio::pin!(pass);
         // "Crash": abandon the pass once the request has reached the channel.
-        let _ = tokio::time::timeout(Duration::from_millis(500), pass).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(9);
+        while rec.requests().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "request never arrived"
+            );
+            tokio::select! {
+                _ = &mut pass => panic!("the pass ended although the channel never answered"),
+                () = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+        }
         assert_eq!(rec.requests().len(), 1);
     }
     let after = service(dir.path(), config, &clock);

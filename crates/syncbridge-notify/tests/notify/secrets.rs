@@ -2,7 +2,7 @@
 //! or the outbox file.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use syncbridge_core::Clock as _;
 
@@ -31,6 +31,24 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
     }
 }
 
+/// Installs (once) a global TRACE subscriber writing into a buffer. Global,
+/// not `set_default`: a thread-scoped subscriber misses events when another
+/// test thread registers a callsite first (tracing's interest cache).
+fn capture_logs() -> Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(logs.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+        logs
+    })
+    .clone()
+}
+
 const SLACK_TOKEN: &str = "xSLACKTOKENx";
 const TEAMS_SIG: &str = "xTEAMSSIGx";
 const HOOK_TOKEN: &str = "xHOOKTOKENx";
@@ -38,13 +56,7 @@ const HOOK_TOKEN: &str = "xHOOKTOKENx";
 /// Across config Debug, service Debug, failed and successful deliveries (with logs captured at TRACE), dead-message errors, send_test errors and the outbox file, no URL secret part or signing secret ever appears.
 #[tokio::test]
 async fn secrets_are_never_printed() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(logs.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = capture_logs();
 
     let rec = Recorder::start().await;
     // Answers that echo the URL back must not leak it either.
