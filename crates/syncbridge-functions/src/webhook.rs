@@ -33,7 +33,7 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use syncbridge_core::model::{
     Connection, Direction, JobReason, Priority, QuarantinedMessage, SyncJob, WebhookEvent,
@@ -167,24 +167,25 @@ pub fn parse_scheme(text: &str) -> Result<Scheme, String> {
 }
 
 /// Object types an event body names (`object`, `objectType`, `object_type`,
-/// at the top level or in each element of a batch).
+/// at the top level or in each element of a batch). Reads only those keys:
+/// everything else is skipped without building a JSON tree.
 fn named_objects(body: &[u8]) -> Vec<String> {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return Vec::new();
+    #[derive(serde::Deserialize)]
+    struct Names {
+        #[serde(default, alias = "objectType", alias = "object_type")]
+        object: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Body {
+        One(Names),
+        Many(Vec<Names>),
+    }
+    let mut out: Vec<String> = match serde_json::from_slice::<Body>(body) {
+        Ok(Body::One(n)) => n.object.into_iter().collect(),
+        Ok(Body::Many(v)) => v.into_iter().filter_map(|n| n.object).collect(),
+        Err(_) => Vec::new(),
     };
-    let items: Vec<&Value> = match &v {
-        Value::Array(a) => a.iter().collect(),
-        other => vec![other],
-    };
-    let mut out: Vec<String> = items
-        .into_iter()
-        .filter_map(|i| {
-            ["object", "objectType", "object_type"]
-                .iter()
-                .find_map(|k| i.get(*k)?.as_str())
-        })
-        .map(str::to_owned)
-        .collect();
     out.sort();
     out.dedup();
     out

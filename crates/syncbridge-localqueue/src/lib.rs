@@ -312,6 +312,7 @@ CREATE TABLE IF NOT EXISTS dedup (
     seen_at INTEGER NOT NULL,
     PRIMARY KEY (queue, message_id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_by_seen ON dedup (seen_at);
 ";
 
 const COLUMNS: &str = "queue, seq, message_id, body, content_type, session_id, correlation_id, subject, \
@@ -423,45 +424,37 @@ impl LocalQueue {
         let window = self.inner.options.duplicate_detection_window;
         let results = self.with_tx(|tx| {
             // Forget ids whose window has passed.
-            tx.execute(
-                "DELETE FROM dedup WHERE seen_at <= ?1",
-                [now.sub(window).as_millis()],
-            )?;
+            tx.prepare_cached("DELETE FROM dedup WHERE seen_at <= ?1")?
+                .execute([now.sub(window).as_millis()])?;
             let mut results = Vec::with_capacity(envelopes.len());
             for env in envelopes {
                 let m = &env.message;
                 let queue = m.queue.as_str();
-                tx.execute(
-                    "INSERT OR IGNORE INTO queues (name, created_at) VALUES (?1, ?2)",
-                    params![queue, now.as_millis()],
-                )?;
+                tx.prepare_cached("INSERT OR IGNORE INTO queues (name, created_at) VALUES (?1, ?2)")?
+                    .execute(params![queue, now.as_millis()])?;
                 if !window.is_zero() {
                     let seen: Option<i64> = tx
-                        .query_row(
-                            "SELECT seen_at FROM dedup WHERE queue = ?1 AND message_id = ?2",
-                            params![queue, m.message_id],
-                            |r| r.get(0),
-                        )
+                        .prepare_cached("SELECT seen_at FROM dedup WHERE queue = ?1 AND message_id = ?2")?
+                        .query_row(params![queue, m.message_id], |r| r.get(0))
                         .optional()?;
                     if seen.is_some_and(|s| Timestamp::from_millis(s).add(window) > now) {
                         tracing::debug!(queue, message_id = %m.message_id, "duplicate message dropped");
                         results.push(SendResult::Duplicate);
                         continue;
                     }
-                    tx.execute(
-                        "INSERT OR REPLACE INTO dedup (queue, message_id, seen_at) VALUES (?1, ?2, ?3)",
-                        params![queue, m.message_id, now.as_millis()],
-                    )?;
+                    tx.prepare_cached("INSERT OR REPLACE INTO dedup (queue, message_id, seen_at) VALUES (?1, ?2, ?3)")?
+                        .execute(params![queue, m.message_id, now.as_millis()])?;
                 }
                 let enqueued = m.scheduled_enqueue_at.map_or(now, |s| s.max(now));
                 let expires = env.time_to_live.map(|ttl| enqueued.add(ttl).as_millis());
                 let properties = serde_json::to_string(&m.properties)
                     .map_err(|e| LocalQueueError::Invalid(e.to_string()))?;
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO messages (queue, message_id, body, content_type, session_id, \
                      correlation_id, subject, properties, enqueued_at, scheduled_at, expires_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    params![
+                )?
+                .execute(params![
                         queue,
                         m.message_id,
                         m.body,

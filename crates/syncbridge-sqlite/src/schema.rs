@@ -72,6 +72,20 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;",
     // 3: the connection a quarantined webhook event belongs to (for replay).
     "ALTER TABLE quarantine ADD COLUMN connection TEXT;",
+    // 4: webhook events carry whole bodies; a rowid table with a unique index
+    //    keeps inserts cheap (WITHOUT ROWID suits only small rows).
+    "CREATE TABLE webhook_events_v4 (
+        id INTEGER PRIMARY KEY,
+        connection TEXT NOT NULL,
+        dedup_key TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        body BLOB NOT NULL
+     );
+     INSERT INTO webhook_events_v4 (connection, dedup_key, received_at, body)
+        SELECT connection, dedup_key, received_at, body FROM webhook_events;
+     DROP TABLE webhook_events;
+     ALTER TABLE webhook_events_v4 RENAME TO webhook_events;
+     CREATE UNIQUE INDEX webhook_events_key ON webhook_events (connection, dedup_key);",
 ];
 
 /// Connection settings: WAL so several processes share the file, a busy
