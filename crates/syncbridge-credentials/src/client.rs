@@ -202,9 +202,8 @@ impl ClientRegistry {
         let mut reg = ClientRegistry::new();
         for provider in providers {
             let p = format!("{ENV_PREFIX}{}", env_provider_segment(provider));
-            let var = |suffix: &str| {
-                lookup(&format!("{p}_{suffix}")).filter(|v| !v.trim().is_empty())
-            };
+            let var =
+                |suffix: &str| lookup(&format!("{p}_{suffix}")).filter(|v| !v.trim().is_empty());
             let (id, secret) = (var("CLIENT_ID"), var("CLIENT_SECRET"));
             let missing = |s: &str| ClientConfigError {
                 provider: provider.to_owned(),

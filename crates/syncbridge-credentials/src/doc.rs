@@ -177,7 +177,13 @@ mod tests {
             },
         ];
         for d in docs {
-            let text = format!("{d:?} {:?}", Payload { doc: d.clone(), reauth: None });
+            let text = format!(
+                "{d:?} {:?}",
+                Payload {
+                    doc: d.clone(),
+                    reauth: None
+                }
+            );
             assert!(!text.contains("secret"), "{text}");
         }
     }

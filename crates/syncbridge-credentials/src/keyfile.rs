@@ -213,7 +213,10 @@ impl LocalKeyFile {
                         continue;
                     }
                     if start.elapsed() > LOCK_WAIT {
-                        return Err(unavailable(&lock_path, "key file is locked by another writer"));
+                        return Err(unavailable(
+                            &lock_path,
+                            "key file is locked by another writer",
+                        ));
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }

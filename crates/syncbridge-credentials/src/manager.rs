@@ -322,7 +322,10 @@ impl CredentialManagerBuilder {
                 alerted: Mutex::new(HashSet::new()),
                 suspended: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
-                rng: Mutex::new(self.rng.unwrap_or_else(|| StdRng::from_rng(&mut rand::rng()))),
+                rng: Mutex::new(
+                    self.rng
+                        .unwrap_or_else(|| StdRng::from_rng(&mut rand::rng())),
+                ),
                 config: self.config,
             }),
         })
@@ -448,16 +451,18 @@ impl CredentialManager {
         doc: CredentialDoc,
     ) -> Result<i64, CredentialError> {
         let i = &self.inner;
-        let existing = i.store.get_credential(connection).await.map_err(store_err)?;
+        let existing = i
+            .store
+            .get_credential(connection)
+            .await
+            .map_err(store_err)?;
         let refreshed_at = match &doc {
             CredentialDoc::OAuth2 { issued_at, .. } => *issued_at,
             _ => i.clock.now(),
         };
         let version = existing.as_ref().map_or(1, |e| e.version + 1);
         let payload = Payload { doc, reauth: None };
-        let sealed = i
-            .seal(connection, &payload, version, refreshed_at)
-            .await?;
+        let sealed = i.seal(connection, &payload, version, refreshed_at).await?;
         let ok = i
             .store
             .put_credential(&sealed, existing.as_ref().map(|e| e.version))
@@ -628,7 +633,11 @@ impl Inner {
         margin::usable(cur.doc.expires_at(), now, self.config.expiry_skew)
     }
 
-    fn outcome(&self, cur: &OpenCredential, performed: bool) -> Result<RefreshOutcome, CredentialError> {
+    fn outcome(
+        &self,
+        cur: &OpenCredential,
+        performed: bool,
+    ) -> Result<RefreshOutcome, CredentialError> {
         if cur.needs_reauth.is_some() {
             return Err(CredentialError::NeedsReauth);
         }
@@ -790,7 +799,8 @@ impl Inner {
             return self.outcome(&cur, false);
         };
         let Some(refresh_token) = refresh_token else {
-            self.mark_needs_reauth(&stored, &cur, "no_refresh_token").await?;
+            self.mark_needs_reauth(&stored, &cur, "no_refresh_token")
+                .await?;
             return Err(CredentialError::NeedsReauth);
         };
         let Some(client) = self.clients.get(&stored.provider) else {
@@ -868,7 +878,8 @@ impl Inner {
                         return self.outcome(&again, false);
                     }
                 }
-                self.mark_needs_reauth(&stored, &cur, "invalid_grant").await?;
+                self.mark_needs_reauth(&stored, &cur, "invalid_grant")
+                    .await?;
                 Err(CredentialError::NeedsReauth)
             }
             Err(TokenError::InvalidClient(code)) => {
@@ -902,7 +913,11 @@ impl Inner {
 
     /// CAS save of freshly obtained tokens, retried while the store is busy
     /// (the new refresh token exists nowhere else).
-    async fn save(&self, sealed: &SealedCredential, expected: i64) -> Result<bool, CredentialError> {
+    async fn save(
+        &self,
+        sealed: &SealedCredential,
+        expected: i64,
+    ) -> Result<bool, CredentialError> {
         let mut delay = Duration::from_millis(20);
         let mut attempt = 0;
         loop {
@@ -1110,10 +1125,12 @@ impl CredentialProvider for CredentialManager {
                     )),
                 },
             })),
-            (AuthDef::Basic, CredentialDoc::Basic { user, password }) => Ok(Some(AuthValue::Basic {
-                user: user.clone(),
-                password: password.clone(),
-            })),
+            (AuthDef::Basic, CredentialDoc::Basic { user, password }) => {
+                Ok(Some(AuthValue::Basic {
+                    user: user.clone(),
+                    password: password.clone(),
+                }))
+            }
             (_, doc) => Err(CredentialError::Permanent(format!(
                 "connection {} holds a {} credential, which connector {} cannot use",
                 conn.id,

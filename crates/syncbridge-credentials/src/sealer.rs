@@ -151,7 +151,11 @@ impl Sealer {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn cipher(&self, version: &str, value: &syncbridge_core::SecretString) -> Result<Arc<Aes256Gcm>, SealError> {
+    fn cipher(
+        &self,
+        version: &str,
+        value: &syncbridge_core::SecretString,
+    ) -> Result<Arc<Aes256Gcm>, SealError> {
         let bad = || SealError::BadKey {
             name: self.name.clone(),
             version: version.to_owned(),
@@ -180,7 +184,10 @@ impl Sealer {
             None => {
                 // First use. Concurrent creators each add a version; every
                 // version stays readable, so whichever ends up current is fine.
-                let v = self.secrets.put_key(&self.name, &LocalKeyFile::generate_key()).await?;
+                let v = self
+                    .secrets
+                    .put_key(&self.name, &LocalKeyFile::generate_key())
+                    .await?;
                 match self.secrets.get_key(&self.name, Some(&v)).await? {
                     Some(kv) => kv,
                     None => {
@@ -228,7 +235,11 @@ impl Sealer {
     ///
     /// # Errors
     /// The secret store failed or holds a malformed key.
-    pub async fn seal(&self, connection: &ConnectionId, plaintext: &[u8]) -> Result<Sealed, SealError> {
+    pub async fn seal(
+        &self,
+        connection: &ConnectionId,
+        plaintext: &[u8],
+    ) -> Result<Sealed, SealError> {
         let (key_version, cipher) = self.current().await?;
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let aad = aad(connection);

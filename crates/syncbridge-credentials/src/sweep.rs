@@ -85,7 +85,11 @@ impl CredentialManager {
     /// # Errors
     /// The scan itself failed (store unavailable). Per-credential failures
     /// are counted in the report.
-    pub async fn sweep(&self, now: Timestamp, limit: usize) -> Result<SweepReport, CredentialError> {
+    pub async fn sweep(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<SweepReport, CredentialError> {
         let started = Instant::now();
         let i = &self.inner;
         let rows = i
@@ -116,7 +120,10 @@ impl CredentialManager {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                let _permit = permits.acquire_owned().await.expect("semaphore is never closed");
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed");
                 sweep_one(&me, &inner, &id, now).await
             });
         }

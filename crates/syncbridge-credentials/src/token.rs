@@ -69,7 +69,11 @@ enum Transport {
 }
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -78,7 +82,8 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 async fn send(http: reqwest::Client, req: HttpRequest) -> Result<HttpResponse, Transport> {
-    let req = reqwest::Request::try_from(req).map_err(|e| Transport::Send(e.without_url().to_string()))?;
+    let req = reqwest::Request::try_from(req)
+        .map_err(|e| Transport::Send(e.without_url().to_string()))?;
     let resp = http.execute(req).await.map_err(|e| {
         let kind = if e.is_timeout() {
             "timed out"
@@ -133,12 +138,9 @@ pub(crate) async fn refresh(
                 .refresh_token()
                 .map(|r| SecretString::new(r.secret().clone())),
             expires_in: tok.expires_in(),
-            scope: tok.scopes().map(|s| {
-                s.iter()
-                    .map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            }),
+            scope: tok
+                .scopes()
+                .map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(" ")),
         }),
         Err(RequestTokenError::ServerResponse(e)) => Err(match e.error() {
             BasicErrorResponseType::InvalidGrant => TokenError::InvalidGrant,

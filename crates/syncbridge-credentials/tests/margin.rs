@@ -22,15 +22,15 @@ fn margin_rule_table() {
     let rows: &[(u64, u64)] = &[
         // (lifetime secs, margin secs)
         (0, 0),
-        (2 * M, M),            // cap: half of a 2-minute token
-        (10 * M, 5 * M),       // floor and cap meet
-        (30 * M, 5 * M),       // floor (10 % = 3 min)
-        (50 * M, 5 * M),       // floor (10 % = 5 min)
-        (H, 6 * M),            // 10 %
-        (6 * H, 36 * M),       // 10 %
-        (24 * H, 144 * M),     // 10 %
+        (2 * M, M),                // cap: half of a 2-minute token
+        (10 * M, 5 * M),           // floor and cap meet
+        (30 * M, 5 * M),           // floor (10 % = 3 min)
+        (50 * M, 5 * M),           // floor (10 % = 5 min)
+        (H, 6 * M),                // 10 %
+        (6 * H, 36 * M),           // 10 %
+        (24 * H, 144 * M),         // 10 %
         (60 * 24 * H, 6 * 24 * H), // 60-day token: 6 days
-        (90 * S, 45 * S),      // sub-minute precision
+        (90 * S, 45 * S),          // sub-minute precision
     ];
     for &(life, margin) in rows {
         assert_eq!(
@@ -63,7 +63,10 @@ fn sweep_rule() {
     let refreshed = t(0);
     let long = Some(t(30 * 24 * 3600)); // 30-day token, margin 3 days
     assert!(!sweep_due(long, refreshed, t(23 * 3600), day));
-    assert!(sweep_due(long, refreshed, t(24 * 3600), day), "idle for a day");
+    assert!(
+        sweep_due(long, refreshed, t(24 * 3600), day),
+        "idle for a day"
+    );
     assert!(sweep_due(long, refreshed, t(27 * 24 * 3600), day));
     assert!(!sweep_due(None, refreshed, t(100 * 24 * 3600), day));
 }
@@ -94,5 +97,9 @@ fn jitter_spreads_within_window() {
     assert!(a.iter().all(|d| *d < spread));
     let early = a.iter().filter(|d| **d < spread / 2).count();
     assert!((400..600).contains(&early), "{early}");
-    assert!(jitter_delays(3, Duration::ZERO, &mut StdRng::seed_from_u64(1)).iter().all(|d| d.is_zero()));
+    assert!(
+        jitter_delays(3, Duration::ZERO, &mut StdRng::seed_from_u64(1))
+            .iter()
+            .all(|d| d.is_zero())
+    );
 }

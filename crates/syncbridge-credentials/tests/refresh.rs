@@ -53,7 +53,11 @@ async fn twenty_tasks_make_one_token_request() {
     let CredentialDoc::OAuth2 { refresh_token, .. } = stored.doc else {
         panic!("oauth")
     };
-    assert_ne!(refresh_token.unwrap(), rt0, "the rotated refresh token was persisted");
+    assert_ne!(
+        refresh_token.unwrap(),
+        rt0,
+        "the rotated refresh token was persisted"
+    );
     assert_eq!(m.counters().token_requests, 1);
     assert_eq!(m.counters().refreshes, 1);
 }
@@ -89,7 +93,10 @@ async fn twenty_threads_with_separate_managers_make_one_token_request() {
     assert_eq!(outs.iter().filter(|(o, _)| o.performed).count(), 1);
     let new = outs[0].0.access_token.clone();
     assert_ne!(new, at0);
-    assert!(outs.iter().all(|(o, _)| o.access_token == new && o.version == v0 + 1));
+    assert!(
+        outs.iter()
+            .all(|(o, _)| o.access_token == new && o.version == v0 + 1)
+    );
     assert_eq!(outs.iter().map(|(_, c)| c.token_requests).sum::<u64>(), 1);
     assert!(w.accepts(&new).await);
     assert_eq!(w.status("c-threads").await, ConnectionStatus::Active);
@@ -131,7 +138,8 @@ async fn response_without_refresh_token_keeps_the_old_one() {
     let ep = scripted(vec![(
         200,
         vec![("content-type", "application/json".into())],
-        r#"{"access_token":"new_at_1","token_type":"bearer","expires_in":3600,"scope":"a b"}"#.into(),
+        r#"{"access_token":"new_at_1","token_type":"bearer","expires_in":3600,"scope":"a b"}"#
+            .into(),
     )])
     .await;
     let m = w.manager();
@@ -139,10 +147,19 @@ async fn response_without_refresh_token_keeps_the_old_one() {
     conn.base_url = Some(ep.url.clone());
     w.store.put_connection(&conn).await.unwrap();
     let rt = SecretString::new("rt_keep_me");
-    let doc = CredentialDoc::oauth2(SecretString::new("old_at"), Some(rt.clone()), Some(HOUR), now());
+    let doc = CredentialDoc::oauth2(
+        SecretString::new("old_at"),
+        Some(rt.clone()),
+        Some(HOUR),
+        now(),
+    );
     m.store_initial(&conn.id, doc).await.unwrap();
     let out = m
-        .refresh(&conn, &w.def, RefreshTrigger::Rejected(SecretString::new("old_at")))
+        .refresh(
+            &conn,
+            &w.def,
+            RefreshTrigger::Rejected(SecretString::new("old_at")),
+        )
         .await
         .unwrap();
     assert!(out.performed);
@@ -176,7 +193,9 @@ async fn revoked_refresh_token_needs_reauth_and_stops_calls() {
     let mut tasks = Vec::new();
     for _ in 0..5 {
         let (m, c, d, t) = (m.clone(), a.clone(), w.def.clone(), a_at.clone());
-        tasks.push(tokio::spawn(async move { m.rejected(&c, &d, &AuthValue::Bearer(t)).await }));
+        tasks.push(tokio::spawn(async move {
+            m.rejected(&c, &d, &AuthValue::Bearer(t)).await
+        }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), Err(CredentialError::NeedsReauth));
@@ -187,7 +206,10 @@ async fn revoked_refresh_token_needs_reauth_and_stops_calls() {
     assert_eq!(events.len(), 1, "{events:?}");
     match &events[0] {
         Event::ConnectionNeedsReauth {
-            connection, reason, provider, ..
+            connection,
+            reason,
+            provider,
+            ..
         } => {
             assert_eq!(connection, &a.id);
             assert_eq!(reason, "invalid_grant");
@@ -197,18 +219,28 @@ async fn revoked_refresh_token_needs_reauth_and_stops_calls() {
     }
     // No further provider calls, even through a stale `Active` connection value.
     let calls = w.token_requests();
-    assert_eq!(m.authorize(&a, &w.def).await, Err(CredentialError::NeedsReauth));
     assert_eq!(
-        m.refresh(&a, &w.def, RefreshTrigger::StaleVersion(i64::MAX)).await,
+        m.authorize(&a, &w.def).await,
+        Err(CredentialError::NeedsReauth)
+    );
+    assert_eq!(
+        m.refresh(&a, &w.def, RefreshTrigger::StaleVersion(i64::MAX))
+            .await,
         Err(CredentialError::NeedsReauth)
     );
     // A fresh manager (another process) agrees without calling the provider.
     let m2 = w.manager();
-    assert_eq!(m2.authorize(&a, &w.def).await, Err(CredentialError::NeedsReauth));
+    assert_eq!(
+        m2.authorize(&a, &w.def).await,
+        Err(CredentialError::NeedsReauth)
+    );
     assert_eq!(w.token_requests(), calls);
     // A sweep two days ahead refreshes b only: a left the sweep's metadata.
     let report = m.sweep(now().add(HOUR * 48), 100).await.unwrap();
-    assert_eq!((report.checked, report.refreshed, report.needs_reauth), (1, 1, 0));
+    assert_eq!(
+        (report.checked, report.refreshed, report.needs_reauth),
+        (1, 1, 0)
+    );
     assert_eq!(w.token_requests(), calls + 1);
     // Other connections are unaffected.
     assert_eq!(w.status("c-healthy").await, ConnectionStatus::Active);
@@ -250,7 +282,9 @@ async fn invalid_client_raises_one_event() {
     let (b, b_at, _) = w.add(&m, "c-ic-2", HOUR, MIN).await;
     let before = w.token_requests();
     for (c, t) in [(&a, &a_at), (&b, &b_at), (&a, &a_at)] {
-        let r = m.refresh(c, &w.def, RefreshTrigger::Rejected(t.clone())).await;
+        let r = m
+            .refresh(c, &w.def, RefreshTrigger::Rejected(t.clone()))
+            .await;
         match r {
             Err(CredentialError::Permanent(msg)) => {
                 assert!(!msg.contains("sbx_cs_"), "{msg}")
@@ -288,10 +322,17 @@ async fn server_errors_and_throttling_are_transient() {
         w.store.put_connection(&conn).await.unwrap();
         // Due (58 of 60 minutes gone) but still usable.
         let at = SecretString::new("still_valid_at");
-        let doc = CredentialDoc::oauth2(at.clone(), Some(SecretString::new("rt")), Some(HOUR), now().sub(58 * MIN));
+        let doc = CredentialDoc::oauth2(
+            at.clone(),
+            Some(SecretString::new("rt")),
+            Some(HOUR),
+            now().sub(58 * MIN),
+        );
         m.store_initial(&conn.id, doc).await.unwrap();
         match m.refresh(&conn, &w.def, RefreshTrigger::Due).await {
-            Err(CredentialError::Transient(msg)) => assert!(msg.contains(&status.to_string()), "{msg}"),
+            Err(CredentialError::Transient(msg)) => {
+                assert!(msg.contains(&status.to_string()), "{msg}")
+            }
             other => panic!("expected Transient, got {other:?}"),
         }
         assert_eq!(bearer(m.authorize(&conn, &w.def).await.unwrap()), at);
@@ -303,7 +344,12 @@ async fn server_errors_and_throttling_are_transient() {
     let mut conn = w.connection("c-unreachable");
     conn.base_url = Some("http://127.0.0.1:9".into());
     w.store.put_connection(&conn).await.unwrap();
-    let doc = CredentialDoc::oauth2(SecretString::new("x"), Some(SecretString::new("rt")), Some(HOUR), now().sub(2 * HOUR));
+    let doc = CredentialDoc::oauth2(
+        SecretString::new("x"),
+        Some(SecretString::new("rt")),
+        Some(HOUR),
+        now().sub(2 * HOUR),
+    );
     m.store_initial(&conn.id, doc).await.unwrap();
     assert!(matches!(
         m.authorize(&conn, &w.def).await,
@@ -316,7 +362,12 @@ async fn server_errors_and_throttling_are_transient() {
 #[tokio::test]
 async fn redirects_are_not_followed() {
     let w = World::new(HOUR).await;
-    let target = scripted(vec![(200, vec![("content-type", "application/json".into())], "{}".into())]).await;
+    let target = scripted(vec![(
+        200,
+        vec![("content-type", "application/json".into())],
+        "{}".into(),
+    )])
+    .await;
     let ep = scripted(vec![(
         302,
         vec![("location", format!("{}/steal", target.url))],
@@ -327,7 +378,12 @@ async fn redirects_are_not_followed() {
     let mut conn = w.connection("c-redirect");
     conn.base_url = Some(ep.url.clone());
     w.store.put_connection(&conn).await.unwrap();
-    let doc = CredentialDoc::oauth2(SecretString::new("a"), Some(SecretString::new("rt")), Some(HOUR), now().sub(2 * HOUR));
+    let doc = CredentialDoc::oauth2(
+        SecretString::new("a"),
+        Some(SecretString::new("rt")),
+        Some(HOUR),
+        now().sub(2 * HOUR),
+    );
     m.store_initial(&conn.id, doc).await.unwrap();
     let r = m.refresh(&conn, &w.def, RefreshTrigger::Due).await;
     assert!(matches!(r, Err(CredentialError::Transient(_))), "{r:?}");
@@ -361,7 +417,10 @@ async fn sweep_reports_what_it_did() {
     assert_eq!(total_refreshed, 4, "{limited:?} {report:?}");
     assert_eq!(limited.needs_reauth + report.needs_reauth, 1);
     assert_eq!(report.failed + limited.failed, 0);
-    assert_eq!(report.checked, report.refreshed + report.skipped + report.failed + report.needs_reauth);
+    assert_eq!(
+        report.checked,
+        report.refreshed + report.skipped + report.failed + report.needs_reauth
+    );
     assert_eq!(w.token_requests() - before, 5, "4 refreshes + 1 refused");
     assert_eq!(w.status("c-gone").await, ConnectionStatus::NeedsReauth);
     assert_eq!(w.status("c-idle").await, ConnectionStatus::Active);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use syncbridge_core::credentials::CredentialError;
 use syncbridge_core::secrets::SecretStore;
-use syncbridge_core::{ConnectionId, SecretString, Store, SystemClock, Clock};
+use syncbridge_core::{Clock, ConnectionId, SecretString, Store, SystemClock};
 use syncbridge_credentials::{
     ClientRegistry, CredentialDoc, CredentialManager, LocalKeyFile, SealError, Sealer,
 };
@@ -61,24 +61,58 @@ async fn rotation_keeps_old_credentials_readable() {
     let sealer = Arc::new(Sealer::local(dir.path()).unwrap());
     let m = manager(store.clone(), sealer.clone());
     m.store_initial(&id("old"), doc(1)).await.unwrap();
-    assert_eq!(store.get_credential(&id("old")).await.unwrap().unwrap().key_version, "1");
+    assert_eq!(
+        store
+            .get_credential(&id("old"))
+            .await
+            .unwrap()
+            .unwrap()
+            .key_version,
+        "1"
+    );
 
     assert_eq!(sealer.rotate().await.unwrap(), "2");
     m.store_initial(&id("new"), doc(2)).await.unwrap();
-    assert_eq!(store.get_credential(&id("new")).await.unwrap().unwrap().key_version, "2");
     assert_eq!(
-        m.open(&id("old")).await.unwrap().unwrap().doc.access_token().unwrap().expose(),
+        store
+            .get_credential(&id("new"))
+            .await
+            .unwrap()
+            .unwrap()
+            .key_version,
+        "2"
+    );
+    assert_eq!(
+        m.open(&id("old"))
+            .await
+            .unwrap()
+            .unwrap()
+            .doc
+            .access_token()
+            .unwrap()
+            .expose(),
         "sbx_at_test1"
     );
 
     let fresh = manager(store.clone(), Arc::new(Sealer::local(dir.path()).unwrap()));
     for (c, n) in [("old", 1), ("new", 2)] {
         let o = fresh.open(&id(c)).await.unwrap().unwrap();
-        assert_eq!(o.doc.access_token().unwrap().expose(), format!("sbx_at_test{n}"));
+        assert_eq!(
+            o.doc.access_token().unwrap().expose(),
+            format!("sbx_at_test{n}")
+        );
     }
     // Re-saving the old credential re-seals it under the current key.
     fresh.store_initial(&id("old"), doc(3)).await.unwrap();
-    assert_eq!(store.get_credential(&id("old")).await.unwrap().unwrap().key_version, "2");
+    assert_eq!(
+        store
+            .get_credential(&id("old"))
+            .await
+            .unwrap()
+            .unwrap()
+            .key_version,
+        "2"
+    );
 }
 
 /// A flipped ciphertext or nonce byte, or a blob copied to another connection, fails to open with a clear error naming the connection.
@@ -94,10 +128,18 @@ async fn tampered_or_moved_ciphertext_fails_clearly() {
     let mut bad = good.clone();
     bad.version += 1;
     bad.ciphertext[3] ^= 0x01;
-    assert!(store.put_credential(&bad, Some(good.version)).await.unwrap());
+    assert!(
+        store
+            .put_credential(&bad, Some(good.version))
+            .await
+            .unwrap()
+    );
     match m.open(&id("victim")).await {
         Err(CredentialError::Permanent(msg)) => {
-            assert!(msg.contains("victim") && msg.contains("failed authentication"), "{msg}");
+            assert!(
+                msg.contains("victim") && msg.contains("failed authentication"),
+                "{msg}"
+            );
         }
         other => panic!("expected a clear failure, got {other:?}"),
     }
@@ -110,7 +152,9 @@ async fn tampered_or_moved_ciphertext_fails_clearly() {
     let mut nonce = good.nonce.clone();
     nonce[0] ^= 0x80;
     assert!(matches!(
-        sealer.open(&id("victim"), &good.key_version, &nonce, &good.ciphertext).await,
+        sealer
+            .open(&id("victim"), &good.key_version, &nonce, &good.ciphertext)
+            .await,
         Err(SealError::Tampered { .. })
     ));
 
@@ -119,12 +163,22 @@ async fn tampered_or_moved_ciphertext_fails_clearly() {
     moved.connection = id("thief");
     moved.version = 1;
     assert!(store.put_credential(&moved, None).await.unwrap());
-    assert!(matches!(m.open(&id("thief")).await, Err(CredentialError::Permanent(_))));
+    assert!(matches!(
+        m.open(&id("thief")).await,
+        Err(CredentialError::Permanent(_))
+    ));
     // And the original still opens.
-    assert!(sealer
-        .open(&id("victim"), &good.key_version, &good.nonce, &good.ciphertext)
-        .await
-        .is_ok());
+    assert!(
+        sealer
+            .open(
+                &id("victim"),
+                &good.key_version,
+                &good.nonce,
+                &good.ciphertext
+            )
+            .await
+            .is_ok()
+    );
 }
 
 /// A blob naming a key version the secret store lacks reports the missing version.
@@ -133,9 +187,21 @@ async fn missing_key_version_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let sealer = Sealer::local(dir.path()).unwrap();
     let s = sealer.seal(&id("c"), b"hello").await.unwrap();
-    let e = sealer.open(&id("c"), "99", &s.nonce, &s.ciphertext).await.unwrap_err();
-    assert!(matches!(&e, SealError::KeyMissing { version, .. } if version == "99"), "{e}");
-    assert_eq!(sealer.open(&id("c"), &s.key_version, &s.nonce, &s.ciphertext).await.unwrap(), b"hello");
+    let e = sealer
+        .open(&id("c"), "99", &s.nonce, &s.ciphertext)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, SealError::KeyMissing { version, .. } if version == "99"),
+        "{e}"
+    );
+    assert_eq!(
+        sealer
+            .open(&id("c"), &s.key_version, &s.nonce, &s.ciphertext)
+            .await
+            .unwrap(),
+        b"hello"
+    );
 }
 
 /// Nonces are fresh per seal: sealing the same plaintext twice gives different nonces and ciphertexts.

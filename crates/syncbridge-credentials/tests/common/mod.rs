@@ -13,9 +13,7 @@ use syncbridge_core::connector::ConnectorDef;
 use syncbridge_core::connector::registry::Registry;
 use syncbridge_core::events::{Event, EventSink};
 use syncbridge_core::model::{Connection, ConnectionStatus};
-use syncbridge_core::{
-    Clock, ConnectionId, SecretString, Store, SystemClock, TenantId, Timestamp,
-};
+use syncbridge_core::{Clock, ConnectionId, SecretString, Store, SystemClock, TenantId, Timestamp};
 use syncbridge_credentials::{
     ClientRegistry, CredentialDoc, CredentialManager, LocalKeyFile, OAuthClient, RefreshConfig,
     Sealer,
@@ -87,7 +85,9 @@ impl World {
         let sealer = Arc::new(Sealer::new(Arc::new(
             LocalKeyFile::open_in(dir.path()).unwrap(),
         )));
-        let sandbox = syncbridge_sandbox::spawn(sandbox_config(ttl)).await.unwrap();
+        let sandbox = syncbridge_sandbox::spawn(sandbox_config(ttl))
+            .await
+            .unwrap();
         let def = (*Registry::builtin().get("sandbox").unwrap()).clone();
         World {
             dir,
@@ -203,7 +203,10 @@ pub struct Scripted {
     pub hits: Arc<AtomicU64>,
 }
 
-pub async fn scripted(responses: Vec<(u16, Vec<(&'static str, String)>, String)>) -> Scripted {
+/// One scripted answer: status, headers, body.
+pub type Answer = (u16, Vec<(&'static str, String)>, String);
+
+pub async fn scripted(responses: Vec<Answer>) -> Scripted {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let hits = Arc::new(AtomicU64::new(0));
@@ -239,7 +242,10 @@ pub async fn scripted(responses: Vec<(u16, Vec<(&'static str, String)>, String)>
                         }
                     }
                 }
-                let mut resp = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+                let mut resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n",
+                    body.len()
+                );
                 for (k, v) in headers {
                     resp.push_str(&format!("{k}: {v}\r\n"));
                 }
