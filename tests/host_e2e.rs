@@ -177,6 +177,7 @@ async fn queue_survives_host_restart() {
         &store,
         &queue,
         &syncbridge_core::SystemClock,
+        &syncbridge_core::events::NoEvents,
         &syncbridge_core::scheduler::SchedulerConfig::default(),
     )
     .await

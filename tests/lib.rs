@@ -192,6 +192,7 @@ pub mod pipeline {
                 timeout: Duration::from_secs(5),
             },
             lease_for: Duration::from_secs(600),
+            events: Arc::new(syncbridge_core::events::NoEvents),
         }
     }
 

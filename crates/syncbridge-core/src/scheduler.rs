@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::clock::{Clock, Timestamp};
+use crate::events::{Event, EventSink};
 use crate::model::{Direction, JobReason, Lease, Priority, SyncJob, SyncTask};
 use crate::queue::{OutboundMessage, QueueError, QueueName, QueueSender};
 use crate::store::{Store, StoreError};
@@ -119,6 +120,7 @@ pub async fn tick(
     store: &dyn Store,
     queue: &dyn QueueSender,
     clock: &dyn Clock,
+    events: &dyn EventSink,
     cfg: &SchedulerConfig,
 ) -> Result<TickReport, TickError> {
     let now = clock.now();
@@ -172,6 +174,15 @@ pub async fn tick(
         if !t.stalled && is_stalled(&t, now) {
             store.set_task_stalled(&t.id, true).await?;
             tracing::warn!(task = %t.id, interval_secs = t.interval_secs, "task has not run within twice its interval");
+            events
+                .emit(Event::TaskStalled {
+                    tenant: t.tenant.clone(),
+                    connection: t.connection.clone(),
+                    task: t.id.clone(),
+                    last_run_at: t.last_run_at,
+                    interval_secs: t.interval_secs,
+                })
+                .await;
             report.stalled.push(t.id.to_string());
         }
     }

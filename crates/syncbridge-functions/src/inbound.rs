@@ -27,7 +27,15 @@ async fn handle(
     inv: Invocation<ServiceBusInvocation>,
 ) -> Result<InvocationResponse, HandlerError> {
     let id = inv.context.invocation_id.clone().unwrap_or_default();
-    let (job, msg) = match decode(&*state.store, FUNCTION, inv, state.clock.now()).await? {
+    let (job, msg) = match decode(
+        &*state.store,
+        &*state.events,
+        FUNCTION,
+        inv,
+        state.clock.now(),
+    )
+    .await?
+    {
         Decoded::Job(b) => *b,
         Decoded::Quarantined(answer) => return Ok(answer),
     };

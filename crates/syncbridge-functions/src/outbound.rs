@@ -31,7 +31,15 @@ async fn handle(
     inv: Invocation<ServiceBusInvocation>,
 ) -> Result<InvocationResponse, HandlerError> {
     let id = inv.context.invocation_id.clone().unwrap_or_default();
-    let job = match decode(&*state.store, FUNCTION, inv, state.clock.now()).await? {
+    let job = match decode(
+        &*state.store,
+        &*state.events,
+        FUNCTION,
+        inv,
+        state.clock.now(),
+    )
+    .await?
+    {
         Decoded::Job(b) => b.0,
         Decoded::Quarantined(answer) => return Ok(answer),
     };

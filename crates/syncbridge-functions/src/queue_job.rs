@@ -18,6 +18,7 @@ pub(crate) enum Decoded {
 /// the store) and acknowledged, so they never loop through redeliveries.
 pub(crate) async fn decode(
     store: &dyn Store,
+    events: &dyn syncbridge_core::events::EventSink,
     function: &str,
     inv: Invocation<ServiceBusInvocation>,
     now: syncbridge_core::Timestamp,
@@ -51,6 +52,12 @@ pub(crate) async fn decode(
             at: now,
         })
         .await?;
+    let event = syncbridge_core::events::Event::MessageQuarantined {
+        source: function.to_string(),
+        message_id: None,
+        reason: poison.clone(),
+    };
+    events.emit(event).await;
     tracing::warn!(invocation_id = ?inv.context.invocation_id, quarantine_id = id, reason = %poison, "message quarantined");
     Ok(Decoded::Quarantined(InvocationResponse::quarantined(
         format!("quarantine #{id}: {poison}"),

@@ -29,9 +29,15 @@ async fn handle(
         lease_for: state.settings.lease_for,
         ..Default::default()
     };
-    let report = tick(&*state.store, &*state.queue, &*state.clock, &cfg)
-        .await
-        .map_err(|e| HandlerError::Other(format!("scheduler tick failed: {e}")))?;
+    let report = tick(
+        &*state.store,
+        &*state.queue,
+        &*state.clock,
+        &*state.events,
+        &cfg,
+    )
+    .await
+    .map_err(|e| HandlerError::Other(format!("scheduler tick failed: {e}")))?;
     tracing::info!(invocation_id = %id, past_due = timer.is_past_due, enqueued = report.enqueued,
         requeued_expired = report.requeued_expired, stalled = report.stalled.len(), "scheduler tick");
     Ok(InvocationResponse::new()

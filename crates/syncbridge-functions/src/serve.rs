@@ -49,6 +49,9 @@ pub async fn run_function(
     let settings = Settings::from_env()?;
     let state = AppState::embedded(settings)?;
     tracing::info!(function = name, %addr, "custom handler listening");
+    if let Some(n) = state.notify.clone() {
+        tokio::spawn(async move { n.run(std::future::pending::<()>()).await });
+    }
     serve(listener, router(state), shutdown_signal()).await?;
     Ok(())
 }

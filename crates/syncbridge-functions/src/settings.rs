@@ -30,6 +30,8 @@ pub struct Settings {
     pub webhook_max_bytes: usize,
     /// `SYNCBRIDGE_LEASE_SECS`: how long a run's lease lasts (default 900).
     pub lease_for: Duration,
+    /// `SYNCBRIDGE_NOTIFY_CONFIG`: notification routing file (TOML); none = events are only logged.
+    pub notify_config: Option<PathBuf>,
 }
 
 fn var(name: &'static str) -> Option<String> {
@@ -63,7 +65,16 @@ impl Settings {
             )?),
             webhook_max_bytes: number("SYNCBRIDGE_WEBHOOK_MAX_BYTES", 1 << 20)? as usize,
             lease_for: Duration::from_secs(number("SYNCBRIDGE_LEASE_SECS", 900)?),
+            notify_config: var("SYNCBRIDGE_NOTIFY_CONFIG").map(PathBuf::from),
         };
+        if let Some(p) = &s.notify_config
+            && !p.is_file()
+        {
+            return Err(SettingsError {
+                name: "SYNCBRIDGE_NOTIFY_CONFIG",
+                message: format!("{} is not a file", p.display()),
+            });
+        }
         if let Some(dir) = &s.connectors_dir
             && !dir.is_dir()
         {
@@ -90,6 +101,7 @@ impl Settings {
             webhook_dedup_window: Duration::from_secs(86_400),
             webhook_max_bytes: 1 << 20,
             lease_for: Duration::from_secs(900),
+            notify_config: None,
         }
     }
 }

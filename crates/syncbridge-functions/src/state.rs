@@ -5,6 +5,7 @@ use std::sync::Arc;
 use syncbridge_core::connector::http::RetryPolicy;
 use syncbridge_core::connector::registry::Registry;
 use syncbridge_core::credentials::{CredentialProvider, NoCredentials};
+use syncbridge_core::events::{EventSink, NoEvents};
 use syncbridge_core::pipeline::worker::WorkerDeps;
 use syncbridge_core::ratelimit::Unlimited;
 use syncbridge_core::{Clock, QueueSender, RateLimiter, Store, SystemClock};
@@ -32,6 +33,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// HTTP client for provider calls.
     pub http: reqwest::Client,
+    /// Where operational events go (the notification service when configured).
+    pub events: Arc<dyn EventSink>,
+    /// The notification service, when configured (its delivery loop runs in every binary).
+    pub notify: Option<syncbridge_notify::NotificationService>,
 }
 
 /// Why the state could not be built.
@@ -46,6 +51,9 @@ pub enum StateError {
     /// A connector definition is unusable.
     #[error(transparent)]
     Connector(#[from] syncbridge_core::connector::DefinitionError),
+    /// The notification configuration is unusable.
+    #[error("SYNCBRIDGE_NOTIFY_CONFIG: {0}")]
+    Notify(String),
 }
 
 impl AppState {
@@ -58,6 +66,26 @@ impl AppState {
             Some(dir) => Registry::with_dir(dir)?,
             None => Registry::builtin(),
         };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let notify = match &settings.notify_config {
+            Some(path) => {
+                let cfg = syncbridge_notify::NotifyConfig::load(path)
+                    .map_err(|e| StateError::Notify(e.to_string()))?;
+                Some(
+                    syncbridge_notify::NotificationService::open_in_dir(
+                        &settings.data_dir,
+                        cfg,
+                        clock.clone(),
+                    )
+                    .map_err(|e| StateError::Notify(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        let events: Arc<dyn EventSink> = match &notify {
+            Some(n) => Arc::new(n.clone()),
+            None => Arc::new(NoEvents),
+        };
         Ok(AppState {
             settings: Arc::new(settings),
             store: Arc::new(store),
@@ -65,11 +93,13 @@ impl AppState {
             registry: Arc::new(registry),
             limiter: Arc::new(Unlimited),
             credentials: Arc::new(NoCredentials),
-            clock: Arc::new(SystemClock),
+            clock,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("the HTTP client builds"),
+            events,
+            notify,
         })
     }
 
@@ -84,6 +114,7 @@ impl AppState {
             http: self.http.clone(),
             retry: RetryPolicy::default(),
             lease_for: self.settings.lease_for,
+            events: self.events.clone(),
         }
     }
 }

@@ -352,11 +352,19 @@ async fn writer(app: AppState, mut rx: mpsc::Receiver<Pending>) {
             let answer = if !new {
                 Ok(Written::Duplicate)
             } else if let Some(q) = p.quarantine {
-                app.store
+                let event = syncbridge_core::events::Event::MessageQuarantined {
+                    source: q.source.clone(),
+                    message_id: q.message_id.clone(),
+                    reason: q.reason.clone(),
+                };
+                let stored = app
+                    .store
                     .quarantine(&q)
                     .await
                     .map(|_| Written::Quarantined)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string());
+                app.events.emit(event).await;
+                stored
             } else if let Err(e) = &sent {
                 // The event is stored (a retry would be a duplicate): keep it replayable.
                 let q = QuarantinedMessage {

@@ -17,7 +17,7 @@ use syncbridge_core::model::{
     Connection, ConnectionStatus, Direction, Priority, SyncTask, WebhookSettings,
 };
 use syncbridge_core::{
-    Clock, ConnectionId, ObjectType, QueueName, SecretString, Store, SystemClock, TenantId,
+    Clock, ConnectionId, ObjectType, QueueName, SecretString, SystemClock, TenantId,
 };
 use syncbridge_functions::webhook::{WebhookCounters, router_with_counters};
 use syncbridge_functions::{AppState, Settings};

@@ -47,13 +47,26 @@ pub fn breaker_allows(deletes: u64, total: u64, max_share: f64) -> bool {
     deletes == 0 || (deletes as f64) <= max_share * total as f64
 }
 
+/// The mass-delete breaker refused a run's deletions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerTrip {
+    /// Deletions the provider reported.
+    pub deletes: u64,
+    /// Records in the store.
+    pub total: u64,
+    /// The configured limit.
+    pub max_share: f64,
+    /// Human explanation.
+    pub message: String,
+}
+
 /// How a run ended.
 #[derive(Debug)]
 pub enum InboundOutcome {
     /// All pages done.
     Completed {
         /// Set when the mass-delete breaker refused this run's deletions.
-        breaker: Option<String>,
+        breaker: Option<BreakerTrip>,
     },
     /// Rate limited for long: resume after this wait from the committed cursor.
     Parked(Duration),
@@ -208,7 +221,14 @@ pub async fn run_inbound(
             100.0 * doomed.len() as f64 / total.max(1) as f64,
             100.0 * obj.max_delete_share
         );
-        return Ok(InboundOutcome::Completed { breaker: Some(why) });
+        return Ok(InboundOutcome::Completed {
+            breaker: Some(BreakerTrip {
+                deletes: doomed.len() as u64,
+                total,
+                max_share: obj.max_delete_share,
+                message: why,
+            }),
+        });
     }
     let cursor = Some(serde_json::to_string(&cur).expect("cursor serializes"));
     for chunk in doomed.chunks(500) {

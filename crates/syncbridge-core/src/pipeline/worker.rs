@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::connector::http::{HttpConnector, RetryPolicy};
 use crate::connector::registry::Registry;
 use crate::credentials::CredentialProvider;
+use crate::events::{Event, EventSink};
 use crate::ids::RunId;
 use crate::model::{
     ConnectionStatus, JobReason, Lease, Priority, RunCounts, RunStatus, SyncJob, SyncRun,
@@ -34,6 +35,8 @@ pub struct WorkerDeps {
     pub retry: RetryPolicy,
     /// Lease length for runs the worker starts itself (webhook follow-ups).
     pub lease_for: Duration,
+    /// Where operational events go.
+    pub events: Arc<dyn EventSink>,
 }
 
 /// What happened to a job.
@@ -150,6 +153,12 @@ pub async fn handle_inbound_job(
             .await?;
         return Ok(JobOutcome::Ran(run));
     };
+    let previous = deps
+        .store
+        .list_runs(Some(&task.id), 1)
+        .await?
+        .into_iter()
+        .next();
     deps.store.put_run(&run).await?;
     let connector = HttpConnector::new(
         deps.http.clone(),
@@ -186,10 +195,22 @@ pub async fn handle_inbound_job(
             run.status = RunStatus::Succeeded;
             end.add(Duration::from_secs(task.interval_secs.into()))
         }
-        Ok(InboundOutcome::Completed { breaker: Some(why) }) => {
-            tracing::warn!(task = %task.id, "{why}");
+        Ok(InboundOutcome::Completed {
+            breaker: Some(trip),
+        }) => {
+            tracing::warn!(task = %task.id, "{}", trip.message);
             run.status = RunStatus::Failed;
-            run.error = Some(why);
+            run.error = Some(trip.message.clone());
+            deps.events
+                .emit(Event::MassDeleteBreakerTripped {
+                    tenant: task.tenant.clone(),
+                    connection: task.connection.clone(),
+                    task: task.id.clone(),
+                    deletes: trip.deletes,
+                    total: trip.total,
+                    max_share: trip.max_share,
+                })
+                .await;
             end.add(Duration::from_secs(task.interval_secs.into()))
         }
         Ok(InboundOutcome::Parked(wait)) => {
@@ -225,5 +246,33 @@ pub async fn handle_inbound_job(
     deps.store
         .release_task(&task.id, &job.lease_token, next_run_at, end)
         .await?;
+    let was_failing = previous.is_some_and(|p| p.status == RunStatus::Failed);
+    match run.status {
+        RunStatus::Failed
+            if run
+                .error
+                .as_deref()
+                .is_some_and(|e| !e.starts_with("mass-delete breaker")) =>
+        {
+            deps.events
+                .emit(Event::SyncRunFailed {
+                    tenant: task.tenant.clone(),
+                    connection: task.connection.clone(),
+                    task: task.id.clone(),
+                    error: run.error.clone().unwrap_or_default(),
+                })
+                .await;
+        }
+        RunStatus::Succeeded if was_failing => {
+            deps.events
+                .emit(Event::SyncRunRecovered {
+                    tenant: task.tenant.clone(),
+                    connection: task.connection.clone(),
+                    task: task.id.clone(),
+                })
+                .await;
+        }
+        _ => {}
+    }
     Ok(JobOutcome::Ran(run))
 }
