@@ -10,6 +10,7 @@
 
 mod connections;
 pub mod demo;
+mod ops;
 mod paths;
 mod up;
 mod webhooks;
@@ -49,6 +50,21 @@ pub enum Command {
     /// Webhook tools.
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCmd),
+    /// Inspect and replay quarantined messages and webhook events.
+    #[command(subcommand)]
+    Quarantine(ops::QuarantineCmd),
+    /// Recent sync runs, newest first.
+    Runs {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Notification tools.
+    #[command(subcommand)]
+    Notify(ops::NotifyCmd),
 }
 
 /// Runs a parsed command line; errors are printed once, here.
@@ -58,6 +74,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Connections(c) => connections::run(&cli.data_dir, c).await,
         Command::Demo(a) => demo::run(&cli.data_dir, a).await.map(|_| ExitCode::SUCCESS),
         Command::Webhooks(w) => webhooks::run(w),
+        Command::Quarantine(q) => ops::quarantine(&cli.data_dir, q).await,
+        Command::Runs { json, limit } => ops::runs(&cli.data_dir, json, limit).await,
+        Command::Notify(n) => ops::notify(n).await,
     };
     match result {
         Ok(code) => code,

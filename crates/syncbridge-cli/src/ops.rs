@@ -1,0 +1,164 @@
+//! Operator commands: `quarantine list|replay`, `runs`, `notify test`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use syncbridge_core::{OutboundMessage, QueueName, SecretString};
+use syncbridge_functions::{AppState, Settings};
+
+/// `quarantine` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCmd {
+    /// Messages and webhook events set aside, oldest first.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Re-process one entry: webhook events are routed again, queue messages re-sent.
+    Replay {
+        /// The entry id from `quarantine list`.
+        id: i64,
+    },
+}
+
+/// `notify` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCmd {
+    /// Send a sample message; exits non-zero with the channel's answer when delivery fails.
+    Test {
+        /// slack, teams or webhook.
+        #[arg(long)]
+        channel: String,
+        /// Incoming-webhook URL (a secret: never printed).
+        #[arg(long)]
+        url: String,
+        /// `whsec_…` signing secret for the generic webhook channel.
+        #[arg(long)]
+        secret: Option<String>,
+    },
+}
+
+fn state(data_dir: &Path) -> anyhow::Result<AppState> {
+    Ok(AppState::embedded(Settings::for_data_dir(data_dir))?)
+}
+
+pub(crate) async fn quarantine(data_dir: &Path, cmd: QuarantineCmd) -> anyhow::Result<ExitCode> {
+    let app = state(data_dir)?;
+    match cmd {
+        QuarantineCmd::List { json, limit } => {
+            let entries = app.store.list_quarantine(limit).await?;
+            if json {
+                let rows: Vec<_> = entries
+                    .iter()
+                    .map(|e| {
+                        serde_json::json!({"id": e.id, "source": e.message.source, "message_id": e.message.message_id,
+                        "connection": e.message.connection, "reason": e.message.reason, "at": e.message.at.to_rfc3339(),
+                        "bytes": e.message.body.len()})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if entries.is_empty() {
+                println!("quarantine is empty");
+            } else {
+                for e in entries {
+                    println!(
+                        "#{:<5} {}  {:<26} {:<28} {}",
+                        e.id,
+                        e.message.at.to_rfc3339(),
+                        e.message.source,
+                        e.message.message_id.as_deref().unwrap_or("-"),
+                        e.message.reason
+                    );
+                }
+            }
+        }
+        QuarantineCmd::Replay { id } => {
+            let Some(entry) = app
+                .store
+                .list_quarantine(usize::MAX >> 1)
+                .await?
+                .into_iter()
+                .find(|e| e.id == id)
+            else {
+                bail!("no quarantine entry #{id}");
+            };
+            let m = &entry.message;
+            if m.source
+                .starts_with(syncbridge_functions::webhook::FUNCTION)
+            {
+                match syncbridge_functions::webhook::replay(&app, m).await? {
+                    Some(n) => println!("#{id}: routed again, {n} follow-up job(s) enqueued"),
+                    None => bail!("#{id} still matches no sync task; left in quarantine"),
+                }
+            } else {
+                let queue = match m.source.as_str() {
+                    syncbridge_functions::inbound::FUNCTION => QueueName::inbound(),
+                    syncbridge_functions::outbound::FUNCTION => QueueName::outbound(),
+                    other => bail!("#{id} came from {other}, which has no queue to replay to"),
+                };
+                let mut msg = OutboundMessage::json(
+                    queue.clone(),
+                    format!("replay-{id}"),
+                    &serde_json::Value::Null,
+                );
+                msg.body = m.body.clone();
+                app.queue.send(vec![msg]).await.context("re-sending")?;
+                println!("#{id}: re-sent to {queue}");
+            }
+            app.store.take_quarantined(id).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn runs(data_dir: &Path, json: bool, limit: usize) -> anyhow::Result<ExitCode> {
+    let app = state(data_dir)?;
+    let runs = app.store.list_runs(None, limit).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in runs {
+        let c = r.counts;
+        println!(
+            "{} {:<40} {:<10} fetched {:>7} created {:>7} updated {:>6} deleted {:>5}{}",
+            r.started_at.to_rfc3339(),
+            r.task.as_str(),
+            r.status.as_str(),
+            c.fetched,
+            c.created,
+            c.updated,
+            c.deleted,
+            r.error.map(|e| format!("  ({e})")).unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn notify(cmd: NotifyCmd) -> anyhow::Result<ExitCode> {
+    let NotifyCmd::Test {
+        channel,
+        url,
+        secret,
+    } = cmd;
+    let kind: syncbridge_notify::ChannelKind = channel
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--channel: {e}"))?;
+    let secret = secret.map(syncbridge_signatures::WebhookSecret::new);
+    match syncbridge_notify::send_test(kind, &SecretString::new(url), secret.as_ref()).await {
+        Ok(answer) => {
+            println!("{answer}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("delivery failed: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
