@@ -32,6 +32,9 @@ pub struct Settings {
     pub lease_for: Duration,
     /// `SYNCBRIDGE_NOTIFY_CONFIG`: notification routing file (TOML); none = events are only logged.
     pub notify_config: Option<PathBuf>,
+    /// `SYNCBRIDGE_REDIS_URL`: shared rate limiting across processes and
+    /// instances (`redis://host:port`); none = an in-process limiter.
+    pub redis_url: Option<String>,
 }
 
 fn var(name: &'static str) -> Option<String> {
@@ -66,7 +69,16 @@ impl Settings {
             webhook_max_bytes: number("SYNCBRIDGE_WEBHOOK_MAX_BYTES", 1 << 20)? as usize,
             lease_for: Duration::from_secs(number("SYNCBRIDGE_LEASE_SECS", 900)?),
             notify_config: var("SYNCBRIDGE_NOTIFY_CONFIG").map(PathBuf::from),
+            redis_url: var("SYNCBRIDGE_REDIS_URL"),
         };
+        if let Some(u) = &s.redis_url
+            && !(u.starts_with("redis://") || u.starts_with("rediss://"))
+        {
+            return Err(SettingsError {
+                name: "SYNCBRIDGE_REDIS_URL",
+                message: "must start with redis:// or rediss://".into(),
+            });
+        }
         if let Some(p) = &s.notify_config
             && !p.is_file()
         {
@@ -102,6 +114,7 @@ impl Settings {
             webhook_max_bytes: 1 << 20,
             lease_for: Duration::from_secs(900),
             notify_config: None,
+            redis_url: None,
         }
     }
 }

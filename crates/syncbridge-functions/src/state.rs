@@ -7,7 +7,6 @@ use syncbridge_core::connector::registry::Registry;
 use syncbridge_core::credentials::{CredentialProvider, NoCredentials};
 use syncbridge_core::events::{EventSink, NoEvents};
 use syncbridge_core::pipeline::worker::WorkerDeps;
-use syncbridge_core::ratelimit::Unlimited;
 use syncbridge_core::{Clock, QueueSender, RateLimiter, Store, SystemClock};
 use syncbridge_localqueue::LocalQueue;
 use syncbridge_sqlite::SqliteStore;
@@ -51,6 +50,9 @@ pub enum StateError {
     /// A connector definition is unusable.
     #[error(transparent)]
     Connector(#[from] syncbridge_core::connector::DefinitionError),
+    /// The rate-limit configuration is unusable.
+    #[error("rate limits: {0}")]
+    RateLimit(String),
     /// The notification configuration is unusable.
     #[error("SYNCBRIDGE_NOTIFY_CONFIG: {0}")]
     Notify(String),
@@ -82,6 +84,22 @@ impl AppState {
             }
             None => None,
         };
+        let limits = syncbridge_ratelimit::limits_from_definitions(registry.iter());
+        let limiter: Arc<dyn RateLimiter> = match &settings.redis_url {
+            Some(url) => {
+                let cfg = syncbridge_ratelimit::RedisLimiterConfig::new(url.clone());
+                let l = Arc::new(
+                    syncbridge_ratelimit::RedisLimiter::new(&limits, cfg, clock.clone())
+                        .map_err(|e| StateError::RateLimit(e.to_string()))?,
+                );
+                l.spawn_heartbeat(std::time::Duration::from_secs(5));
+                l
+            }
+            None => Arc::new(
+                syncbridge_ratelimit::InProcessLimiter::new(&limits, clock.clone())
+                    .map_err(|e| StateError::RateLimit(e.to_string()))?,
+            ),
+        };
         let events: Arc<dyn EventSink> = match &notify {
             Some(n) => Arc::new(n.clone()),
             None => Arc::new(NoEvents),
@@ -91,7 +109,7 @@ impl AppState {
             store: Arc::new(store),
             queue: Arc::new(queue),
             registry: Arc::new(registry),
-            limiter: Arc::new(Unlimited),
+            limiter,
             credentials: Arc::new(NoCredentials),
             clock,
             http: reqwest::Client::builder()

@@ -40,6 +40,31 @@ pub enum Scope {
     Endpoint,
 }
 
+impl From<syncbridge_core::ratelimit::LevelScope> for Scope {
+    fn from(s: syncbridge_core::ratelimit::LevelScope) -> Self {
+        use syncbridge_core::ratelimit::LevelScope as L;
+        match s {
+            L::App => Scope::App,
+            L::Connection => Scope::Connection,
+            L::Endpoint => Scope::Endpoint,
+        }
+    }
+}
+
+impl From<&syncbridge_core::ratelimit::RateLimitLevel> for LimitLevel {
+    /// A level as written in a connector definition.
+    fn from(l: &syncbridge_core::ratelimit::RateLimitLevel) -> Self {
+        LimitLevel {
+            name: l.name.clone(),
+            limit: l.limit,
+            period_secs: l.period_secs,
+            burst: l.burst,
+            scope: l.scope.into(),
+            endpoint: l.endpoint.clone(),
+        }
+    }
+}
+
 /// One limit level.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

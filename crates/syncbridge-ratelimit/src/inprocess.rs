@@ -463,6 +463,17 @@ impl RateLimiter for InProcessLimiter {
         self.decide(&Request::new(provider, connection).cost(cost))
             .into()
     }
+
+    async fn observe_response(
+        &self,
+        provider: &str,
+        connection: &ConnectionId,
+        app_wide: bool,
+        status: u16,
+        headers: &[(String, String)],
+    ) {
+        crate::observe_response(self, provider, connection, app_wide, status, headers).await;
+    }
 }
 
 #[async_trait::async_trait]

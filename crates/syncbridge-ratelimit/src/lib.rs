@@ -113,3 +113,52 @@ pub trait Limiter: RateLimiter {
         })
     }
 }
+
+/// The core hook's `observe`, shared by both backends: feeds the response to
+/// [`Limiter::observe`] with the default adaptive policy, for the provider app
+/// or the connection as `app_wide` says. Problems are logged, never returned.
+pub(crate) async fn observe_response<L: Limiter + ?Sized>(
+    limiter: &L,
+    provider: &str,
+    connection: &syncbridge_core::ConnectionId,
+    app_wide: bool,
+    status: u16,
+    headers: &[(String, String)],
+) {
+    let scope = if app_wide {
+        OverrideScope::Provider
+    } else {
+        OverrideScope::Connection(connection.clone())
+    };
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    if let Err(e) = Limiter::observe(
+        limiter,
+        provider,
+        &scope,
+        status,
+        &pairs,
+        &AdaptivePolicy::default(),
+    )
+    .await
+    {
+        tracing::debug!(provider, error = %e, "rate-limit observation not applied");
+    }
+}
+
+/// Every provider's levels from connector definitions (providers without
+/// levels are unlimited).
+pub fn limits_from_definitions<'a>(
+    defs: impl IntoIterator<Item = &'a syncbridge_core::connector::ConnectorDef>,
+) -> LimitsConfig {
+    let mut cfg = LimitsConfig::default();
+    for d in defs {
+        if !d.rate_limits.is_empty() {
+            let levels = d.rate_limits.iter().map(LimitLevel::from).collect();
+            cfg = cfg.with_provider(d.name.clone(), ProviderLimits::new(levels));
+        }
+    }
+    cfg
+}

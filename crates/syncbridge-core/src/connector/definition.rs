@@ -34,6 +34,14 @@ pub struct ConnectorDef {
     /// Extra headers sent with every request.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The provider's rate limits, checked together before every request
+    /// (pulls, pushes, webhook follow-ups and token refreshes share them).
+    #[serde(default)]
+    pub rate_limits: Vec<crate::ratelimit::RateLimitLevel>,
+    /// Whether the provider's rate-limit headers describe the whole app
+    /// (`true`, e.g. a per-app window) or the connection's account (default).
+    #[serde(default)]
+    pub rate_limit_headers_app_wide: bool,
     /// Synced object types by name.
     pub objects: BTreeMap<String, ObjectDef>,
 }

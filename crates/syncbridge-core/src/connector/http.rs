@@ -305,6 +305,24 @@ impl HttpConnector {
                 }
             };
             let status = resp.status().as_u16();
+            let observed: Vec<(String, String)> = resp
+                .headers()
+                .iter()
+                .filter(|(k, _)| {
+                    let k = k.as_str();
+                    k.contains("ratelimit") || k == "retry-after" || k == "sforce-limit-info"
+                })
+                .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                .collect();
+            self.limiter
+                .observe_response(
+                    &self.def.name,
+                    &self.conn.id,
+                    self.def.rate_limit_headers_app_wide,
+                    status,
+                    &observed,
+                )
+                .await;
             let header = |n: &str| {
                 resp.headers()
                     .get(n)

@@ -77,6 +77,11 @@ impl Registry {
         self.defs.get(name).cloned()
     }
 
+    /// Every definition, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &ConnectorDef> {
+        self.defs.values().map(|d| &**d)
+    }
+
     /// Every name.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.defs.keys().map(String::as_str)
