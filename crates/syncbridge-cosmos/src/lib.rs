@@ -1335,3 +1335,26 @@ fn to_record(d: RecordDoc) -> Result<Record, StoreError> {
         remote_updated_at: d.remote_updated_at.map(Timestamp::from_millis),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The endpoint is required and named in the error; the rest has defaults,
+    /// the region falling back to App Service's `REGION_NAME`.
+    #[test]
+    fn settings_from_vars() {
+        let err = CosmosSettings::from_vars(|_| None).unwrap_err();
+        assert!(err.contains("SYNCBRIDGE_COSMOS_ENDPOINT"), "{err}");
+        let s = CosmosSettings::from_vars(|k| match k {
+            "SYNCBRIDGE_COSMOS_ENDPOINT" => Some("https://a.documents.azure.com:443/".into()),
+            "REGION_NAME" => Some("West Europe".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            (s.database.as_str(), s.container.as_str(), s.region.as_str()),
+            ("syncbridge", "state", "West Europe")
+        );
+    }
+}
