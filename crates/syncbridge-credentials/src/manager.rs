@@ -47,7 +47,9 @@
 //!   raised, and from then on `authorize` answers `NeedsReauth` without any
 //!   network call.
 //! - 5xx, 429, timeouts, unparsable answers → [`CredentialError::Transient`];
-//!   `authorize` keeps handing out the current token while it is unexpired.
+//!   that connection's on-demand and sweep refreshes back off for the
+//!   provider's `Retry-After` (else `transient_backoff`), and `authorize`
+//!   keeps handing out the current token while it is unexpired.
 //! - `invalid_client` / `unauthorized_client` → one
 //!   [`Event::ProviderCredentialsRejected`] per provider app per process,
 //!   and no token requests for that app for `client_backoff`.
@@ -97,6 +99,13 @@ pub struct RefreshConfig {
     pub idle_refresh_after: Duration,
     /// After `invalid_client`, no token requests for that app for this long.
     pub client_backoff: Duration,
+    /// After a transient failure, no on-demand or sweep refresh of that
+    /// connection for this long (or the provider's `Retry-After`, up to
+    /// `max_transient_backoff`); `authorize` keeps the unexpired token.
+    /// Forced refreshes ([`RefreshTrigger::StaleVersion`]) ignore it.
+    pub transient_backoff: Duration,
+    /// Upper bound on a `Retry-After` honoured as backoff.
+    pub max_transient_backoff: Duration,
     /// A token is "usable" while it has this much life left.
     pub expiry_skew: Duration,
     /// Sweep: refreshes running at once.
@@ -123,6 +132,8 @@ impl Default for RefreshConfig {
             limiter_wait: Duration::from_secs(10),
             idle_refresh_after: margin::IDLE_REFRESH,
             client_backoff: Duration::from_secs(300),
+            transient_backoff: Duration::from_secs(30),
+            max_transient_backoff: Duration::from_secs(600),
             expiry_skew: Duration::from_secs(30),
             sweep_concurrency: 8,
             sweep_jitter: Duration::from_secs(2),
@@ -142,6 +153,8 @@ impl fmt::Debug for RefreshConfig {
             .field("limiter_wait", &self.limiter_wait)
             .field("idle_refresh_after", &self.idle_refresh_after)
             .field("client_backoff", &self.client_backoff)
+            .field("transient_backoff", &self.transient_backoff)
+            .field("max_transient_backoff", &self.max_transient_backoff)
             .field("expiry_skew", &self.expiry_skew)
             .field("sweep_concurrency", &self.sweep_concurrency)
             .field("sweep_jitter", &self.sweep_jitter)
@@ -321,6 +334,7 @@ impl CredentialManagerBuilder {
                 gates: Mutex::new(HashMap::new()),
                 alerted: Mutex::new(HashSet::new()),
                 suspended: Mutex::new(HashMap::new()),
+                backoff: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
                 rng: Mutex::new(
                     self.rng
@@ -352,6 +366,7 @@ pub(crate) struct Inner {
     gates: Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
     alerted: Mutex<HashSet<String>>,
     suspended: Mutex<HashMap<String, Instant>>,
+    backoff: Mutex<HashMap<ConnectionId, Instant>>,
     counters: Counters,
     pub(crate) rng: Mutex<StdRng>,
     pub(crate) config: RefreshConfig,
@@ -688,6 +703,16 @@ impl Inner {
         def: &ConnectorDef,
         trigger: RefreshTrigger,
     ) -> Result<RefreshOutcome, CredentialError> {
+        if !matches!(trigger, RefreshTrigger::StaleVersion(_))
+            && let Some(left) = self.backoff_left(&conn.id)
+        {
+            return Err(CredentialError::Transient(format!(
+                "token endpoint of {} failed recently; next refresh of {} in {} s",
+                conn.provider,
+                conn.id,
+                left.as_secs().max(1)
+            )));
+        }
         let gate = self.gate(&conn.id);
         let _in_process = match gate.clone().try_lock_owned() {
             Ok(g) => g,
@@ -846,6 +871,7 @@ impl Inner {
                 if self.save(&sealed, cur.version).await? {
                     bump(&self.counters.refreshes);
                     self.clear_rejection(client);
+                    lock(&self.backoff).remove(&conn.id);
                     tracing::info!(connection = %conn.id, version = sealed.version, rotated, "refreshed access token");
                     self.phase(&conn.id, RefreshPhase::Saved).await;
                     let opened = OpenCredential {
@@ -895,6 +921,10 @@ impl Inner {
                 what,
             }) => {
                 bump(&self.counters.transient_failures);
+                let pause = retry_after
+                    .unwrap_or(self.config.transient_backoff)
+                    .min(self.config.max_transient_backoff);
+                lock(&self.backoff).insert(conn.id.clone(), Instant::now() + pause);
                 tracing::warn!(connection = %conn.id, status, retry_after_ms = retry_after.map(|d| d.as_millis() as u64), reason = %what, "token refresh failed; will retry");
                 Err(CredentialError::Transient(format!(
                     "token endpoint of {}: {what}",
@@ -1023,6 +1053,18 @@ impl Inner {
             })
             .await;
         Ok(())
+    }
+
+    fn backoff_left(&self, id: &ConnectionId) -> Option<Duration> {
+        let mut b = lock(&self.backoff);
+        let until = *b.get(id)?;
+        let now = Instant::now();
+        if now < until {
+            Some(until - now)
+        } else {
+            b.remove(id);
+            None
+        }
     }
 
     fn suspended(&self, client: &OAuthClient) -> bool {

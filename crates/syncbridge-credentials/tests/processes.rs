@@ -143,7 +143,7 @@ async fn twenty_processes_make_one_token_request() {
                 .arg(start_at.to_string())
                 // The winner holds the lock a moment before its request, so
                 // the others really do find it taken.
-                .env("SYNCBRIDGE_CREDENTIALS_PAUSE", "before_request:300")
+                .env("SYNCBRIDGE_CREDENTIALS_PAUSE", "before_request:500")
                 .spawn()
                 .unwrap()
         })
@@ -207,8 +207,9 @@ async fn kill_before_request_then_restart_refreshes() {
     w.add(&m, "c-kill-early", HOUR, MIN).await;
     let v0 = version(&w, "c-kill-early").await;
     let before = w.token_requests();
+    // A 5 s lease: the restart surely starts while the dead holder's lease runs.
     let mut child = helper(&w, "c-kill-early")
-        .args(["--lease-ms", "2500", "--http-timeout-ms", "1000"])
+        .args(["--lease-ms", "5000", "--http-timeout-ms", "1000"])
         .env("SYNCBRIDGE_CREDENTIALS_PAUSE", "before_request:60000")
         .spawn()
         .unwrap();

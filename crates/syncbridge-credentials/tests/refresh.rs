@@ -301,7 +301,7 @@ async fn invalid_client_raises_one_event() {
     assert!(w.accepts(&a_at).await);
 }
 
-/// 503 and 429 from the token endpoint are Transient with their status kept; the connection stays Active and `authorize` keeps the unexpired token.
+/// 503 and 429 from the token endpoint are Transient with their status kept; the connection stays Active, `authorize` keeps the unexpired token, and refreshes back off for Retry-After.
 #[tokio::test]
 async fn server_errors_and_throttling_are_transient() {
     let w = World::new(HOUR).await;
@@ -335,9 +335,22 @@ async fn server_errors_and_throttling_are_transient() {
             }
             other => panic!("expected Transient, got {other:?}"),
         }
+        // Backing off (Retry-After): authorize keeps the unexpired token
+        // and makes no request.
         assert_eq!(bearer(m.authorize(&conn, &w.def).await.unwrap()), at);
+        assert!(matches!(
+            m.refresh(&conn, &w.def, RefreshTrigger::Due).await,
+            Err(CredentialError::Transient(msg)) if msg.contains("failed recently")
+        ));
+        assert_eq!(ep.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(w.status(&id).await, ConnectionStatus::Active);
-        assert!(m.counters().transient_failures >= 2);
+        assert_eq!(m.counters().transient_failures, 1);
+        // A forced refresh ignores the backoff.
+        let forced = m
+            .refresh(&conn, &w.def, RefreshTrigger::StaleVersion(i64::MAX))
+            .await;
+        assert!(matches!(forced, Err(CredentialError::Transient(_))));
+        assert_eq!(ep.hits.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
     // An unreachable endpoint is transient too.
     let m = w.manager();
