@@ -36,6 +36,11 @@ pub struct DemoArgs {
     /// Give up if a pass takes longer than this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
+    /// Make the sandbox enforce a rate limit (e.g. `100/10s`, 429 + Retry-After
+    /// beyond it) and give the connector the matching limit, so the run stays
+    /// under it.
+    #[arg(long)]
+    pub sandbox_rate_limit: Option<String>,
 }
 
 /// One pass of the demo.
@@ -101,9 +106,18 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
     let json = a.json;
 
     // 1. The provider.
+    let rate_limit: Option<syncbridge_sandbox::RateLimit> = a
+        .sandbox_rate_limit
+        .as_deref()
+        .map(|s| {
+            s.parse()
+                .map_err(|e| anyhow::anyhow!("--sandbox-rate-limit: {e}"))
+        })
+        .transpose()?;
     let cfg = syncbridge_sandbox::SandboxConfig {
         records_per_object: a.records,
         auth_enabled: false,
+        rate_limit,
         ..Default::default()
     };
     let sandbox = syncbridge_sandbox::spawn(cfg)
@@ -151,7 +165,30 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
     );
 
     // 3. The five handlers under the local host.
-    let host = crate::up::start(&dir, 0, None).await?;
+    let mut extra_env = std::collections::BTreeMap::new();
+    if let Some(rl) = rate_limit {
+        let connectors = std::path::absolute(dir.join("connectors"))?;
+        std::fs::create_dir_all(&connectors)?;
+        std::fs::write(
+            connectors.join("sandbox.toml"),
+            syncbridge_core::connector::registry::sandbox_with_limit(
+                rl.limit.into(),
+                rl.window.as_secs_f64(),
+            ),
+        )?;
+        extra_env.insert(
+            "SYNCBRIDGE_CONNECTORS_DIR".to_string(),
+            connectors.display().to_string(),
+        );
+        say(
+            json,
+            format!(
+                "rate limit       sandbox enforces {} requests per {:?}; the connector stays under it",
+                rl.limit, rl.window
+            ),
+        );
+    }
+    let host = crate::up::start_with(&dir, 0, None, extra_env).await?;
     say(
         json,
         format!(

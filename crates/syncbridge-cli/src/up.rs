@@ -46,11 +46,22 @@ pub(crate) async fn start(
     http_port: u16,
     app_root: Option<&Path>,
 ) -> anyhow::Result<LocalHostHandle> {
+    start_with(data_dir, http_port, app_root, Default::default()).await
+}
+
+/// Starts the local host for `data_dir` with extra app settings.
+pub(crate) async fn start_with(
+    data_dir: &Path,
+    http_port: u16,
+    app_root: Option<&Path>,
+    extra_env: std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<LocalHostHandle> {
     let root = paths::app_root(app_root)?;
     let mut cfg = HostConfig::new(&root, paths::bin_dir()?, data_dir);
     cfg.functions_dir = Some(root.join("functions"));
     cfg.http_port = http_port;
     cfg.env = host_env(data_dir);
+    cfg.env.extend(extra_env);
     Ok(LocalHost::start(cfg).await?)
 }
 

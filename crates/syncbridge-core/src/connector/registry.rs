@@ -23,6 +23,28 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
+/// The shipped sandbox definition with an app-wide limit that stays inside a
+/// provider window of `limit` requests per `period_secs`: 95% of the window
+/// as sustained rate, the remaining 5% as burst, and the sandbox's headers
+/// read as app-wide. Used by the demo's `--sandbox-rate-limit` and tests.
+pub fn sandbox_with_limit(limit: u64, period_secs: f64) -> String {
+    let text = BUILTIN
+        .iter()
+        .find(|(f, _)| *f == "sandbox.toml")
+        .map(|(_, t)| *t)
+        .unwrap_or_default();
+    let sustained = (limit * 95 / 100).max(1);
+    let burst = (limit - sustained).max(1);
+    let text = text.replacen(
+        "\n[auth]",
+        "\nrate_limit_headers_app_wide = true\n\n[auth]",
+        1,
+    );
+    format!(
+        "{text}\n[[rate_limits]]\nname = \"app\"\nlimit = {sustained}\nperiod_secs = {period_secs}\nburst = {burst}\nscope = \"app\"\n"
+    )
+}
+
 /// Loaded definitions.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
@@ -102,6 +124,12 @@ mod tests {
         assert_eq!(
             r.names().collect::<Vec<_>>(),
             ["github", "hubspot", "sandbox"]
+        );
+        let limited = ConnectorDef::from_toml("limited", &sandbox_with_limit(100, 10.0)).unwrap();
+        assert!(limited.rate_limit_headers_app_wide);
+        assert_eq!(
+            (limited.rate_limits[0].limit, limited.rate_limits[0].burst),
+            (95, Some(5))
         );
     }
 }
