@@ -19,7 +19,7 @@ use clap::Args;
 use serde::Serialize;
 use syncbridge_core::connector::registry::Registry;
 use syncbridge_core::model::{Priority, RunCounts, RunStatus};
-use syncbridge_core::{Clock, Store, SystemClock, Timestamp};
+use syncbridge_core::{Clock, SecretString, Store, SystemClock, Timestamp};
 use syncbridge_sqlite::SqliteStore;
 
 use crate::connections::{AddArgs, build};
@@ -36,6 +36,10 @@ pub struct DemoArgs {
     /// Give up if a pass takes longer than this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
+    /// Access-token lifetime the sandbox issues, in seconds (short, so the
+    /// demo shows token refresh with rotating refresh tokens).
+    #[arg(long, default_value_t = 3)]
+    pub token_ttl_secs: u64,
     /// Make the sandbox enforce a rate limit (e.g. `100/10s`, 429 + Retry-After
     /// beyond it) and give the connector the matching limit, so the run stays
     /// under it.
@@ -86,6 +90,8 @@ pub struct DemoSummary {
     pub provider_requests: u64,
     /// 429s the sandbox sent.
     pub provider_throttled: u64,
+    /// OAuth token refreshes the sandbox's token endpoint served.
+    pub tokens_refreshed: u64,
 }
 
 fn say(json: bool, line: impl AsRef<str>) {
@@ -116,10 +122,12 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
         .transpose()?;
     let cfg = syncbridge_sandbox::SandboxConfig {
         records_per_object: a.records,
-        auth_enabled: false,
+        auth_enabled: true,
+        token_ttl: Duration::from_secs(a.token_ttl_secs.max(1)),
         rate_limit,
         ..Default::default()
     };
+    let (client_id, client_secret) = (cfg.client_id.clone(), cfg.client_secret.clone());
     let sandbox = syncbridge_sandbox::spawn(cfg)
         .await
         .context("starting the sandbox CRM")?;
@@ -133,6 +141,9 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
     );
 
     // 2. A tenant's connection to it.
+    let app = syncbridge_functions::AppState::embedded(
+        syncbridge_functions::Settings::for_data_dir(&dir),
+    )?;
     let store = SqliteStore::open_in(&dir)?;
     let add = AddArgs {
         tenant: "acme".into(),
@@ -150,6 +161,16 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
     for t in &tasks {
         store.put_task(t).await?;
     }
+    // The tenant authorized us: seal the sandbox's token pair (rotating refresh token).
+    let pair = sandbox.sandbox().issue_tokens();
+    let doc = syncbridge_credentials::CredentialDoc::oauth2(
+        SecretString::new(pair.access_token),
+        Some(SecretString::new(pair.refresh_token)),
+        Some(Duration::from_secs(pair.expires_in)),
+        SystemClock.now(),
+    );
+    app.credential_manager.store_initial(&conn.id, doc).await?;
+    drop(app);
     say(
         json,
         format!(
@@ -166,6 +187,11 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
 
     // 3. The five handlers under the local host.
     let mut extra_env = std::collections::BTreeMap::new();
+    extra_env.insert("SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_ID".to_string(), client_id);
+    extra_env.insert(
+        "SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_SECRET".to_string(),
+        client_secret,
+    );
     if let Some(rl) = rate_limit {
         let connectors = std::path::absolute(dir.join("connectors"))?;
         std::fs::create_dir_all(&connectors)?;
@@ -211,6 +237,14 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
             .error_for_status()?;
         let _ = resp.bytes().await?;
         say(json, format!("sandbox change   {changed} contacts updated, {} deleted", 10.min(a.records)));
+        // Let the access token reach its refresh margin, then run the real
+        // TokenRefresher function: it refreshes the token (rotating the
+        // refresh token) before the next pass needs it.
+        tokio::time::sleep(Duration::from_millis(a.token_ttl_secs.max(1) * 500 + 300)).await;
+        let swept = host.fire_timer("TokenRefresher").await.context("firing TokenRefresher")?;
+        for line in swept.response.logs.iter().filter(|l| l.starts_with("token sweep")) {
+            say(json, format!("token refresher  {}", line.trim_start_matches("token sweep: ")));
+        }
         let now = SystemClock.now();
         for t in &tasks {
             store.request_run(&t.id, Priority::Interactive, now).await?;
@@ -252,6 +286,7 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
         sandbox_records,
         provider_requests: stats["requests"].as_u64().unwrap_or(0),
         provider_throttled: stats["throttled"].as_u64().unwrap_or(0),
+        tokens_refreshed: stats["token_requests"].as_u64().unwrap_or(0),
         passes,
     };
     if json {
@@ -410,8 +445,8 @@ fn print_summary(s: &DemoSummary) {
         );
     }
     println!(
-        "provider requests {} (throttled {})",
-        s.provider_requests, s.provider_throttled
+        "provider requests {} (throttled {}), OAuth token refreshes {}",
+        s.provider_requests, s.provider_throttled, s.tokens_refreshed
     );
     println!(
         "{}",

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use syncbridge_core::connector::http::RetryPolicy;
 use syncbridge_core::connector::registry::Registry;
-use syncbridge_core::credentials::{CredentialProvider, NoCredentials};
+use syncbridge_core::credentials::CredentialProvider;
 use syncbridge_core::events::{EventSink, NoEvents};
 use syncbridge_core::pipeline::worker::WorkerDeps;
 use syncbridge_core::{Clock, QueueSender, RateLimiter, Store, SystemClock};
@@ -36,6 +36,8 @@ pub struct AppState {
     pub events: Arc<dyn EventSink>,
     /// The notification service, when configured (its delivery loop runs in every binary).
     pub notify: Option<syncbridge_notify::NotificationService>,
+    /// Sealed credentials and token refresh (also behind `credentials`).
+    pub credential_manager: syncbridge_credentials::CredentialManager,
 }
 
 /// Why the state could not be built.
@@ -50,6 +52,9 @@ pub enum StateError {
     /// A connector definition is unusable.
     #[error(transparent)]
     Connector(#[from] syncbridge_core::connector::DefinitionError),
+    /// The credentials configuration is unusable.
+    #[error("credentials: {0}")]
+    Credentials(String),
     /// The rate-limit configuration is unusable.
     #[error("rate limits: {0}")]
     RateLimit(String),
@@ -104,13 +109,29 @@ impl AppState {
             Some(n) => Arc::new(n.clone()),
             None => Arc::new(NoEvents),
         };
+        let cred = |e: &dyn std::fmt::Display| StateError::Credentials(e.to_string());
+        let sealer = Arc::new(
+            syncbridge_credentials::Sealer::local(&settings.data_dir).map_err(|e| cred(&e))?,
+        );
+        let clients = syncbridge_credentials::ClientRegistry::from_env(registry.names())
+            .map_err(|e| cred(&e))?;
+        let store: Arc<dyn Store> = Arc::new(store);
+        let credential_manager =
+            syncbridge_credentials::CredentialManager::builder(store.clone(), sealer, clients)
+                .connectors(registry.clone())
+                .events(events.clone())
+                .clock(clock.clone())
+                .rate_limiter(limiter.clone())
+                .build()
+                .map_err(|e| cred(&e))?;
         Ok(AppState {
             settings: Arc::new(settings),
-            store: Arc::new(store),
+            store,
             queue: Arc::new(queue),
             registry: Arc::new(registry),
             limiter,
-            credentials: Arc::new(NoCredentials),
+            credentials: Arc::new(credential_manager.clone()),
+            credential_manager,
             clock,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())

@@ -1,12 +1,11 @@
-//! `TokenRefresher` (timer).
-//!
-//! Plumbing only so far: it decodes the timer and reports the connections that
-//! would be swept. Refreshing OAuth tokens is the credentials issue.
+//! `TokenRefresher` (timer): refreshes OAuth tokens that expire within their
+//! margin, and idle ones at least daily, before any worker needs them (the
+//! workers refresh on demand as the backstop). One refresh per credential at a
+//! time across every process; see `syncbridge-credentials`.
 
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use syncbridge_core::model::ConnectionStatus;
 use syncbridge_protocol::{Invocation, InvocationResponse, TimerInvocation};
 
 use crate::scheduler::HandlerErrorOr;
@@ -14,6 +13,9 @@ use crate::state::AppState;
 
 /// The function name.
 pub const FUNCTION: &str = "TokenRefresher";
+
+/// Most credentials one invocation refreshes (the rest wait for the next tick).
+const SWEEP_LIMIT: usize = 5000;
 
 /// `POST /TokenRefresher`.
 pub fn router(state: AppState) -> Router {
@@ -28,18 +30,17 @@ async fn handle(
 ) -> Result<InvocationResponse, HandlerErrorOr> {
     let id = inv.context.invocation_id.clone().unwrap_or_default();
     let _timer = inv.into_payload_or_reject()?;
-    let conns = state
-        .store
-        .list_connections(None)
+    let report = state
+        .credential_manager
+        .sweep(state.clock.now(), SWEEP_LIMIT)
         .await
-        .map_err(crate::HandlerError::from)?;
-    let active = conns
-        .iter()
-        .filter(|c| c.status == ConnectionStatus::Active)
-        .count();
+        .map_err(|e| crate::HandlerError::Other(format!("token sweep failed: {e}")))?;
     let line = format!(
-        "token sweep: {active} active connection(s) checked; token refresh not implemented yet"
+        "token sweep: {} checked, {} refreshed, {} failed, {} need re-authorization",
+        report.checked, report.refreshed, report.failed, report.needs_reauth
     );
     tracing::info!(invocation_id = %id, "{line}");
-    Ok(InvocationResponse::new().log(line))
+    Ok(InvocationResponse::new()
+        .log(line)
+        .return_value(serde_json::to_value(&report).unwrap_or_default()))
 }
