@@ -47,7 +47,7 @@ pub async fn run_function(
     let addr = syncbridge_protocol::listen_addr_from_env()?;
     let listener = TcpListener::bind(addr).await?;
     let settings = Settings::from_env()?;
-    let state = AppState::embedded(settings)?;
+    let state = AppState::from_settings(settings).await?;
     tracing::info!(function = name, %addr, "custom handler listening");
     if let Some(n) = state.notify.clone() {
         tokio::spawn(async move { n.run(std::future::pending::<()>()).await });

@@ -35,6 +35,76 @@ pub struct Settings {
     /// `SYNCBRIDGE_REDIS_URL`: shared rate limiting across processes and
     /// instances (`redis://host:port`); none = an in-process limiter.
     pub redis_url: Option<String>,
+    /// The Azure backends, when configured (each replaces its embedded default).
+    pub azure: AzureBackends,
+}
+
+/// Which Azure backends are configured. Cosmos DB and Service Bus go
+/// together: a Cosmos store with the machine-local queue (or the reverse) is
+/// refused at start.
+#[derive(Debug, Clone, Default)]
+pub struct AzureBackends {
+    /// `SYNCBRIDGE_COSMOS_ENDPOINT` (+ `_DATABASE`, `_CONTAINER`, `_REGION`).
+    pub cosmos: Option<syncbridge_cosmos::CosmosSettings>,
+    /// `ServiceBusConnection__fullyQualifiedNamespace` or `SYNCBRIDGE_SERVICEBUS_ENDPOINT`.
+    pub service_bus: Option<syncbridge_servicebus::ServiceBusSettings>,
+    /// `SYNCBRIDGE_KEY_VAULT_URI`: the data-encryption key lives in Key Vault.
+    pub key_vault: bool,
+}
+
+impl AzureBackends {
+    /// Reads the Azure settings through `var`.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String> + Copy) -> Result<Self, SettingsError> {
+        let set = |k: &str| var(k).is_some_and(|v| !v.trim().is_empty());
+        let cosmos = if set("SYNCBRIDGE_COSMOS_ENDPOINT") {
+            Some(
+                syncbridge_cosmos::CosmosSettings::from_vars(var).map_err(|message| {
+                    SettingsError {
+                        name: "SYNCBRIDGE_COSMOS_ENDPOINT",
+                        message,
+                    }
+                })?,
+            )
+        } else {
+            None
+        };
+        let sb_set = set(syncbridge_servicebus::SETTING_NAMESPACE)
+            || set(syncbridge_servicebus::SETTING_ENDPOINT);
+        let service_bus = if sb_set {
+            Some(
+                syncbridge_servicebus::ServiceBusSettings::from_vars(var).map_err(|message| {
+                    SettingsError {
+                        name: syncbridge_servicebus::SETTING_NAMESPACE,
+                        message,
+                    }
+                })?,
+            )
+        } else {
+            None
+        };
+        match (&cosmos, &service_bus) {
+            (Some(_), None) => {
+                return Err(SettingsError {
+                    name: syncbridge_servicebus::SETTING_NAMESPACE,
+                    message:
+                        "SYNCBRIDGE_COSMOS_ENDPOINT is set, so the queues must be Service Bus too"
+                            .into(),
+                });
+            }
+            (None, Some(_)) if !set(syncbridge_servicebus::SETTING_ENDPOINT) => {
+                return Err(SettingsError {
+                    name: "SYNCBRIDGE_COSMOS_ENDPOINT",
+                    message: "Service Bus is configured, so the store must be Cosmos DB too".into(),
+                });
+            }
+            _ => {}
+        }
+        Ok(AzureBackends {
+            cosmos,
+            service_bus,
+            key_vault: set("SYNCBRIDGE_KEY_VAULT_URI"),
+        })
+    }
 }
 
 fn var(name: &'static str) -> Option<String> {
@@ -70,6 +140,7 @@ impl Settings {
             lease_for: Duration::from_secs(number("SYNCBRIDGE_LEASE_SECS", 900)?),
             notify_config: var("SYNCBRIDGE_NOTIFY_CONFIG").map(PathBuf::from),
             redis_url: var("SYNCBRIDGE_REDIS_URL"),
+            azure: AzureBackends::from_vars(|k| std::env::var(k).ok())?,
         };
         if let Some(u) = &s.redis_url
             && !(u.starts_with("redis://") || u.starts_with("rediss://"))
@@ -115,6 +186,63 @@ impl Settings {
             lease_for: Duration::from_secs(900),
             notify_config: None,
             redis_url: None,
+            azure: AzureBackends::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<String> + Copy {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    /// No Azure setting selects the embedded default; half an Azure setup is refused naming the missing setting.
+    #[test]
+    fn azure_backend_selection_table() {
+        let none = AzureBackends::from_vars(vars(&[])).unwrap();
+        assert!(none.cosmos.is_none() && none.service_bus.is_none() && !none.key_vault);
+        let both = AzureBackends::from_vars(vars(&[
+            (
+                "SYNCBRIDGE_COSMOS_ENDPOINT",
+                "https://acct.documents.azure.com:443/",
+            ),
+            (
+                "ServiceBusConnection__fullyQualifiedNamespace",
+                "ns.servicebus.windows.net",
+            ),
+            ("SYNCBRIDGE_KEY_VAULT_URI", "https://kv.vault.azure.net/"),
+        ]))
+        .unwrap();
+        assert!(both.cosmos.is_some() && both.service_bus.is_some() && both.key_vault);
+        let e = AzureBackends::from_vars(vars(&[(
+            "SYNCBRIDGE_COSMOS_ENDPOINT",
+            "https://acct.documents.azure.com:443/",
+        )]))
+        .unwrap_err();
+        assert_eq!(e.name, "ServiceBusConnection__fullyQualifiedNamespace");
+        let e = AzureBackends::from_vars(vars(&[(
+            "ServiceBusConnection__fullyQualifiedNamespace",
+            "ns.servicebus.windows.net",
+        )]))
+        .unwrap_err();
+        assert_eq!(e.name, "SYNCBRIDGE_COSMOS_ENDPOINT");
+        // The local host's Service Bus REST endpoint may be used with the embedded store.
+        assert!(
+            AzureBackends::from_vars(vars(&[(
+                "SYNCBRIDGE_SERVICEBUS_ENDPOINT",
+                "http://127.0.0.1:7071/"
+            )]))
+            .is_ok()
+        );
     }
 }

@@ -52,6 +52,9 @@ pub enum StateError {
     /// A connector definition is unusable.
     #[error(transparent)]
     Connector(#[from] syncbridge_core::connector::DefinitionError),
+    /// An Azure backend could not be set up.
+    #[error("azure: {0}")]
+    Azure(String),
     /// The credentials configuration is unusable.
     #[error("credentials: {0}")]
     Credentials(String),
@@ -64,11 +67,58 @@ pub enum StateError {
 }
 
 impl AppState {
+    /// The backends the settings select: Cosmos DB, Service Bus and Key Vault
+    /// through the app's managed identity where configured, the embedded
+    /// default (SQLite store, local queue, local key file) otherwise.
+    pub async fn from_settings(settings: Settings) -> Result<Self, StateError> {
+        let azure = settings.azure.clone();
+        let store: Arc<dyn Store> = match &azure.cosmos {
+            Some(cs) => {
+                let credential = syncbridge_servicebus::entra::managed_identity(
+                    std::env::var("AZURE_CLIENT_ID").ok(),
+                )
+                .map_err(|e| StateError::Azure(e.to_string()))?;
+                Arc::new(syncbridge_cosmos::CosmosStore::connect(cs, credential).await?)
+            }
+            None => Arc::new(SqliteStore::open_in(&settings.data_dir)?),
+        };
+        let queue: Arc<dyn QueueSender> = match &azure.service_bus {
+            Some(sb) => Arc::new(
+                syncbridge_servicebus::ServiceBusSender::from_settings(sb)
+                    .map_err(|e| StateError::Azure(e.to_string()))?,
+            ),
+            None => Arc::new(
+                LocalQueue::open(settings.data_dir.join("queue.db"))
+                    .map_err(|e| StateError::Queue(e.to_string()))?,
+            ),
+        };
+        let keys: Option<Arc<dyn syncbridge_core::SecretStore>> = if azure.key_vault {
+            Some(Arc::new(
+                syncbridge_keyvault::KeyVaultSecretStore::from_vars(|k| std::env::var(k).ok())
+                    .map_err(StateError::Azure)?,
+            ))
+        } else {
+            None
+        };
+        Self::assemble(settings, store, queue, keys)
+    }
+
     /// The embedded default: SQLite store and local queue under the data dir.
     pub fn embedded(settings: Settings) -> Result<Self, StateError> {
-        let store = SqliteStore::open_in(&settings.data_dir)?;
-        let queue = LocalQueue::open(settings.data_dir.join("queue.db"))
-            .map_err(|e| StateError::Queue(e.to_string()))?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&settings.data_dir)?);
+        let queue: Arc<dyn QueueSender> = Arc::new(
+            LocalQueue::open(settings.data_dir.join("queue.db"))
+                .map_err(|e| StateError::Queue(e.to_string()))?,
+        );
+        Self::assemble(settings, store, queue, None)
+    }
+
+    fn assemble(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        queue: Arc<dyn QueueSender>,
+        keys: Option<Arc<dyn syncbridge_core::SecretStore>>,
+    ) -> Result<Self, StateError> {
         let registry = match &settings.connectors_dir {
             Some(dir) => Registry::with_dir(dir)?,
             None => Registry::builtin(),
@@ -110,12 +160,14 @@ impl AppState {
             None => Arc::new(NoEvents),
         };
         let cred = |e: &dyn std::fmt::Display| StateError::Credentials(e.to_string());
-        let sealer = Arc::new(
-            syncbridge_credentials::Sealer::local(&settings.data_dir).map_err(|e| cred(&e))?,
-        );
+        let sealer = Arc::new(match keys {
+            Some(k) => syncbridge_credentials::Sealer::new(k),
+            None => {
+                syncbridge_credentials::Sealer::local(&settings.data_dir).map_err(|e| cred(&e))?
+            }
+        });
         let clients = syncbridge_credentials::ClientRegistry::from_env(registry.names())
             .map_err(|e| cred(&e))?;
-        let store: Arc<dyn Store> = Arc::new(store);
         let credential_manager =
             syncbridge_credentials::CredentialManager::builder(store.clone(), sealer, clients)
                 .connectors(registry.clone())
@@ -127,7 +179,7 @@ impl AppState {
         Ok(AppState {
             settings: Arc::new(settings),
             store,
-            queue: Arc::new(queue),
+            queue,
             registry: Arc::new(registry),
             limiter,
             credentials: Arc::new(credential_manager.clone()),
