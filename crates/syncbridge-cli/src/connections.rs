@@ -64,6 +64,18 @@ pub struct AddArgs {
     /// Connector setting `key=value` (e.g. owner=rust-lang); repeatable.
     #[arg(long = "setting", value_parser = parse_kv)]
     pub settings: Vec<(String, String)>,
+    /// OAuth access token (read from the environment so it stays out of shell history).
+    #[arg(skip = std::env::var("SYNCBRIDGE_ACCESS_TOKEN").ok())]
+    pub access_token: Option<String>,
+    /// OAuth refresh token (environment only).
+    #[arg(skip = std::env::var("SYNCBRIDGE_REFRESH_TOKEN").ok())]
+    pub refresh_token: Option<String>,
+    /// Seconds until the access token expires.
+    #[arg(long)]
+    pub expires_in: Option<u64>,
+    /// API key for `api_key` connectors (environment only).
+    #[arg(skip = std::env::var("SYNCBRIDGE_API_KEY").ok())]
+    pub api_key: Option<String>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -77,10 +89,26 @@ pub(crate) async fn run(data_dir: &Path, cmd: ConnectionsCmd) -> anyhow::Result<
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     match cmd {
         ConnectionsCmd::Add(a) => {
-            let (conn, tasks) = build(a, &Registry::builtin(), SystemClock.now())?;
+            let now = SystemClock.now();
+            let doc = match (a.access_token.clone(), a.api_key.clone()) {
+                (Some(at), _) => Some(syncbridge_credentials::CredentialDoc::oauth2(
+                    SecretString::new(at),
+                    a.refresh_token.clone().map(SecretString::new),
+                    a.expires_in.map(std::time::Duration::from_secs),
+                    now,
+                )),
+                (None, Some(key)) => Some(syncbridge_credentials::CredentialDoc::ApiKey { key: SecretString::new(key) }),
+                (None, None) => None,
+            };
+            let (conn, tasks) = build(a, &Registry::builtin(), now)?;
             store.put_connection(&conn).await?;
             for t in &tasks {
                 store.put_task(t).await?;
+            }
+            if let Some(doc) = doc {
+                let app = syncbridge_functions::AppState::embedded(syncbridge_functions::Settings::for_data_dir(data_dir))?;
+                app.credential_manager.store_initial(&conn.id, doc).await?;
+                println!("credentials sealed for {}", conn.id);
             }
             let objects: Vec<&str> = tasks.iter().map(|t| t.object.as_str()).collect();
             println!(

@@ -155,6 +155,10 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
         webhook_scheme: None,
         webhook_secret: vec![],
         settings: vec![],
+        access_token: None,
+        refresh_token: None,
+        expires_in: None,
+        api_key: None,
     };
     let (conn, tasks) = build(add, &Registry::builtin(), SystemClock.now())?;
     store.put_connection(&conn).await?;
