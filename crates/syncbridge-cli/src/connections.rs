@@ -97,7 +97,9 @@ pub(crate) async fn run(data_dir: &Path, cmd: ConnectionsCmd) -> anyhow::Result<
                     a.expires_in.map(std::time::Duration::from_secs),
                     now,
                 )),
-                (None, Some(key)) => Some(syncbridge_credentials::CredentialDoc::ApiKey { key: SecretString::new(key) }),
+                (None, Some(key)) => Some(syncbridge_credentials::CredentialDoc::ApiKey {
+                    key: SecretString::new(key),
+                }),
                 (None, None) => None,
             };
             let (conn, tasks) = build(a, &Registry::builtin(), now)?;
@@ -106,7 +108,9 @@ pub(crate) async fn run(data_dir: &Path, cmd: ConnectionsCmd) -> anyhow::Result<
                 store.put_task(t).await?;
             }
             if let Some(doc) = doc {
-                let app = syncbridge_functions::AppState::embedded(syncbridge_functions::Settings::for_data_dir(data_dir))?;
+                let app = syncbridge_functions::AppState::embedded(
+                    syncbridge_functions::Settings::for_data_dir(data_dir),
+                )?;
                 app.credential_manager.store_initial(&conn.id, doc).await?;
                 println!("credentials sealed for {}", conn.id);
             }
