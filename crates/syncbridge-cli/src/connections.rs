@@ -19,7 +19,7 @@ use syncbridge_sqlite::SqliteStore;
 #[derive(Debug, Subcommand)]
 pub enum ConnectionsCmd {
     /// Add (or replace) a connection and its inbound sync tasks.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List connections.
     List {
         /// Print JSON.
@@ -89,6 +89,7 @@ pub(crate) async fn run(data_dir: &Path, cmd: ConnectionsCmd) -> anyhow::Result<
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     match cmd {
         ConnectionsCmd::Add(a) => {
+            let a = *a;
             let now = SystemClock.now();
             let doc = match (a.access_token.clone(), a.api_key.clone()) {
                 (Some(at), _) => Some(syncbridge_credentials::CredentialDoc::oauth2(

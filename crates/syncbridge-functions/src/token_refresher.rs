@@ -42,5 +42,5 @@ async fn handle(
     tracing::info!(invocation_id = %id, "{line}");
     Ok(InvocationResponse::new()
         .log(line)
-        .return_value(serde_json::to_value(&report).unwrap_or_default()))
+        .return_value(serde_json::to_value(report).unwrap_or_default()))
 }

@@ -91,9 +91,12 @@ struct ConnInfo {
     inbound: Vec<(TaskId, ObjectType)>,
 }
 
+/// When it was loaded, and the connection's info (`None`: no such webhook connection).
+type CachedInfo = (Instant, Option<Arc<ConnInfo>>);
+
 #[derive(Debug, Default)]
 struct ConfigCache {
-    map: Mutex<HashMap<String, (Instant, Option<Arc<ConnInfo>>)>>,
+    map: Mutex<HashMap<String, CachedInfo>>,
 }
 
 /// One accepted delivery waiting for the writer.
@@ -250,14 +253,14 @@ fn route(
     dedup_key: &str,
     body: &[u8],
     now: Timestamp,
-) -> Result<Vec<OutboundMessage>, QuarantinedMessage> {
+) -> Result<Vec<OutboundMessage>, Box<QuarantinedMessage>> {
     let named = named_objects(body);
     let routed: Vec<_> = inbound
         .iter()
         .filter(|(_, o)| named.is_empty() || named.iter().any(|n| n == o.as_str()))
         .collect();
     if routed.is_empty() {
-        return Err(QuarantinedMessage {
+        return Err(Box::new(QuarantinedMessage {
             source: FUNCTION.into(),
             message_id: Some(dedup_key.to_string()),
             connection: Some(conn.id.clone()),
@@ -267,7 +270,7 @@ fn route(
             ),
             body: body.to_vec(),
             at: now,
-        });
+        }));
     }
     Ok(routed
         .into_iter()
@@ -501,7 +504,7 @@ async fn receive(
         .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&body))));
     let (messages, quarantine) = match route(&info.conn, &info.inbound, &dedup_key, &body, now) {
         Ok(m) => (m, None),
-        Err(q) => (Vec::new(), Some(q)),
+        Err(q) => (Vec::new(), Some(*q)),
     };
     let event = WebhookEvent {
         connection: conn_id,

@@ -168,7 +168,16 @@ async fn bad_input_table() {
         v
     };
     let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000));
-    let cases: Vec<(&str, &str, Vec<(String, String)>, String, StatusCode, &str)> = vec![
+    // (name, path, headers, body, expected status, counter)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(String, String)>,
+        String,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "missing signature",
             "/api/webhooks/conn1",
