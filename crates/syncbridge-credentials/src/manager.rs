@@ -1117,7 +1117,13 @@ impl CredentialProvider for CredentialManager {
             }
         }
         let i = &self.inner;
-        let cur = i.load_required(&conn.id).await?;
+        // No stored credential: the request goes out unauthenticated and the
+        // provider's 401 fails the run with a clear message (a connection
+        // created before its authorization, or a provider that needs none).
+        let Some(cur) = i.load(&conn.id).await? else {
+            tracing::debug!(connection = %conn.id, "no stored credentials; sending the request without authorization");
+            return Ok(None);
+        };
         if cur.needs_reauth.is_some() {
             return Err(CredentialError::NeedsReauth);
         }
