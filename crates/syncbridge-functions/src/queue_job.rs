@@ -45,7 +45,7 @@ pub(crate) async fn decode(
     let id = store
         .quarantine(&QuarantinedMessage {
             source: function.to_string(),
-            message_id,
+            message_id: message_id.clone(),
             connection: None,
             reason: poison.clone(),
             body,
@@ -54,7 +54,7 @@ pub(crate) async fn decode(
         .await?;
     let event = syncbridge_core::events::Event::MessageQuarantined {
         source: function.to_string(),
-        message_id: None,
+        message_id,
         reason: poison.clone(),
     };
     events.emit(event).await;

@@ -188,6 +188,8 @@ pub async fn handle_inbound_job(
         .throttled
         .load(std::sync::atomic::Ordering::Relaxed);
     let end = deps.clock.now();
+    // The breaker raises its own, more specific event instead of "run failed".
+    let breaker_tripped = matches!(result, Ok(InboundOutcome::Completed { breaker: Some(_) }));
     run.counts = counts;
     run.finished_at = Some(end);
     let next_run_at = match result {
@@ -248,12 +250,7 @@ pub async fn handle_inbound_job(
         .await?;
     let was_failing = previous.is_some_and(|p| p.status == RunStatus::Failed);
     match run.status {
-        RunStatus::Failed
-            if run
-                .error
-                .as_deref()
-                .is_some_and(|e| !e.starts_with("mass-delete breaker")) =>
-        {
+        RunStatus::Failed if !breaker_tripped => {
             deps.events
                 .emit(Event::SyncRunFailed {
                     tenant: task.tenant.clone(),
