@@ -100,6 +100,7 @@ pub async fn add_connection(
             secrets: vec![SecretString::new(secret)],
         }),
         settings: BTreeMap::new(),
+        conflicts: Default::default(),
         created_at: Timestamp::from_millis(0),
     };
     store.put_connection(&conn).await.unwrap();

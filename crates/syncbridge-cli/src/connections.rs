@@ -233,6 +233,7 @@ pub(crate) fn build(
         base_url: a.base_url,
         webhook,
         settings: a.settings.into_iter().collect::<BTreeMap<_, _>>(),
+        conflicts: Default::default(),
         created_at: now,
     };
     Ok((conn, tasks))

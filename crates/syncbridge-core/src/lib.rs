@@ -11,6 +11,7 @@
 //! - [`queue`]: the [`QueueSender`] trait: every enqueue goes through it.
 //! - [`secrets`]: [`SecretString`] (never printed) and the [`SecretStore`] trait.
 //! - [`ratelimit`]: the [`RateLimiter`] trait the workers consult before each provider call.
+//! - [`merge`]: the pure conflict-resolution core: three-way field merge, policies, audit entries.
 //!
 //! Nothing in this crate performs I/O by itself; binaries wire concrete backends
 //! behind these traits.
@@ -20,6 +21,7 @@ pub mod connector;
 pub mod credentials;
 pub mod events;
 pub mod ids;
+pub mod merge;
 pub mod model;
 pub mod pipeline;
 pub mod queue;

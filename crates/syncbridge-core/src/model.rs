@@ -68,6 +68,13 @@ pub struct Connection {
     /// Connector settings (path parameters such as `owner`/`repo`).
     #[serde(default)]
     pub settings: std::collections::BTreeMap<String, String>,
+    /// How conflicting changes are resolved, per object and field
+    /// (default: `manual` everywhere, so nothing is lost silently).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::merge::ConnectionPolicies::is_empty"
+    )]
+    pub conflicts: crate::merge::ConnectionPolicies,
     /// When the connection was created.
     pub created_at: Timestamp,
 }
@@ -298,6 +305,90 @@ pub struct Record {
     pub version: i64,
     /// The provider's last-modified time for this record, if it reports one.
     pub remote_updated_at: Option<Timestamp>,
+    /// Present while our copy differs from what the provider has agreed to:
+    /// a local change not yet pushed, or a conflict parked for a person.
+    /// Inbound pulls leave such a record alone (the outbound worker reads the
+    /// provider fresh and merges); `None` means `data` is the agreed state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalState>,
+}
+
+impl Record {
+    /// Whether the record was created locally and the provider has no id for it yet.
+    pub fn is_provisional(&self) -> bool {
+        self.external_id.as_str().starts_with(PROVISIONAL_PREFIX)
+    }
+}
+
+/// Prefix of the id a locally created record carries until the provider
+/// assigns its own (`local:` + the product's reference).
+pub const PROVISIONAL_PREFIX: &str = "local:";
+
+/// The outbound side of a record: what both sides last agreed on and what is
+/// still to be pushed. Stored with the record, so a local change, its outbox
+/// entry and any parked conflict commit together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalState {
+    /// The last state both sides agreed on (the three-way merge's base);
+    /// `{}` for a record created locally.
+    pub base: serde_json::Value,
+    /// Deleted locally; the delete is not pushed yet.
+    #[serde(default)]
+    pub deleted: bool,
+    /// When the product last changed the record (for the `latest` policy).
+    pub local_updated_at: Timestamp,
+    /// The outbox: when the next push attempt is due. `None` when nothing is
+    /// to be pushed (only a parked conflict) or the push is parked on a
+    /// permanent failure.
+    #[serde(default)]
+    pub push_due_at: Option<Timestamp>,
+    /// Failed push attempts since the last success.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The provider's answer to the last failed push (permanent failures park here).
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Fields parked under the `manual` policy, waiting for a person.
+    #[serde(default)]
+    pub conflicts: Vec<ParkedConflict>,
+    /// A person's resolutions of parked fields (field → winning side),
+    /// applied by the next push as field-level policy overrides.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub resolutions: std::collections::BTreeMap<String, crate::merge::Side>,
+}
+
+/// One field changed on both sides, parked for manual resolution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedConflict {
+    /// The field.
+    pub field: String,
+    /// The value both sides last agreed on (`null` = absent).
+    pub base: serde_json::Value,
+    /// Our value.
+    pub local: serde_json::Value,
+    /// The provider's value.
+    pub remote: serde_json::Value,
+    /// When it was parked.
+    pub parked_at: Timestamp,
+}
+
+/// One conflict-resolution decision, appended to the audit log. `key`
+/// identifies the decision, so re-evaluating the same conflict (a redelivered
+/// message, a retried push) appends nothing new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Identity of the decision.
+    pub key: String,
+    /// Connection.
+    pub connection: ConnectionId,
+    /// Object type.
+    pub object: ObjectType,
+    /// Record.
+    pub external_id: ExternalId,
+    /// When it was decided.
+    pub at: Timestamp,
+    /// The decision: fields, base/local/remote values, versions, policy, outcome.
+    pub entry: serde_json::Value,
 }
 
 /// Stable hash of a record's canonical content: SHA-256 over the compact JSON
@@ -360,6 +451,35 @@ impl SyncJob {
     /// messages, so a retried scheduler tick is dropped by duplicate detection.
     pub fn message_id(&self) -> String {
         format!("{}:{}", self.task, self.lease_token)
+    }
+}
+
+/// The body of a message on `sync-outbound`: push one record's local
+/// changes. The worker reconciles the record's current state, whatever
+/// version the message names, so a late or repeated message pushes nothing twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushJob {
+    /// Connection.
+    pub connection: ConnectionId,
+    /// Object type.
+    pub object: ObjectType,
+    /// The record (a provisional `local:` id for a create).
+    pub external_id: ExternalId,
+    /// The record's version when the push was requested.
+    pub version: i64,
+    /// Failed attempts before this one.
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+impl PushJob {
+    /// Deterministic `MessageId`: one message per record version and attempt,
+    /// so the outbox sweep re-sending a pending push is dropped as a duplicate.
+    pub fn message_id(&self) -> String {
+        format!(
+            "push:{}:{}:{}:v{}:a{}",
+            self.connection, self.object, self.external_id, self.version, self.attempt
+        )
     }
 }
 

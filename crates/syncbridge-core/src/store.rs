@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::ids::{ConnectionId, ExternalId, ObjectType, TaskId, TenantId};
 use crate::model::{
-    Connection, Lease, QuarantinedMessage, Record, SyncRun, SyncTask, WebhookEvent,
+    AuditRecord, Connection, Lease, QuarantinedMessage, Record, SyncRun, SyncTask, WebhookEvent,
 };
 
 /// Why a store call failed.
@@ -87,6 +87,36 @@ pub struct PageOutcome {
     pub unchanged: u64,
     /// Records removed (already-absent ids are not counted).
     pub deleted: u64,
+    /// Records left alone because a local change or a parked conflict holds
+    /// them (the outbound worker merges the provider's state instead).
+    #[serde(default)]
+    pub held: u64,
+    /// Records older than the stored copy (by the provider's modification
+    /// time): an older remote version never overwrites a newer one.
+    #[serde(default)]
+    pub stale: u64,
+}
+
+/// A compare-and-swap write of one record and what goes with it, in one
+/// transaction: the record's new state (or its removal, or its move to the
+/// id the provider assigned) and the audit entries of the decisions that
+/// produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordWrite {
+    /// Connection of the record.
+    pub connection: ConnectionId,
+    /// Object type.
+    pub object: ObjectType,
+    /// The record's id now.
+    pub external_id: ExternalId,
+    /// The version the writer read; `None` = the record must not exist.
+    /// A mismatch is [`StoreError::Conflict`] and writes nothing.
+    pub expect_version: Option<i64>,
+    /// The new state (its `external_id` may differ: the record moves there,
+    /// which must not exist yet), or `None` to remove the record.
+    pub next: Option<Record>,
+    /// Decisions to append; an entry whose key is already stored is skipped.
+    pub audit: Vec<AuditRecord>,
 }
 
 /// A quarantined message with its store id.
@@ -181,8 +211,28 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     // ---- records -----------------------------------------------------------
 
     /// Writes a page of records, deletes, and the cursor in one transaction,
-    /// under the task's lease. Unchanged hashes are skipped.
+    /// under the task's lease. Unchanged hashes are skipped; records with a
+    /// [`Record::local`] state are held (neither updated nor deleted); an
+    /// upsert whose `remote_updated_at` is older than the stored one is stale
+    /// and skipped.
     async fn commit_page(&self, page: &PageCommit) -> Result<PageOutcome, StoreError>;
+    /// Writes one record with compare-and-swap on its version (see [`RecordWrite`]).
+    async fn write_record(&self, w: &RecordWrite) -> Result<(), StoreError>;
+    /// Records whose push is due at `now`, oldest due first, at most `limit`.
+    async fn due_pushes(&self, now: Timestamp, limit: usize) -> Result<Vec<Record>, StoreError>;
+    /// Records with a local state (pending pushes, parked pushes, parked
+    /// conflicts), all connections or one, ordered by (object, id).
+    async fn list_local_changes(
+        &self,
+        connection: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+    /// The audit log, oldest first, all connections or one.
+    async fn list_audit(
+        &self,
+        connection: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
     /// One record.
     async fn get_record(
         &self,

@@ -52,6 +52,7 @@ async fn harness(scheme: &str, secrets: &[&str]) -> Harness {
             secrets: secrets.iter().map(|s| SecretString::new(*s)).collect(),
         }),
         settings: Default::default(),
+        conflicts: Default::default(),
         created_at: now,
     };
     state.store.put_connection(&conn).await.unwrap();

@@ -20,9 +20,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection as Db, OptionalExtension, params};
 use syncbridge_core::model::{
-    Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask, WebhookEvent,
+    AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
+    WebhookEvent,
 };
-use syncbridge_core::store::{PageCommit, PageOutcome, QuarantineEntry, SealedCredential};
+use syncbridge_core::store::{
+    PageCommit, PageOutcome, QuarantineEntry, RecordWrite, SealedCredential,
+};
 use syncbridge_core::{
     ConnectionId, ExternalId, ObjectType, Store, StoreError, TaskId, TenantId, Timestamp,
 };
@@ -182,8 +185,21 @@ fn load_task(db: &Db, id: &str) -> Result<Option<SyncTask>, StoreError> {
     doc.map(|d| from_json("task", &d)).transpose()
 }
 
-/// A record row: connection, object, id, data, hash, version, remote_updated_at.
-type RecordRow = (String, String, String, String, String, i64, Option<i64>);
+/// The columns every record query selects, in [`RecordRow`] order.
+const RECORD_COLUMNS: &str =
+    "connection, object, external_id, data, hash, version, remote_updated_at, local";
+
+/// A record row: connection, object, id, data, hash, version, remote_updated_at, local.
+type RecordRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
     Ok((
@@ -194,10 +210,13 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
         row.get(4)?,
         row.get(5)?,
         row.get(6)?,
+        row.get(7)?,
     ))
 }
 
-fn make_record((c, o, id, data, hash, version, remote): RecordRow) -> Result<Record, StoreError> {
+fn make_record(
+    (c, o, id, data, hash, version, remote, local): RecordRow,
+) -> Result<Record, StoreError> {
     Ok(Record {
         connection: ConnectionId::parse(c).map_err(|e| corrupt("record connection", e))?,
         object: ObjectType::parse(o).map_err(|e| corrupt("record object", e))?,
@@ -206,7 +225,26 @@ fn make_record((c, o, id, data, hash, version, remote): RecordRow) -> Result<Rec
         hash,
         version,
         remote_updated_at: remote.map(Timestamp::from_millis),
+        local: local
+            .map(|l| from_json("record local state", &l))
+            .transpose()?,
     })
+}
+
+fn query_records(
+    db: &Db,
+    sql_tail: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Record>, StoreError> {
+    let mut st = db
+        .prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM records {sql_tail}"))
+        .map_err(backend)?;
+    let rows = st
+        .query_map(params, row_to_record)
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    rows.into_iter().map(make_record).collect()
 }
 
 #[async_trait]
@@ -441,7 +479,7 @@ impl Store for SqliteStore {
             {
                 let mut get = tx
                     .prepare_cached(
-                        "SELECT hash, version FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3",
+                        "SELECT hash, version, remote_updated_at, local IS NOT NULL FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3",
                     )
                     .map_err(backend)?;
                 let mut put = tx
@@ -454,20 +492,35 @@ impl Store for SqliteStore {
                     )
                     .map_err(backend)?;
                 let mut del = tx
-                    .prepare_cached("DELETE FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3")
+                    .prepare_cached("DELETE FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3 AND local IS NULL")
+                    .map_err(backend)?;
+                let mut is_held = tx
+                    .prepare_cached("SELECT 1 FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3 AND local IS NOT NULL")
                     .map_err(backend)?;
                 let (c, o) = (page.connection.as_str(), page.object.as_str());
                 for u in &page.upserts {
-                    let existing: Option<(String, i64)> = get
-                        .query_row(params![c, o, u.external_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    let existing: Option<(String, i64, Option<i64>, bool)> = get
+                        .query_row(params![c, o, u.external_id.as_str()], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })
                         .optional()
                         .map_err(backend)?;
                     let version = match existing {
-                        Some((hash, _)) if hash == u.hash => {
+                        Some((.., true)) => {
+                            out.held += 1;
+                            continue;
+                        }
+                        Some((hash, ..)) if hash == u.hash => {
                             out.unchanged += 1;
                             continue;
                         }
-                        Some((_, v)) => {
+                        Some((_, _, Some(stored), _))
+                            if u.remote_updated_at.is_some_and(|t| t.as_millis() < stored) =>
+                        {
+                            out.stale += 1;
+                            continue;
+                        }
+                        Some((_, v, ..)) => {
                             out.updated += 1;
                             v + 1
                         }
@@ -488,6 +541,10 @@ impl Store for SqliteStore {
                     .map_err(backend)?;
                 }
                 for id in &page.deletes {
+                    if is_held.exists(params![c, o, id.as_str()]).map_err(backend)? {
+                        out.held += 1;
+                        continue;
+                    }
                     out.deleted += del.execute(params![c, o, id.as_str()]).map_err(backend)? as u64;
                 }
             }
@@ -508,16 +565,12 @@ impl Store for SqliteStore {
     ) -> Result<Option<Record>, StoreError> {
         let (c, o, id) = (connection.clone(), object.clone(), id.clone());
         self.with(move |db| {
-            db.query_row(
-                "SELECT connection, object, external_id, data, hash, version, remote_updated_at FROM records
-                 WHERE connection = ?1 AND object = ?2 AND external_id = ?3",
+            Ok(query_records(
+                db,
+                "WHERE connection = ?1 AND object = ?2 AND external_id = ?3",
                 params![c.as_str(), o.as_str(), id.as_str()],
-                row_to_record,
-            )
-            .optional()
-            .map_err(backend)?
-            .map(make_record)
-            .transpose()
+            )?
+            .pop())
         })
         .await
     }
@@ -549,22 +602,142 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Record>, StoreError> {
         let (c, o, after) = (connection.clone(), object.clone(), after.cloned());
         self.with(move |db| {
-            let mut st = db
-                .prepare_cached(
-                    "SELECT connection, object, external_id, data, hash, version, remote_updated_at FROM records
-                     WHERE connection = ?1 AND object = ?2 AND (?3 IS NULL OR external_id > ?3)
-                     ORDER BY external_id LIMIT ?4",
+            query_records(
+                db,
+                "WHERE connection = ?1 AND object = ?2 AND (?3 IS NULL OR external_id > ?3)
+                 ORDER BY external_id LIMIT ?4",
+                params![
+                    c.as_str(),
+                    o.as_str(),
+                    after.as_ref().map(|a| a.as_str()),
+                    limit as i64
+                ],
+            )
+        })
+        .await
+    }
+
+    async fn write_record(&self, w: &RecordWrite) -> Result<(), StoreError> {
+        let w = w.clone();
+        self.with(move |db| {
+            let tx = db.transaction().map_err(backend)?;
+            let (c, o, id) = (w.connection.as_str(), w.object.as_str(), w.external_id.as_str());
+            let current: Option<i64> = tx
+                .query_row(
+                    "SELECT version FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3",
+                    params![c, o, id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if current != w.expect_version {
+                return Err(StoreError::Conflict(format!("record {o}/{id}")));
+            }
+            let moved = w.next.as_ref().is_some_and(|n| n.external_id != w.external_id);
+            if w.next.is_none() || moved {
+                tx.execute(
+                    "DELETE FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3",
+                    params![c, o, id],
                 )
                 .map_err(backend)?;
-            let rows = st
-                .query_map(
-                    params![c.as_str(), o.as_str(), after.as_ref().map(|a| a.as_str()), limit as i64],
-                    row_to_record,
+            }
+            if let Some(r) = &w.next {
+                if moved {
+                    let taken = tx
+                        .query_row(
+                            "SELECT 1 FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3",
+                            params![c, o, r.external_id.as_str()],
+                            |_| Ok(()),
+                        )
+                        .optional()
+                        .map_err(backend)?;
+                    if taken.is_some() {
+                        return Err(StoreError::Conflict(format!("record {o}/{}", r.external_id)));
+                    }
+                }
+                tx.execute(
+                    "INSERT INTO records (connection, object, external_id, data, hash, version, remote_updated_at, local, push_due_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT(connection, object, external_id) DO UPDATE SET data = excluded.data,
+                       hash = excluded.hash, version = excluded.version,
+                       remote_updated_at = excluded.remote_updated_at, local = excluded.local,
+                       push_due_at = excluded.push_due_at",
+                    params![
+                        c,
+                        o,
+                        r.external_id.as_str(),
+                        to_json(&r.data),
+                        r.hash,
+                        r.version,
+                        r.remote_updated_at.map(|t| t.as_millis()),
+                        r.local.as_ref().map(to_json),
+                        r.local.as_ref().and_then(|l| l.push_due_at).map(|t| t.as_millis()),
+                    ],
                 )
+                .map_err(backend)?;
+            }
+            for a in &w.audit {
+                tx.execute(
+                    "INSERT INTO audit (key, connection, at, doc) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(key) DO NOTHING",
+                    params![a.key, a.connection.as_str(), a.at.as_millis(), to_json(a)],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn due_pushes(&self, now: Timestamp, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.with(move |db| {
+            query_records(
+                db,
+                "WHERE push_due_at IS NOT NULL AND push_due_at <= ?1
+                 ORDER BY push_due_at, connection, object, external_id LIMIT ?2",
+                params![now.as_millis(), limit as i64],
+            )
+        })
+        .await
+    }
+
+    async fn list_local_changes(
+        &self,
+        connection: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let c = connection.cloned();
+        self.with(move |db| {
+            query_records(
+                db,
+                "WHERE local IS NOT NULL AND (?1 IS NULL OR connection = ?1)
+                 ORDER BY connection, object, external_id LIMIT ?2",
+                params![c.as_ref().map(|c| c.as_str()), limit as i64],
+            )
+        })
+        .await
+    }
+
+    async fn list_audit(
+        &self,
+        connection: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let c = connection.cloned();
+        self.with(move |db| {
+            let mut st = db
+                .prepare_cached(
+                    "SELECT doc FROM audit WHERE ?1 IS NULL OR connection = ?1 ORDER BY seq LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let docs = st
+                .query_map(params![c.as_ref().map(|c| c.as_str()), limit as i64], |r| {
+                    r.get::<_, String>(0)
+                })
                 .map_err(backend)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;
-            rows.into_iter().map(make_record).collect()
+            docs.iter().map(|d| from_json("audit entry", d)).collect()
         })
         .await
     }

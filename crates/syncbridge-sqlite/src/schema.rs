@@ -86,6 +86,22 @@ const MIGRATIONS: &[&str] = &[
      DROP TABLE webhook_events;
      ALTER TABLE webhook_events_v4 RENAME TO webhook_events;
      CREATE UNIQUE INDEX webhook_events_key ON webhook_events (connection, dedup_key);",
+    // 5: outbound sync. A record's local state (base, outbox, parked
+    //    conflicts) lives with it; push_due_at mirrors the outbox's due time
+    //    so the due-push sweep is an index range. The audit log is
+    //    append-only, keyed by decision.
+    "ALTER TABLE records ADD COLUMN local TEXT;
+     ALTER TABLE records ADD COLUMN push_due_at INTEGER;
+     CREATE INDEX records_push_due ON records (push_due_at) WHERE push_due_at IS NOT NULL;
+     CREATE INDEX records_local ON records (connection, object, external_id) WHERE local IS NOT NULL;
+     CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        connection TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        doc TEXT NOT NULL
+     );
+     CREATE INDEX audit_connection ON audit (connection, seq);",
 ];
 
 /// Connection settings: WAL so several processes share the file, a busy

@@ -104,6 +104,37 @@ pub struct ObjectDef {
     pub max_delete_share: f64,
     /// Canonical field name → dotted path in the provider record.
     pub fields: BTreeMap<String, String>,
+    /// How to write records back (outbound sync); absent = read-only object.
+    #[serde(default)]
+    pub push: Option<PushDef>,
+}
+
+/// The write side of an object. Paths carry `{id}` for the record's id (and
+/// `{name}` for connection settings, as everywhere). Request bodies are built
+/// from the object's `fields` mapping: a canonical field mapped to
+/// `properties.email` is sent as `{"properties": {"email": …}}`, and a
+/// cleared field is sent as JSON `null`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushDef {
+    /// Reads one record (the fresh read before every push).
+    pub get: Endpoint,
+    /// Creates a record (POST); its answer is the created record.
+    #[serde(default)]
+    pub create: Option<Endpoint>,
+    /// Changes some fields (PATCH); its answer is the updated record.
+    #[serde(default)]
+    pub update: Option<Endpoint>,
+    /// Deletes (or archives) a record.
+    #[serde(default)]
+    pub delete: Option<Endpoint>,
+    /// Dotted path to the record in a read/create/update answer (`""` = the body is the record).
+    #[serde(default)]
+    pub record: String,
+    /// Header carrying the idempotency key of every write (e.g. `Idempotency-Key`);
+    /// absent when the provider has none (creates are then at-least-once).
+    #[serde(default)]
+    pub idempotency_header: Option<String>,
 }
 
 fn default_max_delete_share() -> f64 {
@@ -326,6 +357,32 @@ impl ConnectorDef {
                 && field.is_empty()
             {
                 return Err(err(f("deletes.field"), "must not be empty"));
+            }
+            if let Some(p) = &o.push {
+                let eps = [
+                    ("get", Some(&p.get), true),
+                    ("create", p.create.as_ref(), false),
+                    ("update", p.update.as_ref(), true),
+                    ("delete", p.delete.as_ref(), true),
+                ];
+                for (leaf, ep, needs_id) in eps {
+                    let Some(ep) = ep else { continue };
+                    if !ep.path.starts_with('/') {
+                        return Err(err(f(&format!("push.{leaf}.path")), "must start with `/`"));
+                    }
+                    if needs_id && !ep.path.contains("{id}") {
+                        return Err(err(f(&format!("push.{leaf}.path")), "must contain `{id}`"));
+                    }
+                    if !matches!(
+                        ep.method.as_str(),
+                        "GET" | "POST" | "PUT" | "PATCH" | "DELETE"
+                    ) {
+                        return Err(err(
+                            f(&format!("push.{leaf}.method")),
+                            "must be GET, POST, PUT, PATCH or DELETE",
+                        ));
+                    }
+                }
             }
         }
         Ok(())

@@ -81,6 +81,35 @@ pub fn map_fields(def: &ObjectDef, rec: &Value) -> Value {
     Value::Object(out)
 }
 
+fn record_id(def: &ObjectDef, rec: &Value) -> Option<ExternalId> {
+    lookup(rec, &def.id)
+        .and_then(scalar_text)
+        .and_then(|s| ExternalId::parse(s).ok())
+}
+
+fn record_updated(def: &ObjectDef, rec: &Value) -> Option<Timestamp> {
+    def.updated_at
+        .as_deref()
+        .and_then(|p| lookup(rec, p))
+        .and_then(parse_time)
+}
+
+/// One provider record (a read or a write's answer) mapped as a page's records are.
+pub fn extract_one(
+    def: &ObjectDef,
+    rec: &Value,
+) -> Result<super::http::RemoteRecord, ExtractError> {
+    let id = record_id(def, rec).ok_or_else(|| ExtractError::BadId {
+        index: 0,
+        path: def.id.clone(),
+    })?;
+    Ok(super::http::RemoteRecord {
+        id,
+        data: map_fields(def, rec),
+        updated_at: record_updated(def, rec),
+    })
+}
+
 /// Extracts a page's records. With `as_deletes`, every record is a deletion (deleted feed).
 pub fn extract_page(
     def: &ObjectDef,
@@ -95,18 +124,11 @@ pub fn extract_page(
         ..Default::default()
     };
     for (index, rec) in arr.iter().enumerate() {
-        let id = lookup(rec, &def.id)
-            .and_then(scalar_text)
-            .and_then(|s| ExternalId::parse(s).ok())
-            .ok_or_else(|| ExtractError::BadId {
-                index,
-                path: def.id.clone(),
-            })?;
-        let updated = def
-            .updated_at
-            .as_deref()
-            .and_then(|p| lookup(rec, p))
-            .and_then(parse_time);
+        let id = record_id(def, rec).ok_or_else(|| ExtractError::BadId {
+            index,
+            path: def.id.clone(),
+        })?;
+        let updated = record_updated(def, rec);
         if let Some(u) = updated {
             page.max_updated = Some(page.max_updated.map_or(u, |m| m.max(u)));
         }

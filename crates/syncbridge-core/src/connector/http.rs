@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::definition::{ConnectorDef, Endpoint, ObjectDef, Pagination, TimeFormat};
+use super::definition::{ConnectorDef, Endpoint, ObjectDef, Pagination, PushDef, TimeFormat};
 use crate::clock::{Clock, Timestamp};
 use crate::credentials::{AuthValue, CredentialError, CredentialProvider};
+use crate::ids::ExternalId;
 use crate::model::Connection;
 use crate::ratelimit::{Decision, RateLimiter};
 
@@ -225,7 +226,7 @@ impl HttpConnector {
         let link_url = matches!(obj.pagination, Pagination::LinkHeader)
             .then_some(req.page.as_deref())
             .flatten();
-        let mut rb = match link_url {
+        let rb = match link_url {
             // A Link-header token is the complete next URL.
             Some(url) => self.client.request(method, url),
             None => {
@@ -262,6 +263,111 @@ impl HttpConnector {
                 rb
             }
         };
+        self.finish(rb, auth)
+    }
+
+    /// Fetches one page, retrying transport errors, 5xx and cut-off bodies
+    /// with backoff, waiting out short rate limits and parking long ones.
+    pub async fn fetch(
+        &self,
+        obj: &ObjectDef,
+        req: &PageRequest,
+    ) -> Result<FetchedPage, FetchError> {
+        let answer = self.execute(&|auth| self.build(obj, req, auth)).await?;
+        Ok(FetchedPage {
+            body: answer.body,
+            link: answer.link,
+        })
+    }
+
+    /// Reads one record through the object's `push.get` endpoint: its mapped
+    /// fields and modification time, or `None` when the provider has no such
+    /// (live) record.
+    pub async fn read_record(
+        &self,
+        obj: &ObjectDef,
+        id: &ExternalId,
+    ) -> Result<Option<RemoteRecord>, FetchError> {
+        let push = push_def(obj)?;
+        let ep = &push.get;
+        let make = |auth: Option<&AuthValue>| self.build_write(ep, Some(id), None, None, auth);
+        match self.execute(&make).await {
+            Ok(a) => Ok(Some(remote_record(obj, push, &a.body)?)),
+            Err(FetchError::Rejected { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends one write: a create (`id` = `None`), an update of `changes`
+    /// (canonical field → value, `null` clears), or a delete (`changes` =
+    /// `None`). The idempotency key goes in the definition's header, so a
+    /// retried write applies once. Answers the record as the provider holds it
+    /// after the write (`None` after a delete or an empty answer).
+    pub async fn write_record(
+        &self,
+        obj: &ObjectDef,
+        id: Option<&ExternalId>,
+        changes: Option<&serde_json::Map<String, Value>>,
+        idempotency_key: &str,
+    ) -> Result<Option<RemoteRecord>, FetchError> {
+        let push = push_def(obj)?;
+        let (ep, body) = match (id, changes) {
+            (None, Some(c)) => (push.create.as_ref(), Some(write_body(obj, c))),
+            (Some(_), Some(c)) => (push.update.as_ref(), Some(write_body(obj, c))),
+            (Some(_), None) => (push.delete.as_ref(), None),
+            (None, None) => (None, None),
+        };
+        let Some(ep) = ep else {
+            return Err(FetchError::Rejected {
+                status: 0,
+                message: "the connector definition has no endpoint for this write".into(),
+            });
+        };
+        let key = push
+            .idempotency_header
+            .as_deref()
+            .map(|h| (h, idempotency_key));
+        let answer = self
+            .execute(&|auth| self.build_write(ep, id, body.as_ref(), key, auth))
+            .await?;
+        if changes.is_none() || answer.body.is_null() {
+            return Ok(None);
+        }
+        Ok(Some(remote_record(obj, push, &answer.body)?))
+    }
+
+    fn build_write(
+        &self,
+        ep: &Endpoint,
+        id: Option<&ExternalId>,
+        body: Option<&Value>,
+        idempotency: Option<(&str, &str)>,
+        auth: Option<&AuthValue>,
+    ) -> reqwest::RequestBuilder {
+        let mut path = self.expand_path(&ep.path);
+        if let Some(id) = id {
+            path = path.replace("{id}", &urlencode(id.as_str()));
+        }
+        let method =
+            reqwest::Method::from_bytes(ep.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let mut rb = self
+            .client
+            .request(method, format!("{}{}", self.base_url(), path))
+            .query(&ep.query);
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        if let Some((h, k)) = idempotency {
+            rb = rb.header(h, k);
+        }
+        self.finish(rb, auth)
+    }
+
+    fn finish(
+        &self,
+        mut rb: reqwest::RequestBuilder,
+        auth: Option<&AuthValue>,
+    ) -> reqwest::RequestBuilder {
         for (k, v) in &self.def.headers {
             rb = rb.header(k, v);
         }
@@ -277,12 +383,14 @@ impl HttpConnector {
         rb.timeout(self.policy.timeout)
     }
 
-    /// Fetches one page of `object`.
-    pub async fn fetch(
+    /// One request under the connection's rate limit and credentials:
+    /// retries transport errors, 5xx and cut-off bodies with backoff, waits
+    /// out short rate limits and parks long ones, re-authorizes once on 401.
+    /// A 2xx with an empty body answers `Value::Null`.
+    async fn execute(
         &self,
-        obj: &ObjectDef,
-        req: &PageRequest,
-    ) -> Result<FetchedPage, FetchError> {
+        make: &(dyn Fn(Option<&AuthValue>) -> reqwest::RequestBuilder + Send + Sync),
+    ) -> Result<Answer, FetchError> {
         let mut last = String::new();
         let mut reauthorized = false;
         let mut attempt = 0;
@@ -296,7 +404,7 @@ impl HttpConnector {
             let auth = self.creds.authorize(&self.conn, &self.def).await?;
             attempt += 1;
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let resp = match self.build(obj, req, auth.as_ref()).send().await {
+            let resp = match make(auth.as_ref()).send().await {
                 Ok(r) => r,
                 Err(e) => {
                     last = format!("transport error: {}", without_url(&e));
@@ -333,8 +441,14 @@ impl HttpConnector {
                 200..=299 => {
                     let link = header("link");
                     match resp.bytes().await {
+                        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
+                            return Ok(Answer {
+                                body: Value::Null,
+                                link,
+                            });
+                        }
                         Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-                            Ok(body) => return Ok(FetchedPage { body, link }),
+                            Ok(body) => return Ok(Answer { body, link }),
                             Err(e) => {
                                 last = format!("unreadable body ({} bytes): {e}", bytes.len())
                             }
@@ -393,6 +507,70 @@ impl HttpConnector {
     async fn backoff(&self, attempt: u32) {
         tokio::time::sleep(backoff(&self.policy, attempt, rand::random::<f64>())).await;
     }
+}
+
+/// A 2xx answer.
+struct Answer {
+    body: Value,
+    link: Option<String>,
+}
+
+/// A record as read from (or written to) the provider: canonical fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteRecord {
+    /// The provider's id.
+    pub id: ExternalId,
+    /// Mapped fields (`null` where absent), as inbound pulls map them.
+    pub data: Value,
+    /// The provider's modification time.
+    pub updated_at: Option<Timestamp>,
+}
+
+fn push_def(obj: &ObjectDef) -> Result<&PushDef, FetchError> {
+    obj.push.as_ref().ok_or_else(|| FetchError::Rejected {
+        status: 0,
+        message: "the object is read-only: its connector definition has no `push` table".into(),
+    })
+}
+
+fn remote_record(
+    obj: &ObjectDef,
+    push: &PushDef,
+    body: &Value,
+) -> Result<RemoteRecord, FetchError> {
+    let rec = super::extract::lookup(body, &push.record).unwrap_or(&Value::Null);
+    super::extract::extract_one(obj, rec).map_err(|e| FetchError::Unavailable {
+        attempts: 1,
+        last: format!("unreadable record in the provider's answer: {e}"),
+    })
+}
+
+/// The request body of a write: each canonical field placed at its mapped
+/// path (`properties.email` → `{"properties": {"email": …}}`).
+pub fn write_body(obj: &ObjectDef, changes: &serde_json::Map<String, Value>) -> Value {
+    let mut body = Value::Object(serde_json::Map::new());
+    for (name, value) in changes {
+        let Some(path) = obj.fields.get(name) else {
+            continue;
+        };
+        let mut at = &mut body;
+        let mut parts = path.split('.').peekable();
+        while let Some(part) = parts.next() {
+            let Value::Object(map) = at else { break };
+            if parts.peek().is_none() {
+                map.insert(part.to_owned(), value.clone());
+                break;
+            }
+            at = map
+                .entry(part.to_owned())
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        }
+    }
+    body
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// reqwest errors print the URL, which may carry a query-string credential.

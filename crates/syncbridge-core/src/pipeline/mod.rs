@@ -4,6 +4,9 @@
 //!   page, deletions with a mass-delete breaker.
 //! - [`worker`]: a queue job end to end: lease check, run record, outcome,
 //!   lease release.
+//! - [`outbound`]: local changes in (outbox), pushes out, three-way merge and
+//!   conflict policies, audit, manual resolution.
 
 pub mod inbound;
+pub mod outbound;
 pub mod worker;

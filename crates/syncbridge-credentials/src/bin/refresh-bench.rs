@@ -150,6 +150,7 @@ async fn run(a: Args) -> Result<bool, Box<dyn std::error::Error>> {
                 base_url: Some(sandbox.base_url()),
                 webhook: None,
                 settings: BTreeMap::new(),
+                conflicts: Default::default(),
                 created_at: now,
             })
             .await?;

@@ -130,6 +130,7 @@ impl World {
             base_url: Some(self.sandbox.base_url()),
             webhook: None,
             settings: BTreeMap::new(),
+            conflicts: Default::default(),
             created_at: SystemClock.now(),
         }
     }

@@ -3,13 +3,13 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use crate::{ConnectionId, ObjectType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use syncbridge_core::{ConnectionId, ObjectType};
 
-use crate::fields::{FieldValues, apply_changes, field};
-use crate::policy::{Policy, PolicyConfig, PolicySource};
-use crate::version::Version;
+use super::fields::{FieldValues, apply_changes, field};
+use super::policy::{Policy, PolicyConfig, PolicySource};
+use super::version::Version;
 
 /// One side of a sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -143,7 +143,7 @@ impl MergeOutcome {
     }
 
     /// The provider's record after it applied [`Self::push_to_remote`] to
-    /// `remote` (hash it for [`crate::is_echo`]).
+    /// `remote`.
     pub fn remote_after_push(&self, remote: &FieldValues) -> FieldValues {
         apply_changes(remote, &self.push_to_remote)
     }

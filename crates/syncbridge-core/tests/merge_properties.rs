@@ -3,11 +3,11 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use syncbridge_core::{ConnectionId, ObjectType, Timestamp};
-use syncbridge_merge::{
+use syncbridge_core::merge::{
     Chosen, FieldValues, MergeOutcome, Policy, PolicyConfig, RemoteVersion, Side, Version,
     apply_changes, field, normalize, same_fields, three_way_merge,
 };
+use syncbridge_core::{ConnectionId, ObjectType, Timestamp};
 
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 

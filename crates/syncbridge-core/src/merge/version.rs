@@ -2,8 +2,8 @@
 
 use std::cmp::Ordering;
 
+use crate::Timestamp;
 use serde::{Deserialize, Serialize};
-use syncbridge_core::Timestamp;
 
 /// A provider's version of a record: a number (ordered) or an opaque text such
 /// as an ETag (only equality is meaningful).
@@ -45,7 +45,7 @@ impl From<&str> for RemoteVersion {
 /// provider version and modification time, and our store's version and the
 /// time the product last changed it.
 ///
-/// As the `versions` of [`crate::three_way_merge`], the `remote_*` fields
+/// As the `versions` of [`super::three_way_merge`], the `remote_*` fields
 /// describe the incoming remote snapshot and the `local_*` fields our current
 /// record. As the arguments of [`should_apply_remote`], only the `remote_*`
 /// fields are read: `current` is the last remote snapshot we accepted,

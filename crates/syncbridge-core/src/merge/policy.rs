@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::{ConnectionId, ObjectType};
 use serde::{Deserialize, Serialize};
-use syncbridge_core::{ConnectionId, ObjectType};
 
-use crate::MergeError;
-use crate::merge::Side;
+use super::MergeError;
+use super::three_way::Side;
 
 /// How a field changed on both sides to different values is resolved.
 #[derive(
@@ -96,6 +96,13 @@ pub struct ConnectionPolicies {
     /// Per object type.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub objects: BTreeMap<ObjectType, ObjectPolicies>,
+}
+
+impl ConnectionPolicies {
+    /// No policy configured at any level.
+    pub fn is_empty(&self) -> bool {
+        self.policy.is_none() && self.objects.is_empty()
+    }
 }
 
 /// Policies for one object type of one connection.

@@ -1,13 +1,13 @@
 //! Audit entries: one per decision.
 
+use crate::model::content_hash;
+use crate::{ConnectionId, ExternalId, ObjectType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use syncbridge_core::model::content_hash;
-use syncbridge_core::{ConnectionId, ExternalId, ObjectType};
 
-use crate::merge::{Chosen, Decision, MergeOutcome, Reason};
-use crate::policy::{Policy, PolicySource};
-use crate::version::Version;
+use super::policy::{Policy, PolicySource};
+use super::three_way::{Chosen, Decision, MergeOutcome, Reason};
+use super::version::Version;
 
 /// One resolution decision, as appended to the audit log: the record, the
 /// field with its base/local/remote values, the versions seen, the policy

@@ -1,11 +1,11 @@
 //! Table tests of the three-way merge for every policy: pure functions, no I/O.
 
 use serde_json::{Value, json};
-use syncbridge_core::{ConnectionId, ExternalId, ObjectType, Timestamp};
-use syncbridge_merge::{
+use syncbridge_core::merge::{
     Chosen, FieldValues, MergeOutcome, Policy, PolicyConfig, PolicySource, Reason, RemoteVersion,
-    Side, Version, audit_entries, fields_from_value, fields_hash, is_echo, three_way_merge,
+    Side, Version, audit_entries, fields_from_value, fields_hash, three_way_merge,
 };
+use syncbridge_core::{ConnectionId, ExternalId, ObjectType, Timestamp};
 
 fn fv(v: Value) -> FieldValues {
     fields_from_value(&v).expect("object")
@@ -492,9 +492,9 @@ fn audit_entries_one_per_decision() {
     assert!(text.contains("\"chosen\":\"remote\""), "{text}");
 }
 
-/// A push's echo (same fields back from the provider) is recognised through the outcome's remote_after_push.
+/// A push's echo (our pushed fields back from the provider, in any key order, with `null` for absent) merges to nothing once the base is the merged state: echo suppression is the base.
 #[test]
-fn echo_of_push_is_recognised() {
+fn echo_of_push_merges_to_nothing() {
     let remote = fv(json!({"a": 1, "b": "x"}));
     let out = three_way_merge(
         &fv(json!({"a": 1, "b": "x"})),
@@ -505,8 +505,28 @@ fn echo_of_push_is_recognised() {
         &obj(),
         &conn(),
     );
-    let pushed = fields_hash(&out.remote_after_push(&remote));
+    let pushed = out.remote_after_push(&remote);
     let webhook_body = fv(json!({"b": "x", "a": 2, "extra": null}));
-    assert!(is_echo(Some(&pushed), &fields_hash(&webhook_body)));
-    assert!(!is_echo(Some(&pushed), &fields_hash(&remote)));
+    assert_eq!(fields_hash(&pushed), fields_hash(&webhook_body));
+    let local = out.local_after_apply(&fv(json!({"a": 2, "b": "x"})));
+    let echo = three_way_merge(
+        &out.merged,
+        &local,
+        &webhook_body,
+        &times(None, None),
+        &PolicyConfig::default(),
+        &obj(),
+        &conn(),
+    );
+    assert!(echo.is_noop(), "{echo:?}");
+    let other = three_way_merge(
+        &out.merged,
+        &local,
+        &fv(json!({"a": 2, "b": "y"})),
+        &times(None, None),
+        &PolicyConfig::default(),
+        &obj(),
+        &conn(),
+    );
+    assert!(!other.is_noop(), "a real remote change is not an echo");
 }

@@ -47,11 +47,12 @@
 //!   on every later merge until someone resolves it — for example by merging
 //!   once more with a field-level override from [`PolicyConfig::with_field`]
 //!   and [`Policy::favouring`].
-//! - **Echo = the last state we pushed.** [`is_echo`] compares the incoming
-//!   remote hash with the hash of the state our *last* push left at the
-//!   provider, not with a history: an older pushed state coming back with a
-//!   newer provider version is a genuine remote change (someone reverted), and
-//!   an older echo carries an older version, which the ordering guard drops.
+//! - **Echo suppression is the base.** After a push is acknowledged the
+//!   base equals what the provider holds, so our own write coming back (by
+//!   webhook or poll) merges to nothing: [`MergeOutcome::is_noop`]. No hash of
+//!   the last push is kept: an earlier design that suppressed snapshots whose
+//!   hash matched the last push hid a concurrent remote change (found by the
+//!   model test).
 //!
 //! # How the outbound worker is expected to use it
 //!
@@ -61,43 +62,34 @@
 //!
 //! 1. Take a remote snapshot (webhook, poll, or a fresh read before pushing).
 //!    Drop it if `!should_apply_remote(stored, incoming)`.
-//! 2. Inbound path only (webhook, poll): if
-//!    `is_echo(last_pushed_hash, fields_hash(remote))`, record the incoming
-//!    version and stop: our own write came back. The outbound path always
-//!    merges: after a push, its fresh read *is* the echo, and stopping there
-//!    would never push local edits made since.
-//! 3. `three_way_merge(base, local, remote, …)`.
-//! 4. In one store transaction: apply `apply_locally` to the local record,
+//! 2. `three_way_merge(base, local, remote, …)`.
+//! 3. In one store transaction: apply `apply_locally` to the local record,
 //!    store `interim_base` as the base (pushed fields keep their old base until
 //!    the provider acknowledges them), store the incoming version, append the
-//!    audit entries idempotently by key, forget the last pushed hash, and, if
+//!    audit entries idempotently by key, and, if
 //!    `push_to_remote` is not empty, write an outbox entry (changes, idempotency
-//!    key, the snapshot's version for `If-Match`, `merged`, and the hash of
-//!    `remote_after_push`).
-//! 5. Push with the idempotency key. On success, in one transaction: base =
-//!    `merged`, stored version = the provider's answer, last pushed hash = the
-//!    outbox's hash, outbox entry removed. If the provider refuses because the
+//!    key, the snapshot's version for `If-Match` and `merged`).
+//! 4. Push with the idempotency key. On success, in one transaction: base =
+//!    `merged`, stored version = the provider's answer, outbox entry removed. If the provider refuses because the
 //!    record moved, drop the outbox entry and start again from 1 with a fresh
 //!    read. While an outbox entry is pending, inbound snapshots for the record
 //!    wait.
 
 mod audit;
-mod echo;
 mod fields;
-mod merge;
 mod policy;
+mod three_way;
 mod version;
 
 pub use audit::{AuditEntry, audit_entries};
-pub use echo::is_echo;
 pub use fields::{
     FieldValues, apply_changes, field, fields_from_value, fields_hash, fields_to_value, normalize,
     same_fields,
 };
-pub use merge::{Chosen, Decision, MergeOutcome, Reason, Side, three_way_merge};
 pub use policy::{
     ConnectionPolicies, ObjectPolicies, Policy, PolicyConfig, PolicySource, ResolvedPolicy,
 };
+pub use three_way::{Chosen, Decision, MergeOutcome, Reason, Side, three_way_merge};
 pub use version::{RemoteVersion, Version, remote_order, should_apply_remote};
 
 /// Why an input could not be used.

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::model::content_hash;
 use serde_json::Value;
-use syncbridge_core::model::content_hash;
 
-use crate::MergeError;
+use super::MergeError;
 
 /// A record's canonical fields (after mapping), by field name.
 ///
@@ -34,8 +34,8 @@ pub fn same_fields(a: &FieldValues, b: &FieldValues) -> bool {
         .all(|name| field(a, name) == field(b, name))
 }
 
-/// Applies a change set (as in [`crate::MergeOutcome::push_to_remote`] or
-/// [`crate::MergeOutcome::apply_locally`]): a `null` change clears the field,
+/// Applies a change set (as in [`super::MergeOutcome::push_to_remote`] or
+/// [`super::MergeOutcome::apply_locally`]): a `null` change clears the field,
 /// any other value sets it. The result is normalized (contains no `null`).
 pub fn apply_changes(fields: &FieldValues, changes: &FieldValues) -> FieldValues {
     let mut out = normalize(fields);
