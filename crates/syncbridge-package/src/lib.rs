@@ -13,6 +13,9 @@
 //! SyncInboundWorker/function.json     that function's bindings, byte for byte
 //! ```
 //!
+//! `cargo xtask package` (crates/xtask) builds the binaries and calls
+//! [`package_all`].
+//!
 //! The mapping function → binary is the local host's: PascalCase → kebab-case
 //! ([`executable_name`]). Zips are written with Unix permissions in their
 //! central directory, so the execute bit survives deployment (functions-host.md §6).
