@@ -37,6 +37,14 @@ pub(crate) fn host_env(data_dir: &Path) -> std::collections::BTreeMap<String, St
     if let Ok(v) = std::env::var("RUST_LOG") {
         env.insert("RUST_LOG".into(), v);
     }
+    // Handlers log JSON under a Functions host (for Application Insights);
+    // here the local host forwards their lines to a person: text, unless
+    // asked otherwise.
+    let format = syncbridge_functions::telemetry::LOG_FORMAT_VAR;
+    env.insert(
+        format.into(),
+        std::env::var(format).unwrap_or_else(|_| "text".into()),
+    );
     env
 }
 

@@ -454,6 +454,21 @@ impl SyncJob {
     }
 }
 
+/// A [`SyncJob`] as it travels on `sync-inbound`: the job's fields, plus an
+/// optional `correlation_id` in the same flat JSON object that ties the job to
+/// what caused it (the webhook delivery id, or an id the scheduler minted) in
+/// every log line from sender to worker. A body without it is a plain
+/// `SyncJob` and decodes as one, and a `SyncJob` decoder ignores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobMessage {
+    /// The job.
+    #[serde(flatten)]
+    pub job: SyncJob,
+    /// Correlation id; absent from older senders' messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+}
+
 /// The body of a message on `sync-outbound`: push one record's local
 /// changes. The worker reconciles the record's current state, whatever
 /// version the message names, so a late or repeated message pushes nothing twice.

@@ -4,16 +4,21 @@
 //!
 //! - [`settings`]: configuration from the environment, validated at start.
 //! - [`state`]: [`AppState`], the backends every handler shares.
-//! - [`telemetry`]: tracing set-up.
+//! - [`telemetry`]: log format (JSON on stdout under the host), the
+//!   per-invocation span (invocation id, correlation id).
+//! - [`correlation`]: correlation ids on `sync-inbound` jobs, webhook or
+//!   scheduler to worker.
 //! - [`scheduler`], [`inbound`], [`outbound`], [`token_refresher`],
 //!   [`webhook`]: one module per function, each exposing `router(state)`.
-//! - [`serve`]: binds `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT` and serves a
-//!   router until SIGTERM/Ctrl-C.
+//! - [`app`]: a function's router inside its invocation span; [`serve`] /
+//!   [`run_function`]: bind `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT` and
+//!   serve until SIGTERM/Ctrl-C.
 //!
 //! Every handler answers the host per the protocol crate: `{Outputs, Logs,
 //! ReturnValue}` with 2xx for success; non-2xx only for failures a redelivery
 //! can fix; undecodable messages are quarantined and acknowledged.
 
+pub mod correlation;
 pub mod inbound;
 pub mod outbound;
 pub mod scheduler;
@@ -28,6 +33,6 @@ mod queue_job;
 mod serve;
 
 pub use error::HandlerError;
-pub use serve::{run_function, serve};
+pub use serve::{app, run_function, serve};
 pub use settings::Settings;
 pub use state::AppState;

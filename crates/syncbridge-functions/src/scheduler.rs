@@ -1,4 +1,6 @@
-//! `SyncScheduler` (timer): one [`syncbridge_core::scheduler::tick`] per invocation.
+//! `SyncScheduler` (timer): one [`syncbridge_core::scheduler::tick`] per
+//! invocation. Every inbound job it enqueues gets a new correlation id
+//! ([`crate::correlation::Correlating`]), logged as `job enqueued`.
 
 use axum::Router;
 use axum::extract::State;
@@ -23,23 +25,23 @@ async fn handle(
     State(state): State<AppState>,
     inv: Invocation<TimerInvocation>,
 ) -> Result<InvocationResponse, HandlerErrorOr> {
-    let id = inv.context.invocation_id.clone().unwrap_or_default();
     let timer = inv.into_payload_or_reject()?;
     let cfg = SchedulerConfig {
         lease_for: state.settings.lease_for,
         ..Default::default()
     };
-    let report = tick(
-        &*state.store,
-        &*state.queue,
-        &*state.clock,
-        &*state.events,
-        &cfg,
-    )
-    .await
-    .map_err(|e| HandlerError::Other(format!("scheduler tick failed: {e}")))?;
-    tracing::info!(invocation_id = %id, past_due = timer.is_past_due, enqueued = report.enqueued,
-        requeued_expired = report.requeued_expired, stalled = report.stalled.len(), "scheduler tick");
+    // Core's tick sends plain jobs; each gets a new correlation id on its way out.
+    let queue = crate::correlation::Correlating(state.queue.clone());
+    let report = tick(&*state.store, &queue, &*state.clock, &*state.events, &cfg)
+        .await
+        .map_err(|e| HandlerError::Other(format!("scheduler tick failed: {e}")))?;
+    tracing::info!(
+        past_due = timer.is_past_due,
+        enqueued = report.enqueued,
+        requeued_expired = report.requeued_expired,
+        stalled = report.stalled.len(),
+        "scheduler tick"
+    );
     Ok(InvocationResponse::new()
         .log(format!(
             "enqueued {} job(s), re-queued {} expired lease(s), {} lost race(s), {} newly stalled",

@@ -36,6 +36,12 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// What a handler binary serves: `router(state)` with every request in an
+/// invocation span for function `name` ([`crate::telemetry::instrument`]).
+pub fn app(name: &'static str, router: fn(AppState) -> Router, state: AppState) -> Router {
+    crate::telemetry::instrument(router(state), name)
+}
+
 /// The whole life of a handler binary: tracing, settings, bind
 /// `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT` (first, so the host sees it
 /// listening as early as possible), build state, serve.
@@ -43,15 +49,15 @@ pub async fn run_function(
     name: &'static str,
     router: fn(AppState) -> axum::Router,
 ) -> anyhow::Result<()> {
-    crate::telemetry::init();
+    let log_format = crate::telemetry::init()?;
     let addr = syncbridge_protocol::listen_addr_from_env()?;
     let listener = TcpListener::bind(addr).await?;
     let settings = Settings::from_env()?;
     let state = AppState::from_settings(settings).await?;
-    tracing::info!(function = name, %addr, "custom handler listening");
+    tracing::info!(function = name, %addr, log_format = ?log_format, "custom handler listening");
     if let Some(n) = state.notify.clone() {
         tokio::spawn(async move { n.run(std::future::pending::<()>()).await });
     }
-    serve(listener, router(state), shutdown_signal()).await?;
+    serve(listener, app(name, router, state), shutdown_signal()).await?;
     Ok(())
 }

@@ -28,7 +28,6 @@ async fn handle(
     State(state): State<AppState>,
     inv: Invocation<TimerInvocation>,
 ) -> Result<InvocationResponse, HandlerErrorOr> {
-    let id = inv.context.invocation_id.clone().unwrap_or_default();
     let _timer = inv.into_payload_or_reject()?;
     let report = state
         .credential_manager
@@ -39,7 +38,13 @@ async fn handle(
         "token sweep: {} checked, {} refreshed, {} failed, {} need re-authorization",
         report.checked, report.refreshed, report.failed, report.needs_reauth
     );
-    tracing::info!(invocation_id = %id, "{line}");
+    tracing::info!(
+        checked = report.checked,
+        refreshed = report.refreshed,
+        failed = report.failed,
+        needs_reauth = report.needs_reauth,
+        "token sweep"
+    );
     Ok(InvocationResponse::new()
         .log(line)
         .return_value(serde_json::to_value(report).unwrap_or_default()))

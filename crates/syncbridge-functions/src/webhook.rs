@@ -7,7 +7,8 @@
 //! handshakes; dedup by the provider's event id (or the body hash) inside the
 //! window while storing the event durably; enqueue one follow-up job per
 //! routed task with a deterministic `MessageId`; answer 202. Everything else
-//! happens behind the queue.
+//! happens behind the queue. The jobs carry the delivery's correlation id (the
+//! provider's delivery id, else a new UUID; see [`crate::correlation`]).
 //!
 //! Bad input gets a 4xx with a message that never contains a secret, nothing is
 //! stored or enqueued, and a counter is incremented.
@@ -38,9 +39,7 @@ use sha2::{Digest, Sha256};
 use syncbridge_core::model::{
     Connection, Direction, JobReason, Priority, QuarantinedMessage, SyncJob, WebhookEvent,
 };
-use syncbridge_core::{
-    ConnectionId, ObjectType, OutboundMessage, QueueName, StoreError, TaskId, Timestamp,
-};
+use syncbridge_core::{ConnectionId, ObjectType, OutboundMessage, StoreError, TaskId, Timestamp};
 use syncbridge_signatures::{Request, Scheme, WebhookSecret};
 
 use tokio::sync::{mpsc, oneshot};
@@ -245,12 +244,14 @@ async fn cached_info(
 }
 
 /// What to do with a verified event: the follow-up jobs for the connection's
-/// inbound tasks the body names (all of them when it names none), or a
-/// quarantine entry when it names only objects nobody syncs.
+/// inbound tasks the body names (all of them when it names none), each
+/// carrying `correlation_id`, or a quarantine entry when it names only
+/// objects nobody syncs.
 fn route(
     conn: &Connection,
     inbound: &[(TaskId, ObjectType)],
     dedup_key: &str,
+    correlation_id: &str,
     body: &[u8],
     now: Timestamp,
 ) -> Result<Vec<OutboundMessage>, Box<QuarantinedMessage>> {
@@ -286,10 +287,10 @@ fn route(
                 lease_token: String::new(),
             };
             let digest = Sha256::digest(format!("{}\n{}\n{}", conn.id, dedup_key, task));
-            OutboundMessage::json(
-                QueueName::inbound(),
+            crate::correlation::inbound_message(
+                job,
                 format!("wh-{}", hex::encode(&digest[..16])),
-                &job,
+                correlation_id,
             )
         })
         .collect())
@@ -311,10 +312,19 @@ pub async fn replay(
         )));
     };
     let key = q.message_id.clone().unwrap_or_default();
-    match route(&info.conn, &info.inbound, &key, &q.body, app.clock.now()) {
+    let correlation_id = crate::correlation::new_id();
+    match route(
+        &info.conn,
+        &info.inbound,
+        &key,
+        &correlation_id,
+        &q.body,
+        app.clock.now(),
+    ) {
         Ok(messages) => {
             let n = messages.len();
             app.queue.send(messages).await?;
+            tracing::info!(connection = %conn_id, event = %key, correlation_id = %correlation_id, jobs = n, "quarantined webhook event replayed");
             Ok(Some(n))
         }
         Err(_) => Ok(None),
@@ -405,6 +415,7 @@ async fn receive(
             "unknown connection".into(),
         );
     };
+    tracing::Span::current().record("connection", conn_id.as_str());
     let info = match cached_info(&s, &conn_id).await {
         Ok(Some(i)) => i,
         Ok(None) => {
@@ -499,10 +510,24 @@ async fn receive(
         )
             .into_response();
     }
+    // The provider's delivery id correlates the follow-up jobs' logs with the
+    // delivery (and with the provider's own delivery log); else a new id.
+    let correlation_id = verified
+        .event_id
+        .clone()
+        .unwrap_or_else(crate::correlation::new_id);
+    tracing::Span::current().record("correlation_id", correlation_id.as_str());
     let dedup_key = verified
         .event_id
         .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&body))));
-    let (messages, quarantine) = match route(&info.conn, &info.inbound, &dedup_key, &body, now) {
+    let (messages, quarantine) = match route(
+        &info.conn,
+        &info.inbound,
+        &dedup_key,
+        &correlation_id,
+        &body,
+        now,
+    ) {
         Ok(m) => (m, None),
         Err(q) => (Vec::new(), Some(*q)),
     };
@@ -533,6 +558,7 @@ async fn receive(
     match answer.await {
         Ok(Ok(Written::Enqueued(jobs))) => {
             s.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(jobs, "webhook accepted");
             (
                 StatusCode::ACCEPTED,
                 axum::Json(json!({ "status": "accepted", "jobs": jobs })),
