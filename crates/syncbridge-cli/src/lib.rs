@@ -8,6 +8,7 @@
 //! - [`demo`]: `syncbridge demo`, a real sync against the bundled sandbox.
 //! - `webhooks`: `syncbridge webhooks verify`, offline signature checks.
 
+mod changes;
 mod connections;
 pub mod demo;
 mod ops;
@@ -65,6 +66,9 @@ pub enum Command {
     /// Notification tools.
     #[command(subcommand)]
     Notify(ops::NotifyCmd),
+    /// Local changes: submit, list pending pushes and conflicts, resolve, audit.
+    #[command(subcommand)]
+    Changes(changes::ChangesCmd),
 }
 
 /// Runs a parsed command line; errors are printed once, here.
@@ -77,6 +81,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Quarantine(q) => ops::quarantine(&cli.data_dir, q).await,
         Command::Runs { json, limit } => ops::runs(&cli.data_dir, json, limit).await,
         Command::Notify(n) => ops::notify(n).await,
+        Command::Changes(c) => changes::run(&cli.data_dir, c).await,
     };
     match result {
         Ok(code) => code,

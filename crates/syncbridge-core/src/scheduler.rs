@@ -102,6 +102,9 @@ pub struct TickReport {
     pub lost_races: usize,
     /// Tasks newly flagged as stalled.
     pub stalled: Vec<String>,
+    /// Pending pushes sent again by the outbox relay (a push whose first
+    /// enqueue was lost to a crash, or whose backoff has passed).
+    pub pushes_requeued: usize,
 }
 
 /// Why a tick failed (the host's timer retry policy takes it from there).
@@ -125,7 +128,9 @@ pub async fn tick(
 ) -> Result<TickReport, TickError> {
     let now = clock.now();
     let mut report = TickReport::default();
-    let due = store.due_tasks(now, cfg.scan_limit).await?;
+    let mut due = store.due_tasks(now, cfg.scan_limit).await?;
+    // Pushes are driven by the outbox (below), not by a schedule.
+    due.retain(|t| t.direction == Direction::Inbound);
     for task in plan(due, cfg.max_per_tick) {
         let lease = Lease {
             token: format!("v{}", task.version),
@@ -143,11 +148,7 @@ pub async fn tick(
             reason: JobReason::Scheduled,
             lease_token: lease.token.clone(),
         };
-        let queue_name = match task.direction {
-            Direction::Inbound => QueueName::inbound(),
-            Direction::Outbound => QueueName::outbound(),
-        };
-        let mut msg = OutboundMessage::json(queue_name, job.message_id(), &job);
+        let mut msg = OutboundMessage::json(QueueName::inbound(), job.message_id(), &job);
         msg.properties
             .insert("priority".into(), task.priority.as_str().into());
         msg.properties
@@ -186,6 +187,13 @@ pub async fn tick(
             report.stalled.push(t.id.to_string());
         }
     }
+    report.pushes_requeued =
+        crate::pipeline::outbound::requeue_due_pushes(store, queue, now, cfg.scan_limit)
+            .await
+            .map_err(|e| match e {
+                crate::pipeline::outbound::RequeueError::Store(e) => TickError::Store(e),
+                crate::pipeline::outbound::RequeueError::Queue(e) => TickError::Queue(e),
+            })?;
     Ok(report)
 }
 

@@ -1,15 +1,16 @@
-//! `SyncOutboundWorker` (Service Bus queue `sync-outbound`).
+//! `SyncOutboundWorker` (Service Bus queue `sync-outbound`): pushes one
+//! record's local changes per message
+//! ([`syncbridge_core::pipeline::outbound::handle_push_job`]).
 //!
-//! Plumbing only so far: it decodes the job (quarantining poison), checks the
-//! lease, and releases the task. Pushing local changes to providers is the
-//! outbound-sync issue; until then an outbound job reports that it pushed
-//! nothing, truthfully.
-
-use std::time::Duration;
+//! Retries are the pipeline's own (a scheduled message with backoff) and
+//! permanent failures park the push, so the host only sees a failure when
+//! the store or the queue is down — the redelivery then is the right retry.
 
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
+use syncbridge_core::model::PushJob;
+use syncbridge_core::pipeline::outbound::{PushOutcome, handle_push_job};
 use syncbridge_protocol::{Invocation, InvocationResponse, ServiceBusInvocation};
 
 use crate::error::HandlerError;
@@ -31,7 +32,7 @@ async fn handle(
     inv: Invocation<ServiceBusInvocation>,
 ) -> Result<InvocationResponse, HandlerError> {
     let id = inv.context.invocation_id.clone().unwrap_or_default();
-    let job = match decode(
+    let (job, msg): (PushJob, _) = match decode(
         &*state.store,
         &*state.events,
         FUNCTION,
@@ -40,30 +41,43 @@ async fn handle(
     )
     .await?
     {
-        Decoded::Job(b) => b.0,
+        Decoded::Job(b) => *b,
         Decoded::Quarantined(answer) => return Ok(answer),
     };
-    let now = state.clock.now();
-    let line = match state.store.get_task(&job.task).await? {
-        Some(task)
-            if task
-                .lease
-                .as_ref()
-                .is_some_and(|l| l.token == job.lease_token) =>
-        {
-            let next = now.add(Duration::from_secs(task.interval_secs.into()));
-            state
-                .store
-                .release_task(&task.id, &job.lease_token, next, now)
-                .await?;
-            format!(
-                "outbound job for {}: no outbound changes pushed (outbound push not implemented yet)",
-                job.task
-            )
-        }
-        Some(_) => format!("stale outbound job for {}: lease superseded", job.task),
-        None => format!("outbound job for unknown task {}", job.task),
+    let deps = state.worker_deps();
+    let report = handle_push_job(&deps, &*state.queue, &job)
+        .await
+        .map_err(|e| HandlerError::Other(e.to_string()))?;
+    let what = match &report.outcome {
+        PushOutcome::Pushed {
+            fields,
+            created: Some(id),
+        } => format!("created as {id} ({fields} field(s))"),
+        PushOutcome::Pushed { fields, .. } => format!("pushed {fields} field(s)"),
+        PushOutcome::Deleted => "deleted".into(),
+        PushOutcome::UpToDate => "up to date".into(),
+        PushOutcome::Retry { at, error } => format!("retry at {at}: {error}"),
+        PushOutcome::Failed { error } => format!("parked: {error}"),
+        PushOutcome::Skipped(why) => format!("skipped: {why}"),
     };
-    tracing::info!(invocation_id = %id, "{line}");
-    Ok(InvocationResponse::new().log(line))
+    let line = format!(
+        "push {}/{}/{}: {what}; {} conflict(s) resolved, {} parked, {} remote field(s) applied",
+        job.connection,
+        job.object,
+        job.external_id,
+        report.conflicts_resolved,
+        report.conflicts_parked,
+        report.applied_locally
+    );
+    tracing::info!(invocation_id = %id, connection = %job.connection, object = %job.object,
+        record = %job.external_id, delivery = msg.metadata.delivery_count, "{line}");
+    Ok(InvocationResponse::new()
+        .log_all(msg.warning_logs())
+        .log(line)
+        .return_value(serde_json::json!({
+            "outcome": what,
+            "conflicts_resolved": report.conflicts_resolved,
+            "conflicts_parked": report.conflicts_parked,
+            "applied_locally": report.applied_locally,
+        })))
 }

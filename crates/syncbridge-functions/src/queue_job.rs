@@ -7,24 +7,24 @@ use syncbridge_protocol::{Invocation, InvocationResponse, ServiceBusInvocation};
 use crate::error::HandlerError;
 
 /// The job, or the answer to give because the message was quarantined.
-pub(crate) enum Decoded {
+pub(crate) enum Decoded<J = SyncJob> {
     /// A job to run.
-    Job(Box<(SyncJob, ServiceBusInvocation)>),
+    Job(Box<(J, ServiceBusInvocation)>),
     /// Poison: stored for inspection; acknowledge it.
     Quarantined(InvocationResponse),
 }
 
-/// Decodes a `SyncJob`; undecodable messages are quarantined (and counted in
+/// Decodes a job (`SyncJob`, `PushJob`); undecodable messages are quarantined (and counted in
 /// the store) and acknowledged, so they never loop through redeliveries.
-pub(crate) async fn decode(
+pub(crate) async fn decode<J: serde::de::DeserializeOwned>(
     store: &dyn Store,
     events: &dyn syncbridge_core::events::EventSink,
     function: &str,
     inv: Invocation<ServiceBusInvocation>,
     now: syncbridge_core::Timestamp,
-) -> Result<Decoded, HandlerError> {
+) -> Result<Decoded<J>, HandlerError> {
     let (message_id, poison) = match &inv.payload {
-        Ok(msg) => match msg.json::<SyncJob>() {
+        Ok(msg) => match msg.json::<J>() {
             Ok(job) => return Ok(Decoded::Job(Box::new((job, msg.clone())))),
             Err(e) => (msg.metadata.message_id.clone(), e.to_string()),
         },

@@ -132,6 +132,44 @@ impl Sandbox {
         outcome
     }
 
+    /// Changes a live record as someone using the provider's own UI would
+    /// (webhooks fire as for an API write). `None` clears a property.
+    ///
+    /// # Errors
+    /// When the record does not exist or a property is read-only.
+    pub fn update_record(
+        &self,
+        kind: ObjectKind,
+        id: u64,
+        props: &[(String, Option<String>)],
+    ) -> Result<(), crate::store::StoreError> {
+        let mut store = self.write_store();
+        let ev = store.update(kind, id, props)?;
+        self.emit(&[ev]);
+        Ok(())
+    }
+
+    /// A live record's properties (`None` when there is no such live record).
+    pub fn record_props(
+        &self,
+        kind: ObjectKind,
+        id: u64,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let store = self.read_store();
+        let rec = store.table(kind).get(id, false)?;
+        Some(
+            rec.props
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// A live record's last modification time, epoch ms.
+    pub fn record_updated_ms(&self, kind: ObjectKind, id: u64) -> Option<i64> {
+        Some(self.read_store().table(kind).get(id, false)?.updated_ms)
+    }
+
     /// Read access to the data.
     pub fn read_store(&self) -> RwLockReadGuard<'_, Store> {
         self.inner.store.read().unwrap_or_else(|e| e.into_inner())

@@ -546,6 +546,7 @@ pub async fn handle_push_job(
                 let id = created.id.clone();
                 commit_pushed(
                     deps,
+                    queue,
                     obj,
                     &rec,
                     &to_fields(&rec.data),
@@ -635,7 +636,18 @@ pub async fn handle_push_job(
                     policy.as_str()
                 ),
             )];
-            commit_pushed(deps, obj, &rec, &theirs, &theirs, Some(remote), audit, &[]).await?;
+            commit_pushed(
+                deps,
+                queue,
+                obj,
+                &rec,
+                &theirs,
+                &theirs,
+                Some(remote),
+                audit,
+                &[],
+            )
+            .await?;
             return Ok(PushReport {
                 conflicts_resolved: 1,
                 ..PushReport::just(PushOutcome::UpToDate)
@@ -702,6 +714,33 @@ pub async fn handle_push_job(
         .filter(|d| d.chosen != Chosen::Parked)
         .count() as u64;
     let parked = out.parked.len() as u64;
+    // The decisions are appended before anything is pushed: a crash after
+    // the provider applied the push re-merges to no conflict, so appending
+    // them only with the final commit could lose them.
+    let mut rec = rec;
+    if !audit.is_empty() {
+        let mut next = rec.clone();
+        next.version += 1;
+        let w = RecordWrite {
+            connection: rec.connection.clone(),
+            object: rec.object.clone(),
+            external_id: rec.external_id.clone(),
+            expect_version: Some(rec.version),
+            next: Some(next.clone()),
+            audit: audit.clone(),
+        };
+        match deps.store.write_record(&w).await {
+            Ok(()) => rec = next,
+            Err(StoreError::Conflict(_)) => {
+                // The product changed the record meanwhile: its own push follows.
+                return Ok(PushReport::just(PushOutcome::Skipped(
+                    "the record changed meanwhile; its own push follows".into(),
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let key = idempotency_key(&rec);
     let mut answer = None;
     let sent = out.push_to_remote.len();
     if sent > 0 {
@@ -730,6 +769,7 @@ pub async fn handle_push_job(
         .collect();
     commit_pushed(
         deps,
+        queue,
         obj,
         &rec,
         &out.merged,
@@ -806,6 +846,7 @@ fn record_decision(deps: &WorkerDeps, rec: &Record, kind: &str, outcome: &str) -
 #[allow(clippy::too_many_arguments)]
 async fn commit_pushed(
     deps: &WorkerDeps,
+    queue: &dyn QueueSender,
     obj: &ObjectDef,
     read: &Record,
     merged: &FieldValues,
@@ -882,7 +923,25 @@ async fn commit_pushed(
             audit: audit.clone(),
         };
         match deps.store.write_record(&w).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                // More to push (a change that raced this one, or a create
+                // that now has its provider id): queue it under the record's
+                // current id.
+                if let Some(rec) = w
+                    .next
+                    .filter(|r| r.local.as_ref().is_some_and(|l| l.push_due_at.is_some()))
+                {
+                    let job = PushJob {
+                        connection: rec.connection.clone(),
+                        object: rec.object.clone(),
+                        external_id: rec.external_id.clone(),
+                        version: rec.version,
+                        attempt: 0,
+                    };
+                    queue.send(vec![push_message(&job, None)]).await?;
+                }
+                return Ok(());
+            }
             Err(StoreError::Conflict(_)) => {
                 match deps
                     .store

@@ -1,0 +1,234 @@
+//! A fault-injecting wrapper around the real SQLite store: `write_record`
+//! fails while armed, exactly as if the worker process had died before its
+//! commit reached the store (the provider may already have applied the
+//! push). Everything else goes straight to SQLite. Not a fake: nothing is
+//! simulated but the crash.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use syncbridge_core::model::{
+    AuditRecord, Connection, Lease, QuarantinedMessage, Record, SyncRun, SyncTask, WebhookEvent,
+};
+use syncbridge_core::store::{
+    PageCommit, PageOutcome, QuarantineEntry, RecordWrite, SealedCredential,
+};
+use syncbridge_core::{
+    ConnectionId, ExternalId, ObjectType, Store, StoreError, TaskId, TenantId, Timestamp,
+};
+
+/// The wrapper.
+#[derive(Debug)]
+pub struct CrashingStore {
+    inner: Arc<dyn Store>,
+    /// Record writes still allowed before the crash; negative = no crash armed.
+    writes_left: AtomicI64,
+}
+
+impl CrashingStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        CrashingStore {
+            inner,
+            writes_left: AtomicI64::new(-1),
+        }
+    }
+
+    /// The next `n` record writes succeed, then every one fails (the process
+    /// died) until [`Self::recover`].
+    pub fn crash_after_writes(&self, n: i64) {
+        self.writes_left.store(n, Ordering::SeqCst);
+    }
+
+    /// The process is back: writes succeed again.
+    pub fn recover(&self) {
+        self.writes_left.store(-1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for CrashingStore {
+    async fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        self.inner.put_connection(c).await
+    }
+    async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
+        self.inner.get_connection(id).await
+    }
+    async fn list_connections(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<Connection>, StoreError> {
+        self.inner.list_connections(tenant).await
+    }
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<bool, StoreError> {
+        self.inner.delete_connection(id).await
+    }
+    async fn put_task(&self, t: &SyncTask) -> Result<(), StoreError> {
+        self.inner.put_task(t).await
+    }
+    async fn get_task(&self, id: &TaskId) -> Result<Option<SyncTask>, StoreError> {
+        self.inner.get_task(id).await
+    }
+    async fn list_tasks(
+        &self,
+        connection: Option<&ConnectionId>,
+    ) -> Result<Vec<SyncTask>, StoreError> {
+        self.inner.list_tasks(connection).await
+    }
+    async fn due_tasks(&self, now: Timestamp, limit: usize) -> Result<Vec<SyncTask>, StoreError> {
+        self.inner.due_tasks(now, limit).await
+    }
+    async fn lease_task(
+        &self,
+        id: &TaskId,
+        expected_version: i64,
+        lease: &Lease,
+    ) -> Result<bool, StoreError> {
+        self.inner.lease_task(id, expected_version, lease).await
+    }
+    async fn release_task(
+        &self,
+        id: &TaskId,
+        lease_token: &str,
+        next_run_at: Timestamp,
+        finished_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .release_task(id, lease_token, next_run_at, finished_at)
+            .await
+    }
+    async fn request_run(
+        &self,
+        id: &TaskId,
+        priority: syncbridge_core::model::Priority,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.request_run(id, priority, at).await
+    }
+    async fn set_task_stalled(&self, id: &TaskId, stalled: bool) -> Result<(), StoreError> {
+        self.inner.set_task_stalled(id, stalled).await
+    }
+    async fn commit_page(&self, page: &PageCommit) -> Result<PageOutcome, StoreError> {
+        self.inner.commit_page(page).await
+    }
+    async fn write_record(&self, w: &RecordWrite) -> Result<(), StoreError> {
+        let left = self.writes_left.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(StoreError::Unavailable(
+                "injected crash: the write never reached the store".into(),
+            ));
+        }
+        if left > 0 {
+            self.writes_left.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.inner.write_record(w).await
+    }
+    async fn due_pushes(&self, now: Timestamp, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.inner.due_pushes(now, limit).await
+    }
+    async fn list_local_changes(
+        &self,
+        connection: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.inner.list_local_changes(connection, limit).await
+    }
+    async fn list_audit(
+        &self,
+        connection: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.inner.list_audit(connection, limit).await
+    }
+    async fn get_record(
+        &self,
+        connection: &ConnectionId,
+        object: &ObjectType,
+        id: &ExternalId,
+    ) -> Result<Option<Record>, StoreError> {
+        self.inner.get_record(connection, object, id).await
+    }
+    async fn count_records(
+        &self,
+        connection: &ConnectionId,
+        object: &ObjectType,
+    ) -> Result<u64, StoreError> {
+        self.inner.count_records(connection, object).await
+    }
+    async fn list_records(
+        &self,
+        connection: &ConnectionId,
+        object: &ObjectType,
+        after: Option<&ExternalId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.inner
+            .list_records(connection, object, after, limit)
+            .await
+    }
+    async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
+        self.inner.put_run(run).await
+    }
+    async fn list_runs(
+        &self,
+        task: Option<&TaskId>,
+        limit: usize,
+    ) -> Result<Vec<SyncRun>, StoreError> {
+        self.inner.list_runs(task, limit).await
+    }
+    async fn get_credential(
+        &self,
+        connection: &ConnectionId,
+    ) -> Result<Option<SealedCredential>, StoreError> {
+        self.inner.get_credential(connection).await
+    }
+    async fn put_credential(
+        &self,
+        c: &SealedCredential,
+        expected_version: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_credential(c, expected_version).await
+    }
+    async fn credentials_expiring(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SealedCredential>, StoreError> {
+        self.inner.credentials_expiring(before, limit).await
+    }
+    async fn try_lock(
+        &self,
+        name: &str,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.try_lock(name, owner, until, now).await
+    }
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        self.inner.unlock(name, owner).await
+    }
+    async fn insert_webhook_event(
+        &self,
+        e: &WebhookEvent,
+        dedup_since: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.insert_webhook_event(e, dedup_since).await
+    }
+    async fn insert_webhook_events(
+        &self,
+        events: &[WebhookEvent],
+        window: std::time::Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.inner.insert_webhook_events(events, window).await
+    }
+    async fn quarantine(&self, m: &QuarantinedMessage) -> Result<i64, StoreError> {
+        self.inner.quarantine(m).await
+    }
+    async fn list_quarantine(&self, limit: usize) -> Result<Vec<QuarantineEntry>, StoreError> {
+        self.inner.list_quarantine(limit).await
+    }
+    async fn take_quarantined(&self, id: i64) -> Result<Option<QuarantinedMessage>, StoreError> {
+        self.inner.take_quarantined(id).await
+    }
+}

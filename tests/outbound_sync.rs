@@ -1,0 +1,570 @@
+//! Outbound sync end to end, in process: the real SQLite store, the real
+//! durable local queue, the real sandbox CRM over loopback, and the pipeline
+//! functions the SyncOutboundWorker and SyncInboundWorker run.
+
+#[path = "crashing_store.rs"]
+mod crashing_store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crashing_store::CrashingStore;
+use serde_json::{Map, Value, json};
+use syncbridge_core::connector::registry::Registry;
+use syncbridge_core::merge::{ConnectionPolicies, ObjectPolicies, Policy, Side};
+use syncbridge_core::model::{PushJob, SyncTask};
+use syncbridge_core::pipeline::outbound::{
+    ChangeError, ChangeOp, LocalChange, PushOutcome, handle_push_job, requeue_due_pushes,
+    resolve_conflict, submit_change,
+};
+use syncbridge_core::pipeline::worker::WorkerDeps;
+use syncbridge_core::{Clock, ConnectionId, ExternalId, ObjectType, QueueName, Store, SystemClock};
+use syncbridge_localqueue::LocalQueue;
+use syncbridge_sandbox::{ObjectKind, SandboxHandle};
+use syncbridge_sqlite::SqliteStore;
+use syncbridge_tests::pipeline::{deps, run_once};
+use syncbridge_tests::{add_connection, sandbox};
+
+struct World {
+    sandbox: SandboxHandle,
+    store: Arc<CrashingStore>,
+    queue: Arc<LocalQueue>,
+    deps: WorkerDeps,
+    task: SyncTask,
+    conn: ConnectionId,
+    _dir: tempfile::TempDir,
+}
+
+fn contacts() -> ObjectType {
+    ObjectType::parse("contacts").unwrap()
+}
+
+async fn world(records: usize, policies: ConnectionPolicies) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = sandbox(records).await;
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open_in(dir.path()).unwrap());
+    let store = Arc::new(CrashingStore::new(sqlite));
+    let tasks = add_connection(&*store, "c1", &sandbox.base_url(), &["contacts"], None).await;
+    let conn = ConnectionId::parse("c1").unwrap();
+    let mut c = store.get_connection(&conn).await.unwrap().unwrap();
+    c.conflicts = policies;
+    store.put_connection(&c).await.unwrap();
+    let queue = Arc::new(LocalQueue::open(dir.path().join("queue.db")).unwrap());
+    queue.declare_queue(QueueName::SYNC_OUTBOUND).unwrap();
+    let deps = deps(store.clone(), Registry::builtin());
+    let task = tasks.into_iter().next().unwrap();
+    run_once(&deps, &task).await;
+    World {
+        sandbox,
+        store,
+        queue,
+        deps,
+        task,
+        conn,
+        _dir: dir,
+    }
+}
+
+fn policy(object: Option<Policy>, fields: &[(&str, Policy)]) -> ConnectionPolicies {
+    ConnectionPolicies {
+        policy: None,
+        objects: [(
+            contacts(),
+            ObjectPolicies {
+                policy: object,
+                fields: fields.iter().map(|(f, p)| (f.to_string(), *p)).collect(),
+            },
+        )]
+        .into(),
+    }
+}
+
+fn fields(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+impl World {
+    async fn submit(&self, op: ChangeOp) -> Result<ExternalId, ChangeError> {
+        let change = LocalChange {
+            connection: self.conn.clone(),
+            object: contacts(),
+            op,
+        };
+        submit_change(&self.deps, &*self.queue, &change)
+            .await
+            .map(|s| s.external_id)
+    }
+
+    async fn update(&self, id: u64, v: Value) {
+        self.submit(ChangeOp::Update {
+            id: ExternalId::parse(id.to_string()).unwrap(),
+            fields: fields(v),
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Someone edits the record in the provider's own UI.
+    fn remote_edit(&self, id: u64, props: &[(&str, Option<&str>)]) {
+        let props: Vec<(String, Option<String>)> = props
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_owned)))
+            .collect();
+        self.sandbox
+            .sandbox()
+            .update_record(ObjectKind::Contacts, id, &props)
+            .unwrap();
+    }
+
+    fn remote(&self, id: u64) -> BTreeMap<String, String> {
+        self.sandbox
+            .sandbox()
+            .record_props(ObjectKind::Contacts, id)
+            .unwrap_or_default()
+    }
+
+    async fn local(&self, id: &str) -> Option<syncbridge_core::model::Record> {
+        self.store
+            .get_record(&self.conn, &contacts(), &ExternalId::parse(id).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Delivers every ready message on `sync-outbound` once, as the host would.
+    async fn deliver_all(&self) -> Vec<PushOutcome> {
+        let mut out = Vec::new();
+        while let Some(m) = self
+            .queue
+            .receive(QueueName::SYNC_OUTBOUND, Duration::from_secs(60))
+            .unwrap()
+        {
+            let job: PushJob = serde_json::from_slice(&m.message.body).unwrap();
+            match handle_push_job(&self.deps, &*self.queue, &job).await {
+                Ok(r) => {
+                    self.queue.complete(&m.lock_token).unwrap();
+                    out.push(r.outcome);
+                }
+                Err(_) => {
+                    self.queue.abandon(&m.lock_token).unwrap();
+                }
+            }
+        }
+        out
+    }
+
+    async fn audit(&self) -> Vec<Value> {
+        self.store
+            .list_audit(Some(&self.conn), 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.entry)
+            .collect()
+    }
+}
+
+fn prop<'a>(m: &'a BTreeMap<String, String>, k: &str) -> Option<&'a str> {
+    m.get(k).map(String::as_str)
+}
+
+/// A local update is pushed to the provider; the echo that comes back by
+/// the next pull changes nothing (no update, no new push).
+#[tokio::test]
+async fn local_update_is_pushed_and_its_echo_changes_nothing() {
+    let w = world(5, ConnectionPolicies::default()).await;
+    w.update(1, json!({"phone": "+1 555 0100", "last_name": null}))
+        .await;
+    let before = w.local("1").await.unwrap();
+    assert!(before.local.is_some(), "pending until pushed");
+    let out = w.deliver_all().await;
+    assert!(
+        matches!(out[..], [PushOutcome::Pushed { fields: 2, .. }]),
+        "{out:?}"
+    );
+    let remote = w.remote(1);
+    assert_eq!(prop(&remote, "phone"), Some("+1 555 0100"));
+    assert_eq!(prop(&remote, "lastname"), None, "cleared at the provider");
+    let after = w.local("1").await.unwrap();
+    assert!(after.local.is_none(), "in sync after the push: {after:?}");
+    // The echo: a pull sees our own write and writes nothing.
+    let run = run_once(&w.deps, &w.task).await;
+    assert_eq!((run.counts.updated, run.counts.created), (0, 0), "{run:?}");
+    assert_eq!(w.local("1").await.unwrap().hash, after.hash);
+    assert!(
+        w.store
+            .list_local_changes(None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(w.audit().await.is_empty(), "no conflict, no decision");
+}
+
+/// A local create gets the provider's id; the provisional record is gone and
+/// the next pull finds the created record unchanged.
+#[tokio::test]
+async fn local_create_moves_to_the_provider_id() {
+    let w = world(2, ConnectionPolicies::default()).await;
+    let id = w
+        .submit(ChangeOp::Create {
+            reference: "signup-77".into(),
+            fields: fields(json!({"email": "new@example.com", "first_name": "Nova"})),
+        })
+        .await
+        .unwrap();
+    assert_eq!(id.as_str(), "local:signup-77");
+    let out = w.deliver_all().await;
+    let PushOutcome::Pushed {
+        created: Some(new_id),
+        ..
+    } = &out[0]
+    else {
+        panic!("{out:?}")
+    };
+    assert!(w.local("local:signup-77").await.is_none());
+    let rec = w.local(new_id.as_str()).await.unwrap();
+    assert!(rec.local.is_none());
+    assert_eq!(rec.data["email"], "new@example.com");
+    let remote = w.remote(new_id.as_str().parse().unwrap());
+    assert_eq!(prop(&remote, "firstname"), Some("Nova"));
+    let run = run_once(&w.deps, &w.task).await;
+    assert_eq!((run.counts.created, run.counts.updated), (0, 0), "{run:?}");
+}
+
+/// A local delete is pushed; the record is archived at the provider and gone locally.
+#[tokio::test]
+async fn local_delete_is_pushed() {
+    let w = world(3, ConnectionPolicies::default()).await;
+    w.submit(ChangeOp::Delete {
+        id: ExternalId::parse("2").unwrap(),
+    })
+    .await
+    .unwrap();
+    let out = w.deliver_all().await;
+    assert_eq!(out, [PushOutcome::Deleted]);
+    assert!(w.remote(2).is_empty(), "archived at the provider");
+    assert!(w.local("2").await.is_none());
+    let run = run_once(&w.deps, &w.task).await;
+    assert_eq!(run.counts.created, 0, "not resurrected by the pull");
+}
+
+/// While a local change waits, a pull holds the record (a remote edit is
+/// not written over it); the push then merges both: fields changed on one
+/// side merge cleanly, each policy decides its conflicting field, and every
+/// decision is audited once.
+#[tokio::test]
+async fn conflicts_resolve_by_policy_field_by_field() {
+    let w = world(
+        3,
+        policy(
+            Some(Policy::Manual),
+            &[
+                ("first_name", Policy::SourceWins),
+                ("last_name", Policy::TargetWins),
+                ("company", Policy::Latest),
+            ],
+        ),
+    )
+    .await;
+    w.remote_edit(
+        1,
+        &[
+            ("firstname", Some("R-first")),
+            ("lastname", Some("R-last")),
+            ("phone", Some("R-phone")),
+            ("email", Some("r@example.com")),
+        ],
+    );
+    w.update(
+        1,
+        json!({"first_name": "L-first", "last_name": "L-last", "phone": "L-phone", "company": "L-co"}),
+    )
+    .await;
+    // The pull leaves the held record alone.
+    let run = run_once(&w.deps, &w.task).await;
+    assert_eq!(run.counts.updated, 0, "{run:?}");
+    assert_eq!(w.local("1").await.unwrap().data["first_name"], "L-first");
+    let out = w.deliver_all().await;
+    assert!(matches!(out[..], [PushOutcome::Pushed { .. }]), "{out:?}");
+    let local = w.local("1").await.unwrap();
+    let remote = w.remote(1);
+    // source_wins: the provider's value, applied locally.
+    assert_eq!(local.data["first_name"], "R-first");
+    assert_eq!(prop(&remote, "firstname"), Some("R-first"));
+    // target_wins: ours, pushed.
+    assert_eq!(local.data["last_name"], "L-last");
+    assert_eq!(prop(&remote, "lastname"), Some("L-last"));
+    // latest: only we changed company: a clean merge, pushed.
+    assert_eq!(prop(&remote, "company"), Some("L-co"));
+    // one side only (email, remote): applied locally.
+    assert_eq!(local.data["email"], "r@example.com");
+    // manual (phone): parked, both sides keep their values.
+    assert_eq!(local.data["phone"], "L-phone");
+    assert_eq!(prop(&remote, "phone"), Some("R-phone"));
+    let parked = &local.local.as_ref().unwrap().conflicts;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        (
+            parked[0].field.as_str(),
+            &parked[0].local,
+            &parked[0].remote
+        ),
+        ("phone", &json!("L-phone"), &json!("R-phone"))
+    );
+    let audit = w.audit().await;
+    let decided: Vec<(String, String)> = audit
+        .iter()
+        .map(|e| {
+            (
+                e["field"].as_str().unwrap().to_owned(),
+                e["chosen"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decided,
+        [
+            ("first_name".to_owned(), "remote".to_owned()),
+            ("last_name".to_owned(), "local".to_owned()),
+            ("phone".to_owned(), "parked".to_owned()),
+        ]
+    );
+    // A redelivered job decides nothing new and changes nothing.
+    let job = PushJob {
+        connection: w.conn.clone(),
+        object: contacts(),
+        external_id: ExternalId::parse("1").unwrap(),
+        version: local.version,
+        attempt: 0,
+    };
+    let again = handle_push_job(&w.deps, &*w.queue, &job).await.unwrap();
+    assert!(
+        matches!(again.outcome, PushOutcome::Skipped(_)),
+        "{again:?}"
+    );
+    assert_eq!(w.audit().await.len(), 3);
+    // A person resolves the parked field for the local side: pushed, audited.
+    resolve_conflict(
+        &w.deps,
+        &*w.queue,
+        &w.conn,
+        &contacts(),
+        &ExternalId::parse("1").unwrap(),
+        "phone",
+        Side::Local,
+    )
+    .await
+    .unwrap();
+    w.deliver_all().await;
+    assert_eq!(prop(&w.remote(1), "phone"), Some("L-phone"));
+    let local = w.local("1").await.unwrap();
+    assert!(local.local.is_none(), "{local:?}");
+    let audit = w.audit().await;
+    assert_eq!(audit.len(), 4);
+    assert_eq!(audit[3]["policy"], "target_wins");
+    assert_eq!(audit[3]["policy_source"], "field");
+}
+
+/// `latest`: the side whose record changed last wins its conflicting field.
+#[tokio::test]
+async fn latest_picks_the_later_side() {
+    let w = world(3, policy(Some(Policy::Latest), &[])).await;
+    // Remote first, then us: ours is later.
+    w.remote_edit(1, &[("phone", Some("R1"))]);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    w.update(1, json!({"phone": "L1"})).await;
+    // Us first, then remote: theirs is later.
+    w.update(2, json!({"phone": "L2"})).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    w.remote_edit(2, &[("phone", Some("R2"))]);
+    w.deliver_all().await;
+    assert_eq!(prop(&w.remote(1), "phone"), Some("L1"));
+    assert_eq!(w.local("1").await.unwrap().data["phone"], "L1");
+    assert_eq!(prop(&w.remote(2), "phone"), Some("R2"));
+    assert_eq!(w.local("2").await.unwrap().data["phone"], "R2");
+    let chosen: Vec<String> = w
+        .audit()
+        .await
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(chosen, ["local_is_later", "remote_is_later"]);
+}
+
+/// Bad changes are refused with a clear error and write nothing: an unmapped
+/// field, an unknown record, a read-only object, an unknown connection.
+#[tokio::test]
+async fn bad_changes_are_refused_and_write_nothing() {
+    let w = world(2, ConnectionPolicies::default()).await;
+    let e = w
+        .submit(ChangeOp::Update {
+            id: ExternalId::parse("1").unwrap(),
+            fields: fields(json!({"shoe_size": "44"})),
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("`shoe_size` is not mapped"), "{e}");
+    let e = w
+        .submit(ChangeOp::Update {
+            id: ExternalId::parse("999").unwrap(),
+            fields: fields(json!({"phone": "1"})),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ChangeError::NotFound(_)), "{e}");
+    let e = submit_change(
+        &w.deps,
+        &*w.queue,
+        &LocalChange {
+            connection: ConnectionId::parse("nope").unwrap(),
+            object: contacts(),
+            op: ChangeOp::Delete {
+                id: ExternalId::parse("1").unwrap(),
+            },
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, ChangeError::UnknownConnection(_)), "{e}");
+    assert!(
+        w.store
+            .list_local_changes(None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        w.queue.counts(QueueName::SYNC_OUTBOUND).unwrap().active,
+        0,
+        "nothing queued"
+    );
+}
+
+/// A crash after the provider applied the push and before our commit: the
+/// redelivered job finds the provider already holding our change, pushes
+/// nothing twice, and ends in sync with the decision audited once.
+#[tokio::test]
+async fn crash_after_the_push_reached_the_provider_loses_nothing() {
+    let w = world(3, policy(Some(Policy::TargetWins), &[])).await;
+    w.remote_edit(1, &[("phone", Some("R"))]);
+    w.update(1, json!({"phone": "L", "company": "L-co"})).await;
+    let m = w
+        .queue
+        .receive(QueueName::SYNC_OUTBOUND, Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    let job: PushJob = serde_json::from_slice(&m.message.body).unwrap();
+    // The decision is stored (first write), the provider gets the push, then
+    // the process dies before the final commit.
+    w.store.crash_after_writes(1);
+    let first = handle_push_job(&w.deps, &*w.queue, &job).await;
+    w.store.recover();
+    assert!(first.is_err(), "the worker crashed: {first:?}");
+    assert_eq!(prop(&w.remote(1), "phone"), Some("L"), "the push landed");
+    w.queue.abandon(&m.lock_token).unwrap();
+    let out = w.deliver_all().await;
+    assert_eq!(out, [PushOutcome::UpToDate], "nothing pushed twice");
+    let rec = w.local("1").await.unwrap();
+    assert!(rec.local.is_none(), "{rec:?}");
+    assert_eq!(rec.data["company"], "L-co");
+    assert_eq!(w.audit().await.len(), 1, "one decision, audited once");
+}
+
+/// The queue is down when the product submits a change: the change is kept
+/// (the caller hears that queueing failed) and the outbox relay the
+/// scheduler runs sends the push once the queue is back.
+#[tokio::test]
+async fn the_outbox_relay_sends_a_push_the_queue_refused() {
+    let w = world(2, ConnectionPolicies::default()).await;
+    let change = LocalChange {
+        connection: w.conn.clone(),
+        object: contacts(),
+        op: ChangeOp::Update {
+            id: ExternalId::parse("1").unwrap(),
+            fields: fields(json!({"phone": "X"})),
+        },
+    };
+    let e = submit_change(&w.deps, &QueueDown, &change)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ChangeError::Queue(_)), "{e}");
+    assert_eq!(
+        w.store.list_local_changes(None, 10).await.unwrap().len(),
+        1,
+        "kept"
+    );
+    let n = requeue_due_pushes(&*w.store, &*w.queue, SystemClock.now(), 100)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    w.deliver_all().await;
+    assert_eq!(prop(&w.remote(1), "phone"), Some("X"));
+    assert_eq!(
+        requeue_due_pushes(&*w.store, &*w.queue, SystemClock.now(), 100)
+            .await
+            .unwrap(),
+        0,
+        "nothing left to relay"
+    );
+}
+
+/// Fault injection: a queue that refuses every send (nothing real can be
+/// made to fail on demand here; the real local queue takes over after).
+#[derive(Debug)]
+struct QueueDown;
+
+#[async_trait::async_trait]
+impl syncbridge_core::QueueSender for QueueDown {
+    async fn send(
+        &self,
+        _: Vec<syncbridge_core::OutboundMessage>,
+    ) -> Result<(), syncbridge_core::QueueError> {
+        Err(syncbridge_core::QueueError::Transient(
+            "queue unavailable".into(),
+        ))
+    }
+}
+
+/// A provider outage: the push is retried by a scheduled message with
+/// backoff (not redelivered hot), and lands once the provider is back.
+#[tokio::test]
+async fn provider_outage_retries_with_a_scheduled_message() {
+    let w = world(2, ConnectionPolicies::default()).await;
+    let fail_all = json!({"faults": {"error_rate": 1.0}});
+    syncbridge_tests::pipeline::admin(&w.sandbox.base_url(), "config", fail_all).await;
+    w.update(1, json!({"phone": "Y"})).await;
+    let out = w.deliver_all().await;
+    let [PushOutcome::Retry { at, error }] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert!(*at > SystemClock.now(), "scheduled for later");
+    assert!(error.contains("unavailable"), "{error}");
+    let rec = w.local("1").await.unwrap();
+    let l = rec.local.as_ref().unwrap();
+    assert_eq!((l.attempts, l.push_due_at), (1, Some(*at)));
+    assert!(
+        w.queue
+            .receive(QueueName::SYNC_OUTBOUND, Duration::from_secs(60))
+            .unwrap()
+            .is_none(),
+        "the retry is not deliverable before its time"
+    );
+    syncbridge_tests::pipeline::admin(
+        &w.sandbox.base_url(),
+        "config",
+        json!({"faults": {"error_rate": 0.0}}),
+    )
+    .await;
+    // Time passes: the relay sends the due push (same id as the scheduled one).
+    tokio::time::sleep(Duration::from_millis(
+        (at.as_millis() - SystemClock.now().as_millis()).max(0) as u64 + 50,
+    ))
+    .await;
+    requeue_due_pushes(&*w.store, &*w.queue, SystemClock.now(), 10)
+        .await
+        .unwrap();
+    w.deliver_all().await;
+    assert_eq!(prop(&w.remote(1), "phone"), Some("Y"));
+    assert!(w.local("1").await.unwrap().local.is_none());
+}
