@@ -63,6 +63,17 @@ fn demo_runs_and_leaks_no_secret() {
         "no token refresh: {summary}"
     );
     assert!(summary["provider_requests"].as_u64().unwrap() > 0);
+    // The round trip: an update, a create and a conflicting edit pushed; the
+    // conflict's first name resolved by `latest`, its phone parked (`manual`).
+    assert_eq!(summary["pushed"], 3, "{summary}");
+    assert_eq!(summary["conflicts_resolved"], 1, "{summary}");
+    assert_eq!(summary["conflicts_parked"], 1, "{summary}");
+    let round = &summary["passes"][2];
+    assert_eq!(round["name"], "pull after push");
+    assert_eq!(
+        round["objects"]["contacts"]["counts"]["updated"], 1,
+        "only the remote edit: our own writes came back unchanged: {summary}"
+    );
     for needle in ["sbx_at_", "sbx_rt_", "sbx_cs_"] {
         assert!(
             !stdout.contains(needle) && !stderr.contains(needle),

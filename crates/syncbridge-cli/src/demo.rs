@@ -6,7 +6,12 @@
 //!
 //! 1. the initial sync of every object;
 //! 2. after the sandbox changes 1% of the contacts and deletes 10, an
-//!    incremental sync that updates and deletes exactly those.
+//!    incremental sync that updates and deletes exactly those;
+//! 3. a round trip: local changes (an update, a create, and edits that
+//!    conflict with edits made meanwhile in the sandbox) pushed through the
+//!    outbound worker, conflicts resolved by the connection's policies
+//!    (`latest` for contacts, `manual` for their phone), then a pull that
+//!    brings a remote change in and finds our own writes unchanged.
 //!
 //! Progress is printed while records arrive; a summary (or `--json`) at the end.
 
@@ -92,6 +97,12 @@ pub struct DemoSummary {
     pub provider_throttled: u64,
     /// OAuth token refreshes the sandbox's token endpoint served.
     pub tokens_refreshed: u64,
+    /// Local changes pushed to the sandbox by the outbound worker.
+    pub pushed: u64,
+    /// Conflicting fields resolved by policy (audited).
+    pub conflicts_resolved: u64,
+    /// Conflicting fields parked for a person (`syncbridge changes list`).
+    pub conflicts_parked: u64,
 }
 
 fn say(json: bool, line: impl AsRef<str>) {
@@ -160,7 +171,17 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
         expires_in: None,
         api_key: None,
     };
-    let (conn, tasks) = build(add, &Registry::builtin(), SystemClock.now())?;
+    let (mut conn, tasks) = build(add, &Registry::builtin(), SystemClock.now())?;
+    // Conflict policies for the round trip: the later change wins on
+    // contacts, except phone numbers, which a person decides.
+    let contacts = syncbridge_core::ObjectType::parse("contacts")?;
+    conn.conflicts.objects.insert(
+        contacts.clone(),
+        syncbridge_core::merge::ObjectPolicies {
+            policy: Some(syncbridge_core::merge::Policy::Latest),
+            fields: [("phone".to_string(), syncbridge_core::merge::Policy::Manual)].into(),
+        },
+    );
     store.put_connection(&conn).await?;
     for t in &tasks {
         store.put_task(t).await?;
@@ -229,6 +250,7 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
     );
 
     let mut passes = Vec::new();
+    let mut round: Option<RoundTrip> = None;
     let outcome = async {
         passes.push(pass(&store, &host, "initial sync", json, a.timeout_secs).await?);
         let http = reqwest::Client::new();
@@ -254,6 +276,11 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
             store.request_run(&t.id, Priority::Interactive, now).await?;
         }
         passes.push(pass(&store, &host, "incremental sync", json, a.timeout_secs).await?);
+        round = Some(round_trip(&dir, &store, &sandbox, &conn.id, json, a.timeout_secs).await?);
+        for t in &tasks {
+            store.request_run(&t.id, Priority::Interactive, SystemClock.now()).await?;
+        }
+        passes.push(pass(&store, &host, "pull after push", json, a.timeout_secs).await?);
         anyhow::Ok(())
     }
     .await;
@@ -282,8 +309,25 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
             .map_or(0, |v| v.len() as u64);
         sandbox_records.insert(t.object.to_string(), n);
     }
+    let round = round.context("the round trip did not run")?;
+    round.verify(&store, &sandbox, &conn.id).await?;
+    let audit = store.list_audit(Some(&conn.id), 10_000).await?;
+    let conflicts_resolved = audit
+        .iter()
+        .filter(|e| e.entry.get("chosen").is_some_and(|c| c != "parked"))
+        .count() as u64;
+    let conflicts_parked = store
+        .list_local_changes(Some(&conn.id), 10_000)
+        .await?
+        .iter()
+        .filter_map(|r| r.local.as_ref())
+        .map(|l| l.conflicts.len() as u64)
+        .sum();
     sandbox.shutdown().await;
     let summary = DemoSummary {
+        pushed: round.pushed,
+        conflicts_resolved,
+        conflicts_parked,
         sandbox: base,
         in_sync: store_records == sandbox_records,
         store_records,
@@ -453,6 +497,10 @@ fn print_summary(s: &DemoSummary) {
         s.provider_requests, s.provider_throttled, s.tokens_refreshed
     );
     println!(
+        "round trip: {} local change(s) pushed, {} conflict(s) resolved by policy, {} parked for a person (syncbridge changes list)",
+        s.pushed, s.conflicts_resolved, s.conflicts_parked
+    );
+    println!(
         "{}",
         if s.in_sync {
             "in sync ✔"
@@ -460,4 +508,227 @@ fn print_summary(s: &DemoSummary) {
             "OUT OF SYNC ✘"
         }
     );
+}
+
+/// What the round trip changed, to check afterwards.
+struct RoundTrip {
+    pushed: u64,
+    /// Contact updated locally only (phone).
+    clean: String,
+    /// Contact edited on both sides (first name under `latest`, phone under `manual`).
+    conflicted: String,
+    /// Contact edited remotely only (last name).
+    remote_only: String,
+    /// The provider id of the locally created contact.
+    created: String,
+}
+
+const LOCAL_PHONE: &str = "+1 555 0100";
+const REMOTE_LAST: &str = "Remote-Edit";
+
+/// Local changes in, pushes out through the real outbound worker, conflicts
+/// resolved by policy.
+async fn round_trip(
+    dir: &Path,
+    store: &SqliteStore,
+    sandbox: &syncbridge_sandbox::SandboxHandle,
+    conn: &syncbridge_core::ConnectionId,
+    json: bool,
+    timeout_secs: u64,
+) -> anyhow::Result<RoundTrip> {
+    use syncbridge_core::pipeline::outbound::{ChangeOp, LocalChange, submit_change};
+    use syncbridge_core::{ExternalId, ObjectType};
+    say(
+        json,
+        "\n== round trip (local changes out, conflicts resolved) ==",
+    );
+    let started = Instant::now();
+    let contacts = ObjectType::parse("contacts")?;
+    let ids: Vec<ExternalId> = store
+        .list_records(conn, &contacts, None, 3)
+        .await?
+        .into_iter()
+        .map(|r| r.external_id)
+        .collect();
+    let [clean, conflicted, remote_only] = <[ExternalId; 3]>::try_from(ids)
+        .map_err(|_| anyhow::anyhow!("the round trip needs at least 3 contacts"))?;
+    let num = |id: &ExternalId| -> anyhow::Result<u64> {
+        id.as_str().parse().context("sandbox ids are numbers")
+    };
+    // Meanwhile, someone edits two contacts in the sandbox's own UI.
+    let kind = syncbridge_sandbox::ObjectKind::Contacts;
+    let sbx = sandbox.sandbox();
+    sbx.update_record(
+        kind,
+        num(&conflicted)?,
+        &[
+            ("firstname".into(), Some("Remote-Ada".into())),
+            ("phone".into(), Some("+1 555 0199".into())),
+        ],
+    )?;
+    sbx.update_record(
+        kind,
+        num(&remote_only)?,
+        &[("lastname".into(), Some(REMOTE_LAST.into()))],
+    )?;
+    say(
+        json,
+        format!(
+            "sandbox edits    contact {conflicted}: first name, phone; contact {remote_only}: last name"
+        ),
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // The product's own changes.
+    let app = syncbridge_functions::AppState::embedded(
+        syncbridge_functions::Settings::for_data_dir(dir),
+    )?;
+    let deps = app.worker_deps();
+    let fields = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+    let changes = [
+        ChangeOp::Update {
+            id: clean.clone(),
+            fields: fields(serde_json::json!({ "phone": LOCAL_PHONE })),
+        },
+        ChangeOp::Create {
+            reference: "demo-signup-1".into(),
+            fields: fields(
+                serde_json::json!({ "email": "new.signup@example.com", "first_name": "Nova" }),
+            ),
+        },
+        ChangeOp::Update {
+            id: conflicted.clone(),
+            fields: fields(
+                serde_json::json!({ "first_name": "Local-Ada", "phone": "+1 555 0142" }),
+            ),
+        },
+    ];
+    let mut submitted = Vec::new();
+    for op in changes {
+        let done = submit_change(
+            &deps,
+            &*app.queue,
+            &LocalChange {
+                connection: conn.clone(),
+                object: contacts.clone(),
+                op,
+            },
+        )
+        .await?;
+        submitted.push(done.external_id);
+    }
+    say(
+        json,
+        format!(
+            "local changes    contact {clean}: phone; new contact {}; contact {conflicted}: first name, phone",
+            submitted[1]
+        ),
+    );
+    // The outbound worker (under the local host) pushes them.
+    let created = loop {
+        let pending = store.list_local_changes(Some(conn), 100).await?;
+        let waiting = pending
+            .iter()
+            .filter(|r| r.local.as_ref().is_some_and(|l| l.push_due_at.is_some()))
+            .count();
+        if waiting == 0 {
+            let created = store
+                .list_records(conn, &contacts, None, usize::MAX >> 1)
+                .await?
+                .into_iter()
+                .find(|r| r.data["email"] == "new.signup@example.com")
+                .map(|r| r.external_id.to_string())
+                .context("the created contact is missing")?;
+            break created;
+        }
+        if started.elapsed() > Duration::from_secs(timeout_secs) {
+            bail!("pushes did not finish within {timeout_secs}s: {waiting} still pending");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    say(
+        json,
+        format!(
+            "  [{:>5.1}s] pushed: contact {clean} updated, contact {created} created (was {}), contact {conflicted} merged",
+            started.elapsed().as_secs_f64(),
+            submitted[1]
+        ),
+    );
+    for e in store.list_audit(Some(conn), 100).await? {
+        say(
+            json,
+            format!(
+                "  decision: contact {} field {} -> {} ({})",
+                e.external_id,
+                e.entry["field"].as_str().unwrap_or("?"),
+                e.entry["chosen"].as_str().unwrap_or("?"),
+                e.entry["reason"].as_str().unwrap_or("?")
+            ),
+        );
+    }
+    Ok(RoundTrip {
+        pushed: submitted.len() as u64,
+        clean: clean.to_string(),
+        conflicted: conflicted.to_string(),
+        remote_only: remote_only.to_string(),
+        created,
+    })
+}
+
+impl RoundTrip {
+    /// Both sides hold what the policies dictate.
+    async fn verify(
+        &self,
+        store: &SqliteStore,
+        sandbox: &syncbridge_sandbox::SandboxHandle,
+        conn: &syncbridge_core::ConnectionId,
+    ) -> anyhow::Result<()> {
+        let kind = syncbridge_sandbox::ObjectKind::Contacts;
+        let remote = |id: &str, prop: &str| -> Option<String> {
+            sandbox
+                .sandbox()
+                .record_props(kind, id.parse().ok()?)?
+                .get(prop)
+                .cloned()
+        };
+        let contacts = syncbridge_core::ObjectType::parse("contacts")?;
+        let contacts = &contacts;
+        let local = |id: String| async move {
+            store
+                .get_record(conn, contacts, &syncbridge_core::ExternalId::parse(id)?)
+                .await?
+                .context("record missing")
+        };
+        let checks = [
+            (
+                remote(&self.clean, "phone").as_deref() == Some(LOCAL_PHONE),
+                "the local phone reached the sandbox",
+            ),
+            (
+                remote(&self.created, "firstname").as_deref() == Some("Nova"),
+                "the created contact exists in the sandbox",
+            ),
+            (
+                remote(&self.conflicted, "firstname").as_deref() == Some("Local-Ada"),
+                "latest: the later (local) first name won",
+            ),
+            (
+                remote(&self.conflicted, "phone").as_deref() == Some("+1 555 0199"),
+                "manual: the sandbox keeps its phone",
+            ),
+            (
+                local(self.conflicted.clone()).await?.data["phone"] == "+1 555 0142",
+                "manual: we keep ours until resolved",
+            ),
+            (
+                local(self.remote_only.clone()).await?.data["last_name"] == REMOTE_LAST,
+                "the remote edit was pulled",
+            ),
+        ];
+        for (ok, what) in checks {
+            if !ok {
+                bail!("round trip check failed: {what}");
+            }
+        }
+        Ok(())
+    }
 }
