@@ -158,8 +158,10 @@ resource cosmosState 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/contain
         indexingMode: 'consistent'
         automatic: true
         includedPaths: [ { path: '/*' } ]
-        // Record payloads are never filtered on.
-        excludedPaths: [ { path: '/data/*' }, { path: '/doc/*' }, { path: '/"_etag"/?' } ]
+        // Record payloads and their outbound state (`local`: base copy, parked
+        // values) are never filtered on; the queried parts are copied to top-level
+        // fields (`push_due_at`, `local_key`).
+        excludedPaths: [ { path: '/data/*' }, { path: '/local/*' }, { path: '/doc/*' }, { path: '/"_etag"/?' } ]
         // The cross-partition ORDER BYs of CosmosStore (COMPOSITE_INDEXES in the crate).
         compositeIndexes: [
           [

@@ -10,6 +10,7 @@
 //! | `connection` | connection id | `connection` |
 //! | `task` | its connection id | `task.<hash(task id)>` |
 //! | `record` | its connection id | `rec.<hash(object, external id)>` |
+//! | `audit` | its connection id | `audit.<hash(key)>` |
 //! | `run` | its connection id | `run.<hash(run id)>` |
 //! | `credential` | its connection id | `credential` |
 //! | `webhook` | its connection id | `wh.<hash(dedup key)>` |
@@ -24,7 +25,9 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use syncbridge_core::model::{Connection, QuarantinedMessage, SyncRun, SyncTask};
+use syncbridge_core::model::{
+    AuditRecord, Connection, LocalState, QuarantinedMessage, Record, SyncRun, SyncTask,
+};
 use syncbridge_core::store::SealedCredential;
 
 /// Partition of the quarantine entries and their sequence counter.
@@ -46,6 +49,10 @@ pub(crate) fn task_id(task: &str) -> String {
 
 pub(crate) fn record_id(object: &str, external_id: &str) -> String {
     format!("rec.{}", digest(&[object, external_id]))
+}
+
+pub(crate) fn audit_id(key: &str) -> String {
+    format!("audit.{}", digest(&[key]))
 }
 
 pub(crate) fn run_id(run: &str) -> String {
@@ -128,6 +135,57 @@ pub(crate) struct RecordDoc {
     pub hash: String,
     pub version: i64,
     pub remote_updated_at: Option<i64>,
+    /// The outbound state, the source of truth (never filtered on: the
+    /// indexing policy excludes `/local/*` like `/data/*`). Absent in
+    /// documents written before outbound sync, read back as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalState>,
+    /// `local.push_due_at` in ms, present only while a push is due: the
+    /// outbox that `due_pushes` ranges over (single-property `ORDER BY`, so
+    /// the range index covers it; no composite index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_due_at: Option<i64>,
+    /// Present exactly while `local` is: `<pk> <object> <external id>`.
+    /// Both the "has a local state" filter and the sort key of
+    /// `list_local_changes` — one string ordered like the tuple (connection
+    /// ids and object types only contain `[A-Za-z0-9-_.:@]`, all above the
+    /// space), so a single-property `ORDER BY` gives SQLite's
+    /// (connection, object, id) order without a composite index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_key: Option<String>,
+}
+
+impl RecordDoc {
+    /// The document of `r` in partition `pk` under `object` (the caller's
+    /// connection and object, whatever `r` says, like the SQLite store).
+    pub fn new(pk: &str, object: &str, r: &Record) -> Self {
+        RecordDoc {
+            id: record_id(object, r.external_id.as_str()),
+            pk: pk.to_owned(),
+            kind: "record".into(),
+            object: object.to_owned(),
+            external_id: r.external_id.to_string(),
+            data: r.data.clone(),
+            hash: r.hash.clone(),
+            version: r.version,
+            remote_updated_at: r.remote_updated_at.map(|t| t.as_millis()),
+            push_due_at: r
+                .local
+                .as_ref()
+                .and_then(|l| l.push_due_at)
+                .map(|t| t.as_millis()),
+            local_key: r
+                .local
+                .as_ref()
+                .map(|_| local_key(pk, object, r.external_id.as_str())),
+            local: r.local.clone(),
+        }
+    }
+}
+
+/// See [`RecordDoc::local_key`].
+pub(crate) fn local_key(pk: &str, object: &str, external_id: &str) -> String {
+    format!("{pk} {object} {external_id}")
 }
 
 /// What a page commit needs to know about a stored record.
@@ -138,6 +196,47 @@ pub(crate) struct RecordHead {
     pub version: i64,
     #[serde(rename = "_etag")]
     pub etag: String,
+    #[serde(default)]
+    pub remote_updated_at: Option<i64>,
+    /// Present while the record has a local state (then it is held).
+    #[serde(default)]
+    pub local_key: Option<String>,
+}
+
+/// One audit entry, in its connection's partition so it commits in the same
+/// transactional batch as the record write that decided it. The id is
+/// derived from the key: a key already stored makes a second create fail
+/// with 409, which is how "an entry whose key is already stored is skipped"
+/// holds (see `CosmosStore::write_record`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AuditDoc {
+    pub id: String,
+    pub pk: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub key: String,
+    pub at: i64,
+    /// Sort key of the log: `at` (ms) × 1000 + the entry's position in its
+    /// write, so the entries of one write (usually one instant) keep their
+    /// order. Exact as a JSON number until the year 2255.
+    pub log_order: i64,
+    pub doc: AuditRecord,
+}
+
+impl AuditDoc {
+    /// Entry `position` (< 1000) of a write.
+    pub fn new(a: &AuditRecord, position: usize) -> Self {
+        let at = a.at.as_millis();
+        AuditDoc {
+            id: audit_id(&a.key),
+            pk: a.connection.to_string(),
+            kind: "audit".into(),
+            key: a.key.clone(),
+            at,
+            log_order: at.saturating_mul(1000).saturating_add(position as i64),
+            doc: a.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,5 +351,28 @@ mod tests {
         assert_eq!(id, record_id("contacts", &long));
         assert_ne!(record_id("ab", "c"), record_id("a", "bc"));
         assert!(lock_pk("n").starts_with('~'));
+        assert_ne!(audit_id("k"), record_id("k", ""));
+    }
+
+    /// The local key sorts like the (connection, object, id) tuple.
+    #[test]
+    fn local_key_orders_like_the_tuple() {
+        let mut keys = [
+            ("c1", "deals", "a"),
+            ("c1", "contacts", "b"),
+            ("c1-x", "contacts", "a"),
+            ("c1", "contacts.x", "a"),
+            ("c1", "contacts", "a b"),
+            ("c1", "contacts", "a"),
+        ];
+        let mut by_key: Vec<String> = keys.iter().map(|(c, o, i)| local_key(c, o, i)).collect();
+        keys.sort();
+        by_key.sort();
+        assert_eq!(
+            by_key,
+            keys.iter()
+                .map(|(c, o, i)| local_key(c, o, i))
+                .collect::<Vec<_>>()
+        );
     }
 }

@@ -17,9 +17,12 @@
 //!   would lift it but make a task and its records span two levels — a later
 //!   change, not needed for the sizes the product targets);
 //! - cross-connection queries (`due_tasks`, `list_connections`, `list_runs`,
-//!   `credentials_expiring`, and locating a task by id) are cross-partition;
-//!   the multi-column `ORDER BY`s need the composite indexes declared in
-//!   `infra/main.bicep` (see [`COMPOSITE_INDEXES`]).
+//!   `credentials_expiring`, `due_pushes`, `list_local_changes` and
+//!   `list_audit` of all connections, and locating a task by id) are
+//!   cross-partition; the multi-column `ORDER BY`s need the composite indexes
+//!   declared in `infra/main.bicep` (see [`COMPOSITE_INDEXES`]). The outbound
+//!   queries order by one property each (`push_due_at`, `local_key`,
+//!   `log_order`, see the `docs` module) and need none.
 //!
 //! # Page commits
 //!
@@ -43,6 +46,40 @@
 //! lease take-over) re-reads the task: lease gone → [`StoreError::LeaseLost`],
 //! otherwise the remaining operations are retried under the new ETag.
 //!
+//! Records with a local state (outbound sync) are **held**: the plan counts
+//! them `held` and writes nothing for them, upserts and deletes alike. An
+//! upsert older than the stored record (`remote_updated_at`, checked after the
+//! unchanged-hash check) is `stale` and skipped. If a record gains a local
+//! state between the read and the batch, its `If-Match` (or create) fails and
+//! the re-read holds it.
+//!
+//! # Record writes
+//!
+//! [`Store::write_record`] reads the record (version and ETag), checks the
+//! expected version (`Conflict` if it differs), checks that a move's target
+//! id is free, looks up which of the audit keys are already stored, and then
+//! sends **one** transactional batch in the connection's partition:
+//! - the record: replace under `If-Match`; or delete under `If-Match` (removal);
+//!   or, for a move, delete the old id under `If-Match` + create the new id;
+//!   or create when it must not exist yet;
+//! - one create per audit entry whose key is not stored yet (id derived from
+//!   the key: `audit.<hash(key)>`).
+//!
+//! Audit entries are **created**, not upserted: an upsert keyed by the key
+//! would be idempotent only if a key always came with the same content, but a
+//! redelivered decision carries a later `at` (and may word its entry
+//! differently), so an upsert would rewrite the first entry and reorder the
+//! log. Instead stored keys are left out of the batch; a key that appears
+//! concurrently makes its create fail with 409, the whole batch rolls back
+//! (nothing written), and the retry re-reads and skips it. A 412/404 on the
+//! record (a concurrent write) likewise rolls back and re-reads: the version
+//! check then answers `Conflict`, or the write is retried under the new ETag
+//! if the version is still the expected one. Limits: the record and its audit
+//! entries must fit one batch (≤ 98 audit entries, ≤ [`MAX_BATCH_BYTES`]);
+//! a larger write is refused before anything is sent. Audit keys are unique
+//! per connection (the partition), and an entry must belong to the write's
+//! connection.
+//!
 //! # Concurrency and throttling
 //!
 //! - Read-modify-write (leases, credentials, locks, the quarantine counter)
@@ -57,7 +94,7 @@
 
 mod docs;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -78,16 +115,19 @@ use futures::TryStreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use syncbridge_core::model::{
-    Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask, WebhookEvent,
+    AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
+    WebhookEvent,
 };
-use syncbridge_core::store::{PageCommit, PageOutcome, QuarantineEntry, SealedCredential};
+use syncbridge_core::store::{
+    PageCommit, PageOutcome, QuarantineEntry, RecordWrite, SealedCredential,
+};
 use syncbridge_core::{
     ConnectionId, ExternalId, ObjectType, Store, StoreError, TaskId, TenantId, Timestamp,
 };
 
 use docs::{
-    ConnectionDoc, CounterDoc, CredentialDoc, LockDoc, QUARANTINE_PK, QuarantineDoc, RecordDoc,
-    RecordHead, RunDoc, TaskDoc, WebhookDoc,
+    AuditDoc, ConnectionDoc, CounterDoc, CredentialDoc, LockDoc, QUARANTINE_PK, QuarantineDoc,
+    RecordDoc, RecordHead, RunDoc, TaskDoc, WebhookDoc,
 };
 
 /// Largest transactional batch this store sends (the service limit is 2 MB;
@@ -547,7 +587,8 @@ impl CosmosStore {
             let heads: Vec<RecordHead> = self
                 .query_all(
                     query(
-                        "SELECT c.id, c.hash, c.version, c._etag FROM c \
+                        "SELECT c.id, c.hash, c.version, c._etag, c.remote_updated_at, \
+                         c.local_key FROM c \
                          WHERE c.type = 'record' AND ARRAY_CONTAINS(@ids, c.id)",
                         &[("@ids", serde_json::json!(chunk))],
                     ),
@@ -609,7 +650,19 @@ enum Counted {
     Updated,
     Unchanged,
     Deleted,
+    Held,
+    Stale,
     Nothing,
+}
+
+/// A record as a page commit sees it while applying the page in order.
+#[derive(Debug, Clone)]
+struct Current {
+    hash: String,
+    version: i64,
+    remote_updated_at: Option<i64>,
+    /// Has a local state: the page leaves it alone.
+    held: bool,
 }
 
 impl CosmosStore {
@@ -621,25 +674,42 @@ impl CosmosStore {
         heads: &HashMap<String, RecordHead>,
     ) -> Result<PagePlan, StoreError> {
         let (pk, object) = (page.connection.as_str(), page.object.as_str());
-        // Current state as the page is applied: id → (exists, hash, version).
-        let mut state: HashMap<String, Option<(String, i64)>> = HashMap::new();
+        // Current state as the page is applied: id → the record, or `None` once deleted.
+        let mut state: HashMap<String, Option<Current>> = HashMap::new();
         let mut finals: HashMap<String, Option<RecordDoc>> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
         let mut counted = Vec::new();
-        let current = |state: &HashMap<String, Option<(String, i64)>>, id: &str| {
-            state
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| heads.get(id).map(|h| (h.hash.clone(), h.version)))
+        let current = |state: &HashMap<String, Option<Current>>, id: &str| {
+            state.get(id).cloned().unwrap_or_else(|| {
+                heads.get(id).map(|h| Current {
+                    hash: h.hash.clone(),
+                    version: h.version,
+                    remote_updated_at: h.remote_updated_at,
+                    held: h.local_key.is_some(),
+                })
+            })
         };
         for u in &page.upserts {
             let id = docs::record_id(object, u.external_id.as_str());
+            let remote = u.remote_updated_at.map(|t| t.as_millis());
+            // Same order of checks as the SQLite store: held, unchanged, stale.
             let (version, kind) = match current(&state, &id) {
-                Some((hash, _)) if hash == u.hash => {
+                Some(c) if c.held => {
+                    counted.push((id, Counted::Held));
+                    continue;
+                }
+                Some(c) if c.hash == u.hash => {
                     counted.push((id, Counted::Unchanged));
                     continue;
                 }
-                Some((_, v)) => (v + 1, Counted::Updated),
+                Some(Current {
+                    remote_updated_at: Some(stored),
+                    ..
+                }) if remote.is_some_and(|t| t < stored) => {
+                    counted.push((id, Counted::Stale));
+                    continue;
+                }
+                Some(c) => (c.version + 1, Counted::Updated),
                 None => (1, Counted::Created),
             };
             let doc = RecordDoc {
@@ -651,7 +721,10 @@ impl CosmosStore {
                 data: u.data.clone(),
                 hash: u.hash.clone(),
                 version,
-                remote_updated_at: u.remote_updated_at.map(|t| t.as_millis()),
+                remote_updated_at: remote,
+                local: None,
+                push_due_at: None,
+                local_key: None,
             };
             let size = serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(0);
             if size > MAX_ITEM_BYTES {
@@ -660,7 +733,15 @@ impl CosmosStore {
                     u.external_id
                 )));
             }
-            state.insert(id.clone(), Some((u.hash.clone(), version)));
+            state.insert(
+                id.clone(),
+                Some(Current {
+                    hash: u.hash.clone(),
+                    version,
+                    remote_updated_at: remote,
+                    held: false,
+                }),
+            );
             if !finals.contains_key(&id) {
                 order.push(id.clone());
             }
@@ -669,9 +750,16 @@ impl CosmosStore {
         }
         for d in &page.deletes {
             let id = docs::record_id(object, d.as_str());
-            if current(&state, &id).is_none() {
-                counted.push((id, Counted::Nothing));
-                continue;
+            match current(&state, &id) {
+                None => {
+                    counted.push((id, Counted::Nothing));
+                    continue;
+                }
+                Some(c) if c.held => {
+                    counted.push((id, Counted::Held));
+                    continue;
+                }
+                Some(_) => {}
             }
             state.insert(id.clone(), None);
             if !finals.contains_key(&id) {
@@ -726,8 +814,20 @@ impl CosmosStore {
             ids.dedup();
             let heads = self.record_heads(pk, &ids).await?;
             let (ops, counted) = Self::plan_page(page, &heads)?;
-            if outcome_by_input.is_none() {
-                outcome_by_input = Some(counted.clone());
+            // An input keeps the count of the plan its batch committed under
+            // (a re-plan sees it as already written); the others take the
+            // latest plan's: a record may have changed meanwhile, e.g. gained
+            // a local state (now held) — the plans list the inputs in the
+            // same order, one entry each.
+            match &mut outcome_by_input {
+                None => outcome_by_input = Some(counted),
+                Some(prev) => {
+                    for (slot, (id, c)) in prev.iter_mut().zip(counted) {
+                        if !done.contains_key(&id) {
+                            *slot = (id, c);
+                        }
+                    }
+                }
             }
             let ops: Vec<_> = ops
                 .into_iter()
@@ -791,6 +891,8 @@ impl CosmosStore {
                                     Counted::Updated => out.updated += 1,
                                     Counted::Unchanged => out.unchanged += 1,
                                     Counted::Deleted => out.deleted += 1,
+                                    Counted::Held => out.held += 1,
+                                    Counted::Stale => out.stale += 1,
                                     Counted::Nothing => {}
                                 }
                             }
@@ -809,6 +911,152 @@ impl CosmosStore {
         Err(StoreError::Conflict(format!(
             "page commit for task {}: kept losing to concurrent writers",
             page.task
+        )))
+    }
+}
+
+impl CosmosStore {
+    /// See [`Store::write_record`] and the crate docs ("Record writes").
+    async fn write_record_inner(&self, w: &RecordWrite) -> Result<(), StoreError> {
+        let pk = w.connection.as_str();
+        let object = w.object.as_str();
+        let from_id = docs::record_id(object, w.external_id.as_str());
+        let what = || format!("record {object}/{} of {pk}", w.external_id);
+
+        // The audit entries to create: the first of each key, in order.
+        let mut keys = HashSet::new();
+        let mut audit: Vec<AuditDoc> = Vec::new();
+        for a in &w.audit {
+            if a.connection != w.connection {
+                return Err(StoreError::Corrupt(format!(
+                    "audit entry {:?} belongs to connection {}, but the write is in {pk}; \
+                     an entry commits with its own connection's record",
+                    a.key, a.connection
+                )));
+            }
+            if keys.insert(a.key.as_str()) {
+                audit.push(AuditDoc::new(a, audit.len()));
+            }
+        }
+        let next = w.next.as_ref().map(|r| RecordDoc::new(pk, object, r));
+        let moved = next.as_ref().is_some_and(|n| n.id != from_id);
+        // Size limits are checked before anything is sent: the write is one
+        // batch or nothing.
+        let record_bytes = next
+            .as_ref()
+            .map(|n| serde_json::to_vec(n).map(|v| v.len()).unwrap_or(0))
+            .unwrap_or(0);
+        if record_bytes > MAX_ITEM_BYTES {
+            return Err(StoreError::Corrupt(format!(
+                "{} is {record_bytes} bytes; Cosmos DB items are limited to 2 MB",
+                what()
+            )));
+        }
+        let audit_bytes: usize = audit
+            .iter()
+            .map(|a| serde_json::to_vec(a).map(|v| v.len()).unwrap_or(0) + 256)
+            .sum();
+        let record_ops = 2; // at most: delete the old id + create the new one
+        // Without audit entries the batch is the record alone, like a page's
+        // single-record batch: only the item limit above applies.
+        if audit.len() + record_ops > self.options.max_batch_ops
+            || (!audit.is_empty()
+                && record_bytes + 512 + audit_bytes > self.options.max_batch_bytes)
+        {
+            return Err(StoreError::Corrupt(format!(
+                "{}: {} audit entries ({audit_bytes} bytes) do not fit one transactional \
+                 batch with the record ({} operations, {} bytes at most)",
+                what(),
+                audit.len(),
+                self.options.max_batch_ops,
+                self.options.max_batch_bytes
+            )));
+        }
+        let audit_ids: Vec<&str> = audit.iter().map(|a| a.id.as_str()).collect();
+
+        for _ in 0..self.options.cas_attempts {
+            let current = self.read::<RecordHead>(pk, &from_id).await?;
+            if current.as_ref().map(|(h, _)| h.version) != w.expect_version {
+                return Err(StoreError::Conflict(format!(
+                    "{}: expected version {:?}, found {:?}",
+                    what(),
+                    w.expect_version,
+                    current.as_ref().map(|(h, _)| h.version)
+                )));
+            }
+            if let Some(n) = next.as_ref().filter(|_| moved)
+                && self
+                    .read::<serde::de::IgnoredAny>(pk, &n.id)
+                    .await?
+                    .is_some()
+            {
+                return Err(StoreError::Conflict(format!(
+                    "{}: cannot move to {:?}, which exists",
+                    what(),
+                    n.external_id
+                )));
+            }
+            let stored: HashSet<String> = if audit_ids.is_empty() {
+                HashSet::new()
+            } else {
+                self.query_all::<String>(
+                    query(
+                        "SELECT VALUE c.id FROM c WHERE c.type = 'audit' \
+                         AND ARRAY_CONTAINS(@ids, c.id)",
+                        &[("@ids", serde_json::json!(audit_ids))],
+                    ),
+                    Some(pk),
+                )
+                .await?
+                .into_iter()
+                .collect()
+            };
+
+            let mut batch = TransactionalBatch::new(pk.to_owned());
+            let mut ops = 0;
+            if let Some((_, etag)) = &current
+                && (next.is_none() || moved)
+            {
+                batch = batch.delete_item(
+                    from_id.clone(),
+                    Some(BatchDeleteOptions::default().with_precondition(if_match(etag))),
+                );
+                ops += 1;
+            }
+            if let Some(n) = &next {
+                batch = match &current {
+                    Some((_, etag)) if !moved => batch
+                        .replace_item(
+                            n.id.clone(),
+                            n,
+                            Some(BatchReplaceOptions::default().with_precondition(if_match(etag))),
+                        )
+                        .map_err(|e| corrupt(&n.id, e))?,
+                    // Absent, or moving: the new id must not exist (409 otherwise).
+                    _ => batch.create_item(n).map_err(|e| corrupt(&n.id, e))?,
+                };
+                ops += 1;
+            }
+            for a in audit.iter().filter(|a| !stored.contains(&a.id)) {
+                batch = batch.create_item(a).map_err(|e| corrupt(&a.id, e))?;
+                ops += 1;
+            }
+            if ops == 0 {
+                return Ok(()); // nothing to remove, no new audit entry
+            }
+            match self.run_batch(batch).await? {
+                Ok(()) => return Ok(()),
+                Err(code) => {
+                    // 412/404: the record changed or vanished since it was
+                    // read; 409: the move target or an audit key appeared.
+                    // Re-read: the version check or the skip decides.
+                    tracing::debug!(record = %w.external_id, object, code, "record write rolled back; re-reading");
+                }
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "{}: kept losing to concurrent writers",
+            what()
         )))
     }
 }
@@ -858,8 +1106,12 @@ impl Store for CosmosStore {
             .read::<ConnectionDoc>(pk, "connection")
             .await?
             .is_some();
+        // The audit log outlives the connection, as in the SQLite store.
         let ids: Vec<String> = self
-            .query_all(query("SELECT VALUE c.id FROM c", &[]), Some(pk))
+            .query_all(
+                query("SELECT VALUE c.id FROM c WHERE c.type != 'audit'", &[]),
+                Some(pk),
+            )
             .await?;
         // Everything else first, the connection document last: a crash half
         // way leaves the connection visible and a retry finishes the job.
@@ -1004,6 +1256,66 @@ impl Store for CosmosStore {
 
     async fn commit_page(&self, page: &PageCommit) -> Result<PageOutcome, StoreError> {
         self.commit_page_inner(page).await
+    }
+
+    async fn write_record(&self, w: &RecordWrite) -> Result<(), StoreError> {
+        self.write_record_inner(w).await
+    }
+
+    async fn due_pushes(&self, now: Timestamp, limit: usize) -> Result<Vec<Record>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Single-property ORDER BY: the range index on /push_due_at serves it
+        // across partitions. Records due at the same millisecond come in no
+        // particular order (the SQLite store breaks ties by id).
+        let q = query(
+            format!(
+                "SELECT TOP {limit} * FROM c WHERE c.type = 'record' \
+                 AND IS_NUMBER(c.push_due_at) AND c.push_due_at <= @now \
+                 ORDER BY c.push_due_at ASC"
+            ),
+            &[("@now", now.as_millis().into())],
+        );
+        let docs: Vec<RecordDoc> = self.query_all(q, None).await?;
+        docs.into_iter().map(to_record).collect()
+    }
+
+    async fn list_local_changes(
+        &self,
+        connection: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // `local_key` is present exactly on records with a local state and
+        // sorts like (connection, object, id); see `docs::RecordDoc`.
+        let q = query(
+            format!(
+                "SELECT TOP {limit} * FROM c WHERE c.type = 'record' \
+                 AND IS_STRING(c.local_key) ORDER BY c.local_key ASC"
+            ),
+            &[],
+        );
+        let docs: Vec<RecordDoc> = self.query_all(q, connection.map(|c| c.as_str())).await?;
+        docs.into_iter().map(to_record).collect()
+    }
+
+    async fn list_audit(
+        &self,
+        connection: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let q = query(
+            format!("SELECT TOP {limit} * FROM c WHERE c.type = 'audit' ORDER BY c.log_order ASC"),
+            &[],
+        );
+        let docs: Vec<AuditDoc> = self.query_all(q, connection.map(|c| c.as_str())).await?;
+        Ok(docs.into_iter().map(|d| d.doc).collect())
     }
 
     async fn get_record(
@@ -1333,6 +1645,7 @@ fn to_record(d: RecordDoc) -> Result<Record, StoreError> {
         hash: d.hash,
         version: d.version,
         remote_updated_at: d.remote_updated_at.map(Timestamp::from_millis),
+        local: d.local,
     })
 }
 

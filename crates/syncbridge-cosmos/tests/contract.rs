@@ -27,8 +27,8 @@ use azure_data_cosmos_driver::in_memory_emulator::{
     VirtualRegion,
 };
 use serde_json::json;
-use syncbridge_core::model::{Lease, Priority, content_hash};
-use syncbridge_core::store::{PageCommit, RecordUpsert};
+use syncbridge_core::model::{AuditRecord, Lease, Priority, content_hash};
+use syncbridge_core::store::{PageCommit, RecordUpsert, RecordWrite};
 use syncbridge_core::{ExternalId, Store, StoreError, Timestamp};
 use syncbridge_cosmos::{CosmosStore, CosmosStoreOptions};
 
@@ -105,6 +105,11 @@ contract!(
     quarantine_and_replay,
     credential_compare_and_swap,
     named_locks,
+    write_record_compare_and_swap,
+    audit_appended_once_per_key,
+    due_pushes_oldest_first,
+    local_changes_listed,
+    page_commit_holds_local_and_skips_stale,
 );
 
 /// `run_all` too, so a case added to the contract runs here even before it is
@@ -430,4 +435,335 @@ async fn throttled_account_still_keeps_the_contract() {
     }
     assert!(saw_429, "the emulator throttles a burst at 400 RU/s");
     syncbridge_store_contract::page_commit_counts_and_versions(Arc::new(store)).await;
+}
+
+// ---- record writes (outbound sync) ------------------------------------------
+
+fn rec(id: &str, name: &str, version: i64) -> syncbridge_core::model::Record {
+    let data = json!({ "name": name });
+    syncbridge_core::model::Record {
+        connection: syncbridge_core::ConnectionId::parse("c1").unwrap(),
+        object: syncbridge_core::ObjectType::parse("contacts").unwrap(),
+        external_id: ExternalId::parse(id).unwrap(),
+        hash: content_hash(&data),
+        data,
+        version,
+        remote_updated_at: Some(T0),
+        local: None,
+    }
+}
+
+fn entry(r: &syncbridge_core::model::Record, key: &str, note: &str) -> AuditRecord {
+    AuditRecord {
+        key: key.into(),
+        connection: r.connection.clone(),
+        object: r.object.clone(),
+        external_id: r.external_id.clone(),
+        at: T0,
+        entry: json!({ "note": note }),
+    }
+}
+
+fn write(
+    current: &syncbridge_core::model::Record,
+    expect: Option<i64>,
+    next: Option<syncbridge_core::model::Record>,
+    audit: Vec<AuditRecord>,
+) -> RecordWrite {
+    RecordWrite {
+        connection: current.connection.clone(),
+        object: current.object.clone(),
+        external_id: current.external_id.clone(),
+        expect_version: expect,
+        next,
+        audit,
+    }
+}
+
+/// A store whose `n`-th transactional batch waits while `interlude` runs
+/// (on its own thread and runtime) against the same store: a deterministic
+/// "another writer got in between the read and the batch".
+async fn with_interlude<F, Fut>(n: usize, interlude: F) -> Arc<CosmosStore>
+where
+    F: FnOnce(Arc<CosmosStore>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (hit_tx, hit_rx) = std::sync::mpsc::channel();
+    let observer = Arc::new(OnBatch {
+        n,
+        seen: Default::default(),
+        hit: std::sync::Mutex::new(Some(hit_tx)),
+    });
+    let store = Arc::new(
+        provisioned(
+            false,
+            Some(observer as Arc<dyn RequestObserver>),
+            CosmosStoreOptions::default(),
+        )
+        .await,
+    );
+    let other = store.clone();
+    std::thread::spawn(move || {
+        let Ok(done) = hit_rx.recv() else { return };
+        let done: std::sync::mpsc::Sender<()> = done;
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(interlude(other));
+        done.send(()).unwrap();
+    });
+    store
+}
+
+/// An audit key stored by another writer after this write looked its keys up
+/// (so its create fails with 409 inside the batch): the batch rolls back, the
+/// retry skips the key, and the record write still commits. The stored entry
+/// is the other writer's, listed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_key_stored_concurrently_is_skipped() {
+    let store = with_interlude(2, |s| async move {
+        let other = rec("2", "b", 1);
+        s.write_record(&write(
+            &other,
+            None,
+            Some(other.clone()),
+            vec![entry(&other, "k1", "theirs")],
+        ))
+        .await
+        .unwrap();
+    })
+    .await;
+    let r = rec("1", "a", 1);
+    store
+        .write_record(&write(&r, None, Some(r.clone()), vec![]))
+        .await
+        .unwrap(); // batch 1
+    let next = rec("1", "a2", 2);
+    store
+        .write_record(&write(
+            &r,
+            Some(1),
+            Some(next.clone()),
+            vec![entry(&next, "k1", "ours"), entry(&next, "k2", "ours")],
+        ))
+        .await
+        .unwrap(); // batch 2 waits for the interlude, fails with 409, is retried
+    let got = store
+        .get_record(&r.connection, &r.object, &r.external_id)
+        .await
+        .unwrap();
+    assert_eq!(got, Some(next));
+    let audit = store.list_audit(None, 10).await.unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .map(|a| (a.key.as_str(), a.entry["note"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        [("k1", "theirs"), ("k2", "ours")]
+    );
+}
+
+/// A concurrent write of the record between this write's read and its batch
+/// (its `If-Match` fails with 412): the re-read finds another version, the
+/// caller hears `Conflict`, and none of its audit entries is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_written_concurrently_is_a_conflict() {
+    let store = with_interlude(2, |s| async move {
+        let r = rec("1", "a", 1);
+        s.write_record(&write(&r, Some(1), Some(rec("1", "theirs", 2)), vec![]))
+            .await
+            .unwrap();
+    })
+    .await;
+    let r = rec("1", "a", 1);
+    store
+        .write_record(&write(&r, None, Some(r.clone()), vec![]))
+        .await
+        .unwrap();
+    let err = store
+        .write_record(&write(
+            &r,
+            Some(1),
+            Some(rec("1", "ours", 2)),
+            vec![entry(&r, "k-ours", "lost")],
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
+    let got = store
+        .get_record(&r.connection, &r.object, &r.external_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.data["name"], "theirs");
+    assert!(store.list_audit(None, 10).await.unwrap().is_empty());
+}
+
+/// A move whose target appears between the check and the batch (its create
+/// fails with 409): `Conflict`, the record stays at its old id, the target
+/// is the other writer's, no audit entry is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_target_created_concurrently_is_a_conflict() {
+    let store = with_interlude(2, |s| async move {
+        let p1 = rec("p1", "pulled", 1);
+        s.write_record(&write(&p1, None, Some(p1.clone()), vec![]))
+            .await
+            .unwrap();
+    })
+    .await;
+    let x = rec("local:x", "ours", 1);
+    store
+        .write_record(&write(&x, None, Some(x.clone()), vec![]))
+        .await
+        .unwrap();
+    let err = store
+        .write_record(&write(
+            &x,
+            Some(1),
+            Some(rec("p1", "ours", 2)),
+            vec![entry(&x, "k-move", "lost")],
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
+    let get = |id: &str| {
+        let (s, id) = (store.clone(), ExternalId::parse(id).unwrap());
+        let (c, o) = (x.connection.clone(), x.object.clone());
+        async move {
+            s.get_record(&c, &o, &id)
+                .await
+                .unwrap()
+                .map(|r| r.data["name"].as_str().unwrap().to_owned())
+        }
+    };
+    assert_eq!(get("local:x").await.as_deref(), Some("ours"));
+    assert_eq!(get("p1").await.as_deref(), Some("pulled"));
+    assert!(store.list_audit(None, 10).await.unwrap().is_empty());
+}
+
+/// A write whose audit entries cannot fit one transactional batch with the
+/// record, or that carries an entry of another connection, is refused before
+/// anything is sent (the write is one batch or nothing).
+#[tokio::test]
+async fn record_write_that_cannot_be_one_batch_is_refused() {
+    let store = fresh().await;
+    let r = rec("1", "a", 1);
+    let many: Vec<_> = (0..99).map(|i| entry(&r, &format!("k{i}"), "x")).collect();
+    let err = store
+        .write_record(&write(&r, None, Some(r.clone()), many))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "got {err:?}");
+    let mut foreign = entry(&r, "k", "x");
+    foreign.connection = syncbridge_core::ConnectionId::parse("c2").unwrap();
+    let err = store
+        .write_record(&write(&r, None, Some(r.clone()), vec![foreign]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "got {err:?}");
+    assert_eq!(
+        store
+            .get_record(&r.connection, &r.object, &r.external_id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store.list_audit(None, 10).await.unwrap().is_empty());
+    let fits: Vec<_> = (0..98)
+        .map(|i| entry(&r, &format!("k{i:02}"), "x"))
+        .collect();
+    store
+        .write_record(&write(&r, None, Some(r.clone()), fits))
+        .await
+        .unwrap();
+    assert_eq!(store.list_audit(None, 200).await.unwrap().len(), 98);
+}
+
+/// A connection's audit log outlives the connection (as in the SQLite store):
+/// deleting the connection removes its records, not its audit entries.
+#[tokio::test]
+async fn audit_outlives_its_connection() {
+    let store = fresh().await;
+    store
+        .put_connection(&syncbridge_store_contract::connection("c1", "t1"))
+        .await
+        .unwrap();
+    let r = rec("1", "a", 1);
+    store
+        .write_record(&write(&r, None, Some(r.clone()), vec![entry(&r, "k", "x")]))
+        .await
+        .unwrap();
+    assert!(store.delete_connection(&r.connection).await.unwrap());
+    assert_eq!(
+        store
+            .get_record(&r.connection, &r.object, &r.external_id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .list_audit(Some(&r.connection), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A record that gains a local state between a page commit's read and its
+/// batch (the replace's `If-Match` fails with 412): the re-read holds it, so
+/// the page neither overwrites the local change nor loses its cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_changed_locally_during_a_page_commit_is_held() {
+    let store = with_interlude(2, |s| async move {
+        let c = syncbridge_core::ConnectionId::parse("c1").unwrap();
+        let o = syncbridge_core::ObjectType::parse("contacts").unwrap();
+        let id = ExternalId::parse("r00001").unwrap();
+        let mut r = s.get_record(&c, &o, &id).await.unwrap().unwrap();
+        let mut next = r.clone();
+        next.version += 1;
+        next.local = Some(
+            serde_json::from_value(
+                json!({ "base": r.data, "local_updated_at": T0, "push_due_at": T0 }),
+            )
+            .unwrap(),
+        );
+        next.data = json!({ "name": "ours" });
+        next.hash = content_hash(&next.data);
+        r.local = None;
+        s.write_record(&write(&r, Some(r.version), Some(next), vec![]))
+            .await
+            .unwrap();
+    })
+    .await;
+    let t = leased_task(&store, "L").await;
+    let mut page = PageCommit {
+        task: t.id.clone(),
+        lease_token: "L".into(),
+        connection: t.connection.clone(),
+        object: t.object.clone(),
+        upserts: vec![upsert(1, "a", 0)],
+        deletes: vec![],
+        cursor: Some("p1".into()),
+    };
+    store.commit_page(&page).await.unwrap(); // batch 1
+    page.upserts = vec![upsert(1, "theirs", 0)];
+    page.cursor = Some("p2".into());
+    let out = store.commit_page(&page).await.unwrap(); // batch 2: 412, re-read
+    assert_eq!((out.updated, out.held), (0, 1), "{out:?}");
+    let r = store
+        .get_record(
+            &t.connection,
+            &t.object,
+            &ExternalId::parse("r00001").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.data["name"].as_str(), r.version), (Some("ours"), 2));
+    assert!(r.local.is_some());
+    let task = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(task.cursor.as_deref(), Some("p2"));
 }

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use serde_json::json;
 use syncbridge_core::model::{
-    Connection, ConnectionStatus, Direction, Lease, Priority, QuarantinedMessage, RunCounts,
-    RunStatus, SyncRun, SyncTask, WebhookEvent, content_hash,
+    AuditRecord, Connection, ConnectionStatus, Direction, Lease, LocalState, Priority,
+    QuarantinedMessage, Record, RunCounts, RunStatus, SyncRun, SyncTask, WebhookEvent,
+    content_hash,
 };
-use syncbridge_core::store::{PageCommit, RecordUpsert, SealedCredential};
+use syncbridge_core::store::{PageCommit, RecordUpsert, RecordWrite, SealedCredential};
 use syncbridge_core::{
     ConnectionId, ExternalId, ObjectType, RunId, Store, StoreError, TenantId, Timestamp,
 };
@@ -30,6 +31,7 @@ pub fn connection(id: &str, tenant: &str) -> Connection {
         base_url: Some("http://127.0.0.1:1".into()),
         webhook: None,
         settings: Default::default(),
+        conflicts: Default::default(),
         created_at: T0,
     }
 }
@@ -581,6 +583,735 @@ pub async fn named_locks(store: Arc<dyn Store>) {
     );
 }
 
+// ---- outbound sync: local state, compare-and-swap writes, outbox, audit ----
+
+fn at(secs: u64) -> Timestamp {
+    T0.add(Duration::from_secs(secs))
+}
+
+/// A local state whose push is due at `due` (`None` = nothing to push: a
+/// parked push or a parked conflict). Built through serde so that fields the
+/// model gains later take their defaults here.
+fn local_state(due: Option<Timestamp>) -> LocalState {
+    serde_json::from_value(json!({
+        "base": { "name": "agreed" },
+        "local_updated_at": T0,
+        "push_due_at": due,
+    }))
+    .expect("a valid local state")
+}
+
+/// A push parked on a permanent failure: no `push_due_at`, the provider's answer kept.
+fn parked_push() -> LocalState {
+    let mut l = local_state(None);
+    l.attempts = 3;
+    l.last_error = Some("provider answered 422: email is invalid".into());
+    l
+}
+
+/// Only a conflict parked for a person: nothing to push.
+fn parked_conflict() -> LocalState {
+    let mut l = local_state(None);
+    l.conflicts = vec![
+        serde_json::from_value(json!({
+            "field": "name",
+            "base": "agreed",
+            "local": "ours",
+            "remote": "theirs",
+            "parked_at": T0,
+        }))
+        .expect("a valid parked conflict"),
+    ];
+    l
+}
+
+fn record(
+    conn: &str,
+    object: &str,
+    id: &str,
+    name: &str,
+    version: i64,
+    local: Option<LocalState>,
+) -> Record {
+    let data = json!({ "name": name });
+    Record {
+        connection: ConnectionId::parse(conn).unwrap(),
+        object: ObjectType::parse(object).unwrap(),
+        external_id: ExternalId::parse(id).unwrap(),
+        hash: content_hash(&data),
+        data,
+        version,
+        remote_updated_at: Some(T0),
+        local,
+    }
+}
+
+/// An audit entry about `r`, decided `secs` after `T0`.
+fn audit_of(r: &Record, key: &str, secs: u64, note: &str) -> AuditRecord {
+    AuditRecord {
+        key: key.into(),
+        connection: r.connection.clone(),
+        object: r.object.clone(),
+        external_id: r.external_id.clone(),
+        at: at(secs),
+        entry: json!({ "field": "name", "outcome": note }),
+    }
+}
+
+/// A write of the record `current` (its connection, object and id) expecting `expect`.
+fn write_of(
+    current: &Record,
+    expect: Option<i64>,
+    next: Option<Record>,
+    audit: Vec<AuditRecord>,
+) -> RecordWrite {
+    RecordWrite {
+        connection: current.connection.clone(),
+        object: current.object.clone(),
+        external_id: current.external_id.clone(),
+        expect_version: expect,
+        next,
+        audit,
+    }
+}
+
+/// Inserts `r` (which must not exist yet), without audit entries.
+async fn insert(store: &dyn Store, r: &Record) {
+    store
+        .write_record(&write_of(r, None, Some(r.clone()), vec![]))
+        .await
+        .unwrap_or_else(|e| panic!("inserting {}: {e}", r.external_id));
+}
+
+async fn stored(store: &dyn Store, r: &Record) -> Option<Record> {
+    stored_at(store, r, r.external_id.as_str()).await
+}
+
+async fn stored_at(store: &dyn Store, r: &Record, id: &str) -> Option<Record> {
+    store
+        .get_record(&r.connection, &r.object, &ExternalId::parse(id).unwrap())
+        .await
+        .unwrap()
+}
+
+fn names(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| format!("{}/{}/{}", r.connection, r.object, r.external_id))
+        .collect()
+}
+
+async fn audit_keys(store: &dyn Store, conn: Option<&str>, limit: usize) -> Vec<String> {
+    let c = conn.map(|c| ConnectionId::parse(c).unwrap());
+    store
+        .list_audit(c.as_ref(), limit)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.key)
+        .collect()
+}
+
+fn assert_conflict(r: Result<(), StoreError>, what: &str) {
+    match r {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("{what}: expected StoreError::Conflict, got {other:?}"),
+    }
+}
+
+/// `write_record` is compare-and-swap on the record's version.
+///
+/// Tried, in order: insert a provisional `local:x` (`expect_version: None`)
+/// with an audit entry; insert it again; update it expecting a stale version;
+/// update a record that does not exist expecting a version; update `local:x`
+/// expecting its current version; move it to the provider id `p2`, which is
+/// taken; move it to the free provider id `p1`; remove `p1` expecting a stale
+/// version; remove it expecting its current version (`next: None`). Every
+/// losing write carries an audit entry of its own.
+///
+/// Must hold: each losing write (wrong expectation, or a move onto an
+/// existing id) is `StoreError::Conflict` and writes nothing — the records
+/// involved read back unchanged and none of its audit entries is listed;
+/// each winning write stores `next` exactly as given (local state included),
+/// a move leaves nothing at the old id, a removal leaves nothing at all; the
+/// audit log holds exactly the winning writes' entries.
+pub async fn write_record_compare_and_swap(store: Arc<dyn Store>) {
+    let x1 = record(
+        "c1",
+        "contacts",
+        "local:x",
+        "a",
+        1,
+        Some(local_state(Some(T0))),
+    );
+    store
+        .write_record(&write_of(
+            &x1,
+            None,
+            Some(x1.clone()),
+            vec![audit_of(&x1, "k-insert", 1, "created locally")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored(&*store, &x1).await,
+        Some(x1.clone()),
+        "an insert stores next as given, local state included"
+    );
+
+    let mut again = record("c1", "contacts", "local:x", "other", 1, None);
+    again.remote_updated_at = None;
+    assert_conflict(
+        store
+            .write_record(&write_of(
+                &x1,
+                None,
+                Some(again),
+                vec![audit_of(&x1, "k-insert-again", 2, "lost")],
+            ))
+            .await,
+        "an insert (expect_version None) of an existing record",
+    );
+    let mut stale_next = x1.clone();
+    stale_next.data = json!({ "name": "stale" });
+    stale_next.version = 8;
+    assert_conflict(
+        store
+            .write_record(&write_of(
+                &x1,
+                Some(7),
+                Some(stale_next),
+                vec![audit_of(&x1, "k-stale", 2, "lost")],
+            ))
+            .await,
+        "an update expecting a stale version",
+    );
+    assert_eq!(
+        stored(&*store, &x1).await,
+        Some(x1.clone()),
+        "losing writes change nothing"
+    );
+    let ghost = record("c1", "contacts", "ghost", "g", 2, None);
+    assert_conflict(
+        store
+            .write_record(&write_of(
+                &ghost,
+                Some(1),
+                Some(ghost.clone()),
+                vec![audit_of(&ghost, "k-ghost", 2, "lost")],
+            ))
+            .await,
+        "an update of a record that does not exist",
+    );
+    assert_eq!(
+        stored(&*store, &ghost).await,
+        None,
+        "a losing write creates nothing"
+    );
+
+    let x2 = record(
+        "c1",
+        "contacts",
+        "local:x",
+        "b",
+        2,
+        Some(local_state(Some(at(5)))),
+    );
+    store
+        .write_record(&write_of(
+            &x1,
+            Some(1),
+            Some(x2.clone()),
+            vec![audit_of(&x2, "k-update", 3, "changed locally")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(stored(&*store, &x1).await, Some(x2.clone()));
+
+    let p2 = record("c1", "contacts", "p2", "someone else", 1, None);
+    insert(&*store, &p2).await;
+    let mut onto_p2 = record("c1", "contacts", "p2", "b", 3, None);
+    onto_p2.remote_updated_at = Some(at(9));
+    assert_conflict(
+        store
+            .write_record(&write_of(
+                &x2,
+                Some(2),
+                Some(onto_p2),
+                vec![audit_of(&x2, "k-move-taken", 4, "lost")],
+            ))
+            .await,
+        "a move onto an id that exists",
+    );
+    assert_eq!(
+        stored(&*store, &x2).await,
+        Some(x2.clone()),
+        "a move onto a taken id leaves the record where it was"
+    );
+    assert_eq!(
+        stored(&*store, &p2).await,
+        Some(p2.clone()),
+        "… and the taken id untouched"
+    );
+
+    let mut p1 = record("c1", "contacts", "p1", "b", 3, None);
+    p1.remote_updated_at = Some(at(9));
+    store
+        .write_record(&write_of(
+            &x2,
+            Some(2),
+            Some(p1.clone()),
+            vec![audit_of(&p1, "k-move", 5, "created remotely")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored(&*store, &x2).await,
+        None,
+        "nothing stays at the provisional id"
+    );
+    assert_eq!(stored(&*store, &p1).await, Some(p1.clone()), "moved");
+    assert_eq!(
+        store
+            .count_records(&p1.connection, &p1.object)
+            .await
+            .unwrap(),
+        2,
+        "p1 and p2"
+    );
+
+    assert_conflict(
+        store
+            .write_record(&write_of(
+                &p1,
+                Some(2),
+                None,
+                vec![audit_of(&p1, "k-remove-stale", 6, "lost")],
+            ))
+            .await,
+        "a removal expecting a stale version",
+    );
+    assert_eq!(stored(&*store, &p1).await, Some(p1.clone()));
+    store
+        .write_record(&write_of(
+            &p1,
+            Some(3),
+            None,
+            vec![audit_of(&p1, "k-remove", 7, "deleted")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(stored(&*store, &p1).await, None, "removed");
+    assert_eq!(
+        store
+            .count_records(&p1.connection, &p1.object)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        audit_keys(&*store, None, 100).await,
+        ["k-insert", "k-update", "k-move", "k-remove"],
+        "exactly the winning writes' audit entries"
+    );
+}
+
+/// The audit log is append-only, one entry per key.
+///
+/// Tried: a write in connection `c1` with entries `k1`, `k2`; a second write
+/// of the same record repeating `k2` with a later time and other content (a
+/// redelivered decision), adding `k3`, and carrying `k4` twice (different
+/// content); a write in connection `c2` with `k5`; then listing everything,
+/// each connection, and with limits.
+///
+/// Must hold: each key is listed once, with the time and content of its
+/// first write; entries are listed oldest first; a connection filter lists
+/// only that connection's entries; a limit keeps the oldest ones.
+pub async fn audit_appended_once_per_key(store: Arc<dyn Store>) {
+    let r1 = record("c1", "contacts", "1", "a", 1, Some(local_state(Some(T0))));
+    let a1 = audit_of(&r1, "k1", 1, "first");
+    let a2 = audit_of(&r1, "k2", 2, "second");
+    store
+        .write_record(&write_of(
+            &r1,
+            None,
+            Some(r1.clone()),
+            vec![a1.clone(), a2.clone()],
+        ))
+        .await
+        .unwrap();
+    let r1b = record("c1", "contacts", "1", "b", 2, None);
+    let a3 = audit_of(&r1b, "k3", 3, "third");
+    let a4 = audit_of(&r1b, "k4", 4, "fourth");
+    store
+        .write_record(&write_of(
+            &r1,
+            Some(1),
+            Some(r1b.clone()),
+            vec![
+                audit_of(&r1b, "k2", 10, "second, decided again"),
+                a3.clone(),
+                a4.clone(),
+                audit_of(&r1b, "k4", 11, "fourth, repeated in the same write"),
+            ],
+        ))
+        .await
+        .unwrap();
+    let r2 = record("c2", "contacts", "1", "z", 1, None);
+    let a5 = audit_of(&r2, "k5", 6, "other connection");
+    store
+        .write_record(&write_of(&r2, None, Some(r2.clone()), vec![a5.clone()]))
+        .await
+        .unwrap();
+
+    let all = store.list_audit(None, 100).await.unwrap();
+    assert_eq!(
+        all,
+        [a1.clone(), a2.clone(), a3.clone(), a4.clone(), a5.clone()],
+        "once per key (the first write's entry kept), oldest first"
+    );
+    let c1 = ConnectionId::parse("c1").unwrap();
+    let c2 = ConnectionId::parse("c2").unwrap();
+    assert_eq!(
+        store.list_audit(Some(&c1), 100).await.unwrap(),
+        [a1.clone(), a2.clone(), a3.clone(), a4],
+        "filtered by connection"
+    );
+    assert_eq!(store.list_audit(Some(&c2), 100).await.unwrap(), [a5]);
+    assert_eq!(
+        store.list_audit(Some(&c1), 3).await.unwrap(),
+        [a1.clone(), a2.clone(), a3],
+        "a limit keeps the oldest"
+    );
+    assert_eq!(store.list_audit(None, 2).await.unwrap(), [a1, a2]);
+    assert!(
+        store
+            .list_audit(Some(&ConnectionId::parse("c3").unwrap()), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// `due_pushes` is the outbox sweep.
+///
+/// Tried: pushes due at +30 s (`c1/contacts/a`), +10 s (`c2/contacts/b`),
+/// +20 s (`c1/deals/c`) and +99 s (`c1/contacts/d`); a parked push (local
+/// state without `push_due_at`, `c1/contacts/e`), a parked conflict only
+/// (`c1/contacts/f`) and a synced record without local state
+/// (`c1/contacts/g`). Asked at +30 s with room for all, with limit 2, at T0
+/// (before any is due) and at +1000 s; then `b`'s push is done (a write
+/// clears its local state) and the sweep asked again.
+///
+/// Must hold: exactly the records due at or before `now` (inclusive), whole
+/// (local state included), oldest due first, at most `limit`; parked pushes,
+/// parked conflicts and synced records are never due; a done push is not due.
+pub async fn due_pushes_oldest_first(store: Arc<dyn Store>) {
+    let a = record(
+        "c1",
+        "contacts",
+        "a",
+        "a",
+        1,
+        Some(local_state(Some(at(30)))),
+    );
+    let b = record(
+        "c2",
+        "contacts",
+        "b",
+        "b",
+        1,
+        Some(local_state(Some(at(10)))),
+    );
+    let c = record("c1", "deals", "c", "c", 1, Some(local_state(Some(at(20)))));
+    let d = record(
+        "c1",
+        "contacts",
+        "d",
+        "d",
+        1,
+        Some(local_state(Some(at(99)))),
+    );
+    let e = record("c1", "contacts", "e", "e", 1, Some(parked_push()));
+    let f = record("c1", "contacts", "f", "f", 1, Some(parked_conflict()));
+    let g = record("c1", "contacts", "g", "g", 1, None);
+    for r in [&a, &b, &c, &d, &e, &f, &g] {
+        insert(&*store, r).await;
+    }
+    assert_eq!(
+        store.due_pushes(at(30), 100).await.unwrap(),
+        [b.clone(), c.clone(), a.clone()],
+        "due at or before now, oldest first, whole"
+    );
+    assert_eq!(
+        names(&store.due_pushes(at(30), 2).await.unwrap()),
+        names(&[b.clone(), c.clone()]),
+        "limit keeps the oldest"
+    );
+    assert!(
+        store.due_pushes(T0, 100).await.unwrap().is_empty(),
+        "nothing due yet"
+    );
+    assert_eq!(
+        names(&store.due_pushes(at(1000), 100).await.unwrap()),
+        names(&[b.clone(), c.clone(), a.clone(), d.clone()]),
+        "parked pushes, parked conflicts and synced records are never due"
+    );
+    let done = record("c2", "contacts", "b", "b", 2, None);
+    store
+        .write_record(&write_of(&b, Some(1), Some(done), vec![]))
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&store.due_pushes(at(30), 100).await.unwrap()),
+        names(&[c, a]),
+        "a done push is no longer due"
+    );
+}
+
+/// `list_local_changes` lists the records that carry a local state.
+///
+/// Tried: in `c1`, a pending push (`contacts/a`), a parked push
+/// (`contacts/c`), a parked conflict only (`deals/b`) and two synced records
+/// (`contacts/b`, `deals/a`); in `c2`, a pending push (`contacts/a`). Listed
+/// for `c1`, `c2`, an unknown connection and all connections, with limits;
+/// then `c1`'s `contacts/a` is synced (a write clears its local state) and
+/// `c1` listed again.
+///
+/// Must hold: a connection's listing holds exactly its records with a local
+/// state, whole, ordered by (object, id); the listing of all connections holds
+/// every such record (compared as a set: the cross-connection order is the
+/// backend's); a limit bounds it; a cleared local state drops the record out.
+pub async fn local_changes_listed(store: Arc<dyn Store>) {
+    let c1_a = record("c1", "contacts", "a", "a", 1, Some(local_state(Some(T0))));
+    let c1_c = record("c1", "contacts", "c", "c", 1, Some(parked_push()));
+    let c1_deal_b = record("c1", "deals", "b", "b", 1, Some(parked_conflict()));
+    let c1_b = record("c1", "contacts", "b", "b", 1, None);
+    let c1_deal_a = record("c1", "deals", "a", "a", 1, None);
+    let c2_a = record("c2", "contacts", "a", "a", 1, Some(local_state(Some(T0))));
+    for r in [&c1_deal_b, &c1_c, &c1_b, &c2_a, &c1_a, &c1_deal_a] {
+        insert(&*store, r).await;
+    }
+    let c1 = ConnectionId::parse("c1").unwrap();
+    let c2 = ConnectionId::parse("c2").unwrap();
+    assert_eq!(
+        store.list_local_changes(Some(&c1), 100).await.unwrap(),
+        [c1_a.clone(), c1_c.clone(), c1_deal_b.clone()],
+        "exactly c1's records with a local state, by (object, id), whole"
+    );
+    assert_eq!(
+        store.list_local_changes(Some(&c2), 100).await.unwrap(),
+        std::slice::from_ref(&c2_a)
+    );
+    assert!(
+        store
+            .list_local_changes(Some(&ConnectionId::parse("c3").unwrap()), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        names(&store.list_local_changes(Some(&c1), 2).await.unwrap()),
+        names(&[c1_a.clone(), c1_c.clone()]),
+        "limit"
+    );
+    let mut all = names(&store.list_local_changes(None, 100).await.unwrap());
+    all.sort();
+    let mut expected = names(&[c1_a.clone(), c1_c.clone(), c1_deal_b.clone(), c2_a]);
+    expected.sort();
+    assert_eq!(all, expected, "every connection's local changes");
+    assert_eq!(
+        store.list_local_changes(None, 3).await.unwrap().len(),
+        3,
+        "limit across connections"
+    );
+    let synced = record("c1", "contacts", "a", "a", 2, None);
+    store
+        .write_record(&write_of(&c1_a, Some(1), Some(synced), vec![]))
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&store.list_local_changes(Some(&c1), 100).await.unwrap()),
+        names(&[c1_c, c1_deal_b]),
+        "a cleared local state drops out"
+    );
+}
+
+/// A page commit never overwrites a local change and never moves a record
+/// back in time.
+///
+/// Tried: records `1`–`5` and `7` committed with `remote_updated_at` +10 s;
+/// local states written on `1` (pending push) and `2` (parked conflict). Then
+/// one page that upserts `1` with new content (held), deletes `2` (held),
+/// upserts `3` with new content but an older time (stale), upserts `4` with
+/// its stored content and an older time (unchanged: the hash check comes
+/// first), upserts `5` with new content and the same time (updated), upserts
+/// `7` with new content and no time (updated: an unknown time is not older),
+/// and creates `6`. Then `1`'s local state is cleared and a last page
+/// upserts `1` with new content, deletes `3`, and deletes `2` again.
+///
+/// Must hold: the counts are exactly (created, updated, unchanged, deleted,
+/// held, stale) = (1, 2, 1, 0, 2, 1), then (0, 1, 0, 1, 1, 0); held and
+/// stale records read back exactly as before (data, version, time, local
+/// state); the cursor moves with each page; once its local state is cleared
+/// a record takes inbound changes again.
+pub async fn page_commit_holds_local_and_skips_stale(store: Arc<dyn Store>) {
+    let t = leased(&*store, &task("c1", "contacts", Priority::Scheduled), "L").await;
+    let timed = |id: &str, name: &str, secs: Option<u64>| {
+        let mut u = upsert(id, name);
+        u.remote_updated_at = secs.map(at);
+        u
+    };
+    let first: Vec<_> = ["1", "2", "3", "4", "5", "7"]
+        .iter()
+        .map(|id| timed(id, id, Some(10)))
+        .collect();
+    let out = store
+        .commit_page(&page(&t, "L", first, &[], "p1"))
+        .await
+        .unwrap();
+    assert_eq!(out.created, 6);
+
+    let get = |id: &'static str| {
+        let store = store.clone();
+        let (c, o) = (t.connection.clone(), t.object.clone());
+        async move {
+            store
+                .get_record(&c, &o, &ExternalId::parse(id).unwrap())
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("record {id} is missing"))
+        }
+    };
+    let mut held1 = get("1").await;
+    let mut local1 = local_state(Some(T0));
+    local1.attempts = 2;
+    local1.last_error = Some("provider answered 503".into());
+    held1.local = Some(local1);
+    held1.data = json!({ "name": "ours" });
+    held1.hash = content_hash(&held1.data);
+    held1.version = 2;
+    store
+        .write_record(&write_of(&held1, Some(1), Some(held1.clone()), vec![]))
+        .await
+        .unwrap();
+    let mut held2 = get("2").await;
+    held2.local = Some(parked_conflict());
+    held2.version = 2;
+    store
+        .write_record(&write_of(&held2, Some(1), Some(held2.clone()), vec![]))
+        .await
+        .unwrap();
+    let before3 = get("3").await;
+    let before4 = get("4").await;
+
+    let out = store
+        .commit_page(&page(
+            &t,
+            "L",
+            vec![
+                timed("1", "theirs", Some(20)),
+                timed("3", "older", Some(5)),
+                timed("4", "4", Some(5)),
+                timed("5", "newer", Some(10)),
+                timed("7", "untimed", None),
+                timed("6", "new", Some(10)),
+            ],
+            &["2"],
+            "p2",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            out.created,
+            out.updated,
+            out.unchanged,
+            out.deleted,
+            out.held,
+            out.stale
+        ),
+        (1, 2, 1, 0, 2, 1),
+        "(created, updated, unchanged, deleted, held, stale) of {out:?}"
+    );
+    assert_eq!(
+        store
+            .get_task(&t.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cursor
+            .as_deref(),
+        Some("p2"),
+        "the cursor moves past held and stale records"
+    );
+    assert_eq!(
+        get("1").await,
+        held1,
+        "a held upsert leaves the record and its local state intact"
+    );
+    assert_eq!(
+        get("2").await,
+        held2,
+        "a held delete leaves the record and its local state intact"
+    );
+    assert_eq!(get("3").await, before3, "a stale upsert writes nothing");
+    assert_eq!(
+        get("4").await,
+        before4,
+        "an unchanged upsert writes nothing"
+    );
+    let r5 = get("5").await;
+    assert_eq!((r5.version, r5.data["name"].as_str()), (2, Some("newer")));
+    let r7 = get("7").await;
+    assert_eq!(
+        (r7.version, r7.data["name"].as_str(), r7.remote_updated_at),
+        (2, Some("untimed"), None)
+    );
+
+    let mut synced1 = held1.clone();
+    synced1.local = None;
+    synced1.version = 3;
+    store
+        .write_record(&write_of(&held1, Some(2), Some(synced1), vec![]))
+        .await
+        .unwrap();
+    let out = store
+        .commit_page(&page(
+            &t,
+            "L",
+            vec![timed("1", "theirs", Some(20))],
+            &["3", "2"],
+            "p3",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            out.created,
+            out.updated,
+            out.unchanged,
+            out.deleted,
+            out.held,
+            out.stale
+        ),
+        (0, 1, 0, 1, 1, 0),
+        "(created, updated, unchanged, deleted, held, stale) of {out:?}"
+    );
+    let r1 = get("1").await;
+    assert_eq!(
+        (r1.version, r1.data["name"].as_str(), r1.local),
+        (4, Some("theirs"), None),
+        "without a local state the record takes inbound changes again"
+    );
+    assert_eq!(get("2").await, held2, "still held");
+    assert_eq!(
+        store.count_records(&t.connection, &t.object).await.unwrap(),
+        6,
+        "1, 2, 4, 5, 6, 7"
+    );
+}
+
 /// Runs every contract case, each against a fresh store from `make`.
 pub async fn run_all<F, Fut>(make: F)
 where
@@ -597,4 +1328,9 @@ where
     quarantine_and_replay(make().await).await;
     credential_compare_and_swap(make().await).await;
     named_locks(make().await).await;
+    write_record_compare_and_swap(make().await).await;
+    audit_appended_once_per_key(make().await).await;
+    due_pushes_oldest_first(make().await).await;
+    local_changes_listed(make().await).await;
+    page_commit_holds_local_and_skips_stale(make().await).await;
 }
