@@ -568,3 +568,33 @@ async fn provider_outage_retries_with_a_scheduled_message() {
     assert_eq!(prop(&w.remote(1), "phone"), Some("Y"));
     assert!(w.local("1").await.unwrap().local.is_none());
 }
+
+/// A push the provider refuses (400: a property value it cannot store) is
+/// parked with the provider's answer — not retried, not lost — and a later
+/// change of the record tries again.
+#[tokio::test]
+async fn a_refused_push_is_parked_with_the_providers_answer() {
+    let w = world(2, ConnectionPolicies::default()).await;
+    w.update(1, json!({"phone": {"not": "a string"}})).await;
+    let out = w.deliver_all().await;
+    let [PushOutcome::Failed { error }] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert!(error.contains("400"), "{error}");
+    let rec = w.local("1").await.unwrap();
+    let l = rec.local.as_ref().expect("the change is kept");
+    assert_eq!(l.push_due_at, None, "parked: no retry");
+    assert_eq!(l.last_error.as_deref(), Some(error.as_str()));
+    assert!(
+        requeue_due_pushes(&*w.store, &*w.queue, SystemClock.now(), 10)
+            .await
+            .unwrap()
+            == 0,
+        "the relay leaves a parked push alone"
+    );
+    // The product fixes the value: pushed.
+    w.update(1, json!({"phone": "+1 555 0111"})).await;
+    w.deliver_all().await;
+    assert_eq!(prop(&w.remote(1), "phone"), Some("+1 555 0111"));
+    assert!(w.local("1").await.unwrap().local.is_none());
+}
