@@ -46,6 +46,13 @@ param redisSku string = 'Standard'
 @description('Log Analytics retention in days.')
 param logRetentionDays int = 30
 
+@description('Object id of the person (or group) who runs the syncbridge CLI against this environment (`az ad signed-in-user show --query id -o tsv`): gets Cosmos DB Built-in Data Contributor and Key Vault Secrets Officer to add connections and seal their credentials. Empty: no operator access.')
+param operatorPrincipalId string = ''
+
+@description('Principal type of operatorPrincipalId.')
+@allowed(['User', 'Group', 'ServicePrincipal'])
+param operatorPrincipalType string = 'User'
+
 var suffix = uniqueString(resourceGroup().id, baseName)
 var names = {
   serviceBus: 'sb-${baseName}-${suffix}'
@@ -112,6 +119,19 @@ resource queues 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = [f
     enablePartitioning: false
   }
 }]
+
+// Namespace metrics (incoming, active and dead-lettered messages, …) go to Log
+// Analytics, where docs/telemetry.md's dead-letter query reads them (AzureMetrics;
+// exported metrics carry no per-queue dimension: use `az monitor metrics list`
+// with EntityName for one queue).
+resource serviceBusMetrics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'metrics-to-logs'
+  scope: serviceBus
+  properties: {
+    workspaceId: logs.id
+    metrics: [ { category: 'AllMetrics', enabled: true } ]
+  }
+}
 
 // ---------------------------------------------------------------- Cosmos DB
 
@@ -370,8 +390,35 @@ module functionApps 'modules/functionapp.bicep' = [for app in apps: {
   dependsOn: [ queues, cosmosState, blobService ]
 }]
 
+// ---------------------------------------------------------------- operator access
+
+// The CLI (`SYNCBRIDGE_AZURE_CREDENTIAL=developer`, README "Deploy to Azure")
+// writes connections and tasks to Cosmos DB and seals credentials with the data
+// key in Key Vault (creating its first version), as the signed-in operator.
+resource operatorCosmos 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-05-15' = if (!empty(operatorPrincipalId)) {
+  parent: cosmos
+  name: guid(cosmos.id, operatorPrincipalId, '00000000-0000-0000-0000-000000000002')
+  properties: {
+    roleDefinitionId: '${cosmos.id}/sqlRoleDefinitions/00000000-0000-0000-0000-000000000002'
+    principalId: operatorPrincipalId
+    scope: cosmos.id
+  }
+}
+
+resource operatorSecrets 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(keyVault.id, operatorPrincipalId, 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7')
+  scope: keyVault
+  properties: {
+    // Key Vault Secrets Officer
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7')
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+  }
+}
+
 output functionAppNames array = [for (app, i) in apps: functionApps[i].outputs.name]
 output serviceBusNamespace string = '${serviceBus.name}.servicebus.windows.net'
 output cosmosEndpoint string = cosmos.properties.documentEndpoint
 output keyVaultUri string = keyVault.properties.vaultUri
 output storageAccountName string = storage.name
+output location string = location

@@ -10,10 +10,7 @@ use syncbridge_core::connector::registry::Registry;
 use syncbridge_core::model::{
     Connection, ConnectionStatus, Direction, Priority, SyncTask, WebhookSettings,
 };
-use syncbridge_core::{
-    Clock, ConnectionId, ObjectType, SecretString, Store, SystemClock, TenantId,
-};
-use syncbridge_sqlite::SqliteStore;
+use syncbridge_core::{Clock, ConnectionId, ObjectType, SecretString, SystemClock, TenantId};
 
 /// Connection subcommands.
 #[derive(Debug, Subcommand)]
@@ -84,9 +81,11 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?} is not key=value"))
 }
 
+/// Works on the embedded store in `data_dir`, or on a deployment's store and
+/// Key Vault when the Azure settings are set (see `ops::state`).
 pub(crate) async fn run(data_dir: &Path, cmd: ConnectionsCmd) -> anyhow::Result<ExitCode> {
-    let store = SqliteStore::open_in(data_dir)
-        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let app = crate::ops::state(data_dir).await?;
+    let store = &app.store;
     match cmd {
         ConnectionsCmd::Add(a) => {
             let a = *a;
@@ -109,9 +108,6 @@ pub(crate) async fn run(data_dir: &Path, cmd: ConnectionsCmd) -> anyhow::Result<
                 store.put_task(t).await?;
             }
             if let Some(doc) = doc {
-                let app = syncbridge_functions::AppState::embedded(
-                    syncbridge_functions::Settings::for_data_dir(data_dir),
-                )?;
                 app.credential_manager.store_initial(&conn.id, doc).await?;
                 println!("credentials sealed for {}", conn.id);
             }

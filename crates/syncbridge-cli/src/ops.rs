@@ -44,12 +44,23 @@ pub enum NotifyCmd {
     },
 }
 
-fn state(data_dir: &Path) -> anyhow::Result<AppState> {
-    Ok(AppState::embedded(Settings::for_data_dir(data_dir))?)
+/// The backends operator commands work on: a deployment's (Cosmos DB,
+/// Service Bus, Key Vault, from the same settings the Function Apps get) when
+/// `SYNCBRIDGE_COSMOS_ENDPOINT` is set, with `SYNCBRIDGE_AZURE_CREDENTIAL=developer`
+/// for the operator's `az login`; the embedded default in `data_dir` otherwise.
+pub(crate) async fn state(data_dir: &Path) -> anyhow::Result<AppState> {
+    let azure =
+        syncbridge_functions::settings::AzureBackends::from_vars(|k| std::env::var(k).ok())?;
+    if azure.cosmos.is_none() {
+        return Ok(AppState::embedded(Settings::for_data_dir(data_dir))?);
+    }
+    let mut settings = Settings::from_env()?;
+    settings.data_dir = data_dir.to_path_buf();
+    Ok(AppState::from_settings(settings).await?)
 }
 
 pub(crate) async fn quarantine(data_dir: &Path, cmd: QuarantineCmd) -> anyhow::Result<ExitCode> {
-    let app = state(data_dir)?;
+    let app = state(data_dir).await?;
     match cmd {
         QuarantineCmd::List { json, limit } => {
             let entries = app.store.list_quarantine(limit).await?;
@@ -118,7 +129,7 @@ pub(crate) async fn quarantine(data_dir: &Path, cmd: QuarantineCmd) -> anyhow::R
 }
 
 pub(crate) async fn runs(data_dir: &Path, json: bool, limit: usize) -> anyhow::Result<ExitCode> {
-    let app = state(data_dir)?;
+    let app = state(data_dir).await?;
     let runs = app.store.list_runs(None, limit).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&runs)?);

@@ -50,12 +50,22 @@ pub struct AzureBackends {
     pub service_bus: Option<syncbridge_servicebus::ServiceBusSettings>,
     /// `SYNCBRIDGE_KEY_VAULT_URI`: the data-encryption key lives in Key Vault.
     pub key_vault: bool,
+    /// `SYNCBRIDGE_AZURE_CREDENTIAL`: the app's managed identity (default), or
+    /// the operator's `az login` for the CLI.
+    pub credential: syncbridge_servicebus::entra::CredentialKind,
 }
 
 impl AzureBackends {
     /// Reads the Azure settings through `var`.
     pub fn from_vars(var: impl Fn(&str) -> Option<String> + Copy) -> Result<Self, SettingsError> {
         let set = |k: &str| var(k).is_some_and(|v| !v.trim().is_empty());
+        let credential =
+            syncbridge_servicebus::entra::CredentialKind::from_vars(var).map_err(|message| {
+                SettingsError {
+                    name: syncbridge_servicebus::entra::SETTING_CREDENTIAL,
+                    message,
+                }
+            })?;
         let cosmos = if set("SYNCBRIDGE_COSMOS_ENDPOINT") {
             Some(
                 syncbridge_cosmos::CosmosSettings::from_vars(var).map_err(|message| {
@@ -103,6 +113,7 @@ impl AzureBackends {
             cosmos,
             service_bus,
             key_vault: set("SYNCBRIDGE_KEY_VAULT_URI"),
+            credential,
         })
     }
 }
@@ -236,6 +247,9 @@ mod tests {
         )]))
         .unwrap_err();
         assert_eq!(e.name, "SYNCBRIDGE_COSMOS_ENDPOINT");
+        let e =
+            AzureBackends::from_vars(vars(&[("SYNCBRIDGE_AZURE_CREDENTIAL", "cli")])).unwrap_err();
+        assert_eq!(e.name, "SYNCBRIDGE_AZURE_CREDENTIAL");
         // The local host's Service Bus REST endpoint may be used with the embedded store.
         assert!(
             AzureBackends::from_vars(vars(&[(

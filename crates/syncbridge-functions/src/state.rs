@@ -68,13 +68,16 @@ pub enum StateError {
 
 impl AppState {
     /// The backends the settings select: Cosmos DB, Service Bus and Key Vault
-    /// through the app's managed identity where configured, the embedded
-    /// default (SQLite store, local queue, local key file) otherwise.
+    /// through the app's managed identity (or, for the operator CLI, the
+    /// `az login` account: `SYNCBRIDGE_AZURE_CREDENTIAL=developer`) where
+    /// configured, the embedded default (SQLite store, local queue, local key
+    /// file) otherwise.
     pub async fn from_settings(settings: Settings) -> Result<Self, StateError> {
         let azure = settings.azure.clone();
         let store: Arc<dyn Store> = match &azure.cosmos {
             Some(cs) => {
-                let credential = syncbridge_servicebus::entra::managed_identity(
+                let credential = syncbridge_servicebus::entra::credential(
+                    azure.credential,
                     std::env::var("AZURE_CLIENT_ID").ok(),
                 )
                 .map_err(|e| StateError::Azure(e.to_string()))?;

@@ -571,6 +571,10 @@ async fn receive(
         }
         Ok(Ok(Written::Quarantined)) => {
             s.counters.bump("quarantined");
+            tracing::warn!(
+                reason = "names no object a sync task covers",
+                "webhook event quarantined"
+            );
             (
                 StatusCode::ACCEPTED,
                 axum::Json(json!({ "status": "quarantined" })),

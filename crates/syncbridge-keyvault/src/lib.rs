@@ -138,7 +138,9 @@ impl KeyVaultSecretStore {
     }
 
     /// From app settings ([`SETTING_VAULT_URI`], optional
-    /// [`SETTING_CLIENT_ID`]) with the app's managed identity. Errors name the setting.
+    /// [`SETTING_CLIENT_ID`]) with the app's managed identity, or the
+    /// developer's login when [`entra::SETTING_CREDENTIAL`] says so. Errors
+    /// name the setting.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let uri = var(SETTING_VAULT_URI)
             .filter(|v| !v.trim().is_empty())
@@ -150,8 +152,9 @@ impl KeyVaultSecretStore {
         if !vault.path().ends_with('/') {
             vault.set_path(&format!("{}/", vault.path()));
         }
+        let kind = entra::CredentialKind::from_vars(&var)?;
         let credential =
-            entra::managed_identity(var(SETTING_CLIENT_ID)).map_err(|e| e.to_string())?;
+            entra::credential(kind, var(SETTING_CLIENT_ID)).map_err(|e| e.to_string())?;
         Self::new(vault, credential, KeyVaultOptions::default()).map_err(|e| e.to_string())
     }
 

@@ -7,12 +7,21 @@
 //! (`GET …?api-version=2019-08-01&resource=<scope without /.default>` with the
 //! `X-IDENTITY-HEADER` header). [`TokenCache`] keeps one token per scope until
 //! shortly before it expires, so a send costs no token round trip.
+//!
+//! An operator running the `syncbridge` CLI against a deployment has no
+//! managed identity: with `SYNCBRIDGE_AZURE_CREDENTIAL=developer`
+//! ([`CredentialKind::Developer`]) the same clients use the signed-in Azure
+//! CLI / Azure Developer CLI account instead (`azure_identity`'s
+//! `DeveloperToolsCredential`, which runs `az account get-access-token`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use azure_core::credentials::{AccessToken, TokenCredential};
-use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId};
+use azure_identity::{
+    DeveloperToolsCredential, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
+    UserAssignedId,
+};
 
 /// Token scope for Service Bus data-plane calls.
 pub const SERVICE_BUS_SCOPE: &str = "https://servicebus.azure.net/.default";
@@ -30,6 +39,51 @@ pub struct TokenError {
     pub scope: String,
     /// The credential's error (never contains a token).
     pub message: String,
+}
+
+/// The setting that picks the credential ([`CredentialKind::from_vars`]).
+pub const SETTING_CREDENTIAL: &str = "SYNCBRIDGE_AZURE_CREDENTIAL";
+
+/// Whose Microsoft Entra tokens the Azure clients use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// The app's managed identity (`managed-identity`, the default).
+    #[default]
+    ManagedIdentity,
+    /// The developer tools' signed-in account (`developer`: `az login` or
+    /// `azd auth login`), for operators running the CLI against a deployment.
+    Developer,
+}
+
+impl CredentialKind {
+    /// Reads [`SETTING_CREDENTIAL`] through `var`: unset or `managed-identity`,
+    /// or `developer`. The error names the setting.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        match var(SETTING_CREDENTIAL).as_deref().map(str::trim) {
+            None | Some("") | Some("managed-identity") => Ok(CredentialKind::ManagedIdentity),
+            Some("developer") => Ok(CredentialKind::Developer),
+            Some(other) => Err(format!(
+                "{SETTING_CREDENTIAL}: expected `managed-identity` or `developer`, got {other:?}"
+            )),
+        }
+    }
+}
+
+/// The credential `kind` names; `client_id` picks a user-assigned managed
+/// identity (ignored for [`CredentialKind::Developer`]).
+pub fn credential(
+    kind: CredentialKind,
+    client_id: Option<String>,
+) -> Result<Arc<dyn TokenCredential>, TokenError> {
+    match kind {
+        CredentialKind::ManagedIdentity => managed_identity(client_id),
+        CredentialKind::Developer => DeveloperToolsCredential::new(None)
+            .map(|c| c as Arc<dyn TokenCredential>)
+            .map_err(|e| TokenError {
+                scope: "(developer tools)".into(),
+                message: e.to_string(),
+            }),
+    }
 }
 
 /// The managed identity of this app: system-assigned, or user-assigned when
@@ -116,6 +170,26 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The setting's values; anything else is refused naming the setting.
+    #[test]
+    fn credential_kind_from_setting() {
+        let with = |v: Option<&str>| {
+            let v = v.map(str::to_owned);
+            CredentialKind::from_vars(move |k| {
+                (k == SETTING_CREDENTIAL).then(|| v.clone()).flatten()
+            })
+        };
+        assert_eq!(with(None), Ok(CredentialKind::ManagedIdentity));
+        assert_eq!(
+            with(Some("managed-identity")),
+            Ok(CredentialKind::ManagedIdentity)
+        );
+        assert_eq!(with(Some(" developer ")), Ok(CredentialKind::Developer));
+        let err = with(Some("cli")).unwrap_err();
+        assert!(err.contains(SETTING_CREDENTIAL), "{err}");
+        assert!(credential(CredentialKind::Developer, None).is_ok());
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[derive(Debug)]

@@ -72,11 +72,14 @@ pub struct ServiceBusSettings {
     pub endpoint: Url,
     /// Client id of a user-assigned identity; system-assigned when `None`.
     pub client_id: Option<String>,
+    /// Managed identity (in Azure) or the developer's login (operator CLI).
+    pub credential: entra::CredentialKind,
 }
 
 impl ServiceBusSettings {
     /// Reads [`SETTING_ENDPOINT`] or [`SETTING_NAMESPACE`] (one is required; both
-    /// set is contradictory) and [`SETTING_CLIENT_ID`]. Errors name the setting.
+    /// set is contradictory), [`SETTING_CLIENT_ID`] and
+    /// [`entra::SETTING_CREDENTIAL`]. Errors name the setting.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
         let endpoint = match (get(SETTING_ENDPOINT), get(SETTING_NAMESPACE)) {
@@ -103,6 +106,7 @@ impl ServiceBusSettings {
         Ok(ServiceBusSettings {
             endpoint,
             client_id: get(SETTING_CLIENT_ID),
+            credential: entra::CredentialKind::from_vars(&var)?,
         })
     }
 }
@@ -238,9 +242,10 @@ impl ServiceBusSender {
         })
     }
 
-    /// From settings, with the app's managed identity.
+    /// From settings, with the credential they name (the app's managed
+    /// identity unless [`entra::SETTING_CREDENTIAL`] says otherwise).
     pub fn from_settings(settings: &ServiceBusSettings) -> Result<Self, QueueError> {
-        let credential = entra::managed_identity(settings.client_id.clone())
+        let credential = entra::credential(settings.credential, settings.client_id.clone())
             .map_err(|e| QueueError::Permanent(e.to_string()))?;
         Self::new(
             settings.endpoint.clone(),
