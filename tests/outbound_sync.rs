@@ -598,3 +598,55 @@ async fn a_refused_push_is_parked_with_the_providers_answer() {
     assert_eq!(prop(&w.remote(1), "phone"), Some("+1 555 0111"));
     assert!(w.local("1").await.unwrap().local.is_none());
 }
+
+/// The worker dies right after the provider created our record; a pull then
+/// stores the created record under the provider's id. The redelivered create
+/// is answered from the idempotency key (no duplicate at the provider), and
+/// the pulled record is kept while the provisional one goes.
+#[tokio::test]
+async fn a_create_pulled_before_its_commit_is_adopted_not_duplicated() {
+    let w = world(2, ConnectionPolicies::default()).await;
+    w.submit(ChangeOp::Create {
+        reference: "r1".into(),
+        fields: fields(json!({"email": "once@example.com"})),
+    })
+    .await
+    .unwrap();
+    let m = w
+        .queue
+        .receive(QueueName::SYNC_OUTBOUND, Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    let job: PushJob = serde_json::from_slice(&m.message.body).unwrap();
+    w.store.crash_after_writes(0);
+    assert!(handle_push_job(&w.deps, &*w.queue, &job).await.is_err());
+    w.store.recover();
+    w.queue.abandon(&m.lock_token).unwrap();
+    let run = run_once(&w.deps, &w.task).await;
+    assert_eq!(run.counts.created, 1, "the pull found the created record");
+    w.deliver_all().await;
+    assert!(
+        w.local("local:r1").await.is_none(),
+        "provisional record gone"
+    );
+    let all = w
+        .store
+        .list_records(&w.conn, &contacts(), None, 100)
+        .await
+        .unwrap();
+    let mine: Vec<_> = all
+        .iter()
+        .filter(|r| r.data["email"] == "once@example.com")
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert!(mine[0].local.is_none());
+    assert_eq!(
+        w.sandbox
+            .sandbox()
+            .read_store()
+            .table(ObjectKind::Contacts)
+            .live_len(),
+        3,
+        "one record created at the provider, not two"
+    );
+}

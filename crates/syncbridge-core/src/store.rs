@@ -10,8 +10,11 @@
 //!   ([`Store::commit_page`]): a crash resumes from the last committed page.
 //! - A commit is accepted only under the task's current lease; a worker whose
 //!   lease was taken over cannot move the cursor back.
-//! - A record's `version` grows by one each time its content hash changes and
-//!   never otherwise.
+//! - A record's `version` grows with every write of it: a page commit bumps it
+//!   by one exactly when the content hash changes (unchanged records are not
+//!   written); [`Store::write_record`] is compare-and-swap on it, and every
+//!   writer must give the new state a higher version than the one it read,
+//!   or two concurrent writers could both succeed.
 //! - Task writes that take or release a lease are compare-and-swap on `version`.
 
 use std::fmt;
@@ -221,13 +224,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Records whose push is due at `now`, oldest due first, at most `limit`.
     async fn due_pushes(&self, now: Timestamp, limit: usize) -> Result<Vec<Record>, StoreError>;
     /// Records with a local state (pending pushes, parked pushes, parked
-    /// conflicts), all connections or one, ordered by (object, id).
+    /// conflicts), all connections or one, ordered by (connection, object, id).
     async fn list_local_changes(
         &self,
         connection: Option<&ConnectionId>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError>;
-    /// The audit log, oldest first, all connections or one.
+    /// The audit log, oldest first (by `at`, then the order within one
+    /// write), all connections or one. Deleting a connection keeps its audit
+    /// entries (the log is a record of decisions taken).
     async fn list_audit(
         &self,
         connection: Option<&ConnectionId>,

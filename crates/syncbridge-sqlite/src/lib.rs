@@ -727,7 +727,7 @@ impl Store for SqliteStore {
         self.with(move |db| {
             let mut st = db
                 .prepare_cached(
-                    "SELECT doc FROM audit WHERE ?1 IS NULL OR connection = ?1 ORDER BY seq LIMIT ?2",
+                    "SELECT doc FROM audit WHERE ?1 IS NULL OR connection = ?1 ORDER BY at, seq LIMIT ?2",
                 )
                 .map_err(backend)?;
             let docs = st

@@ -28,6 +28,11 @@ contract!(
     quarantine_and_replay,
     credential_compare_and_swap,
     named_locks,
+    write_record_compare_and_swap,
+    audit_appended_once_per_key,
+    due_pushes_oldest_first,
+    local_changes_listed,
+    page_commit_holds_local_and_skips_stale,
 );
 
 /// Reopening the file keeps every committed record and migrations are not re-run destructively.

@@ -943,11 +943,17 @@ async fn commit_pushed(
                 return Ok(());
             }
             Err(StoreError::Conflict(_)) => {
-                match deps
+                let again = deps
                     .store
                     .get_record(&read.connection, &read.object, &read.external_id)
-                    .await?
-                {
+                    .await?;
+                match again {
+                    Some(r) if r.version == current.version && new_id != current.external_id => {
+                        // A pull stored the created record under its provider
+                        // id before we could move ours there.
+                        return adopt_pulled_create(deps, queue, obj, &current, &new_id, w.next)
+                            .await;
+                    }
                     Some(r) => current = r,
                     None => return Ok(()),
                 }
@@ -956,6 +962,79 @@ async fn commit_pushed(
         }
     }
     Err(PushError::Contended(read.external_id.clone()))
+}
+
+/// The provider created our record and a pull already stored it under the
+/// provider's id: keep that record, carry over any local edit made since the
+/// create (pushed next), and drop the provisional one. The target is written
+/// first, so a crash in between leaves the provisional record due, whose
+/// re-sent create the idempotency key answers with the same id.
+async fn adopt_pulled_create(
+    deps: &WorkerDeps,
+    queue: &dyn QueueSender,
+    obj: &ObjectDef,
+    provisional: &Record,
+    id: &ExternalId,
+    wanted: Option<Record>,
+) -> Result<(), PushError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let Some(target) = deps
+            .store
+            .get_record(&provisional.connection, &provisional.object, id)
+            .await?
+        else {
+            return Err(PushError::Contended(id.clone()));
+        };
+        let pending = wanted
+            .as_ref()
+            .and_then(|w| w.local.as_ref())
+            .is_some_and(|l| l.push_due_at.is_some());
+        if pending && target.local.is_none() {
+            let data = wanted.as_ref().map(|w| w.data.clone()).unwrap_or_default();
+            let next = Record {
+                hash: content_hash(&data),
+                data: canonical(obj, &to_fields(&data)),
+                version: target.version + 1,
+                local: Some(fresh_local(target.data.clone(), deps.clock.now())),
+                ..target.clone()
+            };
+            let w = RecordWrite {
+                connection: target.connection.clone(),
+                object: target.object.clone(),
+                external_id: target.external_id.clone(),
+                expect_version: Some(target.version),
+                next: Some(next.clone()),
+                audit: Vec::new(),
+            };
+            match deps.store.write_record(&w).await {
+                Ok(()) => {
+                    let job = PushJob {
+                        connection: next.connection.clone(),
+                        object: next.object.clone(),
+                        external_id: next.external_id.clone(),
+                        version: next.version,
+                        attempt: 0,
+                    };
+                    queue.send(vec![push_message(&job, None)]).await?;
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let w = RecordWrite {
+            connection: provisional.connection.clone(),
+            object: provisional.object.clone(),
+            external_id: provisional.external_id.clone(),
+            expect_version: Some(provisional.version),
+            next: None,
+            audit: Vec::new(),
+        };
+        return match deps.store.write_record(&w).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+    }
+    Err(PushError::Contended(id.clone()))
 }
 
 /// Removes a record the provider no longer has (after a pushed delete, or
