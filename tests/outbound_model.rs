@@ -440,19 +440,17 @@ async fn run_case(p: Policy, epochs: Vec<Epoch>) {
         }
         // Both sides hold exactly what the model says; nothing is pending.
         for (&rec, m) in &model {
-            for f in 0..FIELDS.len() {
+            for (f, (name, _)) in FIELDS.iter().enumerate() {
                 let want = ModelRecord::get(&m.theirs, f);
                 assert_eq!(
                     w.remote_field(rec, f),
                     want,
-                    "epoch {e}: provider record {rec} field {}",
-                    FIELDS[f].0
+                    "epoch {e}: provider record {rec} field {name}"
                 );
                 assert_eq!(
                     w.local_field(rec, f).await,
                     want,
-                    "epoch {e}: our record {rec} field {}",
-                    FIELDS[f].0
+                    "epoch {e}: our record {rec} field {name}"
                 );
             }
         }
