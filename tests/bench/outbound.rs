@@ -119,10 +119,22 @@ async fn main() {
     let per = |d: Duration| d.as_secs_f64() * 1000.0 / n as f64;
     println!("{n} records per case, sandbox on {base}");
     println!("{:<44} {:>12}", "case", "ms/record");
-    println!("{:<44} {:>12.3}", "provider only (GET + PATCH, reqwest)", per(provider));
-    println!("{:<44} {:>12.3}", "pipeline (submit + receive + push + complete)", per(pipeline));
+    println!(
+        "{:<44} {:>12.3}",
+        "provider only (GET + PATCH, reqwest)",
+        per(provider)
+    );
+    println!(
+        "{:<44} {:>12.3}",
+        "pipeline (submit + receive + push + complete)",
+        per(pipeline)
+    );
     println!("{:<44} {:>12.3}", "  of which submit_change", per(submit));
-    println!("{:<44} {:>12.3}", "  of which receive + handle_push_job + complete", per(push));
+    println!(
+        "{:<44} {:>12.3}",
+        "  of which receive + handle_push_job + complete",
+        per(push)
+    );
     println!(
         "{:<44} {:>12.3}",
         "overhead beyond the provider",

@@ -11,7 +11,6 @@ use syncbridge_core::merge::Side;
 use syncbridge_core::model::Record;
 use syncbridge_core::pipeline::outbound::{ChangeOp, LocalChange, resolve_conflict, submit_change};
 use syncbridge_core::{ConnectionId, ExternalId, ObjectType};
-use syncbridge_functions::{AppState, Settings};
 
 /// `changes` subcommands.
 #[derive(Debug, Subcommand)]
@@ -91,7 +90,8 @@ pub enum Take {
 }
 
 pub(crate) async fn run(data_dir: &Path, cmd: ChangesCmd) -> anyhow::Result<ExitCode> {
-    let app = AppState::embedded(Settings::for_data_dir(data_dir))?;
+    // The embedded store, or a deployment's when the Azure settings are set.
+    let app = crate::ops::state(data_dir).await?;
     let deps = app.worker_deps();
     match cmd {
         ChangesCmd::Submit {
