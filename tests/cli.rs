@@ -288,6 +288,32 @@ fn connections_add_validation() {
             ],
             "--webhook-scheme",
         ),
+        (
+            vec![
+                "--tenant",
+                "t",
+                "--id",
+                "c",
+                "--provider",
+                "sandbox",
+                "--conflict",
+                "contacts.shoe_size=latest",
+            ],
+            "--conflict",
+        ),
+        (
+            vec![
+                "--tenant",
+                "t",
+                "--id",
+                "c",
+                "--provider",
+                "sandbox",
+                "--conflict",
+                "contacts=whoever",
+            ],
+            "--conflict",
+        ),
     ] {
         let mut all = vec!["--data-dir", d, "connections", "add"];
         all.extend(args);
@@ -295,4 +321,94 @@ fn connections_add_validation() {
         assert!(!out.status.success(), "{all:?} should fail");
         assert!(text(&out).contains(flag), "{all:?}: {}", text(&out));
     }
+}
+
+/// `changes submit` through the CLI: a change to a record the store holds is
+/// queued; an unmapped field or a missing record is refused with the reason
+/// and queues nothing (`changes list` stays as it was).
+#[tokio::test]
+async fn changes_submit_list_and_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let sbx = syncbridge_tests::sandbox(3).await;
+    let base = sbx.base_url();
+    let add = syncbridge(&[
+        "--data-dir",
+        d,
+        "connections",
+        "add",
+        "--tenant",
+        "t",
+        "--id",
+        "c1",
+        "--provider",
+        "sandbox",
+        "--base-url",
+        &base,
+        "--objects",
+        "contacts",
+        "--conflict",
+        "*=latest",
+        "--conflict",
+        "contacts.phone=manual",
+    ]);
+    assert!(add.status.success(), "{}", text(&add));
+    // Pull the records in, in process, against the same store.
+    let store: std::sync::Arc<dyn syncbridge_core::Store> =
+        std::sync::Arc::new(syncbridge_tests::store(dir.path()));
+    let task = store.list_tasks(None).await.unwrap().remove(0);
+    let deps = syncbridge_tests::pipeline::deps(
+        store.clone(),
+        syncbridge_core::connector::registry::Registry::builtin(),
+    );
+    syncbridge_tests::pipeline::run_once(&deps, &task).await;
+    let conn = store
+        .get_connection(&syncbridge_core::ConnectionId::parse("c1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&conn.conflicts).unwrap(),
+        serde_json::json!({"policy": "latest", "objects": {"contacts": {"fields": {"phone": "manual"}}}})
+    );
+    let ok = syncbridge(&[
+        "--data-dir",
+        d,
+        "changes",
+        "submit",
+        "--connection",
+        "c1",
+        "--object",
+        "contacts",
+        "--id",
+        "1",
+        "--set",
+        "phone=+1 555 0100",
+    ]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(text(&ok).contains("push queued"), "{}", text(&ok));
+    for (args, why) in [
+        (vec!["--id", "1", "--set", "shoe_size=44"], "not mapped"),
+        (vec!["--id", "999", "--set", "phone=1"], "not found"),
+    ] {
+        let mut all = vec![
+            "--data-dir",
+            d,
+            "changes",
+            "submit",
+            "--connection",
+            "c1",
+            "--object",
+            "contacts",
+        ];
+        all.extend(args);
+        let out = syncbridge(&all);
+        assert_eq!(out.status.code(), Some(1), "{all:?}");
+        assert!(text(&out).contains(why), "{all:?}: {}", text(&out));
+    }
+    let list = syncbridge(&["--data-dir", d, "changes", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(rows[0]["id"], "1");
+    assert!(rows[0]["push_due_at"].is_string());
 }

@@ -73,6 +73,50 @@ pub struct AddArgs {
     /// API key for `api_key` connectors (environment only).
     #[arg(skip = std::env::var("SYNCBRIDGE_API_KEY").ok())]
     pub api_key: Option<String>,
+    /// Conflict policy (`source_wins`, `target_wins`, `latest`, `manual`):
+    /// `*=POLICY` for the connection, `OBJECT=POLICY`, `OBJECT.FIELD=POLICY`;
+    /// repeatable, the most specific wins. Default: `manual`.
+    #[arg(long = "conflict", value_parser = parse_kv, value_name = "SCOPE=POLICY")]
+    pub conflicts: Vec<(String, String)>,
+}
+
+/// Reads `--conflict` entries into the connection's policies.
+fn conflict_policies(
+    entries: &[(String, String)],
+    objects: &BTreeMap<String, syncbridge_core::connector::ObjectDef>,
+) -> anyhow::Result<syncbridge_core::merge::ConnectionPolicies> {
+    use syncbridge_core::merge::{ConnectionPolicies, Policy};
+    let mut out = ConnectionPolicies::default();
+    for (scope, policy) in entries {
+        let p = Policy::parse(policy).with_context(|| {
+            format!("--conflict {scope}={policy}: policy must be source_wins, target_wins, latest or manual")
+        })?;
+        if scope == "*" {
+            out.policy = Some(p);
+            continue;
+        }
+        let (object, field) = match scope.split_once('.') {
+            Some((o, f)) => (o, Some(f)),
+            None => (scope.as_str(), None),
+        };
+        let Some(def) = objects.get(object) else {
+            bail!("--conflict {scope}: the connector has no object {object}");
+        };
+        let slot = out
+            .objects
+            .entry(ObjectType::parse(object.to_string())?)
+            .or_default();
+        match field {
+            Some(f) if !def.fields.contains_key(f) => {
+                bail!("--conflict {scope}: {object} has no mapped field {f}")
+            }
+            Some(f) => {
+                slot.fields.insert(f.to_string(), p);
+            }
+            None => slot.policy = Some(p),
+        }
+    }
+    Ok(out)
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -229,7 +273,7 @@ pub(crate) fn build(
         base_url: a.base_url,
         webhook,
         settings: a.settings.into_iter().collect::<BTreeMap<_, _>>(),
-        conflicts: Default::default(),
+        conflicts: conflict_policies(&a.conflicts, &def.objects)?,
         created_at: now,
     };
     Ok((conn, tasks))

@@ -170,18 +170,14 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
         refresh_token: None,
         expires_in: None,
         api_key: None,
+        // Conflict policies for the round trip: the later change wins on
+        // contacts, except phone numbers, which a person decides.
+        conflicts: vec![
+            ("contacts".into(), "latest".into()),
+            ("contacts.phone".into(), "manual".into()),
+        ],
     };
-    let (mut conn, tasks) = build(add, &Registry::builtin(), SystemClock.now())?;
-    // Conflict policies for the round trip: the later change wins on
-    // contacts, except phone numbers, which a person decides.
-    let contacts = syncbridge_core::ObjectType::parse("contacts")?;
-    conn.conflicts.objects.insert(
-        contacts.clone(),
-        syncbridge_core::merge::ObjectPolicies {
-            policy: Some(syncbridge_core::merge::Policy::Latest),
-            fields: [("phone".to_string(), syncbridge_core::merge::Policy::Manual)].into(),
-        },
-    );
+    let (conn, tasks) = build(add, &Registry::builtin(), SystemClock.now())?;
     store.put_connection(&conn).await?;
     for t in &tasks {
         store.put_task(t).await?;
