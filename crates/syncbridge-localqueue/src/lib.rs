@@ -176,6 +176,15 @@ impl From<OutboundMessage> for Envelope {
     }
 }
 
+/// An [`Envelope`] by reference (sends need not copy message bodies).
+#[derive(Clone, Copy)]
+struct EnvelopeView<'a> {
+    message: &'a OutboundMessage,
+    subject: Option<&'a str>,
+    correlation_id: Option<&'a str>,
+    time_to_live: Option<Duration>,
+}
+
 /// What happened to one sent message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendResult {
@@ -411,14 +420,33 @@ impl LocalQueue {
 
     /// Sends `messages` in one transaction (all or nothing), synchronously.
     pub fn enqueue(&self, messages: &[OutboundMessage]) -> Result<Vec<SendResult>> {
-        let envelopes: Vec<Envelope> = messages.iter().cloned().map(Envelope::from).collect();
-        self.enqueue_envelopes(&envelopes)
+        self.enqueue_views(messages.iter().map(|m| EnvelopeView {
+            message: m,
+            subject: None,
+            correlation_id: None,
+            time_to_live: None,
+        }))
     }
 
     /// Sends `envelopes` in one transaction (all or nothing), synchronously.
     pub fn enqueue_envelopes(&self, envelopes: &[Envelope]) -> Result<Vec<SendResult>> {
-        for env in envelopes {
-            validate_outbound(env)?;
+        self.enqueue_views(envelopes.iter().map(|e| EnvelopeView {
+            message: &e.message,
+            subject: e.subject.as_deref(),
+            correlation_id: e.correlation_id.as_deref(),
+            time_to_live: e.time_to_live,
+        }))
+    }
+
+    /// The one send path: validates all, then one `BEGIN IMMEDIATE` transaction
+    /// with cached statements. Expired dedup ids are forgotten first, so an id
+    /// still in the table is a repeat inside the window (also within the batch).
+    fn enqueue_views<'a>(
+        &self,
+        views: impl ExactSizeIterator<Item = EnvelopeView<'a>> + Clone,
+    ) -> Result<Vec<SendResult>> {
+        for env in views.clone() {
+            validate_outbound(env.message)?;
         }
         let now = self.now();
         let window = self.inner.options.duplicate_detection_window;
@@ -426,49 +454,53 @@ impl LocalQueue {
             // Forget ids whose window has passed.
             tx.prepare_cached("DELETE FROM dedup WHERE seen_at <= ?1")?
                 .execute([now.sub(window).as_millis()])?;
-            let mut results = Vec::with_capacity(envelopes.len());
-            for env in envelopes {
-                let m = &env.message;
+            let mut declare = tx.prepare_cached(
+                "INSERT OR IGNORE INTO queues (name, created_at) VALUES (?1, ?2)",
+            )?;
+            let mut remember = tx.prepare_cached(
+                "INSERT OR IGNORE INTO dedup (queue, message_id, seen_at) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO messages (queue, message_id, body, content_type, session_id, \
+                 correlation_id, subject, properties, enqueued_at, scheduled_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            let mut declared: Option<&str> = None;
+            let mut results = Vec::with_capacity(views.len());
+            for env in views {
+                let m = env.message;
                 let queue = m.queue.as_str();
-                tx.prepare_cached("INSERT OR IGNORE INTO queues (name, created_at) VALUES (?1, ?2)")?
-                    .execute(params![queue, now.as_millis()])?;
-                if !window.is_zero() {
-                    let seen: Option<i64> = tx
-                        .prepare_cached("SELECT seen_at FROM dedup WHERE queue = ?1 AND message_id = ?2")?
-                        .query_row(params![queue, m.message_id], |r| r.get(0))
-                        .optional()?;
-                    if seen.is_some_and(|s| Timestamp::from_millis(s).add(window) > now) {
-                        tracing::debug!(queue, message_id = %m.message_id, "duplicate message dropped");
-                        results.push(SendResult::Duplicate);
-                        continue;
-                    }
-                    tx.prepare_cached("INSERT OR REPLACE INTO dedup (queue, message_id, seen_at) VALUES (?1, ?2, ?3)")?
-                        .execute(params![queue, m.message_id, now.as_millis()])?;
+                if declared != Some(queue) {
+                    declare.execute(params![queue, now.as_millis()])?;
+                    declared = Some(queue);
+                }
+                if !window.is_zero()
+                    && remember.execute(params![queue, m.message_id, now.as_millis()])? == 0
+                {
+                    tracing::debug!(queue, message_id = %m.message_id, "duplicate message dropped");
+                    results.push(SendResult::Duplicate);
+                    continue;
                 }
                 let enqueued = m.scheduled_enqueue_at.map_or(now, |s| s.max(now));
                 let expires = env.time_to_live.map(|ttl| enqueued.add(ttl).as_millis());
                 let properties = serde_json::to_string(&m.properties)
                     .map_err(|e| LocalQueueError::Invalid(e.to_string()))?;
-                tx.prepare_cached(
-                    "INSERT INTO messages (queue, message_id, body, content_type, session_id, \
-                     correlation_id, subject, properties, enqueued_at, scheduled_at, expires_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )?
-                .execute(params![
-                        queue,
-                        m.message_id,
-                        m.body,
-                        m.content_type,
-                        m.session_id,
-                        env.correlation_id,
-                        env.subject,
-                        properties,
-                        enqueued.as_millis(),
-                        m.scheduled_enqueue_at.map(Timestamp::as_millis),
-                        expires,
-                    ],
-                )?;
-                results.push(SendResult::Enqueued { sequence_number: tx.last_insert_rowid() });
+                insert.execute(params![
+                    queue,
+                    m.message_id,
+                    m.body,
+                    m.content_type,
+                    m.session_id,
+                    env.correlation_id,
+                    env.subject,
+                    properties,
+                    enqueued.as_millis(),
+                    m.scheduled_enqueue_at.map(Timestamp::as_millis),
+                    expires,
+                ])?;
+                results.push(SendResult::Enqueued {
+                    sequence_number: tx.last_insert_rowid(),
+                });
             }
             Ok(results)
         })?;
@@ -770,8 +802,7 @@ fn validate_entity(queue: &str) -> Result<()> {
     Ok(())
 }
 
-fn validate_outbound(env: &Envelope) -> Result<()> {
-    let m = &env.message;
+fn validate_outbound(m: &OutboundMessage) -> Result<()> {
     validate_entity(m.queue.as_str())?;
     if m.message_id.is_empty() || m.message_id.len() > MAX_ID_LEN {
         return Err(LocalQueueError::Invalid(format!(
