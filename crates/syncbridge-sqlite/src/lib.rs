@@ -663,11 +663,11 @@ impl Store for SqliteStore {
             let tx = db.transaction().map_err(backend)?;
             let (c, o, id) = (w.connection.as_str(), w.object.as_str(), w.external_id.as_str());
             let current: Option<i64> = tx
-                .query_row(
+                .prepare_cached(
                     "SELECT version FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3",
-                    params![c, o, id],
-                    |r| r.get(0),
                 )
+                .map_err(backend)?
+                .query_row(params![c, o, id], |r| r.get(0))
                 .optional()
                 .map_err(backend)?;
             if current != w.expect_version {
@@ -695,14 +695,16 @@ impl Store for SqliteStore {
                         return Err(StoreError::Conflict(format!("record {o}/{}", r.external_id)));
                     }
                 }
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO records (connection, object, external_id, data, hash, version, remote_updated_at, local, push_due_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT(connection, object, external_id) DO UPDATE SET data = excluded.data,
                        hash = excluded.hash, version = excluded.version,
                        remote_updated_at = excluded.remote_updated_at, local = excluded.local,
                        push_due_at = excluded.push_due_at",
-                    params![
+                )
+                .map_err(backend)?
+                .execute(params![
                         c,
                         o,
                         r.external_id.as_str(),
@@ -717,11 +719,12 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             }
             for a in &w.audit {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO audit (key, connection, at, doc) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT(key) DO NOTHING",
-                    params![a.key, a.connection.as_str(), a.at.as_millis(), to_json(a)],
                 )
+                .map_err(backend)?
+                .execute(params![a.key, a.connection.as_str(), a.at.as_millis(), to_json(a)])
                 .map_err(backend)?;
             }
             tx.commit().map_err(backend)
