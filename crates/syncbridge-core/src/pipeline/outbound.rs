@@ -316,14 +316,7 @@ pub async fn submit_change(
                 queued: false,
             });
         };
-        let job = PushJob {
-            connection: rec.connection.clone(),
-            object: rec.object.clone(),
-            external_id: rec.external_id.clone(),
-            version: rec.version,
-            attempt: 0,
-        };
-        queue.send(vec![push_message(&job, None)]).await?;
+        queue_push(queue, &rec, rec.version, 0, None).await?;
         return Ok(Submitted {
             external_id: id,
             version: rec.version,
@@ -331,6 +324,23 @@ pub async fn submit_change(
         });
     }
     Err(ChangeError::Contended(id))
+}
+
+/// A write of the record `at` (its connection, object and id).
+fn write_of(
+    at: &Record,
+    expect_version: Option<i64>,
+    next: Option<Record>,
+    audit: Vec<AuditRecord>,
+) -> RecordWrite {
+    RecordWrite {
+        connection: at.connection.clone(),
+        object: at.object.clone(),
+        external_id: at.external_id.clone(),
+        expect_version,
+        next,
+        audit,
+    }
 }
 
 fn fresh_local(base: Value, now: Timestamp) -> LocalState {
@@ -349,6 +359,25 @@ fn fresh_local(base: Value, now: Timestamp) -> LocalState {
 /// A change set from the product's map (`null` kept: it clears).
 fn to_changes(fields: &Map<String, Value>) -> FieldValues {
     fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Queues a push of `rec` (at `version`, after `attempt` failures), delivered
+/// no earlier than `at`.
+async fn queue_push(
+    queue: &dyn QueueSender,
+    rec: &Record,
+    version: i64,
+    attempt: u32,
+    at: Option<Timestamp>,
+) -> Result<(), QueueError> {
+    let job = PushJob {
+        connection: rec.connection.clone(),
+        object: rec.object.clone(),
+        external_id: rec.external_id.clone(),
+        version,
+        attempt,
+    };
+    queue.send(vec![push_message(&job, at)]).await
 }
 
 /// The queue message for a push job, delivered no earlier than `at`.
@@ -721,14 +750,7 @@ pub async fn handle_push_job(
     if !audit.is_empty() {
         let mut next = rec.clone();
         next.version += 1;
-        let w = RecordWrite {
-            connection: rec.connection.clone(),
-            object: rec.object.clone(),
-            external_id: rec.external_id.clone(),
-            expect_version: Some(rec.version),
-            next: Some(next.clone()),
-            audit: audit.clone(),
-        };
+        let w = write_of(&rec, Some(rec.version), Some(next.clone()), audit.clone());
         match deps.store.write_record(&w).await {
             Ok(()) => rec = next,
             Err(StoreError::Conflict(_)) => {
@@ -914,14 +936,7 @@ async fn commit_pushed(
                 .or(current.remote_updated_at),
             local,
         };
-        let w = RecordWrite {
-            connection: current.connection.clone(),
-            object: current.object.clone(),
-            external_id: current.external_id.clone(),
-            expect_version: Some(current.version),
-            next: Some(next),
-            audit: audit.clone(),
-        };
+        let w = write_of(&current, Some(current.version), Some(next), audit.clone());
         match deps.store.write_record(&w).await {
             Ok(()) => {
                 // More to push (a change that raced this one, or a create
@@ -931,14 +946,7 @@ async fn commit_pushed(
                     .next
                     .filter(|r| r.local.as_ref().is_some_and(|l| l.push_due_at.is_some()))
                 {
-                    let job = PushJob {
-                        connection: rec.connection.clone(),
-                        object: rec.object.clone(),
-                        external_id: rec.external_id.clone(),
-                        version: rec.version,
-                        attempt: 0,
-                    };
-                    queue.send(vec![push_message(&job, None)]).await?;
+                    queue_push(queue, &rec, rec.version, 0, None).await?;
                 }
                 return Ok(());
             }
@@ -998,37 +1006,21 @@ async fn adopt_pulled_create(
                 local: Some(fresh_local(target.data.clone(), deps.clock.now())),
                 ..target.clone()
             };
-            let w = RecordWrite {
-                connection: target.connection.clone(),
-                object: target.object.clone(),
-                external_id: target.external_id.clone(),
-                expect_version: Some(target.version),
-                next: Some(next.clone()),
-                audit: Vec::new(),
-            };
+            let w = write_of(
+                &target,
+                Some(target.version),
+                Some(next.clone()),
+                Vec::new(),
+            );
             match deps.store.write_record(&w).await {
                 Ok(()) => {
-                    let job = PushJob {
-                        connection: next.connection.clone(),
-                        object: next.object.clone(),
-                        external_id: next.external_id.clone(),
-                        version: next.version,
-                        attempt: 0,
-                    };
-                    queue.send(vec![push_message(&job, None)]).await?;
+                    queue_push(queue, &next, next.version, 0, None).await?;
                 }
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        let w = RecordWrite {
-            connection: provisional.connection.clone(),
-            object: provisional.object.clone(),
-            external_id: provisional.external_id.clone(),
-            expect_version: Some(provisional.version),
-            next: None,
-            audit: Vec::new(),
-        };
+        let w = write_of(&provisional, Some(provisional.version), None, Vec::new());
         return match deps.store.write_record(&w).await {
             Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
             Err(e) => Err(e.into()),
@@ -1115,14 +1107,7 @@ async fn retry(
             "the record changed meanwhile; its own push follows".into(),
         )));
     };
-    let job = PushJob {
-        connection: rec.connection.clone(),
-        object: rec.object.clone(),
-        external_id: rec.external_id.clone(),
-        version,
-        attempt: attempts,
-    };
-    queue.send(vec![push_message(&job, Some(at))]).await?;
+    queue_push(queue, rec, version, attempts, Some(at)).await?;
     Ok(PushReport::just(PushOutcome::Retry { at, error }))
 }
 
@@ -1138,14 +1123,7 @@ async fn update_local(
     if let Some(l) = next.local.as_mut() {
         f(l);
     }
-    let w = RecordWrite {
-        connection: rec.connection.clone(),
-        object: rec.object.clone(),
-        external_id: rec.external_id.clone(),
-        expect_version: Some(rec.version),
-        next: Some(next.clone()),
-        audit: Vec::new(),
-    };
+    let w = write_of(&rec, Some(rec.version), Some(next.clone()), Vec::new());
     match deps.store.write_record(&w).await {
         Ok(()) => Ok(Some(next.version)),
         Err(StoreError::Conflict(_)) => Ok(None),
@@ -1208,24 +1186,10 @@ pub async fn resolve_conflict(
         local.resolutions.insert(field.to_owned(), side);
         local.push_due_at = Some(deps.clock.now());
         next.version += 1;
-        let w = RecordWrite {
-            connection: rec.connection.clone(),
-            object: rec.object.clone(),
-            external_id: rec.external_id.clone(),
-            expect_version: Some(rec.version),
-            next: Some(next.clone()),
-            audit: Vec::new(),
-        };
+        let w = write_of(&rec, Some(rec.version), Some(next.clone()), Vec::new());
         match deps.store.write_record(&w).await {
             Ok(()) => {
-                let job = PushJob {
-                    connection: next.connection.clone(),
-                    object: next.object.clone(),
-                    external_id: next.external_id.clone(),
-                    version: next.version,
-                    attempt: 0,
-                };
-                queue.send(vec![push_message(&job, None)]).await?;
+                queue_push(queue, &next, next.version, 0, None).await?;
                 return Ok(());
             }
             Err(StoreError::Conflict(_)) => continue,
