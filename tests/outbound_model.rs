@@ -17,34 +17,25 @@
 //! that nothing is left pending, and that the audit log holds one entry per
 //! decision.
 
-#[path = "crashing_store.rs"]
-mod crashing_store;
+#[path = "outbound_support.rs"]
+mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crashing_store::CrashingStore;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value};
-use syncbridge_core::connector::registry::Registry;
+use support::{QueueDown, World, contacts};
 use syncbridge_core::merge::{ConnectionPolicies, Policy, Side};
-use syncbridge_core::model::{PushJob, SyncTask};
+use syncbridge_core::model::PushJob;
 use syncbridge_core::pipeline::outbound::{
     ChangeError, ChangeOp, LocalChange, handle_push_job, requeue_due_pushes, resolve_conflict,
     submit_change,
 };
-use syncbridge_core::pipeline::worker::WorkerDeps;
-use syncbridge_core::{
-    Clock, ConnectionId, ExternalId, ObjectType, OutboundMessage, QueueError, QueueName,
-    QueueSender, Store, SystemClock,
-};
-use syncbridge_localqueue::LocalQueue;
-use syncbridge_sandbox::{ObjectKind, SandboxHandle};
-use syncbridge_sqlite::SqliteStore;
-use syncbridge_tests::pipeline::{deps, run_once};
-use syncbridge_tests::{add_connection, sandbox};
+use syncbridge_core::{Clock, ExternalId, QueueName, QueueSender, Store, SystemClock};
+use syncbridge_sandbox::ObjectKind;
+use syncbridge_tests::pipeline::run_once;
 
 /// Canonical field → sandbox property.
 const FIELDS: [(&str, &str); 3] = [
@@ -137,48 +128,17 @@ impl ModelRecord {
     }
 }
 
-struct World {
-    sandbox: SandboxHandle,
-    store: Arc<CrashingStore>,
-    queue: Arc<LocalQueue>,
-    deps: WorkerDeps,
-    task: SyncTask,
-    conn: ConnectionId,
-    _dir: tempfile::TempDir,
-}
-
-fn contacts() -> ObjectType {
-    ObjectType::parse("contacts").unwrap()
-}
-
 async fn world(p: Policy) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = sandbox(RECORDS as usize).await;
-    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open_in(dir.path()).unwrap());
-    let store = Arc::new(CrashingStore::new(sqlite));
-    let tasks = add_connection(&*store, "c1", &sandbox.base_url(), &["contacts"], None).await;
-    let conn = ConnectionId::parse("c1").unwrap();
-    let mut c = store.get_connection(&conn).await.unwrap().unwrap();
-    c.conflicts = ConnectionPolicies {
-        policy: Some(p),
-        objects: BTreeMap::new(),
-    };
-    store.put_connection(&c).await.unwrap();
-    let queue = Arc::new(LocalQueue::open(dir.path().join("queue.db")).unwrap());
-    queue.declare_queue(QueueName::SYNC_OUTBOUND).unwrap();
-    let mut deps = deps(store.clone(), Registry::builtin());
-    deps.retry.max_attempts = 2;
-    let task = tasks.into_iter().next().unwrap();
-    run_once(&deps, &task).await;
-    World {
-        sandbox,
-        store,
-        queue,
-        deps,
-        task,
-        conn,
-        _dir: dir,
-    }
+    let mut w = support::world(
+        RECORDS as usize,
+        ConnectionPolicies {
+            policy: Some(p),
+            objects: BTreeMap::new(),
+        },
+    )
+    .await;
+    w.deps.retry.max_attempts = 2;
+    w
 }
 
 impl World {
@@ -269,17 +229,6 @@ impl World {
             }
         }
         panic!("the queue never drained");
-    }
-}
-
-/// Fault injection: a queue that refuses every send.
-#[derive(Debug)]
-struct QueueDown;
-
-#[async_trait::async_trait]
-impl QueueSender for QueueDown {
-    async fn send(&self, _: Vec<OutboundMessage>) -> Result<(), QueueError> {
-        Err(QueueError::Transient("queue unavailable".into()))
     }
 }
 

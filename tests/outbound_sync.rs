@@ -2,69 +2,23 @@
 //! durable local queue, the real sandbox CRM over loopback, and the pipeline
 //! functions the SyncOutboundWorker and SyncInboundWorker run.
 
-#[path = "crashing_store.rs"]
-mod crashing_store;
+#[path = "outbound_support.rs"]
+mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crashing_store::CrashingStore;
 use serde_json::{Map, Value, json};
-use syncbridge_core::connector::registry::Registry;
+use support::{QueueDown, World, contacts, world};
 use syncbridge_core::merge::{ConnectionPolicies, ObjectPolicies, Policy, Side};
-use syncbridge_core::model::{PushJob, SyncTask};
+use syncbridge_core::model::PushJob;
 use syncbridge_core::pipeline::outbound::{
     ChangeError, ChangeOp, LocalChange, PushOutcome, handle_push_job, requeue_due_pushes,
     resolve_conflict, submit_change,
 };
-use syncbridge_core::pipeline::worker::WorkerDeps;
-use syncbridge_core::{Clock, ConnectionId, ExternalId, ObjectType, QueueName, Store, SystemClock};
-use syncbridge_localqueue::LocalQueue;
-use syncbridge_sandbox::{ObjectKind, SandboxHandle};
-use syncbridge_sqlite::SqliteStore;
-use syncbridge_tests::pipeline::{deps, run_once};
-use syncbridge_tests::{add_connection, sandbox};
-
-struct World {
-    sandbox: SandboxHandle,
-    store: Arc<CrashingStore>,
-    queue: Arc<LocalQueue>,
-    deps: WorkerDeps,
-    task: SyncTask,
-    conn: ConnectionId,
-    _dir: tempfile::TempDir,
-}
-
-fn contacts() -> ObjectType {
-    ObjectType::parse("contacts").unwrap()
-}
-
-async fn world(records: usize, policies: ConnectionPolicies) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = sandbox(records).await;
-    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open_in(dir.path()).unwrap());
-    let store = Arc::new(CrashingStore::new(sqlite));
-    let tasks = add_connection(&*store, "c1", &sandbox.base_url(), &["contacts"], None).await;
-    let conn = ConnectionId::parse("c1").unwrap();
-    let mut c = store.get_connection(&conn).await.unwrap().unwrap();
-    c.conflicts = policies;
-    store.put_connection(&c).await.unwrap();
-    let queue = Arc::new(LocalQueue::open(dir.path().join("queue.db")).unwrap());
-    queue.declare_queue(QueueName::SYNC_OUTBOUND).unwrap();
-    let deps = deps(store.clone(), Registry::builtin());
-    let task = tasks.into_iter().next().unwrap();
-    run_once(&deps, &task).await;
-    World {
-        sandbox,
-        store,
-        queue,
-        deps,
-        task,
-        conn,
-        _dir: dir,
-    }
-}
+use syncbridge_core::{Clock, ConnectionId, ExternalId, QueueName, Store, SystemClock};
+use syncbridge_sandbox::ObjectKind;
+use syncbridge_tests::pipeline::run_once;
 
 fn policy(object: Option<Policy>, fields: &[(&str, Policy)]) -> ConnectionPolicies {
     ConnectionPolicies {
@@ -507,23 +461,6 @@ async fn the_outbox_relay_sends_a_push_the_queue_refused() {
         0,
         "nothing left to relay"
     );
-}
-
-/// Fault injection: a queue that refuses every send (nothing real can be
-/// made to fail on demand here; the real local queue takes over after).
-#[derive(Debug)]
-struct QueueDown;
-
-#[async_trait::async_trait]
-impl syncbridge_core::QueueSender for QueueDown {
-    async fn send(
-        &self,
-        _: Vec<syncbridge_core::OutboundMessage>,
-    ) -> Result<(), syncbridge_core::QueueError> {
-        Err(syncbridge_core::QueueError::Transient(
-            "queue unavailable".into(),
-        ))
-    }
 }
 
 /// A provider outage: the push is retried by a scheduled message with

@@ -1020,7 +1020,7 @@ async fn adopt_pulled_create(
                 Err(e) => return Err(e.into()),
             }
         }
-        let w = write_of(&provisional, Some(provisional.version), None, Vec::new());
+        let w = write_of(provisional, Some(provisional.version), None, Vec::new());
         return match deps.store.write_record(&w).await {
             Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
             Err(e) => Err(e.into()),
@@ -1123,7 +1123,7 @@ async fn update_local(
     if let Some(l) = next.local.as_mut() {
         f(l);
     }
-    let w = write_of(&rec, Some(rec.version), Some(next.clone()), Vec::new());
+    let w = write_of(rec, Some(rec.version), Some(next.clone()), Vec::new());
     match deps.store.write_record(&w).await {
         Ok(()) => Ok(Some(next.version)),
         Err(StoreError::Conflict(_)) => Ok(None),

@@ -1,11 +1,27 @@
-//! A fault-injecting wrapper around the real SQLite store: `write_record`
-//! fails while armed, exactly as if the worker process had died before its
-//! commit reached the store (the provider may already have applied the
-//! push). Everything else goes straight to SQLite. Not a fake: nothing is
-//! simulated but the crash.
+//! What the outbound tests share: a world of the real sandbox over loopback,
+//! the real SQLite store and the real local queue, plus two fault injectors.
+//!
+//! - [`CrashingStore`] wraps the real SQLite store: `write_record` fails
+//!   while armed, exactly as if the worker process had died before its commit
+//!   reached the store (the provider may already have applied the push).
+//!   Everything else goes straight to SQLite. Nothing is simulated but the crash.
+//! - [`QueueDown`] refuses every send (the real local queue cannot be made to
+//!   fail on demand); the real queue takes over after.
+
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+
+use syncbridge_core::connector::registry::Registry;
+use syncbridge_core::merge::ConnectionPolicies;
+use syncbridge_core::pipeline::worker::WorkerDeps;
+use syncbridge_core::{OutboundMessage, QueueError, QueueName, QueueSender};
+use syncbridge_localqueue::LocalQueue;
+use syncbridge_sandbox::SandboxHandle;
+use syncbridge_sqlite::SqliteStore;
+use syncbridge_tests::pipeline::{deps, run_once};
+use syncbridge_tests::{add_connection, sandbox};
 
 use syncbridge_core::model::{
     AuditRecord, Connection, Lease, QuarantinedMessage, Record, SyncRun, SyncTask, WebhookEvent,
@@ -230,5 +246,59 @@ impl Store for CrashingStore {
     }
     async fn take_quarantined(&self, id: i64) -> Result<Option<QuarantinedMessage>, StoreError> {
         self.inner.take_quarantined(id).await
+    }
+}
+
+/// One connection `c1` to a fresh sandbox, its contacts pulled once.
+pub struct World {
+    pub sandbox: SandboxHandle,
+    pub store: Arc<CrashingStore>,
+    pub queue: Arc<LocalQueue>,
+    pub deps: WorkerDeps,
+    pub task: SyncTask,
+    pub conn: ConnectionId,
+    pub _dir: tempfile::TempDir,
+}
+
+/// The object under test.
+pub fn contacts() -> ObjectType {
+    ObjectType::parse("contacts").unwrap()
+}
+
+/// A world with `records` contacts and the connection's conflict `policies`.
+pub async fn world(records: usize, policies: ConnectionPolicies) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = sandbox(records).await;
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open_in(dir.path()).unwrap());
+    let store = Arc::new(CrashingStore::new(sqlite));
+    let tasks = add_connection(&*store, "c1", &sandbox.base_url(), &["contacts"], None).await;
+    let conn = ConnectionId::parse("c1").unwrap();
+    let mut c = store.get_connection(&conn).await.unwrap().unwrap();
+    c.conflicts = policies;
+    store.put_connection(&c).await.unwrap();
+    let queue = Arc::new(LocalQueue::open(dir.path().join("queue.db")).unwrap());
+    queue.declare_queue(QueueName::SYNC_OUTBOUND).unwrap();
+    let deps = deps(store.clone(), Registry::builtin());
+    let task = tasks.into_iter().next().unwrap();
+    run_once(&deps, &task).await;
+    World {
+        sandbox,
+        store,
+        queue,
+        deps,
+        task,
+        conn,
+        _dir: dir,
+    }
+}
+
+/// A queue that refuses every send.
+#[derive(Debug)]
+pub struct QueueDown;
+
+#[async_trait::async_trait]
+impl QueueSender for QueueDown {
+    async fn send(&self, _: Vec<OutboundMessage>) -> Result<(), QueueError> {
+        Err(QueueError::Transient("queue unavailable".into()))
     }
 }
