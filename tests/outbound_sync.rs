@@ -587,3 +587,27 @@ async fn a_create_pulled_before_its_commit_is_adopted_not_duplicated() {
         "one record created at the provider, not two"
     );
 }
+
+/// Someone deletes a record at the provider while our change to it waits:
+/// the pull leaves it alone (held), the push finds it gone, drops the local
+/// change with an audit entry saying so (we do not resurrect records), and
+/// the record is gone on both sides.
+#[tokio::test]
+async fn a_remote_delete_wins_over_a_pending_local_change_and_is_audited() {
+    let w = world(3, ConnectionPolicies::default()).await;
+    w.update(2, json!({"phone": "L"})).await;
+    w.sandbox
+        .sandbox()
+        .archive_record(ObjectKind::Contacts, 2)
+        .unwrap();
+    let run = run_once(&w.deps, &w.task).await;
+    assert_eq!(run.counts.deleted, 0, "held: {run:?}");
+    assert!(w.local("2").await.is_some());
+    let out = w.deliver_all().await;
+    assert_eq!(out, [PushOutcome::Deleted]);
+    assert!(w.local("2").await.is_none());
+    assert!(w.remote(2).is_empty(), "not resurrected");
+    let audit = w.audit().await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["decision"], "deleted_remotely");
+}

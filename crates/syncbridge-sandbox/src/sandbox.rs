@@ -149,6 +149,24 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Archives (deletes) a record as someone using the provider's own UI
+    /// would; `false` when it was already archived.
+    ///
+    /// # Errors
+    /// When no such record ever existed.
+    pub fn archive_record(
+        &self,
+        kind: ObjectKind,
+        id: u64,
+    ) -> Result<bool, crate::store::StoreError> {
+        let mut store = self.write_store();
+        let ev = store.archive(kind, id)?;
+        if let Some(ev) = ev {
+            self.emit(&[ev]);
+        }
+        Ok(ev.is_some())
+    }
+
     /// A live record's properties (`None` when there is no such live record).
     pub fn record_props(
         &self,
