@@ -417,13 +417,13 @@ async fn run_case(p: Policy, epochs: Vec<Epoch>) {
 /// Random interleavings of local edits, remote edits, pulls, pushes,
 /// redeliveries, lost messages and worker crashes converge to what the
 /// policy dictates, with no lost update and one audit entry per decision.
-/// `OUTBOUND_MODEL_CASES` sets the number of cases (default 1000).
+/// `OUTBOUND_MODEL_CASES` sets the number of cases (default 2000).
 #[test]
 fn bidirectional_sync_converges_to_the_policy() {
     let cases = std::env::var("OUTBOUND_MODEL_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(2000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
