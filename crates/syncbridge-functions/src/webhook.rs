@@ -258,16 +258,19 @@ fn named_objects(body: &[u8]) -> Vec<String> {
         #[serde(default, alias = "objectType", alias = "object_type")]
         object: Option<String>,
     }
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Body {
-        One(Names),
-        Many(Vec<Names>),
-    }
-    let mut out: Vec<String> = match serde_json::from_slice::<Body>(body) {
-        Ok(Body::One(n)) => n.object.into_iter().collect(),
-        Ok(Body::Many(v)) => v.into_iter().filter_map(|n| n.object).collect(),
-        Err(_) => Vec::new(),
+    // The first byte picks the shape, so the body is parsed once, straight
+    // into `Names` (an untagged enum would first buffer the whole tree).
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let mut out: Vec<String> = match first {
+        Some(b'{') => serde_json::from_slice::<Names>(body)
+            .ok()
+            .and_then(|n| n.object)
+            .into_iter()
+            .collect(),
+        Some(b'[') => serde_json::from_slice::<Vec<Names>>(body)
+            .map(|v| v.into_iter().filter_map(|n| n.object).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
     };
     out.sort();
     out.dedup();
