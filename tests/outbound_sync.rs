@@ -611,3 +611,85 @@ async fn a_remote_delete_wins_over_a_pending_local_change_and_is_audited() {
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(audit[0]["decision"], "deleted_remotely");
 }
+
+/// Two pushes of one record never run at once: while another worker holds
+/// the record's push lock, a job queues itself again for a few seconds later
+/// (a new scheduled message) and pushes nothing; once the lock is free the
+/// push goes through.
+#[tokio::test]
+async fn a_second_push_of_the_same_record_waits_for_the_first() {
+    let w = world(2, ConnectionPolicies::default()).await;
+    w.update(1, json!({"phone": "Z"})).await;
+    let now = SystemClock.now();
+    let lock = "push:c1:contacts:1";
+    assert!(
+        w.store
+            .try_lock(lock, "other-worker", now.add(Duration::from_secs(60)), now)
+            .await
+            .unwrap()
+    );
+    let out = w.deliver_all().await;
+    assert!(matches!(out[..], [PushOutcome::Skipped(_)]), "{out:?}");
+    assert_ne!(prop(&w.remote(1), "phone"), Some("Z"), "nothing pushed");
+    let waiting = w.queue.peek(QueueName::SYNC_OUTBOUND).unwrap();
+    assert_eq!(waiting.len(), 1, "the job comes back later");
+    w.store.unlock(lock, "other-worker").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    w.deliver_all().await;
+    assert_eq!(prop(&w.remote(1), "phone"), Some("Z"));
+}
+
+/// A create whose answer was lost (the provider applied it; the connection
+/// dropped) is retried under the same idempotency key, and a delete the
+/// product makes meanwhile deletes the created record: no duplicate, no
+/// orphan at the provider.
+#[tokio::test]
+async fn a_lost_create_answer_then_a_delete_leaves_no_orphan() {
+    let w = world(2, ConnectionPolicies::default()).await;
+    let base = w.sandbox.base_url();
+    let admin = syncbridge_tests::pipeline::admin;
+    admin(&base, "config", json!({"faults": {"drop_rate": 1.0}})).await;
+    w.submit(ChangeOp::Create {
+        reference: "lost".into(),
+        fields: fields(json!({"email": "lost@example.com"})),
+    })
+    .await
+    .unwrap();
+    let out = w.deliver_all().await;
+    let [PushOutcome::Retry { at, .. }] = &out[..] else {
+        panic!("{out:?}")
+    };
+    let live = || {
+        w.sandbox
+            .sandbox()
+            .read_store()
+            .table(ObjectKind::Contacts)
+            .live_len()
+    };
+    assert_eq!(live(), 3, "the provider applied the create");
+    admin(&base, "config", json!({"faults": {"drop_rate": 0.0}})).await;
+    w.submit(ChangeOp::Delete {
+        id: ExternalId::parse("local:lost").unwrap(),
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(
+        (at.as_millis() - SystemClock.now().as_millis()).max(0) as u64 + 50,
+    ))
+    .await;
+    for _ in 0..3 {
+        requeue_due_pushes(&*w.store, &*w.queue, SystemClock.now(), 10)
+            .await
+            .unwrap();
+        w.deliver_all().await;
+    }
+    assert_eq!(live(), 2, "created once, then deleted: {}", live());
+    assert!(
+        w.store
+            .list_local_changes(None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(w.local("local:lost").await.is_none());
+}

@@ -59,6 +59,13 @@ use crate::store::{RecordWrite, StoreError};
 /// Compare-and-swap retries before a write gives up as contended.
 const CAS_ATTEMPTS: usize = 16;
 
+/// Transient push failures before the push is parked for a person (with
+/// backoff capped at 15 minutes, about a day of trying).
+const MAX_ATTEMPTS: u32 = 100;
+
+/// How long one push job may hold its record's lock.
+const PUSH_LOCK: Duration = Duration::from_secs(300);
+
 /// What the product changes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChangeOp {
@@ -272,7 +279,11 @@ pub async fn submit_change(
                 local.deleted = false;
                 local.local_updated_at = now;
                 local.push_due_at = Some(now);
-                local.attempts = 0;
+                if !rec.is_provisional() {
+                    // (A provisional record remembers that a create was
+                    // tried: it may have landed.)
+                    local.attempts = 0;
+                }
                 local.last_error = None;
                 Some(Record {
                     hash: content_hash(&data),
@@ -282,10 +293,6 @@ pub async fn submit_change(
                     ..rec
                 })
             }
-            (ChangeOp::Delete { .. }, Some(rec)) if rec.is_provisional() => {
-                // Never reached the provider: forget it.
-                None
-            }
             (ChangeOp::Delete { .. }, Some(rec)) => {
                 let mut local = rec
                     .local
@@ -294,7 +301,11 @@ pub async fn submit_change(
                 local.deleted = true;
                 local.local_updated_at = now;
                 local.push_due_at = Some(now);
-                local.attempts = 0;
+                if !rec.is_provisional() {
+                    // (A provisional record remembers that a create was
+                    // tried: it may have landed.)
+                    local.attempts = 0;
+                }
                 local.last_error = None;
                 Some(Record {
                     version: rec.version + 1,
@@ -498,7 +509,39 @@ pub enum PushError {
 }
 
 /// Pushes one record's pending changes (the `SyncOutboundWorker` job).
+///
+/// One push per record at a time, across processes: the job takes the
+/// record's named lock in the store; a job that finds it taken queues itself
+/// again for a few seconds later (a new scheduled message, not a redelivery).
+/// A crashed holder's lock expires after [`PUSH_LOCK`].
 pub async fn handle_push_job(
+    deps: &WorkerDeps,
+    queue: &dyn QueueSender,
+    job: &PushJob,
+) -> Result<PushReport, PushError> {
+    let name = format!("push:{}:{}:{}", job.connection, job.object, job.external_id);
+    let owner = format!("{}#{:016x}", job.message_id(), rand::random::<u64>());
+    let now = deps.clock.now();
+    if !deps
+        .store
+        .try_lock(&name, &owner, now.add(PUSH_LOCK), now)
+        .await?
+    {
+        let mut m = push_message(job, Some(now.add(Duration::from_secs(3))));
+        m.message_id = format!("{}:busy{}", m.message_id, now.as_millis());
+        queue.send(vec![m]).await?;
+        return Ok(PushReport::just(PushOutcome::Skipped(
+            "another push of this record is running; this one comes back shortly".into(),
+        )));
+    }
+    let result = push_record(deps, queue, job).await;
+    if let Err(e) = deps.store.unlock(&name, &owner).await {
+        tracing::warn!(lock = %name, error = %e, "push lock not released; it expires on its own");
+    }
+    result
+}
+
+async fn push_record(
     deps: &WorkerDeps,
     queue: &dyn QueueSender,
     job: &PushJob,
@@ -550,6 +593,7 @@ pub async fn handle_push_job(
             queue,
             &rec,
             format!("connection {} is {}", conn.id, conn.status.as_str()),
+            None,
         )
         .await;
     }
@@ -565,9 +609,13 @@ pub async fn handle_push_job(
     let key = idempotency_key(&rec);
     // A local create: nothing to read, nothing to merge.
     if rec.is_provisional() {
-        if local.deleted {
+        if local.deleted && local.attempts == 0 {
+            // Never sent (a create in flight holds the lock): nothing to undo.
             return commit_removal(deps, &rec, Vec::new()).await;
         }
+        // Deleted after a create attempt that may have landed: create again
+        // under the same key (the provider answers the first create), then
+        // the record, moved to the provider's id, is deleted by the next push.
         let fields = non_null(&rec.data);
         let n = fields.len();
         return match connector.write_record(obj, None, Some(&fields), &key).await {
@@ -577,6 +625,7 @@ pub async fn handle_push_job(
                     deps,
                     queue,
                     obj,
+                    true,
                     &rec,
                     &to_fields(&rec.data),
                     &FieldValues::new(),
@@ -636,6 +685,7 @@ pub async fn handle_push_job(
             queue,
             &rec,
             "the provider answered an older version".into(),
+            None,
         )
         .await;
     }
@@ -669,6 +719,7 @@ pub async fn handle_push_job(
                 deps,
                 queue,
                 obj,
+                false,
                 &rec,
                 &theirs,
                 &theirs,
@@ -793,6 +844,7 @@ pub async fn handle_push_job(
         deps,
         queue,
         obj,
+        false,
         &rec,
         &out.merged,
         &out.apply_locally,
@@ -831,6 +883,11 @@ pub async fn handle_push_job(
 /// The idempotency key of a record's pending write: stable across
 /// redeliveries and crashes of the same attempt.
 fn idempotency_key(rec: &Record) -> String {
+    if rec.is_provisional() {
+        // A create keeps one key across every retry: a create the provider
+        // applied but whose answer was lost is answered again, not repeated.
+        return format!("sb:{}:{}:{}", rec.connection, rec.object, rec.external_id);
+    }
     format!(
         "sb:{}:{}:{}:v{}",
         rec.connection, rec.object, rec.external_id, rec.version
@@ -870,6 +927,7 @@ async fn commit_pushed(
     deps: &WorkerDeps,
     queue: &dyn QueueSender,
     obj: &ObjectDef,
+    keep_deleted: bool,
     read: &Record,
     merged: &FieldValues,
     apply: &FieldValues,
@@ -900,7 +958,10 @@ async fn commit_pushed(
         let data = canonical(obj, &data);
         let base = canonical(obj, merged);
         let prev = current.local.clone();
-        let deleted = prev.as_ref().is_some_and(|l| l.deleted) && current.version != read.version;
+        // A delete the product made meanwhile (or, for a create, before it)
+        // stays pending.
+        let deleted = prev.as_ref().is_some_and(|l| l.deleted)
+            && (keep_deleted || current.version != read.version);
         let parked_fields: Vec<&str> = parked.iter().map(|c| c.field.as_str()).collect();
         let data_fields = to_fields(&data);
         let pending = deleted
@@ -959,8 +1020,10 @@ async fn commit_pushed(
                     Some(r) if r.version == current.version && new_id != current.external_id => {
                         // A pull stored the created record under its provider
                         // id before we could move ours there.
-                        return adopt_pulled_create(deps, queue, obj, &current, &new_id, w.next)
-                            .await;
+                        return adopt_pulled_create(
+                            deps, queue, obj, &current, &new_id, merged, w.next,
+                        )
+                        .await;
                     }
                     Some(r) => current = r,
                     None => return Ok(()),
@@ -983,6 +1046,7 @@ async fn adopt_pulled_create(
     obj: &ObjectDef,
     provisional: &Record,
     id: &ExternalId,
+    created: &FieldValues,
     wanted: Option<Record>,
 ) -> Result<(), PushError> {
     for _ in 0..CAS_ATTEMPTS {
@@ -1003,7 +1067,9 @@ async fn adopt_pulled_create(
                 hash: content_hash(&data),
                 data: canonical(obj, &to_fields(&data)),
                 version: target.version + 1,
-                local: Some(fresh_local(target.data.clone(), deps.clock.now())),
+                // The base is what the create sent (both sides agreed on
+                // it then): remote edits the pull brought since stay theirs.
+                local: Some(fresh_local(canonical(obj, created), deps.clock.now())),
                 ..target.clone()
             };
             let w = write_of(
@@ -1057,13 +1123,35 @@ async fn on_error(
     e: FetchError,
 ) -> Result<PushReport, PushError> {
     match e {
-        FetchError::Rejected { status, message }
-            if status != 0 && status != 409 && status != 412 =>
-        {
+        // 412: the record moved under a conditional write; read again.
+        FetchError::Rejected {
+            status: 412,
+            message,
+        } => {
+            retry(
+                deps,
+                queue,
+                rec,
+                format!("provider answered 412: {message}"),
+                None,
+            )
+            .await
+        }
+        FetchError::Rejected { status, message } if status != 0 => {
             fail(deps, rec, format!("provider answered {status}: {message}")).await
         }
-        FetchError::Rejected { status: 0, message } => fail(deps, rec, message).await,
-        other => retry(deps, queue, rec, other.to_string()).await,
+        FetchError::Rejected { message, .. } => fail(deps, rec, message).await,
+        FetchError::Park(wait) => {
+            retry(
+                deps,
+                queue,
+                rec,
+                format!("rate limited for {wait:?}"),
+                Some(wait),
+            )
+            .await
+        }
+        other => retry(deps, queue, rec, other.to_string(), None).await,
     }
 }
 
@@ -1087,14 +1175,24 @@ async fn retry(
     queue: &dyn QueueSender,
     rec: &Record,
     error: String,
+    at_least: Option<Duration>,
 ) -> Result<PushReport, PushError> {
     let attempts = rec.local.as_ref().map_or(0, |l| l.attempts) + 1;
+    if attempts > MAX_ATTEMPTS {
+        return fail(
+            deps,
+            rec,
+            format!("gave up after {MAX_ATTEMPTS} attempts; last: {error}"),
+        )
+        .await;
+    }
     let policy = crate::connector::http::RetryPolicy {
         base_delay: Duration::from_secs(1),
         max_delay: Duration::from_secs(15 * 60),
         ..deps.retry.clone()
     };
-    let wait = backoff(&policy, attempts, rand::random::<f64>().max(0.1));
+    let wait = backoff(&policy, attempts, rand::random::<f64>().max(0.1))
+        .max(at_least.unwrap_or_default());
     let at = deps.clock.now().add(wait);
     let Some(version) = update_local(deps, rec, |l| {
         l.push_due_at = Some(at);
