@@ -272,19 +272,7 @@ pub async fn submit_change(
                         queued: false,
                     });
                 }
-                let mut local = rec
-                    .local
-                    .clone()
-                    .unwrap_or_else(|| fresh_local(rec.data.clone(), now));
-                local.deleted = false;
-                local.local_updated_at = now;
-                local.push_due_at = Some(now);
-                if !rec.is_provisional() {
-                    // (A provisional record remembers that a create was
-                    // tried: it may have landed.)
-                    local.attempts = 0;
-                }
-                local.last_error = None;
+                let local = changed_local(&rec, false, now);
                 Some(Record {
                     hash: content_hash(&data),
                     data,
@@ -294,19 +282,7 @@ pub async fn submit_change(
                 })
             }
             (ChangeOp::Delete { .. }, Some(rec)) => {
-                let mut local = rec
-                    .local
-                    .clone()
-                    .unwrap_or_else(|| fresh_local(rec.data.clone(), now));
-                local.deleted = true;
-                local.local_updated_at = now;
-                local.push_due_at = Some(now);
-                if !rec.is_provisional() {
-                    // (A provisional record remembers that a create was
-                    // tried: it may have landed.)
-                    local.attempts = 0;
-                }
-                local.last_error = None;
+                let local = changed_local(&rec, true, now);
                 Some(Record {
                     version: rec.version + 1,
                     local: Some(local),
@@ -352,6 +328,25 @@ fn write_of(
         next,
         audit,
     }
+}
+
+/// The local state of `rec` after the product changed (or deleted) it at
+/// `now`: a push is due again and a parked push is retried.
+fn changed_local(rec: &Record, deleted: bool, now: Timestamp) -> LocalState {
+    let mut local = rec
+        .local
+        .clone()
+        .unwrap_or_else(|| fresh_local(rec.data.clone(), now));
+    local.deleted = deleted;
+    local.local_updated_at = now;
+    local.push_due_at = Some(now);
+    if !rec.is_provisional() {
+        // (A provisional record remembers that a create was tried: it may
+        // have landed.)
+        local.attempts = 0;
+    }
+    local.last_error = None;
+    local
 }
 
 fn fresh_local(base: Value, now: Timestamp) -> LocalState {
