@@ -430,6 +430,12 @@ const MAX_BATCH: usize = 512;
 /// after the enqueue of every earlier batch finished: no delivery is
 /// acknowledged (not even as a duplicate of one still in flight) before the
 /// event is stored and its jobs are enqueued.
+///
+/// A duplicate's jobs are enqueued again (the queue drops those it holds, by
+/// `MessageId`): a process that died between the two stages stored the event
+/// without its jobs, and the provider's redelivery is what brings them back.
+/// Past the queue's duplicate-detection window that costs at most one extra
+/// follow-up sync, never a lost one.
 async fn writer(app: AppState, mut rx: mpsc::Receiver<Pending>) {
     let (stored_tx, stored_rx) = mpsc::channel::<Stored>(4);
     let enqueue = tokio::spawn(enqueue_stage(app.clone(), stored_rx));
@@ -470,13 +476,14 @@ fn take_event(e: &mut WebhookEvent) -> WebhookEvent {
 async fn enqueue_stage(app: AppState, mut rx: mpsc::Receiver<Stored>) {
     let mut batches = Vec::with_capacity(4);
     while rx.recv_many(&mut batches, 4).await > 0 {
+        // Duplicates are sent too: their first delivery may have been stored
+        // by a process that died before its enqueue. The deterministic
+        // `MessageId` makes the queue drop every job it already holds.
         let mut messages = Vec::new();
         for b in &mut batches {
-            if let Ok(fresh) = &b.fresh {
-                for (p, new) in b.rest.iter_mut().zip(fresh) {
-                    if *new {
-                        messages.append(&mut p.messages);
-                    }
+            if b.fresh.is_ok() {
+                for p in &mut b.rest {
+                    messages.append(&mut p.messages);
                 }
             }
         }
@@ -504,7 +511,11 @@ async fn answer(app: &AppState, b: Stored, sent: &Result<(), syncbridge_core::Qu
     };
     for ((p, event), new) in b.rest.into_iter().zip(b.events).zip(fresh) {
         let answer = if !new {
-            Ok(Written::Duplicate)
+            match sent {
+                Ok(()) => Ok(Written::Duplicate),
+                // Nothing new is stored; the provider retries later.
+                Err(_) => Err("queue unavailable; retry later".to_string()),
+            }
         } else if let Some(q) = p.quarantine {
             let notice = syncbridge_core::events::Event::MessageQuarantined {
                 source: q.source.clone(),

@@ -152,6 +152,37 @@ async fn valid_delivery_once_then_duplicate() {
     assert_eq!((snap["accepted"], snap["duplicate"]), (1, 1));
 }
 
+/// What was tried: the receiver died after its store stage committed an
+/// event and before the enqueue stage sent the event's job (simulated by
+/// storing the event directly, as stage 1 does). What must hold: the
+/// provider's redelivery (it got no 2xx) enqueues the job, exactly once, and
+/// a further redelivery adds none.
+#[tokio::test]
+async fn redelivery_after_a_crash_before_enqueue_enqueues_once() {
+    let h = harness("standard-webhooks", &[SECRET]).await;
+    let event = syncbridge_core::model::WebhookEvent {
+        connection: ConnectionId::parse("conn1").unwrap(),
+        dedup_key: "msg_crash".into(),
+        received_at: SystemClock.now(),
+        body: EVENT.as_bytes().to_vec(),
+    };
+    let fresh = h
+        .state
+        .store
+        .insert_webhook_events(&[event], std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(fresh, [true]);
+    assert_eq!(queued(&h), 0, "the crash left the event without its job");
+    let headers = signed(SECRET, "msg_crash", now(), EVENT);
+    for attempt in 1..=2 {
+        let (status, body) = post(&h, "/api/webhooks/conn1", &headers, EVENT).await;
+        assert_eq!(status, StatusCode::OK, "attempt {attempt}: {body}");
+        assert!(body.contains("duplicate"), "attempt {attempt}: {body}");
+        assert_eq!(queued(&h), 1, "attempt {attempt}: one job, never two");
+    }
+}
+
 /// Each kind of bad input gets its 4xx, stores and enqueues nothing, is counted, and leaks no secret.
 #[tokio::test]
 async fn bad_input_table() {
