@@ -75,10 +75,14 @@ async fn kill_dash_nine_at_random_points() {
     const N: usize = 3000;
     let sbx = sandbox(N).await;
     let base = sbx.base_url();
+    // 15 ms per provider call: a pass (30 pages) outlasts the latest kill
+    // (400 ms) however fast the machine, so every kill lands before or
+    // during the run, never after it (with 4 ms a fast run sometimes ended
+    // first and the test counted too few interruptions).
     admin(
         &base,
         "config",
-        json!({"faults": {"seed": 1, "latency_rate": 1.0, "latency_ms": 4}}),
+        json!({"faults": {"seed": 1, "latency_rate": 1.0, "latency_ms": 15}}),
     )
     .await;
     let want = expected(&base, "contacts").await;

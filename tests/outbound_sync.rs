@@ -425,6 +425,40 @@ async fn crash_after_the_push_reached_the_provider_loses_nothing() {
     assert_eq!(w.audit().await.len(), 1, "one decision, audited once");
 }
 
+/// What was tried: a local delete conflicts with a remote update, the
+/// policy lets the delete win, and the worker dies after the provider
+/// applied the DELETE and before its commit. What must hold: the redelivered
+/// job (the provider now answers 404) removes the record, and the decision
+/// is audited exactly once: it was appended before the DELETE was sent.
+#[tokio::test]
+async fn crash_after_a_conflicting_delete_reached_the_provider_keeps_its_audit() {
+    let w = world(3, policy(Some(Policy::TargetWins), &[])).await;
+    w.remote_edit(2, &[("phone", Some("R"))]);
+    w.submit(ChangeOp::Delete {
+        id: ExternalId::parse("2").unwrap(),
+    })
+    .await
+    .unwrap();
+    let m = w
+        .queue
+        .receive(QueueName::SYNC_OUTBOUND, Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    let job: PushJob = serde_json::from_slice(&m.message.body).unwrap();
+    w.store.crash_after_writes(1);
+    let first = handle_push_job(&w.deps, &*w.queue, &job).await;
+    w.store.recover();
+    assert!(first.is_err(), "the worker crashed: {first:?}");
+    assert!(w.remote(2).is_empty(), "the DELETE landed");
+    w.queue.abandon(&m.lock_token).unwrap();
+    let out = w.deliver_all().await;
+    assert_eq!(out, [PushOutcome::Deleted]);
+    assert!(w.local("2").await.is_none());
+    let audit = w.audit().await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["decision"], "delete_vs_update");
+}
+
 /// The queue is down when the product submits a change: the change is kept
 /// (the caller hears that queueing failed) and the outbox relay the
 /// scheduler runs sends the push once the queue is back.
@@ -555,7 +589,9 @@ async fn a_create_pulled_before_its_commit_is_adopted_not_duplicated() {
         .unwrap()
         .unwrap();
     let job: PushJob = serde_json::from_slice(&m.message.body).unwrap();
-    w.store.crash_after_writes(0);
+    // The first write stores what the create sends; the provider then
+    // creates the record and the process dies before the commit.
+    w.store.crash_after_writes(1);
     assert!(handle_push_job(&w.deps, &*w.queue, &job).await.is_err());
     w.store.recover();
     w.queue.abandon(&m.lock_token).unwrap();
@@ -586,6 +622,132 @@ async fn a_create_pulled_before_its_commit_is_adopted_not_duplicated() {
         3,
         "one record created at the provider, not two"
     );
+}
+
+/// What was tried: the worker dies right after the provider created our
+/// record, a pull stores it under the provider's id, and the product then
+/// edits both the provisional record and the pulled one (different fields).
+/// What must hold: the redelivered create adopts the pulled record and
+/// carries the provisional edit over, so the provider ends with both edits,
+/// one record, and nothing left to push.
+#[tokio::test]
+async fn an_adopted_create_keeps_edits_made_under_both_ids() {
+    let w = world(2, ConnectionPolicies::default()).await;
+    let provisional = w
+        .submit(ChangeOp::Create {
+            reference: "r2".into(),
+            fields: fields(json!({"email": "both@example.com"})),
+        })
+        .await
+        .unwrap();
+    let m = w
+        .queue
+        .receive(QueueName::SYNC_OUTBOUND, Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    let job: PushJob = serde_json::from_slice(&m.message.body).unwrap();
+    // The first write stores what the create sends; the provider then
+    // creates the record and the process dies before the commit.
+    w.store.crash_after_writes(1);
+    assert!(handle_push_job(&w.deps, &*w.queue, &job).await.is_err());
+    w.store.recover();
+    w.queue.abandon(&m.lock_token).unwrap();
+    let run = run_once(&w.deps, &w.task).await;
+    assert_eq!(run.counts.created, 1, "the pull found the created record");
+    let pulled = w
+        .store
+        .list_records(&w.conn, &contacts(), None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.data["email"] == "both@example.com" && !r.is_provisional())
+        .expect("pulled under the provider's id");
+    w.submit(ChangeOp::Update {
+        id: provisional.clone(),
+        fields: fields(json!({"company": "From-provisional"})),
+    })
+    .await
+    .unwrap();
+    w.submit(ChangeOp::Update {
+        id: pulled.external_id.clone(),
+        fields: fields(json!({"phone": "+1 555 0142"})),
+    })
+    .await
+    .unwrap();
+    w.deliver_all().await;
+    assert!(
+        w.local(provisional.as_str()).await.is_none(),
+        "provisional gone"
+    );
+    let id: u64 = pulled.external_id.as_str().parse().unwrap();
+    let remote = w.remote(id);
+    assert_eq!(
+        prop(&remote, "company"),
+        Some("From-provisional"),
+        "{remote:?}"
+    );
+    assert_eq!(prop(&remote, "phone"), Some("+1 555 0142"), "{remote:?}");
+    let rec = w.local(pulled.external_id.as_str()).await.unwrap();
+    assert!(rec.local.is_none(), "nothing left to push: {rec:?}");
+    assert_eq!(
+        w.sandbox
+            .sandbox()
+            .read_store()
+            .table(ObjectKind::Contacts)
+            .live_len(),
+        3,
+        "one record created at the provider"
+    );
+}
+
+/// What was tried: the worker dies on its first create attempt, after the
+/// provider created the record (no failure was recorded), and the product
+/// then deletes the record it created. What must hold: the delete is not
+/// taken as "never sent": the same create is sent again (the idempotency
+/// key answers it with the record that landed), then deleted, so the
+/// provider keeps no orphan and no record is left locally.
+#[tokio::test]
+async fn a_create_that_landed_before_a_crash_then_a_delete_leaves_no_orphan() {
+    let w = world(2, ConnectionPolicies::default()).await;
+    let provisional = w
+        .submit(ChangeOp::Create {
+            reference: "r3".into(),
+            fields: fields(json!({"email": "gone@example.com"})),
+        })
+        .await
+        .unwrap();
+    let m = w
+        .queue
+        .receive(QueueName::SYNC_OUTBOUND, Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    let job: PushJob = serde_json::from_slice(&m.message.body).unwrap();
+    w.store.crash_after_writes(1);
+    assert!(handle_push_job(&w.deps, &*w.queue, &job).await.is_err());
+    w.store.recover();
+    w.queue.abandon(&m.lock_token).unwrap();
+    let live = |w: &World| {
+        w.sandbox
+            .sandbox()
+            .read_store()
+            .table(ObjectKind::Contacts)
+            .live_len()
+    };
+    assert_eq!(live(&w), 3, "the create landed");
+    w.submit(ChangeOp::Delete {
+        id: provisional.clone(),
+    })
+    .await
+    .unwrap();
+    w.deliver_all().await;
+    assert_eq!(live(&w), 2, "created, then deleted: no orphan");
+    let left = w
+        .store
+        .list_records(&w.conn, &contacts(), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().all(|r| r.local.is_none()), "{left:?}");
 }
 
 /// Someone deletes a record at the provider while our change to it waits:

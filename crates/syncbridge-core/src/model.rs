@@ -355,6 +355,14 @@ pub struct LocalState {
     /// applied by the next push as field-level policy overrides.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub resolutions: std::collections::BTreeMap<String, crate::merge::Side>,
+    /// For a record created locally: the fields its create request sends,
+    /// stored before the first attempt. Every attempt sends exactly these
+    /// (one idempotency key, one body: a provider answers a repeat of a
+    /// create that landed instead of refusing a changed one), and an edit
+    /// made meanwhile is pushed as an update once the record has its
+    /// provider id. `None`: no create has been sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create: Option<serde_json::Value>,
 }
 
 /// One field changed on both sides, parked for manual resolution.

@@ -13,8 +13,8 @@
 //!
 //! # Flow
 //!
-//! 1. [`submit_change`] (library call; the CLI and the HTTP entry point call
-//!    it) writes the change and its outbox entry in one compare-and-swap
+//! 1. [`submit_change`] (a library call; `syncbridge changes submit` and the
+//!    demo make it) writes the change and its outbox entry in one compare-and-swap
 //!    write, then enqueues a [`PushJob`] with a deterministic `MessageId`.
 //!    If the process dies between the two, [`requeue_due_pushes`] (run by
 //!    the scheduler's tick) sends it again; duplicate detection drops repeats.
@@ -28,6 +28,11 @@
 //! 3. Echo suppression falls out of the base: after a push the base equals
 //!    what the provider holds, so our own write coming back by webhook or
 //!    poll hashes equal to our copy and changes nothing.
+//!
+//! A local create gets a provisional `local:<reference>` id. What its create
+//! request sends is stored ([`LocalState::create`]) before the first attempt,
+//! so every attempt is the same request under the same idempotency key; an
+//! edit or delete made meanwhile is pushed after it, under the provider's id.
 //!
 //! Transient failures (5xx, timeouts, rate limits) re-enqueue the job with a
 //! scheduled time and capped exponential backoff; permanent ones (4xx) park
@@ -340,11 +345,7 @@ fn changed_local(rec: &Record, deleted: bool, now: Timestamp) -> LocalState {
     local.deleted = deleted;
     local.local_updated_at = now;
     local.push_due_at = Some(now);
-    if !rec.is_provisional() {
-        // (A provisional record remembers that a create was tried: it may
-        // have landed.)
-        local.attempts = 0;
-    }
+    local.attempts = 0;
     local.last_error = None;
     local
 }
@@ -359,6 +360,7 @@ fn fresh_local(base: Value, now: Timestamp) -> LocalState {
         last_error: None,
         conflicts: Vec::new(),
         resolutions: BTreeMap::new(),
+        create: None,
     }
 }
 
@@ -604,14 +606,35 @@ async fn push_record(
     let key = idempotency_key(&rec);
     // A local create: nothing to read, nothing to merge.
     if rec.is_provisional() {
-        if local.deleted && local.attempts == 0 {
-            // Never sent (a create in flight holds the lock): nothing to undo.
-            return commit_removal(deps, &rec, Vec::new()).await;
-        }
-        // Deleted after a create attempt that may have landed: create again
-        // under the same key (the provider answers the first create), then
-        // the record, moved to the provider's id, is deleted by the next push.
-        let fields = non_null(&rec.data);
+        let (rec, sent) = match &local.create {
+            Some(sent) => (rec.clone(), sent.clone()),
+            // Never sent: a delete has nothing to undo.
+            None if local.deleted => return commit_removal(deps, &rec, Vec::new()).await,
+            None => {
+                // What the create sends is stored before it is sent, so a
+                // crash after the provider created the record re-sends the
+                // same request, which the idempotency key answers.
+                let sent = Value::Object(non_null(&rec.data));
+                let mut next = rec.clone();
+                next.version += 1;
+                if let Some(l) = next.local.as_mut() {
+                    l.create = Some(sent.clone());
+                }
+                let w = write_of(&rec, Some(rec.version), Some(next.clone()), Vec::new());
+                match deps.store.write_record(&w).await {
+                    Ok(()) => (next, sent),
+                    Err(StoreError::Conflict(_)) => {
+                        return Ok(PushReport::just(PushOutcome::Skipped(
+                            "the record changed meanwhile; its own push follows".into(),
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        // Every attempt sends the same create under the same key; a delete
+        // or an edit made since is pushed after it, under the provider's id.
+        let fields = non_null(&sent);
         let n = fields.len();
         return match connector.write_record(obj, None, Some(&fields), &key).await {
             Ok(Some(created)) => {
@@ -622,7 +645,7 @@ async fn push_record(
                     obj,
                     true,
                     &rec,
-                    &to_fields(&rec.data),
+                    &to_fields(&sent),
                     &FieldValues::new(),
                     Some(created),
                     Vec::new(),
@@ -728,26 +751,48 @@ async fn push_record(
                 ..PushReport::just(PushOutcome::UpToDate)
             });
         }
+        // The decision is appended before the DELETE, like a merge's: after a
+        // crash past the DELETE the provider answers 404, and that path
+        // removes the record without deciding anything.
+        let mut rec = rec;
+        let resolved = u64::from(remote_changed);
+        if remote_changed {
+            let audit = vec![record_decision(
+                deps,
+                &rec,
+                "delete_vs_update",
+                &format!(
+                    "policy {}: the local delete wins over the provider's update",
+                    policy.as_str()
+                ),
+            )];
+            let mut next = rec.clone();
+            next.version += 1;
+            match deps
+                .store
+                .write_record(&write_of(
+                    &rec,
+                    Some(rec.version),
+                    Some(next.clone()),
+                    audit,
+                ))
+                .await
+            {
+                Ok(()) => rec = next,
+                Err(StoreError::Conflict(_)) => {
+                    return Ok(PushReport::just(PushOutcome::Skipped(
+                        "the record changed meanwhile; its own push follows".into(),
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         return match connector
             .write_record(obj, Some(&rec.external_id), None, &key)
             .await
         {
             Ok(_) | Err(FetchError::Rejected { status: 404, .. }) => {
-                let audit = if remote_changed {
-                    vec![record_decision(
-                        deps,
-                        &rec,
-                        "delete_vs_update",
-                        &format!(
-                            "policy {}: the local delete wins over the provider's update",
-                            policy.as_str()
-                        ),
-                    )]
-                } else {
-                    Vec::new()
-                };
-                let resolved = audit.len() as u64;
-                commit_removal(deps, &rec, audit).await?;
+                commit_removal(deps, &rec, Vec::new()).await?;
                 Ok(PushReport {
                     conflicts_resolved: resolved,
                     ..PushReport::just(PushOutcome::Deleted)
@@ -975,6 +1020,7 @@ async fn commit_pushed(
                 last_error: None,
                 conflicts: parked.to_vec(),
                 resolutions: BTreeMap::new(),
+                create: None,
             })
         } else {
             None
@@ -1054,19 +1100,35 @@ async fn adopt_pulled_create(
         };
         let pending = wanted
             .as_ref()
-            .and_then(|w| w.local.as_ref())
-            .is_some_and(|l| l.push_due_at.is_some());
-        if pending && target.local.is_none() {
-            let data = wanted.as_ref().map(|w| w.data.clone()).unwrap_or_default();
-            let next = Record {
-                hash: content_hash(&data),
-                data: canonical(obj, &to_fields(&data)),
-                version: target.version + 1,
-                // The base is what the create sent (both sides agreed on
-                // it then): remote edits the pull brought since stay theirs.
-                local: Some(fresh_local(canonical(obj, created), deps.clock.now())),
-                ..target.clone()
-            };
+            .and_then(|w| w.local.as_ref().map(|l| (w, l)))
+            .filter(|(_, l)| l.push_due_at.is_some());
+        let carried = match (pending, &target.local) {
+            (None, _) => None,
+            (Some((w, _)), None) => {
+                let data = canonical(obj, &to_fields(&w.data));
+                Some(Record {
+                    hash: content_hash(&data),
+                    data,
+                    version: target.version + 1,
+                    // The base is what the create sent (both sides agreed on
+                    // it then): remote edits the pull brought since stay theirs.
+                    local: Some(fresh_local(canonical(obj, created), deps.clock.now())),
+                    ..target.clone()
+                })
+            }
+            // A local delete of the target stands.
+            (Some(_), Some(tl)) if tl.deleted => None,
+            (Some((w, wl)), Some(tl)) => Some(carry_edit(
+                obj,
+                &target,
+                tl,
+                &canonical(obj, created),
+                w,
+                wl,
+                deps.clock.now(),
+            )),
+        };
+        if let Some(next) = carried {
             let w = write_of(
                 &target,
                 Some(target.version),
@@ -1088,6 +1150,47 @@ async fn adopt_pulled_create(
         };
     }
     Err(PushError::Contended(id.clone()))
+}
+
+/// The product edited both the provisional record (after its create was
+/// sent) and the record a pull stored under the provider's id: the
+/// provisional record's edit since the create is laid over the target's
+/// change, a field both edits changed keeps the later one, and the target's
+/// base stays (its push merges against the provider as usual).
+fn carry_edit(
+    obj: &ObjectDef,
+    target: &Record,
+    tl: &LocalState,
+    sent: &Value,
+    wanted: &Record,
+    wl: &LocalState,
+    now: Timestamp,
+) -> Record {
+    let sent = to_fields(sent);
+    let edited = to_fields(&canonical(obj, &to_fields(&wanted.data)));
+    let base = to_fields(&tl.base);
+    let mut fields = to_fields(&target.data);
+    for (k, v) in &edited {
+        let target_changed = fields.get(k) != base.get(k);
+        if sent.get(k) == Some(v) || (target_changed && tl.local_updated_at > wl.local_updated_at) {
+            continue;
+        }
+        fields.insert(k.clone(), v.clone());
+    }
+    let data = canonical(obj, &fields);
+    Record {
+        hash: content_hash(&data),
+        data,
+        version: target.version + 1,
+        local: Some(LocalState {
+            local_updated_at: tl.local_updated_at.max(wl.local_updated_at),
+            push_due_at: Some(now),
+            attempts: 0,
+            last_error: None,
+            ..tl.clone()
+        }),
+        ..target.clone()
+    }
 }
 
 /// Removes a record the provider no longer has (after a pushed delete, or
