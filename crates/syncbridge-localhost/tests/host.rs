@@ -11,7 +11,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::Digest;
-use syncbridge_core::{ManualClock, OutboundMessage, QueueName, QueueSender, Timestamp};
+use syncbridge_core::{
+    Clock as _, ManualClock, OutboundMessage, QueueName, QueueSender, Timestamp,
+};
 use syncbridge_localhost::{ChildState, HostConfig, HostError, LocalHost, LocalHostHandle};
 use syncbridge_localqueue::{MAX_DELIVERY_COUNT_EXCEEDED, QueueCounts};
 
@@ -224,9 +226,26 @@ async fn failing_timer_is_retried_per_policy() {
     })
     .await;
     for n in 1..=2u64 {
-        app.clock.set(due.add(Duration::from_secs(10 * n)));
+        // The host measures a retry's delay from when it handled the failure,
+        // which can come after this test saw the handler record the attempt
+        // (and after the clock moved): nudge the clock on, never by more than
+        // one more delay, until the retry arrives.
+        let target = due.add(Duration::from_secs(10 * n));
         let recs = eventually("retry", || {
-            Some(app.records("Tick.jsonl")).filter(|r| r.len() == n as usize + 1)
+            let recs = app.records("Tick.jsonl");
+            if recs.len() > n as usize {
+                return Some(recs);
+            }
+            let now = app.clock.now();
+            let next = if now < target {
+                target
+            } else {
+                now.add(Duration::from_millis(500))
+            };
+            if next <= target.add(Duration::from_secs(10)) {
+                app.clock.set(next);
+            }
+            None
         })
         .await;
         let ctx = &recs[n as usize]["request"]["Metadata"]["RetryContext"];
