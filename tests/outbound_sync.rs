@@ -750,6 +750,211 @@ async fn a_create_that_landed_before_a_crash_then_a_delete_leaves_no_orphan() {
     assert!(left.iter().all(|r| r.local.is_none()), "{left:?}");
 }
 
+/// What was tried: the worker dies after the provider created our record,
+/// a pull stores it under the provider's id, and the product deletes the
+/// provisional record. What must hold: the adopted record carries the
+/// delete, which is pushed: nothing is left at the provider or locally.
+#[tokio::test]
+async fn an_adopted_create_keeps_a_delete_of_the_provisional_record() {
+    let w = world(2, ConnectionPolicies::default()).await;
+    let provisional = w
+        .submit(ChangeOp::Create {
+            reference: "r4".into(),
+            fields: fields(json!({"email": "del@example.com"})),
+        })
+        .await
+        .unwrap();
+    let m = w
+        .queue
+        .receive(QueueName::SYNC_OUTBOUND, Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    let job: PushJob = serde_json::from_slice(&m.message.body).unwrap();
+    w.store.crash_after_writes(1);
+    assert!(handle_push_job(&w.deps, &*w.queue, &job).await.is_err());
+    w.store.recover();
+    w.queue.abandon(&m.lock_token).unwrap();
+    let run = run_once(&w.deps, &w.task).await;
+    assert_eq!(run.counts.created, 1, "the pull found the created record");
+    w.submit(ChangeOp::Delete { id: provisional })
+        .await
+        .unwrap();
+    w.deliver_all().await;
+    let live = w
+        .sandbox
+        .sandbox()
+        .read_store()
+        .table(ObjectKind::Contacts)
+        .live_len();
+    assert_eq!(live, 2, "created, then deleted");
+    let left = w
+        .store
+        .list_records(&w.conn, &contacts(), None, 100)
+        .await
+        .unwrap();
+    assert!(
+        left.iter().all(|r| r.data["email"] != "del@example.com"),
+        "{left:?}"
+    );
+}
+
+/// What was tried: the provider refuses a create (400: a value it cannot
+/// store); the product then fixes the value. What must hold: the refused
+/// request is not repeated: the fix is sent as a new create, which lands,
+/// and nothing is left to push. A refused create deleted afterwards goes
+/// locally without a provider call.
+#[tokio::test]
+async fn a_refused_create_is_sent_fresh_after_the_fix() {
+    let w = world(2, ConnectionPolicies::default()).await;
+    let id = w
+        .submit(ChangeOp::Create {
+            reference: "bad".into(),
+            fields: fields(json!({"email": "fix@example.com", "phone": {"not": "a string"}})),
+        })
+        .await
+        .unwrap();
+    let out = w.deliver_all().await;
+    assert!(matches!(&out[..], [PushOutcome::Failed { .. }]), "{out:?}");
+    w.submit(ChangeOp::Update {
+        id: id.clone(),
+        fields: fields(json!({"phone": "+1 555 0111"})),
+    })
+    .await
+    .unwrap();
+    let out = w.deliver_all().await;
+    assert!(
+        matches!(
+            &out[..],
+            [PushOutcome::Pushed {
+                created: Some(_),
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+    assert!(w.local(id.as_str()).await.is_none());
+    let changes = w.store.list_local_changes(Some(&w.conn), 10).await.unwrap();
+    assert!(changes.is_empty(), "{changes:?}");
+
+    let id = w
+        .submit(ChangeOp::Create {
+            reference: "bad2".into(),
+            fields: fields(json!({"phone": {"not": "a string"}})),
+        })
+        .await
+        .unwrap();
+    w.deliver_all().await;
+    w.submit(ChangeOp::Delete { id: id.clone() }).await.unwrap();
+    w.deliver_all().await;
+    assert!(
+        w.local(id.as_str()).await.is_none(),
+        "the refused record is gone"
+    );
+}
+
+/// What was tried: the product creates a record, deletes it, then creates
+/// one with the same reference and the same fields. What must hold: the
+/// second create is a new request (its own idempotency key), so the
+/// provider creates a second record instead of answering the first.
+#[tokio::test]
+async fn a_reused_create_reference_is_a_new_create() {
+    let w = world(2, ConnectionPolicies::default()).await;
+    let create = || ChangeOp::Create {
+        reference: "again".into(),
+        fields: fields(json!({"email": "again@example.com"})),
+    };
+    w.submit(create()).await.unwrap();
+    let out = w.deliver_all().await;
+    let [
+        PushOutcome::Pushed {
+            created: Some(first),
+            ..
+        },
+    ] = &out[..]
+    else {
+        panic!("{out:?}")
+    };
+    w.submit(ChangeOp::Delete { id: first.clone() })
+        .await
+        .unwrap();
+    w.deliver_all().await;
+    w.submit(create()).await.unwrap();
+    let out = w.deliver_all().await;
+    let [
+        PushOutcome::Pushed {
+            created: Some(second),
+            ..
+        },
+    ] = &out[..]
+    else {
+        panic!("{out:?}")
+    };
+    assert_ne!(first, second, "a new record at the provider");
+    assert_eq!(
+        prop(&w.remote(second.as_str().parse().unwrap()), "email"),
+        Some("again@example.com")
+    );
+}
+
+/// What was tried: a person resolves a parked conflict while a push of the
+/// record holds its lock. What must hold: the resolution is refused as
+/// busy and changes nothing (the push's commit would otherwise undo it);
+/// once the lock is free it goes through.
+#[tokio::test]
+async fn a_resolution_waits_for_a_running_push() {
+    let w = world(3, policy(Some(Policy::Manual), &[])).await;
+    w.remote_edit(1, &[("phone", Some("R"))]);
+    w.update(1, json!({"phone": "L"})).await;
+    w.deliver_all().await;
+    let before = w.local("1").await.unwrap();
+    assert_eq!(
+        before.local.as_ref().unwrap().conflicts.len(),
+        1,
+        "{before:?}"
+    );
+    let now = SystemClock.now();
+    let name = format!("push:{}:contacts:1", w.conn);
+    assert!(
+        w.store
+            .try_lock(&name, "a-push", now.add(Duration::from_secs(60)), now)
+            .await
+            .unwrap()
+    );
+    let id = ExternalId::parse("1").unwrap();
+    let busy = resolve_conflict(
+        &w.deps,
+        &*w.queue,
+        &w.conn,
+        &contacts(),
+        &id,
+        "phone",
+        Side::Local,
+    )
+    .await;
+    assert!(
+        matches!(
+            busy,
+            Err(syncbridge_core::pipeline::outbound::ResolveError::Busy(_))
+        ),
+        "{busy:?}"
+    );
+    assert_eq!(w.local("1").await.unwrap(), before, "nothing changed");
+    w.store.unlock(&name, "a-push").await.unwrap();
+    resolve_conflict(
+        &w.deps,
+        &*w.queue,
+        &w.conn,
+        &contacts(),
+        &id,
+        "phone",
+        Side::Local,
+    )
+    .await
+    .unwrap();
+    w.deliver_all().await;
+    assert_eq!(prop(&w.remote(1), "phone"), Some("L"));
+}
+
 /// Someone deletes a record at the provider while our change to it waits:
 /// the pull leaves it alone (held), the push finds it gone, drops the local
 /// change with an audit entry saying so (we do not resurrect records), and

@@ -355,14 +355,24 @@ pub struct LocalState {
     /// applied by the next push as field-level policy overrides.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub resolutions: std::collections::BTreeMap<String, crate::merge::Side>,
-    /// For a record created locally: the fields its create request sends,
-    /// stored before the first attempt. Every attempt sends exactly these
-    /// (one idempotency key, one body: a provider answers a repeat of a
-    /// create that landed instead of refusing a changed one), and an edit
-    /// made meanwhile is pushed as an update once the record has its
-    /// provider id. `None`: no create has been sent.
+    /// For a record created locally: its create request, stored before the
+    /// first attempt. Every attempt repeats it exactly (a provider answers a
+    /// repeat of a create that landed instead of refusing a changed one), and
+    /// an edit or delete made meanwhile is pushed once the record has its
+    /// provider id. `None`: no create has been sent, or the provider refused
+    /// the last one (the next attempt is a new request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub create: Option<serde_json::Value>,
+    pub create: Option<CreateRequest>,
+}
+
+/// A create request as first sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateRequest {
+    /// The idempotency key it goes under: new for every create (a reused
+    /// reference is a new create), the same for every retry of it.
+    pub key: String,
+    /// The fields it sends.
+    pub fields: serde_json::Value,
 }
 
 /// One field changed on both sides, parked for manual resolution.

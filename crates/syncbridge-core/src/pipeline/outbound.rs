@@ -55,8 +55,8 @@ use crate::merge::{
     self, Chosen, FieldValues, Policy, PolicyConfig, Side, Version, three_way_merge,
 };
 use crate::model::{
-    AuditRecord, Connection, ConnectionStatus, LocalState, PROVISIONAL_PREFIX, ParkedConflict,
-    PushJob, Record, content_hash,
+    AuditRecord, Connection, ConnectionStatus, CreateRequest, LocalState, PROVISIONAL_PREFIX,
+    ParkedConflict, PushJob, Record, content_hash,
 };
 use crate::queue::{OutboundMessage, QueueError, QueueName, QueueSender};
 use crate::store::{RecordWrite, StoreError};
@@ -259,7 +259,10 @@ pub async fn submit_change(
                     external_id: id.clone(),
                     hash: content_hash(&data),
                     data,
-                    version: 1,
+                    // Not 1: a reference used again after its first record
+                    // moved or went would repeat the first one's push
+                    // `MessageId`s, which duplicate detection drops.
+                    version: now.as_millis().max(1),
                     remote_updated_at: None,
                     local: Some(fresh_local(Value::Object(Map::new()), now)),
                 })
@@ -516,7 +519,7 @@ pub async fn handle_push_job(
     queue: &dyn QueueSender,
     job: &PushJob,
 ) -> Result<PushReport, PushError> {
-    let name = format!("push:{}:{}:{}", job.connection, job.object, job.external_id);
+    let name = push_lock_name(&job.connection, &job.object, &job.external_id);
     let owner = format!("{}#{:016x}", job.message_id(), rand::random::<u64>());
     let now = deps.clock.now();
     if !deps
@@ -606,23 +609,26 @@ async fn push_record(
     let key = idempotency_key(&rec);
     // A local create: nothing to read, nothing to merge.
     if rec.is_provisional() {
-        let (rec, sent) = match &local.create {
-            Some(sent) => (rec.clone(), sent.clone()),
-            // Never sent: a delete has nothing to undo.
+        let (rec, request) = match &local.create {
+            Some(request) => (rec.clone(), request.clone()),
+            // Never sent (or refused): a delete has nothing to undo.
             None if local.deleted => return commit_removal(deps, &rec, Vec::new()).await,
             None => {
-                // What the create sends is stored before it is sent, so a
-                // crash after the provider created the record re-sends the
-                // same request, which the idempotency key answers.
-                let sent = Value::Object(non_null(&rec.data));
+                // The request is stored before it is sent, so a crash after
+                // the provider created the record re-sends the same request,
+                // which its idempotency key answers.
+                let request = CreateRequest {
+                    key: format!("{key}:{:032x}", rand::random::<u128>()),
+                    fields: Value::Object(non_null(&rec.data)),
+                };
                 let mut next = rec.clone();
                 next.version += 1;
                 if let Some(l) = next.local.as_mut() {
-                    l.create = Some(sent.clone());
+                    l.create = Some(request.clone());
                 }
                 let w = write_of(&rec, Some(rec.version), Some(next.clone()), Vec::new());
                 match deps.store.write_record(&w).await {
-                    Ok(()) => (next, sent),
+                    Ok(()) => (next, request),
                     Err(StoreError::Conflict(_)) => {
                         return Ok(PushReport::just(PushOutcome::Skipped(
                             "the record changed meanwhile; its own push follows".into(),
@@ -634,9 +640,13 @@ async fn push_record(
         };
         // Every attempt sends the same create under the same key; a delete
         // or an edit made since is pushed after it, under the provider's id.
+        let sent = request.fields;
         let fields = non_null(&sent);
         let n = fields.len();
-        return match connector.write_record(obj, None, Some(&fields), &key).await {
+        return match connector
+            .write_record(obj, None, Some(&fields), &request.key)
+            .await
+        {
             Ok(Some(created)) => {
                 let id = created.id.clone();
                 commit_pushed(
@@ -665,6 +675,24 @@ async fn push_record(
                 )
                 .await
             }
+            // Refused: nothing was created. The request is forgotten, so the
+            // product's fix (or delete) is a new create (or nothing to undo).
+            Err(FetchError::Rejected { status, message }) if status != 412 => {
+                let error = if status == 0 {
+                    message
+                } else {
+                    format!("provider answered {status}: {message}")
+                };
+                update_local(deps, &rec, |l| {
+                    l.create = None;
+                    l.push_due_at = None;
+                    l.attempts += 1;
+                    l.last_error = Some(error.clone());
+                })
+                .await?;
+                tracing::warn!(record = %rec.external_id, object = %rec.object, %error, "create refused; parked");
+                Ok(PushReport::just(PushOutcome::Failed { error }))
+            }
             Err(e) => on_error(deps, queue, &rec, e).await,
         };
     }
@@ -689,6 +717,7 @@ async fn push_record(
                 deps,
                 &rec,
                 "deleted_remotely",
+                &local.local_updated_at.as_millis().to_string(),
                 "the provider deleted the record; the local change was dropped",
             ));
         }
@@ -712,6 +741,12 @@ async fn push_record(
     let theirs = to_fields(&remote.data);
     if local.deleted {
         let remote_changed = !merge::same_fields(&base, &theirs);
+        // This delete against this remote state.
+        let basis = format!(
+            "{}:{}",
+            local.local_updated_at.as_millis(),
+            content_hash(&remote.data)
+        );
         let policy = policies.resolve(&conn.id, &rec.object, "_record").policy;
         let keep_remote = remote_changed
             && match policy {
@@ -728,6 +763,7 @@ async fn push_record(
                 deps,
                 &rec,
                 "delete_vs_update",
+                &basis,
                 &format!(
                     "policy {}: the provider's update wins over the local delete",
                     policy.as_str()
@@ -761,6 +797,7 @@ async fn push_record(
                 deps,
                 &rec,
                 "delete_vs_update",
+                &basis,
                 &format!(
                     "policy {}: the local delete wins over the provider's update",
                     policy.as_str()
@@ -924,8 +961,8 @@ async fn push_record(
 /// redeliveries and crashes of the same attempt.
 fn idempotency_key(rec: &Record) -> String {
     if rec.is_provisional() {
-        // A create keeps one key across every retry: a create the provider
-        // applied but whose answer was lost is answered again, not repeated.
+        // The prefix of a create's key ([`CreateRequest::key`] adds a random
+        // part and is stored with the request).
         return format!("sb:{}:{}:{}", rec.connection, rec.object, rec.external_id);
     }
     format!(
@@ -945,11 +982,20 @@ fn non_null(data: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-fn record_decision(deps: &WorkerDeps, rec: &Record, kind: &str, outcome: &str) -> AuditRecord {
+/// A record-level decision for the audit log, keyed by what was decided
+/// (`basis`: the states it was decided between), not by the record's
+/// version, so a retry or a redelivery that decides it again appends nothing.
+fn record_decision(
+    deps: &WorkerDeps,
+    rec: &Record,
+    kind: &str,
+    basis: &str,
+    outcome: &str,
+) -> AuditRecord {
     AuditRecord {
         key: format!(
-            "{}:{}:{}:v{}:{kind}",
-            rec.connection, rec.object, rec.external_id, rec.version
+            "{}:{}:{}:{kind}:{basis}",
+            rec.connection, rec.object, rec.external_id
         ),
         connection: rec.connection.clone(),
         object: rec.object.clone(),
@@ -1104,15 +1150,20 @@ async fn adopt_pulled_create(
             .filter(|(_, l)| l.push_due_at.is_some());
         let carried = match (pending, &target.local) {
             (None, _) => None,
-            (Some((w, _)), None) => {
+            (Some((w, wl)), None) => {
                 let data = canonical(obj, &to_fields(&w.data));
+                // The base is what the create sent (both sides agreed on it
+                // then): remote edits the pull brought since stay theirs. The
+                // product's edit keeps its own time (for `latest`), and its
+                // delete stays a delete.
+                let mut local = fresh_local(canonical(obj, created), deps.clock.now());
+                local.local_updated_at = wl.local_updated_at;
+                local.deleted = wl.deleted;
                 Some(Record {
                     hash: content_hash(&data),
                     data,
                     version: target.version + 1,
-                    // The base is what the create sent (both sides agreed on
-                    // it then): remote edits the pull brought since stay theirs.
-                    local: Some(fresh_local(canonical(obj, created), deps.clock.now())),
+                    local: Some(local),
                     ..target.clone()
                 })
             }
@@ -1155,8 +1206,10 @@ async fn adopt_pulled_create(
 /// The product edited both the provisional record (after its create was
 /// sent) and the record a pull stored under the provider's id: the
 /// provisional record's edit since the create is laid over the target's
-/// change, a field both edits changed keeps the later one, and the target's
-/// base stays (its push merges against the provider as usual).
+/// change, a field both edits changed keeps the one of the record edited
+/// last (times are kept per record, not per field), a delete of either is a
+/// delete, and the target's base stays (its push merges against the
+/// provider as usual).
 fn carry_edit(
     obj: &ObjectDef,
     target: &Record,
@@ -1183,6 +1236,7 @@ fn carry_edit(
         data,
         version: target.version + 1,
         local: Some(LocalState {
+            deleted: tl.deleted || wl.deleted,
             local_updated_at: tl.local_updated_at.max(wl.local_updated_at),
             push_due_at: Some(now),
             attempts: 0,
@@ -1341,6 +1395,10 @@ pub enum ResolveError {
         /// Field.
         field: String,
     },
+    /// A push of the record is running (its result could undo the
+    /// resolution); try again in a few seconds.
+    #[error("a push of record {0} is running; try again in a few seconds")]
+    Busy(ExternalId),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -1349,10 +1407,43 @@ pub enum ResolveError {
     Queue(#[from] QueueError),
 }
 
+/// The store lock one push of a record holds (and a resolution takes).
+fn push_lock_name(connection: &ConnectionId, object: &ObjectType, id: &ExternalId) -> String {
+    format!("push:{connection}:{object}:{id}")
+}
+
 /// A person resolves a parked conflict: `side` wins for `field`. The next
 /// push merges with that field-level override, audits the decision and
 /// pushes or applies the winner.
 pub async fn resolve_conflict(
+    deps: &WorkerDeps,
+    queue: &dyn QueueSender,
+    connection: &ConnectionId,
+    object: &ObjectType,
+    id: &ExternalId,
+    field: &str,
+    side: Side,
+) -> Result<(), ResolveError> {
+    // Under the record's push lock: a push in flight commits the conflicts
+    // and resolutions it merged with, which would undo this one.
+    let name = push_lock_name(connection, object, id);
+    let owner = format!("resolve#{:016x}", rand::random::<u64>());
+    let now = deps.clock.now();
+    if !deps
+        .store
+        .try_lock(&name, &owner, now.add(PUSH_LOCK), now)
+        .await?
+    {
+        return Err(ResolveError::Busy(id.clone()));
+    }
+    let result = resolve_locked(deps, queue, connection, object, id, field, side).await;
+    if let Err(e) = deps.store.unlock(&name, &owner).await {
+        tracing::warn!(lock = %name, error = %e, "resolution lock not released; it expires on its own");
+    }
+    result
+}
+
+async fn resolve_locked(
     deps: &WorkerDeps,
     queue: &dyn QueueSender,
     connection: &ConnectionId,
