@@ -251,7 +251,10 @@ pub fn parse_scheme(text: &str) -> Result<Scheme, String> {
 
 /// Object types an event body names (`object`, `objectType`, `object_type`,
 /// at the top level or in each element of a batch). Reads only those keys:
-/// everything else is skipped without building a JSON tree.
+/// everything else is skipped without building a JSON tree. `"event"` names
+/// the envelope, not a record type (every Stripe event says
+/// `"object": "event"`), so it names nothing: such an event routes to all of
+/// the connection's inbound tasks.
 fn named_objects(body: &[u8]) -> Vec<String> {
     #[derive(serde::Deserialize)]
     struct Names {
@@ -272,6 +275,7 @@ fn named_objects(body: &[u8]) -> Vec<String> {
             .unwrap_or_default(),
         _ => Vec::new(),
     };
+    out.retain(|n| n != "event");
     out.sort();
     out.dedup();
     out
@@ -319,13 +323,20 @@ async fn cached_info(
         return Ok(info.clone());
     }
     let info = load_info(&s.app, id).await?;
-    s.cache
-        .map
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id.to_string(), (Instant::now(), info.clone()));
+    let mut map = s.cache.map.lock().unwrap_or_else(|p| p.into_inner());
+    // Anyone can post to any connection id: the cache stays bounded.
+    if map.len() >= CACHE_CAP {
+        map.retain(|_, (at, _)| at.elapsed() < CONFIG_TTL);
+        if map.len() >= CACHE_CAP {
+            map.clear();
+        }
+    }
+    map.insert(id.to_string(), (Instant::now(), info.clone()));
     Ok(info)
 }
+
+/// Most connections whose settings are cached at once.
+const CACHE_CAP: usize = 10_000;
 
 /// What to do with a verified event: the follow-up jobs for the connection's
 /// inbound tasks the body names (all of them when it names none), each
@@ -434,7 +445,8 @@ const MAX_BATCH: usize = 512;
 /// A duplicate's jobs are enqueued again (the queue drops those it holds, by
 /// `MessageId`): a process that died between the two stages stored the event
 /// without its jobs, and the provider's redelivery is what brings them back.
-/// Past the queue's duplicate-detection window that costs at most one extra
+/// A redelivery that comes after the queue's duplicate-detection window
+/// (10 minutes locally, the queue's setting on Service Bus) costs one extra
 /// follow-up sync, never a lost one.
 async fn writer(app: AppState, mut rx: mpsc::Receiver<Pending>) {
     let (stored_tx, stored_rx) = mpsc::channel::<Stored>(4);
@@ -510,26 +522,33 @@ async fn answer(app: &AppState, b: Stored, sent: &Result<(), syncbridge_core::Qu
         }
     };
     for ((p, event), new) in b.rest.into_iter().zip(b.events).zip(fresh) {
-        let answer = if !new {
+        let answer = if let Some(q) = p.quarantine {
+            // A duplicate is quarantined again too: its first delivery may
+            // have died between storing the event and quarantining it (an
+            // entry more, never one less).
+            match app.store.quarantine(&q).await {
+                Ok(_) => {
+                    app.events
+                        .emit(syncbridge_core::events::Event::MessageQuarantined {
+                            source: q.source,
+                            message_id: q.message_id,
+                            reason: q.reason,
+                        })
+                        .await;
+                    Ok(if new {
+                        Written::Quarantined
+                    } else {
+                        Written::Duplicate
+                    })
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        } else if !new {
             match sent {
                 Ok(()) => Ok(Written::Duplicate),
                 // Nothing new is stored; the provider retries later.
                 Err(_) => Err("queue unavailable; retry later".to_string()),
             }
-        } else if let Some(q) = p.quarantine {
-            let notice = syncbridge_core::events::Event::MessageQuarantined {
-                source: q.source.clone(),
-                message_id: q.message_id.clone(),
-                reason: q.reason.clone(),
-            };
-            let stored = app
-                .store
-                .quarantine(&q)
-                .await
-                .map(|_| Written::Quarantined)
-                .map_err(|e| e.to_string());
-            app.events.emit(notice).await;
-            stored
         } else if let Err(e) = sent {
             // The event is stored (a retry would be a duplicate): keep it replayable.
             let q = QuarantinedMessage {
@@ -547,6 +566,13 @@ async fn answer(app: &AppState, b: Stored, sent: &Result<(), syncbridge_core::Qu
         };
         let _ = p.reply.send(answer);
     }
+}
+
+/// The first (client-side) value of an `X-Forwarded-*` header.
+fn forwarded<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let v = headers.get(name)?.to_str().ok()?;
+    let first = v.split(',').next()?.trim();
+    (!first.is_empty()).then_some(first)
 }
 
 async fn receive(
@@ -605,14 +631,14 @@ async fn receive(
                 .map(|v| (k.as_str().to_owned(), v.to_owned()))
         })
         .collect();
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
+    // The URL the provider called (signed by Twilio, Square, HubSpot v2/v3
+    // and `{url}` templates). Behind the Functions host's proxy (and the
+    // local host's) `Host` names this handler; the caller's host and scheme
+    // arrive as `X-Forwarded-Host` / `X-Forwarded-Proto`.
+    let host = forwarded(&headers, "x-forwarded-host")
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
         .unwrap_or("localhost");
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("http");
+    let proto = forwarded(&headers, "x-forwarded-proto").unwrap_or("http");
     let url = format!("{proto}://{host}{uri}");
     let req = Request {
         method: method.as_str(),
@@ -757,5 +783,32 @@ mod tests {
         );
         assert!(named_objects(b"not json").is_empty());
         assert!(named_objects(br#"{"type":"ping"}"#).is_empty());
+        // Stripe's envelope: names no record type (routes to every task).
+        assert!(
+            named_objects(br#"{"id":"evt_1","object":"event","type":"customer.updated"}"#)
+                .is_empty()
+        );
+    }
+
+    /// What was tried: deliveries to 10,050 distinct connection ids nobody
+    /// configured (no signature needed to get this far). What must hold: the
+    /// settings cache stays within its bound.
+    #[tokio::test]
+    async fn the_settings_cache_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = AppState::embedded(crate::Settings::for_data_dir(dir.path())).unwrap();
+        let (writer, _rx) = mpsc::channel(1);
+        let s = WebhookState {
+            app,
+            counters: Arc::default(),
+            cache: Arc::default(),
+            writer,
+        };
+        for n in 0..CACHE_CAP + 50 {
+            let id = ConnectionId::parse(format!("nobody{n}")).unwrap();
+            assert!(cached_info(&s, &id).await.unwrap().is_none());
+        }
+        let len = s.cache.map.lock().unwrap().len();
+        assert!(len <= CACHE_CAP, "{len} entries");
     }
 }

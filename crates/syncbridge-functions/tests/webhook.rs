@@ -183,6 +183,69 @@ async fn redelivery_after_a_crash_before_enqueue_enqueues_once() {
     }
 }
 
+/// What was tried: a Square delivery (Square signs the URL it called)
+/// arriving through the host's proxy, where `Host` names the handler and the
+/// caller's host and scheme come as `X-Forwarded-Host` / `X-Forwarded-Proto`.
+/// What must hold: it verifies against the public URL and is accepted.
+#[tokio::test]
+async fn url_signed_schemes_verify_the_forwarded_url() {
+    const KEY: &str = "square-signature-key";
+    let h = harness("square", &[KEY]).await;
+    let req = SigRequest {
+        method: "POST",
+        url: "https://hooks.example.com/api/webhooks/conn1",
+        headers: &[],
+        body: EVENT.as_bytes(),
+    };
+    let mut headers = syncbridge_signatures::sign(
+        &Scheme::Square,
+        &WebhookSecret::new(KEY),
+        &req,
+        now(),
+        "sq_1",
+    )
+    .unwrap();
+    headers.extend([
+        ("host".to_string(), "127.0.0.1:7777".to_string()),
+        (
+            "x-forwarded-host".to_string(),
+            "hooks.example.com".to_string(),
+        ),
+        ("x-forwarded-proto".to_string(), "https".to_string()),
+    ]);
+    let (status, body) = post(&h, "/api/webhooks/conn1", &headers, EVENT).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(queued(&h), 1);
+}
+
+/// What was tried: an event naming no synced object was stored by a
+/// receiver that died before quarantining it; the provider redelivers.
+/// What must hold: the redelivery is answered only once the event is in the
+/// quarantine, so it can be listed and replayed.
+#[tokio::test]
+async fn a_redelivered_unroutable_event_reaches_the_quarantine() {
+    let h = harness("standard-webhooks", &[SECRET]).await;
+    let body = r#"{"id":"evt_t","object":"tickets"}"#;
+    let event = syncbridge_core::model::WebhookEvent {
+        connection: ConnectionId::parse("conn1").unwrap(),
+        dedup_key: "msg_t".into(),
+        received_at: SystemClock.now(),
+        body: body.as_bytes().to_vec(),
+    };
+    h.state
+        .store
+        .insert_webhook_events(&[event], std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let headers = signed(SECRET, "msg_t", now(), body);
+    let (status, answer) = post(&h, "/api/webhooks/conn1", &headers, body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let q = h.state.store.list_quarantine(10).await.unwrap();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0].message.message_id.as_deref(), Some("msg_t"));
+    assert_eq!(queued(&h), 0);
+}
+
 /// Each kind of bad input gets its 4xx, stores and enqueues nothing, is counted, and leaks no secret.
 #[tokio::test]
 async fn bad_input_table() {

@@ -140,8 +140,18 @@ pub(crate) fn verify(
     }
     clock.check(timestamp)?;
 
+    // An unusable secret is skipped while another one works (a bad entry in
+    // a rotation must not refuse deliveries signed with the good one); it is
+    // an error only when no secret is usable.
+    let mut unusable = None;
     for secret in secrets {
-        let key = parse_key(secret).map_err(VerifyError::InvalidSecret)?;
+        let key = match parse_key(secret) {
+            Ok(key) => key,
+            Err(why) => {
+                unusable.get_or_insert(why);
+                continue;
+            }
+        };
         let matched = match key {
             Key::Hmac(key) => {
                 let mac = hmac_signature(&key, id, timestamp, req.body);
@@ -159,7 +169,12 @@ pub(crate) fn verify(
             });
         }
     }
-    Err(VerifyError::SignatureMismatch)
+    match unusable {
+        Some(why) if secrets.iter().all(|s| parse_key(s).is_err()) => {
+            Err(VerifyError::InvalidSecret(why))
+        }
+        _ => Err(VerifyError::SignatureMismatch),
+    }
 }
 
 fn verify_ed25519(

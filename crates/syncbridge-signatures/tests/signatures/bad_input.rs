@@ -268,3 +268,27 @@ fn invalid_standard_webhooks_secret() {
     .unwrap_err();
     assert!(matches!(error, VerifyError::InvalidSecret(_)), "{error:?}");
 }
+
+/// What was tried: a rotation list whose first entry is not a usable secret
+/// (a typo in configuration), with the delivery signed by the second. What
+/// must hold: the good secret still verifies it; a wrong signature is still a
+/// mismatch, not a configuration error.
+#[test]
+fn an_unusable_secret_does_not_block_a_good_one() {
+    let case = cases()
+        .into_iter()
+        .find(|c| c.scheme == Scheme::StandardWebhooks)
+        .unwrap();
+    let headers = case.signed_headers();
+    let secrets = [
+        WebhookSecret::new("whsec_not*base64!"),
+        case.verify_secret.clone(),
+    ];
+    assert!(check(&case, &secrets, &headers, NOW).is_ok());
+    let other = [
+        WebhookSecret::new("whsec_not*base64!"),
+        WebhookSecret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    ];
+    let error = check(&case, &other, &headers, NOW).unwrap_err();
+    assert!(matches!(error, VerifyError::SignatureMismatch), "{error:?}");
+}
