@@ -120,11 +120,16 @@ pub struct HttpConnector {
     stats: Arc<FetchStats>,
 }
 
+/// The longest `Retry-After` taken as given (a week).
+const MAX_RETRY_AFTER_SECS: f64 = 7.0 * 24.0 * 3600.0;
+
 /// Seconds or an HTTP date in `Retry-After`.
 pub fn parse_retry_after(v: &str, now: Timestamp) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        // A week at most: "inf", "1e20" and the like must not panic (a
+        // wait that long parks the task anyway).
+        return (secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER_SECS)));
     }
     let t = httpdate::parse_http_date(v).ok()?;
     let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64;
@@ -184,6 +189,11 @@ impl HttpConnector {
     /// The definition.
     pub fn def(&self) -> &ConnectorDef {
         &self.def
+    }
+
+    /// The current time by the connector's (injected) clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// Request counters.
@@ -616,6 +626,11 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-1", now), None);
+        assert_eq!(parse_retry_after("NaN", now), None);
+        // Absurd values are capped, not a panic.
+        let week = Some(Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(parse_retry_after("inf", now), week);
+        assert_eq!(parse_retry_after("1e20", now), week);
     }
 
     /// Body templates get their placeholders filled or the key dropped.

@@ -6,9 +6,14 @@
 //! object from `since` (inclusive) to the end; `page` is the provider's token
 //! for the next page of the current pass. Each page's records are committed
 //! together with the cursor that follows them, so a crash resumes at the first
-//! uncommitted page. When a pass ends, the next one starts at the high-water
-//! mark minus the connector's lookback window: records the provider stamped a
-//! little late are fetched again and skipped by content hash.
+//! uncommitted page. When a pass ends, the next one starts at the earlier of
+//! the high-water mark and the time the ended pass started, minus the
+//! connector's lookback window: records the provider stamped a little late
+//! are fetched again and skipped by content hash, and a record edited during
+//! a pass that does not list in `updatedAt` order (a first full listing by
+//! id, page-number paging) is not skipped because a later page carried a
+//! newer time. (Clock skew between us and the provider beyond the lookback
+//! can still hide an edit made during a pass.)
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -32,6 +37,9 @@ pub struct InboundCursor {
     pub page: Option<String>,
     /// Latest `updated_at` committed so far.
     pub high_water: Option<Timestamp>,
+    /// When the current (or last) pass started, by our clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_start: Option<Timestamp>,
 }
 
 impl InboundCursor {
@@ -40,6 +48,22 @@ impl InboundCursor {
         s.and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default()
     }
+}
+
+/// Where an incremental pass starts: the high-water mark, but not later
+/// than the start of the last pass, minus the lookback. `None` (a full
+/// listing) until a pass has seen a record.
+pub fn pass_since(
+    high_water: Option<Timestamp>,
+    last_pass_start: Option<Timestamp>,
+    lookback: Duration,
+) -> Option<Timestamp> {
+    let hw = high_water?;
+    Some(
+        last_pass_start
+            .map_or(hw, |start| hw.min(start))
+            .sub(lookback),
+    )
 }
 
 /// Whether deleting `deletes` of `total` records stays within `max_share`.
@@ -114,10 +138,16 @@ pub async fn run_inbound(
     let mut cur = InboundCursor::parse(task.cursor.as_deref());
     let fresh_pass = cur.page.is_none();
     if fresh_pass {
-        cur.since = match (&obj.incremental, cur.high_water) {
-            (Some(inc), Some(hw)) => Some(hw.sub(Duration::from_secs(inc.lookback_secs))),
-            _ => None,
-        };
+        // Not past the start of the last pass: an edit made while it ran may
+        // sit on a page it had already read.
+        cur.since = obj.incremental.as_ref().and_then(|inc| {
+            pass_since(
+                cur.high_water,
+                cur.pass_start,
+                Duration::from_secs(inc.lookback_secs),
+            )
+        });
+        cur.pass_start = Some(connector.now());
     }
     // Full reconciliation needs every live id of a complete listing from this run.
     let reconcile = matches!(obj.deletes, DeleteStrategy::FullReconciliation)
@@ -317,6 +347,30 @@ mod tests {
         }
     }
 
+    /// Where the next pass starts: a pass that read an older edit on an
+    /// early page and a newer one on a later page (a listing not in
+    /// `updatedAt` order) starts again from before it began, not from the
+    /// newest time it saw.
+    #[test]
+    fn pass_since_table() {
+        let t = |s: i64| Timestamp::from_millis(s * 1000);
+        let lookback = Duration::from_secs(60);
+        let cases = [
+            // (high water, last pass start, since)
+            (None, None, None),
+            (None, Some(t(1000)), None),
+            (Some(t(1000)), None, Some(t(940))),
+            // The pass started at 500 and saw an edit stamped 1000: an edit
+            // at 520 on a page it had already read must still be fetched.
+            (Some(t(1000)), Some(t(500)), Some(t(440))),
+            // Nothing changed since the last pass began: the high-water mark.
+            (Some(t(400)), Some(t(500)), Some(t(340))),
+        ];
+        for (hw, start, want) in cases {
+            assert_eq!(pass_since(hw, start, lookback), want, "{hw:?} {start:?}");
+        }
+    }
+
     /// A missing or unreadable cursor starts a full pass.
     #[test]
     fn cursor_parse() {
@@ -329,6 +383,7 @@ mod tests {
             since: None,
             page: Some("p".into()),
             high_water: Some(Timestamp::from_millis(5)),
+            pass_start: Some(Timestamp::from_millis(3)),
         };
         assert_eq!(
             InboundCursor::parse(Some(&serde_json::to_string(&c).unwrap())),
