@@ -188,6 +188,32 @@ pub struct SyncTask {
 }
 
 impl SyncTask {
+    /// Takes `lease` (the caller checked the version). A priority boost
+    /// (interactive, webhook follow-up) is used up by the run this lease
+    /// starts, so a boost asked for while it runs is seen at release.
+    pub fn take_lease(&mut self, lease: Lease) {
+        self.lease = Some(lease);
+        if self.priority < Priority::Scheduled {
+            self.priority = Priority::Scheduled;
+        }
+        self.version += 1;
+    }
+
+    /// Ends the lease (the caller checked the token) at `finished_at`: the
+    /// next run is due at `next_run_at`, or at once, keeping its boost, when
+    /// one was asked for while this run went on ([`crate::Store::request_run`]).
+    pub fn end_lease(&mut self, next_run_at: Timestamp, finished_at: Timestamp) {
+        self.lease = None;
+        self.next_run_at = if self.priority < Priority::Scheduled {
+            next_run_at.min(finished_at)
+        } else {
+            next_run_at
+        };
+        self.last_run_at = Some(finished_at);
+        self.stalled = false;
+        self.version += 1;
+    }
+
     /// The conventional id for a connection's object in a direction.
     pub fn id_for(connection: &ConnectionId, object: &ObjectType, direction: Direction) -> TaskId {
         TaskId::parse(format!("{connection}:{object}:{}", direction.as_str()))

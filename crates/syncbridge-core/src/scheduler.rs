@@ -164,6 +164,12 @@ pub async fn tick(
                     task.last_run_at.unwrap_or(now),
                 )
                 .await?;
+            if task.priority < Priority::Scheduled {
+                // The lease used up the boost; the task keeps it.
+                store
+                    .request_run(&task.id, task.priority, task.next_run_at)
+                    .await?;
+            }
             return Err(e.into());
         }
         if task.lease.is_some() {

@@ -1061,13 +1061,6 @@ impl CosmosStore {
     }
 }
 
-fn priority_boost_reset(t: &mut SyncTask) {
-    // Interactive and webhook boosts are one-shot.
-    if t.priority < Priority::Scheduled {
-        t.priority = Priority::Scheduled;
-    }
-}
-
 #[async_trait]
 impl Store for CosmosStore {
     async fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
@@ -1198,8 +1191,7 @@ impl Store for CosmosStore {
             if t.version != expected_version {
                 return Err(false);
             }
-            t.lease = Some(lease.clone());
-            t.version += 1;
+            t.take_lease(lease.clone());
             Ok(true)
         })
         .await
@@ -1216,12 +1208,7 @@ impl Store for CosmosStore {
             if t.lease.as_ref().map(|l| l.token.as_str()) != Some(lease_token) {
                 return Err(false);
             }
-            t.lease = None;
-            t.next_run_at = next_run_at;
-            priority_boost_reset(t);
-            t.last_run_at = Some(finished_at);
-            t.stalled = false;
-            t.version += 1;
+            t.end_lease(next_run_at, finished_at);
             Ok(true)
         })
         .await

@@ -110,6 +110,7 @@ contract!(
     due_pushes_oldest_first,
     local_changes_listed,
     page_commit_holds_local_and_skips_stale,
+    run_requested_during_a_lease_survives_its_release,
 );
 
 /// `run_all` too, so a case added to the contract runs here even before it is

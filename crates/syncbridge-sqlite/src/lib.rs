@@ -424,8 +424,7 @@ impl Store for SqliteStore {
             if t.version != expected_version {
                 return Ok(false);
             }
-            t.lease = Some(lease);
-            t.version += 1;
+            t.take_lease(lease);
             write_task(&tx, &t).map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(true)
@@ -449,15 +448,7 @@ impl Store for SqliteStore {
             if t.lease.as_ref().map(|l| l.token.as_str()) != Some(token.as_str()) {
                 return Ok(false);
             }
-            t.lease = None;
-            t.next_run_at = next_run_at;
-            // Interactive and webhook boosts are one-shot.
-            if t.priority < Priority::Scheduled {
-                t.priority = Priority::Scheduled;
-            }
-            t.last_run_at = Some(finished_at);
-            t.stalled = false;
-            t.version += 1;
+            t.end_lease(next_run_at, finished_at);
             write_task(&tx, &t).map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(true)

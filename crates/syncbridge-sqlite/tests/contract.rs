@@ -33,6 +33,7 @@ contract!(
     due_pushes_oldest_first,
     local_changes_listed,
     page_commit_holds_local_and_skips_stale,
+    run_requested_during_a_lease_survives_its_release,
 );
 
 /// Reopening the file keeps every committed record and migrations are not re-run destructively.

@@ -201,6 +201,41 @@ pub async fn due_tasks_order_and_leases(store: Arc<dyn Store>) {
     );
 }
 
+/// What was tried: a webhook follow-up is asked for while a run holds the
+/// task's lease, then the run ends with its usual next time an hour on.
+/// What must hold: the follow-up is not erased: the task is due at once
+/// with the webhook priority. A boost that started the run is used up by
+/// it (the next run is the scheduled one).
+pub async fn run_requested_during_a_lease_survives_its_release(store: Arc<dyn Store>) {
+    let hour = T0.add(Duration::from_secs(3600));
+    let t = leased(&*store, &task("c1", "contacts", Priority::Scheduled), "L").await;
+    store
+        .request_run(&t.id, Priority::WebhookFollowUp, T0)
+        .await
+        .unwrap();
+    assert!(store.release_task(&t.id, "L", hour, T0).await.unwrap());
+    let r = store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.next_run_at, r.priority, r.lease),
+        (T0, Priority::WebhookFollowUp, None),
+        "asked for during the run: due at once"
+    );
+
+    let boosted = leased(&*store, &task("c2", "contacts", Priority::Interactive), "M").await;
+    assert!(
+        store
+            .release_task(&boosted.id, "M", hour, T0)
+            .await
+            .unwrap()
+    );
+    let r = store.get_task(&boosted.id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.next_run_at, r.priority),
+        (hour, Priority::Scheduled),
+        "the boost that started the run is used up"
+    );
+}
+
 /// A page commit writes records and cursor together, skips unchanged hashes,
 /// bumps versions only on change, and deletes.
 pub async fn page_commit_counts_and_versions(store: Arc<dyn Store>) {
@@ -1333,4 +1368,5 @@ where
     due_pushes_oldest_first(make().await).await;
     local_changes_listed(make().await).await;
     page_commit_holds_local_and_skips_stale(make().await).await;
+    run_requested_during_a_lease_survives_its_release(make().await).await;
 }
