@@ -223,3 +223,50 @@ async fn broken_pages_do_not_corrupt_committed_state() {
     );
     assert_in_sync(&*store, &task, &base).await;
 }
+
+/// The shipped HubSpot definition against the HubSpot-shaped sandbox. What
+/// was tried: a first (full) pass through the search API, then an archived
+/// contact. What must hold: the first pass succeeds (its `lastmodifieddate`
+/// filter is left out rather than sent without a value), and the deleted
+/// feed, read from the basic list endpoint with `archived=true` (the search
+/// API lists live records only), removes exactly the archived contact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_definition_pulls_and_deletes_against_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let sbx = sandbox(300).await;
+    let base = sbx.base_url();
+    let store: Arc<dyn Store> = Arc::new(store(dir.path()));
+    let task = add_connection(&*store, "hs", &base, &["contacts"], None)
+        .await
+        .remove(0);
+    let mut conn = store
+        .get_connection(&task.connection)
+        .await
+        .unwrap()
+        .unwrap();
+    conn.provider = "hubspot".into();
+    store.put_connection(&conn).await.unwrap();
+    let deps = deps(store.clone(), Registry::builtin());
+    let run = run_once(&deps, &task).await;
+    assert_eq!(
+        (run.status, run.counts.created),
+        (RunStatus::Succeeded, 300),
+        "{run:?}"
+    );
+    sbx.sandbox()
+        .archive_record(syncbridge_sandbox::ObjectKind::Contacts, 7)
+        .unwrap();
+    let run = run_once(&deps, &task).await;
+    assert_eq!(
+        (run.status, run.counts.deleted),
+        (RunStatus::Succeeded, 1),
+        "{run:?}"
+    );
+    assert_eq!(
+        store
+            .count_records(&task.connection, &task.object)
+            .await
+            .unwrap(),
+        299
+    );
+}

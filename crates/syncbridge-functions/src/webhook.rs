@@ -676,8 +676,26 @@ async fn receive(
             return reject(&s, status, what, e.to_string());
         }
     };
+    // A handshake answer (Zoom's) is keyed with the secret the provider
+    // signed with: during a rotation, the one that verified.
+    let signer = || {
+        info.secrets
+            .iter()
+            .find(|s| {
+                syncbridge_signatures::verify(
+                    scheme,
+                    std::slice::from_ref(*s),
+                    &req,
+                    now.as_unix_secs(),
+                    tolerance,
+                )
+                .is_ok()
+            })
+            .or(info.secrets.first())
+    };
     if let Some(first) = info.secrets.first()
-        && let Some(h) = syncbridge_signatures::handshake(scheme, first, &body)
+        && syncbridge_signatures::handshake(scheme, first, &body).is_some()
+        && let Some(h) = signer().and_then(|s| syncbridge_signatures::handshake(scheme, s, &body))
     {
         s.counters.bump("handshake");
         return (

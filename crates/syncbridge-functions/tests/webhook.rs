@@ -447,3 +447,30 @@ async fn slack_handshake_is_answered() {
     );
     assert_eq!(queued(&h), 0, "a handshake is not an event");
 }
+
+/// What was tried: Zoom's endpoint validation during a secret rotation,
+/// signed with the second (new) secret of the connection's two. What must
+/// hold: the `encryptedToken` answer is keyed with the secret that verified
+/// the request, not merely the first one listed.
+#[tokio::test]
+async fn zoom_validation_answers_with_the_secret_that_verified() {
+    use hmac::Mac as _;
+    let (old, new) = ("zoom-old-secret", "zoom-new-secret");
+    let h = harness("zoom", &[old, new]).await;
+    let body = r#"{"event":"endpoint.url_validation","payload":{"plainToken":"abc123"}}"#;
+    let req = SigRequest {
+        method: "POST",
+        url: "http://localhost/api/webhooks/conn1",
+        headers: &[],
+        body: body.as_bytes(),
+    };
+    let headers =
+        syncbridge_signatures::sign(&Scheme::Zoom, &WebhookSecret::new(new), &req, now(), "z")
+            .unwrap();
+    let (status, text) = post(&h, "/api/webhooks/conn1", &headers, body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(new.as_bytes()).unwrap();
+    mac.update(b"abc123");
+    let want = hex::encode(mac.finalize().into_bytes());
+    assert!(text.contains(&want), "{text}");
+}

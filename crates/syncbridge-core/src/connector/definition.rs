@@ -154,7 +154,9 @@ pub struct Endpoint {
     #[serde(default)]
     pub query: BTreeMap<String, String>,
     /// JSON body template; string values `{{since}}` and `{{cursor}}` are
-    /// replaced (a key whose value is an absent placeholder is removed).
+    /// replaced. With no value, a key holding the placeholder is removed, and
+    /// so is an array element containing one (so a filter on `{{since}}`
+    /// disappears from a first, full listing instead of being sent empty).
     #[serde(default)]
     pub body: Option<serde_json::Value>,
 }
@@ -242,11 +244,18 @@ pub enum DeleteStrategy {
     /// The provider never reports deletions.
     #[default]
     None,
-    /// A listing of deleted records: the list endpoint with extra query parameters
-    /// (e.g. HubSpot `archived=true`).
+    /// A listing of deleted records: the list endpoint (or `list`, when the
+    /// object lists through another one, e.g. HubSpot's search) with extra
+    /// query parameters (e.g. HubSpot `archived=true`).
     DeletedFeed {
         /// Query parameters added to the list request.
         query: BTreeMap<String, String>,
+        /// The endpoint listing deleted records, when it is not `list`.
+        #[serde(default)]
+        list: Option<Endpoint>,
+        /// Its paging, when it differs from the object's.
+        #[serde(default)]
+        pagination: Option<Pagination>,
     },
     /// Deleted records stay in the listing with a flag.
     Tombstone {

@@ -144,22 +144,46 @@ fn format_time(t: Timestamp, f: TimeFormat) -> String {
     }
 }
 
-/// Fills `{{since}}`/`{{cursor}}` in a body template; keys whose placeholder has no value are dropped.
+/// Fills `{{since}}`/`{{cursor}}` in a body template. With no value, a key
+/// holding the placeholder is dropped, and so is an array element that
+/// contains one anywhere (a filter on `{{since}}` in a first, full listing).
 fn fill_body(v: &Value, since: Option<&str>, cursor: Option<&str>) -> Option<Value> {
+    fill(v, since, cursor).map(|(v, _)| v)
+}
+
+/// [`fill_body`]'s recursion: the filled value (`None` when `v` itself is an
+/// unfilled placeholder) and whether an unfilled placeholder was dropped
+/// inside it.
+fn fill(v: &Value, since: Option<&str>, cursor: Option<&str>) -> Option<(Value, bool)> {
     match v {
-        Value::String(s) if s == "{{since}}" => since.map(|s| Value::String(s.into())),
-        Value::String(s) if s == "{{cursor}}" => cursor.map(|s| Value::String(s.into())),
-        Value::Object(m) => Some(Value::Object(
-            m.iter()
-                .filter_map(|(k, v)| fill_body(v, since, cursor).map(|v| (k.clone(), v)))
-                .collect(),
-        )),
-        Value::Array(a) => Some(Value::Array(
-            a.iter()
-                .filter_map(|v| fill_body(v, since, cursor))
-                .collect(),
-        )),
-        other => Some(other.clone()),
+        Value::String(s) if s == "{{since}}" => since.map(|s| (Value::String(s.into()), false)),
+        Value::String(s) if s == "{{cursor}}" => cursor.map(|s| (Value::String(s.into()), false)),
+        Value::Object(m) => {
+            let mut dropped = false;
+            let mut out = serde_json::Map::new();
+            for (k, v) in m {
+                match fill(v, since, cursor) {
+                    Some((v, d)) => {
+                        dropped |= d;
+                        out.insert(k.clone(), v);
+                    }
+                    None => dropped = true,
+                }
+            }
+            Some((Value::Object(out), dropped))
+        }
+        Value::Array(a) => {
+            let mut dropped = false;
+            let mut out = Vec::new();
+            for v in a {
+                match fill(v, since, cursor) {
+                    Some((v, false)) => out.push(v),
+                    _ => dropped = true,
+                }
+            }
+            Some((Value::Array(out), dropped))
+        }
+        other => Some((other.clone(), false)),
     }
 }
 
@@ -640,6 +664,21 @@ mod tests {
         assert_eq!(
             fill_body(&t, Some("5"), None).unwrap(),
             serde_json::json!({"filters": [{"value": "5"}], "limit": 100})
+        );
+        // A first, full listing: the filter on `since` goes with its group,
+        // not sent without a value (HubSpot answers that with a 400).
+        let hubspot = serde_json::json!({
+            "after": "{{cursor}}",
+            "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
+            "filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE", "value": "{{since}}"}]}]
+        });
+        assert_eq!(
+            fill_body(&hubspot, None, Some("100")).unwrap(),
+            serde_json::json!({
+                "after": "100",
+                "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
+                "filterGroups": []
+            })
         );
     }
 }

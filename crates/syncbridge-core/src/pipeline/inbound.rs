@@ -209,8 +209,20 @@ pub async fn run_inbound(
     }
 
     let doomed = match &obj.deletes {
-        DeleteStrategy::DeletedFeed { query } => {
-            match deleted_feed(store, connector, obj, task, query).await {
+        DeleteStrategy::DeletedFeed {
+            query,
+            list,
+            pagination,
+        } => {
+            // The feed's own endpoint and paging, where it has them.
+            let mut feed = obj.clone();
+            if let Some(list) = list {
+                feed.list = list.clone();
+            }
+            if let Some(p) = pagination {
+                feed.pagination = p.clone();
+            }
+            match deleted_feed(store, connector, &feed, task, query).await {
                 Ok(ids) => ids,
                 Err(InboundError::Fetch(FetchError::Park(d))) => {
                     return Ok(InboundOutcome::Parked(d));
