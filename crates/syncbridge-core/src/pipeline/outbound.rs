@@ -519,26 +519,59 @@ pub async fn handle_push_job(
     queue: &dyn QueueSender,
     job: &PushJob,
 ) -> Result<PushReport, PushError> {
-    let name = push_lock_name(&job.connection, &job.object, &job.external_id);
-    let owner = format!("{}#{:016x}", job.message_id(), rand::random::<u64>());
     let now = deps.clock.now();
-    if !deps
-        .store
-        .try_lock(&name, &owner, now.add(PUSH_LOCK), now)
-        .await?
-    {
+    let Some(lock) = PushLock::take(
+        deps,
+        &job.connection,
+        &job.object,
+        &job.external_id,
+        &job.message_id(),
+    )
+    .await?
+    else {
         let mut m = push_message(job, Some(now.add(Duration::from_secs(3))));
         m.message_id = format!("{}:busy{}", m.message_id, now.as_millis());
         queue.send(vec![m]).await?;
         return Ok(PushReport::just(PushOutcome::Skipped(
             "another push of this record is running; this one comes back shortly".into(),
         )));
-    }
+    };
     let result = push_record(deps, queue, job).await;
-    if let Err(e) = deps.store.unlock(&name, &owner).await {
-        tracing::warn!(lock = %name, error = %e, "push lock not released; it expires on its own");
-    }
+    lock.release(deps).await;
     result
+}
+
+/// A record's push lock in the store, held by one push (or resolution).
+struct PushLock {
+    name: String,
+    owner: String,
+}
+
+impl PushLock {
+    /// Takes the lock of the record for [`PUSH_LOCK`]; `None` while another holder has it.
+    async fn take(
+        deps: &WorkerDeps,
+        connection: &ConnectionId,
+        object: &ObjectType,
+        id: &ExternalId,
+        holder: &str,
+    ) -> Result<Option<Self>, StoreError> {
+        let name = format!("push:{connection}:{object}:{id}");
+        let owner = format!("{holder}#{:016x}", rand::random::<u64>());
+        let now = deps.clock.now();
+        let taken = deps
+            .store
+            .try_lock(&name, &owner, now.add(PUSH_LOCK), now)
+            .await?;
+        Ok(taken.then_some(PushLock { name, owner }))
+    }
+
+    /// Gives it back (a lock that cannot be released expires on its own).
+    async fn release(self, deps: &WorkerDeps) {
+        if let Err(e) = deps.store.unlock(&self.name, &self.owner).await {
+            tracing::warn!(lock = %self.name, error = %e, "push lock not released; it expires on its own");
+        }
+    }
 }
 
 async fn push_record(
@@ -1407,11 +1440,6 @@ pub enum ResolveError {
     Queue(#[from] QueueError),
 }
 
-/// The store lock one push of a record holds (and a resolution takes).
-fn push_lock_name(connection: &ConnectionId, object: &ObjectType, id: &ExternalId) -> String {
-    format!("push:{connection}:{object}:{id}")
-}
-
 /// A person resolves a parked conflict: `side` wins for `field`. The next
 /// push merges with that field-level override, audits the decision and
 /// pushes or applies the winner.
@@ -1426,20 +1454,11 @@ pub async fn resolve_conflict(
 ) -> Result<(), ResolveError> {
     // Under the record's push lock: a push in flight commits the conflicts
     // and resolutions it merged with, which would undo this one.
-    let name = push_lock_name(connection, object, id);
-    let owner = format!("resolve#{:016x}", rand::random::<u64>());
-    let now = deps.clock.now();
-    if !deps
-        .store
-        .try_lock(&name, &owner, now.add(PUSH_LOCK), now)
-        .await?
-    {
+    let Some(lock) = PushLock::take(deps, connection, object, id, "resolve").await? else {
         return Err(ResolveError::Busy(id.clone()));
-    }
+    };
     let result = resolve_locked(deps, queue, connection, object, id, field, side).await;
-    if let Err(e) = deps.store.unlock(&name, &owner).await {
-        tracing::warn!(lock = %name, error = %e, "resolution lock not released; it expires on its own");
-    }
+    lock.release(deps).await;
     result
 }
 
