@@ -85,6 +85,38 @@ impl World {
             .unwrap()
     }
 
+    /// Runs the next `sync-outbound` message in a worker that dies after
+    /// `writes` record writes (the provider may already have applied the
+    /// push), then hands the message back for redelivery.
+    async fn crash_next_push(&self, writes: i64) {
+        let m = self
+            .queue
+            .receive(QueueName::SYNC_OUTBOUND, Duration::from_secs(60))
+            .unwrap()
+            .unwrap();
+        let job: PushJob = serde_json::from_slice(&m.message.body).unwrap();
+        self.store.crash_after_writes(writes);
+        let first = handle_push_job(&self.deps, &*self.queue, &job).await;
+        self.store.recover();
+        assert!(first.is_err(), "the worker crashed: {first:?}");
+        self.queue.abandon(&m.lock_token).unwrap();
+    }
+
+    /// Creates a contact with `email` under `reference`; the worker stores
+    /// the create request (first write), the provider creates the record,
+    /// and the worker dies before its commit. Returns the provisional id.
+    async fn create_then_crash(&self, reference: &str, email: &str) -> ExternalId {
+        let id = self
+            .submit(ChangeOp::Create {
+                reference: reference.into(),
+                fields: fields(json!({ "email": email })),
+            })
+            .await
+            .unwrap();
+        self.crash_next_push(1).await;
+        id
+    }
+
     /// Delivers every ready message on `sync-outbound` once, as the host would.
     async fn deliver_all(&self) -> Vec<PushOutcome> {
         let mut out = Vec::new();
@@ -403,20 +435,10 @@ async fn crash_after_the_push_reached_the_provider_loses_nothing() {
     let w = world(3, policy(Some(Policy::TargetWins), &[])).await;
     w.remote_edit(1, &[("phone", Some("R"))]);
     w.update(1, json!({"phone": "L", "company": "L-co"})).await;
-    let m = w
-        .queue
-        .receive(QueueName::SYNC_OUTBOUND, Duration::from_secs(60))
-        .unwrap()
-        .unwrap();
-    let job: PushJob = serde_json::from_slice(&m.message.body).unwrap();
     // The decision is stored (first write), the provider gets the push, then
     // the process dies before the final commit.
-    w.store.crash_after_writes(1);
-    let first = handle_push_job(&w.deps, &*w.queue, &job).await;
-    w.store.recover();
-    assert!(first.is_err(), "the worker crashed: {first:?}");
+    w.crash_next_push(1).await;
     assert_eq!(prop(&w.remote(1), "phone"), Some("L"), "the push landed");
-    w.queue.abandon(&m.lock_token).unwrap();
     let out = w.deliver_all().await;
     assert_eq!(out, [PushOutcome::UpToDate], "nothing pushed twice");
     let rec = w.local("1").await.unwrap();
@@ -439,18 +461,8 @@ async fn crash_after_a_conflicting_delete_reached_the_provider_keeps_its_audit()
     })
     .await
     .unwrap();
-    let m = w
-        .queue
-        .receive(QueueName::SYNC_OUTBOUND, Duration::from_secs(60))
-        .unwrap()
-        .unwrap();
-    let job: PushJob = serde_json::from_slice(&m.message.body).unwrap();
-    w.store.crash_after_writes(1);
-    let first = handle_push_job(&w.deps, &*w.queue, &job).await;
-    w.store.recover();
-    assert!(first.is_err(), "the worker crashed: {first:?}");
+    w.crash_next_push(1).await;
     assert!(w.remote(2).is_empty(), "the DELETE landed");
-    w.queue.abandon(&m.lock_token).unwrap();
     let out = w.deliver_all().await;
     assert_eq!(out, [PushOutcome::Deleted]);
     assert!(w.local("2").await.is_none());
@@ -577,24 +589,7 @@ async fn a_refused_push_is_parked_with_the_providers_answer() {
 #[tokio::test]
 async fn a_create_pulled_before_its_commit_is_adopted_not_duplicated() {
     let w = world(2, ConnectionPolicies::default()).await;
-    w.submit(ChangeOp::Create {
-        reference: "r1".into(),
-        fields: fields(json!({"email": "once@example.com"})),
-    })
-    .await
-    .unwrap();
-    let m = w
-        .queue
-        .receive(QueueName::SYNC_OUTBOUND, Duration::from_secs(60))
-        .unwrap()
-        .unwrap();
-    let job: PushJob = serde_json::from_slice(&m.message.body).unwrap();
-    // The first write stores what the create sends; the provider then
-    // creates the record and the process dies before the commit.
-    w.store.crash_after_writes(1);
-    assert!(handle_push_job(&w.deps, &*w.queue, &job).await.is_err());
-    w.store.recover();
-    w.queue.abandon(&m.lock_token).unwrap();
+    w.create_then_crash("r1", "once@example.com").await;
     let run = run_once(&w.deps, &w.task).await;
     assert_eq!(run.counts.created, 1, "the pull found the created record");
     w.deliver_all().await;
@@ -633,25 +628,7 @@ async fn a_create_pulled_before_its_commit_is_adopted_not_duplicated() {
 #[tokio::test]
 async fn an_adopted_create_keeps_edits_made_under_both_ids() {
     let w = world(2, ConnectionPolicies::default()).await;
-    let provisional = w
-        .submit(ChangeOp::Create {
-            reference: "r2".into(),
-            fields: fields(json!({"email": "both@example.com"})),
-        })
-        .await
-        .unwrap();
-    let m = w
-        .queue
-        .receive(QueueName::SYNC_OUTBOUND, Duration::from_secs(60))
-        .unwrap()
-        .unwrap();
-    let job: PushJob = serde_json::from_slice(&m.message.body).unwrap();
-    // The first write stores what the create sends; the provider then
-    // creates the record and the process dies before the commit.
-    w.store.crash_after_writes(1);
-    assert!(handle_push_job(&w.deps, &*w.queue, &job).await.is_err());
-    w.store.recover();
-    w.queue.abandon(&m.lock_token).unwrap();
+    let provisional = w.create_then_crash("r2", "both@example.com").await;
     let run = run_once(&w.deps, &w.task).await;
     assert_eq!(run.counts.created, 1, "the pull found the created record");
     let pulled = w
@@ -709,23 +686,7 @@ async fn an_adopted_create_keeps_edits_made_under_both_ids() {
 #[tokio::test]
 async fn a_create_that_landed_before_a_crash_then_a_delete_leaves_no_orphan() {
     let w = world(2, ConnectionPolicies::default()).await;
-    let provisional = w
-        .submit(ChangeOp::Create {
-            reference: "r3".into(),
-            fields: fields(json!({"email": "gone@example.com"})),
-        })
-        .await
-        .unwrap();
-    let m = w
-        .queue
-        .receive(QueueName::SYNC_OUTBOUND, Duration::from_secs(60))
-        .unwrap()
-        .unwrap();
-    let job: PushJob = serde_json::from_slice(&m.message.body).unwrap();
-    w.store.crash_after_writes(1);
-    assert!(handle_push_job(&w.deps, &*w.queue, &job).await.is_err());
-    w.store.recover();
-    w.queue.abandon(&m.lock_token).unwrap();
+    let provisional = w.create_then_crash("r3", "gone@example.com").await;
     let live = |w: &World| {
         w.sandbox
             .sandbox()
@@ -757,23 +718,7 @@ async fn a_create_that_landed_before_a_crash_then_a_delete_leaves_no_orphan() {
 #[tokio::test]
 async fn an_adopted_create_keeps_a_delete_of_the_provisional_record() {
     let w = world(2, ConnectionPolicies::default()).await;
-    let provisional = w
-        .submit(ChangeOp::Create {
-            reference: "r4".into(),
-            fields: fields(json!({"email": "del@example.com"})),
-        })
-        .await
-        .unwrap();
-    let m = w
-        .queue
-        .receive(QueueName::SYNC_OUTBOUND, Duration::from_secs(60))
-        .unwrap()
-        .unwrap();
-    let job: PushJob = serde_json::from_slice(&m.message.body).unwrap();
-    w.store.crash_after_writes(1);
-    assert!(handle_push_job(&w.deps, &*w.queue, &job).await.is_err());
-    w.store.recover();
-    w.queue.abandon(&m.lock_token).unwrap();
+    let provisional = w.create_then_crash("r4", "del@example.com").await;
     let run = run_once(&w.deps, &w.task).await;
     assert_eq!(run.counts.created, 1, "the pull found the created record");
     w.submit(ChangeOp::Delete { id: provisional })

@@ -708,24 +708,6 @@ async fn push_record(
                 )
                 .await
             }
-            // Refused: nothing was created. The request is forgotten, so the
-            // product's fix (or delete) is a new create (or nothing to undo).
-            Err(FetchError::Rejected { status, message }) if status != 412 => {
-                let error = if status == 0 {
-                    message
-                } else {
-                    format!("provider answered {status}: {message}")
-                };
-                update_local(deps, &rec, |l| {
-                    l.create = None;
-                    l.push_due_at = None;
-                    l.attempts += 1;
-                    l.last_error = Some(error.clone());
-                })
-                .await?;
-                tracing::warn!(record = %rec.external_id, object = %rec.object, %error, "create refused; parked");
-                Ok(PushReport::just(PushOutcome::Failed { error }))
-            }
             Err(e) => on_error(deps, queue, &rec, e).await,
         };
     }
@@ -1322,10 +1304,17 @@ async fn on_error(
             )
             .await
         }
-        FetchError::Rejected { status, message } if status != 0 => {
-            fail(deps, rec, format!("provider answered {status}: {message}")).await
+        // A provisional record's only provider call is its create: refused,
+        // it created nothing, so the request is forgotten and the product's
+        // fix (or delete) is a new create (or nothing to undo).
+        FetchError::Rejected { status, message } => {
+            let error = if status == 0 {
+                message
+            } else {
+                format!("provider answered {status}: {message}")
+            };
+            park(deps, rec, error, rec.is_provisional()).await
         }
-        FetchError::Rejected { message, .. } => fail(deps, rec, message).await,
         FetchError::Park(wait) => {
             retry(
                 deps,
@@ -1343,7 +1332,21 @@ async fn on_error(
 /// Parks the push with the provider's answer (no retry until the product
 /// changes the record again).
 async fn fail(deps: &WorkerDeps, rec: &Record, error: String) -> Result<PushReport, PushError> {
+    park(deps, rec, error, false).await
+}
+
+/// [`fail`], forgetting a provisional record's stored create request when
+/// `forget_create` (the provider refused it).
+async fn park(
+    deps: &WorkerDeps,
+    rec: &Record,
+    error: String,
+    forget_create: bool,
+) -> Result<PushReport, PushError> {
     update_local(deps, rec, |l| {
+        if forget_create {
+            l.create = None;
+        }
         l.push_due_at = None;
         l.attempts += 1;
         l.last_error = Some(error.clone());
