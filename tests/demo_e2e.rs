@@ -58,6 +58,25 @@ fn demo_runs_and_leaks_no_secret() {
         serde_json::from_str(&stdout).expect("--json prints the summary");
     assert_eq!(summary["in_sync"], true, "{summary}");
     assert_eq!(summary["passes"][0]["counts"]["created"], 4500);
+    // Top-level totals are the sums over the passes.
+    for (total, count) in [
+        ("records_fetched", "fetched"),
+        ("created", "created"),
+        ("updated", "updated"),
+        ("unchanged", "unchanged"),
+        ("deleted", "deleted"),
+    ] {
+        let sum: u64 = summary["passes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["counts"][count].as_u64().unwrap())
+            .sum();
+        assert_eq!(summary[total].as_u64(), Some(sum), "{total}: {summary}");
+    }
+    assert!(summary["records_fetched"].as_u64().unwrap() >= 4500);
+    assert!(summary["deleted"].as_u64().unwrap() >= 10, "{summary}");
+    assert!(summary["elapsed_ms"].as_u64().unwrap() > 0);
     assert!(
         summary["tokens_refreshed"].as_u64().unwrap() >= 1,
         "no token refresh: {summary}"

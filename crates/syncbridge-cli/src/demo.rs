@@ -78,9 +78,45 @@ pub struct ObjectPass {
     pub error: Option<String>,
 }
 
+/// The demo's totals over every pass (the top level of `--json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct DemoTotals {
+    /// Records fetched from the provider, every pass and object.
+    pub records_fetched: u64,
+    /// Records new to the store.
+    pub created: u64,
+    /// Records whose content changed.
+    pub updated: u64,
+    /// Records whose content hash was unchanged (nothing written).
+    pub unchanged: u64,
+    /// Records deleted.
+    pub deleted: u64,
+    /// Wall time of the whole demo, from start to summary, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// Sums the passes' counts. Pure.
+pub fn totals(passes: &[PassSummary], elapsed: Duration) -> DemoTotals {
+    let mut c = RunCounts::default();
+    for p in passes {
+        c.add(&p.counts);
+    }
+    DemoTotals {
+        records_fetched: c.fetched,
+        created: c.created,
+        updated: c.updated,
+        unchanged: c.unchanged,
+        deleted: c.deleted,
+        elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
 /// The demo's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoSummary {
+    /// Totals over every pass, flattened into the top level.
+    #[serde(flatten)]
+    pub totals: DemoTotals,
     /// Sandbox URL used.
     pub sandbox: String,
     /// The passes.
@@ -121,6 +157,7 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
     }
     std::fs::create_dir_all(&dir)?;
     let json = a.json;
+    let demo_started = Instant::now();
 
     // 1. The provider.
     let rate_limit: Option<syncbridge_sandbox::RateLimit> = a
@@ -321,6 +358,7 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
         .sum();
     sandbox.shutdown().await;
     let summary = DemoSummary {
+        totals: totals(&passes, demo_started.elapsed()),
         pushed: round.pushed,
         conflicts_resolved,
         conflicts_parked,
@@ -481,6 +519,17 @@ fn print_summary(s: &DemoSummary) {
             p.records_per_sec
         );
     }
+    let t = &s.totals;
+    println!(
+        "{:<18} {:>8.2} {:>9} {:>8} {:>8} {:>10} {:>8}   (whole demo)",
+        "total",
+        t.elapsed_ms as f64 / 1000.0,
+        t.records_fetched,
+        t.created,
+        t.updated,
+        t.unchanged,
+        t.deleted
+    );
     println!("\nstore vs sandbox:");
     for (o, n) in &s.store_records {
         println!(
@@ -726,5 +775,39 @@ impl RoundTrip {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pass(fetched: u64, created: u64, deleted: u64) -> PassSummary {
+        PassSummary {
+            name: "p".into(),
+            seconds: 1.0,
+            counts: RunCounts {
+                fetched,
+                created,
+                deleted,
+                ..RunCounts::default()
+            },
+            records_per_sec: 0.0,
+            objects: BTreeMap::new(),
+        }
+    }
+
+    /// Totals sum every pass; no pass gives zeros.
+    #[test]
+    fn totals_sum_the_passes() {
+        let t = totals(
+            &[pass(10, 10, 0), pass(3, 0, 2)],
+            Duration::from_millis(1500),
+        );
+        assert_eq!(
+            (t.records_fetched, t.created, t.deleted, t.elapsed_ms),
+            (13, 10, 2, 1500)
+        );
+        assert_eq!(totals(&[], Duration::ZERO), DemoTotals::default());
     }
 }
