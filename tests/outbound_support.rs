@@ -244,6 +244,15 @@ impl Store for CrashingStore {
     async fn list_quarantine(&self, limit: usize) -> Result<Vec<QuarantineEntry>, StoreError> {
         self.inner.list_quarantine(limit).await
     }
+    async fn prune_webhook_events(
+        &self,
+        received_before: Timestamp,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .prune_webhook_events(received_before, limit)
+            .await
+    }
     async fn take_quarantined(&self, id: i64) -> Result<Option<QuarantinedMessage>, StoreError> {
         self.inner.take_quarantined(id).await
     }

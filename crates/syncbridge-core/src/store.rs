@@ -331,6 +331,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         }
         Ok(out)
     }
+    /// Removes at most `limit` stored webhook events received before
+    /// `received_before` (callers pass `now - dedup window`, so no event that
+    /// could still dedup a redelivery is removed); returns how many went.
+    /// Backends that expire events themselves (Cosmos DB's per-item TTL)
+    /// remove nothing here and return 0.
+    async fn prune_webhook_events(
+        &self,
+        received_before: Timestamp,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
     /// Sets a message aside; returns its id.
     async fn quarantine(&self, m: &QuarantinedMessage) -> Result<i64, StoreError>;
     /// Quarantined messages, oldest first.

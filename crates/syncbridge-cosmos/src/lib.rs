@@ -1610,6 +1610,16 @@ impl Store for CosmosStore {
             .collect())
     }
 
+    /// Webhook events carry a per-item TTL past the dedup window (see
+    /// `docs::WebhookEventDoc::ttl`): Cosmos DB expires them itself.
+    async fn prune_webhook_events(
+        &self,
+        _received_before: Timestamp,
+        _limit: usize,
+    ) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     async fn take_quarantined(&self, id: i64) -> Result<Option<QuarantinedMessage>, StoreError> {
         let doc_id = docs::quarantine_id(id);
         let Some((doc, etag)) = self.read::<QuarantineDoc>(QUARANTINE_PK, &doc_id).await? else {

@@ -102,6 +102,7 @@ contract!(
     runs_round_trip,
     webhook_dedup_window,
     webhook_batch_dedup,
+    webhook_prune_keeps_window,
     quarantine_and_replay,
     credential_compare_and_swap,
     named_locks,

@@ -151,6 +151,7 @@ pub fn router_with_counters(state: AppState, counters: Arc<WebhookCounters>) -> 
     let (tx, rx) = mpsc::channel(4096);
     tokio::spawn(writer(state.clone(), rx));
     spawn_checkpointer(&state, tx.downgrade());
+    spawn_pruner(&state, tx.downgrade());
     Router::new()
         .route("/api/webhooks/_stats", get(stats))
         .route("/api/webhooks/{connection_id}", post(receive))
@@ -217,6 +218,48 @@ fn spawn_checkpointer(state: &AppState, alive: mpsc::WeakSender<Pending>) {
                 }
             })
             .await;
+        }
+    });
+}
+
+/// How often stored webhook events past the dedup window are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Events removed per store call: each call is one short transaction, so the
+/// group commit waits for at most one batch, never for the whole backlog.
+const PRUNE_BATCH: usize = 1000;
+
+/// Removes stored events older than the dedup window, in batches, until none
+/// are left, every [`PRUNE_EVERY`]; without it the embedded store's
+/// `webhook_events` grows forever (Cosmos DB expires them by TTL and prunes
+/// nothing here). An event inside the window is never removed, so acceptance
+/// stays exactly-once within it. Stops with the router, like the checkpointer.
+fn spawn_pruner(state: &AppState, alive: mpsc::WeakSender<Pending>) {
+    let (store, clock) = (state.store.clone(), state.clock.clone());
+    let window = state.settings.webhook_dedup_window;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if alive.upgrade().is_none() {
+                break;
+            }
+            let cutoff = clock.now().sub(window);
+            loop {
+                match store.prune_webhook_events(cutoff, PRUNE_BATCH).await {
+                    Ok(n) if n as usize >= PRUNE_BATCH => tokio::task::yield_now().await,
+                    Ok(n) => {
+                        if n > 0 {
+                            tracing::debug!(pruned = n, "webhook events past the dedup window");
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!("pruning webhook events: {e}");
+                        break;
+                    }
+                }
+            }
         }
     });
 }

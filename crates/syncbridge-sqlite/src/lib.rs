@@ -1027,6 +1027,26 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune_webhook_events(
+        &self,
+        received_before: Timestamp,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |db| {
+            let n = db
+                .prepare_cached(
+                    "DELETE FROM webhook_events WHERE id IN (
+                        SELECT id FROM webhook_events WHERE received_at < ?1
+                        ORDER BY received_at LIMIT ?2)",
+                )
+                .and_then(|mut st| st.execute(params![received_before.as_millis(), limit]))
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn take_quarantined(&self, id: i64) -> Result<Option<QuarantinedMessage>, StoreError> {
         self.with(move |db| {
             let tx = db.transaction().map_err(backend)?;

@@ -102,6 +102,10 @@ const MIGRATIONS: &[&str] = &[
         doc TEXT NOT NULL
      );
      CREATE INDEX audit_connection ON audit (connection, seq);",
+    // 6: webhook events are pruned past the dedup window oldest first; the
+    //    index keeps that a range delete (received_at grows with inserts, so
+    //    the index appends at its end and costs the accept path little).
+    "CREATE INDEX webhook_events_received ON webhook_events (received_at);",
 ];
 
 /// Connection settings: WAL so several processes share the file, a busy

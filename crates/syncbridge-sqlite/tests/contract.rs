@@ -25,6 +25,7 @@ contract!(
     runs_round_trip,
     webhook_dedup_window,
     webhook_batch_dedup,
+    webhook_prune_keeps_window,
     quarantine_and_replay,
     credential_compare_and_swap,
     named_locks,
@@ -48,4 +49,55 @@ async fn state_survives_reopen() {
     }
     let s = SqliteStore::open_in(dir.path()).unwrap();
     assert_eq!(s.list_connections(None).await.unwrap().len(), 1);
+}
+
+/// What was tried: three events older than the window and one inside it,
+/// pruned with a limit of 2, then again. What holds on SQLite (no TTL): the
+/// old events go, oldest first and at most `limit` per call, the fresh one
+/// stays and still dedups its redelivery, and an old key is accepted anew.
+#[tokio::test]
+async fn webhook_prune_removes_exactly_the_old_events() {
+    use std::time::Duration;
+    use syncbridge_core::model::WebhookEvent;
+    use syncbridge_core::{ConnectionId, Timestamp};
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open_in(dir.path()).unwrap();
+    let window = Duration::from_secs(600);
+    let t0 = Timestamp::from_millis(1_700_000_000_000);
+    let now = t0.add(Duration::from_secs(1000));
+    let ev = |key: &str, at: Timestamp| WebhookEvent {
+        connection: ConnectionId::parse("c1").unwrap(),
+        dedup_key: key.into(),
+        received_at: at,
+        body: b"{}".to_vec(),
+    };
+    for (i, k) in ["a", "b", "c"].iter().enumerate() {
+        let at = t0.add(Duration::from_secs(i as u64));
+        assert!(
+            s.insert_webhook_event(&ev(k, at), at.sub(window))
+                .await
+                .unwrap()
+        );
+    }
+    let fresh = ev("fresh", now.sub(Duration::from_secs(5)));
+    assert!(
+        s.insert_webhook_event(&fresh, fresh.received_at.sub(window))
+            .await
+            .unwrap()
+    );
+    let cutoff = now.sub(window);
+    assert_eq!(s.prune_webhook_events(cutoff, 2).await.unwrap(), 2);
+    assert_eq!(s.prune_webhook_events(cutoff, 2).await.unwrap(), 1);
+    assert_eq!(s.prune_webhook_events(cutoff, 2).await.unwrap(), 0);
+    assert!(
+        !s.insert_webhook_event(&fresh, now.sub(window))
+            .await
+            .unwrap(),
+        "fresh kept"
+    );
+    assert!(
+        s.insert_webhook_event(&ev("a", now), now.sub(window))
+            .await
+            .unwrap()
+    );
 }

@@ -425,6 +425,52 @@ pub async fn webhook_dedup_window(store: Arc<dyn Store>) {
     );
 }
 
+/// What was tried: events stored across two dedup windows, then pruned with
+/// the cutoff the receiver uses (`now - window`). What holds: an event inside
+/// the window is never pruned (its redelivery is still a duplicate), an older
+/// one may be (backends with a TTL prune nothing themselves), and pruning never
+/// removes more than asked.
+pub async fn webhook_prune_keeps_window(store: Arc<dyn Store>) {
+    let window = Duration::from_secs(600);
+    let ev = |key: &str, at: Timestamp| WebhookEvent {
+        connection: ConnectionId::parse("c1").unwrap(),
+        dedup_key: key.into(),
+        received_at: at,
+        body: b"{}".to_vec(),
+    };
+    let old_at = T0;
+    let now = T0.add(Duration::from_secs(1000));
+    for k in ["old_1", "old_2", "old_3"] {
+        assert!(
+            store
+                .insert_webhook_event(&ev(k, old_at), old_at.sub(window))
+                .await
+                .unwrap()
+        );
+    }
+    let fresh = ev("fresh", now.sub(Duration::from_secs(10)));
+    assert!(
+        store
+            .insert_webhook_event(&fresh, fresh.received_at.sub(window))
+            .await
+            .unwrap()
+    );
+    let cutoff = now.sub(window);
+    let first = store.prune_webhook_events(cutoff, 2).await.unwrap();
+    assert!(first <= 2, "pruned {first}, more than the limit of 2");
+    let rest = store.prune_webhook_events(cutoff, 100).await.unwrap();
+    assert!(first + rest <= 3, "only the three old events can go");
+    let mut redelivery = fresh.clone();
+    redelivery.received_at = now;
+    assert!(
+        !store
+            .insert_webhook_event(&redelivery, now.sub(window))
+            .await
+            .unwrap(),
+        "an event inside the window survives pruning: its redelivery is a duplicate"
+    );
+}
+
 /// A batch of events dedups against stored events and within itself, in order.
 pub async fn webhook_batch_dedup(store: Arc<dyn Store>) {
     let ev = |key: &str, at: Timestamp| WebhookEvent {
