@@ -186,16 +186,11 @@ resource cosmosState 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/contain
         compositeIndexes: [
           [
             { path: '/priority', order: 'ascending' }
-            { path: '/next_run_at', order: 'ascending' }
-            { path: '/task_id', order: 'ascending' }
+            { path: '/eligible_at', order: 'ascending' }
           ]
           [
             { path: '/started_at', order: 'descending' }
             { path: '/run_id', order: 'descending' }
-          ]
-          [
-            { path: '/expires_at', order: 'ascending' }
-            { path: '/pk', order: 'ascending' }
           ]
         ]
       }

@@ -102,6 +102,13 @@ impl Store for CrashingStore {
     ) -> Result<bool, StoreError> {
         self.inner.lease_task(id, expected_version, lease).await
     }
+    async fn stall_candidates(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SyncTask>, StoreError> {
+        self.inner.stall_candidates(now, limit).await
+    }
     async fn release_task(
         &self,
         id: &TaskId,
@@ -205,12 +212,12 @@ impl Store for CrashingStore {
     ) -> Result<bool, StoreError> {
         self.inner.put_credential(c, expected_version).await
     }
-    async fn credentials_expiring(
+    async fn credentials_due(
         &self,
-        before: Timestamp,
+        now: Timestamp,
         limit: usize,
     ) -> Result<Vec<SealedCredential>, StoreError> {
-        self.inner.credentials_expiring(before, limit).await
+        self.inner.credentials_due(now, limit).await
     }
     async fn try_lock(
         &self,

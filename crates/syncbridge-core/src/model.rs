@@ -214,6 +214,21 @@ impl SyncTask {
         self.version += 1;
     }
 
+    /// When the watchdog flags this task unless a run finishes first: twice
+    /// its interval after its last run (or after it first became due, if it
+    /// never ran); `None` once flagged. Stores keep it in an indexed column
+    /// (or property), so the watchdog reads only the tasks past it instead
+    /// of every task at every tick.
+    pub fn stall_at(&self) -> Option<Timestamp> {
+        if self.stalled {
+            return None;
+        }
+        let since = self.last_run_at.unwrap_or(self.next_run_at);
+        Some(since.add(std::time::Duration::from_secs(
+            2 * u64::from(self.interval_secs.max(1)),
+        )))
+    }
+
     /// The conventional id for a connection's object in a direction.
     pub fn id_for(connection: &ConnectionId, object: &ObjectType, direction: Direction) -> TaskId {
         TaskId::parse(format!("{connection}:{object}:{}", direction.as_str()))

@@ -149,6 +149,24 @@ pub struct SealedCredential {
     pub expires_at: Option<Timestamp>,
     /// When it was last refreshed (or created).
     pub refreshed_at: Timestamp,
+    /// When the refresher's sweep should next look at it (within its
+    /// refresh margin, or idle too long), computed by the credentials layer
+    /// on every save; `None` = never (no refresh token, needs re-authorization).
+    /// Indexed, so a sweep reads only what is due.
+    #[serde(default)]
+    pub sweep_at: Option<Timestamp>,
+}
+
+/// One lease a scheduler tick asks for (see [`Store::lease_tasks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// The task as the tick read it. Its `version` is the expected one:
+    /// another writer's change voids the request. Backends may write the
+    /// leased task from it without reading it again (every write bumps the
+    /// version, so a matching version means an identical stored task).
+    pub task: SyncTask,
+    /// The lease to take.
+    pub lease: Lease,
 }
 
 /// All durable state. Implementations are cheap to share (`Arc<dyn Store>`).
@@ -190,6 +208,27 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         expected_version: i64,
         lease: &Lease,
     ) -> Result<bool, StoreError>;
+    /// Takes many leases, each as [`Store::lease_task`] would; the answer
+    /// says, in order, which were taken. A tick at scale leases thousands of
+    /// tasks: backends that can (SQLite: one transaction) override this.
+    async fn lease_tasks(&self, requests: &[LeaseRequest]) -> Result<Vec<bool>, StoreError> {
+        let mut taken = Vec::with_capacity(requests.len());
+        for r in requests {
+            taken.push(
+                self.lease_task(&r.task.id, r.task.version, &r.lease)
+                    .await?,
+            );
+        }
+        Ok(taken)
+    }
+    /// Tasks not yet flagged whose [`SyncTask::stall_at`] is before `now`,
+    /// earliest first, at most `limit`: the watchdog's candidates. An index
+    /// range, never a scan of every task.
+    async fn stall_candidates(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SyncTask>, StoreError>;
     /// Ends a lease: clears it and schedules the next run. `Ok(false)` if the
     /// lease is no longer ours (nothing is written).
     async fn release_task(
@@ -286,10 +325,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         c: &SealedCredential,
         expected_version: Option<i64>,
     ) -> Result<bool, StoreError>;
-    /// Credentials whose access token expires before `before`, soonest first.
-    async fn credentials_expiring(
+    /// Credentials whose [`SealedCredential::sweep_at`] is at or before
+    /// `now`, soonest first, at most `limit` (an index range).
+    async fn credentials_due(
         &self,
-        before: Timestamp,
+        now: Timestamp,
         limit: usize,
     ) -> Result<Vec<SealedCredential>, StoreError>;
     /// Takes the named lock for `owner` until `until` if it is free or expired

@@ -105,6 +105,14 @@ pub(crate) struct TaskDoc {
     pub next_run_at: i64,
     /// Always written (null when unleased) so `c.lease_until = null` matches.
     pub lease_until: Option<i64>,
+    /// When the task can next be leased: due, and any lease expired. The
+    /// scheduler's query is a range on it per priority class, so a tick
+    /// reads only eligible tasks, never every task.
+    #[serde(default)]
+    pub eligible_at: i64,
+    /// [`SyncTask::stall_at`]: the watchdog's range (null once flagged).
+    #[serde(default)]
+    pub stall_at: Option<i64>,
     pub doc: SyncTask,
 }
 
@@ -118,6 +126,10 @@ impl TaskDoc {
             priority: t.priority as i64,
             next_run_at: t.next_run_at.as_millis(),
             lease_until: t.lease.as_ref().map(|l| l.until.as_millis()),
+            eligible_at: t.lease.as_ref().map_or(t.next_run_at.as_millis(), |l| {
+                t.next_run_at.as_millis().max(l.until.as_millis() + 1)
+            }),
+            stall_at: t.stall_at().map(|at| at.as_millis()),
             doc: t.clone(),
         }
     }
@@ -273,6 +285,9 @@ pub(crate) struct CredentialDoc {
     pub kind: String,
     pub version: i64,
     pub expires_at: Option<i64>,
+    /// The sweep's range ([`SealedCredential::sweep_at`]).
+    #[serde(default)]
+    pub sweep_at: Option<i64>,
     pub doc: SealedCredential,
 }
 
@@ -284,6 +299,7 @@ impl CredentialDoc {
             kind: "credential".into(),
             version: c.version,
             expires_at: c.expires_at.map(|t| t.as_millis()),
+            sweep_at: c.sweep_at.map(|t| t.as_millis()),
             doc: c.clone(),
         }
     }

@@ -17,7 +17,7 @@
 //!   would lift it but make a task and its records span two levels — a later
 //!   change, not needed for the sizes the product targets);
 //! - cross-connection queries (`due_tasks`, `list_connections`, `list_runs`,
-//!   `credentials_expiring`, `due_pushes`, `list_local_changes` and
+//!   `credentials_due`, `stall_candidates`, `due_pushes`, `list_local_changes` and
 //!   `list_audit` of all connections, and locating a task by id) are
 //!   cross-partition; the multi-column `ORDER BY`s need the composite indexes
 //!   declared in `infra/main.bicep` (see [`COMPOSITE_INDEXES`]). The outbound
@@ -141,13 +141,8 @@ pub const MAX_ITEM_BYTES: usize = 2 * 1024 * 1024;
 /// The composite indexes the container's indexing policy must declare for the
 /// cross-partition `ORDER BY`s (mirrored in `infra/main.bicep`).
 pub const COMPOSITE_INDEXES: &[&[(&str, &str)]] = &[
-    &[
-        ("/priority", "ascending"),
-        ("/next_run_at", "ascending"),
-        ("/task_id", "ascending"),
-    ],
+    &[("/priority", "ascending"), ("/eligible_at", "ascending")],
     &[("/started_at", "descending"), ("/run_id", "descending")],
-    &[("/expires_at", "ascending"), ("/pk", "ascending")],
 ];
 
 /// Where the store lives.
@@ -1163,14 +1158,49 @@ impl Store for CosmosStore {
     }
 
     async fn due_tasks(&self, now: Timestamp, limit: usize) -> Result<Vec<SyncTask>, StoreError> {
+        // One query per priority class, most urgent class first: an equality
+        // on `priority` and a range on `eligible_at` (composite index), so
+        // each reads only the eligible tasks of its class, never every task.
+        let mut out: Vec<TaskDoc> = Vec::new();
+        for class in Priority::ALL {
+            let left = limit.saturating_sub(out.len());
+            if left == 0 {
+                break;
+            }
+            let q = query(
+                format!(
+                    "SELECT TOP {left} * FROM c WHERE c.type = 'task' AND c.priority = @p \
+                     AND c.eligible_at <= @now ORDER BY c.priority ASC, c.eligible_at ASC"
+                ),
+                &[
+                    ("@p", (class as i64).into()),
+                    ("@now", now.as_millis().into()),
+                ],
+            );
+            out.extend(self.query_all::<TaskDoc>(q, None).await?);
+        }
+        for d in &out {
+            self.remember_task(&d.task_id, &d.pk);
+        }
+        let mut tasks: Vec<SyncTask> = out.into_iter().map(|d| d.doc).collect();
+        tasks.sort_by(|a, b| {
+            (a.priority, a.next_run_at, &a.id).cmp(&(b.priority, b.next_run_at, &b.id))
+        });
+        Ok(tasks)
+    }
+
+    async fn stall_candidates(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SyncTask>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let q = query(
             format!(
-                "SELECT TOP {limit} * FROM c WHERE c.type = 'task' AND c.next_run_at <= @now \
-                 AND (c.lease_until = null OR c.lease_until < @now) \
-                 ORDER BY c.priority ASC, c.next_run_at ASC, c.task_id ASC"
+                "SELECT TOP {limit} * FROM c WHERE c.type = 'task' AND IS_NUMBER(c.stall_at) \
+                 AND c.stall_at < @now ORDER BY c.stall_at ASC"
             ),
             &[("@now", now.as_millis().into())],
         );
@@ -1432,9 +1462,9 @@ impl Store for CosmosStore {
         )))
     }
 
-    async fn credentials_expiring(
+    async fn credentials_due(
         &self,
-        before: Timestamp,
+        now: Timestamp,
         limit: usize,
     ) -> Result<Vec<SealedCredential>, StoreError> {
         if limit == 0 {
@@ -1443,10 +1473,9 @@ impl Store for CosmosStore {
         let q = query(
             format!(
                 "SELECT TOP {limit} * FROM c WHERE c.type = 'credential' \
-                 AND IS_NUMBER(c.expires_at) AND c.expires_at < @before \
-                 ORDER BY c.expires_at ASC, c.pk ASC"
+                 AND IS_NUMBER(c.sweep_at) AND c.sweep_at <= @now ORDER BY c.sweep_at ASC"
             ),
-            &[("@before", before.as_millis().into())],
+            &[("@now", now.as_millis().into())],
         );
         let docs: Vec<CredentialDoc> = self.query_all(q, None).await?;
         Ok(docs.into_iter().map(|d| d.doc).collect())

@@ -112,6 +112,7 @@ contract!(
     local_changes_listed,
     page_commit_holds_local_and_skips_stale,
     run_requested_during_a_lease_survives_its_release,
+    stall_candidates_and_batch_leases,
 );
 
 /// `run_all` too, so a case added to the contract runs here even before it is

@@ -112,8 +112,6 @@ pub struct RefreshConfig {
     pub sweep_concurrency: usize,
     /// Sweep: each refresh starts after a random delay in `[0, sweep_jitter)`.
     pub sweep_jitter: Duration,
-    /// Sweep: most credentials scanned per sweep.
-    pub sweep_scan_limit: usize,
     /// Test hook: called at each [`RefreshPhase`]; may ask for a pause.
     #[doc(hidden)]
     pub phase_hook: Option<PhaseHook>,
@@ -137,7 +135,6 @@ impl Default for RefreshConfig {
             expiry_skew: Duration::from_secs(30),
             sweep_concurrency: 8,
             sweep_jitter: Duration::from_secs(2),
-            sweep_scan_limit: 100_000,
             phase_hook: None,
         }
     }
@@ -158,7 +155,6 @@ impl fmt::Debug for RefreshConfig {
             .field("expiry_skew", &self.expiry_skew)
             .field("sweep_concurrency", &self.sweep_concurrency)
             .field("sweep_jitter", &self.sweep_jitter)
-            .field("sweep_scan_limit", &self.sweep_scan_limit)
             .field("phase_hook", &self.phase_hook.is_some())
             .finish()
     }
@@ -571,6 +567,11 @@ impl Inner {
             ciphertext: s.ciphertext,
             expires_at: sweep_expiry(payload, self.config.idle_refresh_after),
             refreshed_at,
+            sweep_at: margin::sweep_at(
+                sweep_expiry(payload, self.config.idle_refresh_after),
+                refreshed_at,
+                self.config.idle_refresh_after,
+            ),
         })
     }
 

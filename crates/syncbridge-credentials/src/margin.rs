@@ -44,6 +44,17 @@ pub fn sweep_due(
         && (is_due(refreshed_at, meta_expires_at, now) || now.since(refreshed_at) >= idle_after)
 }
 
+/// The first instant at which [`sweep_due`] holds: stored next to the
+/// ciphertext (the store's indexed `sweep_at`), so a sweep reads only what
+/// is due instead of every credential. `None` = never.
+pub fn sweep_at(
+    meta_expires_at: Option<Timestamp>,
+    refreshed_at: Timestamp,
+    idle_after: Duration,
+) -> Option<Timestamp> {
+    meta_expires_at.map(|e| due_at(refreshed_at, e).min(refreshed_at.add(idle_after)))
+}
+
 /// Whether a token can still be sent at `now`: unexpired with `skew` to spare.
 pub fn usable(expires_at: Option<Timestamp>, now: Timestamp, skew: Duration) -> bool {
     expires_at.is_none_or(|e| now.add(skew) < e)

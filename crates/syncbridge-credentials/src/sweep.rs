@@ -2,13 +2,11 @@
 //! (within its margin, or idle for a day), spread with jitter, bounded in
 //! concurrency and, when the manager has one, by the rate limiter.
 //!
-//! Selection reads only the store's plaintext metadata (`expires_at`,
-//! `refreshed_at`), never decrypting a credential that is not due. The store
-//! offers `credentials_expiring(before, limit)` (soonest first) but no query
-//! on `refreshed_at`, so the sweep scans with an unbounded `before` (up to
-//! `sweep_scan_limit` rows) and applies [`margin::sweep_due`] itself: a
-//! long-lived token idle for a day has its expiry far ahead and would be
-//! missed by any narrower window.
+//! Selection reads only the store's plaintext metadata, never decrypting a
+//! credential that is not due: every save stores [`margin::sweep_at`], the
+//! first instant [`margin::sweep_due`] holds, and the store answers
+//! `credentials_due(now, limit)` from an index on it. A sweep with nothing
+//! due reads nothing, however many connections there are.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,13 +92,13 @@ impl CredentialManager {
         let i = &self.inner;
         let rows = i
             .store
-            .credentials_expiring(Timestamp::from_millis(i64::MAX), i.config.sweep_scan_limit)
+            .credentials_due(now, limit)
             .await
             .map_err(|e| CredentialError::Transient(e.to_string()))?;
-        if rows.len() >= i.config.sweep_scan_limit {
-            tracing::warn!(
-                scanned = rows.len(),
-                "sweep scan hit its limit; some idle credentials may wait for a later sweep"
+        if rows.len() >= limit {
+            tracing::info!(
+                due = rows.len(),
+                "more credentials are due than one sweep handles; the next sweep takes the rest"
             );
         }
         let meta: Vec<_> = rows

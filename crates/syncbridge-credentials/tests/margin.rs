@@ -5,7 +5,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use syncbridge_core::{ConnectionId, Timestamp};
-use syncbridge_credentials::margin::{is_due, refresh_margin, sweep_due, usable};
+use syncbridge_credentials::margin::{is_due, refresh_margin, sweep_at, sweep_due, usable};
 use syncbridge_credentials::sweep::{jitter_delays, select_due};
 
 const S: u64 = 1;
@@ -69,6 +69,45 @@ fn sweep_rule() {
     );
     assert!(sweep_due(long, refreshed, t(27 * 24 * 3600), day));
     assert!(!sweep_due(None, refreshed, t(100 * 24 * 3600), day));
+}
+
+/// The stored sweep time is exactly the first instant the sweep's rule
+/// holds: for lifetimes from 0 to 60 days and refresh ages around every
+/// boundary, `sweep_at <= now` iff `sweep_due(now)` (so the store's index
+/// range selects exactly what the rule would, and nothing is missed).
+#[test]
+fn sweep_at_is_where_the_rule_starts() {
+    let day = Duration::from_secs(24 * H);
+    let refreshed = t(1_000_000);
+    for lifetime in [
+        0,
+        1,
+        119,
+        120,
+        600,
+        1800,
+        3600,
+        86_399,
+        86_400,
+        30 * 86_400,
+        60 * 86_400,
+    ] {
+        let exp = Some(refreshed.add(Duration::from_secs(lifetime)));
+        let at = sweep_at(exp, refreshed, day).expect("an expiry gives a sweep time");
+        for delta in [-2_000i64, -1, 0, 1, 2_000] {
+            let now = Timestamp::from_millis(at.as_millis() + delta);
+            assert_eq!(
+                sweep_due(exp, refreshed, now, day),
+                delta >= 0,
+                "lifetime {lifetime} s, {delta} ms from the sweep time"
+            );
+        }
+    }
+    assert_eq!(
+        sweep_at(None, refreshed, day),
+        None,
+        "no metadata: never due"
+    );
 }
 
 /// Selection keeps the store's soonest-first order, filters by the rule and stops at the limit.

@@ -422,11 +422,17 @@ async fn sweep_reports_what_it_did() {
     w.revoke(&rt).await;
     let before = w.token_requests();
 
+    // The store answers only what is due (3 in their margin, the idle one,
+    // the revoked one), soonest first, up to the limit: the 2 fresh
+    // credentials are never read.
     let limited = m.sweep(now(), 2).await.unwrap();
-    assert_eq!((limited.scanned, limited.checked), (7, 2));
+    assert_eq!((limited.scanned, limited.checked), (2, 2));
     let report = m.sweep(now(), 100).await.unwrap();
     let total_refreshed = limited.refreshed + report.refreshed;
-    assert_eq!(report.scanned, 7);
+    assert_eq!(
+        report.scanned, 3,
+        "the 5 due minus the 2 the limited sweep took"
+    );
     assert_eq!(total_refreshed, 4, "{limited:?} {report:?}");
     assert_eq!(limited.needs_reauth + report.needs_reauth, 1);
     assert_eq!(report.failed + limited.failed, 0);
@@ -439,9 +445,10 @@ async fn sweep_reports_what_it_did() {
     assert_eq!(w.status("c-idle").await, ConnectionStatus::Active);
     assert_eq!(w.events.kinds(), vec!["connection_needs_reauth"]);
 
-    // Everything is fresh now; the marked credential is out of the scan.
+    // Everything is fresh now and the marked credential is never due: the
+    // sweep reads nothing.
     let again = m.sweep(now(), 100).await.unwrap();
-    assert_eq!((again.scanned, again.checked, again.refreshed), (6, 0, 0));
+    assert_eq!((again.scanned, again.checked, again.refreshed), (0, 0, 0));
     assert_eq!(w.token_requests() - before, 5);
     let idle = m.open(&conn_id("c-idle")).await.unwrap().unwrap();
     assert!(now().since(idle.refreshed_at) < MIN);

@@ -24,7 +24,7 @@ use syncbridge_core::model::{
     WebhookEvent,
 };
 use syncbridge_core::store::{
-    PageCommit, PageOutcome, QuarantineEntry, RecordWrite, SealedCredential,
+    LeaseRequest, PageCommit, PageOutcome, QuarantineEntry, RecordWrite, SealedCredential,
 };
 use syncbridge_core::{
     ConnectionId, ExternalId, ObjectType, Store, StoreError, TaskId, TenantId, Timestamp,
@@ -176,6 +176,11 @@ fn read_credential(
                 .flatten()
                 .map(Timestamp::from_millis),
             refreshed_at: Timestamp::from_millis(row.get(6).unwrap_or_default()),
+            sweep_at: row
+                .get::<_, Option<i64>>(7)
+                .ok()
+                .flatten()
+                .map(Timestamp::from_millis),
         }))
 }
 
@@ -199,27 +204,53 @@ fn read_quarantined(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Quaran
 }
 
 fn write_task(db: &Db, t: &SyncTask) -> rusqlite::Result<usize> {
-    db.execute(
-        "INSERT INTO tasks (id, connection, priority, next_run_at, lease_until, version, doc)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+    db.prepare_cached(
+        "INSERT INTO tasks (id, connection, priority, next_run_at, lease_until, version, doc, stall_at, eligible_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, MAX(?4, COALESCE(?5 + 1, ?4)))
          ON CONFLICT(id) DO UPDATE SET connection = excluded.connection, priority = excluded.priority,
            next_run_at = excluded.next_run_at, lease_until = excluded.lease_until,
-           version = excluded.version, doc = excluded.doc",
-        params![
+           version = excluded.version, doc = excluded.doc, stall_at = excluded.stall_at,
+           eligible_at = excluded.eligible_at",
+    )?
+    .execute(params![
             t.id.as_str(),
             t.connection.as_str(),
             t.priority as i64,
             t.next_run_at.as_millis(),
             t.lease.as_ref().map(|l| l.until.as_millis()),
             t.version,
-            to_json(t)
-        ],
-    )
+            to_json(t),
+            t.stall_at().map(|at| at.as_millis())
+    ])
+}
+
+/// Writes `t` over the stored task only if that is still at version
+/// `expected` (compare-and-swap without a read); `false` if it moved on or
+/// is gone.
+fn update_task_if(db: &Db, t: &SyncTask, expected: i64) -> rusqlite::Result<bool> {
+    let n = db
+        .prepare_cached(
+            "UPDATE tasks SET priority = ?2, next_run_at = ?3, lease_until = ?4, version = ?5,
+               doc = ?6, stall_at = ?7, eligible_at = MAX(?3, COALESCE(?4 + 1, ?3))
+             WHERE id = ?1 AND version = ?8",
+        )?
+        .execute(params![
+            t.id.as_str(),
+            t.priority as i64,
+            t.next_run_at.as_millis(),
+            t.lease.as_ref().map(|l| l.until.as_millis()),
+            t.version,
+            to_json(t),
+            t.stall_at().map(|at| at.as_millis()),
+            expected
+        ])?;
+    Ok(n == 1)
 }
 
 fn load_task(db: &Db, id: &str) -> Result<Option<SyncTask>, StoreError> {
     let doc: Option<String> = db
-        .query_row("SELECT doc FROM tasks WHERE id = ?1", [id], read_task)
+        .prepare_cached("SELECT doc FROM tasks WHERE id = ?1")
+        .and_then(|mut st| st.query_row([id], read_task))
         .optional()
         .map_err(backend)?;
     doc.map(|d| from_json("task", &d)).transpose()
@@ -394,8 +425,7 @@ impl Store for SqliteStore {
         self.with(move |db| {
             let mut st = db
                 .prepare(
-                    "SELECT doc FROM tasks
-                     WHERE next_run_at <= ?1 AND (lease_until IS NULL OR lease_until < ?1)
+                    "SELECT doc FROM tasks WHERE eligible_at <= ?1
                      ORDER BY priority, next_run_at, id LIMIT ?2",
                 )
                 .map_err(backend)?;
@@ -428,6 +458,49 @@ impl Store for SqliteStore {
             write_task(&tx, &t).map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn lease_tasks(&self, requests: &[LeaseRequest]) -> Result<Vec<bool>, StoreError> {
+        let requests = requests.to_vec();
+        self.with(move |db| {
+            // One transaction for a whole tick's plan: tens of thousands of
+            // leases commit in one fsync-free WAL append instead of one each.
+            let tx = db
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let mut taken = Vec::with_capacity(requests.len());
+            for r in requests {
+                let expected = r.task.version;
+                let mut t = r.task;
+                t.take_lease(r.lease);
+                taken.push(update_task_if(&tx, &t, expected).map_err(backend)?);
+            }
+            tx.commit().map_err(backend)?;
+            Ok(taken)
+        })
+        .await
+    }
+
+    async fn stall_candidates(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SyncTask>, StoreError> {
+        self.with(move |db| {
+            let mut st = db
+                .prepare_cached(
+                    "SELECT doc FROM tasks WHERE stall_at IS NOT NULL AND stall_at < ?1
+                     ORDER BY stall_at LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let docs = st
+                .query_map(params![now.as_millis(), limit as i64], read_task)
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            docs.iter().map(|d| from_json("task", d)).collect()
         })
         .await
     }
@@ -825,7 +898,7 @@ impl Store for SqliteStore {
         let c = connection.clone();
         self.with(move |db| {
             db.query_row(
-                "SELECT connection, version, key_version, nonce, ciphertext, expires_at, refreshed_at
+                "SELECT connection, version, key_version, nonce, ciphertext, expires_at, refreshed_at, sweep_at
                  FROM credentials WHERE connection = ?1",
                 [c.as_str()],
                 read_credential,
@@ -852,13 +925,14 @@ impl Store for SqliteStore {
                 c.ciphertext,
                 c.expires_at.map(|t| t.as_millis()),
                 c.refreshed_at.as_millis(),
-                expected_version
+                expected_version,
+                c.sweep_at.map(|t| t.as_millis())
             ];
             let n = match expected_version {
                 None => db
                     .execute(
-                        "INSERT INTO credentials (connection, version, key_version, nonce, ciphertext, expires_at, refreshed_at)
-                         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE ?8 IS NULL
+                        "INSERT INTO credentials (connection, version, key_version, nonce, ciphertext, expires_at, refreshed_at, sweep_at)
+                         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9 WHERE ?8 IS NULL
                          ON CONFLICT(connection) DO NOTHING",
                         args,
                     )
@@ -866,7 +940,7 @@ impl Store for SqliteStore {
                 Some(_) => db
                     .execute(
                         "UPDATE credentials SET version = ?2, key_version = ?3, nonce = ?4, ciphertext = ?5,
-                           expires_at = ?6, refreshed_at = ?7
+                           expires_at = ?6, refreshed_at = ?7, sweep_at = ?9
                          WHERE connection = ?1 AND version = ?8",
                         args,
                     )
@@ -877,21 +951,21 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn credentials_expiring(
+    async fn credentials_due(
         &self,
-        before: Timestamp,
+        now: Timestamp,
         limit: usize,
     ) -> Result<Vec<SealedCredential>, StoreError> {
         self.with(move |db| {
             let mut st = db
-                .prepare(
-                    "SELECT connection, version, key_version, nonce, ciphertext, expires_at, refreshed_at
-                     FROM credentials WHERE expires_at IS NOT NULL AND expires_at < ?1
-                     ORDER BY expires_at, connection LIMIT ?2",
+                .prepare_cached(
+                    "SELECT connection, version, key_version, nonce, ciphertext, expires_at, refreshed_at, sweep_at
+                     FROM credentials WHERE sweep_at IS NOT NULL AND sweep_at <= ?1
+                     ORDER BY sweep_at LIMIT ?2",
                 )
                 .map_err(backend)?;
             let rows = st
-                .query_map(params![before.as_millis(), limit as i64], read_credential)
+                .query_map(params![now.as_millis(), limit as i64], read_credential)
                 .map_err(backend)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;

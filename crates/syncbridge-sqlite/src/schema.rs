@@ -106,6 +106,27 @@ const MIGRATIONS: &[&str] = &[
     //    index keeps that a range delete (received_at grows with inserts, so
     //    the index appends at its end and costs the accept path little).
     "CREATE INDEX webhook_events_received ON webhook_events (received_at);",
+    // 7: the scheduler, the watchdog and the token sweep read index ranges
+    //    instead of every row. `eligible_at` is when a task can next be
+    //    leased (due, and any lease expired), so a tick with nothing due
+    //    reads nothing even while thousands of tasks are leased; `stall_at`
+    //    mirrors SyncTask::stall_at (NULL once flagged) and
+    //    `sweep_at` the credentials layer's next sweep time; both are
+    //    backfilled with the same rules (timestamps are epoch milliseconds
+    //    in the JSON documents; the sweep's idle limit is its default day).
+    "ALTER TABLE tasks ADD COLUMN stall_at INTEGER;
+     UPDATE tasks SET stall_at = CASE WHEN json_extract(doc, '$.stalled') THEN NULL
+        ELSE COALESCE(json_extract(doc, '$.last_run_at'), next_run_at)
+             + 2000 * MAX(json_extract(doc, '$.interval_secs'), 1) END;
+     CREATE INDEX tasks_stall ON tasks (stall_at) WHERE stall_at IS NOT NULL;
+     ALTER TABLE tasks ADD COLUMN eligible_at INTEGER;
+     UPDATE tasks SET eligible_at = MAX(next_run_at, COALESCE(lease_until + 1, next_run_at));
+     CREATE INDEX tasks_eligible ON tasks (eligible_at);
+     ALTER TABLE credentials ADD COLUMN sweep_at INTEGER;
+     UPDATE credentials SET sweep_at = MIN(
+        expires_at - MIN(MAX(300000, (expires_at - refreshed_at) / 10), (expires_at - refreshed_at) / 2),
+        refreshed_at + 86400000) WHERE expires_at IS NOT NULL;
+     CREATE INDEX credentials_sweep ON credentials (sweep_at) WHERE sweep_at IS NOT NULL;",
 ];
 
 /// Connection settings: WAL so several processes share the file, a busy

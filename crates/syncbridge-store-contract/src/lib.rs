@@ -14,7 +14,9 @@ use syncbridge_core::model::{
     QuarantinedMessage, Record, RunCounts, RunStatus, SyncRun, SyncTask, WebhookEvent,
     content_hash,
 };
-use syncbridge_core::store::{PageCommit, RecordUpsert, RecordWrite, SealedCredential};
+use syncbridge_core::store::{
+    LeaseRequest, PageCommit, RecordUpsert, RecordWrite, SealedCredential,
+};
 use syncbridge_core::{
     ConnectionId, ExternalId, ObjectType, RunId, Store, StoreError, TenantId, Timestamp,
 };
@@ -233,6 +235,104 @@ pub async fn run_requested_during_a_lease_survives_its_release(store: Arc<dyn St
         (r.next_run_at, r.priority),
         (hour, Priority::Scheduled),
         "the boost that started the run is used up"
+    );
+}
+
+/// What was tried: tasks that ran recently, ran long ago, never ran, are
+/// flagged already, are leased; leases taken in one batch, one of them at a
+/// stale version. What must hold: the watchdog's candidates are exactly the
+/// unflagged tasks past twice their interval, earliest deadline first; a
+/// flag or a finished run removes a task from them; a batch lease takes
+/// exactly the requests at the current version, and a tick with nothing
+/// eligible gets nothing while leases are live.
+pub async fn stall_candidates_and_batch_leases(store: Arc<dyn Store>) {
+    let secs = |n| T0.add(Duration::from_secs(n));
+    // interval 60 s: stalled 120 s after the last run (or first due time).
+    let mut fresh = task("c1", "contacts", Priority::Scheduled);
+    fresh.last_run_at = Some(secs(100));
+    let mut old = task("c1", "deals", Priority::Scheduled);
+    old.last_run_at = Some(secs(10));
+    let never = task("c2", "contacts", Priority::Scheduled); // due at T0
+    let mut flagged = task("c2", "deals", Priority::Scheduled);
+    flagged.stalled = true;
+    for t in [&fresh, &old, &never, &flagged] {
+        store.put_task(t).await.unwrap();
+    }
+    let ids = |v: Vec<SyncTask>| v.into_iter().map(|t| t.id.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.stall_candidates(secs(200), 10).await.unwrap()),
+        ["c2:contacts:inbound", "c1:deals:inbound"],
+        "past the deadline (T0+120 s, T0+130 s), earliest first; recent and flagged excluded"
+    );
+    assert!(
+        store
+            .stall_candidates(secs(120), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "exactly at the deadline is not yet stalled"
+    );
+    assert_eq!(store.stall_candidates(secs(200), 1).await.unwrap().len(), 1);
+    store.set_task_stalled(&never.id, true).await.unwrap();
+    assert_eq!(
+        ids(store.stall_candidates(secs(200), 10).await.unwrap()),
+        ["c1:deals:inbound"],
+        "a flagged task is no longer a candidate"
+    );
+
+    let current = store.get_task(&old.id).await.unwrap().unwrap();
+    let lease = |token: &str| Lease {
+        token: token.into(),
+        until: secs(1000),
+    };
+    let mut stale = store.get_task(&fresh.id).await.unwrap().unwrap();
+    stale.version += 7;
+    let taken = store
+        .lease_tasks(&[
+            LeaseRequest {
+                task: current,
+                lease: lease("A"),
+            },
+            LeaseRequest {
+                task: stale,
+                lease: lease("B"),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        taken,
+        [true, false],
+        "only the request at the current version wins"
+    );
+    assert_eq!(
+        store.get_task(&old.id).await.unwrap().unwrap().lease,
+        Some(lease("A")),
+        "the winner holds its lease"
+    );
+    assert_eq!(
+        store.get_task(&fresh.id).await.unwrap().unwrap().lease,
+        None,
+        "the losing request wrote nothing"
+    );
+    assert!(
+        !ids(store.due_tasks(secs(999), 10).await.unwrap()).contains(&old.id.to_string()),
+        "a live lease is not due"
+    );
+    assert!(
+        store
+            .release_task(&old.id, "A", secs(5000), secs(500))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        ids(store.stall_candidates(secs(600), 10).await.unwrap()),
+        ["c1:contacts:inbound"],
+        "a finished run moves its deadline to T0+500 s + 120 s (the other task's passed at T0+220 s)"
+    );
+    assert_eq!(
+        ids(store.stall_candidates(secs(621), 10).await.unwrap()),
+        ["c1:contacts:inbound", "c1:deals:inbound"]
     );
 }
 
@@ -545,6 +645,8 @@ fn sealed(conn: &str, version: i64, expires: Option<i64>) -> SealedCredential {
         ciphertext: vec![version as u8; 32],
         expires_at: expires.map(Timestamp::from_millis),
         refreshed_at: T0,
+        // The credentials layer derives it; here simply the expiry.
+        sweep_at: expires.map(Timestamp::from_millis),
     }
 }
 
@@ -589,17 +691,25 @@ pub async fn credential_compare_and_swap(store: Arc<dyn Store>) {
         .put_credential(&sealed("c3", 1, None), None)
         .await
         .unwrap();
-    let due = store
-        .credentials_expiring(Timestamp::from_millis(250), 10)
-        .await
-        .unwrap();
+    let due_at = |ms| {
+        let store = store.clone();
+        async move {
+            store
+                .credentials_due(Timestamp::from_millis(ms), 10)
+                .await
+                .unwrap()
+                .iter()
+                .map(|c| c.connection.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
     assert_eq!(
-        due.iter()
-            .map(|c| c.connection.as_str())
-            .collect::<Vec<_>>(),
+        due_at(200).await,
         ["c2", "c1"],
-        "soonest first; no-expiry credentials excluded"
+        "due at or before now, soonest first; never-due credentials excluded"
     );
+    assert_eq!(due_at(199).await, ["c2"], "not yet due is not read");
+    assert!(due_at(49).await.is_empty());
     assert_eq!(
         store
             .get_credential(&ConnectionId::parse("nope").unwrap())
@@ -1415,4 +1525,5 @@ where
     local_changes_listed(make().await).await;
     page_commit_holds_local_and_skips_stale(make().await).await;
     run_requested_during_a_lease_survives_its_release(make().await).await;
+    stall_candidates_and_batch_leases(make().await).await;
 }
