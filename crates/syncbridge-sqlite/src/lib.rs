@@ -224,26 +224,53 @@ fn write_task(db: &Db, t: &SyncTask) -> rusqlite::Result<usize> {
     ])
 }
 
-/// Writes `t` over the stored task only if that is still at version
-/// `expected` (compare-and-swap without a read); `false` if it moved on or
-/// is gone.
-fn update_task_if(db: &Db, t: &SyncTask, expected: i64) -> rusqlite::Result<bool> {
-    let n = db
-        .prepare_cached(
-            "UPDATE tasks SET priority = ?2, next_run_at = ?3, lease_until = ?4, version = ?5,
-               doc = ?6, stall_at = ?7, eligible_at = MAX(?3, COALESCE(?4 + 1, ?3))
-             WHERE id = ?1 AND version = ?8",
-        )?
-        .execute(params![
-            t.id.as_str(),
-            t.priority as i64,
-            t.next_run_at.as_millis(),
-            t.lease.as_ref().map(|l| l.until.as_millis()),
-            t.version,
-            to_json(t),
-            t.stall_at().map(|at| at.as_millis()),
-            expected
-        ])?;
+/// Takes the lease `leased` carries (as `SyncTask::take_lease` left it)
+/// if the stored task is still at version `expected` (compare-and-swap
+/// without a read); `false` if it moved on or is gone. Only the columns a
+/// lease changes are assigned, because SQLite rewrites every index on an
+/// assigned column: `next_run_at` and `stall_at` stay, and `priority` (in
+/// `tasks_due`) only when the lease used up a boost.
+/// Whether taking a lease used up a priority boost (see `lease_if`).
+#[derive(Clone, Copy)]
+enum BoostUsed {
+    No,
+    Yes,
+}
+
+fn lease_if(
+    db: &Db,
+    leased: &SyncTask,
+    expected: i64,
+    boost_used: BoostUsed,
+) -> rusqlite::Result<bool> {
+    let (id, until, doc) = (
+        leased.id.as_str(),
+        leased.lease.as_ref().map(|l| l.until.as_millis()),
+        to_json(leased),
+    );
+    let n = match boost_used {
+        BoostUsed::No => db
+            .prepare_cached(
+                "UPDATE tasks SET lease_until = ?2, version = ?3, doc = ?4,
+                   eligible_at = MAX(next_run_at, ?2 + 1)
+                 WHERE id = ?1 AND version = ?5",
+            )?
+            .execute(params![id, until, leased.version, doc, expected])?,
+        BoostUsed::Yes => db
+            .prepare_cached(
+                "UPDATE tasks SET lease_until = ?2, version = ?3, doc = ?4,
+                   eligible_at = MAX(next_run_at, ?2 + 1), priority = ?6
+                 WHERE id = ?1 AND version = ?5",
+            )?
+            .execute(params![
+                id,
+                until,
+                leased.version,
+                doc,
+                expected,
+                leased.priority as i64
+            ])?,
+    };
     Ok(n == 1)
 }
 
@@ -472,10 +499,15 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             let mut taken = Vec::with_capacity(requests.len());
             for r in requests {
-                let expected = r.task.version;
+                let (expected, before) = (r.task.version, r.task.priority);
                 let mut t = r.task;
                 t.take_lease(r.lease);
-                taken.push(update_task_if(&tx, &t, expected).map_err(backend)?);
+                let boost_used = if t.priority == before {
+                    BoostUsed::No
+                } else {
+                    BoostUsed::Yes
+                };
+                taken.push(lease_if(&tx, &t, expected, boost_used).map_err(backend)?);
             }
             tx.commit().map_err(backend)?;
             Ok(taken)

@@ -334,6 +334,31 @@ pub async fn stall_candidates_and_batch_leases(store: Arc<dyn Store>) {
         ids(store.stall_candidates(secs(621), 10).await.unwrap()),
         ["c1:contacts:inbound", "c1:deals:inbound"]
     );
+    // A batch lease uses up a boost, in the document and in what due_tasks orders by.
+    let boosted = task("c3", "contacts", Priority::Interactive);
+    let follow_up = task("c4", "contacts", Priority::WebhookFollowUp);
+    store.put_task(&boosted).await.unwrap();
+    store.put_task(&follow_up).await.unwrap();
+    let taken = store
+        .lease_tasks(&[LeaseRequest {
+            task: boosted.clone(),
+            lease: lease("C"),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(taken, [true]);
+    let stored = store.get_task(&boosted.id).await.unwrap().unwrap();
+    assert_eq!(stored.priority, Priority::Scheduled, "the boost is used up");
+    let after_expiry = ids(store.due_tasks(secs(1001), 10).await.unwrap());
+    assert_eq!(
+        after_expiry[0],
+        follow_up.id.to_string(),
+        "{after_expiry:?}"
+    );
+    assert!(
+        after_expiry.contains(&boosted.id.to_string()),
+        "expired lease: due again"
+    );
 }
 
 /// A page commit writes records and cursor together, skips unchanged hashes,
