@@ -52,7 +52,12 @@ async fn handle(
     .await
     {
         Ok(outcome) => outcome,
-        Err(WorkerError::Store(e)) => return retry_later(&state, job, &msg, e).await,
+        Err(WorkerError::Store(e)) if e.is_transient() => {
+            return retry_later(&state, job, &msg, e).await;
+        }
+        // Corrupt data or a vanished row: a retry cannot fix it; fail the
+        // delivery so the message ends in the dead-letter queue, visibly.
+        Err(WorkerError::Store(e)) => return Err(HandlerError::Store(e)),
     };
     let line = match &outcome {
         JobOutcome::Ran(run) => {
@@ -87,7 +92,8 @@ async fn handle(
     Ok(answer)
 }
 
-/// The store failed (full disk, a lock held too long, a damaged file): the
+/// The store failed transiently (full disk, a lock held too long, a damaged
+/// file — SQLite reports all of these as unavailable): the
 /// job comes back as a scheduled message after a growing delay
 /// ([`store_retry_delay`]) and this delivery is acknowledged, instead of a
 /// non-2xx answer whose immediate redeliveries would burn the message's
