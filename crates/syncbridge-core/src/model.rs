@@ -248,10 +248,10 @@ pub enum RunStatus {
     Failed,
     /// Checkpointed and re-enqueued for later (rate-limit quota, backoff).
     Parked,
-    /// Its worker stopped before it finished (a crash, a store failure, a
-    /// lease taken over); closed by the run that took over the task. Pages
-    /// it committed stay committed; its counts are what it recorded, often
-    /// none.
+    /// Its worker stopped before it finished: closed by the next run of the
+    /// task (after a crash or a store failure), or by the run itself when it
+    /// found its lease taken over. Pages it committed stay committed; its
+    /// counts are what it recorded, often none.
     Interrupted,
 }
 
