@@ -62,8 +62,8 @@
 //! # Time
 //!
 //! Schedules, locks, dedup windows and restart delays all read
-//! [`HostConfig::clock`]; tests move a `ManualClock`. Only process readiness and
-//! idle polling use real time.
+//! [`HostConfig::clock`]; tests move a `ManualClock`. Only process readiness,
+//! idle polling and the waits between settlement retries use real time.
 
 pub mod app;
 pub mod events;
@@ -132,6 +132,9 @@ pub struct HostConfig {
     /// Peek-lock duration for delivered messages; default: the invocation
     /// timeout plus one minute, so a lock never lapses under a running invocation.
     pub lock_duration: Option<Duration>,
+    /// How long the host's queue connection waits for another writer of the
+    /// queue file before an operation fails (default 10 s).
+    pub queue_busy_timeout: Duration,
     /// Where to publish [`HostEvent`]s (subscribe before `start` to see startup);
     /// a fresh channel when `None`.
     pub events: Option<broadcast::Sender<HostEvent>>,
@@ -157,6 +160,7 @@ impl HostConfig {
             max_delivery_count: DEFAULT_MAX_DELIVERY_COUNT,
             startup_timeout: Duration::from_secs(30),
             lock_duration: None,
+            queue_busy_timeout: Duration::from_secs(10),
             events: None,
         }
     }
@@ -277,6 +281,7 @@ impl LocalHost {
             &queue_path,
             LocalQueueOptions {
                 max_delivery_count: config.max_delivery_count,
+                busy_timeout: config.queue_busy_timeout,
                 ..LocalQueueOptions::with_clock(config.clock.clone())
             },
         )?;

@@ -620,3 +620,49 @@ async fn crashed_handler_is_restarted_with_capped_backoff() {
     assert_eq!(announced, [1, 2, 4, 8, 16, 32, 60, 60, 1]);
     h.shutdown().await;
 }
+
+/// A completion that fails because another connection holds the queue file's
+/// write lock past the busy timeout (200 ms here) is retried, not dropped: once the
+/// file is free the message completes after its single delivery. Before, the
+/// failed settlement left the message locked until its lock expired (the
+/// invocation timeout plus a minute on the injected clock, which this test
+/// never moves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_settlement_is_retried_while_the_lock_holds() {
+    let worker = json!({"bindings": [
+        {"name": "msg", "type": "serviceBusTrigger", "direction": "in", "queueName": "jobs",
+         "connection": "ServiceBusConnection", "dataType": "binary"}]});
+    let app = App::new(host_json(), &[("Work", worker)]);
+    let mut config = app.config(&[("ECHO_DELAY_MS", "500")]);
+    config.queue_busy_timeout = Duration::from_millis(200);
+    let h = LocalHost::start(config).await.unwrap();
+    h.queue.send(vec![msg("jobs", "m-1", b"{}")]).await.unwrap();
+    eventually("the invocation to start", || {
+        Some(()).filter(|_| !app.records("Work.jsonl").is_empty())
+    })
+    .await;
+    // Another writer takes the file while the handler still works (500 ms).
+    let blocker = rusqlite::Connection::open(app.dir.path().join("data/queue.db")).unwrap();
+    blocker
+        .execute_batch("BEGIN IMMEDIATE; DELETE FROM dedup WHERE 0;")
+        .unwrap();
+    let held: i64 = blocker
+        .query_row(
+            "SELECT COUNT(*) FROM messages WHERE message_id = 'm-1' AND lock_token IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(held, 1, "the message was settled before the file was taken");
+    // Well past the host's busy timeout (200 ms): completion attempts fail
+    // (the receive loop's attempts fail alike, between them).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    blocker.execute_batch("ROLLBACK").unwrap();
+    eventually("the message to be completed", || {
+        let c = h.queue.counts("jobs").unwrap();
+        (c == QueueCounts::default()).then_some(())
+    })
+    .await;
+    assert_eq!(app.records("Work.jsonl").len(), 1, "delivered once");
+    h.shutdown().await;
+}
