@@ -160,3 +160,39 @@ pub(crate) fn handler_state_line(ev: &HostEvent) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A restart names the function, the delay and the restart number; a give-up says FAILED;
+    /// other events print nothing.
+    #[test]
+    fn handler_state_lines() {
+        let restarting = HostEvent::FunctionRestarting {
+            function: "SyncInboundWorker".into(),
+            reason: "handler process exited (signal: 9)".into(),
+            restart: 5,
+            delay: Duration::from_secs(16),
+        };
+        assert_eq!(
+            handler_state_line(&restarting).unwrap(),
+            "  SyncInboundWorker    restarting in 16s (restart #5): handler process exited (signal: 9)"
+        );
+        let failed = HostEvent::FunctionFailed {
+            function: "TokenRefresher".into(),
+            reason: "never came up".into(),
+        };
+        assert!(
+            handler_state_line(&failed)
+                .unwrap()
+                .contains("FAILED: never came up")
+        );
+        let exited = HostEvent::FunctionExited {
+            function: "TokenRefresher".into(),
+            status: "exit status: 1".into(),
+        };
+        assert_eq!(handler_state_line(&exited), None);
+    }
+}
