@@ -102,8 +102,9 @@ async fn handle(
 /// the retry cannot be enqueued either does the host see a failure: the
 /// task's lease is given back first where the store allows (so the
 /// scheduler re-queues the task at its next tick rather than after the
-/// lease expires), and the answer waits out the delay while holding the
-/// message's lock, so even that redelivery is not hot.
+/// lease expires), and the answer waits out a delay that grows with the
+/// message's delivery count while holding its lock, so even those
+/// redeliveries are not hot.
 async fn retry_later(
     state: &AppState,
     job: SyncJob,
@@ -141,7 +142,9 @@ async fn retry_later(
                 Ok(released) => tracing::info!(released, "task lease given back"),
                 Err(e) => tracing::warn!(error = %e, "task lease could not be given back"),
             }
-            tokio::time::sleep(delay).await;
+            // Each redelivery of this message waits longer (1 s, 2 s … 30 s).
+            let redeliveries = msg.metadata.delivery_count.saturating_sub(1);
+            tokio::time::sleep(store_retry_delay(retry.saturating_add(redeliveries))).await;
             Err(HandlerError::Store(error))
         }
     }
