@@ -41,7 +41,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the five handlers under the local Functions host (Ctrl-C stops).
+    /// Run the five handlers under the local Functions host (Ctrl-C or SIGTERM stops).
     Up(up::UpArgs),
     /// Manage tenants' connections.
     #[command(subcommand)]

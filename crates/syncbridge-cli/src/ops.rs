@@ -138,7 +138,7 @@ pub(crate) async fn runs(data_dir: &Path, json: bool, limit: usize) -> anyhow::R
     for r in runs {
         let c = r.counts;
         println!(
-            "{} {:<40} {:<10} fetched {:>7} created {:>7} updated {:>6} deleted {:>5}{}",
+            "{} {:<40} {:<11} fetched {:>7} created {:>7} updated {:>6} deleted {:>5}{}",
             r.started_at.to_rfc3339(),
             r.task.as_str(),
             r.status.as_str(),

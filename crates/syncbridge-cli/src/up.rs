@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use syncbridge_localhost::{HostConfig, LocalHost, LocalHostHandle};
+use syncbridge_localhost::{HostConfig, HostEvent, LocalHost, LocalHostHandle};
 
 use crate::paths;
 
@@ -77,14 +77,122 @@ pub(crate) async fn run(data_dir: &Path, a: UpArgs) -> anyhow::Result<ExitCode> 
     let host = start(data_dir, a.http_port, a.app_root.as_deref()).await?;
     println!("syncbridge local host on {}", host.url());
     for f in host.status() {
-        println!("  {:<20} {:<28} {:?}", f.name, f.trigger, f.state);
+        println!("  {:<20} {:<28} {}", f.name, f.trigger, f.state);
     }
     println!(
-        "webhooks: POST {}/api/webhooks/<connection-id>   (Ctrl-C stops)",
+        "webhooks: POST {}/api/webhooks/<connection-id>   (Ctrl-C or SIGTERM stops)",
         host.url()
     );
-    tokio::signal::ctrl_c().await?;
+    let events = host.events();
+    tokio::select! {
+        r = stop_signal() => r?,
+        () = print_handler_states(events) => {}
+    }
     println!("stopping…");
     host.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM (what `kill`, systemd and container runtimes send).
+async fn stop_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await
+}
+
+/// One status line per handler restart, recovery or give-up, so a person
+/// watching `up` sees a crashing handler and when it comes back.
+async fn print_handler_states(mut events: tokio::sync::broadcast::Receiver<HostEvent>) {
+    use tokio::sync::broadcast::error::RecvError;
+    // Handlers being restarted: their next "up" is news (the first one was in the table).
+    let mut down = std::collections::BTreeSet::new();
+    loop {
+        match events.recv().await {
+            Ok(ev) => {
+                match &ev {
+                    HostEvent::FunctionRestarting { function, .. } => {
+                        down.insert(function.clone());
+                    }
+                    HostEvent::FunctionReady { function, .. } if !down.remove(function) => {
+                        continue;
+                    }
+                    _ => {}
+                }
+                if let Some(line) = handler_state_line(&ev) {
+                    println!("{line}");
+                }
+            }
+            Err(RecvError::Lagged(_)) => {}
+            // The host is gone; keep waiting for the signal.
+            Err(RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// The status line for a host event, if it is one a person should see. Pure.
+pub(crate) fn handler_state_line(ev: &HostEvent) -> Option<String> {
+    match ev {
+        HostEvent::FunctionRestarting {
+            function,
+            reason,
+            restart,
+            delay,
+        } => Some(format!(
+            "  {function:<20} restarting in {delay:?} (restart #{restart}): {reason}"
+        )),
+        HostEvent::FunctionReady {
+            function,
+            port,
+            pid,
+        } => Some(format!(
+            "  {function:<20} up (pid {pid}, http://127.0.0.1:{port}/)"
+        )),
+        HostEvent::FunctionFailed { function, reason } => {
+            Some(format!("  {function:<20} FAILED: {reason}"))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A restart names the function, the delay and the restart number; a give-up says FAILED;
+    /// other events print nothing.
+    #[test]
+    fn handler_state_lines() {
+        let restarting = HostEvent::FunctionRestarting {
+            function: "SyncInboundWorker".into(),
+            reason: "handler process exited (signal: 9)".into(),
+            restart: 5,
+            delay: Duration::from_secs(16),
+        };
+        assert_eq!(
+            handler_state_line(&restarting).unwrap(),
+            "  SyncInboundWorker    restarting in 16s (restart #5): handler process exited (signal: 9)"
+        );
+        let failed = HostEvent::FunctionFailed {
+            function: "TokenRefresher".into(),
+            reason: "never came up".into(),
+        };
+        assert!(
+            handler_state_line(&failed)
+                .unwrap()
+                .contains("FAILED: never came up")
+        );
+        let exited = HostEvent::FunctionExited {
+            function: "TokenRefresher".into(),
+            status: "exit status: 1".into(),
+        };
+        assert_eq!(handler_state_line(&exited), None);
+    }
 }

@@ -248,6 +248,11 @@ pub enum RunStatus {
     Failed,
     /// Checkpointed and re-enqueued for later (rate-limit quota, backoff).
     Parked,
+    /// Its worker stopped before it finished: closed by the next run of the
+    /// task (after a crash or a store failure), or by the run itself when it
+    /// found its lease taken over. Pages it committed stay committed; its
+    /// counts are what it recorded, often none.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -258,6 +263,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Parked => "parked",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 
@@ -268,6 +274,7 @@ impl RunStatus {
             "succeeded" => Some(RunStatus::Succeeded),
             "failed" => Some(RunStatus::Failed),
             "parked" => Some(RunStatus::Parked),
+            "interrupted" => Some(RunStatus::Interrupted),
             _ => None,
         }
     }
@@ -526,6 +533,13 @@ pub struct JobMessage {
     /// Correlation id; absent from older senders' messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// Retries of this job after store failures so far (0 = none; absent when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retry: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The body of a message on `sync-outbound`: push one record's local

@@ -47,6 +47,15 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether the same call may succeed later without anyone fixing data:
+    /// an unavailable store (busy, locked, full, failing I/O) or a lost
+    /// compare-and-swap. A lost lease, a missing row or corrupt data stay so.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Conflict(_))
+    }
+}
+
 /// One record to write in a page commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordUpsert {

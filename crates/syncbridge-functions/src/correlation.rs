@@ -29,6 +29,7 @@ pub fn inbound_message(
     let body = JobMessage {
         job,
         correlation_id: Some(correlation_id.to_string()),
+        retry: 0,
     };
     let mut msg = OutboundMessage::json(QueueName::inbound(), message_id, &body);
     msg.properties
@@ -39,6 +40,21 @@ pub fn inbound_message(
 /// Gives a `sync-inbound` job message that has no correlation id a new one
 /// (in its body and as the application property); returns the message's id.
 /// Other messages are left alone.
+/// `body` sent again, due at `at`: the same job and correlation id, with its
+/// retry count (a store-failure retry of the inbound worker).
+pub fn scheduled_retry(
+    body: &JobMessage,
+    message_id: impl Into<String>,
+    at: syncbridge_core::Timestamp,
+) -> OutboundMessage {
+    let mut msg = OutboundMessage::json(QueueName::inbound(), message_id, body);
+    msg.scheduled_enqueue_at = Some(at);
+    if let Some(id) = &body.correlation_id {
+        msg.properties.insert(PROPERTY.into(), id.clone());
+    }
+    msg
+}
+
 fn stamp(msg: &mut OutboundMessage) -> Option<String> {
     if msg.queue != QueueName::inbound() {
         return None;

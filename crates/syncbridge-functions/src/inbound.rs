@@ -7,7 +7,10 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 use syncbridge_core::model::{JobMessage, SyncJob, SyncRun};
-use syncbridge_core::pipeline::worker::{JobOutcome, handle_inbound_job};
+use syncbridge_core::pipeline::worker::{
+    JobOutcome, WorkerError, give_back_lease, handle_inbound_job, retry_message_id,
+    store_retry_delay,
+};
 use syncbridge_protocol::{Invocation, InvocationResponse, ServiceBusInvocation};
 
 use crate::error::HandlerError;
@@ -43,11 +46,19 @@ async fn handle(
     };
     record_job(&job, &msg);
     let deps = state.worker_deps();
-    let outcome = handle_inbound_job(&deps, &job, &|c| {
+    let outcome = match handle_inbound_job(&deps, &job, &|c| {
         tracing::debug!(pages = c.pages, fetched = c.fetched, "page committed");
     })
     .await
-    .map_err(|e| HandlerError::Other(e.to_string()))?;
+    {
+        Ok(outcome) => outcome,
+        Err(WorkerError::Store(e)) if e.is_transient() => {
+            return retry_later(&state, job, &msg, e).await;
+        }
+        // Corrupt data or a vanished row: a retry cannot fix it; fail the
+        // delivery so the message ends in the dead-letter queue, visibly.
+        Err(WorkerError::Store(e)) => return Err(HandlerError::Store(e)),
+    };
     let line = match &outcome {
         JobOutcome::Ran(run) => {
             log_run(run);
@@ -79,6 +90,64 @@ async fn handle(
         answer = answer.return_value(serde_json::to_value(&run).expect("runs serialize"));
     }
     Ok(answer)
+}
+
+/// The store failed transiently (full disk, a lock held too long, a damaged
+/// file — SQLite reports all of these as unavailable): the
+/// job comes back as a scheduled message after a growing delay
+/// ([`store_retry_delay`]) and this delivery is acknowledged, instead of a
+/// non-2xx answer whose immediate redeliveries would burn the message's
+/// deliveries in milliseconds and dead-letter it. The retry keeps the job's
+/// lease, so it resumes the same run when the store answers again. Only if
+/// the retry cannot be enqueued either does the host see a failure: the
+/// task's lease is given back first where the store allows (so the
+/// scheduler re-queues the task at its next tick rather than after the
+/// lease expires), and the answer waits out a delay that grows with the
+/// message's delivery count while holding its lock, so even those
+/// redeliveries are not hot.
+async fn retry_later(
+    state: &AppState,
+    job: SyncJob,
+    msg: &ServiceBusInvocation,
+    error: syncbridge_core::StoreError,
+) -> Result<InvocationResponse, HandlerError> {
+    let body = msg.json::<JobMessage>().unwrap_or(JobMessage {
+        job,
+        correlation_id: None,
+        retry: 0,
+    });
+    let retry = body.retry.saturating_add(1);
+    let delay = store_retry_delay(retry);
+    let next = JobMessage { retry, ..body };
+    let id = retry_message_id(msg.metadata.message_id.as_deref(), &next.job, retry);
+    let at = state.clock.now().add(delay);
+    match state
+        .queue
+        .send(vec![crate::correlation::scheduled_retry(&next, id, at)])
+        .await
+    {
+        Ok(()) => {
+            tracing::warn!(error = %error, retry, delay_secs = delay.as_secs(),
+                "store unavailable; job rescheduled");
+            Ok(InvocationResponse::new()
+                .log_all(msg.warning_logs())
+                .log(format!(
+                    "store unavailable ({error}); retry #{retry} scheduled in {}s",
+                    delay.as_secs()
+                )))
+        }
+        Err(send) => {
+            tracing::warn!(error = %error, send_error = %send, "store unavailable and the retry could not be enqueued");
+            match give_back_lease(&*state.store, &next.job, state.clock.now()).await {
+                Ok(released) => tracing::info!(released, "task lease given back"),
+                Err(e) => tracing::warn!(error = %e, "task lease could not be given back"),
+            }
+            // Each redelivery of this message waits longer (1 s, 2 s … 30 s).
+            let redeliveries = msg.metadata.delivery_count.saturating_sub(1);
+            tokio::time::sleep(store_retry_delay(retry.saturating_add(redeliveries))).await;
+            Err(HandlerError::Store(error))
+        }
+    }
 }
 
 /// The message's correlation id: the job body's, else the broker's `CorrelationId`.

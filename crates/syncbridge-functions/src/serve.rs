@@ -5,7 +5,7 @@ use std::future::Future;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::settings::Settings;
+use crate::settings::{ExitWithHost, Settings};
 use crate::state::AppState;
 
 /// Serves `app` on `listener` until `shutdown` resolves, finishing in-flight
@@ -36,6 +36,26 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// With [`ExitWithHost::StdinEof`], ends the process when stdin reaches
+/// end-of-file, i.e. when the host that holds the pipe's other end is gone.
+/// The exit is immediate, like a crash the pipeline is built to survive:
+/// finishing in-flight invocations would only race the new host's
+/// redelivery of the same messages.
+fn watch_host(mode: ExitWithHost) {
+    if mode != ExitWithHost::StdinEof {
+        return;
+    }
+    std::thread::spawn(|| {
+        use std::io::Read;
+        let mut stdin = std::io::stdin();
+        let mut buf = [0u8; 64];
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        // No log line: stdout and stderr are pipes to the dead host, and a
+        // write that fails there may panic this thread before it exits.
+        std::process::exit(0);
+    });
+}
+
 /// What a handler binary serves: `router(state)` with every request in an
 /// invocation span for function `name` ([`crate::telemetry::instrument`]).
 pub fn app(name: &'static str, router: fn(AppState) -> Router, state: AppState) -> Router {
@@ -53,6 +73,7 @@ pub async fn run_function(
     let addr = syncbridge_protocol::listen_addr_from_env()?;
     let listener = TcpListener::bind(addr).await?;
     let settings = Settings::from_env()?;
+    watch_host(settings.exit_with_host);
     let state = AppState::from_settings(settings).await?;
     tracing::info!(function = name, %addr, log_format = ?log_format, "custom handler listening");
     if let Some(n) = state.notify.clone() {

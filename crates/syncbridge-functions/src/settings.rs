@@ -37,6 +37,38 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// The Azure backends, when configured (each replaces its embedded default).
     pub azure: AzureBackends,
+    /// `SYNCBRIDGE_EXIT_WITH_HOST`: whether the process ends with the host that
+    /// started it (the local host sets `stdin`).
+    pub exit_with_host: ExitWithHost,
+    /// `SYNCBRIDGE_FAULT_STORE_MAX_PAGES`: fault injection for tests, never for
+    /// production: caps the embedded store's file at this many pages on every
+    /// connection of the process, so writes that would grow it fail with
+    /// SQLite's "database or disk is full", as on a full disk.
+    pub fault_store_max_pages: Option<u64>,
+}
+
+/// How a handler notices that its host is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExitWithHost {
+    /// It does not (the Functions host in Azure stops its handlers itself).
+    #[default]
+    No,
+    /// Exit when stdin reaches end-of-file: the host holds the pipe's other end,
+    /// which the kernel closes when the host dies, however it dies.
+    StdinEof,
+}
+
+impl ExitWithHost {
+    fn parse(v: Option<String>) -> Result<Self, SettingsError> {
+        match v.as_deref().map(str::trim) {
+            None => Ok(ExitWithHost::No),
+            Some("stdin") => Ok(ExitWithHost::StdinEof),
+            Some(other) => Err(SettingsError {
+                name: "SYNCBRIDGE_EXIT_WITH_HOST",
+                message: format!("{other:?} is not a way to watch the host (use \"stdin\")"),
+            }),
+        }
+    }
 }
 
 /// Which Azure backends are configured. Cosmos DB and Service Bus go
@@ -152,6 +184,11 @@ impl Settings {
             notify_config: var("SYNCBRIDGE_NOTIFY_CONFIG").map(PathBuf::from),
             redis_url: var("SYNCBRIDGE_REDIS_URL"),
             azure: AzureBackends::from_vars(|k| std::env::var(k).ok())?,
+            exit_with_host: ExitWithHost::parse(var("SYNCBRIDGE_EXIT_WITH_HOST"))?,
+            fault_store_max_pages: match var("SYNCBRIDGE_FAULT_STORE_MAX_PAGES") {
+                None => None,
+                Some(_) => Some(number("SYNCBRIDGE_FAULT_STORE_MAX_PAGES", 0)?),
+            },
         };
         if let Some(u) = &s.redis_url
             && !(u.starts_with("redis://") || u.starts_with("rediss://"))
@@ -198,6 +235,8 @@ impl Settings {
             notify_config: None,
             redis_url: None,
             azure: AzureBackends::default(),
+            exit_with_host: ExitWithHost::No,
+            fault_store_max_pages: None,
         }
     }
 }
@@ -215,6 +254,18 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    /// The host lifeline is off by default, `stdin` turns it on, anything else is refused.
+    #[test]
+    fn exit_with_host_table() {
+        assert_eq!(ExitWithHost::parse(None).unwrap(), ExitWithHost::No);
+        assert_eq!(
+            ExitWithHost::parse(Some(" stdin ".into())).unwrap(),
+            ExitWithHost::StdinEof
+        );
+        let e = ExitWithHost::parse(Some("parent".into())).unwrap_err();
+        assert_eq!(e.name, "SYNCBRIDGE_EXIT_WITH_HOST");
     }
 
     /// No Azure setting selects the embedded default; half an Azure setup is refused naming the missing setting.

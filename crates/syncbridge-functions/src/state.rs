@@ -66,6 +66,19 @@ pub enum StateError {
     Notify(String),
 }
 
+/// The embedded store of the data dir, with the fault-injection page cap when set.
+fn open_sqlite(settings: &Settings) -> Result<SqliteStore, StateError> {
+    let store = SqliteStore::open_in(&settings.data_dir)?;
+    if let Some(pages) = settings.fault_store_max_pages {
+        let cap = store.cap_pages_for_fault_injection(pages)?;
+        tracing::warn!(
+            pages = cap,
+            "fault injection: the store is capped (SYNCBRIDGE_FAULT_STORE_MAX_PAGES)"
+        );
+    }
+    Ok(store)
+}
+
 impl AppState {
     /// The backends the settings select: Cosmos DB, Service Bus and Key Vault
     /// through the app's managed identity (or, for the operator CLI, the
@@ -83,7 +96,7 @@ impl AppState {
                 .map_err(|e| StateError::Azure(e.to_string()))?;
                 Arc::new(syncbridge_cosmos::CosmosStore::connect(cs, credential).await?)
             }
-            None => Arc::new(SqliteStore::open_in(&settings.data_dir)?),
+            None => Arc::new(open_sqlite(&settings)?),
         };
         let queue: Arc<dyn QueueSender> = match &azure.service_bus {
             Some(sb) => Arc::new(
@@ -108,7 +121,7 @@ impl AppState {
 
     /// The embedded default: SQLite store and local queue under the data dir.
     pub fn embedded(settings: Settings) -> Result<Self, StateError> {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(&settings.data_dir)?);
+        let store: Arc<dyn Store> = Arc::new(open_sqlite(&settings)?);
         let queue: Arc<dyn QueueSender> = Arc::new(
             LocalQueue::open(settings.data_dir.join("queue.db"))
                 .map_err(|e| StateError::Queue(e.to_string()))?,

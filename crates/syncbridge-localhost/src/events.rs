@@ -6,6 +6,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Life-cycle of one handler process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +29,16 @@ pub enum ChildState {
         /// OS process id.
         pid: u32,
     },
-    /// It exited or never became ready; a new process is being started.
+    /// It exited or never became ready; a new process starts after `delay`.
     Restarting {
         /// What went wrong with the last one.
         reason: String,
+        /// Restarts since it last counted as healthy (1 = the first).
+        restart: u32,
+        /// How long the host waits before starting it again.
+        delay: Duration,
     },
-    /// Given up (too many errors, or the executable is missing).
+    /// Given up (it never came up, or the executable is missing).
     Failed {
         /// Why.
         reason: String,
@@ -62,7 +67,11 @@ impl fmt::Display for ChildState {
             ChildState::Ready { port, pid } => {
                 write!(f, "up (pid {pid}, http://127.0.0.1:{port}/)")
             }
-            ChildState::Restarting { reason } => write!(f, "restarting: {reason}"),
+            ChildState::Restarting {
+                reason,
+                restart,
+                delay,
+            } => write!(f, "restarting in {delay:?} (restart #{restart}): {reason}"),
             ChildState::Failed { reason } => write!(f, "FAILED: {reason}"),
             ChildState::Stopped => f.write_str("stopped"),
         }
@@ -128,6 +137,17 @@ pub enum HostEvent {
         function: String,
         /// Exit status text.
         status: String,
+    },
+    /// A handler exited (or did not come up) and is started again after `delay`.
+    FunctionRestarting {
+        /// Function name.
+        function: String,
+        /// What went wrong.
+        reason: String,
+        /// Restarts since it last counted as healthy (1 = the first).
+        restart: u32,
+        /// The wait before the new process starts.
+        delay: Duration,
     },
     /// The host gave up on a function.
     FunctionFailed {

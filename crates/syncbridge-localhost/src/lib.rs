@@ -8,7 +8,8 @@
 //! - [`app`]: reads `host.json` and every `<Function>/function.json` (through
 //!   `syncbridge-protocol`'s models) into [`app::FunctionSpec`]s.
 //! - [`supervisor`]: starts one handler process per function, waits for it,
-//!   restarts it, gives up like the host.
+//!   restarts it with backoff.
+//! - `liveness`: which hosts on a data dir are alive (a `flock` per host).
 //! - [`timers`] + [`ncrontab`]: timer triggers on 6-field NCRONTAB schedules.
 //! - [`servicebus`]: queue triggers from the durable [`LocalQueue`].
 //! - [`invoke`]: one invocation: POST, judge, log, apply output bindings.
@@ -26,9 +27,15 @@
 //!   (raw bytes, raw query); the legacy mode's query re-encoding and dropping of
 //!   chunked bodies are not reproduced.
 //! - Authorization levels and function keys are not enforced (as in Core Tools).
-//! - A handler that exceeds the restart limit is reported failed
-//!   ([`HostEvent::FunctionFailed`]); the other functions keep running, where the
-//!   real host would restart itself.
+//! - A handler that was up and exits is restarted with a capped exponential
+//!   delay, forever ([`supervisor::restart_delay`]); one that never comes up is
+//!   reported failed after [`supervisor::MAX_START_ATTEMPTS`] starts
+//!   ([`HostEvent::FunctionFailed`]), where the real host would restart itself.
+//! - Handlers get a stdin pipe and `SYNCBRIDGE_EXIT_WITH_HOST=stdin`, so they
+//!   end with the host even when it is killed.
+//! - Peek-locks of a host that died are ended when the next host starts on the
+//!   same data dir and no other host runs there (`liveness`): its in-flight
+//!   messages are delivered again at once (Service Bus lets them lapse).
 //! - Not supported (rejected at start with a clear error): topic triggers/outputs,
 //!   batch (`cardinality: many`) triggers, TimeSpan timer schedules, other binding
 //!   types. Sessions are accepted but not locked per session.
@@ -54,14 +61,15 @@
 //!
 //! # Time
 //!
-//! Schedules, locks, dedup windows and the restart window all read
-//! [`HostConfig::clock`]; tests move a `ManualClock`. Only process readiness and
-//! idle polling use real time.
+//! Schedules, locks, dedup windows and restart delays all read
+//! [`HostConfig::clock`]; tests move a `ManualClock`. Only process readiness,
+//! idle polling and the waits between settlement retries use real time.
 
 pub mod app;
 pub mod events;
 pub mod http;
 pub mod invoke;
+mod liveness;
 pub mod ncrontab;
 pub mod payload;
 pub mod protocol_gaps;
@@ -124,6 +132,9 @@ pub struct HostConfig {
     /// Peek-lock duration for delivered messages; default: the invocation
     /// timeout plus one minute, so a lock never lapses under a running invocation.
     pub lock_duration: Option<Duration>,
+    /// How long the host's queue connection waits for another writer of the
+    /// queue file before an operation fails (default 10 s).
+    pub queue_busy_timeout: Duration,
     /// Where to publish [`HostEvent`]s (subscribe before `start` to see startup);
     /// a fresh channel when `None`.
     pub events: Option<broadcast::Sender<HostEvent>>,
@@ -149,6 +160,7 @@ impl HostConfig {
             max_delivery_count: DEFAULT_MAX_DELIVERY_COUNT,
             startup_timeout: Duration::from_secs(30),
             lock_duration: None,
+            queue_busy_timeout: Duration::from_secs(10),
             events: None,
         }
     }
@@ -209,6 +221,8 @@ pub(crate) struct HostState {
     pub lock_duration: Duration,
     pub max_concurrent_calls: usize,
     pub startup_timeout: Duration,
+    /// This host's mark as alive on the data dir (see [`liveness`]).
+    pub _claim: liveness::HostClaim,
 }
 
 impl HostState {
@@ -267,12 +281,14 @@ impl LocalHost {
             &queue_path,
             LocalQueueOptions {
                 max_delivery_count: config.max_delivery_count,
+                busy_timeout: config.queue_busy_timeout,
                 ..LocalQueueOptions::with_clock(config.clock.clone())
             },
         )?;
         for name in app.queue_names() {
             queue.declare_queue(&name)?;
         }
+        let claim = take_back_locks(&config.data_dir, &queue)?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.http_port))
             .await
             .map_err(|source| HostError::Io {
@@ -351,6 +367,7 @@ impl LocalHost {
                 .unwrap_or(invocation_timeout + Duration::from_secs(60)),
             max_concurrent_calls: app.max_concurrent_calls,
             startup_timeout: config.startup_timeout,
+            _claim: claim,
         });
         let mut handle = LocalHostHandle {
             http_addr,
@@ -401,6 +418,38 @@ impl LocalHost {
         }
         Ok(handle)
     }
+}
+
+/// Marks this host alive on `data_dir` and, when no other host is running
+/// there, ends the locks a dead host left on its in-flight messages, so they
+/// are delivered again now rather than when the locks would have expired.
+fn take_back_locks(
+    data_dir: &std::path::Path,
+    queue: &LocalQueue,
+) -> Result<liveness::HostClaim, HostError> {
+    let id = syncbridge_localqueue::new_uuid();
+    let (claim, others) = liveness::claim(data_dir, &id).map_err(|source| HostError::Io {
+        context: format!(
+            "registering the host in {}",
+            data_dir.join(liveness::HOSTS_DIR).display()
+        ),
+        source,
+    })?;
+    if others.alive > 0 {
+        tracing::info!(
+            hosts = others.alive,
+            "other local hosts run on this data dir; the messages they hold stay theirs"
+        );
+        return Ok(claim);
+    }
+    let taken = queue.expire_all_locks()?;
+    if taken > 0 {
+        tracing::warn!(
+            messages = taken,
+            "took back message(s) locked by a host that is no longer running; they are delivered again"
+        );
+    }
+    Ok(claim)
 }
 
 /// A running host. Dropping it signals shutdown (children die with their

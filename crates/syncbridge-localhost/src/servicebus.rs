@@ -8,13 +8,15 @@
 //! - 2xx (outputs applied) → complete; non-2xx, timeout, connection error, bad
 //!   answer, failed output flush → abandon, i.e. immediate redelivery with
 //!   `DeliveryCount + 1`, dead-lettered after the queue's `MaxDeliveryCount`;
+//! - a settlement that fails transiently (queue file busy, disk full) is retried
+//!   with backoff while the lock holds, so the message does not stay locked;
 //! - on shutdown, in-flight messages are abandoned (visible again for the next run);
 //! - idle polling every 50 ms, woken early by in-process sends.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use syncbridge_localqueue::{AbandonOutcome, LockedMessage};
+use syncbridge_localqueue::{AbandonOutcome, LocalQueueError, LockedMessage};
 use tokio::sync::Semaphore;
 
 use crate::HostState;
@@ -25,6 +27,10 @@ use crate::payload;
 
 /// Idle poll interval.
 pub const IDLE_POLL: Duration = Duration::from_millis(50);
+/// First wait before settling a message again after a transient failure.
+pub const SETTLE_RETRY_BASE: Duration = Duration::from_millis(200);
+/// Longest wait between settlement attempts.
+pub const SETTLE_RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// The receive loop for `f` (a Service Bus–triggered function); returns on shutdown
 /// or when the function's handler has failed for good.
@@ -113,13 +119,11 @@ async fn deliver(host: &HostState, f: &FunctionSpec, msg: LockedMessage) {
         r = invoke(host, f, TriggerKind::ServiceBus, || payload::service_bus(&f.name, binding, *data_type, &msg, now)) => Some(r),
         _ = crate::until_shutdown(&mut shutdown) => None,
     };
-    let token = msg.lock_token.clone();
-    let q = host.queue.clone();
-    let settle = match outcome {
-        Some(Ok(_)) => tokio::task::spawn_blocking(move || q.complete(&token).map(|_| None)).await,
-        _ => tokio::task::spawn_blocking(move || q.abandon(&token).map(Some)).await,
+    let settlement = match outcome {
+        Some(Ok(_)) => Settlement::Complete,
+        _ => Settlement::Abandon,
     };
-    match settle {
+    match settle(host, &msg, settlement).await {
         Ok(Ok(Some(AbandonOutcome::DeadLettered))) => {
             tracing::warn!(
                 function = %f.name, queue, message_id = %msg.message.message_id,
@@ -135,5 +139,49 @@ async fn deliver(host: &HostState, f: &FunctionSpec, msg: LockedMessage) {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(function = %f.name, queue, "settling the message failed: {e}"),
         Err(e) => tracing::error!(function = %f.name, "settle task failed: {e}"),
+    }
+}
+
+/// How a delivery ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settlement {
+    /// Delete the message (the invocation succeeded).
+    Complete,
+    /// Release it for redelivery, or dead-letter it at the maximum.
+    Abandon,
+}
+
+/// Settles `msg`. A transient failure (the queue file busy past its timeout,
+/// or its disk full) is retried with backoff ([`SETTLE_RETRY_BASE`] doubling
+/// to [`SETTLE_RETRY_MAX`]) while the lock holds and the host runs, instead of
+/// leaving the message locked until its lock expires (the invocation timeout
+/// plus a minute).
+async fn settle(
+    host: &HostState,
+    msg: &LockedMessage,
+    settlement: Settlement,
+) -> Result<Result<Option<AbandonOutcome>, LocalQueueError>, tokio::task::JoinError> {
+    let mut delay = SETTLE_RETRY_BASE;
+    loop {
+        let q = host.queue.clone();
+        let token = msg.lock_token.clone();
+        let r = tokio::task::spawn_blocking(move || match settlement {
+            Settlement::Complete => q.complete(&token).map(|()| None),
+            Settlement::Abandon => q.abandon(&token).map(Some),
+        })
+        .await?;
+        match r {
+            Err(e)
+                if e.is_transient()
+                    && host.clock.now().add(delay) < msg.locked_until
+                    && !*host.shutdown.borrow() =>
+            {
+                tracing::warn!(message_id = %msg.message.message_id, ?settlement,
+                    "settling the message failed ({e}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(SETTLE_RETRY_MAX);
+            }
+            other => return Ok(other),
+        }
     }
 }

@@ -7,11 +7,18 @@
 //! - readiness = polling `http://127.0.0.1:<port>/` every 25 ms until *any* HTTP
 //!   response; socket errors mean "keep waiting"; a start that does not answer
 //!   within the initialization timeout counts as an error;
-//! - an exited process is restarted; more than 3 errors inside 30 minutes (by the
-//!   injected clock) and the supervisor gives up and reports the function failed;
-//! - children are spawned with `kill_on_drop` and killed on shutdown.
+//! - a handler that never came up is started [`MAX_START_ATTEMPTS`] times, then
+//!   reported failed (a broken build or setting: restarting cannot help);
+//! - a handler that was up and exits is restarted, forever, after a capped
+//!   exponential delay ([`restart_delay`], measured on the injected clock), with
+//!   a log line and a [`HostEvent::FunctionRestarting`] per restart; the delay
+//!   starts over once a handler stayed up for [`HEALTHY_AFTER`];
+//! - children are spawned with `kill_on_drop`, killed on shutdown, and get a
+//!   stdin pipe with [`ENV_EXIT_WITH_HOST`]`=stdin`: the pipe closes when the
+//!   host dies however it dies (`kill -9` too), and a handler that honours the
+//!   setting exits on that end-of-file instead of living on as an orphan.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -26,10 +33,26 @@ use crate::events::{ChildState, HostEvent};
 
 /// Readiness polling interval (the host's `IsWorkerReady` loop).
 pub const READINESS_POLL: Duration = Duration::from_millis(25);
-/// Errors tolerated inside [`ERROR_WINDOW`] before giving up (the host's limit).
-pub const MAX_ERRORS: usize = 3;
-/// The window in which process errors are counted.
-pub const ERROR_WINDOW: Duration = Duration::from_secs(30 * 60);
+/// Starts of a handler that never became ready before it is reported failed.
+pub const MAX_START_ATTEMPTS: u32 = 4;
+/// Delay before the first restart of a handler that was up.
+pub const RESTART_BASE: Duration = Duration::from_secs(1);
+/// Longest delay between restarts.
+pub const RESTART_MAX: Duration = Duration::from_secs(60);
+/// A handler up for this long counts as healthy: its next crash restarts after [`RESTART_BASE`].
+pub const HEALTHY_AFTER: Duration = Duration::from_secs(10 * 60);
+/// Env var given to every handler: `stdin` = exit when stdin reaches end-of-file
+/// (the host holds the other end of the pipe).
+pub const ENV_EXIT_WITH_HOST: &str = "SYNCBRIDGE_EXIT_WITH_HOST";
+/// Longest real-time wait between looks at the clock while a restart waits.
+const SLICE: Duration = Duration::from_millis(100);
+
+/// The delay before restart number `restart` (1 = the first after a crash) of a
+/// handler that was up: 1 s, 2 s, 4 s … doubling, at most [`RESTART_MAX`]. Pure.
+pub fn restart_delay(restart: u32) -> Duration {
+    let doublings = restart.saturating_sub(1).min(16);
+    (RESTART_BASE * 2u32.pow(doublings)).min(RESTART_MAX)
+}
 
 /// Everything needed to launch one handler process.
 #[derive(Debug, Clone)]
@@ -62,11 +85,22 @@ pub(crate) async fn supervise(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = spec.function.clone();
-    let mut errors: VecDeque<Timestamp> = VecDeque::new();
     let mut attempt = 0u32;
+    let mut ever_ready = false;
+    // Restarts since the handler last counted as healthy.
+    let mut restarts = 0u32;
     loop {
         attempt += 1;
-        let failure = match run_once(&spec, attempt, &client, &state, &events, &mut shutdown).await
+        let (failure, ready_at) = match run_once(
+            &spec,
+            attempt,
+            &client,
+            &clock,
+            &state,
+            &events,
+            &mut shutdown,
+        )
+        .await
         {
             RunEnd::Shutdown => {
                 let _ = state.send(ChildState::Stopped);
@@ -76,33 +110,89 @@ pub(crate) async fn supervise(
                 fail(&name, reason, &state, &events);
                 return;
             }
-            RunEnd::Error(reason) => reason,
+            RunEnd::Error { reason, ready_at } => (reason, ready_at),
         };
-        let now = clock.now();
-        errors.push_back(now);
-        while errors
-            .front()
-            .is_some_and(|t| now.since(*t) >= ERROR_WINDOW)
-        {
-            errors.pop_front();
-        }
-        if errors.len() > MAX_ERRORS {
+        ever_ready |= ready_at.is_some();
+        if !ever_ready && attempt >= MAX_START_ATTEMPTS {
             fail(
                 &name,
-                format!(
-                    "{failure}; more than {MAX_ERRORS} errors within {} minutes, giving up",
-                    ERROR_WINDOW.as_secs() / 60
-                ),
+                format!("{failure}; it never came up in {attempt} starts, giving up"),
                 &state,
                 &events,
             );
             return;
         }
-        tracing::warn!(function = %name, attempt, "{failure}; restarting");
-        let _ = state.send(ChildState::Restarting { reason: failure });
-        if *shutdown.borrow() {
+        let now = clock.now();
+        let (restart, delay) = next_restart(restarts, ever_ready, ready_at, now);
+        restarts = restart;
+        announce_restart(&name, failure, restarts, delay, &state, &events);
+        if !wait_until(&*clock, now.add(delay), &mut shutdown).await {
             let _ = state.send(ChildState::Stopped);
             return;
+        }
+    }
+}
+
+/// The restart count and delay after a process ended at `now`, which became
+/// ready at `ready_at` (if it did): a handler that never came up is retried
+/// at once (start-up is waiting on it); one that was up waits
+/// [`restart_delay`], counted from 1 again if it had stayed up for
+/// [`HEALTHY_AFTER`]. Pure.
+fn next_restart(
+    restarts: u32,
+    ever_ready: bool,
+    ready_at: Option<Timestamp>,
+    now: Timestamp,
+) -> (u32, Duration) {
+    let healthy = ready_at.is_some_and(|t| now.since(t) >= HEALTHY_AFTER);
+    let restarts = if healthy { 1 } else { restarts + 1 };
+    let delay = if ever_ready {
+        restart_delay(restarts)
+    } else {
+        Duration::ZERO
+    };
+    (restarts, delay)
+}
+
+/// One log line, the state and an event per restart.
+fn announce_restart(
+    name: &str,
+    failure: String,
+    restart: u32,
+    delay: Duration,
+    state: &watch::Sender<ChildState>,
+    events: &broadcast::Sender<HostEvent>,
+) {
+    tracing::warn!(
+        function = %name, restart, delay_secs = delay.as_secs_f64(),
+        "{failure}; restart #{restart} in {delay:?}"
+    );
+    let _ = state.send(ChildState::Restarting {
+        reason: failure.clone(),
+        restart,
+        delay,
+    });
+    let _ = events.send(HostEvent::FunctionRestarting {
+        function: name.to_string(),
+        reason: failure,
+        restart,
+        delay,
+    });
+}
+
+/// Waits until `clock` reaches `t`; false on shutdown.
+async fn wait_until(clock: &dyn Clock, t: Timestamp, shutdown: &mut watch::Receiver<bool>) -> bool {
+    loop {
+        if *shutdown.borrow() {
+            return false;
+        }
+        let now = clock.now();
+        if now >= t {
+            return true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(t.since(now).min(SLICE)) => {}
+            _ = crate::until_shutdown(shutdown) => return false,
         }
     }
 }
@@ -125,16 +215,30 @@ fn fail(
 
 enum RunEnd {
     Shutdown,
-    /// Counts towards the restart limit.
-    Error(String),
+    /// The process exited or never became ready; it is restarted.
+    Error {
+        reason: String,
+        /// When it became ready, if it did.
+        ready_at: Option<Timestamp>,
+    },
     /// Restarting cannot help (e.g. the executable does not exist).
     Fatal(String),
+}
+
+impl RunEnd {
+    fn before_ready(reason: String) -> Self {
+        RunEnd::Error {
+            reason,
+            ready_at: None,
+        }
+    }
 }
 
 async fn run_once(
     spec: &LaunchSpec,
     attempt: u32,
     client: &reqwest::Client,
+    clock: &Arc<dyn Clock>,
     state: &watch::Sender<ChildState>,
     events: &broadcast::Sender<HostEvent>,
     shutdown: &mut watch::Receiver<bool>,
@@ -142,7 +246,7 @@ async fn run_once(
     let name = &spec.function;
     let port = match free_port() {
         Ok(p) => p,
-        Err(e) => return RunEnd::Error(format!("no free port: {e}")),
+        Err(e) => return RunEnd::before_ready(format!("no free port: {e}")),
     };
     let worker_id = syncbridge_localqueue::new_uuid();
     let mut cmd = Command::new(&spec.executable);
@@ -154,7 +258,8 @@ async fn run_once(
         .env("FUNCTIONS_HTTPWORKER_ID", &worker_id)
         .env("FUNCTIONS_APP_ROOT_PATH", &spec.app_root)
         .envs(&spec.env)
-        .stdin(Stdio::null())
+        .env(ENV_EXIT_WITH_HOST, "stdin")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -167,12 +272,15 @@ async fn run_once(
             ));
         }
         Err(e) => {
-            return RunEnd::Error(format!(
+            return RunEnd::before_ready(format!(
                 "could not start {}: {e}",
                 spec.executable.display()
             ));
         }
     };
+    // The host's end of the lifeline: held for the child's life, closed by the
+    // kernel if the host dies.
+    let _lifeline = child.stdin.take();
     let pid = child.id().unwrap_or(0);
     let _ = state.send(ChildState::Starting { port, pid, attempt });
     let _ = events.send(HostEvent::FunctionStarting {
@@ -207,7 +315,7 @@ async fn run_once(
         r = tokio::time::timeout(spec.startup_timeout, ready) => {
             if r.is_err() {
                 let _ = child.kill().await;
-                return RunEnd::Error(format!(
+                return RunEnd::before_ready(format!(
                     "handler did not answer on {url} within {:?}",
                     spec.startup_timeout
                 ));
@@ -216,13 +324,14 @@ async fn run_once(
         status = child.wait() => {
             let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
             let _ = events.send(HostEvent::FunctionExited { function: name.clone(), status: status.clone() });
-            return RunEnd::Error(format!("handler exited before it listened on port {port} ({status})"));
+            return RunEnd::before_ready(format!("handler exited before it listened on port {port} ({status})"));
         }
         _ = crate::until_shutdown(shutdown) => {
             let _ = child.kill().await;
             return RunEnd::Shutdown;
         }
     }
+    let ready_at = clock.now();
     let _ = state.send(ChildState::Ready { port, pid });
     let _ = events.send(HostEvent::FunctionReady {
         function: name.clone(),
@@ -235,7 +344,7 @@ async fn run_once(
         status = child.wait() => {
             let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
             let _ = events.send(HostEvent::FunctionExited { function: name.clone(), status: status.clone() });
-            RunEnd::Error(format!("handler process exited ({status})"))
+            RunEnd::Error { reason: format!("handler process exited ({status})"), ready_at: Some(ready_at) }
         }
         _ = crate::until_shutdown(shutdown) => {
             let _ = child.kill().await;
@@ -252,5 +361,44 @@ async fn forward_lines(function: String, stream: impl tokio::io::AsyncRead + Unp
         } else {
             tracing::info!(target: "syncbridge_localhost::handler", function = %function, "{line}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Restart delays double from 1 s and stop at 60 s.
+    #[test]
+    fn restart_delays() {
+        let secs: Vec<u64> = (1..=9).map(|n| restart_delay(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(restart_delay(u32::MAX), RESTART_MAX);
+    }
+
+    /// Never up: at once; up briefly: the count grows; up for HEALTHY_AFTER: back to 1 s.
+    #[test]
+    fn next_restart_table() {
+        let t0 = Timestamp::from_millis(1_000_000);
+        let brief = Some(t0);
+        let later = t0.add(Duration::from_secs(5));
+        assert_eq!(next_restart(0, false, None, t0), (1, Duration::ZERO));
+        assert_eq!(
+            next_restart(0, true, brief, later),
+            (1, Duration::from_secs(1))
+        );
+        assert_eq!(
+            next_restart(3, true, brief, later),
+            (4, Duration::from_secs(8))
+        );
+        assert_eq!(
+            next_restart(3, true, None, later),
+            (4, Duration::from_secs(8))
+        );
+        let long = t0.add(HEALTHY_AFTER);
+        assert_eq!(
+            next_restart(9, true, brief, long),
+            (1, Duration::from_secs(1))
+        );
     }
 }

@@ -520,7 +520,7 @@ async fn rest_send_endpoint_enqueues_with_dedup() {
     h.shutdown().await;
 }
 
-/// A handler that keeps exiting is restarted and then given up on (more than 3 errors in 30 minutes), failing start-up clearly.
+/// A handler that keeps exiting before it ever comes up is started 4 times and then given up on, failing start-up clearly.
 #[tokio::test]
 async fn crashing_handler_is_given_up_after_restart_limit() {
     let app = App::new(host_json(), &[("Tick", timer_fn("0 0 * * * *", false))]);
@@ -540,4 +540,129 @@ async fn crashing_handler_is_given_up_after_restart_limit() {
         }
     }
     assert_eq!(starts, 4, "first start + 3 restarts");
+}
+
+/// The `Tick` handler's state.
+fn tick_state(h: &LocalHostHandle) -> ChildState {
+    h.status()
+        .into_iter()
+        .find(|s| s.name == "Tick")
+        .unwrap()
+        .state
+}
+
+fn kill_9(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Kills the `Tick` handler, checks the announced restart, moves the clock by
+/// exactly its delay and waits for the new process.
+async fn kill_and_restart(
+    h: &LocalHostHandle,
+    clock: &ManualClock,
+    expect_restart: u32,
+    expect_delay: u64,
+) {
+    let ChildState::Ready { pid, .. } = tick_state(h) else {
+        panic!("Tick is not up: {}", tick_state(h));
+    };
+    kill_9(pid);
+    let (restart, delay) = eventually("the restart to be announced", || match tick_state(h) {
+        ChildState::Restarting { restart, delay, .. } => Some((restart, delay)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (restart, delay),
+        (expect_restart, Duration::from_secs(expect_delay))
+    );
+    clock.advance(delay);
+    eventually("the handler to be up again", || match tick_state(h) {
+        ChildState::Ready { pid: new, .. } if new != pid => Some(()),
+        _ => None,
+    })
+    .await;
+}
+
+/// A handler that was up and then dies is restarted forever — well past the
+/// host's old limit of 3 — after 1 s, 2 s, 4 s … capped at 60 s, measured on
+/// the injected clock (the test moves it by exactly each announced delay; the
+/// real clock could not get there). Each restart is announced with its delay
+/// (state and event), and once the handler has stayed up for
+/// `HEALTHY_AFTER` the next crash starts over at 1 s.
+#[tokio::test]
+async fn crashed_handler_is_restarted_with_capped_backoff() {
+    use syncbridge_localhost::HostEvent;
+    use syncbridge_localhost::supervisor::HEALTHY_AFTER;
+    let app = App::new(host_json(), &[("Tick", timer_fn("0 0 * * * *", false))]);
+    let mut config = app.config(&[]);
+    let (tx, mut rx) = tokio::sync::broadcast::channel(256);
+    config.events = Some(tx);
+    let h = LocalHost::start(config).await.unwrap();
+    let mut announced = Vec::new();
+    for (n, secs) in [1, 2, 4, 8, 16, 32, 60, 60].into_iter().enumerate() {
+        kill_and_restart(&h, &app.clock, n as u32 + 1, secs).await;
+    }
+    // Up long enough to count as healthy: the next crash waits 1 s again.
+    app.clock.advance(HEALTHY_AFTER);
+    kill_and_restart(&h, &app.clock, 1, 1).await;
+    while let Ok(ev) = rx.try_recv() {
+        match ev {
+            HostEvent::FunctionRestarting { delay, .. } => announced.push(delay.as_secs()),
+            HostEvent::FunctionFailed { reason, .. } => panic!("gave up: {reason}"),
+            _ => {}
+        }
+    }
+    assert_eq!(announced, [1, 2, 4, 8, 16, 32, 60, 60, 1]);
+    h.shutdown().await;
+}
+
+/// A completion that fails because another connection holds the queue file's
+/// write lock past the busy timeout (200 ms here) is retried, not dropped: once the
+/// file is free the message completes after its single delivery. Before, the
+/// failed settlement left the message locked until its lock expired (the
+/// invocation timeout plus a minute on the injected clock, which this test
+/// never moves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_settlement_is_retried_while_the_lock_holds() {
+    let worker = json!({"bindings": [
+        {"name": "msg", "type": "serviceBusTrigger", "direction": "in", "queueName": "jobs",
+         "connection": "ServiceBusConnection", "dataType": "binary"}]});
+    let app = App::new(host_json(), &[("Work", worker)]);
+    let mut config = app.config(&[("ECHO_DELAY_MS", "500")]);
+    config.queue_busy_timeout = Duration::from_millis(200);
+    let h = LocalHost::start(config).await.unwrap();
+    h.queue.send(vec![msg("jobs", "m-1", b"{}")]).await.unwrap();
+    eventually("the invocation to start", || {
+        Some(()).filter(|_| !app.records("Work.jsonl").is_empty())
+    })
+    .await;
+    // Another writer takes the file while the handler still works (500 ms).
+    let blocker = rusqlite::Connection::open(app.dir.path().join("data/queue.db")).unwrap();
+    blocker
+        .execute_batch("BEGIN IMMEDIATE; DELETE FROM dedup WHERE 0;")
+        .unwrap();
+    let held: i64 = blocker
+        .query_row(
+            "SELECT COUNT(*) FROM messages WHERE message_id = 'm-1' AND lock_token IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(held, 1, "the message was settled before the file was taken");
+    // Well past the host's busy timeout (200 ms): completion attempts fail
+    // (the receive loop's attempts fail alike, between them).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    blocker.execute_batch("ROLLBACK").unwrap();
+    eventually("the message to be completed", || {
+        let c = h.queue.counts("jobs").unwrap();
+        (c == QueueCounts::default()).then_some(())
+    })
+    .await;
+    assert_eq!(app.records("Work.jsonl").len(), 1, "delivered once");
+    h.shutdown().await;
 }

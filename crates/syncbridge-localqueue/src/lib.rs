@@ -676,6 +676,29 @@ impl LocalQueue {
         })
     }
 
+    /// Ends every lock held now, in every queue, as if it had expired this
+    /// instant: each such message is redelivered (its delivery count already
+    /// counts the interrupted delivery) or, at the maximum, dead-lettered by the
+    /// next receive — what Service Bus does when a receiver's locks lapse.
+    /// For a host starting on a file whose previous host died (`kill -9`, power
+    /// loss): its locks would otherwise hide the messages until they expire.
+    /// Only call it when no other live receiver uses the file. Returns how many
+    /// locks were ended.
+    pub fn expire_all_locks(&self) -> Result<usize> {
+        let now = self.now();
+        let n = self.with_tx(|tx| {
+            Ok(tx.execute(
+                "UPDATE messages SET locked_until = ?1 \
+                 WHERE lock_token IS NOT NULL AND locked_until > ?1",
+                [now.as_millis()],
+            )?)
+        })?;
+        if n > 0 {
+            self.inner.sent.notify_waiters();
+        }
+        Ok(n)
+    }
+
     /// Every message in `queue`'s dead-letter queue, oldest first.
     pub fn dead_letters(&self, queue: &str) -> Result<Vec<Message>> {
         self.peek(&dead_letter_queue_name(queue))

@@ -199,6 +199,33 @@ fn lock_expiry_at_max_dead_letters() {
     assert_eq!(q.counts(Q).unwrap().dead_lettered, 1);
 }
 
+/// Locks left by a receiver that died end at once with `expire_all_locks` (clock not moved):
+/// the message is received again with the next delivery count, and its old lock token is lost.
+#[test]
+fn expire_all_locks_redelivers_at_once() {
+    let (dir, clock, q) = setup(10);
+    q.enqueue(&[msg("in-flight"), msg("waiting")]).unwrap();
+    let held = q.receive(Q, LOCK).unwrap().unwrap();
+    assert_eq!(held.message.message_id, "in-flight");
+    // A new handle, as a restarted host opens the file; the old one's holder is gone.
+    let fresh = open(dir.path(), &clock, 10);
+    assert_eq!(fresh.expire_all_locks().unwrap(), 1);
+    assert_eq!(fresh.expire_all_locks().unwrap(), 0, "nothing left to end");
+    let again = fresh.receive(Q, LOCK).unwrap().unwrap();
+    assert_eq!(
+        (
+            again.message.message_id.as_str(),
+            again.message.delivery_count
+        ),
+        ("in-flight", 2)
+    );
+    assert!(matches!(
+        q.complete(&held.lock_token),
+        Err(LocalQueueError::LockLost)
+    ));
+    assert_eq!(q.counts(Q).unwrap().dead_lettered, 0);
+}
+
 /// Messages, delivery counts and dedup history survive closing and reopening the file.
 #[test]
 fn reopen_keeps_messages() {

@@ -93,6 +93,21 @@ impl SqliteStore {
         Self::open(data_dir.as_ref().join("state.db"))
     }
 
+    /// Fault injection (tests only): caps the file at `pages` pages for this
+    /// store's connection, so a write that would grow it fails with SQLite's
+    /// "database or disk is full" (`SQLITE_FULL`), exactly as on a full disk;
+    /// freeing pages (deleting rows) makes room again. Never lowers the cap
+    /// below the file's current size. Returns the cap in effect.
+    pub fn cap_pages_for_fault_injection(&self, pages: u64) -> Result<u64, StoreError> {
+        let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        let pages = i64::try_from(pages).unwrap_or(i64::MAX);
+        db.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| n.max(0) as u64)
+        .map_err(backend)
+    }
+
     /// The file this store lives in.
     pub fn path(&self) -> &Path {
         &self.path
