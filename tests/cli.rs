@@ -5,7 +5,10 @@
 //! wrong secret or a stale timestamp; `quarantine list/replay` recovers a
 //! webhook event that matched no task once the task exists; `notify test`
 //! exits 0 when the channel answers 200 and 1 with the channel's answer when
-//! it answers 500; `connections add` refuses bad input naming the flag.
+//! it answers 500; `connections add` refuses bad input naming the flag
+//! (unusable webhook secrets, empty or lone tokens, absurd lifetimes, an id
+//! in use without `--replace`) and writes nothing; `up` names a setting a
+//! handler refused and refuses an app root without host.json.
 
 use std::process::{Command, Output};
 
@@ -129,6 +132,7 @@ async fn quarantine_list_and_replay() {
             d,
             "connections",
             "add",
+            "--replace",
             "--tenant",
             "t",
             "--id",
@@ -411,4 +415,188 @@ async fn changes_submit_list_and_refusals() {
     assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
     assert_eq!(rows[0]["id"], "1");
     assert!(rows[0]["push_due_at"].is_string());
+}
+
+/// Runs `syncbridge` with extra environment, failing the test if it has not
+/// exited within a minute (a hung `up` would otherwise hang the suite).
+fn syncbridge_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(bin_dir().join("syncbridge"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("syncbridge runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{args:?} did not exit within a minute");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// What was tried: `connections add` with webhook secrets no delivery could
+/// match (`whsec_!!!`, empty, a bare `whsec_`, a `whpk_` that is no key), an
+/// empty access token, a refresh token without an access token, an API key
+/// that is empty, `--expires-in` 2^64-1. What must hold: each is refused with
+/// a message naming what is wrong, nothing is stored (`connections list`
+/// stays empty), and a well-formed secret is accepted.
+#[test]
+fn connections_add_refuses_unusable_secrets_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let base = [
+        "--data-dir",
+        d,
+        "connections",
+        "add",
+        "--tenant",
+        "t",
+        "--id",
+        "c",
+        "--provider",
+        "sandbox",
+    ];
+    let webhook = |secret: &'static str| -> Vec<&'static str> {
+        vec![
+            "--webhook-scheme",
+            "standard-webhooks",
+            "--webhook-secret",
+            secret,
+        ]
+    };
+    // (extra arguments, environment, what the refusal must say)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            webhook("whsec_!!!"),
+            vec![],
+            "--webhook-secret #1: invalid webhook secret",
+        ),
+        (webhook(""), vec![], "secret is empty"),
+        (webhook("whsec_"), vec![], "--webhook-secret #1"),
+        (webhook("whpk_abc"), vec![], "whpk_"),
+        (
+            vec!["--webhook-scheme", "github", "--webhook-secret", " "],
+            vec![],
+            "secret is empty",
+        ),
+        (
+            vec![],
+            vec![("SYNCBRIDGE_ACCESS_TOKEN", "")],
+            "SYNCBRIDGE_ACCESS_TOKEN is empty",
+        ),
+        (
+            vec![],
+            vec![("SYNCBRIDGE_REFRESH_TOKEN", "rt")],
+            "SYNCBRIDGE_REFRESH_TOKEN is set without SYNCBRIDGE_ACCESS_TOKEN",
+        ),
+        (
+            vec![],
+            vec![("SYNCBRIDGE_API_KEY", "")],
+            "SYNCBRIDGE_API_KEY is empty",
+        ),
+        (
+            vec!["--expires-in", "18446744073709551615"],
+            vec![("SYNCBRIDGE_ACCESS_TOKEN", "at")],
+            "--expires-in 18446744073709551615",
+        ),
+    ];
+    for (extra, env, want) in cases {
+        let mut args = base.to_vec();
+        args.extend(extra.iter().copied());
+        let out = syncbridge_env(&args, &env);
+        assert!(!out.status.success(), "{args:?} {env:?} should fail");
+        assert!(
+            text(&out).contains(want),
+            "{args:?} {env:?}: {}",
+            text(&out)
+        );
+    }
+    let list = syncbridge(&["--data-dir", d, "connections", "list"]);
+    assert!(text(&list).contains("no connections"), "{}", text(&list));
+    let mut args = base.to_vec();
+    args.extend(webhook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    let ok = syncbridge_env(
+        &args,
+        &[
+            ("SYNCBRIDGE_ACCESS_TOKEN", "at"),
+            ("SYNCBRIDGE_REFRESH_TOKEN", "rt"),
+        ],
+    );
+    assert!(ok.status.success(), "{}", text(&ok));
+}
+
+/// What was tried: `connections add` twice with the same `--id`. What must
+/// hold: the second is refused (naming `--replace`) and the first
+/// connection's tasks are untouched; with `--replace` it goes through.
+#[tokio::test]
+async fn a_connection_id_in_use_needs_replace() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let add = |objects: &str, replace: bool| {
+        let mut args = vec![
+            "--data-dir",
+            d,
+            "connections",
+            "add",
+            "--tenant",
+            "t",
+            "--id",
+            "c1",
+        ];
+        args.extend(["--provider", "sandbox", "--objects", objects]);
+        if replace {
+            args.push("--replace");
+        }
+        syncbridge(&args)
+    };
+    assert!(add("contacts", false).status.success());
+    let again = add("deals", false);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("--replace"), "{}", text(&again));
+    let tasks = store(dir.path()).list_tasks(None).await.unwrap();
+    let objects: Vec<&str> = tasks.iter().map(|t| t.object.as_str()).collect();
+    assert_eq!(objects, ["contacts"], "the first connection is untouched");
+    assert!(add("deals", true).status.success());
+}
+
+/// What was tried: `syncbridge up` with `SYNCBRIDGE_LEASE_SECS=abc` (every
+/// handler refuses it at start), with `SYNCBRIDGE_HTTP_MAX_CONNECTIONS=abc`
+/// (the host's own setting), and with `--app-root /nonexistent`. What must
+/// hold: each exits non-zero, and what it prints names the bad setting as
+/// the handler said it, or the bad path; none starts the app from the
+/// source checkout instead.
+#[test]
+fn up_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let up = ["--data-dir", d, "up", "--http-port", "0"];
+    let lease = syncbridge_env(&up, &[("SYNCBRIDGE_LEASE_SECS", "abc")]);
+    assert!(!lease.status.success());
+    assert!(
+        text(&lease).contains(r#"SYNCBRIDGE_LEASE_SECS: "abc" is not a whole number"#),
+        "{}",
+        text(&lease)
+    );
+    let bound = syncbridge_env(&up, &[("SYNCBRIDGE_HTTP_MAX_CONNECTIONS", "abc")]);
+    assert!(!bound.status.success());
+    assert!(
+        text(&bound).contains("SYNCBRIDGE_HTTP_MAX_CONNECTIONS"),
+        "{}",
+        text(&bound)
+    );
+    let mut args = up.to_vec();
+    args.extend(["--app-root", "/nonexistent"]);
+    let root = syncbridge_env(&args, &[]);
+    assert!(!root.status.success());
+    assert!(
+        text(&root).contains("--app-root /nonexistent"),
+        "{}",
+        text(&root)
+    );
 }

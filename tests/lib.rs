@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use syncbridge_core::model::{
     Connection, ConnectionStatus, Direction, Priority, SyncTask, WebhookSettings,
 };
-use syncbridge_core::{ConnectionId, ObjectType, SecretString, Store, TenantId, Timestamp};
+use syncbridge_core::{ConnectionId, ObjectType, Store, TenantId, Timestamp};
 use syncbridge_localhost::{HostConfig, LocalHost, LocalHostHandle};
 use syncbridge_sqlite::SqliteStore;
 
@@ -81,13 +81,14 @@ pub fn store(data_dir: &Path) -> SqliteStore {
     SqliteStore::open_in(data_dir).expect("store opens")
 }
 
-/// Registers connection `id` to the sandbox at `base_url` with inbound tasks for `objects`.
+/// Registers connection `id` to the sandbox at `base_url` with inbound tasks for `objects`
+/// (and `webhook` settings, already sealed).
 pub async fn add_connection(
     store: &dyn Store,
     id: &str,
     base_url: &str,
     objects: &[&str],
-    webhook: Option<(&str, &str)>,
+    webhook: Option<WebhookSettings>,
 ) -> Vec<SyncTask> {
     let conn = Connection {
         id: ConnectionId::parse(id).unwrap(),
@@ -95,10 +96,7 @@ pub async fn add_connection(
         provider: "sandbox".into(),
         status: ConnectionStatus::Active,
         base_url: Some(base_url.into()),
-        webhook: webhook.map(|(scheme, secret)| WebhookSettings {
-            scheme: scheme.into(),
-            secrets: vec![SecretString::new(secret)],
-        }),
+        webhook,
         settings: BTreeMap::new(),
         conflicts: Default::default(),
         created_at: Timestamp::from_millis(0),

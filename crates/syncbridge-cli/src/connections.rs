@@ -15,7 +15,7 @@ use syncbridge_core::{Clock, ConnectionId, ObjectType, SecretString, SystemClock
 /// Connection subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ConnectionsCmd {
-    /// Add (or replace) a connection and its inbound sync tasks.
+    /// Add a connection and its inbound sync tasks (`--replace` to replace one).
     Add(Box<AddArgs>),
     /// List connections.
     List {
@@ -73,6 +73,9 @@ pub struct AddArgs {
     /// API key for `api_key` connectors (environment only).
     #[arg(skip = std::env::var("SYNCBRIDGE_API_KEY").ok())]
     pub api_key: Option<String>,
+    /// Replace the connection if it exists (its tasks start over from scratch).
+    #[arg(long)]
+    pub replace: bool,
     /// Conflict policy (`source_wins`, `target_wins`, `latest`, `manual`):
     /// `*=POLICY` for the connection, `OBJECT=POLICY`, `OBJECT.FIELD=POLICY`;
     /// repeatable, the most specific wins. Default: `manual`.
@@ -134,19 +137,28 @@ pub(crate) async fn run(data_dir: &Path, cmd: ConnectionsCmd) -> anyhow::Result<
         ConnectionsCmd::Add(a) => {
             let a = *a;
             let now = SystemClock.now();
-            let doc = match (a.access_token.clone(), a.api_key.clone()) {
-                (Some(at), _) => Some(syncbridge_credentials::CredentialDoc::oauth2(
-                    SecretString::new(at),
-                    a.refresh_token.clone().map(SecretString::new),
-                    a.expires_in.map(std::time::Duration::from_secs),
-                    now,
-                )),
-                (None, Some(key)) => Some(syncbridge_credentials::CredentialDoc::ApiKey {
-                    key: SecretString::new(key),
-                }),
-                (None, None) => None,
-            };
-            let (conn, tasks) = build(a, &Registry::builtin(), now)?;
+            let doc = credential_doc(&a, now)?;
+            let replace = a.replace;
+            let (mut conn, tasks, webhook) = build(a, &Registry::builtin(), now)?;
+            if !replace && store.get_connection(&conn.id).await?.is_some() {
+                bail!(
+                    "--id: connection {} exists; pass --replace to replace it (its tasks start over)",
+                    conn.id
+                );
+            }
+            if let Some(w) = webhook {
+                let sealed = syncbridge_credentials::seal_webhook_secrets(
+                    app.credential_manager.sealer(),
+                    &conn.id,
+                    &w.secrets,
+                )
+                .await
+                .context("sealing the webhook secrets")?;
+                conn.webhook = Some(WebhookSettings {
+                    scheme: w.scheme,
+                    sealed_secrets: sealed,
+                });
+            }
             store.put_connection(&conn).await?;
             for t in &tasks {
                 store.put_task(t).await?;
@@ -206,12 +218,96 @@ pub(crate) async fn run(data_dir: &Path, cmd: ConnectionsCmd) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// Validates `connections add` arguments into a connection and its tasks.
+/// The longest `--expires-in` accepted: ten years. Anything longer is a
+/// mistake (or a wrapped-around number), not a token lifetime, and would be
+/// stored as a token that never expires.
+pub(crate) const MAX_EXPIRES_IN_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// The credential `connections add` seals, from the environment's tokens:
+/// an access token (not empty; a refresh token only with one; `--expires-in`
+/// at most [`MAX_EXPIRES_IN_SECS`]), else an API key (not empty), else none.
+pub(crate) fn credential_doc(
+    a: &AddArgs,
+    now: syncbridge_core::Timestamp,
+) -> anyhow::Result<Option<syncbridge_credentials::CredentialDoc>> {
+    let blank = |v: &Option<String>| v.as_deref().is_some_and(|t| t.trim().is_empty());
+    if blank(&a.access_token) {
+        bail!("SYNCBRIDGE_ACCESS_TOKEN is empty: set the access token, or unset it");
+    }
+    if blank(&a.refresh_token) {
+        bail!("SYNCBRIDGE_REFRESH_TOKEN is empty: set the refresh token, or unset it");
+    }
+    if blank(&a.api_key) {
+        bail!("SYNCBRIDGE_API_KEY is empty: set the key, or unset it");
+    }
+    if let Some(secs) = a.expires_in
+        && secs > MAX_EXPIRES_IN_SECS
+    {
+        bail!(
+            "--expires-in {secs}: more than {MAX_EXPIRES_IN_SECS} seconds (ten years) is not a token lifetime"
+        );
+    }
+    if a.access_token.is_none() && a.expires_in.is_some() {
+        bail!("--expires-in needs an access token (SYNCBRIDGE_ACCESS_TOKEN)");
+    }
+    Ok(match (&a.access_token, &a.refresh_token, &a.api_key) {
+        (Some(at), rt, _) => Some(syncbridge_credentials::CredentialDoc::oauth2(
+            SecretString::new(at.clone()),
+            rt.clone().map(SecretString::new),
+            a.expires_in.map(std::time::Duration::from_secs),
+            now,
+        )),
+        (None, Some(_), _) => bail!(
+            "SYNCBRIDGE_REFRESH_TOKEN is set without SYNCBRIDGE_ACCESS_TOKEN: set both (the refresh token alone cannot call the provider)"
+        ),
+        (None, None, Some(key)) => Some(syncbridge_credentials::CredentialDoc::ApiKey {
+            key: SecretString::new(key.clone()),
+        }),
+        (None, None, None) => None,
+    })
+}
+
+/// Validated webhook settings, still to be sealed.
+pub(crate) struct WebhookInput {
+    pub scheme: String,
+    pub secrets: Vec<SecretString>,
+}
+
+/// Validates `--webhook-scheme` / `--webhook-secret`: the scheme parses, and
+/// every secret is one the scheme can verify with (a secret no delivery
+/// could match is refused here, not by every later delivery).
+fn webhook_input(
+    scheme: Option<String>,
+    secrets: Vec<String>,
+) -> anyhow::Result<Option<WebhookInput>> {
+    let scheme = match (scheme, secrets.is_empty()) {
+        (None, true) => return Ok(None),
+        (None, false) => bail!("--webhook-secret needs --webhook-scheme"),
+        (Some(_), true) => bail!("--webhook-scheme needs at least one --webhook-secret"),
+        (Some(scheme), false) => scheme,
+    };
+    let parsed = syncbridge_functions::webhook::parse_scheme(&scheme)
+        .map_err(|e| anyhow::anyhow!("--webhook-scheme: {e}"))?;
+    for (i, secret) in secrets.iter().enumerate() {
+        let check = syncbridge_signatures::WebhookSecret::new(secret.as_str());
+        if let Err(e) = syncbridge_signatures::check_secret(&parsed, &check) {
+            bail!("--webhook-secret #{}: {e} for scheme {scheme}", i + 1);
+        }
+    }
+    Ok(Some(WebhookInput {
+        scheme,
+        secrets: secrets.into_iter().map(SecretString::new).collect(),
+    }))
+}
+
+/// Validates `connections add` arguments into a connection (its webhook
+/// settings left for the caller to seal in), its tasks, and the webhook
+/// settings.
 pub(crate) fn build(
     a: AddArgs,
     registry: &Registry,
     now: syncbridge_core::Timestamp,
-) -> anyhow::Result<(Connection, Vec<SyncTask>)> {
+) -> anyhow::Result<(Connection, Vec<SyncTask>, Option<WebhookInput>)> {
     let id = ConnectionId::parse(a.id).context("--id")?;
     let tenant = TenantId::parse(a.tenant).context("--tenant")?;
     let def = registry.get(&a.provider).with_context(|| {
@@ -221,23 +317,7 @@ pub(crate) fn build(
             registry.names().collect::<Vec<_>>().join(", ")
         )
     })?;
-    let webhook = match (a.webhook_scheme, a.webhook_secret.is_empty()) {
-        (None, true) => None,
-        (None, false) => bail!("--webhook-secret needs --webhook-scheme"),
-        (Some(_), true) => bail!("--webhook-scheme needs at least one --webhook-secret"),
-        (Some(scheme), false) => {
-            syncbridge_functions::webhook::parse_scheme(&scheme)
-                .map_err(|e| anyhow::anyhow!("--webhook-scheme: {e}"))?;
-            Some(WebhookSettings {
-                scheme,
-                secrets: a
-                    .webhook_secret
-                    .into_iter()
-                    .map(SecretString::new)
-                    .collect(),
-            })
-        }
-    };
+    let webhook = webhook_input(a.webhook_scheme, a.webhook_secret)?;
     let objects: Vec<String> = if a.objects.is_empty() {
         def.objects.keys().cloned().collect()
     } else {
@@ -271,10 +351,10 @@ pub(crate) fn build(
         provider: def.name.clone(),
         status: ConnectionStatus::Active,
         base_url: a.base_url,
-        webhook,
+        webhook: None,
         settings: a.settings.into_iter().collect::<BTreeMap<_, _>>(),
         conflicts: conflict_policies(&a.conflicts, &def.objects)?,
         created_at: now,
     };
-    Ok((conn, tasks))
+    Ok((conn, tasks, webhook))
 }

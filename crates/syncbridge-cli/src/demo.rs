@@ -207,6 +207,7 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
         refresh_token: None,
         expires_in: None,
         api_key: None,
+        replace: false,
         // Conflict policies for the round trip: the later change wins on
         // contacts, except phone numbers, which a person decides.
         conflicts: vec![
@@ -214,7 +215,7 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
             ("contacts.phone".into(), "manual".into()),
         ],
     };
-    let (conn, tasks) = build(add, &Registry::builtin(), SystemClock.now())?;
+    let (conn, tasks, _) = build(add, &Registry::builtin(), SystemClock.now())?;
     store.put_connection(&conn).await?;
     for t in &tasks {
         store.put_task(t).await?;

@@ -13,13 +13,23 @@ pub(crate) const HANDLERS: [&str; 5] = [
     "webhook-receiver",
 ];
 
-/// The app root: `--app-root`, else the current directory if it has host.json,
-/// else the source checkout this binary was built from.
+/// The app root: `--app-root` (which must hold host.json: a wrong path is
+/// refused, never replaced by another app), else the current directory if it
+/// has host.json, else the source checkout this binary was built from.
 pub(crate) fn app_root(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let candidates = explicit.map(Path::to_path_buf).into_iter().chain([
+    if let Some(dir) = explicit {
+        if !dir.join("host.json").is_file() {
+            bail!(
+                "--app-root {}: no host.json there (the folder with host.json and functions/)",
+                dir.display()
+            );
+        }
+        return Ok(dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()));
+    }
+    let candidates = [
         std::env::current_dir().unwrap_or_default(),
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
-    ]);
+    ];
     for c in candidates {
         if c.join("host.json").is_file() {
             return Ok(c.canonicalize().unwrap_or(c));

@@ -70,6 +70,8 @@ pub(crate) async fn start_with(
     cfg.http_port = http_port;
     cfg.env = host_env(data_dir);
     cfg.env.extend(extra_env);
+    cfg.http_limits = syncbridge_functions::settings::http_limits_from_env()?;
+    cfg.max_body_bytes = syncbridge_functions::settings::host_max_body_bytes_from_env()?;
     Ok(LocalHost::start(cfg).await?)
 }
 

@@ -5,7 +5,6 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::Timestamp;
 use crate::ids::{ConnectionId, ExternalId, ObjectType, RunId, TaskId, TenantId};
-use crate::secrets::SecretString;
 
 /// Health of a connection as far as calling its provider goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,8 +45,48 @@ impl ConnectionStatus {
 pub struct WebhookSettings {
     /// Signature scheme name (`github`, `stripe`, `standard-webhooks`, …).
     pub scheme: String,
-    /// Every currently active secret; more than one during a rotation.
-    pub secrets: Vec<SecretString>,
+    /// Every currently active secret (more than one during a rotation),
+    /// sealed by the credentials layer with the same envelope as the
+    /// connection's OAuth tokens: the store never holds them in plain text.
+    pub sealed_secrets: SealedSecrets,
+}
+
+/// An AEAD-sealed value as stored (AES-256-GCM under a versioned data key;
+/// `syncbridge-credentials` seals and opens it). `Debug` shows only the key
+/// version and the lengths.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecrets {
+    /// Which data-encryption key sealed it (keys rotate without downtime).
+    pub key_version: String,
+    /// AEAD nonce, hex.
+    #[serde(with = "hex_bytes")]
+    pub nonce: Vec<u8>,
+    /// AEAD ciphertext with its tag, hex.
+    #[serde(with = "hex_bytes")]
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedSecrets")
+            .field("key_version", &self.key_version)
+            .field("ciphertext_len", &self.ciphertext.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes as a hex string in stored JSON.
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// One tenant's link to one account of an external system.

@@ -22,6 +22,8 @@
 //!   [`reauthorize`](CredentialManager::reauthorize); the module docs spell
 //!   out the locking protocol, the error classes and the crash window.
 //! - [`sweep`]: [`CredentialManager::sweep`], the TokenRefresher timer's work.
+//! - [`webhook_secrets`]: a connection's webhook signing secrets, sealed with
+//!   the same envelope under their own [`Purpose`].
 //! - `token` (private): the token request through the `oauth2` crate over
 //!   reqwest without redirects, classifying failures.
 //!
@@ -54,6 +56,7 @@ pub mod margin;
 pub mod sealer;
 pub mod sweep;
 mod token;
+pub mod webhook_secrets;
 
 pub use client::{AuthStyle, ClientConfigError, ClientRegistry, OAuthClient};
 pub use doc::{CredentialDoc, OpenCredential, ReauthMark};
@@ -62,5 +65,6 @@ pub use manager::{
     CounterSnapshot, CredentialManager, CredentialManagerBuilder, RefreshConfig, RefreshOutcome,
     RefreshPhase, RefreshTrigger,
 };
-pub use sealer::{DEK_NAME, SealError, Sealed, Sealer};
+pub use sealer::{DEK_NAME, Purpose, SealError, Sealed, Sealer};
 pub use sweep::SweepReport;
+pub use webhook_secrets::{open_webhook_secrets, seal_webhook_secrets};

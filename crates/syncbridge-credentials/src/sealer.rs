@@ -32,8 +32,26 @@ pub const DEK_NAME: &str = "credentials-dek";
 /// How long the sealer trusts its idea of the current key version.
 pub const CURRENT_KEY_TTL: Duration = Duration::from_secs(300);
 
-/// Associated-data prefix (format version of the envelope).
-const AAD_PREFIX: &[u8] = b"syncbridge/credential/v1/";
+/// What a sealed blob holds. Each purpose has its own associated-data
+/// prefix, so a blob of one kind cannot be passed off as the other (a
+/// credential blob copied into a webhook-secrets field fails to open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A credential document (OAuth tokens, API key, Basic).
+    Credential,
+    /// A connection's webhook signing secrets.
+    WebhookSecrets,
+}
+
+impl Purpose {
+    /// Associated-data prefix (format version of the envelope).
+    fn aad_prefix(self) -> &'static [u8] {
+        match self {
+            Purpose::Credential => b"syncbridge/credential/v1/",
+            Purpose::WebhookSecrets => b"syncbridge/webhook-secrets/v1/",
+        }
+    }
+}
 
 /// Why sealing or opening failed. Never carries plaintext or key material.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +89,13 @@ pub enum SealError {
         connection: ConnectionId,
         /// Its length.
         len: usize,
+    },
+    /// The blob opened but does not hold what its purpose says (a list of
+    /// webhook secrets).
+    #[error("sealed webhook secrets of connection {connection} do not decode")]
+    Undecodable {
+        /// The connection.
+        connection: ConnectionId,
     },
     /// The secret store failed.
     #[error(transparent)]
@@ -113,8 +138,8 @@ impl fmt::Debug for Sealer {
     }
 }
 
-fn aad(connection: &ConnectionId) -> Vec<u8> {
-    let mut v = AAD_PREFIX.to_vec();
+fn aad(purpose: Purpose, connection: &ConnectionId) -> Vec<u8> {
+    let mut v = purpose.aad_prefix().to_vec();
     v.extend_from_slice(connection.as_str().as_bytes());
     v
 }
@@ -240,9 +265,23 @@ impl Sealer {
         connection: &ConnectionId,
         plaintext: &[u8],
     ) -> Result<Sealed, SealError> {
+        self.seal_as(Purpose::Credential, connection, plaintext)
+            .await
+    }
+
+    /// Encrypts `plaintext` of kind `purpose` for `connection` under the current key.
+    ///
+    /// # Errors
+    /// The secret store failed or holds a malformed key.
+    pub async fn seal_as(
+        &self,
+        purpose: Purpose,
+        connection: &ConnectionId,
+        plaintext: &[u8],
+    ) -> Result<Sealed, SealError> {
         let (key_version, cipher) = self.current().await?;
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let aad = aad(connection);
+        let aad = aad(purpose, connection);
         let ciphertext = cipher
             .encrypt(
                 &nonce,
@@ -273,6 +312,28 @@ impl Sealer {
         nonce: &[u8],
         ciphertext: &[u8],
     ) -> Result<Vec<u8>, SealError> {
+        self.open_as(
+            Purpose::Credential,
+            connection,
+            key_version,
+            nonce,
+            ciphertext,
+        )
+        .await
+    }
+
+    /// Decrypts a blob of kind `purpose` of `connection` sealed under `key_version`.
+    ///
+    /// # Errors
+    /// As [`Sealer::open`]; a blob sealed for another purpose fails authentication.
+    pub async fn open_as(
+        &self,
+        purpose: Purpose,
+        connection: &ConnectionId,
+        key_version: &str,
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
         if nonce.len() != 12 {
             return Err(SealError::BadNonce {
                 connection: connection.clone(),
@@ -280,7 +341,7 @@ impl Sealer {
             });
         }
         let cipher = self.by_version(key_version).await?;
-        let aad = aad(connection);
+        let aad = aad(purpose, connection);
         cipher
             .decrypt(
                 Nonce::from_slice(nonce),

@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
     let addr = syncbridge_protocol::listen_addr_from_env()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let app = Router::new().route("/api/webhooks/{connection_id}", post(accept));
-    axum::serve(listener, app).await?;
+    let limits = syncbridge_functions::settings::ServerLimits::DEFAULT;
+    syncbridge_functions::serve(listener, app, limits, std::future::pending()).await?;
     Ok(())
 }

@@ -5,19 +5,20 @@ use std::future::Future;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::settings::{ExitWithHost, Settings};
+use crate::settings::{ExitWithHost, ServerLimits, Settings};
 use crate::state::AppState;
 
-/// Serves `app` on `listener` until `shutdown` resolves, finishing in-flight
-/// invocations first.
+/// Serves `app` on `listener` within `limits` (header and body read
+/// timeouts, a bound on open connections, answers to half-closed clients:
+/// [`syncbridge_protocol::server`]) until `shutdown` resolves, finishing
+/// in-flight invocations first.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    syncbridge_protocol::server::serve(listener, app, limits, shutdown).await
 }
 
 async fn shutdown_signal() {
@@ -79,6 +80,13 @@ pub async fn run_function(
     if let Some(n) = state.notify.clone() {
         tokio::spawn(async move { n.run(std::future::pending::<()>()).await });
     }
-    serve(listener, app(name, router, state), shutdown_signal()).await?;
+    let limits = state.settings.http;
+    serve(
+        listener,
+        app(name, router, state),
+        limits,
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use syncbridge_protocol::server::ServerLimits;
+
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("setting {name}: {message}")]
@@ -45,6 +47,10 @@ pub struct Settings {
     /// connection of the process, so writes that would grow it fail with
     /// SQLite's "database or disk is full", as on a full disk.
     pub fault_store_max_pages: Option<u64>,
+    /// `SYNCBRIDGE_HTTP_HEADER_TIMEOUT_SECS`, `SYNCBRIDGE_HTTP_BODY_TIMEOUT_SECS`,
+    /// `SYNCBRIDGE_HTTP_MAX_CONNECTIONS`: what an HTTP client may cost the
+    /// handler's server (defaults: 10 s, 30 s, 256; see [`ServerLimits`]).
+    pub http: ServerLimits,
 }
 
 /// How a handler notices that its host is gone.
@@ -164,6 +170,44 @@ fn number(name: &'static str, default: u64) -> Result<u64, SettingsError> {
     }
 }
 
+/// A whole number of at least 1.
+fn positive(name: &'static str, default: u64) -> Result<u64, SettingsError> {
+    match number(name, default)? {
+        0 => Err(SettingsError {
+            name,
+            message: "must be at least 1".into(),
+        }),
+        n => Ok(n),
+    }
+}
+
+/// The HTTP server limits every handler and the local host's front door
+/// serve with.
+pub fn http_limits_from_env() -> Result<ServerLimits, SettingsError> {
+    let d = ServerLimits::DEFAULT;
+    Ok(ServerLimits {
+        header_read_timeout: Duration::from_secs(positive(
+            "SYNCBRIDGE_HTTP_HEADER_TIMEOUT_SECS",
+            d.header_read_timeout.as_secs(),
+        )?),
+        body_read_timeout: Duration::from_secs(positive(
+            "SYNCBRIDGE_HTTP_BODY_TIMEOUT_SECS",
+            d.body_read_timeout.as_secs(),
+        )?),
+        max_connections: usize::try_from(positive(
+            "SYNCBRIDGE_HTTP_MAX_CONNECTIONS",
+            d.max_connections as u64,
+        )?)
+        .unwrap_or(usize::MAX),
+    })
+}
+
+/// `SYNCBRIDGE_HOST_MAX_BODY_BYTES`: the largest request body the local
+/// host's front door lets through (default 100 MiB, Azure's limit).
+pub fn host_max_body_bytes_from_env() -> Result<u64, SettingsError> {
+    positive("SYNCBRIDGE_HOST_MAX_BODY_BYTES", 100 * 1024 * 1024)
+}
+
 impl Settings {
     /// Reads the environment.
     pub fn from_env() -> Result<Self, SettingsError> {
@@ -189,6 +233,7 @@ impl Settings {
                 None => None,
                 Some(_) => Some(number("SYNCBRIDGE_FAULT_STORE_MAX_PAGES", 0)?),
             },
+            http: http_limits_from_env()?,
         };
         if let Some(u) = &s.redis_url
             && !(u.starts_with("redis://") || u.starts_with("rediss://"))
@@ -237,6 +282,7 @@ impl Settings {
             azure: AzureBackends::default(),
             exit_with_host: ExitWithHost::No,
             fault_store_max_pages: None,
+            http: ServerLimits::DEFAULT,
         }
     }
 }

@@ -11,7 +11,14 @@
 //! provider's delivery id, else a new UUID; see [`crate::correlation`]).
 //!
 //! Bad input gets a 4xx with a message that never contains a secret, nothing is
-//! stored or enqueued, and a counter is incremented.
+//! stored or enqueued, and a counter is incremented. That includes the body:
+//! past `SYNCBRIDGE_WEBHOOK_MAX_BYTES` it is 413 (after reading the rest and
+//! throwing it away, see `read_body`), stalled past the body read timeout
+//! 408. Stored settings no delivery could pass — a scheme that does not
+//! parse, secrets that are unusable for it or do not open — answer 403
+//! saying so: it is the operator's to fix, and a 5xx would only make the
+//! provider retry. The secrets are stored sealed and opened with the
+//! connection's settings (cached for [`CONFIG_TTL`]).
 //!
 //! # Throughput
 //!
@@ -33,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -90,7 +97,8 @@ pub const CONFIG_TTL: Duration = Duration::from_secs(2);
 struct ConnInfo {
     conn: Connection,
     scheme: Result<Scheme, String>,
-    secrets: Vec<WebhookSecret>,
+    /// The opened secrets, or why the stored ones cannot be used.
+    secrets: Result<Vec<WebhookSecret>, String>,
     inbound: Vec<(TaskId, ObjectType)>,
 }
 
@@ -147,7 +155,6 @@ pub fn router(state: AppState) -> Router {
 /// The router, sharing `counters` with the caller (tests, benchmarks). Must be
 /// called inside a Tokio runtime (it starts the writer task).
 pub fn router_with_counters(state: AppState, counters: Arc<WebhookCounters>) -> Router {
-    let limit = state.settings.webhook_max_bytes;
     let (tx, rx) = mpsc::channel(4096);
     tokio::spawn(writer(state.clone(), rx));
     spawn_checkpointer(&state, tx.downgrade());
@@ -155,7 +162,6 @@ pub fn router_with_counters(state: AppState, counters: Arc<WebhookCounters>) -> 
     Router::new()
         .route("/api/webhooks/_stats", get(stats))
         .route("/api/webhooks/{connection_id}", post(receive))
-        .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(WebhookState {
             app: state,
             counters,
@@ -331,6 +337,30 @@ async fn load_info(app: &AppState, id: &ConnectionId) -> Result<Option<Arc<ConnI
     let Some(settings) = conn.webhook.clone() else {
         return Ok(None);
     };
+    let sealer = app.credential_manager.sealer();
+    let secrets = match syncbridge_credentials::open_webhook_secrets(
+        sealer,
+        id,
+        &settings.sealed_secrets,
+    )
+    .await
+    {
+        Ok(list) => Ok(list
+            .iter()
+            .map(|x| WebhookSecret::new(x.expose()))
+            .collect()),
+        Err(syncbridge_credentials::SealError::SecretStore(
+            syncbridge_core::secrets::SecretStoreError::Unavailable(e),
+        )) => {
+            // The key store is down: a retry can succeed.
+            return Err(StoreError::Unavailable(format!(
+                "opening the webhook secrets: {e}"
+            )));
+        }
+        Err(e) => Err(format!(
+            "the stored webhook secrets cannot be used ({e}); set them again with `syncbridge connections add --replace`"
+        )),
+    };
     let inbound = app
         .store
         .list_tasks(Some(id))
@@ -341,11 +371,7 @@ async fn load_info(app: &AppState, id: &ConnectionId) -> Result<Option<Arc<ConnI
         .collect();
     Ok(Some(Arc::new(ConnInfo {
         scheme: parse_scheme(&settings.scheme),
-        secrets: settings
-            .secrets
-            .iter()
-            .map(|x| WebhookSecret::new(x.expose()))
-            .collect(),
+        secrets,
         inbound,
         conn,
     })))
@@ -611,6 +637,80 @@ async fn answer(app: &AppState, b: Stored, sent: &Result<(), syncbridge_core::Qu
     }
 }
 
+/// Why a delivery's body could not be read.
+#[derive(Debug)]
+enum BodyFault {
+    /// Larger than `SYNCBRIDGE_WEBHOOK_MAX_BYTES`.
+    TooLarge(usize),
+    /// Not all there within `SYNCBRIDGE_HTTP_BODY_TIMEOUT_SECS`.
+    TimedOut(String),
+    /// The connection broke while it was being read.
+    Broken(String),
+}
+
+/// How much of an oversized body is read (and thrown away) before the 413:
+/// enough for anything the local host's front door lets through.
+const DRAIN_CAP: u64 = 128 * 1024 * 1024;
+
+/// Reads a delivery's body, at most `limit` bytes. A larger body is still
+/// read to its end (up to [`DRAIN_CAP`], within the body read timeout) and
+/// thrown away before the 413 goes out, without being kept in memory:
+/// closing a connection with unread bytes resets it, and a proxy in front
+/// (the local host's front door) that is still sending would then lose the
+/// answer and report the handler unreachable.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyFault> {
+    use http_body_util::BodyExt as _;
+    let limit64 = limit as u64;
+    if axum::body::HttpBody::size_hint(&body).lower() > limit64.saturating_add(DRAIN_CAP) {
+        return Err(BodyFault::TooLarge(limit));
+    }
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if syncbridge_protocol::server::is_body_timeout(&e) {
+                BodyFault::TimedOut(e.to_string())
+            } else {
+                BodyFault::Broken(e.to_string())
+            }
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if seen > limit64.saturating_add(DRAIN_CAP) {
+            return Err(BodyFault::TooLarge(limit));
+        }
+        if seen > limit64 {
+            kept = bytes::BytesMut::new();
+        } else {
+            kept.extend_from_slice(&data);
+        }
+    }
+    if seen > limit64 {
+        return Err(BodyFault::TooLarge(limit));
+    }
+    Ok(kept.freeze())
+}
+
+fn reject_body(s: &WebhookState, fault: BodyFault) -> Response {
+    match fault {
+        BodyFault::TooLarge(limit) => reject(
+            s,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than {limit} bytes (SYNCBRIDGE_WEBHOOK_MAX_BYTES)"),
+        ),
+        BodyFault::TimedOut(e) => reject(s, StatusCode::REQUEST_TIMEOUT, "body_timeout", e),
+        BodyFault::Broken(e) => reject(
+            s,
+            StatusCode::BAD_REQUEST,
+            "broken_body",
+            format!("the body could not be read: {e}"),
+        ),
+    }
+}
+
 /// The first (client-side) value of an `X-Forwarded-*` header.
 fn forwarded<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     let v = headers.get(name)?.to_str().ok()?;
@@ -624,9 +724,13 @@ async fn receive(
     OriginalUri(uri): OriginalUri,
     method: Method,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let app = &s.app;
+    let body = match read_body(body, app.settings.webhook_max_bytes).await {
+        Ok(b) => b,
+        Err(fault) => return reject_body(&s, fault),
+    };
     let Ok(conn_id) = ConnectionId::parse(connection_id) else {
         return reject(
             &s,
@@ -655,16 +759,22 @@ async fn receive(
             );
         }
     };
+    // Settings no delivery could ever pass are the operator's to fix: a
+    // 4xx that says so (a 5xx would only make the provider retry).
     let scheme = match &info.scheme {
         Ok(sc) => sc,
         Err(e) => {
             return reject(
                 &s,
-                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::FORBIDDEN,
                 "bad_scheme",
-                e.clone(),
+                format!("this connection's webhook scheme cannot be used: {e}"),
             );
         }
+    };
+    let secrets = match &info.secrets {
+        Ok(list) => list,
+        Err(e) => return reject(&s, StatusCode::FORBIDDEN, "bad_configuration", e.clone()),
     };
     let header_list: Vec<(String, String)> = headers
         .iter()
@@ -691,38 +801,39 @@ async fn receive(
     };
     let now = app.clock.now();
     let tolerance = app.settings.webhook_tolerance.as_secs() as i64;
-    let verified = match syncbridge_signatures::verify(
-        scheme,
-        &info.secrets,
-        &req,
-        now.as_unix_secs(),
-        tolerance,
-    ) {
-        Ok(v) => v,
-        Err(e) => {
-            use syncbridge_signatures::VerifyError as V;
-            let (status, what) = match &e {
-                V::MissingHeader(_) | V::MalformedHeader { .. } | V::NoSupportedSignature(_) => {
-                    (StatusCode::BAD_REQUEST, "malformed_signature")
-                }
-                V::UnsupportedContent(_) => {
-                    (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_content")
-                }
-                V::TimestampOutsideTolerance { .. } => {
-                    (StatusCode::UNAUTHORIZED, "stale_timestamp")
-                }
-                V::NoSecrets | V::InvalidSecret(_) | V::InvalidConfig(_) => {
-                    (StatusCode::INTERNAL_SERVER_ERROR, "bad_configuration")
-                }
-                _ => (StatusCode::UNAUTHORIZED, "bad_signature"),
-            };
-            return reject(&s, status, what, e.to_string());
-        }
-    };
+    let verified =
+        match syncbridge_signatures::verify(scheme, secrets, &req, now.as_unix_secs(), tolerance) {
+            Ok(v) => v,
+            Err(e) => {
+                use syncbridge_signatures::VerifyError as V;
+                let (status, what) = match &e {
+                    V::MissingHeader(_)
+                    | V::MalformedHeader { .. }
+                    | V::NoSupportedSignature(_) => {
+                        (StatusCode::BAD_REQUEST, "malformed_signature")
+                    }
+                    V::UnsupportedContent(_) => {
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_content")
+                    }
+                    V::TimestampOutsideTolerance { .. } => {
+                        (StatusCode::UNAUTHORIZED, "stale_timestamp")
+                    }
+                    V::NoSecrets | V::InvalidSecret(_) | V::InvalidConfig(_) => {
+                        let message = format!(
+                            "this connection's webhook settings cannot verify any delivery ({e}); \
+                         set them again with `syncbridge connections add --replace`"
+                        );
+                        return reject(&s, StatusCode::FORBIDDEN, "bad_configuration", message);
+                    }
+                    _ => (StatusCode::UNAUTHORIZED, "bad_signature"),
+                };
+                return reject(&s, status, what, e.to_string());
+            }
+        };
     // A handshake answer (Zoom's) is keyed with the secret the provider
     // signed with: during a rotation, the one that verified.
     let signer = || {
-        info.secrets
+        secrets
             .iter()
             .find(|s| {
                 syncbridge_signatures::verify(
@@ -734,9 +845,9 @@ async fn receive(
                 )
                 .is_ok()
             })
-            .or(info.secrets.first())
+            .or(secrets.first())
     };
-    if let Some(first) = info.secrets.first()
+    if let Some(first) = secrets.first()
         && syncbridge_signatures::handshake(scheme, first, &body).is_some()
         && let Some(h) = signer().and_then(|s| syncbridge_signatures::handshake(scheme, s, &body))
     {

@@ -99,7 +99,13 @@ async fn harness() -> Harness {
         base_url: None,
         webhook: Some(WebhookSettings {
             scheme: "standard-webhooks".into(),
-            secrets: vec![SecretString::new(SECRET)],
+            sealed_secrets: syncbridge_credentials::seal_webhook_secrets(
+                state.credential_manager.sealer(),
+                &ConnectionId::parse("conn1").unwrap(),
+                &[SecretString::new(SECRET)],
+            )
+            .await
+            .unwrap(),
         }),
         settings: Default::default(),
         conflicts: Default::default(),

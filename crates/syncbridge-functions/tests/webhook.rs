@@ -49,7 +49,16 @@ async fn harness(scheme: &str, secrets: &[&str]) -> Harness {
         base_url: None,
         webhook: Some(WebhookSettings {
             scheme: scheme.into(),
-            secrets: secrets.iter().map(|s| SecretString::new(*s)).collect(),
+            sealed_secrets: syncbridge_credentials::seal_webhook_secrets(
+                state.credential_manager.sealer(),
+                &ConnectionId::parse("conn1").unwrap(),
+                &secrets
+                    .iter()
+                    .map(|s| SecretString::new(*s))
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .unwrap(),
         }),
         settings: Default::default(),
         conflicts: Default::default(),
@@ -343,7 +352,7 @@ async fn bad_input_table() {
             signed(SECRET, "msg_3", now(), &big),
             big.clone(),
             StatusCode::PAYLOAD_TOO_LARGE,
-            "",
+            "too_large",
         ),
         (
             "unknown connection",
@@ -473,4 +482,89 @@ async fn zoom_validation_answers_with_the_secret_that_verified() {
     mac.update(b"abc123");
     let want = hex::encode(mac.finalize().into_bytes());
     assert!(text.contains(&want), "{text}");
+}
+
+/// What was tried: connections whose stored webhook settings no delivery
+/// could ever pass — a Standard Webhooks secret that is not base64
+/// (`whsec_!!!`, stored before `connections add` checked secrets), a
+/// scheme that does not parse, and sealed secrets altered at rest. What must
+/// hold: a signed delivery is answered 403 with a message saying the
+/// settings cannot be used (never 500, which tells the provider to retry a
+/// server fault), the outcome is counted, and nothing is enqueued.
+#[tokio::test]
+async fn unusable_stored_settings_answer_403() {
+    let body = EVENT;
+    let headers = signed(SECRET, "msg_u", now(), body);
+    let h = harness("standard-webhooks", &["whsec_!!!"]).await;
+    let (status, text) = post(&h, "/api/webhooks/conn1", &headers, body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("cannot verify"), "{text}");
+    assert_eq!(h.counters.snapshot()["bad_configuration"], 1);
+    assert_eq!(queued(&h), 0);
+
+    let h = harness("standard-webhooks", &[SECRET]).await;
+    let id = ConnectionId::parse("conn1").unwrap();
+    let mut conn = h.state.store.get_connection(&id).await.unwrap().unwrap();
+    conn.webhook.as_mut().unwrap().scheme = "no-such-scheme".into();
+    h.state.store.put_connection(&conn).await.unwrap();
+    let (status, text) = post(&h, "/api/webhooks/conn1", &headers, body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("cannot be used"), "{text}");
+
+    let h = harness("standard-webhooks", &[SECRET]).await;
+    let mut conn = h.state.store.get_connection(&id).await.unwrap().unwrap();
+    let sealed = &mut conn.webhook.as_mut().unwrap().sealed_secrets;
+    sealed.ciphertext[0] ^= 1;
+    h.state.store.put_connection(&conn).await.unwrap();
+    let (status, text) = post(&h, "/api/webhooks/conn1", &headers, body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("cannot be used"), "{text}");
+    assert_eq!(queued(&h), 0);
+}
+
+/// What was tried: a connection's webhook secrets sealed under the data key,
+/// the key rotated, the secrets sealed again, and a credential blob of the
+/// same connection passed off as its webhook secrets. What must hold: the
+/// stored JSON holds no secret in plain text; secrets sealed before the
+/// rotation still open (and deliveries signed with them verify), new seals
+/// use the new key version; a blob sealed for another purpose does not open.
+#[tokio::test]
+async fn sealed_secrets_survive_a_key_rotation() {
+    let h = harness("standard-webhooks", &[SECRET]).await;
+    let id = ConnectionId::parse("conn1").unwrap();
+    let conn = h.state.store.get_connection(&id).await.unwrap().unwrap();
+    let stored = serde_json::to_string(&conn).unwrap();
+    assert!(!stored.contains(&SECRET[6..]), "{stored}");
+    assert!(!format!("{conn:?}").contains(&SECRET[6..]));
+    let sealer = h.state.credential_manager.sealer();
+    let before = conn.webhook.unwrap().sealed_secrets;
+    let new_version = sealer.rotate().await.unwrap();
+    assert_ne!(before.key_version, new_version);
+    let opened = syncbridge_credentials::open_webhook_secrets(sealer, &id, &before)
+        .await
+        .unwrap();
+    assert_eq!(opened[0].expose(), SECRET);
+    let (status, text) = post(
+        &h,
+        "/api/webhooks/conn1",
+        &signed(SECRET, "msg_rot", now(), EVENT),
+        EVENT,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    let again = syncbridge_credentials::seal_webhook_secrets(sealer, &id, &opened)
+        .await
+        .unwrap();
+    assert_eq!(again.key_version, new_version);
+    let credential = sealer.seal(&id, br#"["x"]"#).await.unwrap();
+    let passed_off = syncbridge_core::model::SealedSecrets {
+        key_version: credential.key_version,
+        nonce: credential.nonce,
+        ciphertext: credential.ciphertext,
+    };
+    assert!(
+        syncbridge_credentials::open_webhook_secrets(sealer, &id, &passed_off)
+            .await
+            .is_err()
+    );
 }

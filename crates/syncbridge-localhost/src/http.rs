@@ -14,11 +14,23 @@
 //!      Authorization levels are not enforced locally (Core Tools doesn't either).
 //! 2. `POST /{queue}/messages`: the Service Bus REST send endpoint ([`crate::sb_rest`]).
 //! 3. Anything else: 404.
+//!
+//! Bodies: a proxied body is streamed to the handler as it arrives (never
+//! held whole in memory), and the handler's answer is streamed back with its
+//! own status — a handler's 413 reaches the caller as 413. A body larger than
+//! [`HostConfig::max_body_bytes`](crate::HostConfig::max_body_bytes) is
+//! refused at the door with 413 (at once when `Content-Length` says so, else
+//! when the stream passes the limit), one that does not arrive within the
+//! body read timeout with 408; neither is reported as an unreachable handler.
+//! JSON-mode functions and the Service Bus endpoint buffer their (limited)
+//! body, as the payload needs it whole.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -30,16 +42,117 @@ use crate::invoke::{error_chain, invoke};
 use crate::payload;
 use crate::sb_rest;
 
-/// Largest request body the front door buffers.
-pub const MAX_BODY_BYTES: usize = 100 * 1024 * 1024;
+/// The default largest request body the front door lets through (Azure's limit).
+pub const MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
 
 /// The router (one fallback handler doing its own matching, so function routes and
 /// queue paths with slashes both work).
 pub(crate) fn router(host: Arc<HostState>) -> axum::Router {
-    axum::Router::new()
-        .fallback(front_door)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(host)
+    axum::Router::new().fallback(front_door).with_state(host)
+}
+
+/// A request body passed the front door's limit.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "the request body is larger than {0} bytes, the local host's limit (SYNCBRIDGE_HOST_MAX_BODY_BYTES)"
+)]
+pub struct TooLarge(pub u64);
+
+/// The caller's request body broke off (bad framing, a reset): a client fault.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body could not be read: {0}")]
+struct BrokenBody(#[source] axum::Error);
+
+fn too_large(limit: u64) -> Response {
+    (StatusCode::PAYLOAD_TOO_LARGE, TooLarge(limit).to_string()).into_response()
+}
+
+/// The answer for a request body that could not be read or sent on: 413
+/// past the limit, 408 too slow, 400 broken off by the caller, else `otherwise`.
+fn body_fault(
+    e: &(dyn std::error::Error + 'static),
+    limit: u64,
+    otherwise: impl FnOnce() -> Response,
+) -> Response {
+    use syncbridge_protocol::server::{BodyTimeout, find_source};
+    if find_source::<TooLarge>(e).is_some()
+        || find_source::<http_body_util::LengthLimitError>(e).is_some()
+    {
+        too_large(limit)
+    } else if let Some(t) = find_source::<BodyTimeout>(e) {
+        (StatusCode::REQUEST_TIMEOUT, t.to_string()).into_response()
+    } else if let Some(b) = find_source::<BrokenBody>(e) {
+        (StatusCode::BAD_REQUEST, b.to_string()).into_response()
+    } else {
+        otherwise()
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes (JSON payloads, REST sends).
+async fn buffer(body: Body, limit: u64) -> Result<Bytes, Response> {
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    axum::body::to_bytes(body, cap).await.map_err(|e| {
+        body_fault(&e, limit, || {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("the request body could not be read: {e}"),
+            )
+                .into_response()
+        })
+    })
+}
+
+/// A proxied request body on its way to the handler: counted against the
+/// door's limit as it streams (`Sync` for reqwest).
+struct DoorBody {
+    inner: sync_wrapper::SyncWrapper<Body>,
+    /// The caller's body's size hint (exact with a `Content-Length`), taken
+    /// before wrapping: `SyncWrapper` gives no shared access.
+    hint: http_body::SizeHint,
+    seen: u64,
+    limit: u64,
+}
+
+impl HttpBody for DoorBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(this.inner.get_mut()).poll_frame(cx);
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.limit {
+                        return Poll::Ready(Some(Err(Box::new(TooLarge(this.limit)))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(BrokenBody(e))))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.hint
+    }
+}
+
+/// `Content-Length` of the request, if it says one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 const HOP_BY_HOP: &[&str] = &[
@@ -61,8 +174,12 @@ async fn front_door(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let limit = host.max_body_bytes;
+    if content_length(&headers).is_some_and(|n| n > limit) {
+        return too_large(limit);
+    }
     let path = uri.path();
     if let Some(rest) = strip_route_prefix(path, &host.route_prefix) {
         let mut wrong_method = false;
@@ -84,7 +201,12 @@ async fn front_door(
             return if f.http_only {
                 proxy(&host, f, method, &uri, &headers, body).await
             } else {
-                json_invocation(&host, f, method, &uri, &headers, body, params).await
+                match buffer(body, limit).await {
+                    Ok(body) => {
+                        json_invocation(&host, f, method, &uri, &headers, body, params).await
+                    }
+                    Err(refused) => refused,
+                }
             };
         }
         if wrong_method {
@@ -102,6 +224,10 @@ async fn front_door(
         && !queue.is_empty()
     {
         let queue = crate::route::percent_decode(queue);
+        let body = match buffer(body, limit).await {
+            Ok(b) => b,
+            Err(refused) => return refused,
+        };
         let q = host.queue.clone();
         let reply =
             tokio::task::spawn_blocking(move || sb_rest::handle_send(&q, &queue, &headers, &body))
@@ -141,7 +267,7 @@ async fn proxy(
     method: Method,
     uri: &Uri,
     headers: &HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let port = match host.wait_ready(&f.name).await {
         Ok(p) => p,
@@ -163,23 +289,34 @@ async fn proxy(
     if let Ok(v) = HeaderValue::from_str(&invocation_id) {
         out.insert(HeaderName::from_static("x-azure-functions-invocationid"), v);
     }
+    // The body streams through with the caller's framing: its exact size
+    // hint makes the handler see the same `Content-Length`.
+    let limit = host.max_body_bytes;
+    let streamed = reqwest::Body::wrap(DoorBody {
+        hint: body.size_hint(),
+        inner: sync_wrapper::SyncWrapper::new(body),
+        seen: 0,
+        limit,
+    });
     let sent = host
         .client
         .request(method.clone(), &url)
         .headers(out)
         .timeout(host.invocation_timeout)
-        .body(body)
+        .body(streamed)
         .send()
         .await;
     let answer = match sent {
         Ok(a) => a,
         Err(e) => {
-            tracing::warn!(function = %f.name, %invocation_id, "proxying {method} {url} failed: {}", error_chain(&e));
-            return (
-                StatusCode::BAD_GATEWAY,
-                format!("handler unreachable: {}", error_chain(&e)),
-            )
-                .into_response();
+            return body_fault(&e, limit, || {
+                tracing::warn!(function = %f.name, %invocation_id, "proxying {method} {url} failed: {}", error_chain(&e));
+                (
+                    StatusCode::BAD_GATEWAY,
+                    format!("handler unreachable: {}", error_chain(&e)),
+                )
+                    .into_response()
+            });
         }
     };
     let status = answer.status();
@@ -189,18 +326,9 @@ async fn proxy(
             response_headers.append(name.clone(), value.clone());
         }
     }
-    let bytes = match answer.bytes().await {
-        Ok(b) => b,
-        Err(e) => {
-            return (
-                StatusCode::BAD_GATEWAY,
-                format!("handler answer broken: {e}"),
-            )
-                .into_response();
-        }
-    };
     tracing::debug!(function = %f.name, %invocation_id, %status, "proxied {method} {path_and_query}");
-    let mut response = Response::new(Body::from(bytes));
+    // Streamed back as it comes; a handler that breaks off mid-answer cuts it short.
+    let mut response = Response::new(Body::new(reqwest::Body::from(answer)));
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;
     response

@@ -87,6 +87,7 @@ use std::time::Duration;
 
 use syncbridge_core::{Clock, SystemClock};
 use syncbridge_localqueue::{DEFAULT_MAX_DELIVERY_COUNT, LocalQueueOptions};
+pub use syncbridge_protocol::server::ServerLimits;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -138,6 +139,11 @@ pub struct HostConfig {
     /// Where to publish [`HostEvent`]s (subscribe before `start` to see startup);
     /// a fresh channel when `None`.
     pub events: Option<broadcast::Sender<HostEvent>>,
+    /// The front door's header and body read timeouts and connection bound.
+    pub http_limits: ServerLimits,
+    /// The largest request body the front door lets through (413 above);
+    /// default [`http::MAX_BODY_BYTES`].
+    pub max_body_bytes: u64,
 }
 
 impl HostConfig {
@@ -162,6 +168,8 @@ impl HostConfig {
             lock_duration: None,
             queue_busy_timeout: Duration::from_secs(10),
             events: None,
+            http_limits: ServerLimits::DEFAULT,
+            max_body_bytes: http::MAX_BODY_BYTES,
         }
     }
 }
@@ -223,6 +231,7 @@ pub(crate) struct HostState {
     pub startup_timeout: Duration,
     /// This host's mark as alive on the data dir (see [`liveness`]).
     pub _claim: liveness::HostClaim,
+    pub max_body_bytes: u64,
 }
 
 impl HostState {
@@ -368,6 +377,7 @@ impl LocalHost {
             max_concurrent_calls: app.max_concurrent_calls,
             startup_timeout: config.startup_timeout,
             _claim: claim,
+            max_body_bytes: config.max_body_bytes,
         });
         let mut handle = LocalHostHandle {
             http_addr,
@@ -380,10 +390,14 @@ impl LocalHost {
 
         // Front door first, so handlers can call it while they start.
         let mut http_shutdown = shutdown_rx.clone();
-        let server =
-            axum::serve(listener, http::router(host.clone())).with_graceful_shutdown(async move {
+        let server = syncbridge_protocol::server::serve(
+            listener,
+            http::router(host.clone()),
+            config.http_limits,
+            async move {
                 crate::until_shutdown(&mut http_shutdown).await;
-            });
+            },
+        );
         handle.push_task(tokio::spawn(async move {
             if let Err(e) = server.await {
                 tracing::error!("front door stopped: {e}");

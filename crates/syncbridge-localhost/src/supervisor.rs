@@ -18,7 +18,7 @@
 //!   host dies however it dies (`kill -9` too), and a handler that honours the
 //!   setting exits on that end-of-file instead of living on as an orphan.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -289,12 +289,14 @@ async fn run_once(
         pid,
         attempt,
     });
+    let last_words = Arc::new(std::sync::Mutex::new(LastWords::default()));
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(forward_lines(name.clone(), out, false));
+        tokio::spawn(forward_lines(name.clone(), out, None));
     }
-    if let Some(err) = child.stderr.take() {
-        tokio::spawn(forward_lines(name.clone(), err, true));
-    }
+    let stderr = child
+        .stderr
+        .take()
+        .map(|err| tokio::spawn(forward_lines(name.clone(), err, Some(last_words.clone()))));
 
     // Readiness: any HTTP answer on `/`.
     let url = format!("http://127.0.0.1:{port}/");
@@ -324,7 +326,14 @@ async fn run_once(
         status = child.wait() => {
             let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
             let _ = events.send(HostEvent::FunctionExited { function: name.clone(), status: status.clone() });
-            return RunEnd::before_ready(format!("handler exited before it listened on port {port} ({status})"));
+            // The handler's own start-up error (e.g. a setting it refused)
+            // is what the person needs: quote it in the reason.
+            if let Some(reader) = stderr {
+                let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
+            }
+            let said = last_words.lock().unwrap_or_else(|p| p.into_inner()).quote();
+            let tail = if said.is_empty() { String::new() } else { format!(": {said}") };
+            return RunEnd::before_ready(format!("handler exited before it listened on port {port} ({status}){tail}"));
         }
         _ = crate::until_shutdown(shutdown) => {
             let _ = child.kill().await;
@@ -353,11 +362,62 @@ async fn run_once(
     }
 }
 
-async fn forward_lines(function: String, stream: impl tokio::io::AsyncRead + Unpin, stderr: bool) {
+/// How many lines a start-up failure quotes.
+const QUOTED: usize = 4;
+
+/// What a handler said on stderr, for a start-up failure to quote: its
+/// error as `main` printed it (`Error: …` and the lines after it, up to a
+/// backtrace), else its last few lines.
+#[derive(Debug, Default)]
+struct LastWords {
+    recent: VecDeque<String>,
+    error: Vec<String>,
+    in_error: bool,
+}
+
+impl LastWords {
+    fn push(&mut self, line: &str) {
+        if line.trim().is_empty() {
+            return;
+        }
+        if line.starts_with("Error: ") {
+            self.error = vec![line.to_string()];
+            self.in_error = true;
+        } else if self.in_error {
+            if line.trim_start().starts_with("Stack backtrace:") || self.error.len() == QUOTED {
+                self.in_error = false;
+            } else {
+                self.error.push(line.to_string());
+            }
+        }
+        if self.recent.len() == QUOTED {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(line.to_string());
+    }
+
+    fn quote(&self) -> String {
+        let lines: Vec<&str> = if self.error.is_empty() {
+            self.recent.iter().map(String::as_str).collect()
+        } else {
+            self.error.iter().map(String::as_str).collect()
+        };
+        lines.join(" | ")
+    }
+}
+
+/// Forwards a handler's output lines to the log; stderr lines (`keep`) are
+/// also kept, the last [`LAST_WORDS`], for a start-up failure to quote.
+async fn forward_lines(
+    function: String,
+    stream: impl tokio::io::AsyncRead + Unpin,
+    keep: Option<Arc<std::sync::Mutex<LastWords>>>,
+) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if stderr {
+        if let Some(keep) = &keep {
             tracing::warn!(target: "syncbridge_localhost::handler", function = %function, "{line}");
+            keep.lock().unwrap_or_else(|p| p.into_inner()).push(&line);
         } else {
             tracing::info!(target: "syncbridge_localhost::handler", function = %function, "{line}");
         }
@@ -400,5 +460,28 @@ mod tests {
             next_restart(9, true, brief, long),
             (1, Duration::from_secs(1))
         );
+    }
+
+    /// A handler's `Error:` line is quoted without the backtrace after it
+    /// (however long); without one, the last lines are.
+    #[test]
+    fn the_handlers_error_is_quoted() {
+        let mut w = LastWords::default();
+        w.push("a log line");
+        w.push("Error: setting SYNCBRIDGE_LEASE_SECS: \"abc\" is not a whole number");
+        w.push("");
+        w.push("Stack backtrace:");
+        for i in 0..100 {
+            w.push(&format!("   {i}: frame"));
+        }
+        assert_eq!(
+            w.quote(),
+            "Error: setting SYNCBRIDGE_LEASE_SECS: \"abc\" is not a whole number"
+        );
+        let mut plain = LastWords::default();
+        for i in 0..6 {
+            plain.push(&format!("line {i}"));
+        }
+        assert_eq!(plain.quote(), "line 2 | line 3 | line 4 | line 5");
     }
 }

@@ -25,6 +25,9 @@
 //! - [`host`]: the host's side — builders for the exact payloads the real host sends
 //!   and [`host::parse_invocation_response`], for our local host and for tests.
 //! - [`env`](mod@env): header names and [`listen_addr_from_env`] (§2).
+//! - [`server`]: the HTTP/1.1 server handlers and the local host's front door
+//!   run (header and body read timeouts, a bound on open connections that
+//!   sheds the oldest idle one, answers to half-closed clients).
 //! - [`host_json`] / [`function_json`]: `host.json` (§1) and `function.json` (§3, §1b)
 //!   models, `%AppSetting%` expansion and [`FunctionJson::is_http_only`] (§4d).
 //!
@@ -45,6 +48,7 @@ pub mod host_json;
 pub mod http;
 pub mod request;
 pub mod response;
+pub mod server;
 pub mod service_bus;
 pub mod timer;
 

@@ -38,7 +38,8 @@
 //! - `providers`: one private module per provider family holding the exact
 //!   algorithm; `crypto`: HMAC, constant-time comparison and the tolerance check.
 //!
-//! The three entry points are [`verify`], [`sign`] and [`handshake()`];
+//! The three entry points are [`verify`], [`sign`] and [`handshake()`]
+//! ([`check_secret`] vets a secret when a connection is configured);
 //! [`sign_standard_webhooks`] is a shortcut for the Standard Webhooks signer.
 //!
 //! # Rules every scheme follows
@@ -118,6 +119,31 @@ pub fn verify(
         Scheme::Square => square::verify(secrets, req),
         Scheme::Zendesk => zendesk::verify(secrets, req, clock),
         Scheme::Hmac(config) => generic::verify(config, secrets, req, clock),
+    }
+}
+
+/// Whether `secret` can verify deliveries of `scheme`, checked when a
+/// connection is configured so that a secret no delivery could ever match is
+/// refused at the door instead of failing every delivery later.
+///
+/// Every scheme refuses an empty (or all-whitespace) secret; Standard
+/// Webhooks and Svix also refuse what is not a key of theirs: `whsec_` (or
+/// bare) base64 that decodes to at least one byte, a `whpk_` ed25519 public
+/// key (verifies `v1a` signatures) or a `whsk_` secret key. The other schemes
+/// use the secret's bytes as they are.
+///
+/// # Errors
+///
+/// [`VerifyError::InvalidSecret`] saying what is wrong, never the secret.
+pub fn check_secret(scheme: &Scheme, secret: &WebhookSecret) -> Result<(), VerifyError> {
+    if secret.expose().trim().is_empty() {
+        return Err(VerifyError::InvalidSecret("secret is empty"));
+    }
+    match scheme {
+        Scheme::StandardWebhooks | Scheme::Svix => {
+            standard_webhooks::check_key(secret).map_err(VerifyError::InvalidSecret)
+        }
+        _ => Ok(()),
     }
 }
 

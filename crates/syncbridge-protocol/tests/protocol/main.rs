@@ -8,6 +8,7 @@ mod fixtures;
 mod properties;
 mod response;
 mod round_trip;
+mod server;
 
 use syncbridge_protocol::InvocationRequest;
 

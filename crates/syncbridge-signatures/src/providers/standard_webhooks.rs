@@ -89,6 +89,12 @@ fn parse_key(secret: &WebhookSecret) -> Result<Key, &'static str> {
     }
 }
 
+/// Whether `secret` is a usable key: `whsec_` (or bare) base64 of at least
+/// one byte, a `whpk_` ed25519 public key or a `whsk_` secret key.
+pub(crate) fn check_key(secret: &WebhookSecret) -> Result<(), &'static str> {
+    parse_key(secret).map(|_| ())
+}
+
 fn hmac_signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
     let ts = timestamp.to_string();
     hmac_sha256(key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body])

@@ -292,3 +292,44 @@ fn an_unusable_secret_does_not_block_a_good_one() {
     let error = check(&case, &other, &headers, NOW).unwrap_err();
     assert!(matches!(error, VerifyError::SignatureMismatch), "{error:?}");
 }
+
+/// What was tried: the secrets an operator mistyped into `connections add`
+/// (`whsec_!!!`, empty, a bare `whsec_`, a `whpk_` key that is no key,
+/// whitespace) against the scheme they were given for. What must hold:
+/// `check_secret` refuses each with a reason that does not echo it, and
+/// accepts every secret shape the scheme defines (a well-formed `whpk_`
+/// public key verifies `v1a` signatures, so it is valid).
+#[test]
+fn check_secret_table() {
+    use syncbridge_signatures::check_secret;
+    let sw = Scheme::StandardWebhooks;
+    for bad in [
+        "whsec_!!!",
+        "",
+        "whsec_",
+        "whpk_",
+        "whpk_abc",
+        "whsk_!!",
+        "  ",
+    ] {
+        for scheme in [&sw, &Scheme::Svix] {
+            let e = check_secret(scheme, &WebhookSecret::new(bad)).unwrap_err();
+            assert!(matches!(e, VerifyError::InvalidSecret(_)), "{bad:?}: {e:?}");
+            if bad.len() > 6 {
+                assert!(!e.to_string().contains(bad), "{e}");
+            }
+        }
+    }
+    for good in [
+        WebhookSecret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        WebhookSecret::new("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        crate::helpers::whpk(7),
+        crate::helpers::whsk(7),
+    ] {
+        assert!(check_secret(&sw, &good).is_ok());
+    }
+    for scheme in [Scheme::Github, Scheme::Stripe, Scheme::Slack] {
+        assert!(check_secret(&scheme, &WebhookSecret::new("")).is_err());
+        assert!(check_secret(&scheme, &WebhookSecret::new("whsec_!!!")).is_ok());
+    }
+}
