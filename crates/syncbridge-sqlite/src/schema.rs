@@ -137,6 +137,14 @@ pub(crate) fn configure(db: &Connection) -> rusqlite::Result<()> {
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.pragma_update(None, "synchronous", "NORMAL")?;
     db.pragma_update(None, "foreign_keys", "ON")?;
+    // Reads through a memory map instead of a read() copy per page, and a
+    // larger page cache than the 2 MiB default: a scheduler tick reads tens
+    // of thousands of task rows scattered over the file, and with the
+    // defaults most of its CPU went to copying pages out of the OS cache
+    // (BENCHMARKS.md, "Scheduler at scale"). Both are limits, not
+    // allocations: memory grows only with what is touched.
+    db.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
+    db.pragma_update(None, "cache_size", -16 * 1024)?;
     Ok(())
 }
 
