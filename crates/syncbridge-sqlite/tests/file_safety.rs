@@ -162,3 +162,60 @@ fn existing_only_never_creates_a_store() {
     SqliteStore::open_in(dir.path()).unwrap();
     SqliteStore::open_in_with(dir.path(), OpenMode::ExistingOnly).expect("now it exists");
 }
+
+/// What was tried: 6 store handles on one file (6 connections, as 6
+/// processes would hold), each calling `request_run` and `set_task_stalled`
+/// (both read the task, then write it) 150 times on the same task at once.
+/// What holds: no call fails, and every `request_run` counted (the version
+/// grew by one per write). Before the fix those transactions began deferred:
+/// a writer that had read while another committed could not wait for the
+/// lock, and SQLite answered "database is locked" at once, busy timeout or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn read_then_write_transactions_wait_for_the_lock() {
+    use syncbridge_core::model::Priority;
+    const HANDLES: usize = 6;
+    const ROUNDS: usize = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let first = SqliteStore::open_in(dir.path()).unwrap();
+    first
+        .put_connection(&syncbridge_store_contract::connection("c1", "t1"))
+        .await
+        .unwrap();
+    let task = syncbridge_store_contract::task("c1", "contacts", Priority::Scheduled);
+    first.put_task(&task).await.unwrap();
+    let mut joins = Vec::new();
+    for h in 0..HANDLES {
+        let store = SqliteStore::open_in(dir.path()).unwrap();
+        let id = task.id.clone();
+        joins.push(tokio::spawn(async move {
+            let mut errors = Vec::new();
+            for i in 0..ROUNDS {
+                let at = syncbridge_core::Timestamp::from_millis(i as i64);
+                if let Err(e) = store.request_run(&id, Priority::Interactive, at).await {
+                    errors.push(e.to_string());
+                }
+                if let Err(e) = store.set_task_stalled(&id, (i + h) % 2 == 0).await {
+                    errors.push(e.to_string());
+                }
+            }
+            errors
+        }));
+    }
+    let mut errors = Vec::new();
+    for j in joins {
+        errors.extend(j.await.unwrap());
+    }
+    assert!(
+        errors.is_empty(),
+        "{} of {} calls failed, first: {:?}",
+        errors.len(),
+        2 * HANDLES * ROUNDS,
+        &errors[..errors.len().min(3)]
+    );
+    let after = first.get_task(&task.id).await.unwrap().unwrap();
+    assert!(
+        after.version >= (HANDLES * ROUNDS) as i64,
+        "every request_run wrote: version {}",
+        after.version
+    );
+}
