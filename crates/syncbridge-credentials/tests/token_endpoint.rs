@@ -312,3 +312,59 @@ async fn without_a_grace_period_a_lost_answer_is_reported_at_once() {
     assert_eq!(w.status("c-strict").await, ConnectionStatus::NeedsReauth);
     assert_eq!(w.events.kinds(), vec!["connection_needs_reauth"]);
 }
+
+/// What was tried: a custom connector `mine` (the sandbox definition
+/// renamed, with an absolute `token_url` at the sandbox) in
+/// `SYNCBRIDGE_CONNECTORS_DIR`, a connection of it whose base URL leads
+/// nowhere, and `credentials-refresh-once` (a separate process, as another
+/// Functions instance would refresh). What holds: the helper loads the same
+/// definitions as the handlers, refreshes through the custom `token_url`
+/// (one token request at the sandbox) and exits 0. Before the fix it knew
+/// only the built-ins: "unknown connector mine", exit 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_once_uses_a_custom_connector_and_its_token_url() {
+    let w = World::new(HOUR).await;
+    let defs = w.dir.path().join("connectors");
+    std::fs::create_dir_all(&defs).unwrap();
+    let sandbox = syncbridge_core::connector::registry::BUILTIN
+        .iter()
+        .find(|(f, _)| *f == "sandbox.toml")
+        .unwrap()
+        .1;
+    let token_url = format!("{}/oauth/v1/token", w.sandbox.base_url());
+    let mine = sandbox
+        .replacen("name = \"sandbox\"", "name = \"mine\"", 1)
+        .replacen(
+            "token_url = \"/oauth/v1/token\"",
+            &format!("token_url = \"{token_url}\""),
+            1,
+        );
+    assert!(mine.contains(&token_url) && mine.contains("name = \"mine\""));
+    std::fs::write(defs.join("mine.toml"), mine).unwrap();
+    let m = w.manager();
+    let (mut conn, _, _) = w.add(&m, "c-mine", HOUR, 2 * HOUR).await;
+    conn.provider = "mine".into();
+    conn.base_url = Some("http://127.0.0.1:9".into());
+    w.store.put_connection(&conn).await.unwrap();
+    let before = w.token_requests();
+    let cfg = w.sandbox.sandbox().config();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_credentials-refresh-once"))
+        .arg("--data-dir")
+        .arg(w.dir.path())
+        .args(["--connection", "c-mine"])
+        .env("SYNCBRIDGE_CONNECTORS_DIR", &defs)
+        .env("SYNCBRIDGE_OAUTH_MINE_CLIENT_ID", cfg.client_id)
+        .env("SYNCBRIDGE_OAUTH_MINE_CLIENT_SECRET", cfg.client_secret)
+        .env_remove("SYNCBRIDGE_CREDENTIALS_PAUSE")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(w.token_requests() - before, 1);
+}
