@@ -453,6 +453,7 @@ mod tests {
             page: Some("p".into()),
             high_water: Some(Timestamp::from_millis(5)),
             pass_start: Some(Timestamp::from_millis(3)),
+            deleted_since: Some(Timestamp::from_millis(4)),
         };
         assert_eq!(
             InboundCursor::parse(Some(&serde_json::to_string(&c).unwrap())),
