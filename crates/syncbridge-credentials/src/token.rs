@@ -220,6 +220,10 @@ pub(crate) async fn refresh(
             what: format!("HTTP {status}"),
             outcome: status_outcome(status),
         }),
+        // A bare 401 is how some endpoints refuse our client credentials.
+        Err(RequestTokenError::Request(Transport::NotOAuth(401))) => Err(
+            TokenError::InvalidClient("HTTP 401 without an OAuth error".to_owned()),
+        ),
         Err(RequestTokenError::Request(Transport::NotOAuth(status))) => Err(TokenError::NotOAuth(
             format!("HTTP {status} without an OAuth error: check the token URL"),
         )),

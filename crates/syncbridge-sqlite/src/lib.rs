@@ -168,8 +168,11 @@ impl SqliteStore {
             OpenMode::ExistingOnly => {}
         }
         let mut db = Db::open_with_flags(&path, flags).map_err(backend)?;
-        schema::configure(&db).map_err(|e| StoreError::Unavailable(format!("configure: {e}")))?;
-        schema::migrate(&mut db).map_err(|e| StoreError::Unavailable(format!("migrate: {e}")))?;
+        let at = |step: &str, e: rusqlite::Error| {
+            StoreError::Unavailable(format!("{step} {}: {e}", path.display()))
+        };
+        schema::configure(&db).map_err(|e| at("setting up", e))?;
+        schema::migrate(&mut db).map_err(|e| at("migrating", e))?;
         let file = FileIdentity::of(&path)?;
         Ok(SqliteStore {
             db: Arc::new(Mutex::new(db)),
