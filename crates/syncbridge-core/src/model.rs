@@ -234,10 +234,6 @@ pub struct SyncTask {
     pub generation: u32,
 }
 
-fn is_zero(g: &u32) -> bool {
-    *g == 0
-}
-
 impl SyncTask {
     /// A generation for a task being created (random, never 0).
     pub fn new_generation() -> u32 {
