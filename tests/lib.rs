@@ -119,6 +119,7 @@ pub async fn add_connection(
             last_run_at: None,
             stalled: false,
             version: 0,
+            generation: 0,
         };
         store.put_task(&t).await.unwrap();
         tasks.push(t);

@@ -41,6 +41,7 @@ async fn seed(store: &dyn Store, n: usize) {
                 last_run_at: None,
                 stalled: false,
                 version: 0,
+                generation: 0,
             })
             .await
             .unwrap();

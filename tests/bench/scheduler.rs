@@ -80,6 +80,7 @@ fn task(conn: &Connection, object: usize, i: usize, now: Timestamp) -> SyncTask 
         last_run_at: Some(due.sub(Duration::from_secs(3600))),
         stalled: false,
         version: 0,
+        generation: 0,
     }
 }
 

@@ -91,7 +91,7 @@ pub enum Take {
 
 pub(crate) async fn run(data_dir: &Path, cmd: ChangesCmd) -> anyhow::Result<ExitCode> {
     // The embedded store, or a deployment's when the Azure settings are set.
-    let app = crate::ops::state(data_dir).await?;
+    let app = crate::ops::existing_state(data_dir).await?;
     let deps = app.worker_deps();
     match cmd {
         ChangesCmd::Submit {

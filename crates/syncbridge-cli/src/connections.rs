@@ -131,7 +131,10 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 /// Works on the embedded store in `data_dir`, or on a deployment's store and
 /// Key Vault when the Azure settings are set (see `ops::state`).
 pub(crate) async fn run(data_dir: &Path, cmd: ConnectionsCmd) -> anyhow::Result<ExitCode> {
-    let app = crate::ops::state(data_dir).await?;
+    let app = match cmd {
+        ConnectionsCmd::Add(_) => crate::ops::state(data_dir).await?,
+        _ => crate::ops::existing_state(data_dir).await?,
+    };
     let store = &app.store;
     match cmd {
         ConnectionsCmd::Add(a) => {
@@ -139,7 +142,7 @@ pub(crate) async fn run(data_dir: &Path, cmd: ConnectionsCmd) -> anyhow::Result<
             let now = SystemClock.now();
             let doc = credential_doc(&a, now)?;
             let replace = a.replace;
-            let (mut conn, tasks, webhook) = build(a, &Registry::builtin(), now)?;
+            let (mut conn, tasks, webhook) = build(a, &app.registry, now)?;
             if !replace && store.get_connection(&conn.id).await?.is_some() {
                 bail!(
                     "--id: connection {} exists; pass --replace to replace it (its tasks start over)",
@@ -343,6 +346,7 @@ pub(crate) fn build(
             last_run_at: None,
             stalled: false,
             version: 0,
+            generation: SyncTask::new_generation(),
         });
     }
     let conn = Connection {

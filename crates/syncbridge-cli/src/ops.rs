@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use syncbridge_core::{OutboundMessage, QueueName, SecretString};
+use syncbridge_core::{OutboundMessage, QueueName, SecretString, StoreError};
+use syncbridge_functions::state::StateError;
 use syncbridge_functions::{AppState, Settings};
+use syncbridge_sqlite::OpenMode;
 
 /// `quarantine` subcommands.
 #[derive(Debug, Subcommand)]
@@ -48,11 +50,31 @@ pub enum NotifyCmd {
 /// Service Bus, Key Vault, from the same settings the Function Apps get) when
 /// `SYNCBRIDGE_COSMOS_ENDPOINT` is set, with `SYNCBRIDGE_AZURE_CREDENTIAL=developer`
 /// for the operator's `az login`; the embedded default in `data_dir` otherwise.
+/// Creates the embedded store if `data_dir` has none; only `connections add`
+/// does (and `up` / `demo`, which open it themselves).
 pub(crate) async fn state(data_dir: &Path) -> anyhow::Result<AppState> {
+    state_with(data_dir, OpenMode::CreateIfMissing).await
+}
+
+/// For every command that reads or changes what is there: a data dir
+/// without `state.db` is an error that says so, and nothing is created in it.
+pub(crate) async fn existing_state(data_dir: &Path) -> anyhow::Result<AppState> {
+    state_with(data_dir, OpenMode::ExistingOnly).await
+}
+
+async fn state_with(data_dir: &Path, mode: OpenMode) -> anyhow::Result<AppState> {
     let azure =
         syncbridge_functions::settings::AzureBackends::from_vars(|k| std::env::var(k).ok())?;
     if azure.cosmos.is_none() {
-        return Ok(AppState::embedded(Settings::for_data_dir(data_dir))?);
+        let mut settings = Settings::for_data_dir(data_dir);
+        settings.connectors_dir = Settings::connectors_dir_from_env()?;
+        return match AppState::embedded_with(settings, mode) {
+            Err(StateError::Store(StoreError::NotFound(_))) => bail!(
+                "no syncbridge state in {}: it has no state.db. Point --data-dir (or SYNCBRIDGE_DATA_DIR) at the directory `syncbridge up` uses; `connections add` creates one",
+                data_dir.display()
+            ),
+            other => Ok(other?),
+        };
     }
     let mut settings = Settings::from_env()?;
     settings.data_dir = data_dir.to_path_buf();
@@ -60,7 +82,7 @@ pub(crate) async fn state(data_dir: &Path) -> anyhow::Result<AppState> {
 }
 
 pub(crate) async fn quarantine(data_dir: &Path, cmd: QuarantineCmd) -> anyhow::Result<ExitCode> {
-    let app = state(data_dir).await?;
+    let app = existing_state(data_dir).await?;
     match cmd {
         QuarantineCmd::List { json, limit } => {
             let entries = app.store.list_quarantine(limit).await?;
@@ -129,7 +151,7 @@ pub(crate) async fn quarantine(data_dir: &Path, cmd: QuarantineCmd) -> anyhow::R
 }
 
 pub(crate) async fn runs(data_dir: &Path, json: bool, limit: usize) -> anyhow::Result<ExitCode> {
-    let app = state(data_dir).await?;
+    let app = existing_state(data_dir).await?;
     let runs = app.store.list_runs(None, limit).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&runs)?);

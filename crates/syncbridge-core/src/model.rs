@@ -224,9 +224,32 @@ pub struct SyncTask {
     pub stalled: bool,
     /// Optimistic-concurrency version, bumped on every write.
     pub version: i64,
+    /// Tells this task from an earlier one with the same id (a connection
+    /// removed and added again restarts `version`): part of every lease token,
+    /// so the new task's jobs never repeat the old one's `MessageId`, which
+    /// the queue's duplicate detection would drop. Fixed for the task's life,
+    /// so racing scheduler ticks still compute the same token. 0 (the token
+    /// without it) for tasks stored before it existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
 }
 
 impl SyncTask {
+    /// A generation for a task being created (random, never 0).
+    pub fn new_generation() -> u32 {
+        rand::random::<u32>().max(1)
+    }
+
+    /// The lease token a scheduler tick takes now: `v<version>`, plus
+    /// `-g<generation>` when the task has one. Deterministic, so two
+    /// schedulers racing on one task compute the same token (and message id).
+    pub fn lease_token(&self) -> String {
+        match self.generation {
+            0 => format!("v{}", self.version),
+            g => format!("v{}-g{g:x}", self.version),
+        }
+    }
+
     /// Takes `lease` (the caller checked the version). A priority boost
     /// (interactive, webhook follow-up) is used up by the run this lease
     /// starts, so a boost asked for while it runs is seen at release.

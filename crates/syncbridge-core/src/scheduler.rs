@@ -4,8 +4,9 @@
 //! # Idempotence
 //!
 //! A tick may run twice (timer retries, two instances during a scale-out). The
-//! lease token is derived from the task's version (`v<version>`) and the
-//! message id from the token, so two ticks racing on one task compute the same
+//! lease token is derived from the task's version and generation
+//! (`v<version>-g<generation>`, [`SyncTask::lease_token`]) and the message id
+//! from the token, so two ticks racing on one task compute the same
 //! lease: one wins the compare-and-swap, and Service Bus duplicate detection
 //! drops any second send.
 
@@ -209,7 +210,7 @@ async fn lease_chunk(
         .into_iter()
         .map(|task| LeaseRequest {
             lease: Lease {
-                token: format!("v{}", task.version),
+                token: task.lease_token(),
                 until: now.add(cfg.lease_for),
             },
             task,
@@ -325,6 +326,7 @@ mod tests {
             last_run_at: None,
             stalled: false,
             version: 0,
+            generation: 0,
         }
     }
 

@@ -45,6 +45,12 @@ pub enum StoreError {
     /// Stored data could not be read back (a bug or manual tampering).
     #[error("store data corrupt: {0}")]
     Corrupt(String),
+    /// The store this process opened is no longer the one at its location
+    /// (the embedded store's file was deleted or replaced while open). Every
+    /// operation fails from then on: a write would go where nobody reads it.
+    /// Not worth retrying in this process.
+    #[error("store detached: {0}")]
+    Detached(String),
 }
 
 impl StoreError {

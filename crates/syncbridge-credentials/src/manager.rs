@@ -38,6 +38,23 @@
 //! before the request, after the save) loses nothing: the lock's lease
 //! expires and the next caller refreshes normally.
 //!
+//! # Answers that never come
+//!
+//! A token request whose answer is lost (timeout, connection dropped, a
+//! gateway's 5xx) has an unknown outcome: the provider may have rotated the
+//! refresh token and the answer never reached us, the same window as a kill.
+//! So token requests get a generous timeout of their own (`http_timeout`,
+//! 60 s, apart from the provider API's): a slow provider's answer is waited
+//! for, not abandoned. After an unknown outcome the credential is re-read from
+//! the store before anything else (a sibling may have saved newer tokens), and
+//! only then is the request repeated, at once and still under the lock: a
+//! provider with a reuse grace period (Okta; Auth0's reuse interval) answers a
+//! prompt repeat with the new tokens. A provider with strict reuse detection
+//! revokes the grant on the repeat, but there the grant was lost with the
+//! answer: the repeat finds out now (`needs_reauth`, an event) rather than at
+//! the next refresh. What remains is an answer later than `http_timeout`, or
+//! lost on the way, from a provider without a grace period.
+//!
 //! # Errors
 //!
 //! - `invalid_grant` → re-read (twice, a poll apart): if the credential moved
@@ -46,13 +63,15 @@
 //!   connection set to `needs_reauth`, [`Event::ConnectionNeedsReauth`]
 //!   raised, and from then on `authorize` answers `NeedsReauth` without any
 //!   network call.
-//! - 5xx, 429, timeouts, unparsable answers → [`CredentialError::Transient`];
+//! - 5xx, 429, timeouts → [`CredentialError::Transient`];
 //!   that connection's on-demand and sweep refreshes back off for the
 //!   provider's `Retry-After` (else `transient_backoff`), and `authorize`
 //!   keeps handing out the current token while it is unexpired.
-//! - `invalid_client` / `unauthorized_client` → one
+//! - `invalid_client` / `unauthorized_client`, and answers that are not
+//!   OAuth at all (a 404, an HTML page: a wrong token URL) → one
 //!   [`Event::ProviderCredentialsRejected`] per provider app per process,
-//!   and no token requests for that app for `client_backoff`.
+//!   [`CredentialError::Permanent`], and no token requests for that app for
+//!   `client_backoff`.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -78,7 +97,7 @@ use crate::client::{ClientRegistry, ENV_PREFIX, OAuthClient, env_provider_segmen
 use crate::doc::{CredentialDoc, OpenCredential, Payload, ReauthMark, sweep_expiry};
 use crate::margin;
 use crate::sealer::{SealError, Sealer};
-use crate::token::{self, TokenError};
+use crate::token::{self, Outcome, TokenError};
 
 /// Tunables. `Default` is the production setting.
 #[derive(Clone)]
@@ -91,7 +110,9 @@ pub struct RefreshConfig {
     pub lock_wait: Duration,
     /// Re-read / lock retry interval while waiting (plus up to 50 % jitter).
     pub poll_interval: Duration,
-    /// Token request timeout (connect + response).
+    /// Token request timeout (connect + response), apart from the provider
+    /// API's: generous, because a provider that answers after we gave up may
+    /// have spent the refresh token we still hold (module docs).
     pub http_timeout: Duration,
     /// Longest wait for the rate limiter before one token request.
     pub limiter_wait: Duration,
@@ -123,10 +144,10 @@ pub type PhaseHook = Arc<dyn Fn(&ConnectionId, RefreshPhase) -> Option<Duration>
 impl Default for RefreshConfig {
     fn default() -> Self {
         RefreshConfig {
-            lock_lease: Duration::from_secs(30),
+            lock_lease: Duration::from_secs(150),
             lock_wait: Duration::from_secs(20),
             poll_interval: Duration::from_millis(50),
-            http_timeout: Duration::from_secs(10),
+            http_timeout: Duration::from_secs(60),
             limiter_wait: Duration::from_secs(10),
             idle_refresh_after: margin::IDLE_REFRESH,
             client_backoff: Duration::from_secs(300),
@@ -836,7 +857,7 @@ impl Inner {
                 stored.provider
             )));
         };
-        if self.suspended(client) {
+        if self.suspended(&client.app_key()) {
             return Err(CredentialError::Permanent(format!(
                 "OAuth client of provider {} was rejected (invalid_client); refreshes paused",
                 stored.provider
@@ -845,13 +866,38 @@ impl Inner {
         let url = client
             .token_url_for(&stored, def)
             .map_err(CredentialError::Permanent)?;
+        // A wrong token URL may be one connection's (relative to its base URL).
+        let url_key = format!("{}@{url}", client.app_key());
+        if self.suspended(&url_key) {
+            return Err(CredentialError::Permanent(format!(
+                "token endpoint of provider {} at {url} is not an OAuth endpoint; refreshes there paused",
+                stored.provider
+            )));
+        }
         // Everything that could fail after the provider rotates the refresh
         // token is done before the request: the data key is loaded now.
         self.sealer.current_version().await.map_err(seal_err)?;
         self.wait_for_budget(&stored).await?;
         self.phase(&conn.id, RefreshPhase::BeforeRequest).await;
         bump(&self.counters.token_requests);
-        let result = token::refresh(&self.http, client, &url, refresh_token).await;
+        let mut result = token::refresh(&self.http, client, &url, refresh_token).await;
+        if let Err(TokenError::Transient {
+            outcome: Outcome::Unknown,
+            what,
+            ..
+        }) = &result
+        {
+            // The provider may have rotated the token and lost us the answer:
+            // the store first, then one prompt repeat (module docs).
+            let again = self.load_required(&conn.id).await?;
+            if again.version != cur.version {
+                return self.outcome(&again, false);
+            }
+            tracing::warn!(connection = %conn.id, reason = %what, "token request outcome unknown; repeating it at once");
+            self.wait_for_budget(&stored).await?;
+            bump(&self.counters.token_requests);
+            result = token::refresh(&self.http, client, &url, refresh_token).await;
+        }
         match result {
             Ok(t) => {
                 self.phase(&conn.id, RefreshPhase::TokenReceived).await;
@@ -910,9 +956,17 @@ impl Inner {
                 Err(CredentialError::NeedsReauth)
             }
             Err(TokenError::InvalidClient(code)) => {
-                self.reject_client(client, &code).await;
+                self.reject_client(client, &client.app_key(), &code).await;
                 Err(CredentialError::Permanent(format!(
                     "OAuth client of provider {} rejected by the token endpoint ({code})",
+                    stored.provider
+                )))
+            }
+            Err(TokenError::NotOAuth(what)) => {
+                self.reject_client(client, &url_key, &format!("token_url: {what}"))
+                    .await;
+                Err(CredentialError::Permanent(format!(
+                    "token endpoint of {} at {url}: {what}",
                     stored.provider
                 )))
             }
@@ -920,6 +974,7 @@ impl Inner {
                 status,
                 retry_after,
                 what,
+                ..
             }) => {
                 bump(&self.counters.transient_failures);
                 let pause = retry_after
@@ -1068,24 +1123,28 @@ impl Inner {
         }
     }
 
-    fn suspended(&self, client: &OAuthClient) -> bool {
+    /// Whether token requests under `key` (a provider app, or an app at one
+    /// token URL) are paused.
+    fn suspended(&self, key: &str) -> bool {
         lock(&self.suspended)
-            .get(&client.app_key())
+            .get(key)
             .is_some_and(|until| Instant::now() < *until)
     }
 
     fn clear_rejection(&self, client: &OAuthClient) {
         let key = client.app_key();
-        lock(&self.suspended).remove(&key);
-        lock(&self.alerted).remove(&key);
+        let at_url = format!("{key}@");
+        lock(&self.suspended).retain(|k, _| *k != key && !k.starts_with(&at_url));
+        lock(&self.alerted).retain(|k| *k != key && !k.starts_with(&at_url));
     }
 
-    async fn reject_client(&self, client: &OAuthClient, code: &str) {
-        let key = client.app_key();
-        lock(&self.suspended).insert(key.clone(), Instant::now() + self.config.client_backoff);
-        let first = lock(&self.alerted).insert(key);
-        tracing::error!(provider = %client.provider, client_id = %client.client_id, code, "token endpoint rejected our OAuth client");
+    /// Pauses token requests under `key` for `client_backoff`; the first
+    /// time per key, logs and raises [`Event::ProviderCredentialsRejected`].
+    async fn reject_client(&self, client: &OAuthClient, key: &str, code: &str) {
+        lock(&self.suspended).insert(key.to_owned(), Instant::now() + self.config.client_backoff);
+        let first = lock(&self.alerted).insert(key.to_owned());
         if first {
+            tracing::error!(provider = %client.provider, client_id = %client.client_id, code, "token endpoint rejected our OAuth client or is no OAuth endpoint; token requests for this provider app pause");
             bump(&self.counters.invalid_client_alerts);
             self.events
                 .emit(Event::ProviderCredentialsRejected {

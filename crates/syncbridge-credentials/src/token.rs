@@ -37,6 +37,17 @@ pub(crate) struct Tokens {
     pub(crate) scope: Option<String>,
 }
 
+/// Whether the provider may have acted on a token request that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// It certainly did not (no connection, 429, 503, an OAuth error answer).
+    NotProcessed,
+    /// It may have: the request went out and no answer came back (timeout,
+    /// connection lost, a 5xx from a gateway). With rotating refresh tokens
+    /// the one we hold may be spent already.
+    Unknown,
+}
+
 /// How a refresh failed, classified (RFC 6749 §5.2 plus transport).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TokenError {
@@ -44,13 +55,19 @@ pub(crate) enum TokenError {
     InvalidGrant,
     /// `invalid_client` / `unauthorized_client`: our app credentials.
     InvalidClient(String),
-    /// 5xx, 429, timeout, connection failure, unparsable response,
+    /// 5xx, 429, timeout, connection failure,
     /// `temporarily_unavailable`, `server_error`: try again later.
     Transient {
         status: Option<u16>,
         retry_after: Option<Duration>,
         what: String,
+        outcome: Outcome,
     },
+    /// The endpoint does not speak OAuth: a 4xx other than an OAuth error
+    /// (404, 405, an HTML page…) or a success that is no token response. The
+    /// token URL (connector `auth.token_url` or `SYNCBRIDGE_OAUTH_<P>_TOKEN_URL`)
+    /// is wrong; retrying does not help.
+    NotOAuth(String),
     /// Any other refusal (`invalid_scope`, `invalid_request`, …): a bug or
     /// misconfiguration, no automatic retry helps.
     Refused(String),
@@ -64,8 +81,30 @@ enum Transport {
         status: u16,
         retry_after: Option<Duration>,
     },
-    #[error("token endpoint unreachable: {0}")]
-    Send(String),
+    #[error("token endpoint answered HTTP {0} without an OAuth error")]
+    NotOAuth(u16),
+    #[error("token endpoint unreachable: {what}")]
+    Send { what: String, outcome: Outcome },
+}
+
+/// Whether an error answer is an OAuth error response (RFC 6749 §5.2: a JSON
+/// object with a string `error`). Reads only that key; the body may hold
+/// anything and is never kept.
+fn is_oauth_error(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        error: String,
+    }
+    serde_json::from_slice::<ErrorBody>(body).is_ok_and(|e| !e.error.is_empty())
+}
+
+/// 429 and 503 say the request was not acted on; any other 5xx may come
+/// from a gateway that gave up on a request the provider went on to process.
+fn status_outcome(status: u16) -> Outcome {
+    match status {
+        429 | 503 => Outcome::NotProcessed,
+        _ => Outcome::Unknown,
+    }
 }
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -82,17 +121,23 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 async fn send(http: reqwest::Client, req: HttpRequest) -> Result<HttpResponse, Transport> {
-    let req = reqwest::Request::try_from(req)
-        .map_err(|e| Transport::Send(e.without_url().to_string()))?;
+    let req = reqwest::Request::try_from(req).map_err(|e| Transport::Send {
+        what: e.without_url().to_string(),
+        outcome: Outcome::NotProcessed,
+    })?;
     let resp = http.execute(req).await.map_err(|e| {
-        let kind = if e.is_timeout() {
-            "timed out"
-        } else if e.is_connect() {
-            "connection failed"
+        // Only a failed connect proves the provider never saw the request.
+        let (what, outcome) = if e.is_connect() {
+            ("connection failed", Outcome::NotProcessed)
+        } else if e.is_timeout() {
+            ("timed out", Outcome::Unknown)
         } else {
-            "request failed"
+            ("request failed", Outcome::Unknown)
         };
-        Transport::Send(kind.to_owned())
+        Transport::Send {
+            what: what.to_owned(),
+            outcome,
+        }
     })?;
     let status = resp.status();
     if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
@@ -105,13 +150,17 @@ async fn send(http: reqwest::Client, req: HttpRequest) -> Result<HttpResponse, T
     for (k, v) in resp.headers() {
         builder = builder.header(k.as_str(), v.as_bytes());
     }
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|_| Transport::Send("response body interrupted".to_owned()))?;
-    builder
-        .body(body.to_vec())
-        .map_err(|_| Transport::Send("unreadable response".to_owned()))
+    let body = resp.bytes().await.map_err(|_| Transport::Send {
+        what: "response body interrupted".to_owned(),
+        outcome: Outcome::Unknown,
+    })?;
+    if !status.is_success() && !is_oauth_error(&body) {
+        return Err(Transport::NotOAuth(status.as_u16()));
+    }
+    builder.body(body.to_vec()).map_err(|_| Transport::Send {
+        what: "unreadable response".to_owned(),
+        outcome: Outcome::Unknown,
+    })
 }
 
 /// Exchanges `refresh_token` at `token_url`.
@@ -157,6 +206,7 @@ pub(crate) async fn refresh(
                     status: None,
                     retry_after: None,
                     what: code.clone(),
+                    outcome: Outcome::NotProcessed,
                 }
             }
             other => TokenError::Refused(other.as_ref().chars().take(64).collect()),
@@ -168,22 +218,28 @@ pub(crate) async fn refresh(
             status: Some(status),
             retry_after,
             what: format!("HTTP {status}"),
+            outcome: status_outcome(status),
         }),
-        Err(RequestTokenError::Request(Transport::Send(what))) => Err(TokenError::Transient {
-            status: None,
-            retry_after: None,
-            what,
-        }),
+        // A bare 401 is how some endpoints refuse our client credentials.
+        Err(RequestTokenError::Request(Transport::NotOAuth(401))) => Err(
+            TokenError::InvalidClient("HTTP 401 without an OAuth error".to_owned()),
+        ),
+        Err(RequestTokenError::Request(Transport::NotOAuth(status))) => Err(TokenError::NotOAuth(
+            format!("HTTP {status} without an OAuth error: check the token URL"),
+        )),
+        Err(RequestTokenError::Request(Transport::Send { what, outcome })) => {
+            Err(TokenError::Transient {
+                status: None,
+                retry_after: None,
+                what,
+                outcome,
+            })
+        }
         // The body may hold tokens: never keep it.
-        Err(RequestTokenError::Parse(..)) => Err(TokenError::Transient {
-            status: None,
-            retry_after: None,
-            what: "unparsable token response".to_owned(),
-        }),
-        Err(RequestTokenError::Other(_)) => Err(TokenError::Transient {
-            status: None,
-            retry_after: None,
-            what: "unexpected token response".to_owned(),
-        }),
+        Err(RequestTokenError::Parse(..)) | Err(RequestTokenError::Other(_)) => {
+            Err(TokenError::NotOAuth(
+                "the answer is not an OAuth token response: check the token URL".to_owned(),
+            ))
+        }
     }
 }

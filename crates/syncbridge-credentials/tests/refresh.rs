@@ -371,7 +371,7 @@ async fn server_errors_and_throttling_are_transient() {
     assert!(w.events.all().is_empty());
 }
 
-/// A redirect from the token endpoint is not followed (the client secret never travels to the redirect target).
+/// A redirect from the token endpoint is not followed (the client secret never travels to the redirect target), and is reported as a wrong token URL.
 #[tokio::test]
 async fn redirects_are_not_followed() {
     let w = World::new(HOUR).await;
@@ -399,9 +399,15 @@ async fn redirects_are_not_followed() {
     );
     m.store_initial(&conn.id, doc).await.unwrap();
     let r = m.refresh(&conn, &w.def, RefreshTrigger::Due).await;
-    assert!(matches!(r, Err(CredentialError::Transient(_))), "{r:?}");
+    // A token URL that redirects is not the token endpoint: a configuration
+    // error, reported once, not retried as if the provider were down.
+    assert!(
+        matches!(&r, Err(CredentialError::Permanent(m)) if m.contains("302")),
+        "{r:?}"
+    );
     assert_eq!(ep.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(target.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(w.events.kinds(), vec!["provider_credentials_rejected"]);
 }
 
 /// The sweep refreshes due and day-idle credentials, counts a revoked one as needs_reauth, leaves fresh ones alone, and respects its limit.

@@ -214,7 +214,7 @@ impl Settings {
         let s = Settings {
             data_dir: var("SYNCBRIDGE_DATA_DIR")
                 .map_or_else(|| PathBuf::from(".syncbridge"), PathBuf::from),
-            connectors_dir: var("SYNCBRIDGE_CONNECTORS_DIR").map(PathBuf::from),
+            connectors_dir: Self::connectors_dir_from_env()?,
             webhook_tolerance: Duration::from_secs(number(
                 "SYNCBRIDGE_WEBHOOK_TOLERANCE_SECS",
                 300,
@@ -251,14 +251,6 @@ impl Settings {
                 message: format!("{} is not a file", p.display()),
             });
         }
-        if let Some(dir) = &s.connectors_dir
-            && !dir.is_dir()
-        {
-            return Err(SettingsError {
-                name: "SYNCBRIDGE_CONNECTORS_DIR",
-                message: format!("{} is not a directory", dir.display()),
-            });
-        }
         if s.lease_for.is_zero() {
             return Err(SettingsError {
                 name: "SYNCBRIDGE_LEASE_SECS",
@@ -266,6 +258,22 @@ impl Settings {
             });
         }
         Ok(s)
+    }
+
+    /// `SYNCBRIDGE_CONNECTORS_DIR` on its own: the CLI's embedded commands
+    /// take the data dir from their arguments but load the same connector
+    /// definitions as the handlers.
+    pub fn connectors_dir_from_env() -> Result<Option<PathBuf>, SettingsError> {
+        let dir = var("SYNCBRIDGE_CONNECTORS_DIR").map(PathBuf::from);
+        if let Some(d) = &dir
+            && !d.is_dir()
+        {
+            return Err(SettingsError {
+                name: "SYNCBRIDGE_CONNECTORS_DIR",
+                message: format!("{} is not a directory", d.display()),
+            });
+        }
+        Ok(dir)
     }
 
     /// Defaults rooted at `data_dir` (tests, the CLI).

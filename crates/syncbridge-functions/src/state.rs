@@ -9,7 +9,7 @@ use syncbridge_core::events::{EventSink, NoEvents};
 use syncbridge_core::pipeline::worker::WorkerDeps;
 use syncbridge_core::{Clock, QueueSender, RateLimiter, Store, SystemClock};
 use syncbridge_localqueue::LocalQueue;
-use syncbridge_sqlite::SqliteStore;
+use syncbridge_sqlite::{OpenMode, SqliteStore};
 
 use crate::settings::Settings;
 
@@ -67,8 +67,8 @@ pub enum StateError {
 }
 
 /// The embedded store of the data dir, with the fault-injection page cap when set.
-fn open_sqlite(settings: &Settings) -> Result<SqliteStore, StateError> {
-    let store = SqliteStore::open_in(&settings.data_dir)?;
+fn open_sqlite(settings: &Settings, mode: OpenMode) -> Result<SqliteStore, StateError> {
+    let store = SqliteStore::open_in_with(&settings.data_dir, mode)?;
     if let Some(pages) = settings.fault_store_max_pages {
         let cap = store.cap_pages_for_fault_injection(pages)?;
         tracing::warn!(
@@ -96,7 +96,7 @@ impl AppState {
                 .map_err(|e| StateError::Azure(e.to_string()))?;
                 Arc::new(syncbridge_cosmos::CosmosStore::connect(cs, credential).await?)
             }
-            None => Arc::new(open_sqlite(&settings)?),
+            None => Arc::new(open_sqlite(&settings, OpenMode::CreateIfMissing)?),
         };
         let queue: Arc<dyn QueueSender> = match &azure.service_bus {
             Some(sb) => Arc::new(
@@ -121,7 +121,14 @@ impl AppState {
 
     /// The embedded default: SQLite store and local queue under the data dir.
     pub fn embedded(settings: Settings) -> Result<Self, StateError> {
-        let store: Arc<dyn Store> = Arc::new(open_sqlite(&settings)?);
+        Self::embedded_with(settings, OpenMode::CreateIfMissing)
+    }
+
+    /// The embedded default, creating the store only if `mode` allows: with
+    /// [`OpenMode::ExistingOnly`] a data dir without `state.db` is
+    /// `StateError::Store(StoreError::NotFound)` and nothing is created.
+    pub fn embedded_with(settings: Settings, mode: OpenMode) -> Result<Self, StateError> {
+        let store: Arc<dyn Store> = Arc::new(open_sqlite(&settings, mode)?);
         let queue: Arc<dyn QueueSender> = Arc::new(
             LocalQueue::open(settings.data_dir.join("queue.db"))
                 .map_err(|e| StateError::Queue(e.to_string()))?,
@@ -135,10 +142,7 @@ impl AppState {
         queue: Arc<dyn QueueSender>,
         keys: Option<Arc<dyn syncbridge_core::SecretStore>>,
     ) -> Result<Self, StateError> {
-        let registry = match &settings.connectors_dir {
-            Some(dir) => Registry::with_dir(dir)?,
-            None => Registry::builtin(),
-        };
+        let registry = Registry::load(settings.connectors_dir.as_deref())?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let notify = match &settings.notify_config {
             Some(path) => {

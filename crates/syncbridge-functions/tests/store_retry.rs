@@ -57,6 +57,7 @@ async fn setup(dir: &std::path::Path, base_url: String) -> (SyncTask, SyncJob) {
         last_run_at: None,
         stalled: false,
         version: 0,
+        generation: 0,
     };
     store.put_task(&task).await.unwrap();
     let lease = Lease {

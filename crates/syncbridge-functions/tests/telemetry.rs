@@ -130,6 +130,7 @@ async fn harness() -> Harness {
             last_run_at: None,
             stalled: false,
             version: 0,
+            generation: 0,
         })
         .await
         .unwrap();

@@ -82,6 +82,7 @@ async fn harness(scheme: &str, secrets: &[&str]) -> Harness {
             last_run_at: None,
             stalled: false,
             version: 0,
+            generation: 0,
         })
         .await
         .unwrap();

@@ -6,7 +6,20 @@
 //!   a mutex, used from `spawn_blocking` so the async runtime never blocks on
 //!   disk; WAL mode so other processes (the five binaries, the CLI) read and
 //!   write the same file concurrently.
-//! - `schema`: the migrations, applied in order on open (`PRAGMA user_version`).
+//! - `schema`: the migrations, applied in order on open (`PRAGMA user_version`)
+//!   under the write lock, so processes opening a fresh file together migrate it once.
+//!
+//! Every transaction that writes starts with `BEGIN IMMEDIATE`: a deferred one
+//! that reads first and then writes cannot wait for the write lock (SQLite
+//! answers `SQLITE_BUSY` at once, busy timeout or not, whenever another
+//! process committed in between), so under load it failed with "database is
+//! locked".
+//!
+//! The store remembers which file it opened (device and inode) and checks,
+//! after every operation, that the path still names that file. A `state.db`
+//! deleted or replaced under a running process would otherwise take every
+//! later write with it, silently; instead every operation from then on fails
+//! with [`StoreError::Detached`].
 //!
 //! Documents (connections, tasks, runs) are stored as JSON next to the columns
 //! queries filter on; records keep their canonical JSON, hash and version in
@@ -14,11 +27,15 @@
 
 mod schema;
 
+pub use schema::SCHEMA_VERSION;
+
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{Connection as Db, OptionalExtension, params};
+use rusqlite::{Connection as Db, OptionalExtension, TransactionBehavior::Immediate, params};
 use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
     WebhookEvent,
@@ -35,6 +52,59 @@ use syncbridge_core::{
 pub struct SqliteStore {
     db: Arc<Mutex<Db>>,
     path: PathBuf,
+    file: Arc<FileIdentity>,
+}
+
+/// Whether [`SqliteStore::open_with`] may create a missing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create (and migrate) the file if it does not exist: the handlers,
+    /// `syncbridge up`, `connections add`.
+    CreateIfMissing,
+    /// Only an existing file; a missing one is [`StoreError::NotFound`]
+    /// (commands that only read or change what is there).
+    ExistingOnly,
+}
+
+/// The file a store opened, to notice when its path names another file (or none).
+#[derive(Debug)]
+struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    /// Whether the loss was logged (once per store).
+    reported: AtomicBool,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> Result<Self, StoreError> {
+        let m = std::fs::metadata(path)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        Ok(FileIdentity {
+            dev: m.dev(),
+            ino: m.ino(),
+            reported: AtomicBool::new(false),
+        })
+    }
+
+    /// One `stat` of the path: `Detached` when it is gone or another file.
+    fn check(&self, path: &Path) -> Result<(), StoreError> {
+        let now = match std::fs::metadata(path) {
+            Ok(m) if (m.dev(), m.ino()) == (self.dev, self.ino) => return Ok(()),
+            Ok(_) => "replaced by another file",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "deleted",
+            // Cannot tell (permissions, I/O): not proof of loss; the operation's
+            // own result stands.
+            Err(_) => return Ok(()),
+        };
+        let msg = format!(
+            "{} was {now} while this process had it open; its writes since then are lost with the old file. Restart the process (and restore the file from a backup if it was deleted by mistake)",
+            path.display()
+        );
+        if !self.reported.swap(true, Ordering::Relaxed) {
+            tracing::error!(path = %path.display(), "store file {now}: every store operation fails from now on");
+        }
+        Err(StoreError::Detached(msg))
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -74,17 +144,40 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, S
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the store at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, OpenMode::CreateIfMissing)
+    }
+
+    /// Opens the store at `path`, creating it only if `mode` allows; migrates it.
+    pub fn open_with(path: impl AsRef<Path>, mode: OpenMode) -> Result<Self, StoreError> {
+        use rusqlite::OpenFlags;
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        match mode {
+            OpenMode::CreateIfMissing => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+                }
+                flags |= OpenFlags::SQLITE_OPEN_CREATE;
+            }
+            OpenMode::ExistingOnly if !path.is_file() => {
+                return Err(StoreError::NotFound(format!("store {}", path.display())));
+            }
+            OpenMode::ExistingOnly => {}
         }
-        let mut db = Db::open(&path).map_err(backend)?;
-        schema::configure(&db).map_err(backend)?;
-        schema::migrate(&mut db).map_err(backend)?;
+        let mut db = Db::open_with_flags(&path, flags).map_err(backend)?;
+        let at = |step: &str, e: rusqlite::Error| {
+            StoreError::Unavailable(format!("{step} {}: {e}", path.display()))
+        };
+        schema::configure(&db).map_err(|e| at("setting up", e))?;
+        schema::migrate(&mut db).map_err(|e| at("migrating", e))?;
+        let file = FileIdentity::of(&path)?;
         Ok(SqliteStore {
             db: Arc::new(Mutex::new(db)),
             path,
+            file: Arc::new(file),
         })
     }
 
@@ -108,21 +201,38 @@ impl SqliteStore {
         .map_err(backend)
     }
 
+    /// `<dir>/state.db`, opened with `mode`.
+    pub fn open_in_with(data_dir: impl AsRef<Path>, mode: OpenMode) -> Result<Self, StoreError> {
+        Self::open_with(data_dir.as_ref().join("state.db"), mode)
+    }
+
+    /// The schema version of the open file (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        db.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(backend)
+    }
+
     /// The file this store lives in.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the connection on the blocking pool, then checks that
+    /// the path still names the file it ran on: when it does not, whatever
+    /// `f` did went to a file nobody will open again, and the caller gets
+    /// [`StoreError::Detached`] instead of its result.
     async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = self.db.clone();
+        let (db, file, path) = (self.db.clone(), self.file.clone(), self.path.clone());
         tokio::task::spawn_blocking(move || {
             let mut guard = db.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
+            let out = f(&mut guard);
+            file.check(&path)?;
+            out
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
@@ -416,7 +526,7 @@ impl Store for SqliteStore {
     async fn delete_connection(&self, id: &ConnectionId) -> Result<bool, StoreError> {
         let id = id.clone();
         self.with(move |db| {
-            let tx = db.transaction().map_err(backend)?;
+            let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
             let n = tx
                 .execute("DELETE FROM connections WHERE id = ?1", [id.as_str()])
                 .map_err(backend)?;
@@ -489,7 +599,7 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let (id, lease) = (id.clone(), lease.clone());
         self.with(move |db| {
-            let tx = db.transaction().map_err(backend)?;
+            let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
             let Some(mut t) = load_task(&tx, id.as_str())? else {
                 return Err(StoreError::NotFound(format!("task {id}")));
             };
@@ -561,7 +671,7 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let (id, token) = (id.clone(), lease_token.to_owned());
         self.with(move |db| {
-            let tx = db.transaction().map_err(backend)?;
+            let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
             let Some(mut t) = load_task(&tx, id.as_str())? else {
                 return Err(StoreError::NotFound(format!("task {id}")));
             };
@@ -584,7 +694,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let id = id.clone();
         self.with(move |db| {
-            let tx = db.transaction().map_err(backend)?;
+            let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
             let Some(mut t) = load_task(&tx, id.as_str())? else {
                 return Err(StoreError::NotFound(format!("task {id}")));
             };
@@ -601,7 +711,7 @@ impl Store for SqliteStore {
     async fn set_task_stalled(&self, id: &TaskId, stalled: bool) -> Result<(), StoreError> {
         let id = id.clone();
         self.with(move |db| {
-            let tx = db.transaction().map_err(backend)?;
+            let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
             let Some(mut t) = load_task(&tx, id.as_str())? else {
                 return Err(StoreError::NotFound(format!("task {id}")));
             };
@@ -619,7 +729,7 @@ impl Store for SqliteStore {
     async fn commit_page(&self, page: &PageCommit) -> Result<PageOutcome, StoreError> {
         let page = page.clone();
         self.with(move |db| {
-            let tx = db.transaction().map_err(backend)?;
+            let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
             let Some(mut task) = load_task(&tx, page.task.as_str())? else {
                 return Err(StoreError::NotFound(format!("task {}", page.task)));
             };
@@ -771,7 +881,7 @@ impl Store for SqliteStore {
     async fn write_record(&self, w: &RecordWrite) -> Result<(), StoreError> {
         let w = w.clone();
         self.with(move |db| {
-            let tx = db.transaction().map_err(backend)?;
+            let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
             let (c, o, id) = (w.connection.as_str(), w.object.as_str(), w.external_id.as_str());
             let current: Option<i64> = tx
                 .prepare_cached(
@@ -1089,7 +1199,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<bool>, StoreError> {
         let events = events.to_vec();
         self.with(move |db| {
-            let tx = db.transaction().map_err(backend)?;
+            let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
             let mut out = Vec::with_capacity(events.len());
             {
                 let mut st = tx.prepare_cached(INSERT_EVENT).map_err(backend)?;
@@ -1170,7 +1280,7 @@ impl Store for SqliteStore {
 
     async fn take_quarantined(&self, id: i64) -> Result<Option<QuarantinedMessage>, StoreError> {
         self.with(move |db| {
-            let tx = db.transaction().map_err(backend)?;
+            let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
             let m = tx
                 .query_row(
                     "SELECT source, message_id, reason, body, at, connection FROM quarantine WHERE id = ?1",

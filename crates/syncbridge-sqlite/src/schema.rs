@@ -1,16 +1,36 @@
-//! Schema and migrations. Each entry of [`MIGRATIONS`] runs once, in order, in
-//! its own transaction; `PRAGMA user_version` records how many have run.
+//! Schema and migrations. Each entry of [`MIGRATIONS`] runs once, in order,
+//! under the write lock; `PRAGMA user_version` records how many have run.
+
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[
+/// One step of a migration. Every step is idempotent (a table or index that
+/// exists, or a column that is already there, is left alone), so a migration
+/// that somehow runs twice cannot fail half-way or break the data dir.
+enum Step {
+    /// Statements that are idempotent by themselves (`IF NOT EXISTS`).
+    Sql(&'static str),
+    /// `ALTER TABLE <table> ADD COLUMN <column> <decl>` unless the column exists.
+    AddColumn {
+        table: &'static str,
+        column: &'static str,
+        decl: &'static str,
+    },
+    /// Anything else; the function checks for itself whether there is work.
+    Custom(fn(&Connection) -> rusqlite::Result<()>),
+}
+
+/// The migrations, in order; `PRAGMA user_version` counts the applied ones.
+const MIGRATIONS: &[&[Step]] = &[
     // 1: initial schema.
-    "CREATE TABLE connections (
+    &[Step::Sql(
+        "CREATE TABLE IF NOT EXISTS connections (
         id TEXT PRIMARY KEY,
         tenant TEXT NOT NULL,
         doc TEXT NOT NULL
      );
-     CREATE TABLE tasks (
+     CREATE TABLE IF NOT EXISTS tasks (
         id TEXT PRIMARY KEY,
         connection TEXT NOT NULL,
         priority INTEGER NOT NULL,
@@ -19,9 +39,9 @@ const MIGRATIONS: &[&str] = &[
         version INTEGER NOT NULL,
         doc TEXT NOT NULL
      );
-     CREATE INDEX tasks_due ON tasks (next_run_at, priority);
-     CREATE INDEX tasks_connection ON tasks (connection);
-     CREATE TABLE records (
+     CREATE INDEX IF NOT EXISTS tasks_due ON tasks (next_run_at, priority);
+     CREATE INDEX IF NOT EXISTS tasks_connection ON tasks (connection);
+     CREATE TABLE IF NOT EXISTS records (
         connection TEXT NOT NULL,
         object TEXT NOT NULL,
         external_id TEXT NOT NULL,
@@ -31,22 +51,22 @@ const MIGRATIONS: &[&str] = &[
         remote_updated_at INTEGER,
         PRIMARY KEY (connection, object, external_id)
      ) WITHOUT ROWID;
-     CREATE TABLE runs (
+     CREATE TABLE IF NOT EXISTS runs (
         id TEXT PRIMARY KEY,
         task TEXT NOT NULL,
         connection TEXT NOT NULL,
         started_at INTEGER NOT NULL,
         doc TEXT NOT NULL
      );
-     CREATE INDEX runs_task ON runs (task, started_at);
-     CREATE TABLE webhook_events (
+     CREATE INDEX IF NOT EXISTS runs_task ON runs (task, started_at);
+     CREATE TABLE IF NOT EXISTS webhook_events (
         connection TEXT NOT NULL,
         dedup_key TEXT NOT NULL,
         received_at INTEGER NOT NULL,
         body BLOB NOT NULL,
         PRIMARY KEY (connection, dedup_key)
      ) WITHOUT ROWID;
-     CREATE TABLE quarantine (
+     CREATE TABLE IF NOT EXISTS quarantine (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         source TEXT NOT NULL,
         message_id TEXT,
@@ -54,8 +74,10 @@ const MIGRATIONS: &[&str] = &[
         body BLOB NOT NULL,
         at INTEGER NOT NULL
      );",
+    )],
     // 2: sealed credentials and named locks.
-    "CREATE TABLE credentials (
+    &[Step::Sql(
+        "CREATE TABLE IF NOT EXISTS credentials (
         connection TEXT PRIMARY KEY,
         version INTEGER NOT NULL,
         key_version TEXT NOT NULL,
@@ -64,17 +86,108 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER,
         refreshed_at INTEGER NOT NULL
      );
-     CREATE INDEX credentials_expiry ON credentials (expires_at);
-     CREATE TABLE locks (
+     CREATE INDEX IF NOT EXISTS credentials_expiry ON credentials (expires_at);
+     CREATE TABLE IF NOT EXISTS locks (
         name TEXT PRIMARY KEY,
         owner TEXT NOT NULL,
         until INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    )],
     // 3: the connection a quarantined webhook event belongs to (for replay).
-    "ALTER TABLE quarantine ADD COLUMN connection TEXT;",
+    &[Step::AddColumn {
+        table: "quarantine",
+        column: "connection",
+        decl: "TEXT",
+    }],
     // 4: webhook events carry whole bodies; a rowid table with a unique index
     //    keeps inserts cheap (WITHOUT ROWID suits only small rows).
-    "CREATE TABLE webhook_events_v4 (
+    &[Step::Custom(webhook_events_rowid)],
+    // 5: outbound sync. A record's local state (base, outbox, parked
+    //    conflicts) lives with it; push_due_at mirrors the outbox's due time
+    //    so the due-push sweep is an index range. The audit log is
+    //    append-only, keyed by decision.
+    &[
+        Step::AddColumn {
+            table: "records",
+            column: "local",
+            decl: "TEXT",
+        },
+        Step::AddColumn {
+            table: "records",
+            column: "push_due_at",
+            decl: "INTEGER",
+        },
+        Step::Sql(
+            "CREATE INDEX IF NOT EXISTS records_push_due ON records (push_due_at) WHERE push_due_at IS NOT NULL;
+     CREATE INDEX IF NOT EXISTS records_local ON records (connection, object, external_id) WHERE local IS NOT NULL;
+     CREATE TABLE IF NOT EXISTS audit (
+        seq INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        connection TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        doc TEXT NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS audit_connection ON audit (connection, seq);",
+        ),
+    ],
+    // 6: webhook events are pruned past the dedup window oldest first; the
+    //    index keeps that a range delete (received_at grows with inserts, so
+    //    the index appends at its end and costs the accept path little).
+    &[Step::Sql(
+        "CREATE INDEX IF NOT EXISTS webhook_events_received ON webhook_events (received_at);",
+    )],
+    // 7: the scheduler, the watchdog and the token sweep read index ranges
+    //    instead of every row. `eligible_at` is when a task can next be
+    //    leased (due, and any lease expired), so a tick with nothing due
+    //    reads nothing even while thousands of tasks are leased; `stall_at`
+    //    mirrors SyncTask::stall_at (NULL once flagged) and
+    //    `sweep_at` the credentials layer's next sweep time; both are
+    //    backfilled with the same rules (timestamps are epoch milliseconds
+    //    in the JSON documents; the sweep's idle limit is its default day).
+    //    The backfills compute from the documents, so running them again
+    //    writes the same values.
+    &[
+        Step::AddColumn {
+            table: "tasks",
+            column: "stall_at",
+            decl: "INTEGER",
+        },
+        Step::AddColumn {
+            table: "tasks",
+            column: "eligible_at",
+            decl: "INTEGER",
+        },
+        Step::AddColumn {
+            table: "credentials",
+            column: "sweep_at",
+            decl: "INTEGER",
+        },
+        Step::Sql(
+            "UPDATE tasks SET stall_at = CASE WHEN json_extract(doc, '$.stalled') THEN NULL
+        ELSE COALESCE(json_extract(doc, '$.last_run_at'), next_run_at)
+             + 2000 * MAX(json_extract(doc, '$.interval_secs'), 1) END;
+     CREATE INDEX IF NOT EXISTS tasks_stall ON tasks (stall_at) WHERE stall_at IS NOT NULL;
+     UPDATE tasks SET eligible_at = MAX(next_run_at, COALESCE(lease_until + 1, next_run_at));
+     CREATE INDEX IF NOT EXISTS tasks_eligible ON tasks (eligible_at);
+     UPDATE credentials SET sweep_at = MIN(
+        expires_at - MIN(MAX(300000, (expires_at - refreshed_at) / 10), (expires_at - refreshed_at) / 2),
+        refreshed_at + 86400000) WHERE expires_at IS NOT NULL;
+     CREATE INDEX IF NOT EXISTS credentials_sweep ON credentials (sweep_at) WHERE sweep_at IS NOT NULL;",
+        ),
+    ],
+];
+
+/// The schema version this build writes: the number of migrations.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Migration 4: rebuilds `webhook_events` as a rowid table, unless it is one already.
+fn webhook_events_rowid(db: &Connection) -> rusqlite::Result<()> {
+    if has_column(db, "webhook_events", "id")? {
+        return Ok(());
+    }
+    db.execute_batch(
+        "DROP TABLE IF EXISTS webhook_events_v4;
+     CREATE TABLE webhook_events_v4 (
         id INTEGER PRIMARY KEY,
         connection TEXT NOT NULL,
         dedup_key TEXT NOT NULL,
@@ -85,56 +198,65 @@ const MIGRATIONS: &[&str] = &[
         SELECT connection, dedup_key, received_at, body FROM webhook_events;
      DROP TABLE webhook_events;
      ALTER TABLE webhook_events_v4 RENAME TO webhook_events;
-     CREATE UNIQUE INDEX webhook_events_key ON webhook_events (connection, dedup_key);",
-    // 5: outbound sync. A record's local state (base, outbox, parked
-    //    conflicts) lives with it; push_due_at mirrors the outbox's due time
-    //    so the due-push sweep is an index range. The audit log is
-    //    append-only, keyed by decision.
-    "ALTER TABLE records ADD COLUMN local TEXT;
-     ALTER TABLE records ADD COLUMN push_due_at INTEGER;
-     CREATE INDEX records_push_due ON records (push_due_at) WHERE push_due_at IS NOT NULL;
-     CREATE INDEX records_local ON records (connection, object, external_id) WHERE local IS NOT NULL;
-     CREATE TABLE audit (
-        seq INTEGER PRIMARY KEY,
-        key TEXT NOT NULL UNIQUE,
-        connection TEXT NOT NULL,
-        at INTEGER NOT NULL,
-        doc TEXT NOT NULL
-     );
-     CREATE INDEX audit_connection ON audit (connection, seq);",
-    // 6: webhook events are pruned past the dedup window oldest first; the
-    //    index keeps that a range delete (received_at grows with inserts, so
-    //    the index appends at its end and costs the accept path little).
-    "CREATE INDEX webhook_events_received ON webhook_events (received_at);",
-    // 7: the scheduler, the watchdog and the token sweep read index ranges
-    //    instead of every row. `eligible_at` is when a task can next be
-    //    leased (due, and any lease expired), so a tick with nothing due
-    //    reads nothing even while thousands of tasks are leased; `stall_at`
-    //    mirrors SyncTask::stall_at (NULL once flagged) and
-    //    `sweep_at` the credentials layer's next sweep time; both are
-    //    backfilled with the same rules (timestamps are epoch milliseconds
-    //    in the JSON documents; the sweep's idle limit is its default day).
-    "ALTER TABLE tasks ADD COLUMN stall_at INTEGER;
-     UPDATE tasks SET stall_at = CASE WHEN json_extract(doc, '$.stalled') THEN NULL
-        ELSE COALESCE(json_extract(doc, '$.last_run_at'), next_run_at)
-             + 2000 * MAX(json_extract(doc, '$.interval_secs'), 1) END;
-     CREATE INDEX tasks_stall ON tasks (stall_at) WHERE stall_at IS NOT NULL;
-     ALTER TABLE tasks ADD COLUMN eligible_at INTEGER;
-     UPDATE tasks SET eligible_at = MAX(next_run_at, COALESCE(lease_until + 1, next_run_at));
-     CREATE INDEX tasks_eligible ON tasks (eligible_at);
-     ALTER TABLE credentials ADD COLUMN sweep_at INTEGER;
-     UPDATE credentials SET sweep_at = MIN(
-        expires_at - MIN(MAX(300000, (expires_at - refreshed_at) / 10), (expires_at - refreshed_at) / 2),
-        refreshed_at + 86400000) WHERE expires_at IS NOT NULL;
-     CREATE INDEX credentials_sweep ON credentials (sweep_at) WHERE sweep_at IS NOT NULL;",
-];
+     CREATE UNIQUE INDEX IF NOT EXISTS webhook_events_key ON webhook_events (connection, dedup_key);",
+    )
+}
+
+fn has_column(db: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    let mut st = db.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?;
+    st.exists([table, column])
+}
+
+impl Step {
+    fn apply(&self, db: &Connection) -> rusqlite::Result<()> {
+        match self {
+            Step::Sql(sql) => db.execute_batch(sql),
+            Step::AddColumn {
+                table,
+                column,
+                decl,
+            } => {
+                if !has_column(db, table, column)? {
+                    db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+                }
+                Ok(())
+            }
+            Step::Custom(f) => f(db),
+        }
+    }
+}
+
+/// How long a connection waits for another's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Switches the file to WAL (a no-op once it is). Turning a fresh file to
+/// WAL takes an exclusive lock that SQLite does not wait for through the busy
+/// handler (the pragma already holds a shared lock, and SQLite never waits
+/// to upgrade one), so processes opening a new data dir together got
+/// "database is locked": retry until the busy timeout instead.
+fn enable_wal(db: &Connection) -> rusqlite::Result<()> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match db.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && start.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// Connection settings: WAL so several processes share the file, a busy
 /// timeout instead of immediate `SQLITE_BUSY`, and `synchronous = NORMAL`
 /// (durable across process crashes; WAL keeps the database consistent on power loss).
 pub(crate) fn configure(db: &Connection) -> rusqlite::Result<()> {
-    db.busy_timeout(std::time::Duration::from_secs(10))?;
-    db.pragma_update(None, "journal_mode", "WAL")?;
+    db.busy_timeout(BUSY_TIMEOUT)?;
+    enable_wal(db)?;
     db.pragma_update(None, "synchronous", "NORMAL")?;
     db.pragma_update(None, "foreign_keys", "ON")?;
     // Reads through a memory map instead of a read() copy per page, and a
@@ -148,15 +270,34 @@ pub(crate) fn configure(db: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+fn user_version(db: &Connection) -> rusqlite::Result<i64> {
+    db.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
 /// Applies every migration not yet applied.
+///
+/// Several processes open a fresh data dir at once (the five handlers under
+/// `syncbridge up`), so the version is read again under the write lock
+/// (`BEGIN IMMEDIATE`) and every pending migration runs in that one
+/// transaction: two processes can never both apply migration N, and the
+/// version only ever grows (a file a newer build migrated further is left as
+/// it is). Opens that find the schema current take no write lock.
 pub(crate) fn migrate(db: &mut Connection) -> rusqlite::Result<()> {
-    let done: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
-        let tx = db.transaction()?;
-        tx.execute_batch(sql)?;
+    let seen = user_version(db)?;
+    if seen >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let done = user_version(&tx)?;
+    for (i, steps) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
+        for step in *steps {
+            step.apply(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
-        tracing::info!(version = i + 1, "applied store migration");
+    }
+    tx.commit()?;
+    if done < SCHEMA_VERSION {
+        tracing::info!(from = done, to = SCHEMA_VERSION, "applied store migrations");
     }
     Ok(())
 }

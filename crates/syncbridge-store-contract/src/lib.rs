@@ -56,6 +56,7 @@ pub fn task(conn: &str, object: &str, priority: Priority) -> SyncTask {
         last_run_at: None,
         stalled: false,
         version: 0,
+        generation: 0,
     }
 }
 

@@ -256,6 +256,14 @@ pub enum DeleteStrategy {
         /// Its paging, when it differs from the object's.
         #[serde(default)]
         pagination: Option<Pagination>,
+        /// The feed's own change filter, when the provider has one (the
+        /// sandbox filters its archived list by `updatedAfter`, the archive
+        /// time): each run then lists only what was deleted since the start
+        /// of the last complete listing of the feed, minus `lookback_secs`.
+        /// Without it every run reads the whole feed (HubSpot's archived list
+        /// has no such filter).
+        #[serde(default)]
+        incremental: Option<Incremental>,
     },
     /// Deleted records stay in the listing with a flag.
     Tombstone {
@@ -366,6 +374,17 @@ impl ConnectorDef {
                 && field.is_empty()
             {
                 return Err(err(f("deletes.field"), "must not be empty"));
+            }
+            if let DeleteStrategy::DeletedFeed {
+                incremental: Some(inc),
+                ..
+            } = &o.deletes
+                && inc.param.as_deref().is_none_or(str::is_empty)
+            {
+                return Err(err(
+                    f("deletes.incremental.param"),
+                    "name the query parameter the feed filters on",
+                ));
             }
             if let Some(p) = &o.push {
                 let eps = [

@@ -64,6 +64,18 @@ impl Registry {
         r
     }
 
+    /// What every binary loads: the built-ins, plus every `*.toml` in `dir`
+    /// when one is configured (`SYNCBRIDGE_CONNECTORS_DIR`). The handlers,
+    /// the CLI and the token refresh all call this, so a custom definition
+    /// (or a replaced built-in, e.g. with another `token_url`) means the same
+    /// everywhere.
+    pub fn load(dir: Option<&Path>) -> Result<Self, DefinitionError> {
+        match dir {
+            Some(d) => Self::with_dir(d),
+            None => Ok(Self::builtin()),
+        }
+    }
+
     /// Built-ins plus every `*.toml` in `dir` (a file may replace a built-in by name).
     pub fn with_dir(dir: &Path) -> Result<Self, DefinitionError> {
         let mut r = Self::builtin();

@@ -14,6 +14,13 @@
 //! id, page-number paging) is not skipped because a later page carried a
 //! newer time. (Clock skew between us and the provider beyond the lookback
 //! can still hide an edit made during a pass.)
+//!
+//! A deleted feed with its own filter (`deletes.incremental`) keeps
+//! `deleted_since`: the start of its last complete listing. The next run asks
+//! only for deletions from then on, minus the feed's lookback, so a pass with
+//! nothing new costs one feed request however many records were ever
+//! deleted. It moves with the run's last delete commit (or alone, when there
+//! is nothing to delete), never when the mass-delete breaker refused them.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -40,6 +47,11 @@ pub struct InboundCursor {
     /// When the current (or last) pass started, by our clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pass_start: Option<Timestamp>,
+    /// When the last complete listing of an incremental deleted feed started,
+    /// by our clock: the next listing asks only for deletions since then
+    /// (minus the feed's lookback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_since: Option<Timestamp>,
 }
 
 impl InboundCursor {
@@ -208,13 +220,16 @@ pub async fn run_inbound(
         }
     }
 
+    // Where the cursor goes once this run's deletions are committed.
+    let mut after_deletes = cur.clone();
     let doomed = match &obj.deletes {
         DeleteStrategy::DeletedFeed {
             query,
             list,
             pagination,
+            incremental,
         } => {
-            // The feed's own endpoint and paging, where it has them.
+            // The feed's own endpoint, paging and filter, where it has them.
             let mut feed = obj.clone();
             if let Some(list) = list {
                 feed.list = list.clone();
@@ -222,7 +237,15 @@ pub async fn run_inbound(
             if let Some(p) = pagination {
                 feed.pagination = p.clone();
             }
-            match deleted_feed(store, connector, &feed, task, query).await {
+            feed.incremental = incremental.clone();
+            let since = incremental.as_ref().and_then(|inc| {
+                cur.deleted_since
+                    .map(|t| t.sub(Duration::from_secs(inc.lookback_secs)))
+            });
+            if incremental.is_some() {
+                after_deletes.deleted_since = Some(connector.now());
+            }
+            match deleted_feed(store, connector, &feed, task, query, since).await {
                 Ok(ids) => ids,
                 Err(InboundError::Fetch(FetchError::Park(d))) => {
                     return Ok(InboundOutcome::Parked(d));
@@ -251,6 +274,9 @@ pub async fn run_inbound(
         _ => Vec::new(),
     };
     if doomed.is_empty() {
+        if after_deletes != cur {
+            commit_cursor(store, task, lease_token, &after_deletes).await?;
+        }
         return Ok(InboundOutcome::Completed { breaker: None });
     }
     let total = store.count_records(&task.connection, &task.object).await?;
@@ -273,7 +299,11 @@ pub async fn run_inbound(
         });
     }
     let cursor = Some(serde_json::to_string(&cur).expect("cursor serializes"));
-    for chunk in doomed.chunks(500) {
+    // The feed's own cursor moves with the last chunk: a crash before it
+    // lists the same deletions again (deleting twice is a no-op).
+    let last_cursor = Some(serde_json::to_string(&after_deletes).expect("cursor serializes"));
+    let chunks = doomed.chunks(500).count();
+    for (i, chunk) in doomed.chunks(500).enumerate() {
         let out = store
             .commit_page(&PageCommit {
                 task: task.id.clone(),
@@ -282,7 +312,11 @@ pub async fn run_inbound(
                 object: task.object.clone(),
                 upserts: Vec::new(),
                 deletes: chunk.to_vec(),
-                cursor: cursor.clone(),
+                cursor: if i + 1 == chunks {
+                    last_cursor.clone()
+                } else {
+                    cursor.clone()
+                },
             })
             .await?;
         counts.deleted += out.deleted;
@@ -291,19 +325,42 @@ pub async fn run_inbound(
     Ok(InboundOutcome::Completed { breaker: None })
 }
 
-/// Lists the deleted feed and returns the ids still present locally.
+/// Commits `cur` alone (no records) under the lease.
+async fn commit_cursor(
+    store: &dyn Store,
+    task: &SyncTask,
+    lease_token: &str,
+    cur: &InboundCursor,
+) -> Result<(), StoreError> {
+    store
+        .commit_page(&PageCommit {
+            task: task.id.clone(),
+            lease_token: lease_token.into(),
+            connection: task.connection.clone(),
+            object: task.object.clone(),
+            upserts: Vec::new(),
+            deletes: Vec::new(),
+            cursor: Some(serde_json::to_string(cur).expect("cursor serializes")),
+        })
+        .await
+        .map(drop)
+}
+
+/// Lists the deleted feed (only deletions since `since`, when the feed has a
+/// filter) and returns the ids still present locally.
 async fn deleted_feed(
     store: &dyn Store,
     connector: &HttpConnector,
     obj: &ObjectDef,
     task: &SyncTask,
     query: &std::collections::BTreeMap<String, String>,
+    since: Option<Timestamp>,
 ) -> Result<Vec<ExternalId>, InboundError> {
     let mut ids = Vec::new();
     let mut page: Option<String> = None;
     loop {
         let req = PageRequest {
-            since: None,
+            since,
             page: page.clone(),
             extra_query: query.clone(),
         };
@@ -396,6 +453,7 @@ mod tests {
             page: Some("p".into()),
             high_water: Some(Timestamp::from_millis(5)),
             pass_start: Some(Timestamp::from_millis(3)),
+            deleted_since: Some(Timestamp::from_millis(4)),
         };
         assert_eq!(
             InboundCursor::parse(Some(&serde_json::to_string(&c).unwrap())),

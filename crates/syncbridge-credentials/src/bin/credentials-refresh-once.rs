@@ -13,9 +13,11 @@
 //! ```
 //!
 //! Environment: `SYNCBRIDGE_OAUTH_<PROVIDER>_CLIENT_ID` / `_CLIENT_SECRET`
-//! (see `syncbridge_credentials::client`); `SYNCBRIDGE_CREDENTIALS_PAUSE=
-//! <phase>:<ms>` pauses at `before_request` or `token_received` (the crash
-//! window) so a test can kill the process there; `RUST_LOG` for stderr logs.
+//! (see `syncbridge_credentials::client`); `SYNCBRIDGE_CONNECTORS_DIR` for
+//! connector definitions beside the built-ins, as the handlers load them;
+//! `SYNCBRIDGE_CREDENTIALS_PAUSE=<phase>:<ms>` pauses at `before_request` or
+//! `token_received` (the crash window) so a test can kill the process there;
+//! `RUST_LOG` for stderr logs.
 //!
 //! Stdout: `phase <name>` lines as they happen, `event <json>` for raised
 //! events, then one JSON line `{"outcome", "version", "token_sha256",
@@ -156,7 +158,13 @@ async fn run(args: Args) -> ExitCode {
         Ok(s) => Arc::new(s),
         Err(e) => return fail(4, &e),
     };
-    let connectors = Registry::builtin();
+    // The same definitions as the handlers: a custom connector, or a
+    // built-in replaced with another `token_url`, is refreshed as they would.
+    let dir = std::env::var_os("SYNCBRIDGE_CONNECTORS_DIR").filter(|d| !d.is_empty());
+    let connectors = match Registry::load(dir.as_deref().map(std::path::Path::new)) {
+        Ok(r) => r,
+        Err(e) => return fail(4, &e),
+    };
     let clients = match ClientRegistry::from_env(connectors.names()) {
         Ok(c) => c,
         Err(e) => return fail(4, &e),
