@@ -108,8 +108,8 @@ async fn a_tick_leases_and_sends_every_due_task_once_in_fair_order() {
     assert_eq!(queued(&queue).len(), n);
 }
 
-/// What was tried: the queue takes the first chunk, then refuses (while the
-/// second chunk is sent, the third is being leased). What must hold: the
+/// What was tried: the whole plan is leased, the queue takes the first
+/// chunk, then refuses the second. What must hold: the
 /// tick fails, the first chunk's jobs are queued, every other task is
 /// unleased and due again at once, and the next tick (queue back) sends
 /// exactly those: no task lost, none sent twice.

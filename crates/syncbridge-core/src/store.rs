@@ -175,10 +175,11 @@ pub struct SealedCredential {
 /// One lease a scheduler tick asks for (see [`Store::lease_tasks`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRequest {
-    /// The task as the tick read it. Its `version` is the expected one:
-    /// another writer's change voids the request. Backends may write the
-    /// leased task from it without reading it again (every write bumps the
-    /// version, so a matching version means an identical stored task).
+    /// The task as the tick read it. Its `version` and `generation` are the
+    /// expected ones: another writer's change, or a replacement of the task
+    /// (`put_task` of a new task with the same id, which restarts the
+    /// version but draws a new generation), voids the request. Backends may
+    /// write the leased task from it without reading it again.
     pub task: SyncTask,
     /// The lease to take.
     pub lease: Lease,

@@ -7,6 +7,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 use syncbridge_core::model::{JobMessage, SyncJob, SyncRun};
+use syncbridge_core::store::StoreError;
 use syncbridge_core::pipeline::worker::{
     JobOutcome, WorkerError, give_back_lease, handle_inbound_job, retry_message_id,
     store_retry_delay,
@@ -53,6 +54,13 @@ async fn handle(
     {
         Ok(outcome) => outcome,
         Err(WorkerError::Store(e)) if e.is_transient() => {
+            return retry_later(&state, job, &msg, e).await;
+        }
+        // This process's store file is gone (logged once, loudly, by the
+        // store). Answering non-2xx would burn the message's deliveries in
+        // seconds and dead-letter every job before anyone restarts the
+        // handlers; a backed-off retry keeps each job until they do.
+        Err(WorkerError::Store(e @ StoreError::Detached(_))) => {
             return retry_later(&state, job, &msg, e).await;
         }
         // Corrupt data or a vanished row: a retry cannot fix it; fail the

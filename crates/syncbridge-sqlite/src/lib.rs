@@ -350,8 +350,11 @@ fn write_task(db: &Db, t: &SyncTask) -> rusqlite::Result<usize> {
 }
 
 /// Takes the lease `leased` carries (as `SyncTask::take_lease` left it)
-/// if the stored task is still at version `expected` (compare-and-swap
-/// without a read); `false` if it moved on or is gone. Only the columns a
+/// if the stored task is still at version `expected` and of the same
+/// generation (compare-and-swap without a read: `put_task` may replace a
+/// task with a new one at the same version, e.g. `connections add
+/// --replace`, and that one must not get the old document back); `false`
+/// if it moved on, was replaced or is gone. Only the columns a
 /// lease changes are assigned, because SQLite rewrites every index on an
 /// assigned column: `next_run_at` and `stall_at` stay, and `priority` (in
 /// `tasks_due`) only when the lease used up a boost.
@@ -378,14 +381,8 @@ fn lease_if(
             .prepare_cached(
                 "UPDATE tasks SET lease_until = ?2, version = ?3, doc = ?4,
                    eligible_at = MAX(next_run_at, ?2 + 1)
-                 WHERE id = ?1 AND version = ?5",
-            )?
-            .execute(params![id, until, leased.version, doc, expected])?,
-        BoostUsed::Yes => db
-            .prepare_cached(
-                "UPDATE tasks SET lease_until = ?2, version = ?3, doc = ?4,
-                   eligible_at = MAX(next_run_at, ?2 + 1), priority = ?6
-                 WHERE id = ?1 AND version = ?5",
+                 WHERE id = ?1 AND version = ?5
+                   AND COALESCE(json_extract(doc, '$.generation'), 0) = ?6",
             )?
             .execute(params![
                 id,
@@ -393,7 +390,23 @@ fn lease_if(
                 leased.version,
                 doc,
                 expected,
-                leased.priority as i64
+                leased.generation
+            ])?,
+        BoostUsed::Yes => db
+            .prepare_cached(
+                "UPDATE tasks SET lease_until = ?2, version = ?3, doc = ?4,
+                   eligible_at = MAX(next_run_at, ?2 + 1), priority = ?6
+                 WHERE id = ?1 AND version = ?5
+                   AND COALESCE(json_extract(doc, '$.generation'), 0) = ?7",
+            )?
+            .execute(params![
+                id,
+                until,
+                leased.version,
+                doc,
+                expected,
+                leased.priority as i64,
+                leased.generation
             ])?,
     };
     Ok(n == 1)

@@ -360,6 +360,31 @@ pub async fn stall_candidates_and_batch_leases(store: Arc<dyn Store>) {
         after_expiry.contains(&boosted.id.to_string()),
         "expired lease: due again"
     );
+
+    // A task replaced at the same version (a connection added again with
+    // --replace) after the tick read it: the lease never brings back the
+    // replaced task's document.
+    let mut first = task("c5", "contacts", Priority::Scheduled);
+    first.generation = 1;
+    store.put_task(&first).await.unwrap();
+    let read = store.get_task(&first.id).await.unwrap().unwrap();
+    let mut replacement = first.clone();
+    replacement.generation = 2;
+    replacement.interval_secs = 7200;
+    store.put_task(&replacement).await.unwrap();
+    store
+        .lease_tasks(&[LeaseRequest {
+            task: read,
+            lease: lease("D"),
+        }])
+        .await
+        .unwrap();
+    let now_stored = store.get_task(&first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (now_stored.generation, now_stored.interval_secs),
+        (2, 7200),
+        "the replacement stands"
+    );
 }
 
 /// A page commit writes records and cursor together, skips unchanged hashes,
