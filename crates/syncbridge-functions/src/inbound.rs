@@ -7,11 +7,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 use syncbridge_core::model::{JobMessage, SyncJob, SyncRun};
-use syncbridge_core::store::StoreError;
 use syncbridge_core::pipeline::worker::{
     JobOutcome, WorkerError, give_back_lease, handle_inbound_job, retry_message_id,
     store_retry_delay,
 };
+use syncbridge_core::store::StoreError;
 use syncbridge_protocol::{Invocation, InvocationResponse, ServiceBusInvocation};
 
 use crate::error::HandlerError;
