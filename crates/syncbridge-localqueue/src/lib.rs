@@ -324,27 +324,6 @@ CREATE TABLE IF NOT EXISTS dedup (
 CREATE INDEX IF NOT EXISTS dedup_by_seen ON dedup (seen_at);
 ";
 
-/// Switches the file to WAL (a no-op once it is). Turning a fresh file to WAL
-/// takes an exclusive lock that SQLite does not wait for through the busy
-/// handler, so processes opening a new queue file together (the five
-/// handlers of a fresh data dir) got "database is locked": retry for up to
-/// `wait` instead.
-fn enable_wal(conn: &Connection, wait: Duration) -> rusqlite::Result<()> {
-    let start = std::time::Instant::now();
-    let mut pause = Duration::from_millis(2);
-    loop {
-        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy && start.elapsed() < wait =>
-            {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            other => return other.map(drop),
-        }
-    }
-}
-
 const COLUMNS: &str = "queue, seq, message_id, body, content_type, session_id, correlation_id, subject, \
      properties, enqueued_at, scheduled_at, expires_at, delivery_count, dead_letter_reason, \
      dead_letter_description";
@@ -367,7 +346,7 @@ impl LocalQueue {
         }
         let mut conn = Connection::open(&path)?;
         conn.busy_timeout(options.busy_timeout)?;
-        enable_wal(&conn, options.busy_timeout)?;
+        syncbridge_sqlite::enable_wal(&conn, options.busy_timeout)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(SCHEMA)?;

@@ -51,26 +51,6 @@ CREATE TABLE IF NOT EXISTS groups (
 CREATE INDEX IF NOT EXISTS groups_close ON groups(closes_at);
 ";
 
-/// Switches the file to WAL (a no-op once it is). Turning a fresh file to WAL
-/// takes an exclusive lock SQLite does not wait for through the busy handler,
-/// so binaries starting together on a new data dir got "database is locked":
-/// retry for up to `wait` instead.
-fn enable_wal(conn: &Connection, wait: Duration) -> rusqlite::Result<()> {
-    let start = std::time::Instant::now();
-    let mut pause = Duration::from_millis(2);
-    loop {
-        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy && start.elapsed() < wait =>
-            {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            other => return other.map(drop),
-        }
-    }
-}
-
 /// Opens (creating) the outbox file.
 pub(crate) fn open(path: &Path) -> Result<Connection, NotifyError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -79,7 +59,7 @@ pub(crate) fn open(path: &Path) -> Result<Connection, NotifyError> {
     }
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
-    enable_wal(&conn, Duration::from_secs(5))?;
+    syncbridge_sqlite::enable_wal(&conn, Duration::from_secs(5))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;

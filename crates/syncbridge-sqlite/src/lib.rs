@@ -27,7 +27,7 @@
 
 mod schema;
 
-pub use schema::SCHEMA_VERSION;
+pub use schema::{SCHEMA_VERSION, enable_wal};
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

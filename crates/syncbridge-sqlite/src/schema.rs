@@ -229,19 +229,20 @@ impl Step {
 /// How long a connection waits for another's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Switches the file to WAL (a no-op once it is). Turning a fresh file to
-/// WAL takes an exclusive lock that SQLite does not wait for through the busy
-/// handler (the pragma already holds a shared lock, and SQLite never waits
-/// to upgrade one), so processes opening a new data dir together got
-/// "database is locked": retry until the busy timeout instead.
-fn enable_wal(db: &Connection) -> rusqlite::Result<()> {
+/// Switches the file to WAL (a no-op once it is), retrying for up to
+/// `wait`. Turning a fresh file to WAL takes an exclusive lock that SQLite
+/// does not wait for through the busy handler (the pragma already holds a
+/// shared lock, and SQLite never waits to upgrade one), so processes
+/// opening a new data dir together got "database is locked". Shared by
+/// every SQLite file of the embedded default (store, local queue,
+/// notification outbox).
+pub fn enable_wal(db: &Connection, wait: Duration) -> rusqlite::Result<()> {
     let start = Instant::now();
     let mut pause = Duration::from_millis(2);
     loop {
         match db.pragma_update(None, "journal_mode", "WAL") {
             Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy
-                    && start.elapsed() < BUSY_TIMEOUT =>
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && start.elapsed() < wait =>
             {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(50));
@@ -256,7 +257,7 @@ fn enable_wal(db: &Connection) -> rusqlite::Result<()> {
 /// (durable across process crashes; WAL keeps the database consistent on power loss).
 pub(crate) fn configure(db: &Connection) -> rusqlite::Result<()> {
     db.busy_timeout(BUSY_TIMEOUT)?;
-    enable_wal(db)?;
+    enable_wal(db, BUSY_TIMEOUT)?;
     db.pragma_update(None, "synchronous", "NORMAL")?;
     db.pragma_update(None, "foreign_keys", "ON")?;
     // Reads through a memory map instead of a read() copy per page, and a
