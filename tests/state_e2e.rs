@@ -52,8 +52,26 @@ fn text(o: &Output) -> String {
 }
 
 /// Starts one handler binary on a fresh port and reads its log until it says
-/// it is serving (`Ok`) or it exits (`Err` with everything it wrote).
+/// it is serving (`Ok`) or it exits (`Err` with everything it wrote). A
+/// port picked free can be taken by another test's process before the
+/// handler binds it: that start is retried on a new port (at most twice),
+/// because it says nothing about the store; every other failure counts.
 async fn start_handler(
+    bin: &'static str,
+    data_dir: std::path::PathBuf,
+) -> (tokio::process::Child, Result<(), String>) {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (child, ready) = start_handler_once(bin, data_dir.clone()).await;
+        match &ready {
+            Err(e) if e.contains("Address already in use") && attempt < 3 => continue,
+            _ => return (child, ready),
+        }
+    }
+}
+
+async fn start_handler_once(
     bin: &'static str,
     data_dir: std::path::PathBuf,
 ) -> (tokio::process::Child, Result<(), String>) {

@@ -172,6 +172,7 @@ impl SqliteStore {
             StoreError::Unavailable(format!("{step} {}: {e}", path.display()))
         };
         schema::configure(&db).map_err(|e| at("setting up", e))?;
+        schema::refuse_newer(&db, &path)?;
         schema::migrate(&mut db).map_err(|e| at("migrating", e))?;
         let file = FileIdentity::of(&path)?;
         Ok(SqliteStore {

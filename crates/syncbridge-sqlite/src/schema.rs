@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
+use syncbridge_core::StoreError;
 
 /// One step of a migration. Every step is idempotent (a table or index that
 /// exists, or a column that is already there, is left alone), so a migration
@@ -275,14 +276,35 @@ fn user_version(db: &Connection) -> rusqlite::Result<i64> {
     db.query_row("PRAGMA user_version", [], |r| r.get(0))
 }
 
+/// Refuses a file a newer build migrated further: this build would write
+/// rows without the newer columns (an older CLI beside upgraded handlers
+/// would leave tasks the newer scheduler never sees as due). Not transient:
+/// the fix is to run the newer build.
+pub(crate) fn refuse_newer(db: &Connection, path: &std::path::Path) -> Result<(), StoreError> {
+    let seen = user_version(db).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "reading the schema version of {}: {e}",
+            path.display()
+        ))
+    })?;
+    if seen > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "{} has schema version {seen}, newer than this build's {SCHEMA_VERSION}: it was written by a newer syncbridge; use that version",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Applies every migration not yet applied.
 ///
 /// Several processes open a fresh data dir at once (the five handlers under
 /// `syncbridge up`), so the version is read again under the write lock
 /// (`BEGIN IMMEDIATE`) and every pending migration runs in that one
 /// transaction: two processes can never both apply migration N, and the
-/// version only ever grows (a file a newer build migrated further is left as
-/// it is). Opens that find the schema current take no write lock.
+/// version only ever grows (a file a newer build migrated further is
+/// refused before this, by `refuse_newer`). Opens that find the schema
+/// current take no write lock.
 pub(crate) fn migrate(db: &mut Connection) -> rusqlite::Result<()> {
     let seen = user_version(db)?;
     if seen >= SCHEMA_VERSION {

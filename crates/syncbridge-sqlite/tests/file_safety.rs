@@ -61,7 +61,8 @@ fn concurrent_opens_of_a_fresh_file_migrate_it_once() {
 /// whose work is already there), then opened again; and a file recorded at
 /// a version newer than this build knows. What holds: the re-run migrations
 /// succeed without touching the data and the version is the latest again;
-/// the newer version is left as it is, never lowered.
+/// the newer file is refused with an error naming it (an older build would
+/// write rows without the newer columns) and its version is never lowered.
 #[tokio::test]
 async fn migrations_are_idempotent_and_never_lower_the_version() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,8 +87,16 @@ async fn migrations_are_idempotent_and_never_lower_the_version() {
         .unwrap()
         .pragma_update(None, "user_version", newer)
         .unwrap();
-    let s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), newer, "never lowered");
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt(m) if m.contains("newer than this build")),
+        "a newer schema is refused, not written by an older build: {err}"
+    );
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, newer, "never lowered");
 }
 
 /// What was tried: a store open in this process while its `state.db` (with
