@@ -413,6 +413,21 @@ fn lease_if(
     Ok(n == 1)
 }
 
+/// The tasks a `SELECT doc FROM tasks …` query returns, in its order.
+fn query_tasks(
+    db: &Db,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<SyncTask>, StoreError> {
+    let mut st = db.prepare_cached(sql).map_err(backend)?;
+    let docs = st
+        .query_map(params, read_task)
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    docs.iter().map(|d| from_json("task", d)).collect()
+}
+
 fn load_task(db: &Db, id: &str) -> Result<Option<SyncTask>, StoreError> {
     let doc: Option<String> = db
         .prepare_cached("SELECT doc FROM tasks WHERE id = ?1")
@@ -574,33 +589,23 @@ impl Store for SqliteStore {
     ) -> Result<Vec<SyncTask>, StoreError> {
         let c = connection.cloned();
         self.with(move |db| {
-            let mut st = db
-                .prepare("SELECT doc FROM tasks WHERE ?1 IS NULL OR connection = ?1 ORDER BY id")
-                .map_err(backend)?;
-            let docs = st
-                .query_map([c.as_ref().map(|c| c.as_str())], read_task)
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            docs.iter().map(|d| from_json("task", d)).collect()
+            query_tasks(
+                db,
+                "SELECT doc FROM tasks WHERE ?1 IS NULL OR connection = ?1 ORDER BY id",
+                [c.as_ref().map(|c| c.as_str())],
+            )
         })
         .await
     }
 
     async fn due_tasks(&self, now: Timestamp, limit: usize) -> Result<Vec<SyncTask>, StoreError> {
         self.with(move |db| {
-            let mut st = db
-                .prepare(
-                    "SELECT doc FROM tasks WHERE eligible_at <= ?1
-                     ORDER BY priority, next_run_at, id LIMIT ?2",
-                )
-                .map_err(backend)?;
-            let docs = st
-                .query_map(params![now.as_millis(), limit as i64], read_task)
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            docs.iter().map(|d| from_json("task", d)).collect()
+            query_tasks(
+                db,
+                "SELECT doc FROM tasks WHERE eligible_at <= ?1
+                 ORDER BY priority, next_run_at, id LIMIT ?2",
+                params![now.as_millis(), limit as i64],
+            )
         })
         .await
     }
@@ -660,18 +665,12 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<SyncTask>, StoreError> {
         self.with(move |db| {
-            let mut st = db
-                .prepare_cached(
-                    "SELECT doc FROM tasks WHERE stall_at IS NOT NULL AND stall_at < ?1
-                     ORDER BY stall_at LIMIT ?2",
-                )
-                .map_err(backend)?;
-            let docs = st
-                .query_map(params![now.as_millis(), limit as i64], read_task)
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            docs.iter().map(|d| from_json("task", d)).collect()
+            query_tasks(
+                db,
+                "SELECT doc FROM tasks WHERE stall_at IS NOT NULL AND stall_at < ?1
+                 ORDER BY stall_at LIMIT ?2",
+                params![now.as_millis(), limit as i64],
+            )
         })
         .await
     }
