@@ -45,9 +45,7 @@ async fn handle(
         Decoded::Quarantined(answer) => return Ok(answer),
     };
     let deps = state.worker_deps();
-    let report = handle_push_job(&deps, &*state.queue, &job)
-        .await
-        .map_err(|e| HandlerError::Other(e.to_string()))?;
+    let report = handle_push_job(&deps, &*state.queue, &job).await?;
     let what = match &report.outcome {
         PushOutcome::Pushed {
             fields,

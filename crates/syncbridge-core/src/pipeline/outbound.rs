@@ -1308,13 +1308,11 @@ async fn on_error(
         // it created nothing, so the request is forgotten and the product's
         // fix (or delete) is a new create (or nothing to undo).
         FetchError::Rejected { status, message } => {
-            let error = if status == 0 {
-                message
-            } else {
-                format!("provider answered {status}: {message}")
-            };
+            let error = format!("provider answered {status}: {message}");
             park(deps, rec, error, rec.is_provisional()).await
         }
+        // Nothing was sent: the definition cannot express the write.
+        FetchError::NotWritable(message) => park(deps, rec, message, rec.is_provisional()).await,
         FetchError::Park(wait) => {
             retry(
                 deps,
