@@ -149,7 +149,6 @@ fn load_group(tx: &Transaction<'_>, key: &str) -> Result<Option<Group>, NotifyEr
 
 /// One outbox message for one channel: a group's first occurrence, or its
 /// "repeated N more times" summary. Times are Unix milliseconds.
-#[derive(Clone, Copy)]
 struct NewMessage<'a> {
     channel: &'a str,
     group_id: &'a str,
@@ -165,32 +164,21 @@ struct NewMessage<'a> {
 }
 
 fn insert_message(tx: &Transaction<'_>, m: &NewMessage<'_>) -> Result<(), NotifyError> {
-    let NewMessage {
-        channel,
-        group_id,
-        occurrence,
-        event,
-        count,
-        first_at,
-        last_at,
-        now,
-        due_at,
-    } = *m;
     tx.execute(
         "INSERT INTO outbox (id, channel, group_id, occurrence, event, count, first_at, last_at,
                              created_at, due_at, attempts, state)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 'pending')",
         params![
             new_id("ntf"),
-            channel,
-            group_id,
-            occurrence,
-            event,
-            count,
-            first_at,
-            last_at,
-            now,
-            due_at
+            m.channel,
+            m.group_id,
+            m.occurrence,
+            m.event,
+            m.count,
+            m.first_at,
+            m.last_at,
+            m.now,
+            m.due_at
         ],
     )?;
     Ok(())

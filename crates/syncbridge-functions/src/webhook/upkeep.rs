@@ -51,15 +51,9 @@ pub(super) fn spawn_checkpointer(state: &AppState, alive: mpsc::WeakSender<Pendi
     if checkpointers.is_empty() {
         return;
     }
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if alive.upgrade().is_none() {
-                break;
-            }
-            let c = checkpointers.clone();
+    spawn_every(every, alive, move || {
+        let c = checkpointers.clone();
+        async move {
             let _ = tokio::task::spawn_blocking(move || {
                 for one in c.iter() {
                     if let Err(e) = one.checkpoint() {
@@ -68,6 +62,26 @@ pub(super) fn spawn_checkpointer(state: &AppState, alive: mpsc::WeakSender<Pendi
                 }
             })
             .await;
+        }
+    });
+}
+
+/// Runs `work` every `period` (the first time at once; a late tick delays
+/// the next ones rather than bunching them) until the router is dropped.
+fn spawn_every<F, Fut>(period: Duration, alive: mpsc::WeakSender<Pending>, mut work: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if alive.upgrade().is_none() {
+                break;
+            }
+            work().await;
         }
     });
 }
@@ -86,14 +100,9 @@ const PRUNE_BATCH: usize = 1000;
 pub(super) fn spawn_pruner(state: &AppState, alive: mpsc::WeakSender<Pending>) {
     let (store, clock) = (state.store.clone(), state.clock.clone());
     let window = state.settings.webhook_dedup_window;
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PRUNE_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if alive.upgrade().is_none() {
-                break;
-            }
+    spawn_every(PRUNE_EVERY, alive, move || {
+        let (store, clock) = (store.clone(), clock.clone());
+        async move {
             let cutoff = clock.now().sub(window);
             loop {
                 match store.prune_webhook_events(cutoff, PRUNE_BATCH).await {
