@@ -777,6 +777,8 @@ impl CosmosStore {
         Ok((ops, counted))
     }
 
+    // commit_page split in progress (h/4)
+    #[allow(clippy::too_many_lines)]
     async fn commit_page_inner(&self, page: &PageCommit) -> Result<PageOutcome, StoreError> {
         let pk = page.connection.as_str();
         let task_doc_id = docs::task_id(page.task.as_str());

@@ -574,6 +574,8 @@ impl PushLock {
     }
 }
 
+// outbound split in progress (h/1)
+#[allow(clippy::too_many_lines)]
 async fn push_record(
     deps: &WorkerDeps,
     queue: &dyn QueueSender,
