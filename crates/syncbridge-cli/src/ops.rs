@@ -69,8 +69,9 @@ async fn state_with(data_dir: &Path, mode: OpenMode) -> anyhow::Result<AppState>
         settings.connectors_dir = Settings::connectors_dir_from_env()?;
         return match AppState::embedded_with(settings, mode) {
             Err(StateError::Store(StoreError::NotFound(_))) => bail!(
-                "no syncbridge state in {}: it has no state.db. Point --data-dir (or SYNCBRIDGE_DATA_DIR) at the directory `syncbridge up` uses; `connections add` creates one",
-                data_dir.display()
+                "no syncbridge state in {}: it has no {}. Point --data-dir (or SYNCBRIDGE_DATA_DIR) at the directory `syncbridge up` uses; `connections add` creates one",
+                data_dir.display(),
+                syncbridge_sqlite::STATE_FILE
             ),
             other => Ok(other?),
         };
@@ -124,7 +125,16 @@ pub(crate) async fn quarantine(data_dir: &Path, cmd: QuarantineCmd) -> anyhow::R
             if m.source
                 .starts_with(syncbridge_functions::webhook::FUNCTION)
             {
-                match syncbridge_functions::webhook::replay(&app, m).await? {
+                // A new correlation id ties the replayed jobs' logs together.
+                let correlation_id = syncbridge_functions::correlation::new_id();
+                let replayed = syncbridge_core::pipeline::webhook::replay(
+                    &*app.store,
+                    &*app.queue,
+                    m,
+                    &correlation_id,
+                )
+                .await?;
+                match replayed {
                     Some(n) => println!("#{id}: routed again, {n} follow-up job(s) enqueued"),
                     None => bail!("#{id} still matches no sync task; left in quarantine"),
                 }

@@ -777,6 +777,8 @@ impl CosmosStore {
         Ok((ops, counted))
     }
 
+    // commit_page split in progress (h/4)
+    #[allow(clippy::too_many_lines)]
     async fn commit_page_inner(&self, page: &PageCommit) -> Result<PageOutcome, StoreError> {
         let pk = page.connection.as_str();
         let task_doc_id = docs::task_id(page.task.as_str());
@@ -910,15 +912,26 @@ impl CosmosStore {
     }
 }
 
-impl CosmosStore {
-    /// See [`Store::write_record`] and the crate docs ("Record writes").
-    async fn write_record_inner(&self, w: &RecordWrite) -> Result<(), StoreError> {
+/// A record write, checked and turned into documents (no I/O yet).
+struct PreparedWrite<'w> {
+    w: &'w RecordWrite,
+    /// The record's document id before the write.
+    from_id: String,
+    /// The record after the write (`None`: deleted).
+    next: Option<RecordDoc>,
+    /// Whether the write moves the record to a new id.
+    moved: bool,
+    /// The audit entries to create: the first of each key, in order.
+    audit: Vec<AuditDoc>,
+}
+
+impl<'w> PreparedWrite<'w> {
+    /// Builds the documents and checks what Cosmos DB would refuse, before
+    /// anything is sent: the write is one batch or nothing.
+    fn new(w: &'w RecordWrite, options: &CosmosStoreOptions) -> Result<Self, StoreError> {
         let pk = w.connection.as_str();
         let object = w.object.as_str();
         let from_id = docs::record_id(object, w.external_id.as_str());
-        let what = || format!("record {object}/{} of {pk}", w.external_id);
-
-        // The audit entries to create: the first of each key, in order.
         let mut keys = HashSet::new();
         let mut audit: Vec<AuditDoc> = Vec::new();
         for a in &w.audit {
@@ -935,18 +948,37 @@ impl CosmosStore {
         }
         let next = w.next.as_ref().map(|r| RecordDoc::new(pk, object, r));
         let moved = next.as_ref().is_some_and(|n| n.id != from_id);
-        // Size limits are checked before anything is sent: the write is one
-        // batch or nothing.
-        let record_bytes = next
+        let p = PreparedWrite {
+            w,
+            from_id,
+            next,
+            moved,
+            audit,
+        };
+        p.check_size(options)?;
+        Ok(p)
+    }
+
+    /// `record <object>/<id> of <connection>`, for messages.
+    fn what(&self) -> String {
+        let w = self.w;
+        format!("record {}/{} of {}", w.object, w.external_id, w.connection)
+    }
+
+    /// Size limits: the item's, and the batch's when audit entries come along.
+    fn check_size(&self, options: &CosmosStoreOptions) -> Result<(), StoreError> {
+        let record_bytes = self
+            .next
             .as_ref()
             .map(|n| serde_json::to_vec(n).map(|v| v.len()).unwrap_or(0))
             .unwrap_or(0);
         if record_bytes > MAX_ITEM_BYTES {
             return Err(StoreError::Corrupt(format!(
                 "{} is {record_bytes} bytes; Cosmos DB items are limited to 2 MB",
-                what()
+                self.what()
             )));
         }
+        let audit = &self.audit;
         let audit_bytes: usize = audit
             .iter()
             .map(|a| serde_json::to_vec(a).map(|v| v.len()).unwrap_or(0) + 256)
@@ -954,105 +986,139 @@ impl CosmosStore {
         let record_ops = 2; // at most: delete the old id + create the new one
         // Without audit entries the batch is the record alone, like a page's
         // single-record batch: only the item limit above applies.
-        if audit.len() + record_ops > self.options.max_batch_ops
-            || (!audit.is_empty()
-                && record_bytes + 512 + audit_bytes > self.options.max_batch_bytes)
+        if audit.len() + record_ops > options.max_batch_ops
+            || (!audit.is_empty() && record_bytes + 512 + audit_bytes > options.max_batch_bytes)
         {
             return Err(StoreError::Corrupt(format!(
                 "{}: {} audit entries ({audit_bytes} bytes) do not fit one transactional \
                  batch with the record ({} operations, {} bytes at most)",
-                what(),
+                self.what(),
                 audit.len(),
-                self.options.max_batch_ops,
-                self.options.max_batch_bytes
+                options.max_batch_ops,
+                options.max_batch_bytes
             )));
         }
-        let audit_ids: Vec<&str> = audit.iter().map(|a| a.id.as_str()).collect();
+        Ok(())
+    }
+}
 
+/// How one compare-and-swap attempt of a record write ended.
+enum WriteAttempt {
+    /// Written (or nothing was left to write).
+    Done,
+    /// Rolled back by a concurrent change: read again and retry.
+    Lost,
+}
+
+impl CosmosStore {
+    /// See [`Store::write_record`] and the crate docs ("Record writes").
+    async fn write_record_inner(&self, w: &RecordWrite) -> Result<(), StoreError> {
+        let p = PreparedWrite::new(w, &self.options)?;
         for _ in 0..self.options.cas_attempts {
-            let current = self.read::<RecordHead>(pk, &from_id).await?;
-            if current.as_ref().map(|(h, _)| h.version) != w.expect_version {
-                return Err(StoreError::Conflict(format!(
-                    "{}: expected version {:?}, found {:?}",
-                    what(),
-                    w.expect_version,
-                    current.as_ref().map(|(h, _)| h.version)
-                )));
-            }
-            if let Some(n) = next.as_ref().filter(|_| moved)
-                && self
-                    .read::<serde::de::IgnoredAny>(pk, &n.id)
-                    .await?
-                    .is_some()
-            {
-                return Err(StoreError::Conflict(format!(
-                    "{}: cannot move to {:?}, which exists",
-                    what(),
-                    n.external_id
-                )));
-            }
-            let stored: HashSet<String> = if audit_ids.is_empty() {
-                HashSet::new()
-            } else {
-                self.query_all::<String>(
-                    query(
-                        "SELECT VALUE c.id FROM c WHERE c.type = 'audit' \
-                         AND ARRAY_CONTAINS(@ids, c.id)",
-                        &[("@ids", serde_json::json!(audit_ids))],
-                    ),
-                    Some(pk),
-                )
-                .await?
-                .into_iter()
-                .collect()
-            };
-
-            let mut batch = TransactionalBatch::new(pk.to_owned());
-            let mut ops = 0;
-            if let Some((_, etag)) = &current
-                && (next.is_none() || moved)
-            {
-                batch = batch.delete_item(
-                    from_id.clone(),
-                    Some(BatchDeleteOptions::default().with_precondition(if_match(etag))),
-                );
-                ops += 1;
-            }
-            if let Some(n) = &next {
-                batch = match &current {
-                    Some((_, etag)) if !moved => batch
-                        .replace_item(
-                            n.id.clone(),
-                            n,
-                            Some(BatchReplaceOptions::default().with_precondition(if_match(etag))),
-                        )
-                        .map_err(|e| corrupt(&n.id, e))?,
-                    // Absent, or moving: the new id must not exist (409 otherwise).
-                    _ => batch.create_item(n).map_err(|e| corrupt(&n.id, e))?,
-                };
-                ops += 1;
-            }
-            for a in audit.iter().filter(|a| !stored.contains(&a.id)) {
-                batch = batch.create_item(a).map_err(|e| corrupt(&a.id, e))?;
-                ops += 1;
-            }
-            if ops == 0 {
-                return Ok(()); // nothing to remove, no new audit entry
-            }
-            match self.run_batch(batch).await? {
-                Ok(()) => return Ok(()),
-                Err(code) => {
-                    // 412/404: the record changed or vanished since it was
-                    // read; 409: the move target or an audit key appeared.
-                    // Re-read: the version check or the skip decides.
-                    tracing::debug!(record = %w.external_id, object, code, "record write rolled back; re-reading");
-                }
+            if let WriteAttempt::Done = self.try_write_record(&p).await? {
+                return Ok(());
             }
         }
         Err(StoreError::Conflict(format!(
             "{}: kept losing to concurrent writers",
-            what()
+            p.what()
         )))
+    }
+
+    /// One attempt: read the record's head (version check, move target) and
+    /// which audit keys exist, then one transactional batch.
+    async fn try_write_record(&self, p: &PreparedWrite<'_>) -> Result<WriteAttempt, StoreError> {
+        let (w, next, moved) = (p.w, &p.next, p.moved);
+        let pk = w.connection.as_str();
+        let current = self.read::<RecordHead>(pk, &p.from_id).await?;
+        if current.as_ref().map(|(h, _)| h.version) != w.expect_version {
+            return Err(StoreError::Conflict(format!(
+                "{}: expected version {:?}, found {:?}",
+                p.what(),
+                w.expect_version,
+                current.as_ref().map(|(h, _)| h.version)
+            )));
+        }
+        if let Some(n) = next.as_ref().filter(|_| moved)
+            && self
+                .read::<serde::de::IgnoredAny>(pk, &n.id)
+                .await?
+                .is_some()
+        {
+            return Err(StoreError::Conflict(format!(
+                "{}: cannot move to {:?}, which exists",
+                p.what(),
+                n.external_id
+            )));
+        }
+        let stored = self.stored_audit_ids(pk, &p.audit).await?;
+        let mut batch = TransactionalBatch::new(pk.to_owned());
+        let mut ops = 0;
+        if let Some((_, etag)) = &current
+            && (next.is_none() || moved)
+        {
+            batch = batch.delete_item(
+                p.from_id.clone(),
+                Some(BatchDeleteOptions::default().with_precondition(if_match(etag))),
+            );
+            ops += 1;
+        }
+        if let Some(n) = next {
+            batch = match &current {
+                Some((_, etag)) if !moved => batch
+                    .replace_item(
+                        n.id.clone(),
+                        n,
+                        Some(BatchReplaceOptions::default().with_precondition(if_match(etag))),
+                    )
+                    .map_err(|e| corrupt(&n.id, e))?,
+                // Absent, or moving: the new id must not exist (409 otherwise).
+                _ => batch.create_item(n).map_err(|e| corrupt(&n.id, e))?,
+            };
+            ops += 1;
+        }
+        for a in p.audit.iter().filter(|a| !stored.contains(&a.id)) {
+            batch = batch.create_item(a).map_err(|e| corrupt(&a.id, e))?;
+            ops += 1;
+        }
+        if ops == 0 {
+            return Ok(WriteAttempt::Done); // nothing to remove, no new audit entry
+        }
+        match self.run_batch(batch).await? {
+            Ok(()) => Ok(WriteAttempt::Done),
+            Err(code) => {
+                // 412/404: the record changed or vanished since it was
+                // read; 409: the move target or an audit key appeared.
+                // Re-read: the version check or the skip decides.
+                tracing::debug!(record = %w.external_id, object = w.object.as_str(), code, "record write rolled back; re-reading");
+                Ok(WriteAttempt::Lost)
+            }
+        }
+    }
+
+    /// Which of `audit`'s ids are stored already (a crash after the push, or
+    /// a redelivery, appends none twice).
+    async fn stored_audit_ids(
+        &self,
+        pk: &str,
+        audit: &[AuditDoc],
+    ) -> Result<HashSet<String>, StoreError> {
+        if audit.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let audit_ids: Vec<&str> = audit.iter().map(|a| a.id.as_str()).collect();
+        Ok(self
+            .query_all::<String>(
+                query(
+                    "SELECT VALUE c.id FROM c WHERE c.type = 'audit' \
+                     AND ARRAY_CONTAINS(@ids, c.id)",
+                    &[("@ids", serde_json::json!(audit_ids))],
+                ),
+                Some(pk),
+            )
+            .await?
+            .into_iter()
+            .collect())
     }
 }
 

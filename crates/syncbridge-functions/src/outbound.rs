@@ -44,9 +44,7 @@ async fn handle(
         Decoded::Job(b) => *b,
         Decoded::Quarantined(answer) => return Ok(answer),
     };
-    let report = handle_push_job(&state.deps, &*state.queue, &job)
-        .await
-        .map_err(|e| HandlerError::Other(e.to_string()))?;
+    let report = handle_push_job(&state.deps, &*state.queue, &job).await?;
     let what = match &report.outcome {
         PushOutcome::Pushed {
             fields,

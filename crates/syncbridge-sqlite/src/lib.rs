@@ -47,6 +47,15 @@ use syncbridge_core::{
     ConnectionId, ExternalId, ObjectType, Store, StoreError, TaskId, TenantId, Timestamp,
 };
 
+/// The store's file name inside a data directory. Other crates name the
+/// file through this (or [`state_path`]), never by spelling it.
+pub const STATE_FILE: &str = "state.db";
+
+/// The store's file in `data_dir`: `<dir>/state.db`.
+pub fn state_path(data_dir: impl AsRef<Path>) -> PathBuf {
+    data_dir.as_ref().join(STATE_FILE)
+}
+
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -184,7 +193,7 @@ impl SqliteStore {
 
     /// The state file for a data directory: `<dir>/state.db`.
     pub fn open_in(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::open(data_dir.as_ref().join("state.db"))
+        Self::open(state_path(data_dir))
     }
 
     /// Fault injection (tests only): caps the file at `pages` pages for this
@@ -204,7 +213,7 @@ impl SqliteStore {
 
     /// `<dir>/state.db`, opened with `mode`.
     pub fn open_in_with(data_dir: impl AsRef<Path>, mode: OpenMode) -> Result<Self, StoreError> {
-        Self::open_with(data_dir.as_ref().join("state.db"), mode)
+        Self::open_with(state_path(data_dir), mode)
     }
 
     /// The schema version of the open file (`PRAGMA user_version`).

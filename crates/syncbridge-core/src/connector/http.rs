@@ -65,6 +65,11 @@ pub enum FetchError {
         /// Start of the provider's message.
         message: String,
     },
+    /// The connector definition cannot express this write (configuration:
+    /// the object has no `push` table, or no endpoint for the operation). No
+    /// request was sent; retrying cannot help until the definition changes.
+    #[error("{0}")]
+    NotWritable(String),
     /// Retries exhausted on transport errors, 5xx or unreadable bodies.
     #[error("provider unavailable after {attempts} attempts: {last}")]
     Unavailable {
@@ -352,10 +357,9 @@ impl HttpConnector {
             (None, None) => (None, None),
         };
         let Some(ep) = ep else {
-            return Err(FetchError::Rejected {
-                status: 0,
-                message: "the connector definition has no endpoint for this write".into(),
-            });
+            return Err(FetchError::NotWritable(
+                "the connector definition has no endpoint for this write".into(),
+            ));
         };
         let key = push
             .idempotency_header
@@ -561,9 +565,10 @@ pub struct RemoteRecord {
 }
 
 fn push_def(obj: &ObjectDef) -> Result<&PushDef, FetchError> {
-    obj.push.as_ref().ok_or_else(|| FetchError::Rejected {
-        status: 0,
-        message: "the object is read-only: its connector definition has no `push` table".into(),
+    obj.push.as_ref().ok_or_else(|| {
+        FetchError::NotWritable(
+            "the object is read-only: its connector definition has no `push` table".into(),
+        )
     })
 }
 

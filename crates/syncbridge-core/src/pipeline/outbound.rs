@@ -574,6 +574,8 @@ impl PushLock {
     }
 }
 
+// outbound split in progress (h/1)
+#[allow(clippy::too_many_lines)]
 async fn push_record(
     deps: &WorkerDeps,
     queue: &dyn QueueSender,
@@ -1308,13 +1310,11 @@ async fn on_error(
         // it created nothing, so the request is forgotten and the product's
         // fix (or delete) is a new create (or nothing to undo).
         FetchError::Rejected { status, message } => {
-            let error = if status == 0 {
-                message
-            } else {
-                format!("provider answered {status}: {message}")
-            };
+            let error = format!("provider answered {status}: {message}");
             park(deps, rec, error, rec.is_provisional()).await
         }
+        // Nothing was sent: the definition cannot express the write.
+        FetchError::NotWritable(message) => park(deps, rec, message, rec.is_provisional()).await,
         FetchError::Park(wait) => {
             retry(
                 deps,
