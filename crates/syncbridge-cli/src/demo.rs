@@ -461,8 +461,10 @@ impl Demo<'_> {
             let want = sandbox_content(self.base, &t.object).await?;
             let have = store_content(self.store, &t.connection, &t.object).await?;
             cmp.held_records += have.values().filter(|c| c.held).count() as u64;
-            cmp.store_records.insert(t.object.to_string(), have.len() as u64);
-            cmp.sandbox_records.insert(t.object.to_string(), want.len() as u64);
+            cmp.store_records
+                .insert(t.object.to_string(), have.len() as u64);
+            cmp.sandbox_records
+                .insert(t.object.to_string(), want.len() as u64);
             let differ = content_differences(&want, &have, 5);
             if !differ.is_empty() {
                 cmp.differences.insert(t.object.to_string(), differ);
