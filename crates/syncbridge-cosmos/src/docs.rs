@@ -270,15 +270,10 @@ pub(crate) struct RecordHead {
     /// Present while the record has a local state (then it is held).
     #[serde(default)]
     pub local_key: Option<String>,
-    /// Feed metadata (see [`RecordDoc::seq`]); `deleted_at` marks a tombstone.
-    #[serde(default)]
-    pub seq: Option<i64>,
+    /// Kept by an update (see [`RecordDoc::first_seen_at`]).
     #[serde(default)]
     pub first_seen_at: Option<i64>,
-    #[serde(default)]
-    pub last_modified_at: Option<i64>,
-    #[serde(default)]
-    pub last_action: Option<LastAction>,
+    /// Set on tombstones, which a page commit treats as absent.
     #[serde(default)]
     pub deleted_at: Option<i64>,
 }

@@ -84,7 +84,10 @@ impl SeqCounter {
     }
 
     /// Adds the counter's write to `batch` if a number was drawn.
-    pub(crate) fn add_to(self, batch: TransactionalBatch) -> Result<TransactionalBatch, StoreError> {
+    pub(crate) fn add_to(
+        self,
+        batch: TransactionalBatch,
+    ) -> Result<TransactionalBatch, StoreError> {
         if !self.drawn {
             return Ok(batch);
         }

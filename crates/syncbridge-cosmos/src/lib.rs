@@ -117,8 +117,7 @@ use azure_core::http::Etag;
 use azure_data_cosmos::clients::ContainerClient;
 use azure_data_cosmos::models::{TransactionalBatch, TransactionalBatchResponse};
 use azure_data_cosmos::options::{
-    BatchDeleteOptions, BatchReadOptions, BatchReplaceOptions, ItemWriteOptions, Precondition,
-    Region,
+    BatchReadOptions, BatchReplaceOptions, ItemWriteOptions, Precondition, Region,
 };
 use azure_data_cosmos::{
     AccountEndpoint, AccountReference, CosmosClient, CosmosError, FeedScope, Query, RoutingStrategy,
@@ -644,7 +643,9 @@ enum RecordOp {
 impl RecordOp {
     fn size(&self) -> usize {
         match self {
-            RecordOp::Put { doc, .. } => serde_json::to_vec(doc).map(|v| v.len()).unwrap_or(0) + 256,
+            RecordOp::Put { doc, .. } => {
+                serde_json::to_vec(doc).map(|v| v.len()).unwrap_or(0) + 256
+            }
             RecordOp::Bury(_) => 256,
         }
     }
@@ -684,13 +685,11 @@ impl RecordOp {
 /// The operations of a page (one per record document) and how each input counts.
 type PagePlan = (Vec<(String, RecordOp)>, Vec<(String, Counted)>);
 
-/// How one input of a page counts ([`classify`]'s answer), or nothing (an
-/// input already committed by an earlier batch of the same call).
+/// How one input of a page counts ([`classify`]'s answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Counted {
     Upsert(PageAction),
     Delete(DeleteAction),
-    Nothing,
 }
 
 /// The state a page leaves one record document in.
@@ -789,7 +788,7 @@ impl CosmosStore {
         }
         Ok((ops, counted))
     }
-
+}
 
 /// The document an applied page upsert writes (feed stamp added at batch
 /// time); a live record keeps its `first_seen_at`.
@@ -836,7 +835,11 @@ fn page_ids(page: &PageCommit, done: &HashSet<String>) -> Vec<String> {
         .upserts
         .iter()
         .map(|u| docs::record_id(object, u.external_id.as_str()))
-        .chain(page.deletes.iter().map(|d| docs::record_id(object, d.as_str())))
+        .chain(
+            page.deletes
+                .iter()
+                .map(|d| docs::record_id(object, d.as_str())),
+        )
         .filter(|id| !done.contains(id))
         .collect();
     ids.sort();
@@ -994,7 +997,12 @@ impl CosmosStore {
                 )
             };
             if let Err(code) = self.run_batch(batch).await? {
-                tracing::debug!(batch = i, of = n, code, "page batch rolled back; re-reading");
+                tracing::debug!(
+                    batch = i,
+                    of = n,
+                    code,
+                    "page batch rolled back; re-reading"
+                );
                 return Ok(false);
             }
             done.extend(ids);
@@ -1026,7 +1034,10 @@ impl CosmosStore {
                     }
                 }
             }
-            let ops = ops.into_iter().filter(|(id, _)| !done.contains(id)).collect();
+            let ops = ops
+                .into_iter()
+                .filter(|(id, _)| !done.contains(id))
+                .collect();
             let ops = self.bury(pk, ops).await?;
             task.cursor = page.cursor.clone();
             task.version += 1;
@@ -1093,7 +1104,9 @@ struct WriteSeen {
 
 impl WriteSeen {
     fn live(&self) -> Option<&(RecordDoc, String)> {
-        self.current.as_ref().filter(|(d, _)| d.deleted_at.is_none())
+        self.current
+            .as_ref()
+            .filter(|(d, _)| d.deleted_at.is_none())
     }
 }
 

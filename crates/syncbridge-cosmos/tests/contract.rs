@@ -330,7 +330,7 @@ async fn split_page_stops_when_the_lease_is_taken_over() {
             false,
             Some(observer.clone() as Arc<dyn RequestObserver>),
             CosmosStoreOptions {
-                max_batch_ops: 11, // ten records + the guard per batch
+                max_batch_ops: 12, // ten records + the sequence counter + the guard per batch
                 ..CosmosStoreOptions::default()
             },
         )

@@ -44,10 +44,10 @@ use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
     WebhookEvent,
 };
+use syncbridge_core::store::{FeedEntry, FeedQuery};
 use syncbridge_core::store::{
     LeaseRequest, PageCommit, PageOutcome, QuarantineEntry, RecordWrite, SealedCredential,
 };
-use syncbridge_core::store::{FeedEntry, FeedQuery};
 use syncbridge_core::{
     Clock, ConnectionId, ExternalId, ObjectType, Store, StoreError, SystemClock, TaskId, TenantId,
     Timestamp,
@@ -854,7 +854,12 @@ impl Store for SqliteStore {
                      ON CONFLICT(key) DO NOTHING",
                 )
                 .map_err(backend)?
-                .execute(params![a.key, a.connection.as_str(), a.at.as_millis(), to_json(a)])
+                .execute(params![
+                    a.key,
+                    a.connection.as_str(),
+                    a.at.as_millis(),
+                    to_json(a)
+                ])
                 .map_err(backend)?;
             }
             tx.commit().map_err(backend)

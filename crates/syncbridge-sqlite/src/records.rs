@@ -113,7 +113,11 @@ pub(crate) fn stored_head(
 /// metadata is set (a tombstone's `first_seen_at` restarts: the record is
 /// new); without one the row keeps its sequence and metadata (a write that
 /// changed no content).
-pub(crate) fn put_record(db: &Db, row: &RowWrite<'_>, stamp: Option<Stamp>) -> Result<(), StoreError> {
+pub(crate) fn put_record(
+    db: &Db,
+    row: &RowWrite<'_>,
+    stamp: Option<Stamp>,
+) -> Result<(), StoreError> {
     // `last_action` is NOT NULL: a stampless write passes any value, which
     // only an insert would use, and a stampless write never inserts.
     let action = stamp.map_or(LastAction::Updated, |s| s.action);
@@ -177,7 +181,11 @@ pub(crate) fn tombstone(
 
 /// Applies a page's upserts and deletes (the lease is checked by the
 /// caller): [`classify`] decides, this writes and stamps.
-pub(crate) fn apply_page(db: &Db, page: &PageCommit, now: Timestamp) -> Result<PageOutcome, StoreError> {
+pub(crate) fn apply_page(
+    db: &Db,
+    page: &PageCommit,
+    now: Timestamp,
+) -> Result<PageOutcome, StoreError> {
     let (c, o) = (page.connection.as_str(), page.object.as_str());
     let mut seq = SeqCounter::read(db, c)?;
     let mut out = PageOutcome::default();
@@ -222,12 +230,19 @@ pub(crate) fn apply_page(db: &Db, page: &PageCommit, now: Timestamp) -> Result<P
 /// is new at its id or its content hash changed, and keeps its sequence when
 /// only the local state changed (outbound bookkeeping is no content change).
 pub(crate) fn write_record(db: &Db, w: &RecordWrite, now: Timestamp) -> Result<(), StoreError> {
-    let (c, o, id) = (w.connection.as_str(), w.object.as_str(), w.external_id.as_str());
+    let (c, o, id) = (
+        w.connection.as_str(),
+        w.object.as_str(),
+        w.external_id.as_str(),
+    );
     let current = stored_head(db, c, o, id)?;
     if current.as_ref().map(|h| h.version) != w.expect_version {
         return Err(StoreError::Conflict(format!("record {o}/{id}")));
     }
-    let moved = w.next.as_ref().is_some_and(|n| n.external_id != w.external_id);
+    let moved = w
+        .next
+        .as_ref()
+        .is_some_and(|n| n.external_id != w.external_id);
     let mut seq = SeqCounter::read(db, c)?;
     if current.is_some() && (w.next.is_none() || moved) {
         tombstone(db, (c, o, id), seq.draw(), now)?;
@@ -262,7 +277,15 @@ pub(crate) fn write_record(db: &Db, w: &RecordWrite, now: Timestamp) -> Result<(
 }
 
 /// One feed row: id, data, seq, first seen, last modified, last action, deleted at.
-type FeedRow = (String, String, i64, Option<i64>, Option<i64>, String, Option<i64>);
+type FeedRow = (
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    String,
+    Option<i64>,
+);
 
 /// The feed read (see `Store::records_feed`): a range of the
 /// `records_feed (connection, object, seq)` index from `after_seq`, the

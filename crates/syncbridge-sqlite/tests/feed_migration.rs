@@ -96,7 +96,11 @@ async fn existing_records_are_backfilled_once() {
     let s = SqliteStore::open(&path).unwrap();
     let after = SystemClock.now();
     assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-    let c1 = [feed(&s, "c1", "contacts").await, feed(&s, "c1", "deals").await].concat();
+    let c1 = [
+        feed(&s, "c1", "contacts").await,
+        feed(&s, "c1", "deals").await,
+    ]
+    .concat();
     let c2 = feed(&s, "c2", "contacts").await;
     let mut seqs: Vec<u64> = c1.iter().map(|e| e.seq).collect();
     seqs.sort();
@@ -118,12 +122,19 @@ async fn existing_records_are_backfilled_once() {
         .unwrap();
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1)));
     let s = SqliteStore::open(&path).unwrap().with_clock(clock);
-    let again = [feed(&s, "c1", "contacts").await, feed(&s, "c1", "deals").await].concat();
+    let again = [
+        feed(&s, "c1", "contacts").await,
+        feed(&s, "c1", "deals").await,
+    ]
+    .concat();
     assert_eq!(again, c1, "a re-run changes nothing");
     insert(&s, &record("c1", "deals", "e")).await;
     let e = feed(&s, "c1", "deals").await.pop().unwrap();
     assert_eq!(e.external_id.as_str(), "e");
-    assert!(e.seq > *seqs.last().unwrap(), "the counter continues: {e:?}");
+    assert!(
+        e.seq > *seqs.last().unwrap(),
+        "the counter continues: {e:?}"
+    );
     let c1_id = ConnectionId::parse("c1").unwrap();
     let contacts = ObjectType::parse("contacts").unwrap();
     assert_eq!(s.count_records(&c1_id, &contacts).await.unwrap(), 2);

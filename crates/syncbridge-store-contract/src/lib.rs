@@ -1651,23 +1651,40 @@ pub async fn records_feed_page_commits(store: Arc<dyn Store>, clock: Arc<ManualC
     clock.set(at(1));
     let deals = leased(s, &task("c1", "deals", Priority::Scheduled), "D").await;
     let d = vec![upsert("d", "d")];
-    s.commit_page(&page(&deals, "D", d, &[], "1")).await.unwrap();
+    s.commit_page(&page(&deals, "D", d, &[], "1"))
+        .await
+        .unwrap();
     let first = feed_of(s, "c1", "contacts", None, |_| {}).await;
     use LastAction::*;
     assert_eq!(feed_ids(&first), [("a", Added), ("b", Added), ("c", Added)]);
-    assert!(first.iter().all(|e| (e.first_seen_at, e.last_modified_at, e.deleted_at)
-        == (T0, T0, None)));
+    assert!(
+        first
+            .iter()
+            .all(|e| (e.first_seen_at, e.last_modified_at, e.deleted_at) == (T0, T0, None))
+    );
     assert_eq!(first[1].data, json!({ "name": "b" }), "the stored fields");
     let d_seq = feed_of(s, "c1", "deals", None, |_| {}).await[0].seq;
-    assert!(d_seq > first[2].seq, "one sequence across the connection's objects");
+    assert!(
+        d_seq > first[2].seq,
+        "one sequence across the connection's objects"
+    );
 
     clock.set(at(2));
     let p2 = vec![upsert("a", "a"), upsert("b", "b2"), upsert("e", "e")];
-    let out = s.commit_page(&page(&t, "L", p2, &["c", "zz"], "2")).await.unwrap();
-    assert_eq!((out.created, out.updated, out.unchanged, out.deleted), (1, 1, 1, 1));
+    let out = s
+        .commit_page(&page(&t, "L", p2, &["c", "zz"], "2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.created, out.updated, out.unchanged, out.deleted),
+        (1, 1, 1, 1)
+    );
     clock.set(at(3));
     let p3 = vec![stale_upsert("b", "old"), upsert("a", "a")];
-    let out = s.commit_page(&page(&t, "L", p3, &["zz"], "3")).await.unwrap();
+    let out = s
+        .commit_page(&page(&t, "L", p3, &["zz"], "3"))
+        .await
+        .unwrap();
     assert_eq!((out.stale, out.unchanged), (1, 1), "{out:?}");
     let all = feed_of(s, "c1", "contacts", None, |_| {}).await;
     assert_eq!(
@@ -1676,10 +1693,19 @@ pub async fn records_feed_page_commits(store: Arc<dyn Store>, clock: Arc<ManualC
         "change order; skipped writes stamp nothing"
     );
     assert_ascending(&all, "contacts");
-    assert!(all[1].seq > d_seq && all[0].seq == first[0].seq, "a kept its sequence");
+    assert!(
+        all[1].seq > d_seq && all[0].seq == first[0].seq,
+        "a kept its sequence"
+    );
     let (b, c) = (&all[1], &all[3]);
-    assert_eq!((b.first_seen_at, b.last_modified_at, &b.data), (T0, at(2), &json!({ "name": "b2" })));
-    assert_eq!((c.deleted_at, c.last_modified_at, &c.data), (Some(at(2)), at(2), &json!({ "name": "c" })));
+    assert_eq!(
+        (b.first_seen_at, b.last_modified_at, &b.data),
+        (T0, at(2), &json!({ "name": "b2" }))
+    );
+    assert_eq!(
+        (c.deleted_at, c.last_modified_at, &c.data),
+        (Some(at(2)), at(2), &json!({ "name": "c" }))
+    );
 
     // Tombstones are invisible to every other read.
     let (conn, obj) = (&t.connection, &t.object);
@@ -1687,7 +1713,10 @@ pub async fn records_feed_page_commits(store: Arc<dyn Store>, clock: Arc<ManualC
     assert_eq!(s.get_record(conn, obj, &c_id).await.unwrap(), None);
     assert_eq!(s.count_records(conn, obj).await.unwrap(), 3, "a, b, e");
     let listed = s.list_records(conn, obj, None, 10).await.unwrap();
-    assert_eq!(names(&listed), ["c1/contacts/a", "c1/contacts/b", "c1/contacts/e"]);
+    assert_eq!(
+        names(&listed),
+        ["c1/contacts/a", "c1/contacts/b", "c1/contacts/e"]
+    );
 
     // A client pages with limit 2; `a` changes between its reads.
     let page1 = feed_of(s, "c1", "contacts", None, |q| q.limit = 2).await;
@@ -1698,32 +1727,62 @@ pub async fn records_feed_page_commits(store: Arc<dyn Store>, clock: Arc<ManualC
     let page2 = feed_of(s, "c1", "contacts", Some(page1[1].seq), |q| q.limit = 2).await;
     assert_eq!(feed_ids(&page2), [("e", Added), ("c", Deleted)]);
     let page3 = feed_of(s, "c1", "contacts", Some(page2[1].seq), |q| q.limit = 2).await;
-    assert_eq!(feed_ids(&page3), [("a", Updated)], "the re-change comes again, later");
+    assert_eq!(
+        feed_ids(&page3),
+        [("a", Updated)],
+        "the re-change comes again, later"
+    );
     assert!(page3[0].seq > page2[1].seq);
     let page4 = feed_of(s, "c1", "contacts", Some(page3[0].seq), |q| q.limit = 2).await;
     assert!(page4.is_empty(), "the end: {page4:?}");
 
     // Filters.
     let gone = feed_of(s, "c1", "contacts", None, |q| {
-        q.actions = ActionFilter { added: false, updated: false, deleted: true }
+        q.actions = ActionFilter {
+            added: false,
+            updated: false,
+            deleted: true,
+        }
     })
     .await;
     assert_eq!(feed_ids(&gone), [("c", Deleted)]);
     let no_added = feed_of(s, "c1", "contacts", None, |q| q.actions.added = false).await;
-    assert_eq!(feed_ids(&no_added), [("b", Updated), ("c", Deleted), ("a", Updated)]);
-    let since = feed_of(s, "c1", "contacts", None, |q| q.modified_after = Some(at(2))).await;
-    assert_eq!(feed_ids(&since), [("a", Updated)], "strictly after the time");
+    assert_eq!(
+        feed_ids(&no_added),
+        [("b", Updated), ("c", Deleted), ("a", Updated)]
+    );
+    let since = feed_of(s, "c1", "contacts", None, |q| {
+        q.modified_after = Some(at(2))
+    })
+    .await;
+    assert_eq!(
+        feed_ids(&since),
+        [("a", Updated)],
+        "strictly after the time"
+    );
     let none = feed_of(s, "c1", "contacts", None, |q| q.limit = 0).await;
     assert!(none.is_empty());
-    assert!(feed_of(s, "c2", "contacts", None, |_| {}).await.is_empty(), "per connection");
+    assert!(
+        feed_of(s, "c2", "contacts", None, |_| {}).await.is_empty(),
+        "per connection"
+    );
 
     // Created again: added, new first-seen time, version 1.
     clock.set(at(5));
-    s.commit_page(&page(&t, "L", vec![upsert("c", "c3")], &[], "5")).await.unwrap();
+    s.commit_page(&page(&t, "L", vec![upsert("c", "c3")], &[], "5"))
+        .await
+        .unwrap();
     let latest = feed_of(s, "c1", "contacts", Some(page3[0].seq), |_| {}).await;
     assert_eq!(feed_ids(&latest), [("c", Added)]);
-    assert_eq!((latest[0].first_seen_at, latest[0].deleted_at), (at(5), None));
-    let c_now = s.get_record(conn, obj, &c_id).await.unwrap().expect("live again");
+    assert_eq!(
+        (latest[0].first_seen_at, latest[0].deleted_at),
+        (at(5), None)
+    );
+    let c_now = s
+        .get_record(conn, obj, &c_id)
+        .await
+        .unwrap()
+        .expect("live again");
     assert_eq!((c_now.version, c_now.data), (1, json!({ "name": "c3" })));
 }
 
@@ -1748,11 +1807,23 @@ pub async fn records_feed_record_writes(store: Arc<dyn Store>, clock: Arc<Manual
     let x1 = record("c1", "contacts", "x", "x1", 1, Some(local_state(Some(T0))));
     insert(s, &x1).await;
     clock.set(at(1));
-    let x2 = record("c1", "contacts", "x", "x2", 2, Some(local_state(Some(at(1)))));
-    s.write_record(&write_of(&x1, Some(1), Some(x2.clone()), vec![])).await.unwrap();
+    let x2 = record(
+        "c1",
+        "contacts",
+        "x",
+        "x2",
+        2,
+        Some(local_state(Some(at(1)))),
+    );
+    s.write_record(&write_of(&x1, Some(1), Some(x2.clone()), vec![]))
+        .await
+        .unwrap();
     let feed = feed_of(s, "c1", "contacts", None, |_| {}).await;
     assert_eq!(feed_ids(&feed), [("x", Updated)]);
-    assert_eq!((feed[0].first_seen_at, feed[0].last_modified_at), (T0, at(1)));
+    assert_eq!(
+        (feed[0].first_seen_at, feed[0].last_modified_at),
+        (T0, at(1))
+    );
     let x_seq = feed[0].seq;
 
     // Local state alone, then an inbound page while held: nothing stamped.
@@ -1760,24 +1831,43 @@ pub async fn records_feed_record_writes(store: Arc<dyn Store>, clock: Arc<Manual
     let mut x3 = x2.clone();
     x3.version = 3;
     x3.local = Some(parked_push());
-    s.write_record(&write_of(&x2, Some(2), Some(x3.clone()), vec![])).await.unwrap();
+    s.write_record(&write_of(&x2, Some(2), Some(x3.clone()), vec![]))
+        .await
+        .unwrap();
     let t = leased(s, &task("c1", "contacts", Priority::Scheduled), "L").await;
-    let out = s.commit_page(&page(&t, "L", vec![upsert("x", "theirs")], &["x"], "1")).await.unwrap();
+    let out = s
+        .commit_page(&page(&t, "L", vec![upsert("x", "theirs")], &["x"], "1"))
+        .await
+        .unwrap();
     assert_eq!(out.held, 2, "{out:?}");
     let feed = feed_of(s, "c1", "contacts", None, |_| {}).await;
-    assert_eq!((feed.len(), feed[0].seq, feed[0].last_modified_at), (1, x_seq, at(1)));
+    assert_eq!(
+        (feed.len(), feed[0].seq, feed[0].last_modified_at),
+        (1, x_seq, at(1))
+    );
 
     // A move: tombstone at the old id, added at the new one.
     clock.set(at(3));
-    let y_local = record("c1", "contacts", "local:y", "y", 5, Some(local_state(Some(at(3)))));
+    let y_local = record(
+        "c1",
+        "contacts",
+        "local:y",
+        "y",
+        5,
+        Some(local_state(Some(at(3)))),
+    );
     insert(s, &y_local).await;
     let mut y = y_local.clone();
     y.external_id = ExternalId::parse("y").unwrap();
     y.local = None;
-    s.write_record(&write_of(&y_local, Some(5), Some(y.clone()), vec![])).await.unwrap();
+    s.write_record(&write_of(&y_local, Some(5), Some(y.clone()), vec![]))
+        .await
+        .unwrap();
     // Removal of x: a tombstone without local state, invisible to CAS and reads.
     clock.set(at(4));
-    s.write_record(&write_of(&x3, Some(3), None, vec![])).await.unwrap();
+    s.write_record(&write_of(&x3, Some(3), None, vec![]))
+        .await
+        .unwrap();
     let feed = feed_of(s, "c1", "contacts", Some(x_seq), |_| {}).await;
     assert_eq!(
         feed_ids(&feed),
@@ -1785,7 +1875,10 @@ pub async fn records_feed_record_writes(store: Arc<dyn Store>, clock: Arc<Manual
         "the provisional record's own entry was replaced by its tombstone"
     );
     assert_ascending(&feed, "record writes");
-    assert_eq!((feed[2].deleted_at, &feed[2].data), (Some(at(4)), &json!({ "name": "x2" })));
+    assert_eq!(
+        (feed[2].deleted_at, &feed[2].data),
+        (Some(at(4)), &json!({ "name": "x2" }))
+    );
     assert_eq!(stored(s, &x1).await, None);
     assert_eq!(s.list_local_changes(None, 10).await.unwrap(), vec![]);
     assert_eq!(s.due_pushes(at(100), 10).await.unwrap(), vec![]);
@@ -1798,7 +1891,9 @@ pub async fn records_feed_record_writes(store: Arc<dyn Store>, clock: Arc<Manual
 
     // Deleting the connection removes tombstones; a re-created one continues.
     s.put_connection(&connection("c1", "t1")).await.unwrap();
-    s.write_record(&write_of(&x1, Some(1), None, vec![])).await.unwrap();
+    s.write_record(&write_of(&x1, Some(1), None, vec![]))
+        .await
+        .unwrap();
     assert!(s.delete_connection(&t.connection).await.unwrap());
     assert!(feed_of(s, "c1", "contacts", None, |_| {}).await.is_empty());
     s.put_connection(&connection("c1", "t1")).await.unwrap();
@@ -1807,4 +1902,3 @@ pub async fn records_feed_record_writes(store: Arc<dyn Store>, clock: Arc<Manual
     assert_eq!(feed_ids(&reborn), [("x", Added)]);
     assert!(reborn[0].seq > last_seq, "{} > {last_seq}", reborn[0].seq);
 }
-
