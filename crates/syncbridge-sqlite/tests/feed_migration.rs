@@ -4,39 +4,16 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
-use syncbridge_core::model::{Record, content_hash};
-use syncbridge_core::store::{FeedEntry, FeedQuery, LastAction, RecordWrite};
+use syncbridge_core::model::Record;
+use syncbridge_core::store::{FeedEntry, FeedQuery, LastAction};
 use syncbridge_core::{
-    Clock, ConnectionId, ExternalId, ManualClock, ObjectType, Store, SystemClock, Timestamp,
+    Clock, ConnectionId, ManualClock, ObjectType, Store, SystemClock, Timestamp,
 };
 use syncbridge_sqlite::{SCHEMA_VERSION, SqliteStore};
+use syncbridge_store_contract::insert;
 
 fn record(conn: &str, object: &str, id: &str) -> Record {
-    let data = json!({ "name": id });
-    Record {
-        connection: ConnectionId::parse(conn).unwrap(),
-        object: ObjectType::parse(object).unwrap(),
-        external_id: ExternalId::parse(id).unwrap(),
-        hash: content_hash(&data),
-        data,
-        version: 1,
-        remote_updated_at: None,
-        local: None,
-    }
-}
-
-async fn insert(s: &dyn Store, r: &Record) {
-    s.write_record(&RecordWrite {
-        connection: r.connection.clone(),
-        object: r.object.clone(),
-        external_id: r.external_id.clone(),
-        expect_version: None,
-        next: Some(r.clone()),
-        audit: vec![],
-    })
-    .await
-    .unwrap();
+    syncbridge_store_contract::record(conn, object, id, id, 1, None)
 }
 
 async fn feed(s: &dyn Store, conn: &str, object: &str) -> Vec<FeedEntry> {

@@ -869,7 +869,8 @@ fn parked_conflict() -> LocalState {
     l
 }
 
-fn record(
+/// A record of `conn`/`object` with data `{"name": name}` (hash to match).
+pub fn record(
     conn: &str,
     object: &str,
     id: &str,
@@ -920,7 +921,7 @@ fn write_of(
 }
 
 /// Inserts `r` (which must not exist yet), without audit entries.
-async fn insert(store: &dyn Store, r: &Record) {
+pub async fn insert(store: &dyn Store, r: &Record) {
     store
         .write_record(&write_of(r, None, Some(r.clone()), vec![]))
         .await
