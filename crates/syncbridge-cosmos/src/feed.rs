@@ -29,6 +29,20 @@ pub(crate) struct SeqCounter {
 }
 
 impl SeqCounter {
+    /// A counter of partition `pk` that does not exist yet, handing out `next` first.
+    fn unread(pk: &str, next: i64) -> Self {
+        SeqCounter {
+            doc: CounterDoc {
+                id: docs::SEQ_COUNTER_ID.into(),
+                pk: pk.to_owned(),
+                kind: "seq_counter".into(),
+                next,
+            },
+            etag: None,
+            drawn: false,
+        }
+    }
+
     /// Reads the counter of partition `pk`.
     pub(crate) async fn read(store: &CosmosStore, pk: &str) -> Result<Self, StoreError> {
         Ok(
@@ -38,16 +52,7 @@ impl SeqCounter {
                     etag: Some(etag),
                     drawn: false,
                 },
-                None => SeqCounter {
-                    doc: CounterDoc {
-                        id: docs::SEQ_COUNTER_ID.into(),
-                        pk: pk.to_owned(),
-                        kind: "seq_counter".into(),
-                        next: 1,
-                    },
-                    etag: None,
-                    drawn: false,
-                },
+                None => Self::unread(pk, 1),
             },
         )
     }
@@ -62,16 +67,7 @@ impl SeqCounter {
         if needed {
             return Self::read(store, pk).await;
         }
-        Ok(SeqCounter {
-            doc: CounterDoc {
-                id: docs::SEQ_COUNTER_ID.into(),
-                pk: pk.to_owned(),
-                kind: "seq_counter".into(),
-                next: 0,
-            },
-            etag: None,
-            drawn: false,
-        })
+        Ok(Self::unread(pk, 0))
     }
 
     /// The next sequence number.

@@ -1557,7 +1557,8 @@ pub async fn page_commit_holds_local_and_skips_stale(store: Arc<dyn Store>) {
     );
 }
 
-/// Runs every contract case, each against a fresh store from `make`.
+/// Runs every contract case, each against a fresh store from `make` (the
+/// records-feed cases take the store's clock too; backends run them by name).
 pub async fn run_all<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
