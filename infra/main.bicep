@@ -182,7 +182,7 @@ resource cosmosState 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/contain
         // values) are never filtered on; the queried parts are copied to top-level
         // fields (`push_due_at`, `local_key`).
         excludedPaths: [ { path: '/data/*' }, { path: '/local/*' }, { path: '/doc/*' }, { path: '/"_etag"/?' } ]
-        // The cross-partition ORDER BYs of CosmosStore (COMPOSITE_INDEXES in the crate).
+        // The multi-property ORDER BYs / filter+ORDER BY of CosmosStore (COMPOSITE_INDEXES in the crate).
         compositeIndexes: [
           [
             { path: '/priority', order: 'ascending' }
@@ -191,6 +191,11 @@ resource cosmosState 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/contain
           [
             { path: '/started_at', order: 'descending' }
             { path: '/run_id', order: 'descending' }
+          ]
+          // The records feed (partition-scoped): object equality, ORDER BY seq.
+          [
+            { path: '/object', order: 'ascending' }
+            { path: '/seq', order: 'ascending' }
           ]
         ]
       }

@@ -189,6 +189,12 @@ impl Store for CrashingStore {
             .list_records(connection, object, after, limit)
             .await
     }
+    async fn records_feed(
+        &self,
+        q: &syncbridge_core::store::FeedQuery,
+    ) -> Result<Vec<syncbridge_core::store::FeedEntry>, StoreError> {
+        self.inner.records_feed(q).await
+    }
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
         self.inner.put_run(run).await
     }

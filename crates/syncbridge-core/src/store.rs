@@ -16,8 +16,19 @@
 //!   writer must give the new state a higher version than the one it read,
 //!   or two concurrent writers could both succeed.
 //! - Task writes that take or release a lease are compare-and-swap on `version`.
+//! - What a page commit does with each record is [`classify`]'s decision
+//!   (held → unchanged → stale → update/create), the same in every backend.
+//! - Every content write stamps a per-connection change sequence and a
+//!   removal keeps a tombstone only [`Store::records_feed`] sees (see [`feed`]).
 
 use std::fmt;
+
+// ---- page-commit classification and the records feed (issues 16, 17) ----
+pub mod classify;
+pub mod feed;
+
+pub use classify::{DeleteAction, PageAction, StoredHead, classify, classify_delete};
+pub use feed::{ActionFilter, FeedEntry, FeedQuery, LastAction};
 
 use serde::{Deserialize, Serialize};
 
@@ -272,7 +283,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// under the task's lease. Unchanged hashes are skipped; records with a
     /// [`Record::local`] state are held (neither updated nor deleted); an
     /// upsert whose `remote_updated_at` is older than the stored one is stale
-    /// and skipped.
+    /// and skipped: [`classify`] decides each record. Applied upserts and
+    /// deletes stamp the records feed (see [`feed`]).
     async fn commit_page(&self, page: &PageCommit) -> Result<PageOutcome, StoreError>;
     /// Writes one record with compare-and-swap on its version (see [`RecordWrite`]).
     async fn write_record(&self, w: &RecordWrite) -> Result<(), StoreError>;
@@ -314,6 +326,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         after: Option<&ExternalId>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError>;
+
+    // ---- records feed (issue 17; rules in [`feed`]) -------------------------
+
+    /// Records of one object in change order (seq ascending) after `after_seq`, at most `limit`,
+    /// tombstones included. A record changed again gets a new, higher seq, so a client paging
+    /// through sees it again later and never skips it.
+    async fn records_feed(&self, q: &FeedQuery) -> Result<Vec<FeedEntry>, StoreError>;
 
     // ---- runs --------------------------------------------------------------
 

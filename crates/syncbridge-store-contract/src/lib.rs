@@ -15,10 +15,12 @@ use syncbridge_core::model::{
     content_hash,
 };
 use syncbridge_core::store::{
-    LeaseRequest, PageCommit, RecordUpsert, RecordWrite, SealedCredential,
+    ActionFilter, FeedEntry, FeedQuery, LastAction, LeaseRequest, PageCommit, RecordUpsert,
+    RecordWrite, SealedCredential,
 };
 use syncbridge_core::{
-    ConnectionId, ExternalId, ObjectType, RunId, Store, StoreError, TenantId, Timestamp,
+    ConnectionId, ExternalId, ManualClock, ObjectType, RunId, Store, StoreError, TenantId,
+    Timestamp,
 };
 
 const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
@@ -868,7 +870,8 @@ fn parked_conflict() -> LocalState {
     l
 }
 
-fn record(
+/// A record of `conn`/`object` with data `{"name": name}` (hash to match).
+pub fn record(
     conn: &str,
     object: &str,
     id: &str,
@@ -919,7 +922,7 @@ fn write_of(
 }
 
 /// Inserts `r` (which must not exist yet), without audit entries.
-async fn insert(store: &dyn Store, r: &Record) {
+pub async fn insert(store: &dyn Store, r: &Record) {
     store
         .write_record(&write_of(r, None, Some(r.clone()), vec![]))
         .await
@@ -1557,7 +1560,8 @@ pub async fn page_commit_holds_local_and_skips_stale(store: Arc<dyn Store>) {
     );
 }
 
-/// Runs every contract case, each against a fresh store from `make`.
+/// Runs every contract case, each against a fresh store from `make` (the
+/// records-feed cases take the store's clock too; backends run them by name).
 pub async fn run_all<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
@@ -1580,4 +1584,327 @@ where
     page_commit_holds_local_and_skips_stale(make().await).await;
     run_requested_during_a_lease_survives_its_release(make().await).await;
     stall_candidates_and_batch_leases(make().await).await;
+}
+
+// ---- records feed (issue 17): change sequence, tombstones ----------------
+//
+// These cases take the clock the store stamps `last_modified_at` with
+// (`SqliteStore::with_clock`, `CosmosStore::with_clock`), so times are exact.
+
+/// Reads a whole feed of `object` in `conn` with `actions`, after `after`.
+async fn feed_of(
+    store: &dyn Store,
+    conn: &str,
+    object: &str,
+    after: Option<u64>,
+    tune: impl FnOnce(&mut FeedQuery),
+) -> Vec<FeedEntry> {
+    let mut q = FeedQuery {
+        connection: ConnectionId::parse(conn).unwrap(),
+        object: ObjectType::parse(object).unwrap(),
+        after_seq: after,
+        modified_after: None,
+        actions: ActionFilter::default(),
+        limit: 1000,
+    };
+    tune(&mut q);
+    store.records_feed(&q).await.unwrap()
+}
+
+fn feed_ids(entries: &[FeedEntry]) -> Vec<(&str, LastAction)> {
+    entries
+        .iter()
+        .map(|e| (e.external_id.as_str(), e.last_action))
+        .collect()
+}
+
+fn assert_ascending(entries: &[FeedEntry], what: &str) {
+    assert!(
+        entries.windows(2).all(|w| w[0].seq < w[1].seq),
+        "{what}: seq strictly ascending, got {:?}",
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>()
+    );
+}
+
+fn stale_upsert(id: &str, name: &str) -> RecordUpsert {
+    let mut u = upsert(id, name);
+    u.remote_updated_at = Some(T0.sub(Duration::from_secs(60)));
+    u
+}
+
+/// The feed through page commits.
+///
+/// Tried: page 1 (contacts a, b, c at `T0`); a page of another object (deals
+/// d at `T0+1s`); page 2 at `T0+2s` (a unchanged, b changed, e new, c
+/// deleted, an absent id deleted); page 3 at `T0+3s` that changes nothing
+/// (b stale, a unchanged); a client paging with limit 2; a change of a while
+/// it pages; filters; `c` created again at `T0+5s`.
+///
+/// Must hold: change order with strictly increasing sequences across both
+/// objects; skipped writes (unchanged, stale, absent delete) stamp nothing;
+/// metadata exact (first seen kept on update, last modified = the write's
+/// time); a tombstone keeps its last data and is invisible to get, count and
+/// list; a record changed while a client pages appears again after its
+/// cursor; action, time and limit filters; a re-created record is `added`
+/// again with a new first-seen time and version 1.
+#[allow(clippy::too_many_lines, reason = "a contract case: tests are exempt")]
+pub async fn records_feed_page_commits(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
+    let s = store.as_ref();
+    clock.set(T0);
+    let t = leased(s, &task("c1", "contacts", Priority::Scheduled), "L").await;
+    let p1 = vec![upsert("a", "a"), upsert("b", "b"), upsert("c", "c")];
+    s.commit_page(&page(&t, "L", p1, &[], "1")).await.unwrap();
+    clock.set(at(1));
+    let deals = leased(s, &task("c1", "deals", Priority::Scheduled), "D").await;
+    let d = vec![upsert("d", "d")];
+    s.commit_page(&page(&deals, "D", d, &[], "1"))
+        .await
+        .unwrap();
+    let first = feed_of(s, "c1", "contacts", None, |_| {}).await;
+    use LastAction::*;
+    assert_eq!(feed_ids(&first), [("a", Added), ("b", Added), ("c", Added)]);
+    assert!(
+        first
+            .iter()
+            .all(|e| (e.first_seen_at, e.last_modified_at, e.deleted_at) == (T0, T0, None))
+    );
+    assert_eq!(first[1].data, json!({ "name": "b" }), "the stored fields");
+    let d_seq = feed_of(s, "c1", "deals", None, |_| {}).await[0].seq;
+    assert!(
+        d_seq > first[2].seq,
+        "one sequence across the connection's objects"
+    );
+
+    clock.set(at(2));
+    let p2 = vec![upsert("a", "a"), upsert("b", "b2"), upsert("e", "e")];
+    let out = s
+        .commit_page(&page(&t, "L", p2, &["c", "zz"], "2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.created, out.updated, out.unchanged, out.deleted),
+        (1, 1, 1, 1)
+    );
+    clock.set(at(3));
+    let p3 = vec![stale_upsert("b", "old"), upsert("a", "a")];
+    let out = s
+        .commit_page(&page(&t, "L", p3, &["zz"], "3"))
+        .await
+        .unwrap();
+    assert_eq!((out.stale, out.unchanged), (1, 1), "{out:?}");
+    let all = feed_of(s, "c1", "contacts", None, |_| {}).await;
+    assert_eq!(
+        feed_ids(&all),
+        [("a", Added), ("b", Updated), ("e", Added), ("c", Deleted)],
+        "change order; skipped writes stamp nothing"
+    );
+    assert_ascending(&all, "contacts");
+    assert!(
+        all[1].seq > d_seq && all[0].seq == first[0].seq,
+        "a kept its sequence"
+    );
+    let (b, c) = (&all[1], &all[3]);
+    assert_eq!(
+        (b.first_seen_at, b.last_modified_at, &b.data),
+        (T0, at(2), &json!({ "name": "b2" }))
+    );
+    assert_eq!(
+        (c.deleted_at, c.last_modified_at, &c.data),
+        (Some(at(2)), at(2), &json!({ "name": "c" }))
+    );
+
+    // Tombstones are invisible to every other read.
+    let (conn, obj) = (&t.connection, &t.object);
+    let c_id = ExternalId::parse("c").unwrap();
+    assert_eq!(s.get_record(conn, obj, &c_id).await.unwrap(), None);
+    assert_eq!(s.count_records(conn, obj).await.unwrap(), 3, "a, b, e");
+    let listed = s.list_records(conn, obj, None, 10).await.unwrap();
+    assert_eq!(
+        names(&listed),
+        ["c1/contacts/a", "c1/contacts/b", "c1/contacts/e"]
+    );
+
+    // A client pages with limit 2; `a` changes between its reads.
+    let page1 = feed_of(s, "c1", "contacts", None, |q| q.limit = 2).await;
+    assert_eq!(feed_ids(&page1), [("a", Added), ("b", Updated)]);
+    clock.set(at(4));
+    let pa = vec![upsert("a", "a2")];
+    s.commit_page(&page(&t, "L", pa, &[], "4")).await.unwrap();
+    let page2 = feed_of(s, "c1", "contacts", Some(page1[1].seq), |q| q.limit = 2).await;
+    assert_eq!(feed_ids(&page2), [("e", Added), ("c", Deleted)]);
+    let page3 = feed_of(s, "c1", "contacts", Some(page2[1].seq), |q| q.limit = 2).await;
+    assert_eq!(
+        feed_ids(&page3),
+        [("a", Updated)],
+        "the re-change comes again, later"
+    );
+    assert!(page3[0].seq > page2[1].seq);
+    let page4 = feed_of(s, "c1", "contacts", Some(page3[0].seq), |q| q.limit = 2).await;
+    assert!(page4.is_empty(), "the end: {page4:?}");
+
+    // Filters.
+    let gone = feed_of(s, "c1", "contacts", None, |q| {
+        q.actions = ActionFilter {
+            added: false,
+            updated: false,
+            deleted: true,
+        }
+    })
+    .await;
+    assert_eq!(feed_ids(&gone), [("c", Deleted)]);
+    let no_added = feed_of(s, "c1", "contacts", None, |q| q.actions.added = false).await;
+    assert_eq!(
+        feed_ids(&no_added),
+        [("b", Updated), ("c", Deleted), ("a", Updated)]
+    );
+    let since = feed_of(s, "c1", "contacts", None, |q| {
+        q.modified_after = Some(at(2))
+    })
+    .await;
+    assert_eq!(
+        feed_ids(&since),
+        [("a", Updated)],
+        "strictly after the time"
+    );
+    let none = feed_of(s, "c1", "contacts", None, |q| q.limit = 0).await;
+    assert!(none.is_empty());
+    assert!(
+        feed_of(s, "c2", "contacts", None, |_| {}).await.is_empty(),
+        "per connection"
+    );
+
+    // Created again: added, new first-seen time, version 1.
+    clock.set(at(5));
+    s.commit_page(&page(&t, "L", vec![upsert("c", "c3")], &[], "5"))
+        .await
+        .unwrap();
+    let latest = feed_of(s, "c1", "contacts", Some(page3[0].seq), |_| {}).await;
+    assert_eq!(feed_ids(&latest), [("c", Added)]);
+    assert_eq!(
+        (latest[0].first_seen_at, latest[0].deleted_at),
+        (at(5), None)
+    );
+    let c_now = s
+        .get_record(conn, obj, &c_id)
+        .await
+        .unwrap()
+        .expect("live again");
+    assert_eq!((c_now.version, c_now.data), (1, json!({ "name": "c3" })));
+}
+
+/// The feed through `write_record`, held records and connection deletion.
+///
+/// Tried: a product create of `x` at `T0`; an update of its content at
+/// `T0+1s`; a write of its local state alone; an inbound page (upsert and
+/// delete) while it is held; a move of `local:y` to `y`; a removal of `x`;
+/// a create of `x` again over its tombstone; deleting the connection; the
+/// connection created again.
+///
+/// Must hold: creates are `added`, content changes `updated`, removals
+/// tombstones (`deleted`, local state gone) that other reads and the
+/// compare-and-swap do not see; a write that only changes the local state
+/// and held page records stamp nothing; a move is a tombstone at the old
+/// id and an `added` record at the new one; deleting the connection removes
+/// its tombstones, and the connection created again continues its sequence.
+pub async fn records_feed_record_writes(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
+    let s = store.as_ref();
+    use LastAction::*;
+    clock.set(T0);
+    let x1 = record("c1", "contacts", "x", "x1", 1, Some(local_state(Some(T0))));
+    insert(s, &x1).await;
+    clock.set(at(1));
+    let x2 = record(
+        "c1",
+        "contacts",
+        "x",
+        "x2",
+        2,
+        Some(local_state(Some(at(1)))),
+    );
+    s.write_record(&write_of(&x1, Some(1), Some(x2.clone()), vec![]))
+        .await
+        .unwrap();
+    let feed = feed_of(s, "c1", "contacts", None, |_| {}).await;
+    assert_eq!(feed_ids(&feed), [("x", Updated)]);
+    assert_eq!(
+        (feed[0].first_seen_at, feed[0].last_modified_at),
+        (T0, at(1))
+    );
+    let x_seq = feed[0].seq;
+
+    // Local state alone, then an inbound page while held: nothing stamped.
+    clock.set(at(2));
+    let mut x3 = x2.clone();
+    x3.version = 3;
+    x3.local = Some(parked_push());
+    s.write_record(&write_of(&x2, Some(2), Some(x3.clone()), vec![]))
+        .await
+        .unwrap();
+    let t = leased(s, &task("c1", "contacts", Priority::Scheduled), "L").await;
+    let out = s
+        .commit_page(&page(&t, "L", vec![upsert("x", "theirs")], &["x"], "1"))
+        .await
+        .unwrap();
+    assert_eq!(out.held, 2, "{out:?}");
+    let feed = feed_of(s, "c1", "contacts", None, |_| {}).await;
+    assert_eq!(
+        (feed.len(), feed[0].seq, feed[0].last_modified_at),
+        (1, x_seq, at(1))
+    );
+
+    // A move: tombstone at the old id, added at the new one.
+    clock.set(at(3));
+    let y_local = record(
+        "c1",
+        "contacts",
+        "local:y",
+        "y",
+        5,
+        Some(local_state(Some(at(3)))),
+    );
+    insert(s, &y_local).await;
+    let mut y = y_local.clone();
+    y.external_id = ExternalId::parse("y").unwrap();
+    y.local = None;
+    s.write_record(&write_of(&y_local, Some(5), Some(y.clone()), vec![]))
+        .await
+        .unwrap();
+    // Removal of x: a tombstone without local state, invisible to CAS and reads.
+    clock.set(at(4));
+    s.write_record(&write_of(&x3, Some(3), None, vec![]))
+        .await
+        .unwrap();
+    let feed = feed_of(s, "c1", "contacts", Some(x_seq), |_| {}).await;
+    assert_eq!(
+        feed_ids(&feed),
+        [("local:y", Deleted), ("y", Added), ("x", Deleted)],
+        "the provisional record's own entry was replaced by its tombstone"
+    );
+    assert_ascending(&feed, "record writes");
+    assert_eq!(
+        (feed[2].deleted_at, &feed[2].data),
+        (Some(at(4)), &json!({ "name": "x2" }))
+    );
+    assert_eq!(stored(s, &x1).await, None);
+    assert_eq!(s.list_local_changes(None, 10).await.unwrap(), vec![]);
+    assert_eq!(s.due_pushes(at(100), 10).await.unwrap(), vec![]);
+    clock.set(at(5));
+    insert(s, &x1).await; // expect_version None: the tombstone is not a record
+    let again = feed_of(s, "c1", "contacts", Some(feed[2].seq), |_| {}).await;
+    assert_eq!(feed_ids(&again), [("x", Added)]);
+    assert_eq!(again[0].first_seen_at, at(5));
+    let last_seq = again[0].seq;
+
+    // Deleting the connection removes tombstones; a re-created one continues.
+    s.put_connection(&connection("c1", "t1")).await.unwrap();
+    s.write_record(&write_of(&x1, Some(1), None, vec![]))
+        .await
+        .unwrap();
+    assert!(s.delete_connection(&t.connection).await.unwrap());
+    assert!(feed_of(s, "c1", "contacts", None, |_| {}).await.is_empty());
+    s.put_connection(&connection("c1", "t1")).await.unwrap();
+    insert(s, &x1).await;
+    let reborn = feed_of(s, "c1", "contacts", None, |_| {}).await;
+    assert_eq!(feed_ids(&reborn), [("x", Added)]);
+    assert!(reborn[0].seq > last_seq, "{} > {last_seq}", reborn[0].seq);
 }
