@@ -116,7 +116,11 @@ fn pending_table() {
 #[test]
 fn create_table() {
     let none = policies(None);
-    let new = record("local:r1", json!({"a": 1, "b": null}), Some(local(json!({}))));
+    let new = record(
+        "local:r1",
+        json!({"a": 1, "b": null}),
+        Some(local(json!({}))),
+    );
     let expected = CreateRequest {
         key: format!("sb:c1:contacts:local:r1:{:032x}", 0xabc),
         fields: json!({"a": 1}),
@@ -235,7 +239,10 @@ fn delete_table() {
         );
         assert_eq!(
             decision(&audit[0]),
-            ("delete_vs_update", format!("policy {name}: {outcome}").as_str())
+            (
+                "delete_vs_update",
+                format!("policy {name}: {outcome}").as_str()
+            )
         );
     }
 }
@@ -246,7 +253,11 @@ fn merge_table() {
     let none = policies(None);
     let base = json!({"a": 1, "b": 1, "c": 1});
     // Each side changed its own field: push ours, apply theirs, nothing decided.
-    let rec = record("42", json!({"a": 2, "b": 1, "c": 1}), Some(local(base.clone())));
+    let rec = record(
+        "42",
+        json!({"a": 2, "b": 1, "c": 1}),
+        Some(local(base.clone())),
+    );
     let PushPlan::Merge(m) = plan(&rec, remote(json!({"a": 1, "b": 3, "c": 1}), 1_500), &none)
     else {
         panic!("merge")
@@ -286,8 +297,11 @@ fn merge_table() {
     assert_eq!((m.audit.len(), m.resolved), (1, 1));
 
     // The connection's policy decides it the same way.
-    let PushPlan::Merge(m) = plan(&rec, remote(theirs, 1_500), &policies(Some(Policy::SourceWins)))
-    else {
+    let PushPlan::Merge(m) = plan(
+        &rec,
+        remote(theirs, 1_500),
+        &policies(Some(Policy::SourceWins)),
+    ) else {
         panic!("merge")
     };
     assert_eq!(m.apply, [("a".to_owned(), json!(3))].into());
@@ -381,8 +395,11 @@ fn value() -> impl Strategy<Value = Value> {
 fn states() -> impl Strategy<Value = (Value, Value, Value)> {
     prop::array::uniform3((value(), any::<bool>(), value(), any::<bool>(), value())).prop_map(
         |cols| {
-            let (mut base, mut ours, mut theirs) =
-                (serde_json::Map::new(), serde_json::Map::new(), serde_json::Map::new());
+            let (mut base, mut ours, mut theirs) = (
+                serde_json::Map::new(),
+                serde_json::Map::new(),
+                serde_json::Map::new(),
+            );
             for (name, (b, ours_keeps, o, theirs_keeps, t)) in NAMES.iter().zip(cols) {
                 let o = if ours_keeps { b.clone() } else { o };
                 let t = if theirs_keeps { b.clone() } else { t };
@@ -453,9 +470,9 @@ fn plan_at(rec: &Record, remote: &Remote, p: &ConnectionPolicies, now: Timestamp
 
 fn audit_of(plan: &PushPlan) -> Vec<&syncbridge_core::model::AuditRecord> {
     match plan {
-        PushPlan::Remove { audit } | PushPlan::KeepRemote { audit, .. } | PushPlan::Delete { audit } => {
-            audit.iter().collect()
-        }
+        PushPlan::Remove { audit }
+        | PushPlan::KeepRemote { audit, .. }
+        | PushPlan::Delete { audit } => audit.iter().collect(),
         PushPlan::Merge(m) => m.audit.iter().collect(),
         PushPlan::ReadRemote | PushPlan::Create { .. } | PushPlan::Retry { .. } => Vec::new(),
     }

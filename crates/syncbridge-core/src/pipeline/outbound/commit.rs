@@ -131,8 +131,7 @@ impl Commit<'_> {
         // A delete the product made meanwhile (or, for a create, before it)
         // stays pending.
         let deleted = prev.as_ref().is_some_and(|l| l.deleted)
-            && (p.earlier_delete == EarlierDelete::StaysPending
-                || current.version != read.version);
+            && (p.earlier_delete == EarlierDelete::StaysPending || current.version != read.version);
         let parked_fields: Vec<&str> = p.parked.iter().map(|c| c.field.as_str()).collect();
         let data_fields = to_fields(&data);
         let pending = deleted

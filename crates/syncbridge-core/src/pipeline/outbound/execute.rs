@@ -200,7 +200,11 @@ impl Push<'_> {
         let sent = request.fields;
         let fields = plan::non_null(&sent);
         let n = fields.len();
-        let created = match self.connector.create_record(self.obj, &fields, &request.key).await {
+        let created = match self
+            .connector
+            .create_record(self.obj, &fields, &request.key)
+            .await
+        {
             Ok(Some(created)) => created,
             Ok(None) => {
                 let error = "the provider's create answer has no record".into();
@@ -255,7 +259,11 @@ impl Push<'_> {
         let Some(rec) = self.append(rec, audit).await? else {
             return Ok(own_push_follows());
         };
-        match self.connector.delete_record(self.obj, &rec.external_id, key).await {
+        match self
+            .connector
+            .delete_record(self.obj, &rec.external_id, key)
+            .await
+        {
             Ok(()) | Err(FetchError::Rejected { status: 404, .. }) => {
                 commit_removal(self.deps, &rec, Vec::new()).await?;
                 Ok(PushReport {

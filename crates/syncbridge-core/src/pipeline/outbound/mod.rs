@@ -148,4 +148,3 @@ pub enum PushError {
     #[error("record {0} is changing too fast")]
     Contended(ExternalId),
 }
-

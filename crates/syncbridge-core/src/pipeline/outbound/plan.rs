@@ -18,8 +18,7 @@ use super::PushOutcome;
 use crate::clock::Timestamp;
 use crate::connector::http::{FetchError, RemoteRecord};
 use crate::merge::{
-    self, Chosen, ConnectionPolicies, FieldValues, Policy, PolicyConfig, Version,
-    three_way_merge,
+    self, Chosen, ConnectionPolicies, FieldValues, Policy, PolicyConfig, Version, three_way_merge,
 };
 use crate::model::{AuditRecord, CreateRequest, LocalState, ParkedConflict, Record, content_hash};
 
@@ -257,8 +256,7 @@ impl Decide<'_> {
     /// decides whether a provider's update since the base keeps the record.
     fn delete(&self, remote: RemoteRecord) -> PushPlan {
         let (rec, local) = (self.rec, self.local);
-        let remote_changed =
-            !merge::same_fields(&to_fields(&local.base), &to_fields(&remote.data));
+        let remote_changed = !merge::same_fields(&to_fields(&local.base), &to_fields(&remote.data));
         // This delete against this remote state.
         let basis = format!(
             "{}:{}",
@@ -379,7 +377,12 @@ fn policies(input: &PushInput<'_>) -> PolicyConfig {
         .resolutions
         .iter()
         .fold(base, |p, (field, side)| {
-            p.with_field(&rec.connection, &rec.object, field, Policy::favouring(*side))
+            p.with_field(
+                &rec.connection,
+                &rec.object,
+                field,
+                Policy::favouring(*side),
+            )
         })
 }
 

@@ -4,7 +4,6 @@
 use crate::clock::Timestamp;
 use crate::model::{PushJob, Record};
 use crate::queue::{OutboundMessage, QueueError, QueueName, QueueSender};
-use crate::store::StoreError;
 
 /// The push job of `rec` at `version`, after `attempt` failures.
 fn job_of(rec: &Record, version: i64, attempt: u32) -> PushJob {
@@ -61,16 +60,9 @@ pub async fn requeue_due_pushes(
     Ok(n)
 }
 
-/// Why the outbox relay stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum RequeueError {
-    /// Storage failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Queueing failed.
-    #[error(transparent)]
-    Queue(#[from] QueueError),
-}
+/// Why the outbox relay stopped: a store or queue failure, the scheduler
+/// tick's own error (the relay runs in the tick).
+pub type RequeueError = crate::scheduler::TickError;
 
 #[cfg(test)]
 mod tests {
