@@ -211,8 +211,8 @@ impl Submit<'_> {
             .await?;
         let expect_version = current.as_ref().map(|r| r.version);
         let next = match self.next(current, now)? {
-            Ok(next) => next,
-            Err(unchanged) => return Ok(ControlFlow::Break(unchanged)),
+            Next::Write(next) => *next,
+            Next::Unchanged(answer) => return Ok(ControlFlow::Break(answer)),
         };
         let w = write_of(&next, expect_version, Some(next.clone()), Vec::new());
         if swap(deps.store.as_ref(), &w).await? == Swap::Moved {
@@ -226,15 +226,10 @@ impl Submit<'_> {
         }))
     }
 
-    /// The record after the change, or (`Err`) what to answer when the
-    /// change changes nothing.
-    fn next(
-        &self,
-        current: Option<Record>,
-        now: Timestamp,
-    ) -> Result<Result<Record, Submitted>, ChangeError> {
+    /// The record after the change.
+    fn next(&self, current: Option<Record>, now: Timestamp) -> Result<Next, ChangeError> {
         let (change, obj, id) = (self.change, self.obj, self.id);
-        Ok(Ok(match (&change.op, current) {
+        Ok(Next::Write(Box::new(match (&change.op, current) {
             (ChangeOp::Create { .. }, Some(_)) => return Err(ChangeError::Exists(id.clone())),
             (ChangeOp::Create { fields, .. }, None) => {
                 let data = canonical(obj, &to_fields(&Value::Object(fields.clone())));
@@ -258,7 +253,7 @@ impl Submit<'_> {
                 let merged = merge::apply_changes(&to_fields(&rec.data), &changes);
                 let data = canonical(obj, &merged);
                 if data == rec.data && !rec.local.as_ref().is_some_and(|l| l.deleted) {
-                    return Ok(Err(Submitted {
+                    return Ok(Next::Unchanged(Submitted {
                         external_id: id.clone(),
                         version: rec.version,
                         queued: false,
@@ -281,8 +276,16 @@ impl Submit<'_> {
                     ..rec
                 }
             }
-        }))
+        })))
     }
+}
+
+/// A record after a change.
+enum Next {
+    /// The record to write.
+    Write(Box<Record>),
+    /// The change changes nothing: nothing is written or queued.
+    Unchanged(Submitted),
 }
 
 /// What the product did to a record.
