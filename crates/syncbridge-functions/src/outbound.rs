@@ -54,7 +54,7 @@ async fn handle(
         PushOutcome::Deleted => "deleted".into(),
         PushOutcome::UpToDate => "up to date".into(),
         PushOutcome::Retry { at, error } => format!("retry at {at}: {error}"),
-        PushOutcome::Failed { error } => format!("parked: {error}"),
+        PushOutcome::Parked { error } => format!("parked: {error}"),
         PushOutcome::Skipped(why) => format!("skipped: {why}"),
     };
     let line = format!(

@@ -337,24 +337,63 @@ impl HttpConnector {
         }
     }
 
-    /// Sends one write: a create (`id` = `None`), an update of `changes`
-    /// (canonical field → value, `null` clears), or a delete (`changes` =
-    /// `None`). The idempotency key goes in the definition's header, so a
-    /// retried write applies once. Answers the record as the provider holds it
-    /// after the write (`None` after a delete or an empty answer).
-    pub async fn write_record(
+    /// Creates a record from `fields` (canonical field → value) through the
+    /// object's `push.create` endpoint. The idempotency key goes in the
+    /// definition's header, so a retried create applies once. Answers the
+    /// record as the provider holds it (`None` for an empty answer).
+    pub async fn create_record(
         &self,
         obj: &ObjectDef,
-        id: Option<&ExternalId>,
-        changes: Option<&serde_json::Map<String, Value>>,
+        fields: &serde_json::Map<String, Value>,
+        idempotency_key: &str,
+    ) -> Result<Option<RemoteRecord>, FetchError> {
+        let body = write_body(obj, fields);
+        self.send_write(obj, Write::Create(body), idempotency_key)
+            .await
+    }
+
+    /// Updates `changes` (canonical field → value, `null` clears) of record
+    /// `id` through `push.update`, under the idempotency key. Answers the
+    /// record as the provider holds it after the write (`None` for an empty
+    /// answer).
+    pub async fn update_record(
+        &self,
+        obj: &ObjectDef,
+        id: &ExternalId,
+        changes: &serde_json::Map<String, Value>,
+        idempotency_key: &str,
+    ) -> Result<Option<RemoteRecord>, FetchError> {
+        let body = write_body(obj, changes);
+        self.send_write(obj, Write::Update(id, body), idempotency_key)
+            .await
+    }
+
+    /// Deletes record `id` through `push.delete`, under the idempotency key.
+    pub async fn delete_record(
+        &self,
+        obj: &ObjectDef,
+        id: &ExternalId,
+        idempotency_key: &str,
+    ) -> Result<(), FetchError> {
+        self.send_write(obj, Write::Delete(id), idempotency_key)
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends one write with the idempotency key in the definition's header,
+    /// so a retried write applies once; answers the record in a create's or
+    /// update's answer (`None` after a delete or for an empty answer).
+    async fn send_write(
+        &self,
+        obj: &ObjectDef,
+        write: Write<'_>,
         idempotency_key: &str,
     ) -> Result<Option<RemoteRecord>, FetchError> {
         let push = push_def(obj)?;
-        let (ep, body) = match (id, changes) {
-            (None, Some(c)) => (push.create.as_ref(), Some(write_body(obj, c))),
-            (Some(_), Some(c)) => (push.update.as_ref(), Some(write_body(obj, c))),
-            (Some(_), None) => (push.delete.as_ref(), None),
-            (None, None) => (None, None),
+        let (ep, id, body) = match &write {
+            Write::Create(body) => (push.create.as_ref(), None, Some(body)),
+            Write::Update(id, body) => (push.update.as_ref(), Some(*id), Some(body)),
+            Write::Delete(id) => (push.delete.as_ref(), Some(*id), None),
         };
         let Some(ep) = ep else {
             return Err(FetchError::NotWritable(
@@ -366,9 +405,9 @@ impl HttpConnector {
             .as_deref()
             .map(|h| (h, idempotency_key));
         let answer = self
-            .execute(&|auth| self.build_write(ep, id, body.as_ref(), key, auth))
+            .execute(&|auth| self.build_write(ep, id, body, key, auth))
             .await?;
-        if changes.is_none() || answer.body.is_null() {
+        if matches!(write, Write::Delete(_)) || answer.body.is_null() {
             return Ok(None);
         }
         Ok(Some(remote_record(obj, push, &answer.body)?))
@@ -545,6 +584,16 @@ impl HttpConnector {
     async fn backoff(&self, attempt: u32) {
         tokio::time::sleep(backoff(&self.policy, attempt, rand::random::<f64>())).await;
     }
+}
+
+/// One write to the provider, with what each kind sends.
+enum Write<'a> {
+    /// A new record: its body.
+    Create(Value),
+    /// A change of a record: its id and body.
+    Update(&'a ExternalId, Value),
+    /// A deletion of a record.
+    Delete(&'a ExternalId),
 }
 
 /// A 2xx answer.
