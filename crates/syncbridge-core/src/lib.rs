@@ -11,11 +11,13 @@
 //! - [`queue`]: the [`QueueSender`] trait: every enqueue goes through it.
 //! - [`secrets`]: [`SecretString`] (never printed) and the [`SecretStore`] trait.
 //! - [`ratelimit`]: the [`RateLimiter`] trait the workers consult before each provider call.
+//! - [`apikeys`]: what the store keeps of the product API's keys (their hash).
 //! - [`merge`]: the pure conflict-resolution core: three-way field merge, policies, audit entries.
 //!
 //! Nothing in this crate performs I/O by itself; binaries wire concrete backends
 //! behind these traits.
 
+pub mod apikeys;
 pub mod clock;
 pub mod connector;
 pub mod credentials;

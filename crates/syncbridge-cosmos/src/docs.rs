@@ -17,6 +17,7 @@
 //! | `lock` | `~lock.<hash(name)>` | `lock` |
 //! | `quarantine` | `~quarantine` | `q.<seq>` |
 //! | `counter` | `~quarantine` | `counter` |
+//! | `api_key` | `~apikey` | `key.<SHA-256 of the key>` (see `api.rs`) |
 //!
 //! Connection ids only contain `[A-Za-z0-9-_.:@]`, so the `~` prefix keeps the
 //! global partitions apart from every connection's partition. Ids are hashed

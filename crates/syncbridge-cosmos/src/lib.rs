@@ -92,6 +92,7 @@
 //!   [`CosmosStoreOptions::throttle_retries`] times before answering
 //!   [`StoreError::Unavailable`].
 
+mod api;
 mod docs;
 
 use std::collections::{HashMap, HashSet};
@@ -118,11 +119,12 @@ use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
     WebhookEvent,
 };
+use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::store::{
-    PageCommit, PageOutcome, QuarantineEntry, RecordWrite, SealedCredential,
+    ConnectionQuery, PageCommit, PageOutcome, QuarantineEntry, RecordWrite, RunQuery, SealedCredential,
 };
 use syncbridge_core::{
-    ConnectionId, ExternalId, ObjectType, Store, StoreError, TaskId, TenantId, Timestamp,
+    ConnectionId, ExternalId, ObjectType, RunId, Store, StoreError, TaskId, TenantId, Timestamp,
 };
 
 use docs::{
@@ -1659,6 +1661,39 @@ impl Store for CosmosStore {
             .delete(QUARANTINE_PK, &doc_id, Some(&etag))
             .await?
             .then_some(doc.doc))
+    }
+
+    // ---- product API (SyncApi): API keys and pages (see `api.rs`) ----------
+
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.api_create_key(key).await
+    }
+
+    async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.api_find_key(hash).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.api_list_keys().await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        self.api_revoke_key(id, at).await
+    }
+
+    async fn list_connections_page(
+        &self,
+        q: &ConnectionQuery,
+    ) -> Result<Vec<Connection>, StoreError> {
+        self.api_connections_page(q).await
+    }
+
+    async fn list_runs_page(&self, q: &RunQuery) -> Result<Vec<SyncRun>, StoreError> {
+        self.api_runs_page(q).await
+    }
+
+    async fn get_run(&self, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
+        self.api_get_run(id).await
     }
 }
 

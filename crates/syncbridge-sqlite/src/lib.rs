@@ -25,6 +25,7 @@
 //! queries filter on; records keep their canonical JSON, hash and version in
 //! columns so a page commit can skip unchanged rows without parsing JSON.
 
+mod api;
 mod schema;
 
 pub use schema::{SCHEMA_VERSION, enable_wal};
@@ -40,11 +41,12 @@ use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
     WebhookEvent,
 };
+use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::store::{
-    LeaseRequest, PageCommit, PageOutcome, QuarantineEntry, RecordWrite, SealedCredential,
+    ConnectionQuery, LeaseRequest, PageCommit, PageOutcome, QuarantineEntry, RecordWrite, RunQuery, SealedCredential,
 };
 use syncbridge_core::{
-    ConnectionId, ExternalId, ObjectType, Store, StoreError, TaskId, TenantId, Timestamp,
+    ConnectionId, ExternalId, ObjectType, RunId, Store, StoreError, TaskId, TenantId, Timestamp,
 };
 
 /// The SQLite store. Cheap to clone.
@@ -1308,5 +1310,44 @@ impl Store for SqliteStore {
             Ok(m)
         })
         .await
+    }
+
+    // ---- product API (SyncApi): API keys and pages (see `api.rs`) ----------
+
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let key = key.clone();
+        self.with(move |db| api::create_api_key(db, &key)).await
+    }
+
+    async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        let hash = hash.to_owned();
+        self.with(move |db| api::find_api_key(db, &hash)).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.with(|db| api::list_api_keys(db)).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.with(move |db| api::revoke_api_key(db, &id, at)).await
+    }
+
+    async fn list_connections_page(
+        &self,
+        q: &ConnectionQuery,
+    ) -> Result<Vec<Connection>, StoreError> {
+        let q = q.clone();
+        self.with(move |db| api::list_connections_page(db, &q)).await
+    }
+
+    async fn list_runs_page(&self, q: &RunQuery) -> Result<Vec<SyncRun>, StoreError> {
+        let q = q.clone();
+        self.with(move |db| api::list_runs_page(db, &q)).await
+    }
+
+    async fn get_run(&self, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
+        let id = id.clone();
+        self.with(move |db| api::get_run(db, &id)).await
     }
 }
