@@ -143,7 +143,7 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::BytesRejection(b)
                 if b.status() == StatusCode::PAYLOAD_TOO_LARGE =>
             {
-                ApiError::TooLarge(format!("{}", b.body_text()))
+                ApiError::TooLarge(b.body_text())
             }
             other => ApiError::InvalidRequest(format!("request body: {}", other.body_text())),
         }

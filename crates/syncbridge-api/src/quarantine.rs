@@ -44,12 +44,12 @@ pub enum ReplayError {
     #[error("#{0} still matches no sync task; left in quarantine")]
     StillUnroutable(i64),
     /// The message came from a function without a queue.
-    #[error("#{id} came from {source}, which has no queue to replay to")]
+    #[error("#{id} came from {origin}, which has no queue to replay to")]
     NoQueue {
         /// The entry.
         id: i64,
         /// Where it came from.
-        source: String,
+        origin: String,
     },
     /// Routing the webhook event failed.
     #[error(transparent)]
@@ -90,7 +90,7 @@ pub async fn replay(app: &AppState, id: i64) -> Result<Replayed, ReplayError> {
             other => {
                 return Err(ReplayError::NoQueue {
                     id,
-                    source: other.to_owned(),
+                    origin: other.to_owned(),
                 });
             }
         };

@@ -51,7 +51,8 @@ pub enum NotifyCmd {
 /// `SYNCBRIDGE_COSMOS_ENDPOINT` is set, with `SYNCBRIDGE_AZURE_CREDENTIAL=developer`
 /// for the operator's `az login`; the embedded default in `data_dir` otherwise.
 /// Creates the embedded store if `data_dir` has none; only `connections add`
-/// does (and `up` / `demo`, which open it themselves).
+/// and `api-keys create`
+/// do (and `up` / `demo`, which open it themselves).
 pub(crate) async fn state(data_dir: &Path) -> anyhow::Result<AppState> {
     state_with(data_dir, OpenMode::CreateIfMissing).await
 }
