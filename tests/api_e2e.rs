@@ -49,13 +49,21 @@ async fn sync_now_over_the_api() {
     let base = format!("{}/api/v1", host.url());
     let http = reqwest::Client::new();
 
-    let anonymous = http.get(format!("{base}/connections")).send().await.unwrap();
+    let anonymous = http
+        .get(format!("{base}/connections"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status().as_u16(), 401);
     assert_eq!(
         anonymous.headers()["content-type"],
         "application/problem+json"
     );
-    let doc = http.get(format!("{base}/openapi.json")).send().await.unwrap();
+    let doc = http
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(doc.status().as_u16(), 200, "the document needs no key");
 
     let body = json!({
@@ -77,7 +85,12 @@ async fn sync_now_over_the_api() {
         .send()
         .await
         .unwrap();
-    assert_eq!(created.status().as_u16(), 201, "{}", created.text().await.unwrap());
+    assert_eq!(
+        created.status().as_u16(),
+        201,
+        "{}",
+        created.text().await.unwrap()
+    );
 
     let sync = http
         .post(format!("{base}/connections/crm1/sync"))
@@ -89,7 +102,9 @@ async fn sync_now_over_the_api() {
     assert_eq!(sync.status().as_u16(), 202);
     // The scheduler's next tick leases the interactive run first; the test
     // host's timers are far apart, so tick now.
-    host.fire_timer("SyncScheduler").await.expect("scheduler tick");
+    host.fire_timer("SyncScheduler")
+        .await
+        .expect("scheduler tick");
 
     let run = eventually(Duration::from_secs(60), "a succeeded run", || {
         let (http, base, read) = (http.clone(), base.clone(), read.clone());

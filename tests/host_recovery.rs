@@ -156,7 +156,11 @@ async fn kill_dash_nine_of_up_resumes_and_leaves_no_orphans() {
 
     let mut first = Up::start(dir.path()).await;
     let handlers = children_of(first.pid);
-    assert_eq!(handlers.len(), 6, "six handler processes (the five functions and SyncApi): {handlers:?}");
+    assert_eq!(
+        handlers.len(),
+        6,
+        "six handler processes (the five functions and SyncApi): {handlers:?}"
+    );
     let n = N as u64;
     eventually(
         Duration::from_secs(60),

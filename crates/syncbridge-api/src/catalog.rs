@@ -95,11 +95,7 @@ pub fn provider_view(def: &ConnectorDef) -> ProviderView {
         name: def.name.clone(),
         display_name: def.display_name.clone(),
         auth: auth_name(&def.auth).into(),
-        objects: def
-            .objects
-            .iter()
-            .map(|(n, o)| object_view(n, o))
-            .collect(),
+        objects: def.objects.iter().map(|(n, o)| object_view(n, o)).collect(),
     }
 }
 

@@ -11,9 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use syncbridge_core::connector::registry::Registry;
-use syncbridge_core::model::{
-    Connection, ConnectionStatus, Direction, Priority, SyncTask,
-};
+use syncbridge_core::model::{Connection, ConnectionStatus, Direction, Priority, SyncTask};
 use syncbridge_core::store::ConnectionQuery;
 use syncbridge_core::{ConnectionId, ObjectType, TenantId, Timestamp};
 use syncbridge_functions::AppState;
@@ -425,7 +423,8 @@ fn sync_body(bytes: &[u8]) -> Result<SyncBody, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(SyncBody::default());
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidRequest(format!("request body: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::InvalidRequest(format!("request body: {e}")))
 }
 
 /// Asks for a run of the connection's inbound tasks now (the scheduler's
@@ -602,16 +601,31 @@ mod tests {
             provider: "nope".into(),
             ..base.clone()
         };
-        assert_eq!(plan_connection(bad, &reg, Timestamp::EPOCH).unwrap_err().field, "provider");
+        assert_eq!(
+            plan_connection(bad, &reg, Timestamp::EPOCH)
+                .unwrap_err()
+                .field,
+            "provider"
+        );
         let bad = NewConnection {
             objects: vec!["widgets".into()],
             ..base.clone()
         };
-        assert_eq!(plan_connection(bad, &reg, Timestamp::EPOCH).unwrap_err().field, "objects");
+        assert_eq!(
+            plan_connection(bad, &reg, Timestamp::EPOCH)
+                .unwrap_err()
+                .field,
+            "objects"
+        );
         let bad = NewConnection {
             id: "has space".into(),
             ..base
         };
-        assert_eq!(plan_connection(bad, &reg, Timestamp::EPOCH).unwrap_err().field, "id");
+        assert_eq!(
+            plan_connection(bad, &reg, Timestamp::EPOCH)
+                .unwrap_err()
+                .field,
+            "id"
+        );
     }
 }

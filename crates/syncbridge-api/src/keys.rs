@@ -103,7 +103,10 @@ pub async fn revoke(store: &dyn Store, id: &str, now: Timestamp) -> Result<(), K
 
 /// The live key whose text is `presented`, if any: `Ok(None)` for a text
 /// that is not a key, an unknown key, or a revoked one.
-pub async fn authenticate(store: &dyn Store, presented: &str) -> Result<Option<ApiKey>, StoreError> {
+pub async fn authenticate(
+    store: &dyn Store,
+    presented: &str,
+) -> Result<Option<ApiKey>, StoreError> {
     if !presented.starts_with(KEY_PREFIX) || presented.len() > 128 {
         return Ok(None);
     }

@@ -124,9 +124,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn openapi_text() -> String {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TEXT.get_or_init(|| {
-        let mut text = openapi()
-            .to_pretty_json()
-            .expect("the document serializes");
+        let mut text = openapi().to_pretty_json().expect("the document serializes");
         text.push('\n');
         text
     })
@@ -137,10 +135,7 @@ pub fn openapi_text() -> String {
 /// on all but the document, problem documents for unknown paths and methods.
 pub fn router(state: AppState) -> Router {
     let (api, _) = parts();
-    let public = Router::new().route(
-        "/v1/openapi.json",
-        axum::routing::get(openapi_json),
-    );
+    let public = Router::new().route("/v1/openapi.json", axum::routing::get(openapi_json));
     let guarded = api
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -140,9 +140,7 @@ impl From<StoreError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
-            JsonRejection::BytesRejection(b)
-                if b.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-            {
+            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::TooLarge(b.body_text())
             }
             other => ApiError::InvalidRequest(format!("request body: {}", other.body_text())),

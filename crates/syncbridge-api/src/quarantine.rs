@@ -78,7 +78,10 @@ pub async fn find(app: &AppState, id: i64) -> Result<Option<QuarantineEntry>, St
 pub async fn replay(app: &AppState, id: i64) -> Result<Replayed, ReplayError> {
     let entry = find(app, id).await?.ok_or(ReplayError::NoEntry(id))?;
     let m = &entry.message;
-    let done = if m.source.starts_with(syncbridge_functions::webhook::FUNCTION) {
+    let done = if m
+        .source
+        .starts_with(syncbridge_functions::webhook::FUNCTION)
+    {
         match syncbridge_functions::webhook::replay(app, m).await? {
             Some(jobs) => Replayed::Routed { jobs },
             None => return Err(ReplayError::StillUnroutable(id)),
@@ -94,8 +97,11 @@ pub async fn replay(app: &AppState, id: i64) -> Result<Replayed, ReplayError> {
                 });
             }
         };
-        let mut msg =
-            OutboundMessage::json(queue.clone(), format!("replay-{id}"), &serde_json::Value::Null);
+        let mut msg = OutboundMessage::json(
+            queue.clone(),
+            format!("replay-{id}"),
+            &serde_json::Value::Null,
+        );
         msg.body = m.body.clone();
         app.queue.send(vec![msg]).await?;
         Replayed::Resent {
@@ -204,7 +210,10 @@ pub async fn list(
     }))
 }
 
-async fn entry(app: &AppState, id: Result<Path<i64>, PathRejection>) -> Result<QuarantineEntry, ApiError> {
+async fn entry(
+    app: &AppState,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<QuarantineEntry, ApiError> {
     let Path(id) = id?;
     find(app, id)
         .await?

@@ -18,7 +18,12 @@ fn committed_document_matches_the_code() {
     );
     let doc: serde_json::Value = serde_json::from_str(&generated).unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/v1/connections", "/v1/runs", "/v1/connections/{id}/sync", "/v1/openapi.json"] {
+    for path in [
+        "/v1/connections",
+        "/v1/runs",
+        "/v1/connections/{id}/sync",
+        "/v1/openapi.json",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is documented");
     }
 }

@@ -72,9 +72,8 @@ impl Api {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                panic!("{path}: not JSON: {}", String::from_utf8_lossy(&bytes))
-            })
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("{path}: not JSON: {}", String::from_utf8_lossy(&bytes)))
         };
         Reply {
             status,
@@ -96,45 +95,89 @@ fn assert_problem(r: &Reply, status: u16, slug: &str) {
     assert_eq!(r.body["status"], status);
 }
 
-const SANDBOX: &str =
-    r#"{"id":"c1","tenant":"acme","provider":"sandbox","base_url":"http://127.0.0.1:9","interval_secs":60}"#;
+const SANDBOX: &str = r#"{"id":"c1","tenant":"acme","provider":"sandbox","base_url":"http://127.0.0.1:9","interval_secs":60}"#;
 
 /// No key, a wrong key, a revoked key: 401. A read key writing, a write key
 /// managing keys: 403. The document needs no key.
 #[tokio::test]
 async fn keys_and_scopes() {
     let a = api().await;
-    assert_problem(&a.call("GET", "/api/v1/connections", None, None).await, 401, "unauthorized");
     assert_problem(
-        &a.call("GET", "/api/v1/connections", Some("sbk_wrong"), None).await,
+        &a.call("GET", "/api/v1/connections", None, None).await,
         401,
         "unauthorized",
     );
-    assert_eq!(a.call("GET", "/api/v1/connections", Some(&a.read), None).await.status, 200);
     assert_problem(
-        &a.call("POST", "/api/v1/connections", Some(&a.read), Some(SANDBOX)).await,
+        &a.call("GET", "/api/v1/connections", Some("sbk_wrong"), None)
+            .await,
+        401,
+        "unauthorized",
+    );
+    assert_eq!(
+        a.call("GET", "/api/v1/connections", Some(&a.read), None)
+            .await
+            .status,
+        200
+    );
+    assert_problem(
+        &a.call("POST", "/api/v1/connections", Some(&a.read), Some(SANDBOX))
+            .await,
         403,
         "forbidden",
     );
-    assert!(a.app.store.get_connection(&ConnectionId::parse("c1").unwrap()).await.unwrap().is_none());
-    assert_problem(&a.call("GET", "/api/v1/api-keys", Some(&a.write), None).await, 403, "forbidden");
-    let listed = a.call("GET", "/api/v1/api-keys", Some(&a.admin), None).await;
+    assert!(
+        a.app
+            .store
+            .get_connection(&ConnectionId::parse("c1").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/api-keys", Some(&a.write), None)
+            .await,
+        403,
+        "forbidden",
+    );
+    let listed = a
+        .call("GET", "/api/v1/api-keys", Some(&a.admin), None)
+        .await;
     assert_eq!(listed.body["keys"].as_array().unwrap().len(), 3);
-    assert!(!listed.body.to_string().contains(&a.read), "keys are never listed");
+    assert!(
+        !listed.body.to_string().contains(&a.read),
+        "keys are never listed"
+    );
 
     let made = a
-        .call("POST", "/api/v1/api-keys", Some(&a.admin), Some(r#"{"name":"ci","scope":"read"}"#))
+        .call(
+            "POST",
+            "/api/v1/api-keys",
+            Some(&a.admin),
+            Some(r#"{"name":"ci","scope":"read"}"#),
+        )
         .await;
     assert_eq!(made.status, 201, "{:?}", made.body);
     let key = made.body["key"].as_str().unwrap().to_owned();
     assert!(key.starts_with("sbk_"));
-    assert_eq!(a.call("GET", "/api/v1/runs", Some(&key), None).await.status, 200);
+    assert_eq!(
+        a.call("GET", "/api/v1/runs", Some(&key), None).await.status,
+        200
+    );
     let id = made.body["id"].as_str().unwrap();
     let revoked = a
-        .call("DELETE", &format!("/api/v1/api-keys/{id}"), Some(&a.admin), None)
+        .call(
+            "DELETE",
+            &format!("/api/v1/api-keys/{id}"),
+            Some(&a.admin),
+            None,
+        )
         .await;
     assert_eq!(revoked.status, 204);
-    assert_problem(&a.call("GET", "/api/v1/runs", Some(&key), None).await, 401, "unauthorized");
+    assert_problem(
+        &a.call("GET", "/api/v1/runs", Some(&key), None).await,
+        401,
+        "unauthorized",
+    );
 
     let doc = a.call("GET", "/api/v1/openapi.json", None, None).await;
     assert_eq!(doc.status, 200);
@@ -146,16 +189,27 @@ async fn keys_and_scopes() {
 async fn connections_lifecycle() {
     let a = api().await;
     let w = Some(a.write.as_str());
-    let made = a.call("POST", "/api/v1/connections", w, Some(SANDBOX)).await;
+    let made = a
+        .call("POST", "/api/v1/connections", w, Some(SANDBOX))
+        .await;
     assert_eq!(made.status, 201, "{:?}", made.body);
     assert_eq!(made.body["status"], "active");
-    assert_problem(&a.call("POST", "/api/v1/connections", w, Some(SANDBOX)).await, 409, "conflict");
+    assert_problem(
+        &a.call("POST", "/api/v1/connections", w, Some(SANDBOX))
+            .await,
+        409,
+        "conflict",
+    );
     for i in 2..=5 {
-        let body = SANDBOX.replace("\"c1\"", &format!("\"c{i}\"")).replace(
-            "acme",
-            if i % 2 == 0 { "other" } else { "acme" },
+        let body = SANDBOX
+            .replace("\"c1\"", &format!("\"c{i}\""))
+            .replace("acme", if i % 2 == 0 { "other" } else { "acme" });
+        assert_eq!(
+            a.call("POST", "/api/v1/connections", w, Some(&body))
+                .await
+                .status,
+            201
         );
-        assert_eq!(a.call("POST", "/api/v1/connections", w, Some(&body)).await.status, 201);
     }
     let r = Some(a.read.as_str());
     let mut seen = Vec::new();
@@ -172,20 +226,33 @@ async fn connections_lifecycle() {
         }
     }
     assert_eq!(seen, ["c1", "c2", "c3", "c4", "c5"]);
-    let acme = a.call("GET", "/api/v1/connections?tenant=acme", r, None).await;
+    let acme = a
+        .call("GET", "/api/v1/connections?tenant=acme", r, None)
+        .await;
     assert_eq!(acme.body["connections"].as_array().unwrap().len(), 3);
 
     let got = a.call("GET", "/api/v1/connections/c1", r, None).await;
     assert_eq!(got.body["provider"], "sandbox");
     let patched = a
-        .call("PATCH", "/api/v1/connections/c1", w, Some(r#"{"base_url":"http://127.0.0.1:10"}"#))
+        .call(
+            "PATCH",
+            "/api/v1/connections/c1",
+            w,
+            Some(r#"{"base_url":"http://127.0.0.1:10"}"#),
+        )
         .await;
     assert_eq!(patched.body["base_url"], "http://127.0.0.1:10");
-    let paused = a.call("POST", "/api/v1/connections/c1/pause", w, None).await;
+    let paused = a
+        .call("POST", "/api/v1/connections/c1/pause", w, None)
+        .await;
     assert_eq!(paused.body["status"], "disabled");
-    let listed = a.call("GET", "/api/v1/connections?status=disabled", r, None).await;
+    let listed = a
+        .call("GET", "/api/v1/connections?status=disabled", r, None)
+        .await;
     assert_eq!(listed.body["connections"][0]["id"], "c1");
-    let resumed = a.call("POST", "/api/v1/connections/c1/resume", w, None).await;
+    let resumed = a
+        .call("POST", "/api/v1/connections/c1/resume", w, None)
+        .await;
     assert_eq!(resumed.body["status"], "active");
 
     let tasks = a.call("GET", "/api/v1/connections/c1/tasks", r, None).await;
@@ -194,9 +261,22 @@ async fn connections_lifecycle() {
     assert_eq!(tasks[0]["cursor"], Value::Null);
     assert_eq!(tasks[0]["last_result"], Value::Null);
 
-    assert_eq!(a.call("DELETE", "/api/v1/connections/c2", w, None).await.status, 204);
-    assert_problem(&a.call("GET", "/api/v1/connections/c2", r, None).await, 404, "not-found");
-    assert_problem(&a.call("DELETE", "/api/v1/connections/c2", w, None).await, 404, "not-found");
+    assert_eq!(
+        a.call("DELETE", "/api/v1/connections/c2", w, None)
+            .await
+            .status,
+        204
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/connections/c2", r, None).await,
+        404,
+        "not-found",
+    );
+    assert_problem(
+        &a.call("DELETE", "/api/v1/connections/c2", w, None).await,
+        404,
+        "not-found",
+    );
 }
 
 /// Sync now asks for interactive runs; a full resync resets the cursor; an
@@ -205,7 +285,12 @@ async fn connections_lifecycle() {
 async fn sync_now_and_full_resync() {
     let a = api().await;
     let w = Some(a.write.as_str());
-    assert_eq!(a.call("POST", "/api/v1/connections", w, Some(SANDBOX)).await.status, 201);
+    assert_eq!(
+        a.call("POST", "/api/v1/connections", w, Some(SANDBOX))
+            .await
+            .status,
+        201
+    );
     let conn = ConnectionId::parse("c1").unwrap();
     let mut t = a.app.store.list_tasks(Some(&conn)).await.unwrap()[0].clone();
     t.cursor = Some("page-9".into());
@@ -213,7 +298,12 @@ async fn sync_now_and_full_resync() {
     a.app.store.put_task(&t).await.unwrap();
 
     let bad = a
-        .call("POST", "/api/v1/connections/c1/sync", w, Some(r#"{"objects":["widgets"],"full_resync":true}"#))
+        .call(
+            "POST",
+            "/api/v1/connections/c1/sync",
+            w,
+            Some(r#"{"objects":["widgets"],"full_resync":true}"#),
+        )
         .await;
     assert_problem(&bad, 400, "invalid-request");
     let still = a.app.store.get_task(&t.id).await.unwrap().unwrap();
@@ -222,18 +312,24 @@ async fn sync_now_and_full_resync() {
     let plain = a.call("POST", "/api/v1/connections/c1/sync", w, None).await;
     assert_eq!(plain.status, 202, "{:?}", plain.body);
     let asked = a.app.store.get_task(&t.id).await.unwrap().unwrap();
-    assert_eq!(asked.priority, syncbridge_core::model::Priority::Interactive);
+    assert_eq!(
+        asked.priority,
+        syncbridge_core::model::Priority::Interactive
+    );
     assert!(asked.next_run_at <= a.app.clock.now());
     assert_eq!(asked.cursor.as_deref(), Some("page-9"));
 
     let body = format!(r#"{{"objects":["{}"],"full_resync":true}}"#, t.object);
-    let full = a.call("POST", "/api/v1/connections/c1/sync", w, Some(&body)).await;
+    let full = a
+        .call("POST", "/api/v1/connections/c1/sync", w, Some(&body))
+        .await;
     assert_eq!(full.status, 202, "{:?}", full.body);
     assert_eq!(full.body["tasks"], json!([t.id.as_str()]));
     let reset = a.app.store.get_task(&t.id).await.unwrap().unwrap();
     assert_eq!(reset.cursor, None);
     assert_problem(
-        &a.call("POST", "/api/v1/connections/nope/sync", w, None).await,
+        &a.call("POST", "/api/v1/connections/nope/sync", w, None)
+            .await,
         404,
         "not-found",
     );
@@ -260,14 +356,29 @@ fn run(id: &str, secs: i64, status: RunStatus) -> SyncRun {
 async fn runs_pages_and_detail() {
     let a = api().await;
     assert_eq!(
-        a.call("POST", "/api/v1/connections", Some(&a.write), Some(SANDBOX)).await.status,
+        a.call("POST", "/api/v1/connections", Some(&a.write), Some(SANDBOX))
+            .await
+            .status,
         201
     );
-    for (i, s) in [RunStatus::Succeeded, RunStatus::Interrupted, RunStatus::Parked].into_iter().enumerate() {
-        a.app.store.put_run(&run(&format!("r{i}"), i as i64, s)).await.unwrap();
+    for (i, s) in [
+        RunStatus::Succeeded,
+        RunStatus::Interrupted,
+        RunStatus::Parked,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        a.app
+            .store
+            .put_run(&run(&format!("r{i}"), i as i64, s))
+            .await
+            .unwrap();
     }
     let r = Some(a.read.as_str());
-    let first = a.call("GET", "/api/v1/runs?connection_id=c1&limit=2", r, None).await;
+    let first = a
+        .call("GET", "/api/v1/runs?connection_id=c1&limit=2", r, None)
+        .await;
     assert_eq!(first.status, 200, "{:?}", first.body);
     let runs = first.body["runs"].as_array().unwrap();
     assert_eq!(runs[0]["id"], "r2");
@@ -277,15 +388,26 @@ async fn runs_pages_and_detail() {
     assert_eq!(runs[1]["counts"]["created"], 3);
     let cursor = first.body["next_cursor"].as_str().unwrap();
     let next = a
-        .call("GET", &format!("/api/v1/runs?connection_id=c1&limit=2&cursor={cursor}"), r, None)
+        .call(
+            "GET",
+            &format!("/api/v1/runs?connection_id=c1&limit=2&cursor={cursor}"),
+            r,
+            None,
+        )
         .await;
     assert_eq!(next.body["runs"][0]["id"], "r0");
     assert_eq!(next.body["next_cursor"], Value::Null);
-    let ok = a.call("GET", "/api/v1/runs?status=succeeded", r, None).await;
+    let ok = a
+        .call("GET", "/api/v1/runs?status=succeeded", r, None)
+        .await;
     assert_eq!(ok.body["runs"].as_array().unwrap().len(), 1);
     let one = a.call("GET", "/api/v1/runs/r1", r, None).await;
     assert_eq!(one.body["state"], "interrupted");
-    assert_problem(&a.call("GET", "/api/v1/runs/none", r, None).await, 404, "not-found");
+    assert_problem(
+        &a.call("GET", "/api/v1/runs/none", r, None).await,
+        404,
+        "not-found",
+    );
 }
 
 /// Bad input answers a problem document and writes nothing.
@@ -294,18 +416,49 @@ async fn bad_input_is_a_problem() {
     let a = api().await;
     let r = Some(a.read.as_str());
     let w = Some(a.write.as_str());
-    assert_problem(&a.call("GET", "/api/v1/runs?cursor=garbage", r, None).await, 400, "invalid-cursor");
-    let conn_cursor = syncbridge_api::pages::encode("connections", &["c1"]);
     assert_problem(
-        &a.call("GET", &format!("/api/v1/runs?cursor={conn_cursor}"), r, None).await,
+        &a.call("GET", "/api/v1/runs?cursor=garbage", r, None).await,
         400,
         "invalid-cursor",
     );
-    assert_problem(&a.call("GET", "/api/v1/runs?limit=0", r, None).await, 400, "invalid-request");
-    assert_problem(&a.call("GET", "/api/v1/runs?limit=x", r, None).await, 400, "invalid-request");
-    assert_problem(&a.call("GET", "/api/v1/runs?status=parked", r, None).await, 400, "invalid-request");
-    assert_problem(&a.call("GET", "/api/v1/runs?connection_id=nope", r, None).await, 404, "not-found");
-    assert_problem(&a.call("GET", "/api/v1/runs?since=yesterday", r, None).await, 400, "invalid-request");
+    let conn_cursor = syncbridge_api::pages::encode("connections", &["c1"]);
+    assert_problem(
+        &a.call(
+            "GET",
+            &format!("/api/v1/runs?cursor={conn_cursor}"),
+            r,
+            None,
+        )
+        .await,
+        400,
+        "invalid-cursor",
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/runs?limit=0", r, None).await,
+        400,
+        "invalid-request",
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/runs?limit=x", r, None).await,
+        400,
+        "invalid-request",
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/runs?status=parked", r, None).await,
+        400,
+        "invalid-request",
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/runs?connection_id=nope", r, None)
+            .await,
+        404,
+        "not-found",
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/runs?since=yesterday", r, None).await,
+        400,
+        "invalid-request",
+    );
     for body in [
         "{not json",
         r#"{"id":"c1","tenant":"acme"}"#,
@@ -323,11 +476,30 @@ async fn bad_input_is_a_problem() {
         r#"{{"id":"c1","tenant":"acme","provider":"sandbox","base_url":"{}"}}"#,
         "x".repeat(syncbridge_api::MAX_BODY_BYTES)
     );
-    assert_problem(&a.call("POST", "/api/v1/connections", w, Some(&big)).await, 413, "body-too-large");
-    assert!(a.app.store.list_connections(None).await.unwrap().is_empty(), "nothing written");
-    assert_problem(&a.call("GET", "/api/v1/nothing-here", r, None).await, 404, "no-route");
-    assert_problem(&a.call("PUT", "/api/v1/connections", w, None).await, 405, "method-not-allowed");
-    assert_problem(&a.call("GET", "/api/v1/quarantine/abc", r, None).await, 400, "invalid-request");
+    assert_problem(
+        &a.call("POST", "/api/v1/connections", w, Some(&big)).await,
+        413,
+        "body-too-large",
+    );
+    assert!(
+        a.app.store.list_connections(None).await.unwrap().is_empty(),
+        "nothing written"
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/nothing-here", r, None).await,
+        404,
+        "no-route",
+    );
+    assert_problem(
+        &a.call("PUT", "/api/v1/connections", w, None).await,
+        405,
+        "method-not-allowed",
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/quarantine/abc", r, None).await,
+        400,
+        "invalid-request",
+    );
 }
 
 /// Quarantine: list, inspect, discard; a replay of a message from a queue
@@ -343,23 +515,50 @@ async fn quarantine_inspect_replay_discard() {
         body: b"{}".to_vec(),
         at: Timestamp::EPOCH,
     };
-    let first = a.app.store.quarantine(&msg("SyncInboundWorker")).await.unwrap();
+    let first = a
+        .app
+        .store
+        .quarantine(&msg("SyncInboundWorker"))
+        .await
+        .unwrap();
     let second = a.app.store.quarantine(&msg("SyncScheduler")).await.unwrap();
     let r = Some(a.read.as_str());
     let w = Some(a.write.as_str());
     let list = a.call("GET", "/api/v1/quarantine?limit=1", r, None).await;
     assert_eq!(list.body["entries"][0]["id"], first);
     assert!(list.body["next_cursor"].is_string());
-    let one = a.call("GET", &format!("/api/v1/quarantine/{first}"), r, None).await;
+    let one = a
+        .call("GET", &format!("/api/v1/quarantine/{first}"), r, None)
+        .await;
     assert_eq!(one.body["body_text"], "{}");
-    let replayed = a.call("POST", &format!("/api/v1/quarantine/{first}/replay"), w, None).await;
+    let replayed = a
+        .call(
+            "POST",
+            &format!("/api/v1/quarantine/{first}/replay"),
+            w,
+            None,
+        )
+        .await;
     assert_eq!(replayed.status, 200, "{:?}", replayed.body);
     assert_eq!(replayed.body["queue"], "sync-inbound");
-    let q = syncbridge_localqueue::LocalQueue::open(a.app.settings.data_dir.join("queue.db")).unwrap();
+    let q =
+        syncbridge_localqueue::LocalQueue::open(a.app.settings.data_dir.join("queue.db")).unwrap();
     assert_eq!(q.counts("sync-inbound").unwrap().active, 1);
-    let refused = a.call("POST", &format!("/api/v1/quarantine/{second}/replay"), w, None).await;
+    let refused = a
+        .call(
+            "POST",
+            &format!("/api/v1/quarantine/{second}/replay"),
+            w,
+            None,
+        )
+        .await;
     assert_problem(&refused, 409, "conflict");
-    assert_eq!(a.call("DELETE", &format!("/api/v1/quarantine/{second}"), w, None).await.status, 204);
+    assert_eq!(
+        a.call("DELETE", &format!("/api/v1/quarantine/{second}"), w, None)
+            .await
+            .status,
+        204
+    );
     assert!(a.app.store.list_quarantine(10).await.unwrap().is_empty());
 }
 
@@ -379,7 +578,11 @@ async fn catalog_and_health() {
     assert!(names.contains(&"sandbox"), "{names:?}");
     let sandbox = a.call("GET", "/api/v1/providers/sandbox", r, None).await;
     assert_eq!(sandbox.body["auth"], "oauth2");
-    assert_problem(&a.call("GET", "/api/v1/providers/nope", r, None).await, 404, "not-found");
+    assert_problem(
+        &a.call("GET", "/api/v1/providers/nope", r, None).await,
+        404,
+        "not-found",
+    );
     let h = a.call("GET", "/api/v1/health", r, None).await;
     assert_eq!(h.status, 200, "{:?}", h.body);
     assert_eq!(h.body["store_reachable"], true);

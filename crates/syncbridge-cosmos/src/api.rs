@@ -164,7 +164,10 @@ impl CosmosStore {
         let mut f = Filter::default();
         f.and("c.type = 'run'", &[]);
         if let Some(since) = q.since {
-            f.and("c.started_at >= @since", &[("@since", since.as_millis().into())]);
+            f.and(
+                "c.started_at >= @since",
+                &[("@since", since.as_millis().into())],
+            );
         }
         if let Some(after) = &q.after {
             f.and(

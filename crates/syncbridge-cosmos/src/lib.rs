@@ -115,13 +115,14 @@ use base64::Engine as _;
 use futures::TryStreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
     WebhookEvent,
 };
-use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::store::{
-    ConnectionQuery, PageCommit, PageOutcome, QuarantineEntry, RecordWrite, RunQuery, SealedCredential,
+    ConnectionQuery, PageCommit, PageOutcome, QuarantineEntry, RecordWrite, RunQuery,
+    SealedCredential,
 };
 use syncbridge_core::{
     ConnectionId, ExternalId, ObjectType, RunId, Store, StoreError, TaskId, TenantId, Timestamp,

@@ -89,7 +89,8 @@ impl Filter {
         let mut values = values.into_iter();
         for (i, part) in clause.split('?').enumerate() {
             if i > 0 {
-                self.params.push(values.next().expect("a value per placeholder"));
+                self.params
+                    .push(values.next().expect("a value per placeholder"));
                 text.push_str(&format!("?{}", self.params.len()));
             }
             text.push_str(part);
@@ -168,7 +169,11 @@ pub(crate) fn list_runs_page(db: &Db, q: &RunQuery) -> Result<Vec<SyncRun>, Stor
         let at = after.started_at.as_millis();
         f.and(
             "(started_at < ? OR (started_at = ? AND id < ?))",
-            [Value::Integer(at), Value::Integer(at), text(after.id.as_str())],
+            [
+                Value::Integer(at),
+                Value::Integer(at),
+                text(after.id.as_str()),
+            ],
         );
     }
     if !q.statuses.is_empty() {

@@ -37,13 +37,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection as Db, OptionalExtension, TransactionBehavior::Immediate, params};
+use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
     WebhookEvent,
 };
-use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::store::{
-    ConnectionQuery, LeaseRequest, PageCommit, PageOutcome, QuarantineEntry, RecordWrite, RunQuery, SealedCredential,
+    ConnectionQuery, LeaseRequest, PageCommit, PageOutcome, QuarantineEntry, RecordWrite, RunQuery,
+    SealedCredential,
 };
 use syncbridge_core::{
     ConnectionId, ExternalId, ObjectType, RunId, Store, StoreError, TaskId, TenantId, Timestamp,
@@ -1338,7 +1339,8 @@ impl Store for SqliteStore {
         q: &ConnectionQuery,
     ) -> Result<Vec<Connection>, StoreError> {
         let q = q.clone();
-        self.with(move |db| api::list_connections_page(db, &q)).await
+        self.with(move |db| api::list_connections_page(db, &q))
+            .await
     }
 
     async fn list_runs_page(&self, q: &RunQuery) -> Result<Vec<SyncRun>, StoreError> {

@@ -9,14 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use syncbridge_core::apikeys::{ApiKey, ApiScope};
 use syncbridge_core::model::{
     AuditRecord, Connection, ConnectionStatus, Direction, Lease, LocalState, Priority,
     QuarantinedMessage, Record, RunCounts, RunStatus, SyncRun, SyncTask, WebhookEvent,
     content_hash,
 };
-use syncbridge_core::apikeys::{ApiKey, ApiScope};
 use syncbridge_core::store::{
-    ConnectionQuery, LeaseRequest, PageCommit, RecordUpsert, RecordWrite, RunKey, RunQuery, SealedCredential,
+    ConnectionQuery, LeaseRequest, PageCommit, RecordUpsert, RecordWrite, RunKey, RunQuery,
+    SealedCredential,
 };
 use syncbridge_core::{
     ConnectionId, ExternalId, ObjectType, RunId, Store, StoreError, TenantId, Timestamp,
@@ -1579,12 +1580,18 @@ pub async fn api_keys_by_hash(store: Arc<dyn Store>) {
     assert_eq!(store.find_api_key(&"c".repeat(64)).await.unwrap(), None);
     let same_hash = api_key("key_c", &a.hash, ApiScope::Admin);
     assert!(
-        matches!(store.create_api_key(&same_hash).await, Err(StoreError::Conflict(_))),
+        matches!(
+            store.create_api_key(&same_hash).await,
+            Err(StoreError::Conflict(_))
+        ),
         "a hash is unique"
     );
     let same_id = api_key("key_a", &"d".repeat(64), ApiScope::Admin);
     assert!(
-        matches!(store.create_api_key(&same_id).await, Err(StoreError::Conflict(_))),
+        matches!(
+            store.create_api_key(&same_id).await,
+            Err(StoreError::Conflict(_))
+        ),
         "an id is unique"
     );
     let ids: Vec<String> = store
@@ -1597,12 +1604,22 @@ pub async fn api_keys_by_hash(store: Arc<dyn Store>) {
     assert_eq!(ids, ["key_a", "key_b"]);
     let at = T0.add(Duration::from_secs(5));
     assert!(store.revoke_api_key("key_a", at).await.unwrap());
-    assert!(store.revoke_api_key("key_a", at.add(Duration::from_secs(1))).await.unwrap());
+    assert!(
+        store
+            .revoke_api_key("key_a", at.add(Duration::from_secs(1)))
+            .await
+            .unwrap()
+    );
     assert!(!store.revoke_api_key("key_x", at).await.unwrap());
     let found = store.find_api_key(&a.hash).await.unwrap().unwrap();
     assert_eq!(found.revoked_at, Some(at), "the first revocation stays");
     assert_eq!(
-        store.find_api_key(&b.hash).await.unwrap().unwrap().revoked_at,
+        store
+            .find_api_key(&b.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
         None
     );
 }
@@ -1641,7 +1658,10 @@ pub async fn connection_and_run_pages(store: Arc<dyn Store>) {
         limit: 2,
         ..Default::default()
     };
-    assert_eq!(ids(store.list_connections_page(&q).await.unwrap()), ["c1", "c3"]);
+    assert_eq!(
+        ids(store.list_connections_page(&q).await.unwrap()),
+        ["c1", "c3"]
+    );
     q.after = Some(ConnectionId::parse("c3").unwrap());
     assert_eq!(ids(store.list_connections_page(&q).await.unwrap()), ["c4"]);
     let by_status = ConnectionQuery {
@@ -1649,13 +1669,19 @@ pub async fn connection_and_run_pages(store: Arc<dyn Store>) {
         limit: 10,
         ..Default::default()
     };
-    assert_eq!(ids(store.list_connections_page(&by_status).await.unwrap()), ["c3"]);
+    assert_eq!(
+        ids(store.list_connections_page(&by_status).await.unwrap()),
+        ["c3"]
+    );
     let by_provider = ConnectionQuery {
         provider: Some("hubspot".into()),
         limit: 10,
         ..Default::default()
     };
-    assert_eq!(ids(store.list_connections_page(&by_provider).await.unwrap()), ["c4"]);
+    assert_eq!(
+        ids(store.list_connections_page(&by_provider).await.unwrap()),
+        ["c4"]
+    );
 
     // r2 and r3 start at the same instant: the id breaks the tie.
     for r in [
@@ -1679,22 +1705,34 @@ pub async fn connection_and_run_pages(store: Arc<dyn Store>) {
         started_at: first[1].started_at,
         id: first[1].id.clone(),
     });
-    assert_eq!(rids(&store.list_runs_page(&rq).await.unwrap()), ["r2", "r1"]);
+    assert_eq!(
+        rids(&store.list_runs_page(&rq).await.unwrap()),
+        ["r2", "r1"]
+    );
     let failed = RunQuery {
         statuses: vec![RunStatus::Failed, RunStatus::Interrupted],
         limit: 10,
         ..Default::default()
     };
-    assert_eq!(rids(&store.list_runs_page(&failed).await.unwrap()), ["r4", "r2"]);
+    assert_eq!(
+        rids(&store.list_runs_page(&failed).await.unwrap()),
+        ["r4", "r2"]
+    );
     let since = RunQuery {
         since: Some(T0.add(Duration::from_secs(3))),
         limit: 10,
         ..Default::default()
     };
-    assert_eq!(rids(&store.list_runs_page(&since).await.unwrap()), ["r5", "r4"]);
+    assert_eq!(
+        rids(&store.list_runs_page(&since).await.unwrap()),
+        ["r5", "r4"]
+    );
     let r2 = store.get_run(&RunId::parse("r2").unwrap()).await.unwrap();
     assert_eq!(r2.map(|r| r.status), Some(RunStatus::Failed));
-    assert_eq!(store.get_run(&RunId::parse("nope").unwrap()).await.unwrap(), None);
+    assert_eq!(
+        store.get_run(&RunId::parse("nope").unwrap()).await.unwrap(),
+        None
+    );
 }
 
 /// Runs every contract case, each against a fresh store from `make`.

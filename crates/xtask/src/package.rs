@@ -101,7 +101,13 @@ fn build(root: &Path, target: &str) -> anyhow::Result<()> {
             "--target",
             target,
         ])
-        .args(["-p", "syncbridge-functions", "-p", "syncbridge-api", "--bins"])
+        .args([
+            "-p",
+            "syncbridge-functions",
+            "-p",
+            "syncbridge-api",
+            "--bins",
+        ])
         .status()
         .context("running cargo build")?;
     if !status.success() {
