@@ -48,30 +48,8 @@ pub async fn list(State(app): State<AppState>) -> Result<Json<KeyList>, ApiError
 pub struct CreateKey {
     /// A name for people.
     pub name: String,
-    /// What it may do.
-    pub scope: Scope,
-}
-
-/// A key's scope: each includes the ones before it.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    /// Reads.
-    Read,
-    /// Reads and changes.
-    Write,
-    /// Everything, including API keys.
-    Admin,
-}
-
-impl From<Scope> for ApiScope {
-    fn from(s: Scope) -> Self {
-        match s {
-            Scope::Read => ApiScope::Read,
-            Scope::Write => ApiScope::Write,
-            Scope::Admin => ApiScope::Admin,
-        }
-    }
+    /// What it may do: `read` ⊂ `write` ⊂ `admin`.
+    pub scope: ApiScope,
 }
 
 /// A new key: the only time its text is shown.
@@ -95,7 +73,7 @@ pub async fn create(
     body: Result<Json<CreateKey>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let Json(b) = body?;
-    let made = keys::create(app.store.as_ref(), &b.name, b.scope.into(), app.clock.now()).await?;
+    let made = keys::create(app.store.as_ref(), &b.name, b.scope, app.clock.now()).await?;
     tracing::info!(key = %made.record.id, scope = made.record.scope.as_str(), "api key created over the api");
     Ok((
         StatusCode::CREATED,

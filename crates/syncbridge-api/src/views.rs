@@ -59,42 +59,6 @@ pub struct ConnectionPage {
     pub next_cursor: Option<String>,
 }
 
-/// What a run counted.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct CountsView {
-    /// Pages fetched.
-    pub pages: u64,
-    /// Records seen.
-    pub fetched: u64,
-    /// Records new to the store.
-    pub created: u64,
-    /// Records whose content changed.
-    pub updated: u64,
-    /// Records unchanged.
-    pub unchanged: u64,
-    /// Records deleted.
-    pub deleted: u64,
-    /// Provider requests made.
-    pub requests: u64,
-    /// Provider requests answered 429.
-    pub throttled: u64,
-}
-
-impl From<&RunCounts> for CountsView {
-    fn from(c: &RunCounts) -> Self {
-        CountsView {
-            pages: c.pages,
-            fetched: c.fetched,
-            created: c.created,
-            updated: c.updated,
-            unchanged: c.unchanged,
-            deleted: c.deleted,
-            requests: c.requests,
-            throttled: c.throttled,
-        }
-    }
-}
-
 /// The API's run status for an internal one: a run ends `succeeded` or
 /// `failed`; one checkpointed for later (`parked`) is still `running`, one
 /// whose worker stopped (`interrupted`) ended `failed`.
@@ -148,7 +112,7 @@ pub struct RunView {
     /// End, once finished.
     pub finished_at: Option<String>,
     /// What it did.
-    pub counts: CountsView,
+    pub counts: RunCounts,
     /// Why it failed or parked.
     pub error: Option<String>,
 }
@@ -164,7 +128,7 @@ impl From<&SyncRun> for RunView {
             state: r.status.as_str().into(),
             started_at: time(r.started_at),
             finished_at: r.finished_at.map(time),
-            counts: (&r.counts).into(),
+            counts: r.counts,
             error: r.error.clone(),
         }
     }

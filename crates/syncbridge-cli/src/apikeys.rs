@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use syncbridge_core::apikeys::ApiScope;
 
 /// `api-keys` subcommands.
@@ -16,9 +16,9 @@ pub enum ApiKeysCmd {
         /// A name for people.
         #[arg(long)]
         name: String,
-        /// What it may do (admin ⊃ write ⊃ read).
-        #[arg(long, value_enum)]
-        scope: Scope,
+        /// What it may do: read, write or admin (admin ⊃ write ⊃ read).
+        #[arg(long, value_parser = parse_scope)]
+        scope: ApiScope,
     },
     /// List the keys (never the key text).
     List {
@@ -33,25 +33,9 @@ pub enum ApiKeysCmd {
     },
 }
 
-/// A key's scope.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Scope {
-    /// Reads.
-    Read,
-    /// Reads and changes.
-    Write,
-    /// Everything, including keys.
-    Admin,
-}
-
-impl From<Scope> for ApiScope {
-    fn from(s: Scope) -> Self {
-        match s {
-            Scope::Read => ApiScope::Read,
-            Scope::Write => ApiScope::Write,
-            Scope::Admin => ApiScope::Admin,
-        }
-    }
+/// `--scope`: the stored names (`read`, `write`, `admin`).
+fn parse_scope(text: &str) -> Result<ApiScope, String> {
+    ApiScope::parse(text).ok_or_else(|| format!("{text:?}: must be read, write or admin"))
 }
 
 pub(crate) async fn run(data_dir: &Path, cmd: ApiKeysCmd) -> anyhow::Result<ExitCode> {
@@ -63,7 +47,7 @@ pub(crate) async fn run(data_dir: &Path, cmd: ApiKeysCmd) -> anyhow::Result<Exit
     let now = app.clock.now();
     match cmd {
         ApiKeysCmd::Create { name, scope } => {
-            let made = syncbridge_api::keys::create(store, &name, scope.into(), now).await?;
+            let made = syncbridge_api::keys::create(store, &name, scope, now).await?;
             eprintln!(
                 "created API key {} ({}, scope {}); it is shown only now",
                 made.record.id,

@@ -13,6 +13,7 @@ use crate::clock::Timestamp;
 /// What a key may do; each scope includes the ones below it
 /// (`admin` ⊃ `write` ⊃ `read`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ApiScope {
     /// Read connections, runs, tasks, the catalog, health.

@@ -98,12 +98,27 @@ impl Filter {
         self.clauses.push(text);
     }
 
-    fn sql(&self) -> String {
-        if self.clauses.is_empty() {
+    /// The documents of `table` matching the filter, in `order`, at most `limit`.
+    fn page<T: serde::de::DeserializeOwned>(
+        mut self,
+        db: &Db,
+        what: &str,
+        table: &str,
+        order: &str,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        let filter = if self.clauses.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", self.clauses.join(" AND "))
-        }
+        };
+        self.params
+            .push(Value::Integer(limit.min(i64::MAX as usize) as i64));
+        let sql = format!(
+            "SELECT doc FROM {table} {filter} ORDER BY {order} LIMIT ?{}",
+            self.params.len()
+        );
+        docs(db, what, &sql, &self.params)
     }
 }
 
@@ -145,14 +160,7 @@ pub(crate) fn list_connections_page(
     if let Some(p) = &q.provider {
         f.and("json_extract(doc, '$.provider') = ?", [text(p)]);
     }
-    let mut params = f.params.clone();
-    params.push(Value::Integer(q.limit.min(i64::MAX as usize) as i64));
-    let sql = format!(
-        "SELECT doc FROM connections {} ORDER BY id LIMIT ?{}",
-        f.sql(),
-        params.len()
-    );
-    docs(db, "connection", &sql, &params)
+    f.page(db, "connection", "connections", "id", q.limit)
 }
 
 /// A page of runs, newest first: the `runs_connection_started` (or
@@ -183,14 +191,7 @@ pub(crate) fn list_runs_page(db: &Db, q: &RunQuery) -> Result<Vec<SyncRun>, Stor
             q.statuses.iter().map(|s| text(s.as_str())),
         );
     }
-    let mut params = f.params.clone();
-    params.push(Value::Integer(q.limit.min(i64::MAX as usize) as i64));
-    let sql = format!(
-        "SELECT doc FROM runs {} ORDER BY started_at DESC, id DESC LIMIT ?{}",
-        f.sql(),
-        params.len()
-    );
-    docs(db, "run", &sql, &params)
+    f.page(db, "run", "runs", "started_at DESC, id DESC", q.limit)
 }
 
 pub(crate) fn get_run(db: &Db, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
