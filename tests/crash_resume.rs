@@ -38,7 +38,7 @@ fn free_port() -> u16 {
 async fn start_worker(data_dir: &Path) -> (Child, u16) {
     let port = free_port();
     let child = Command::new(bin_dir().join("sync-inbound-worker"))
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env(syncbridge_protocol::PORT_ENV, port.to_string())
         .env("SYNCBRIDGE_DATA_DIR", data_dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

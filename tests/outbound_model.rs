@@ -420,8 +420,7 @@ async fn run_case(p: Policy, epochs: Vec<Epoch>) {
 /// `OUTBOUND_MODEL_CASES` sets the number of cases (default 2000).
 #[test]
 fn bidirectional_sync_converges_to_the_policy() {
-    let cases = std::env::var("OUTBOUND_MODEL_CASES")
-        .ok()
+    let cases = syncbridge_env::Env::var(&syncbridge_env::ProcessEnv, "OUTBOUND_MODEL_CASES")
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     let rt = tokio::runtime::Builder::new_multi_thread()

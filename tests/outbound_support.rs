@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use syncbridge_core::connector::registry::Registry;
 use syncbridge_core::merge::ConnectionPolicies;
 use syncbridge_core::pipeline::worker::WorkerDeps;
-use syncbridge_core::{OutboundMessage, QueueError, QueueName, QueueSender};
-use syncbridge_localqueue::LocalQueue;
+use syncbridge_core::{Clock, OutboundMessage, QueueError, QueueName, QueueSender, SystemClock};
+use syncbridge_localqueue::{LocalQueue, LocalQueueOptions};
 use syncbridge_sandbox::SandboxHandle;
 use syncbridge_sqlite::SqliteStore;
 use syncbridge_tests::pipeline::{deps, run_once};
@@ -317,6 +317,16 @@ pub fn contacts() -> ObjectType {
 
 /// A world with `records` contacts and the connection's conflict `policies`.
 pub async fn world(records: usize, policies: ConnectionPolicies) -> World {
+    world_on(records, policies, Arc::new(SystemClock)).await
+}
+
+/// [`world`] whose worker and queue read `clock`: with a `ManualClock` a
+/// scheduled message comes due when the test advances it, without waiting.
+pub async fn world_on(
+    records: usize,
+    policies: ConnectionPolicies,
+    clock: Arc<dyn Clock>,
+) -> World {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = sandbox(records).await;
     let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open_in(dir.path()).unwrap());
@@ -326,9 +336,16 @@ pub async fn world(records: usize, policies: ConnectionPolicies) -> World {
     let mut c = store.get_connection(&conn).await.unwrap().unwrap();
     c.conflicts = policies;
     store.put_connection(&c).await.unwrap();
-    let queue = Arc::new(LocalQueue::open(dir.path().join("queue.db")).unwrap());
+    let queue = Arc::new(
+        LocalQueue::open_with(
+            dir.path().join("queue.db"),
+            LocalQueueOptions::with_clock(clock.clone()),
+        )
+        .unwrap(),
+    );
     queue.declare_queue(QueueName::SYNC_OUTBOUND).unwrap();
-    let deps = deps(store.clone(), Registry::builtin());
+    let mut deps = deps(store.clone(), Registry::builtin());
+    deps.clock = clock;
     let task = tasks.into_iter().next().unwrap();
     run_once(&deps, &task).await;
     World {

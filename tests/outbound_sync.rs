@@ -6,17 +6,20 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use support::{QueueDown, World, contacts, world};
+use support::{QueueDown, World, contacts, world, world_on};
 use syncbridge_core::merge::{ConnectionPolicies, ObjectPolicies, Policy, Side};
 use syncbridge_core::model::PushJob;
 use syncbridge_core::pipeline::outbound::{
     ChangeError, ChangeOp, LocalChange, PushOutcome, handle_push_job, requeue_due_pushes,
     resolve_conflict, submit_change,
 };
-use syncbridge_core::{Clock, ConnectionId, ExternalId, QueueName, Store, SystemClock};
+use syncbridge_core::{
+    Clock, ConnectionId, ExternalId, ManualClock, QueueName, Store, SystemClock,
+};
 use syncbridge_sandbox::ObjectKind;
 use syncbridge_tests::pipeline::run_once;
 
@@ -930,9 +933,12 @@ async fn a_remote_delete_wins_over_a_pending_local_change_and_is_audited() {
 /// push goes through.
 #[tokio::test]
 async fn a_second_push_of_the_same_record_waits_for_the_first() {
-    let w = world(2, ConnectionPolicies::default()).await;
+    // Injected time: the job comes back as a message scheduled a few seconds
+    // on, which comes due when the test moves the clock, not after a sleep.
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let w = world_on(2, ConnectionPolicies::default(), clock.clone()).await;
     w.update(1, json!({"phone": "Z"})).await;
-    let now = SystemClock.now();
+    let now = clock.now();
     let lock = "push:c1:contacts:1";
     assert!(
         w.store
@@ -946,7 +952,8 @@ async fn a_second_push_of_the_same_record_waits_for_the_first() {
     let waiting = w.queue.peek(QueueName::SYNC_OUTBOUND).unwrap();
     assert_eq!(waiting.len(), 1, "the job comes back later");
     w.store.unlock(lock, "other-worker").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert!(w.deliver_all().await.is_empty(), "not due yet");
+    clock.advance(Duration::from_millis(3100));
     w.deliver_all().await;
     assert_eq!(prop(&w.remote(1), "phone"), Some("Z"));
 }

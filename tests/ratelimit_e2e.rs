@@ -84,7 +84,7 @@ async fn several_workers_share_one_budget() {
             .unwrap()
             .port();
         let child = Command::new(bin_dir().join("sync-inbound-worker"))
-            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env(syncbridge_protocol::PORT_ENV, port.to_string())
             .env("SYNCBRIDGE_DATA_DIR", dir.path())
             .env("SYNCBRIDGE_CONNECTORS_DIR", &connectors)
             .env("SYNCBRIDGE_REDIS_URL", redis.url())
@@ -129,6 +129,9 @@ async fn several_workers_share_one_budget() {
     }
 
     // Warm-up: the first window absorbs start-up; then measure two full windows.
+    // Real time on purpose: three worker processes share the limit through a
+    // real redis-server, whose `TIME` is the limiter's clock, against the
+    // sandbox's own window; no clock of theirs can be paused or injected.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let (r0, t0) = stats(&base).await;
     tokio::time::sleep(Duration::from_secs(20)).await;

@@ -76,7 +76,7 @@ async fn start_handler_once(
     data_dir: std::path::PathBuf,
 ) -> (tokio::process::Child, Result<(), String>) {
     let mut child = tokio::process::Command::new(bin_dir().join(bin))
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", free_port().to_string())
+        .env(syncbridge_protocol::PORT_ENV, free_port().to_string())
         .env("SYNCBRIDGE_DATA_DIR", &data_dir)
         .env("SYNCBRIDGE_LOG_FORMAT", "text")
         .env("RUST_LOG", "info")

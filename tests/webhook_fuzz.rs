@@ -710,7 +710,7 @@ async fn the_receiver_survives_abuse_directly() {
     let (slow, bound) = flood_size();
     let port = free_port();
     let mut env = settings(dir.path(), bound);
-    env.push(("FUNCTIONS_CUSTOMHANDLER_PORT".into(), port.to_string()));
+    env.push((syncbridge_protocol::PORT_ENV.into(), port.to_string()));
     let mut p = Proc::start(&bin_dir().join("webhook-receiver"), &[], &env);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     answering(addr, &p).await;

@@ -34,7 +34,7 @@ fn main() {
                 .port();
             let t0 = Instant::now();
             let mut child = Command::new(bins.join(name))
-                .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+                .env(syncbridge_protocol::PORT_ENV, port.to_string())
                 .env("SYNCBRIDGE_DATA_DIR", dir.path())
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use syncbridge_core::connector::registry::Registry;
 use syncbridge_core::model::{Connection, SyncTask, WebhookSettings};
 use syncbridge_core::{Clock, ConnectionId, ObjectType, SecretString, SystemClock};
+use syncbridge_functions::settings::ConnectionSecrets;
 
 /// Connection subcommands.
 #[derive(Debug, Subcommand)]
@@ -60,16 +61,16 @@ pub struct AddArgs {
     #[arg(long = "setting", value_parser = parse_kv)]
     pub settings: Vec<(String, String)>,
     /// OAuth access token (read from the environment so it stays out of shell history).
-    #[arg(skip = std::env::var("SYNCBRIDGE_ACCESS_TOKEN").ok())]
+    #[arg(skip = ConnectionSecrets::from_env().access_token)]
     pub access_token: Option<String>,
     /// OAuth refresh token (environment only).
-    #[arg(skip = std::env::var("SYNCBRIDGE_REFRESH_TOKEN").ok())]
+    #[arg(skip = ConnectionSecrets::from_env().refresh_token)]
     pub refresh_token: Option<String>,
     /// Seconds until the access token expires.
     #[arg(long)]
     pub expires_in: Option<u64>,
     /// API key for `api_key` connectors (environment only).
-    #[arg(skip = std::env::var("SYNCBRIDGE_API_KEY").ok())]
+    #[arg(skip = ConnectionSecrets::from_env().api_key)]
     pub api_key: Option<String>,
     /// Replace the connection if it exists (its tasks start over from scratch).
     #[arg(long)]

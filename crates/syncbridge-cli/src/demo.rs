@@ -13,7 +13,11 @@
 //!    (`latest` for contacts, `manual` for their phone), then a pull that
 //!    brings a remote change in and finds our own writes unchanged.
 //!
-//! Progress is printed while records arrive; a summary (or `--json`) at the end.
+//! Progress is printed while records arrive; a summary (or `--json`) at the
+//! end, which compares the store with the sandbox record by record: the same
+//! ids, each with the content the connector maps from the sandbox's (its
+//! hash), as the end-to-end tests do. A record a parked conflict holds keeps
+//! our side until a person resolves it, so it is compared by id only.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,9 +26,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
+use syncbridge_core::connector::extract::extract_page;
 use syncbridge_core::connector::registry::Registry;
 use syncbridge_core::model::{Priority, RunCounts, RunStatus};
-use syncbridge_core::{Clock, SecretString, Store, SystemClock, Timestamp};
+use syncbridge_core::{
+    Clock, ConnectionId, ObjectType, SecretString, Store, SystemClock, Timestamp,
+};
 use syncbridge_sqlite::SqliteStore;
 
 use crate::connections::{AddArgs, build};
@@ -125,7 +132,14 @@ pub struct DemoSummary {
     pub store_records: BTreeMap<String, u64>,
     /// Live records in the sandbox per object at the end.
     pub sandbox_records: BTreeMap<String, u64>,
-    /// Whether every object's count matches.
+    /// Per object, the first few records where the store differs from the
+    /// sandbox (missing, extra, or other content); empty when they agree.
+    pub differences: BTreeMap<String, Vec<String>>,
+    /// Records held by a local state at the end (a conflict parked for a
+    /// person): compared by id only, as they keep our side until resolved.
+    pub held_records: u64,
+    /// Whether the store equals the sandbox: the same records, each with the
+    /// content the connector maps from the sandbox's (compared by hash).
     pub in_sync: bool,
     /// Provider requests the sandbox saw.
     pub provider_requests: u64,
@@ -327,21 +341,18 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
         .await?;
     let mut store_records = BTreeMap::new();
     let mut sandbox_records = BTreeMap::new();
+    let mut differences = BTreeMap::new();
+    let mut held_records = 0;
     for t in &tasks {
-        store_records.insert(
-            t.object.to_string(),
-            store.count_records(&t.connection, &t.object).await?,
-        );
-        let all: serde_json::Value = reqwest::get(format!("{base}/_sandbox/records/{}", t.object))
-            .await?
-            .json()
-            .await?;
-        let n = all
-            .get("results")
-            .or(Some(&all))
-            .and_then(|v| v.as_array())
-            .map_or(0, |v| v.len() as u64);
-        sandbox_records.insert(t.object.to_string(), n);
+        let want = sandbox_content(&base, &t.object).await?;
+        let have = store_content(&store, &t.connection, &t.object).await?;
+        held_records += have.values().filter(|c| c.held).count() as u64;
+        store_records.insert(t.object.to_string(), have.len() as u64);
+        sandbox_records.insert(t.object.to_string(), want.len() as u64);
+        let differ = content_differences(&want, &have, 5);
+        if !differ.is_empty() {
+            differences.insert(t.object.to_string(), differ);
+        }
     }
     let round = round.context("the round trip did not run")?;
     round.verify(&store, &sandbox, &conn.id).await?;
@@ -364,9 +375,11 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
         conflicts_resolved,
         conflicts_parked,
         sandbox: base,
-        in_sync: store_records == sandbox_records,
+        in_sync: store_records == sandbox_records && differences.is_empty(),
         store_records,
         sandbox_records,
+        differences,
+        held_records,
         provider_requests: stats["requests"].as_u64().unwrap_or(0),
         provider_throttled: stats["throttled"].as_u64().unwrap_or(0),
         tokens_refreshed: stats["token_requests"].as_u64().unwrap_or(0),
@@ -379,12 +392,95 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
     }
     if !summary.in_sync {
         bail!(
-            "the store does not match the sandbox: {:?} vs {:?}",
+            "the store does not match the sandbox: {:?} vs {:?} records; {:?}",
             summary.store_records,
-            summary.sandbox_records
+            summary.sandbox_records,
+            summary.differences
         );
     }
     Ok(summary)
+}
+
+/// A record's content as compared: the hash of its mapped fields, and
+/// whether a local state holds it (the store side only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Content {
+    hash: String,
+    held: bool,
+}
+
+/// Every live sandbox record of `object`, mapped by the built-in sandbox
+/// connector (the rate-limited variant maps the same): id → content hash, as
+/// an inbound run would store it.
+async fn sandbox_content(
+    base: &str,
+    object: &ObjectType,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let all: serde_json::Value = reqwest::get(format!("{base}/_sandbox/records/{object}"))
+        .await?
+        .json()
+        .await?;
+    let connector = Registry::builtin()
+        .get("sandbox")
+        .context("the sandbox connector is built in")?;
+    let def = connector
+        .object(object.as_str())
+        .with_context(|| format!("the sandbox connector has no object {object}"))?;
+    let records = all.get("results").cloned().unwrap_or(all);
+    let page = extract_page(def, &serde_json::json!({ "results": records }), false)?;
+    Ok(page
+        .upserts
+        .into_iter()
+        .map(|u| (u.external_id.to_string(), u.hash))
+        .collect())
+}
+
+/// Every record of `object` in the store: id → content.
+async fn store_content(
+    store: &SqliteStore,
+    connection: &ConnectionId,
+    object: &ObjectType,
+) -> anyhow::Result<BTreeMap<String, Content>> {
+    let mut out = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let batch = store
+            .list_records(connection, object, after.as_ref(), 5000)
+            .await?;
+        let Some(last) = batch.last() else { break };
+        after = Some(last.external_id.clone());
+        for r in batch {
+            let content = Content {
+                hash: r.hash,
+                held: r.local.is_some(),
+            };
+            out.insert(r.external_id.to_string(), content);
+        }
+    }
+    Ok(out)
+}
+
+/// Up to `limit` records where the store (`have`) differs from the sandbox
+/// (`want`): missing from the store, extra in it, or with other content.
+/// A held record is compared by id only. Pure.
+fn content_differences(
+    want: &BTreeMap<String, String>,
+    have: &BTreeMap<String, Content>,
+    limit: usize,
+) -> Vec<String> {
+    let missing = want
+        .keys()
+        .filter(|id| !have.contains_key(*id))
+        .map(|id| format!("{id}: missing from the store"));
+    let extra = have
+        .keys()
+        .filter(|id| !want.contains_key(*id))
+        .map(|id| format!("{id}: not in the sandbox"));
+    let stale = want
+        .iter()
+        .filter(|(id, hash)| have.get(*id).is_some_and(|c| !c.held && c.hash != **hash))
+        .map(|(id, _)| format!("{id}: other content"));
+    missing.chain(extra).chain(stale).take(limit).collect()
 }
 
 /// Fires the scheduler and waits for every task to finish a run started after now.
@@ -531,11 +627,20 @@ fn print_summary(s: &DemoSummary) {
         t.unchanged,
         t.deleted
     );
-    println!("\nstore vs sandbox:");
+    println!("\nstore vs sandbox (records and their content):");
     for (o, n) in &s.store_records {
         println!(
             "  {o:<10} store {n:>8}   sandbox {:>8}",
             s.sandbox_records.get(o).copied().unwrap_or(0)
+        );
+        for d in s.differences.get(o).into_iter().flatten() {
+            println!("    {d}");
+        }
+    }
+    if s.held_records > 0 {
+        println!(
+            "  {} record(s) held by a parked conflict: compared by id",
+            s.held_records
         );
     }
     println!(
@@ -810,5 +915,39 @@ mod tests {
             (13, 10, 2, 1500)
         );
         assert_eq!(totals(&[], Duration::ZERO), DemoTotals::default());
+    }
+
+    /// The store equals the sandbox only with the same ids and the same
+    /// content; a held record differs in content without counting.
+    #[test]
+    fn content_differences_table() {
+        let want: BTreeMap<String, String> = [("1", "a"), ("2", "b"), ("3", "c")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let have = |rows: &[(&str, &str, bool)]| -> BTreeMap<String, Content> {
+            rows.iter()
+                .map(|(id, hash, held)| {
+                    let c = Content {
+                        hash: hash.to_string(),
+                        held: *held,
+                    };
+                    (id.to_string(), c)
+                })
+                .collect()
+        };
+        let same = have(&[("1", "a", false), ("2", "b", false), ("3", "c", false)]);
+        assert!(content_differences(&want, &same, 5).is_empty());
+        // Same count, other content: the count comparison alone missed this.
+        let stale = have(&[("1", "a", false), ("2", "x", false), ("3", "c", false)]);
+        assert_eq!(content_differences(&want, &stale, 5), ["2: other content"]);
+        let held = have(&[("1", "a", false), ("2", "x", true), ("3", "c", false)]);
+        assert!(content_differences(&want, &held, 5).is_empty());
+        let shifted = have(&[("1", "a", false), ("2", "b", false), ("4", "c", false)]);
+        assert_eq!(
+            content_differences(&want, &shifted, 5),
+            ["3: missing from the store", "4: not in the sandbox"]
+        );
+        assert_eq!(content_differences(&want, &BTreeMap::new(), 2).len(), 2);
     }
 }

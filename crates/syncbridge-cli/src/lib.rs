@@ -7,6 +7,11 @@
 //! - `up`: `syncbridge up`, the local Functions host in the foreground.
 //! - [`demo`]: `syncbridge demo`, a real sync against the bundled sandbox.
 //! - `webhooks`: `syncbridge webhooks verify`, offline signature checks.
+//! - `changes`: `syncbridge changes submit|list|resolve|audit`, the product's
+//!   local changes, their pushes, parked conflicts and the audit log.
+//! - `ops`: operator commands: `quarantine list|replay`, `runs`, `notify test`.
+//! - `paths`: where the app root (host.json, functions/) and the handler
+//!   binaries are.
 //! - `apikeys`: `syncbridge api-keys create|list|revoke` (the product API's keys).
 
 mod apikeys;

@@ -6,9 +6,8 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     // Logs go to stderr. Quiet by default; the handlers' own log lines
     // (forwarded by the local host) appear with RUST_LOG, e.g. RUST_LOG=info.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,syncbridge_localhost::handler=error")
-    });
+    let filter = syncbridge_functions::settings::LogSettings::from_env()
+        .env_filter("warn,syncbridge_localhost::handler=error");
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -64,8 +64,7 @@ pub(crate) async fn existing_state(data_dir: &Path) -> anyhow::Result<AppState> 
 }
 
 async fn state_with(data_dir: &Path, mode: OpenMode) -> anyhow::Result<AppState> {
-    let azure =
-        syncbridge_functions::settings::AzureBackends::from_vars(|k| std::env::var(k).ok())?;
+    let azure = syncbridge_functions::settings::AzureBackends::from_env()?;
     if azure.cosmos.is_none() {
         let mut settings = Settings::for_data_dir(data_dir);
         settings.connectors_dir = Settings::connectors_dir_from_env()?;

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
+use syncbridge_functions::settings::LocalHostSettings;
 use syncbridge_localhost::{HostConfig, HostEvent, LocalHost, LocalHostHandle};
 
 use crate::paths;
@@ -20,30 +21,31 @@ pub struct UpArgs {
 }
 
 /// App settings every handler gets under the local host, with the defaults the
-/// deployment's infra sets too.
-pub(crate) fn host_env(data_dir: &Path) -> std::collections::BTreeMap<String, String> {
+/// deployment's infra sets too (`settings::LocalHostSettings`).
+pub(crate) fn host_env(
+    data_dir: &Path,
+    local: &LocalHostSettings,
+) -> std::collections::BTreeMap<String, String> {
     let mut env = std::collections::BTreeMap::new();
     let abs = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
     env.insert("SYNCBRIDGE_DATA_DIR".into(), abs.display().to_string());
-    for (k, default) in [
-        ("SYNC_SCHEDULER_SCHEDULE", "0 * * * * *"),
-        ("TOKEN_REFRESHER_SCHEDULE", "0 */5 * * * *"),
-    ] {
-        env.insert(
-            k.into(),
-            std::env::var(k).unwrap_or_else(|_| default.into()),
-        );
-    }
-    if let Ok(v) = std::env::var("RUST_LOG") {
-        env.insert("RUST_LOG".into(), v);
+    env.insert(
+        LocalHostSettings::SCHEDULER_SCHEDULE.into(),
+        local.scheduler_schedule.clone(),
+    );
+    env.insert(
+        LocalHostSettings::TOKEN_REFRESHER_SCHEDULE.into(),
+        local.token_refresher_schedule.clone(),
+    );
+    if let Some(v) = &local.rust_log {
+        env.insert("RUST_LOG".into(), v.clone());
     }
     // Handlers log JSON under a Functions host (for Application Insights);
     // here the local host forwards their lines to a person: text, unless
     // asked otherwise.
-    let format = syncbridge_functions::telemetry::LOG_FORMAT_VAR;
     env.insert(
-        format.into(),
-        std::env::var(format).unwrap_or_else(|_| "text".into()),
+        syncbridge_functions::telemetry::LOG_FORMAT_VAR.into(),
+        local.log_format.clone(),
     );
     env
 }
@@ -68,10 +70,11 @@ pub(crate) async fn start_with(
     let mut cfg = HostConfig::new(&root, paths::bin_dir()?, data_dir);
     cfg.functions_dir = Some(root.join("functions"));
     cfg.http_port = http_port;
-    cfg.env = host_env(data_dir);
+    let local = LocalHostSettings::from_env()?;
+    cfg.env = host_env(data_dir, &local);
     cfg.env.extend(extra_env);
-    cfg.http_limits = syncbridge_functions::settings::http_limits_from_env()?;
-    cfg.max_body_bytes = syncbridge_functions::settings::host_max_body_bytes_from_env()?;
+    cfg.http_limits = local.http;
+    cfg.max_body_bytes = local.max_body_bytes;
     Ok(LocalHost::start(cfg).await?)
 }
 

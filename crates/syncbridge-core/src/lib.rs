@@ -5,17 +5,34 @@
 //! # Layout
 //!
 //! - [`ids`]: newtypes for every identifier, parsed once at the edge.
-//! - [`clock`]: the injected [`Clock`] (tests never sleep).
+//! - [`clock`]: the injected [`Clock`] (tests move a [`ManualClock`]; [`SystemClock`]
+//!   reads the wall clock).
 //! - [`model`]: connections, tasks, runs, records, webhook events, queue jobs.
 //! - [`store`]: the [`Store`] trait: all durable state goes through it.
 //! - [`queue`]: the [`QueueSender`] trait: every enqueue goes through it.
 //! - [`secrets`]: [`SecretString`] (never printed) and the [`SecretStore`] trait.
 //! - [`ratelimit`]: the [`RateLimiter`] trait the workers consult before each provider call.
+//! - [`credentials`]: the [`credentials::CredentialProvider`] hook a provider
+//!   request gets its authorization from.
+//! - [`events`]: operational events and the [`events::EventSink`] they go to.
+//! - [`connector`]: connector definitions, pure extraction, the HTTP adapter
+//!   for provider reads and writes, the registry of definitions.
 //! - [`apikeys`]: what the store keeps of the product API's keys (their hash).
 //! - [`merge`]: the pure conflict-resolution core: three-way field merge, policies, audit entries.
+//! - [`pipeline`]: what the workers do with a job: inbound runs, the job
+//!   lifecycle, outbound submit / push / resolve.
+//! - [`scheduler`]: fair planning of due tasks, the tick, the watchdog.
 //!
-//! Nothing in this crate performs I/O by itself; binaries wire concrete backends
-//! behind these traits.
+//! # I/O
+//!
+//! Durable state, queues, secrets, rate limits and credentials go through the
+//! traits above, which the binaries implement with concrete backends. The
+//! crate's own I/O is in three places (ARCHITECTURE.md's invariant lists
+//! them; the tidy test `crates/xtask/tests/tidy.rs` checks it):
+//! [`connector::http`] calls providers (reqwest) and sleeps between its
+//! retries (tokio time, which tests can pause), [`connector::registry`] reads
+//! connector definition files, and [`SystemClock`] reads the wall clock.
+//! [`pipeline::worker`] carries the HTTP client to the adapter.
 
 pub mod apikeys;
 pub mod clock;

@@ -9,7 +9,9 @@
 //! connection id, so a page of records **and** its task's cursor live in one
 //! logical partition and commit in one transactional batch. Locks and
 //! quarantined messages live in their own `~`-prefixed partitions (see the
-//! `docs` module for every document shape).
+//! `docs` module for every document shape). The product API's part (API
+//! keys by hash in `~apikey`, keyset pages of connections and runs) is in
+//! the `api` module.
 //!
 //! Consequences, documented for operators:
 //! - a logical partition holds at most 20 GB, so one connection's records are

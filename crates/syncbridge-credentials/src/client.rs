@@ -2,7 +2,8 @@
 //!
 //! # Environment
 //!
-//! [`ClientRegistry::from_env`] reads, for each provider name `P` it is
+//! [`ClientRegistry::from_lookup`] reads (the handlers' settings pass their
+//! environment: `syncbridge-functions`' `settings`), for each provider name `P` it is
 //! given (`P` upper-cased, every character other than `A-Z0-9` turned into
 //! `_`, so `sandbox` → `SANDBOX`, `hub-spot` → `HUB_SPOT`):
 //!
@@ -22,7 +23,7 @@ use syncbridge_core::connector::ConnectorDef;
 use syncbridge_core::connector::definition::AuthDef;
 use syncbridge_core::model::Connection;
 
-/// Prefix of every variable [`ClientRegistry::from_env`] reads.
+/// Prefix of every variable [`ClientRegistry::from_lookup`] reads.
 pub const ENV_PREFIX: &str = "SYNCBRIDGE_OAUTH_";
 
 /// How the client authenticates at the token endpoint.
@@ -179,22 +180,12 @@ impl ClientRegistry {
         self.clients.is_empty()
     }
 
-    /// Reads the process environment for each of `providers` (see the
+    /// Reads the settings of each of `providers` through `lookup` (see the
     /// module docs for the variable names). Providers without variables are
     /// skipped.
     ///
     /// # Errors
     /// A provider has an id without a secret (or the reverse), or a bad auth style.
-    pub fn from_env<'a>(
-        providers: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Self, ClientConfigError> {
-        Self::from_lookup(providers, |k| std::env::var(k).ok())
-    }
-
-    /// [`from_env`](Self::from_env) with any lookup (settings files, tests).
-    ///
-    /// # Errors
-    /// As [`from_env`](Self::from_env).
     pub fn from_lookup<'a>(
         providers: impl IntoIterator<Item = &'a str>,
         lookup: impl Fn(&str) -> Option<String>,

@@ -36,7 +36,9 @@
 //! use syncbridge_credentials::{ClientRegistry, CredentialManager, Sealer};
 //! let sealer = Arc::new(Sealer::local(data_dir)?);
 //! let registry = syncbridge_core::connector::registry::Registry::builtin();
-//! let clients = ClientRegistry::from_env(registry.names())?;
+//! // `lookup` reads the settings (`SYNCBRIDGE_OAUTH_<P>_*`, see `client`).
+//! # let lookup = |_: &str| None::<String>;
+//! let clients = ClientRegistry::from_lookup(registry.names(), lookup)?;
 //! let creds = CredentialManager::builder(store, sealer, clients)
 //!     .connectors(registry)
 //!     // .events(sink).clock(clock).rate_limiter(limiter).config(cfg)

@@ -9,7 +9,9 @@
 //! due reads nothing, however many connections there are.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use rand::Rng;
 use serde::Serialize;

@@ -29,7 +29,7 @@ async fn accept(body: Bytes) -> impl IntoResponse {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let addr = syncbridge_protocol::listen_addr_from_env()?;
+    let addr = syncbridge_functions::settings::listen_addr_from_env()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let app = Router::new().route("/api/webhooks/{connection_id}", post(accept));
     let limits = syncbridge_functions::settings::ServerLimits::DEFAULT;

@@ -16,7 +16,7 @@ use syncbridge_protocol::{Invocation, InvocationResponse, ServiceBusInvocation};
 
 use crate::error::HandlerError;
 use crate::queue_job::{Decoded, decode};
-use crate::state::AppState;
+use crate::state::{AppState, WorkerState};
 
 /// The function name.
 pub const FUNCTION: &str = "SyncInboundWorker";
@@ -26,19 +26,19 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(&format!("/{FUNCTION}"), post(handle))
         .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
-        .with_state(state)
+        .with_state(state.worker())
 }
 
 async fn handle(
-    State(state): State<AppState>,
+    State(state): State<WorkerState>,
     inv: Invocation<ServiceBusInvocation>,
 ) -> Result<InvocationResponse, HandlerError> {
     let (job, msg) = match decode(
-        &*state.store,
-        &*state.events,
+        &*state.deps.store,
+        &*state.deps.events,
         FUNCTION,
         inv,
-        state.clock.now(),
+        state.deps.clock.now(),
     )
     .await?
     {
@@ -46,8 +46,7 @@ async fn handle(
         Decoded::Quarantined(answer) => return Ok(answer),
     };
     record_job(&job, &msg);
-    let deps = state.worker_deps();
-    let outcome = match handle_inbound_job(&deps, &job, &|c| {
+    let outcome = match handle_inbound_job(&state.deps, &job, &|c| {
         tracing::debug!(pages = c.pages, fetched = c.fetched, "page committed");
     })
     .await
@@ -114,7 +113,7 @@ async fn handle(
 /// message's delivery count while holding its lock, so even those
 /// redeliveries are not hot.
 async fn retry_later(
-    state: &AppState,
+    state: &WorkerState,
     job: SyncJob,
     msg: &ServiceBusInvocation,
     error: syncbridge_core::StoreError,
@@ -128,7 +127,7 @@ async fn retry_later(
     let delay = store_retry_delay(retry);
     let next = JobMessage { retry, ..body };
     let id = retry_message_id(msg.metadata.message_id.as_deref(), &next.job, retry);
-    let at = state.clock.now().add(delay);
+    let at = state.deps.clock.now().add(delay);
     match state
         .queue
         .send(vec![crate::correlation::scheduled_retry(&next, id, at)])
@@ -146,7 +145,7 @@ async fn retry_later(
         }
         Err(send) => {
             tracing::warn!(error = %error, send_error = %send, "store unavailable and the retry could not be enqueued");
-            match give_back_lease(&*state.store, &next.job, state.clock.now()).await {
+            match give_back_lease(&*state.deps.store, &next.job, state.deps.clock.now()).await {
                 Ok(released) => tracing::info!(released, "task lease given back"),
                 Err(e) => tracing::warn!(error = %e, "task lease could not be given back"),
             }

@@ -2,12 +2,17 @@
 //!
 //! # Layout
 //!
-//! - [`settings`]: configuration from the environment, validated at start.
-//! - [`state`]: [`AppState`], the backends every handler shares.
+//! - [`settings`]: configuration from the environment, validated at start;
+//!   the only module that reads environment variables.
+//! - [`state`]: [`AppState`], the backends built from the settings, and the
+//!   part each handler takes of them.
 //! - [`telemetry`]: log format (JSON on stdout under the host), the
 //!   per-invocation span (invocation id, correlation id).
 //! - [`correlation`]: correlation ids on `sync-inbound` jobs, webhook or
 //!   scheduler to worker.
+//! - `queue_job`: decoding a queue-triggered job, with the poison handling
+//!   both workers share; `error`: [`HandlerError`], what the host sees when
+//!   an invocation fails.
 //! - [`scheduler`], [`inbound`], [`outbound`], [`token_refresher`],
 //!   [`webhook`]: one module per function, each exposing `router(state)`.
 //! - [`app`]: a function's router inside its invocation span; [`serve`] /

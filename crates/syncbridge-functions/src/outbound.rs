@@ -15,7 +15,7 @@ use syncbridge_protocol::{Invocation, InvocationResponse, ServiceBusInvocation};
 
 use crate::error::HandlerError;
 use crate::queue_job::{Decoded, decode};
-use crate::state::AppState;
+use crate::state::{AppState, WorkerState};
 
 /// The function name.
 pub const FUNCTION: &str = "SyncOutboundWorker";
@@ -24,28 +24,27 @@ pub const FUNCTION: &str = "SyncOutboundWorker";
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route(&format!("/{FUNCTION}"), post(handle))
-        .with_state(state)
+        .with_state(state.worker())
 }
 
 async fn handle(
-    State(state): State<AppState>,
+    State(state): State<WorkerState>,
     inv: Invocation<ServiceBusInvocation>,
 ) -> Result<InvocationResponse, HandlerError> {
     let id = inv.context.invocation_id.clone().unwrap_or_default();
     let (job, msg): (PushJob, _) = match decode(
-        &*state.store,
-        &*state.events,
+        &*state.deps.store,
+        &*state.deps.events,
         FUNCTION,
         inv,
-        state.clock.now(),
+        state.deps.clock.now(),
     )
     .await?
     {
         Decoded::Job(b) => *b,
         Decoded::Quarantined(answer) => return Ok(answer),
     };
-    let deps = state.worker_deps();
-    let report = handle_push_job(&deps, &*state.queue, &job)
+    let report = handle_push_job(&state.deps, &*state.queue, &job)
         .await
         .map_err(|e| HandlerError::Other(e.to_string()))?;
     let what = match &report.outcome {

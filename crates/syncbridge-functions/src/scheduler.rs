@@ -9,7 +9,7 @@ use syncbridge_core::scheduler::{SchedulerConfig, tick};
 use syncbridge_protocol::{Invocation, InvocationResponse, ProtocolError, TimerInvocation};
 
 use crate::error::HandlerError;
-use crate::state::AppState;
+use crate::state::{AppState, SchedulerState};
 
 /// The function name (folder of its function.json).
 pub const FUNCTION: &str = "SyncScheduler";
@@ -18,16 +18,16 @@ pub const FUNCTION: &str = "SyncScheduler";
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route(&format!("/{FUNCTION}"), post(handle))
-        .with_state(state)
+        .with_state(state.scheduler())
 }
 
 async fn handle(
-    State(state): State<AppState>,
+    State(state): State<SchedulerState>,
     inv: Invocation<TimerInvocation>,
 ) -> Result<InvocationResponse, HandlerErrorOr> {
     let timer = inv.into_payload_or_reject()?;
     let cfg = SchedulerConfig {
-        lease_for: state.settings.lease_for,
+        lease_for: state.lease_for,
         ..Default::default()
     };
     // Core's tick sends plain jobs; each gets a new correlation id on its way out.

@@ -70,8 +70,8 @@ pub async fn run_function(
     name: &'static str,
     router: fn(AppState) -> axum::Router,
 ) -> anyhow::Result<()> {
-    let log_format = crate::telemetry::init()?;
-    let addr = syncbridge_protocol::listen_addr_from_env()?;
+    let log_format = crate::telemetry::init(&crate::settings::LogSettings::from_env())?;
+    let addr = crate::settings::listen_addr_from_env()?;
     let listener = TcpListener::bind(addr).await?;
     let settings = Settings::from_env()?;
     watch_host(settings.exit_with_host);

@@ -1,9 +1,21 @@
 //! Settings, read once from the environment at start. A missing or
 //! contradictory setting fails the start with a message naming it.
+//!
+//! This module is where syncbridge's programs read environment variables:
+//! the handlers ([`Settings`]), `syncbridge up` ([`LocalHostSettings`]), the
+//! CLI ([`ConnectionSecrets`], [`AzureBackends`]) and logging
+//! ([`LogSettings`]). Each reads through a [`syncbridge_env::Env`], the
+//! process's ([`ProcessEnv`]) in the `*_from_env` functions, a [`MapEnv`] in
+//! tests. Every variable is in README's settings table. `std::env::var` is
+//! disallowed elsewhere (workspace `clippy.toml`).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use syncbridge_env::ProcessEnv;
+pub use syncbridge_env::{Env, MapEnv};
 pub use syncbridge_protocol::server::ServerLimits;
 
 /// A setting that cannot be used.
@@ -51,6 +63,16 @@ pub struct Settings {
     /// `SYNCBRIDGE_HTTP_MAX_CONNECTIONS`: what an HTTP client may cost the
     /// handler's server (defaults: 10 s, 30 s, 256; see [`ServerLimits`]).
     pub http: ServerLimits,
+    /// `SYNCBRIDGE_WEBHOOK_CHECKPOINT_MS`: how often the webhook receiver
+    /// checkpoints the embedded SQLite files in the background (default 20 ms;
+    /// 0 leaves it to SQLite's automatic checkpoint on the writer's commit).
+    pub webhook_checkpoint: Duration,
+    /// Where these settings were read from. Kept for the settings whose names
+    /// depend on what is configured, read when the state is built at start:
+    /// OAuth clients per connector (`SYNCBRIDGE_OAUTH_<P>_*`, see
+    /// `syncbridge_credentials::client`), the notification file's `*_env`
+    /// secrets and the Key Vault settings.
+    pub env: Arc<dyn Env>,
 }
 
 /// How a handler notices that its host is gone.
@@ -91,6 +113,9 @@ pub struct AzureBackends {
     /// `SYNCBRIDGE_AZURE_CREDENTIAL`: the app's managed identity (default), or
     /// the operator's `az login` for the CLI.
     pub credential: syncbridge_servicebus::entra::CredentialKind,
+    /// `AZURE_CLIENT_ID`: a user-assigned managed identity's client id (none:
+    /// the system-assigned identity).
+    pub client_id: Option<String>,
 }
 
 impl AzureBackends {
@@ -152,16 +177,23 @@ impl AzureBackends {
             service_bus,
             key_vault: set("SYNCBRIDGE_KEY_VAULT_URI"),
             credential,
+            client_id: var("AZURE_CLIENT_ID"),
         })
+    }
+
+    /// The Azure settings of this process (the CLI's operator commands).
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_vars(|k| ProcessEnv.var(k))
     }
 }
 
-fn var(name: &'static str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// A set, non-blank value.
+fn var(env: &dyn Env, name: &'static str) -> Option<String> {
+    env.var(name).filter(|v| !v.trim().is_empty())
 }
 
-fn number(name: &'static str, default: u64) -> Result<u64, SettingsError> {
-    match var(name) {
+fn number(env: &dyn Env, name: &'static str, default: u64) -> Result<u64, SettingsError> {
+    match var(env, name) {
         None => Ok(default),
         Some(v) => v.trim().parse().map_err(|_| SettingsError {
             name,
@@ -171,8 +203,8 @@ fn number(name: &'static str, default: u64) -> Result<u64, SettingsError> {
 }
 
 /// A whole number of at least 1.
-fn positive(name: &'static str, default: u64) -> Result<u64, SettingsError> {
-    match number(name, default)? {
+fn positive(env: &dyn Env, name: &'static str, default: u64) -> Result<u64, SettingsError> {
+    match number(env, name, default)? {
         0 => Err(SettingsError {
             name,
             message: "must be at least 1".into(),
@@ -183,18 +215,21 @@ fn positive(name: &'static str, default: u64) -> Result<u64, SettingsError> {
 
 /// The HTTP server limits every handler and the local host's front door
 /// serve with.
-pub fn http_limits_from_env() -> Result<ServerLimits, SettingsError> {
+pub fn http_limits(env: &dyn Env) -> Result<ServerLimits, SettingsError> {
     let d = ServerLimits::DEFAULT;
     Ok(ServerLimits {
         header_read_timeout: Duration::from_secs(positive(
+            env,
             "SYNCBRIDGE_HTTP_HEADER_TIMEOUT_SECS",
             d.header_read_timeout.as_secs(),
         )?),
         body_read_timeout: Duration::from_secs(positive(
+            env,
             "SYNCBRIDGE_HTTP_BODY_TIMEOUT_SECS",
             d.body_read_timeout.as_secs(),
         )?),
         max_connections: usize::try_from(positive(
+            env,
             "SYNCBRIDGE_HTTP_MAX_CONNECTIONS",
             d.max_connections as u64,
         )?)
@@ -202,38 +237,181 @@ pub fn http_limits_from_env() -> Result<ServerLimits, SettingsError> {
     })
 }
 
-/// `SYNCBRIDGE_HOST_MAX_BODY_BYTES`: the largest request body the local
-/// host's front door lets through (default 100 MiB, Azure's limit).
-pub fn host_max_body_bytes_from_env() -> Result<u64, SettingsError> {
-    positive("SYNCBRIDGE_HOST_MAX_BODY_BYTES", 100 * 1024 * 1024)
+/// `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT`, the address a handler binary
+/// listens on (the variable is the host's: its name lives in
+/// `syncbridge-protocol`).
+pub fn listen_addr_from_env() -> Result<SocketAddr, syncbridge_protocol::ListenAddrError> {
+    syncbridge_protocol::listen_addr_from(|name| ProcessEnv.var(name))
+}
+
+/// What the logging of a program is configured with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `SYNCBRIDGE_LOG_FORMAT` (`json` or `text`; see
+    /// [`crate::telemetry::LogFormat::from_vars`]).
+    pub format: Option<String>,
+    /// `FUNCTIONS_CUSTOMHANDLER_PORT`: set when a Functions host started us
+    /// (logs are JSON there unless the format says otherwise).
+    pub handler_port: Option<String>,
+    /// `RUST_LOG`: the log filter (each program has its own default).
+    pub filter: Option<String>,
+}
+
+impl LogSettings {
+    /// Reads `env`.
+    pub fn from_source(env: &dyn Env) -> Self {
+        LogSettings {
+            format: env.var(crate::telemetry::LOG_FORMAT_VAR),
+            handler_port: env.var(syncbridge_protocol::PORT_ENV),
+            filter: env.var("RUST_LOG"),
+        }
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Self {
+        Self::from_source(&ProcessEnv)
+    }
+
+    /// `RUST_LOG` as a filter, or `default` when it is unset or not a filter.
+    pub fn env_filter(&self, default: &str) -> tracing_subscriber::EnvFilter {
+        self.filter
+            .as_deref()
+            .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+            .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default))
+    }
+}
+
+/// What `syncbridge up` passes on to the handlers it starts (app settings,
+/// with the defaults the deployment's infra sets too) and its front door's limits.
+#[derive(Debug, Clone)]
+pub struct LocalHostSettings {
+    /// `SYNC_SCHEDULER_SCHEDULE`: the scheduler's NCRONTAB (default every minute).
+    pub scheduler_schedule: String,
+    /// `TOKEN_REFRESHER_SCHEDULE`: the token refresher's NCRONTAB (default every 5 minutes).
+    pub token_refresher_schedule: String,
+    /// `RUST_LOG`, passed on when set.
+    pub rust_log: Option<String>,
+    /// `SYNCBRIDGE_LOG_FORMAT` for the handlers (default `text`: the local
+    /// host forwards their lines to a person).
+    pub log_format: String,
+    /// The front door's limits (the `SYNCBRIDGE_HTTP_*` settings).
+    pub http: ServerLimits,
+    /// `SYNCBRIDGE_HOST_MAX_BODY_BYTES`: the largest request body the local
+    /// host's front door lets through (default 100 MiB, Azure's limit).
+    pub max_body_bytes: u64,
+}
+
+impl LocalHostSettings {
+    /// The app setting naming the scheduler's schedule.
+    pub const SCHEDULER_SCHEDULE: &str = "SYNC_SCHEDULER_SCHEDULE";
+    /// The app setting naming the token refresher's schedule.
+    pub const TOKEN_REFRESHER_SCHEDULE: &str = "TOKEN_REFRESHER_SCHEDULE";
+
+    /// Reads `env`.
+    pub fn from_source(env: &dyn Env) -> Result<Self, SettingsError> {
+        Ok(LocalHostSettings {
+            scheduler_schedule: env
+                .var(Self::SCHEDULER_SCHEDULE)
+                .unwrap_or_else(|| "0 * * * * *".into()),
+            token_refresher_schedule: env
+                .var(Self::TOKEN_REFRESHER_SCHEDULE)
+                .unwrap_or_else(|| "0 */5 * * * *".into()),
+            rust_log: env.var("RUST_LOG"),
+            log_format: env
+                .var(crate::telemetry::LOG_FORMAT_VAR)
+                .unwrap_or_else(|| "text".into()),
+            http: http_limits(env)?,
+            max_body_bytes: positive(env, "SYNCBRIDGE_HOST_MAX_BODY_BYTES", 100 * 1024 * 1024)?,
+        })
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_source(&ProcessEnv)
+    }
+}
+
+/// Credentials `syncbridge connections add` takes from the environment only,
+/// so they stay out of shell history. `Debug` shows which are set, not their values.
+#[derive(Clone, Default)]
+pub struct ConnectionSecrets {
+    /// `SYNCBRIDGE_ACCESS_TOKEN`: an OAuth access token.
+    pub access_token: Option<String>,
+    /// `SYNCBRIDGE_REFRESH_TOKEN`: an OAuth refresh token.
+    pub refresh_token: Option<String>,
+    /// `SYNCBRIDGE_API_KEY`: the key of an `api_key` connector.
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for ConnectionSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionSecrets")
+            .field("access_token", &self.access_token.as_ref().map(|_| "<set>"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<set>"),
+            )
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl ConnectionSecrets {
+    /// Reads `env`.
+    pub fn from_source(env: &dyn Env) -> Self {
+        ConnectionSecrets {
+            access_token: env.var("SYNCBRIDGE_ACCESS_TOKEN"),
+            refresh_token: env.var("SYNCBRIDGE_REFRESH_TOKEN"),
+            api_key: env.var("SYNCBRIDGE_API_KEY"),
+        }
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Self {
+        Self::from_source(&ProcessEnv)
+    }
 }
 
 impl Settings {
-    /// Reads the environment.
+    /// Reads the process environment.
     pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_source(Arc::new(ProcessEnv))
+    }
+
+    /// Reads `env` (tests pass a [`MapEnv`]).
+    pub fn from_source(env: Arc<dyn Env>) -> Result<Self, SettingsError> {
+        let e: &dyn Env = &*env;
         let s = Settings {
-            data_dir: var("SYNCBRIDGE_DATA_DIR")
+            data_dir: var(e, "SYNCBRIDGE_DATA_DIR")
                 .map_or_else(|| PathBuf::from(".syncbridge"), PathBuf::from),
-            connectors_dir: Self::connectors_dir_from_env()?,
+            connectors_dir: connectors_dir(e)?,
             webhook_tolerance: Duration::from_secs(number(
+                e,
                 "SYNCBRIDGE_WEBHOOK_TOLERANCE_SECS",
                 300,
             )?),
             webhook_dedup_window: Duration::from_secs(number(
+                e,
                 "SYNCBRIDGE_WEBHOOK_DEDUP_SECS",
                 86_400,
             )?),
-            webhook_max_bytes: number("SYNCBRIDGE_WEBHOOK_MAX_BYTES", 1 << 20)? as usize,
-            lease_for: Duration::from_secs(number("SYNCBRIDGE_LEASE_SECS", 900)?),
-            notify_config: var("SYNCBRIDGE_NOTIFY_CONFIG").map(PathBuf::from),
-            redis_url: var("SYNCBRIDGE_REDIS_URL"),
-            azure: AzureBackends::from_vars(|k| std::env::var(k).ok())?,
-            exit_with_host: ExitWithHost::parse(var("SYNCBRIDGE_EXIT_WITH_HOST"))?,
-            fault_store_max_pages: match var("SYNCBRIDGE_FAULT_STORE_MAX_PAGES") {
+            webhook_max_bytes: number(e, "SYNCBRIDGE_WEBHOOK_MAX_BYTES", 1 << 20)? as usize,
+            lease_for: Duration::from_secs(number(e, "SYNCBRIDGE_LEASE_SECS", 900)?),
+            notify_config: var(e, "SYNCBRIDGE_NOTIFY_CONFIG").map(PathBuf::from),
+            redis_url: var(e, "SYNCBRIDGE_REDIS_URL"),
+            azure: AzureBackends::from_vars(|k| e.var(k))?,
+            exit_with_host: ExitWithHost::parse(var(e, "SYNCBRIDGE_EXIT_WITH_HOST"))?,
+            fault_store_max_pages: match var(e, "SYNCBRIDGE_FAULT_STORE_MAX_PAGES") {
                 None => None,
-                Some(_) => Some(number("SYNCBRIDGE_FAULT_STORE_MAX_PAGES", 0)?),
+                Some(_) => Some(number(e, "SYNCBRIDGE_FAULT_STORE_MAX_PAGES", 0)?),
             },
-            http: http_limits_from_env()?,
+            http: http_limits(e)?,
+            webhook_checkpoint: Duration::from_millis(number(
+                e,
+                "SYNCBRIDGE_WEBHOOK_CHECKPOINT_MS",
+                20,
+            )?),
+            env: env.clone(),
         };
         if let Some(u) = &s.redis_url
             && !(u.starts_with("redis://") || u.starts_with("rediss://"))
@@ -264,19 +442,12 @@ impl Settings {
     /// take the data dir from their arguments but load the same connector
     /// definitions as the handlers.
     pub fn connectors_dir_from_env() -> Result<Option<PathBuf>, SettingsError> {
-        let dir = var("SYNCBRIDGE_CONNECTORS_DIR").map(PathBuf::from);
-        if let Some(d) = &dir
-            && !d.is_dir()
-        {
-            return Err(SettingsError {
-                name: "SYNCBRIDGE_CONNECTORS_DIR",
-                message: format!("{} is not a directory", d.display()),
-            });
-        }
-        Ok(dir)
+        connectors_dir(&ProcessEnv)
     }
 
-    /// Defaults rooted at `data_dir` (tests, the CLI).
+    /// Defaults rooted at `data_dir` (tests, the CLI). The settings read by
+    /// name when the state is built ([`Settings::env`]: OAuth clients,
+    /// notification secrets) still come from the process environment.
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         Settings {
             data_dir: data_dir.into(),
@@ -291,8 +462,24 @@ impl Settings {
             exit_with_host: ExitWithHost::No,
             fault_store_max_pages: None,
             http: ServerLimits::DEFAULT,
+            webhook_checkpoint: Duration::from_millis(20),
+            env: Arc::new(ProcessEnv),
         }
     }
+}
+
+/// `SYNCBRIDGE_CONNECTORS_DIR`: extra connector definitions, a directory.
+fn connectors_dir(env: &dyn Env) -> Result<Option<PathBuf>, SettingsError> {
+    let dir = var(env, "SYNCBRIDGE_CONNECTORS_DIR").map(PathBuf::from);
+    if let Some(d) = &dir
+        && !d.is_dir()
+    {
+        return Err(SettingsError {
+            name: "SYNCBRIDGE_CONNECTORS_DIR",
+            message: format!("{} is not a directory", d.display()),
+        });
+    }
+    Ok(dir)
 }
 
 #[cfg(test)]
@@ -308,6 +495,117 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> Arc<dyn Env> {
+        Arc::new(pairs.iter().copied().collect::<MapEnv>())
+    }
+
+    /// An empty environment gives the documented defaults; set values are
+    /// read through the injected environment, not the process's.
+    #[test]
+    fn settings_from_a_map() {
+        let s = Settings::from_source(map(&[])).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from(".syncbridge"));
+        assert_eq!(s.webhook_checkpoint, Duration::from_millis(20));
+        assert_eq!(s.lease_for, Duration::from_secs(900));
+        assert_eq!(s.http, ServerLimits::DEFAULT);
+        let s = Settings::from_source(map(&[
+            ("SYNCBRIDGE_DATA_DIR", "/srv/sb"),
+            ("SYNCBRIDGE_WEBHOOK_CHECKPOINT_MS", " 0 "),
+            ("SYNCBRIDGE_LEASE_SECS", "60"),
+            ("SYNCBRIDGE_HTTP_MAX_CONNECTIONS", "8"),
+            ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000001"),
+        ]))
+        .unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/srv/sb"));
+        assert!(s.webhook_checkpoint.is_zero());
+        assert_eq!(s.lease_for, Duration::from_secs(60));
+        assert_eq!(s.http.max_connections, 8);
+        assert_eq!(
+            s.azure.client_id.as_deref(),
+            Some("00000000-0000-0000-0000-000000000001")
+        );
+        assert_eq!(
+            s.env.var("AZURE_CLIENT_ID").as_deref(),
+            Some("00000000-0000-0000-0000-000000000001"),
+            "the source is kept for the settings read by name at start"
+        );
+    }
+
+    /// A value that is not usable stops the start with an error naming its variable.
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in [
+            ("SYNCBRIDGE_WEBHOOK_CHECKPOINT_MS", "fast"),
+            ("SYNCBRIDGE_LEASE_SECS", "0"),
+            ("SYNCBRIDGE_WEBHOOK_DEDUP_SECS", "-1"),
+            ("SYNCBRIDGE_HTTP_HEADER_TIMEOUT_SECS", "0"),
+            ("SYNCBRIDGE_REDIS_URL", "http://cache:6379"),
+            ("SYNCBRIDGE_EXIT_WITH_HOST", "parent"),
+            ("SYNCBRIDGE_CONNECTORS_DIR", "/surely/not/a/dir/42"),
+        ] {
+            let e = Settings::from_source(map(&[(name, value)])).unwrap_err();
+            assert_eq!(e.name, name, "{value:?}: {e}");
+            assert!(e.to_string().contains(name), "{e}");
+        }
+        let e = LocalHostSettings::from_source(
+            &MapEnv::new().with("SYNCBRIDGE_HOST_MAX_BODY_BYTES", "0"),
+        )
+        .unwrap_err();
+        assert_eq!(e.name, "SYNCBRIDGE_HOST_MAX_BODY_BYTES");
+    }
+
+    /// `syncbridge up` passes the schedules, the log filter and a text log
+    /// format on; the defaults are the deployment's.
+    #[test]
+    fn local_host_settings_defaults_and_values() {
+        let d = LocalHostSettings::from_source(&MapEnv::new()).unwrap();
+        assert_eq!(d.scheduler_schedule, "0 * * * * *");
+        assert_eq!(d.token_refresher_schedule, "0 */5 * * * *");
+        assert_eq!((d.rust_log, d.log_format.as_str()), (None, "text"));
+        assert_eq!(d.max_body_bytes, 100 * 1024 * 1024);
+        let v = LocalHostSettings::from_source(
+            &MapEnv::new()
+                .with("SYNC_SCHEDULER_SCHEDULE", "*/5 * * * * *")
+                .with("RUST_LOG", "debug")
+                .with("SYNCBRIDGE_LOG_FORMAT", "json"),
+        )
+        .unwrap();
+        assert_eq!(v.scheduler_schedule, "*/5 * * * * *");
+        assert_eq!(v.rust_log.as_deref(), Some("debug"));
+        assert_eq!(v.log_format, "json");
+    }
+
+    /// Tokens given to `connections add` through the environment never show in `Debug`.
+    #[test]
+    fn connection_secrets_do_not_print() {
+        let s = ConnectionSecrets::from_source(
+            &MapEnv::new()
+                .with("SYNCBRIDGE_ACCESS_TOKEN", "at-secret-1")
+                .with("SYNCBRIDGE_API_KEY", "key-secret-2"),
+        );
+        assert_eq!(s.access_token.as_deref(), Some("at-secret-1"));
+        assert_eq!(s.refresh_token, None);
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    /// The log settings decide the format and the filter; a bad filter falls back to the default.
+    #[test]
+    fn log_settings_from_a_map() {
+        let l = LogSettings::from_source(
+            &MapEnv::new()
+                .with(syncbridge_protocol::PORT_ENV, "7071")
+                .with("RUST_LOG", "debug"),
+        );
+        assert_eq!(l.handler_port.as_deref(), Some("7071"));
+        assert_eq!(l.env_filter("info").to_string(), "debug");
+        let bad = LogSettings {
+            filter: Some("sync=notalevel".into()),
+            ..LogSettings::default()
+        };
+        assert_eq!(bad.env_filter("warn").to_string(), "warn");
     }
 
     /// The host lifeline is off by default, `stdin` turns it on, anything else is refused.

@@ -1,4 +1,7 @@
-//! The backends every handler shares, built once per process.
+//! The backends, built once per process from the settings, and what each
+//! handler takes of them: [`SchedulerState`], [`WorkerState`] (the inbound
+//! and outbound workers), [`RefresherState`]; the webhook receiver keeps the
+//! whole [`AppState`] (its own module says what it uses).
 
 use std::sync::Arc;
 
@@ -13,7 +16,9 @@ use syncbridge_sqlite::{OpenMode, SqliteStore};
 
 use crate::settings::Settings;
 
-/// Shared handler state. Cheap to clone.
+/// Every backend of the process. Cheap to clone. A handler's router takes
+/// the part it uses ([`AppState::scheduler`], [`AppState::worker`],
+/// [`AppState::refresher`]).
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// Settings.
@@ -89,11 +94,9 @@ impl AppState {
         let azure = settings.azure.clone();
         let store: Arc<dyn Store> = match &azure.cosmos {
             Some(cs) => {
-                let credential = syncbridge_servicebus::entra::credential(
-                    azure.credential,
-                    std::env::var("AZURE_CLIENT_ID").ok(),
-                )
-                .map_err(|e| StateError::Azure(e.to_string()))?;
+                let credential =
+                    syncbridge_servicebus::entra::credential(azure.credential, azure.client_id)
+                        .map_err(|e| StateError::Azure(e.to_string()))?;
                 Arc::new(syncbridge_cosmos::CosmosStore::connect(cs, credential).await?)
             }
             None => Arc::new(open_sqlite(&settings, OpenMode::CreateIfMissing)?),
@@ -110,7 +113,7 @@ impl AppState {
         };
         let keys: Option<Arc<dyn syncbridge_core::SecretStore>> = if azure.key_vault {
             Some(Arc::new(
-                syncbridge_keyvault::KeyVaultSecretStore::from_vars(|k| std::env::var(k).ok())
+                syncbridge_keyvault::KeyVaultSecretStore::from_vars(|k| settings.env.var(k))
                     .map_err(StateError::Azure)?,
             ))
         } else {
@@ -146,7 +149,7 @@ impl AppState {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let notify = match &settings.notify_config {
             Some(path) => {
-                let cfg = syncbridge_notify::NotifyConfig::load(path)
+                let cfg = syncbridge_notify::NotifyConfig::load(path, |k| settings.env.var(k))
                     .map_err(|e| StateError::Notify(e.to_string()))?;
                 Some(
                     syncbridge_notify::NotificationService::open_in_dir(
@@ -186,8 +189,10 @@ impl AppState {
                 syncbridge_credentials::Sealer::local(&settings.data_dir).map_err(|e| cred(&e))?
             }
         });
-        let clients = syncbridge_credentials::ClientRegistry::from_env(registry.names())
-            .map_err(|e| cred(&e))?;
+        let clients = syncbridge_credentials::ClientRegistry::from_lookup(registry.names(), |k| {
+            settings.env.var(k)
+        })
+        .map_err(|e| cred(&e))?;
         let credential_manager =
             syncbridge_credentials::CredentialManager::builder(store.clone(), sealer, clients)
                 .connectors(registry.clone())
@@ -214,6 +219,33 @@ impl AppState {
         })
     }
 
+    /// What the scheduler uses.
+    pub fn scheduler(&self) -> SchedulerState {
+        SchedulerState {
+            store: self.store.clone(),
+            queue: self.queue.clone(),
+            clock: self.clock.clone(),
+            events: self.events.clone(),
+            lease_for: self.settings.lease_for,
+        }
+    }
+
+    /// What the inbound and outbound workers use.
+    pub fn worker(&self) -> WorkerState {
+        WorkerState {
+            deps: self.worker_deps(),
+            queue: self.queue.clone(),
+        }
+    }
+
+    /// What the token refresher uses.
+    pub fn refresher(&self) -> RefresherState {
+        RefresherState {
+            credentials: self.credential_manager.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
     /// The pieces the sync pipeline needs.
     pub fn worker_deps(&self) -> WorkerDeps {
         WorkerDeps {
@@ -228,4 +260,39 @@ impl AppState {
             events: self.events.clone(),
         }
     }
+}
+
+/// What the scheduler uses: the store, the queue it enqueues jobs on, time,
+/// events, and how long the leases it grants last.
+#[derive(Debug, Clone)]
+pub struct SchedulerState {
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Where jobs go.
+    pub queue: Arc<dyn QueueSender>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Operational events.
+    pub events: Arc<dyn EventSink>,
+    /// `SYNCBRIDGE_LEASE_SECS`.
+    pub lease_for: std::time::Duration,
+}
+
+/// What the inbound and outbound workers use: the pipeline's dependencies
+/// and the queue their scheduled retries and follow-up pushes go to.
+#[derive(Debug, Clone)]
+pub struct WorkerState {
+    /// Store, connectors, limiter, credentials, clock, HTTP client, events.
+    pub deps: WorkerDeps,
+    /// Where retries go.
+    pub queue: Arc<dyn QueueSender>,
+}
+
+/// What the token refresher uses.
+#[derive(Clone)]
+pub struct RefresherState {
+    /// Sealed credentials and token refresh.
+    pub credentials: syncbridge_credentials::CredentialManager,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
 }

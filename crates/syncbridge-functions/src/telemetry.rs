@@ -75,15 +75,6 @@ impl LogFormat {
             None => Ok(LogFormat::Text),
         }
     }
-
-    /// The format from the process environment.
-    pub fn from_env() -> Result<Self, TelemetryError> {
-        let var = |name: &str| std::env::var(name).ok();
-        Self::from_vars(
-            var(LOG_FORMAT_VAR).as_deref(),
-            var(syncbridge_protocol::PORT_ENV).as_deref(),
-        )
-    }
 }
 
 /// A subscriber writing `format` to `writer`, filtered by `filter`. The binaries
@@ -113,10 +104,10 @@ where
 }
 
 /// Installs the global subscriber for a handler binary: the format from the
-/// environment, `RUST_LOG` (default `info`). A second call is a no-op.
-pub fn init() -> Result<LogFormat, TelemetryError> {
-    let format = LogFormat::from_env()?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// settings, `RUST_LOG` (default `info`). A second call is a no-op.
+pub fn init(log: &crate::settings::LogSettings) -> Result<LogFormat, TelemetryError> {
+    let format = LogFormat::from_vars(log.format.as_deref(), log.handler_port.as_deref())?;
+    let filter = log.env_filter("info");
     let sub = match format {
         LogFormat::Json => subscriber(format, filter, std::io::stdout),
         LogFormat::Text => subscriber(format, filter, std::io::stderr),

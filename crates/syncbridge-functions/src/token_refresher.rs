@@ -9,7 +9,7 @@ use axum::routing::post;
 use syncbridge_protocol::{Invocation, InvocationResponse, TimerInvocation};
 
 use crate::scheduler::HandlerErrorOr;
-use crate::state::AppState;
+use crate::state::{AppState, RefresherState};
 
 /// The function name.
 pub const FUNCTION: &str = "TokenRefresher";
@@ -21,16 +21,16 @@ const SWEEP_LIMIT: usize = 5000;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route(&format!("/{FUNCTION}"), post(handle))
-        .with_state(state)
+        .with_state(state.refresher())
 }
 
 async fn handle(
-    State(state): State<AppState>,
+    State(state): State<RefresherState>,
     inv: Invocation<TimerInvocation>,
 ) -> Result<InvocationResponse, HandlerErrorOr> {
     let _timer = inv.into_payload_or_reject()?;
     let report = state
-        .credential_manager
+        .credentials
         .sweep(state.clock.now(), SWEEP_LIMIT)
         .await
         .map_err(|e| crate::HandlerError::Other(format!("token sweep failed: {e}")))?;

@@ -170,24 +170,14 @@ pub fn router_with_counters(state: AppState, counters: Arc<WebhookCounters>) -> 
         })
 }
 
-/// How often the embedded SQLite files are checkpointed in the background
-/// (`SYNCBRIDGE_WEBHOOK_CHECKPOINT_MS`, default 20; 0 leaves it to SQLite's
-/// automatic checkpoint on the writer's commit).
-fn checkpoint_interval() -> Duration {
-    let ms = std::env::var("SYNCBRIDGE_WEBHOOK_CHECKPOINT_MS")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(20);
-    Duration::from_millis(ms)
-}
-
 /// Keeps the embedded store's and queue's WALs short from a background
 /// thread ([`syncbridge_sqlite::WalCheckpointer`]), so the group commit rarely
 /// pays for a checkpoint (a copy and two `fsync`s) while every delivery of the
 /// batch waits. Stops when the router is dropped (`alive` can no longer be
 /// upgraded). Files that do not exist (Azure backends, test stores) are skipped.
 fn spawn_checkpointer(state: &AppState, alive: mpsc::WeakSender<Pending>) {
-    let every = checkpoint_interval();
+    // `Settings::webhook_checkpoint`: 0 leaves it to SQLite's automatic checkpoint.
+    let every = state.settings.webhook_checkpoint;
     if every.is_zero() {
         return;
     }

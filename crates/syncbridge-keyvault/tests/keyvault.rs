@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use syncbridge_env::{Env as _, ProcessEnv};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -154,7 +155,7 @@ async fn fake_vault() -> (String, Arc<Vault>) {
 
 /// The child half: everything a process with a managed identity would do.
 async fn child_uses_the_vault() {
-    let store = KeyVaultSecretStore::from_vars(|k| std::env::var(k).ok()).unwrap();
+    let store = KeyVaultSecretStore::from_vars(|k| ProcessEnv.var(k)).unwrap();
     assert_eq!(store.get_key("dek", None).await.unwrap(), None, "absent");
     let v1 = store
         .put_key("dek", &SecretString::new("key-material-1"))
@@ -181,7 +182,7 @@ async fn child_uses_the_vault() {
         assert_eq!(old.expose(), "key-material-1");
     }
     // A fresh store (another instance) reads the latest version once.
-    let other = KeyVaultSecretStore::from_vars(|k| std::env::var(k).ok()).unwrap();
+    let other = KeyVaultSecretStore::from_vars(|k| ProcessEnv.var(k)).unwrap();
     let (_, latest) = other.get_key("dek", None).await.unwrap().unwrap();
     assert_eq!(latest.expose(), "key-material-2");
     // The fake vault answers the first request for `slow-*` with 429 and

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
+use syncbridge_env::Env as _;
 
 use syncbridge_protocol::{
     Binding, BindingKind, Cardinality, DataType, Direction, FunctionJson, HostJson, HttpMode,
@@ -193,7 +194,7 @@ fn lookup_setting(config: &HostConfig, name: &str) -> Option<String> {
         .env
         .get(name)
         .cloned()
-        .or_else(|| std::env::var(name).ok())
+        .or_else(|| config.process_env.var(name))
 }
 
 fn expand(config: &HostConfig, text: &str) -> Result<String, String> {
@@ -451,13 +452,14 @@ mod tests {
             app.queue_names().into_iter().collect::<Vec<_>>(),
             vec!["sync-inbound", "sync-outbound"]
         );
+        // Neither the extra settings nor the (injected) process environment
+        // name the schedule: the start fails naming it.
         let missing = HostConfig {
             env: Default::default(),
+            process_env: std::sync::Arc::new(syncbridge_env::MapEnv::new()),
             ..config
         };
-        if std::env::var_os("SYNC_SCHEDULER_SCHEDULE").is_none() {
-            let err = load(&missing).unwrap_err().to_string();
-            assert!(err.contains("SYNC_SCHEDULER_SCHEDULE"), "{err}");
-        }
+        let err = load(&missing).unwrap_err().to_string();
+        assert!(err.contains("SYNC_SCHEDULER_SCHEDULE"), "{err}");
     }
 }

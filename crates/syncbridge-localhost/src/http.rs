@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use syncbridge_protocol::INVOCATION_ID_HEADER;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::State;
@@ -287,7 +288,10 @@ async fn proxy(
     out.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     let invocation_id = syncbridge_localqueue::new_uuid();
     if let Ok(v) = HeaderValue::from_str(&invocation_id) {
-        out.insert(HeaderName::from_static("x-azure-functions-invocationid"), v);
+        // `from_bytes` lower-cases the protocol crate's spelling, as HTTP/1 sends it.
+        if let Ok(name) = HeaderName::from_bytes(INVOCATION_ID_HEADER.as_bytes()) {
+            out.insert(name, v);
+        }
     }
     // The body streams through with the caller's framing: its exact size
     // hint makes the handler see the same `Content-Length`.

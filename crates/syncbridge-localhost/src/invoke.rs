@@ -91,7 +91,13 @@ async fn run(
         .header("content-type", "application/json")
         .header(INVOCATION_ID_HEADER, invocation_id)
         .header(syncbridge_protocol::HOST_VERSION_HEADER, HOST_VERSION)
-        .header("user-agent", format!("Azure-Functions-Host/{HOST_VERSION}"))
+        .header(
+            "user-agent",
+            format!(
+                "{}{HOST_VERSION}",
+                syncbridge_protocol::env::USER_AGENT_PREFIX
+            ),
+        )
         .timeout(host.invocation_timeout)
         .body(body)
         .send()

@@ -17,8 +17,7 @@
 //!   [`sb_rest`], the Service Bus REST send endpoint.
 //! - [`events`]: progress events and status for a CLI.
 //! - [`payload`]: hands this crate's types to `syncbridge-protocol`'s payload
-//!   builders; [`protocol_gaps`] holds the little host-side JSON the protocol crate
-//!   does not have yet (output-binding conversion, `RetryContext`).
+//!   builders and its `bindings` (output-binding conversion, `RetryContext`).
 //! - [`route`]: HTTP route templates.
 //!
 //! # Differences from the real host (deliberate)
@@ -72,7 +71,6 @@ pub mod invoke;
 mod liveness;
 pub mod ncrontab;
 pub mod payload;
-pub mod protocol_gaps;
 pub mod route;
 pub mod sb_rest;
 pub mod servicebus;
@@ -122,6 +120,11 @@ pub struct HostConfig {
     /// Extra environment (app settings) for the handlers; also consulted first for
     /// `%AppSetting%` schedules.
     pub env: BTreeMap<String, String>,
+    /// The host's own environment, consulted for `%AppSetting%` schedules
+    /// after [`HostConfig::env`] (the handlers inherit it too). Default: this
+    /// process's, as the Functions host's app settings are its environment;
+    /// tests pass a `syncbridge_env::MapEnv`.
+    pub process_env: Arc<dyn syncbridge_env::Env>,
     /// Time source for every time decision.
     pub clock: Arc<dyn Clock>,
     /// Run only these functions (all when `None`).
@@ -161,6 +164,7 @@ impl HostConfig {
             data_dir: data_dir.into(),
             http_port: 0,
             env: BTreeMap::new(),
+            process_env: Arc::new(syncbridge_env::ProcessEnv),
             clock: Arc::new(SystemClock),
             only: None,
             max_delivery_count: DEFAULT_MAX_DELIVERY_COUNT,

@@ -15,7 +15,7 @@ use syncbridge_protocol::{
 };
 use time::OffsetDateTime;
 
-use crate::protocol_gaps;
+use syncbridge_protocol::bindings;
 
 /// `Client.FullyQualifiedNamespace` reported for local messages.
 pub const LOCAL_NAMESPACE: &str = "localhost";
@@ -45,9 +45,9 @@ pub fn timer(
     retry: Option<&RetryAttempt>,
 ) -> Vec<u8> {
     let request = timer_request(is_past_due, None, to_offset(now), function);
-    let request = protocol_gaps::rename_timer_binding(request, binding);
+    let request = bindings::rename_timer_binding(request, binding);
     match retry {
-        Some(r) => protocol_gaps::with_retry_context(
+        Some(r) => bindings::with_retry_context(
             request,
             r.retry_count,
             r.max_retry_count,
@@ -130,7 +130,7 @@ pub fn http(function: &str, binding: &str, r: &HttpRequestParts, now: Timestamp)
 
 /// Message bodies for a Service Bus output value (§5 collector rules).
 pub fn output_message_bodies(value: &Value) -> Vec<Vec<u8>> {
-    protocol_gaps::output_message_bodies(value)
+    bindings::output_message_bodies(value)
 }
 
 /// `content-type` → `Content-Type`: the host shows header names as the client

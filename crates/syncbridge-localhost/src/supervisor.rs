@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
+use syncbridge_protocol::env as host_env;
 
 use syncbridge_core::{Clock, Timestamp};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -252,11 +253,11 @@ async fn run_once(
     let mut cmd = Command::new(&spec.executable);
     cmd.args(&spec.arguments)
         .current_dir(&spec.working_dir)
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", &worker_id)
-        .env("FUNCTIONS_HTTPWORKER_PORT", port.to_string())
-        .env("FUNCTIONS_HTTPWORKER_ID", &worker_id)
-        .env("FUNCTIONS_APP_ROOT_PATH", &spec.app_root)
+        .env(host_env::PORT_ENV, port.to_string())
+        .env(host_env::WORKER_ID_ENV, &worker_id)
+        .env(host_env::HTTPWORKER_PORT_ENV, port.to_string())
+        .env(host_env::HTTPWORKER_ID_ENV, &worker_id)
+        .env(host_env::APP_ROOT_ENV, &spec.app_root)
         .envs(&spec.env)
         .env(ENV_EXIT_WITH_HOST, "stdin")
         .stdin(Stdio::piped())

@@ -655,7 +655,9 @@ async fn failed_settlement_is_retried_while_the_lock_holds() {
         .unwrap();
     assert_eq!(held, 1, "the message was settled before the file was taken");
     // Well past the host's busy timeout (200 ms): completion attempts fail
-    // (the receive loop's attempts fail alike, between them).
+    // (the receive loop's attempts fail alike, between them). Real time on
+    // purpose: the lock is a real SQLite file lock and its busy timeout is
+    // SQLite's, in another task's blocking call; no clock can move them.
     tokio::time::sleep(Duration::from_secs(3)).await;
     blocker.execute_batch("ROLLBACK").unwrap();
     eventually("the message to be completed", || {

@@ -445,17 +445,17 @@ impl NotifyConfig {
         Ok(config)
     }
 
-    /// Parses TOML, resolving `*_env` from the process environment.
-    pub fn from_toml(text: &str) -> Result<Self, NotifyError> {
-        Self::from_toml_with_env(text, |name| std::env::var(name).ok())
-    }
-
-    /// Reads and parses a TOML file (see [`from_toml`](Self::from_toml)).
-    pub fn load(path: impl AsRef<Path>) -> Result<Self, NotifyError> {
+    /// Reads and parses a TOML file, resolving `*_env` through `env` (the
+    /// handlers pass their settings' environment; see
+    /// [`from_toml_with_env`](Self::from_toml_with_env)).
+    pub fn load(
+        path: impl AsRef<Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, NotifyError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .map_err(|e| NotifyError::Config(format!("cannot read {}: {e}", path.display())))?;
-        Self::from_toml(&text)
+        Self::from_toml_with_env(&text, env)
     }
 
     /// Checks names, references, kinds, URLs, secrets and numbers.

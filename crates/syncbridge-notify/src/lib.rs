@@ -15,6 +15,11 @@
 //! - [`send_test`]: one sample message, for `syncbridge notify test`.
 //! - [`samples`]: every event kind by name and one sample of each.
 //!
+//! Private modules: `service` (the [`NotificationService`] and [`send_test`]),
+//! `outbox` (groups of repeating events and waiting messages in one SQLite
+//! file), `channel` (sending one rendered message and classifying the
+//! answer); [`error`] holds [`NotifyError`], safe to print.
+//!
 //! # Configuration
 //!
 //! ```toml

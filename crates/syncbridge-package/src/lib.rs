@@ -18,7 +18,7 @@
 //!
 //! The mapping function → binary is the local host's: PascalCase → kebab-case
 //! ([`executable_name`]). Zips are written with Unix permissions in their
-//! central directory, so the execute bit survives deployment (functions-host.md §6).
+//! central directory, so the execute bit survives deployment (`docs/functions-host.md` §6).
 
 use std::fs;
 use std::io::{Read, Write};

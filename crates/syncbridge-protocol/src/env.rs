@@ -20,6 +20,12 @@ pub const WORKER_ID_ENV: &str = "FUNCTIONS_CUSTOMHANDLER_WORKER_ID";
 /// Environment variable holding the app root (`/home/site/wwwroot` on Linux, §2).
 pub const APP_ROOT_ENV: &str = "FUNCTIONS_APP_ROOT_PATH";
 
+/// The legacy name of [`PORT_ENV`] the host still sets (HTTP worker era, §2).
+pub const HTTPWORKER_PORT_ENV: &str = "FUNCTIONS_HTTPWORKER_PORT";
+
+/// The legacy name of [`WORKER_ID_ENV`] the host still sets (§2).
+pub const HTTPWORKER_ID_ENV: &str = "FUNCTIONS_HTTPWORKER_ID";
+
 /// Why the listen address could not be determined.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ListenAddrError {
@@ -38,15 +44,9 @@ pub enum ListenAddrError {
 }
 
 /// `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT`: the host always calls 127.0.0.1 (§2).
-///
-/// # Errors
-/// [`ListenAddrError`] when the variable is missing or not a port.
-pub fn listen_addr_from_env() -> Result<SocketAddr, ListenAddrError> {
-    listen_addr_from(|name| std::env::var(name).ok())
-}
-
-/// Like [`listen_addr_from_env`] with an injected lookup, so tests never touch the
-/// process environment (`set_var` is `unsafe` in edition 2024).
+/// The variable is read through `lookup`: the handlers' settings pass the
+/// process environment (`syncbridge_functions::settings::listen_addr_from_env`),
+/// tests a map, so this crate never reads the environment itself.
 ///
 /// # Errors
 /// [`ListenAddrError`] when the variable is missing or not a port.

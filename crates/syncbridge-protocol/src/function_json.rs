@@ -239,14 +239,6 @@ impl TimerTrigger {
         validate_schedule(&schedule)?;
         Ok(schedule)
     }
-
-    /// [`Self::resolved_schedule`] reading app settings from the process environment.
-    ///
-    /// # Errors
-    /// See [`Self::resolved_schedule`].
-    pub fn resolved_schedule_from_env(&self, default: &str) -> Result<String, ConfigError> {
-        self.resolved_schedule(|k| std::env::var(k).ok(), default)
-    }
 }
 
 /// Checks a timer schedule is 6-field NCRONTAB (§3) or a TimeSpan.

@@ -6,7 +6,7 @@
 //! `{"Data": {...}, "Metadata": {...}}` envelope (§4); the handler answers
 //! `{"Outputs": {...}, "Logs": [...], "ReturnValue": ...}` with HTTP 200 (§5). HTTP-only
 //! functions may instead receive the original request, forwarded or proxied (§4d).
-//! Section numbers (§N) refer to `shared/notes/functions-host.md`.
+//! Section numbers (§N) refer to `docs/functions-host.md` in this repository.
 //!
 //! # Layout
 //!
@@ -24,7 +24,10 @@
 //! - [`response`]: [`InvocationResponse`] and [`HttpOutput`] (§5).
 //! - [`host`]: the host's side — builders for the exact payloads the real host sends
 //!   and [`host::parse_invocation_response`], for our local host and for tests.
-//! - [`env`](mod@env): header names and [`listen_addr_from_env`] (§2).
+//! - [`bindings`]: the host's side of bindings — Service Bus output values to
+//!   message bodies (§5), a timer trigger under its function.json name, the
+//!   `RetryContext` of a re-run (§1b).
+//! - [`env`](mod@env): header and environment variable names and [`listen_addr_from`] (§2).
 //! - [`server`]: the HTTP/1.1 server handlers and the local host's front door
 //!   run (header and body read timeouts, a bound on open connections that
 //!   sheds the oldest idle one, answers to half-closed clients).
@@ -39,6 +42,7 @@
 //!   fallback; only a missing/garbled trigger value is a [`PayloadError`], and a body
 //!   that is not JSON at all is a [`ProtocolError`].
 
+pub mod bindings;
 pub mod encoding;
 pub mod env;
 pub mod extract;
@@ -55,7 +59,6 @@ pub mod timer;
 pub use encoding::{BodySource, DataType, DecodeWarning};
 pub use env::{
     HOST_VERSION_HEADER, INVOCATION_ID_HEADER, ListenAddrError, PORT_ENV, listen_addr_from,
-    listen_addr_from_env,
 };
 pub use extract::{Invocation, ProtocolError, RECOMMENDED_BODY_LIMIT};
 pub use function_json::{

@@ -13,6 +13,10 @@
 //!   (pause / reduced rate); backoff with full jitter.
 //! - [`redis_server`]: starts a throw-away `redis-server` for tests and the
 //!   benchmark.
+//! - [`breaker`]: the circuit breaker around the shared backend (injected clock).
+//! - `inprocess`, `redis_limiter`: the two backends behind [`InProcessLimiter`]
+//!   and [`RedisLimiter`]; `types`: the request, the verdict and the adaptive
+//!   overrides both share.
 //!
 //! Workers hold an `Arc<dyn Limiter>` (or the core `RateLimiter`), call
 //! [`Limiter::acquire`] before each provider request, park the job when

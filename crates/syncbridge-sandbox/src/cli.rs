@@ -124,8 +124,9 @@ impl Cli {
 
 /// Sets up logging to stderr (`RUST_LOG` overrides `syncbridge_sandbox=info`).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("syncbridge_sandbox=info"));
+    let filter = syncbridge_env::Env::var(&syncbridge_env::ProcessEnv, "RUST_LOG")
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("syncbridge_sandbox=info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)

@@ -11,6 +11,8 @@
 //!
 //! # Layout
 //!
+//! - `sandbox`: [`Sandbox`], the shared state behind every route (config,
+//!   data, tokens, limiter, fault sequence, stats, webhook emitter).
 //! - [`config`]: [`SandboxConfig`] (start-up and runtime settings) and [`ConfigPatch`].
 //! - [`store`]: the in-memory tables with `(updatedAt, id)` and id indexes; paging by keyset cursor.
 //! - [`seed`]: the deterministic record generator.

@@ -1,10 +1,13 @@
 //! [`ServiceBusSender`]: the core [`QueueSender`] over Azure Service Bus's REST
-//! send API (functions-host.md §7), authenticated with a Microsoft Entra token
+//! send API (`docs/functions-host.md` §7), authenticated with a Microsoft Entra token
 //! from the app's managed identity (role *Azure Service Bus Data Sender*).
 //!
 //! Why REST and not an output binding: custom handlers cannot set `MessageId`,
 //! `ScheduledEnqueueTimeUtc` or `SessionId` through bindings, and the webhook
 //! receiver (an HTTP-only proxied function) has no output bindings at all.
+//!
+//! [`entra`] gets the Microsoft Entra tokens (managed identity, or the
+//! operator's `az login`), shared with Key Vault.
 //!
 //! # Wire format
 //!

@@ -54,7 +54,7 @@ fn job(id: &str, n: u32) -> OutboundMessage {
 /// `ManagedIdentityCredential` (from `IDENTITY_ENDPOINT`/`IDENTITY_HEADER`),
 /// real sender, real local host.
 async fn child_sends() {
-    let url = std::env::var("SB_TEST_URL").unwrap();
+    let url = syncbridge_env::Env::var(&syncbridge_env::ProcessEnv, "SB_TEST_URL").unwrap();
     let credential = entra::managed_identity(None).expect("App Service identity detected");
     let sender = ServiceBusSender::new(
         Url::parse(&url).unwrap(),

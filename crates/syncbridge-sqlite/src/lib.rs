@@ -6,6 +6,8 @@
 //!   a mutex, used from `spawn_blocking` so the async runtime never blocks on
 //!   disk; WAL mode so other processes (the five binaries, the CLI) read and
 //!   write the same file concurrently.
+//! - `api`: the product API's part (API keys by hash, keyset pages of
+//!   connections and runs), apart from the sync engine's queries.
 //! - `schema`: the migrations, applied in order on open (`PRAGMA user_version`)
 //!   under the write lock, so processes opening a fresh file together migrate it once.
 //!

@@ -15,6 +15,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use syncbridge_env::{Env as _, ProcessEnv};
 
 use anyhow::{Context, bail};
 
@@ -79,7 +80,8 @@ fn workspace_root() -> PathBuf {
 }
 
 fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
+    ProcessEnv
+        .var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map(|d| if d.is_absolute() { d } else { root.join(d) })
         .unwrap_or_else(|| root.join("target"))
@@ -87,7 +89,7 @@ fn target_dir(root: &Path) -> PathBuf {
 
 /// The cargo that runs us (`cargo xtask` sets `CARGO`), else the one on PATH.
 fn cargo() -> OsString {
-    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+    ProcessEnv.var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
 fn build(root: &Path, target: &str) -> anyhow::Result<()> {
@@ -162,14 +164,15 @@ fn musl_target_installed() -> bool {
 
 /// What the `cc` crate looks for when compiling C for the musl target.
 fn has_musl_cc() -> bool {
-    std::env::var_os("CC_x86_64_unknown_linux_musl").is_some()
+    ProcessEnv.var_os("CC_x86_64_unknown_linux_musl").is_some()
         || ["x86_64-linux-musl-gcc", "musl-gcc"]
             .iter()
             .any(|exe| on_path(exe))
 }
 
 fn on_path(exe: &str) -> bool {
-    std::env::var_os("PATH")
+    ProcessEnv
+        .var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|dir| dir.join(exe).is_file()))
 }
 
@@ -181,7 +184,7 @@ fn install_musl_tools() -> bool {
 }
 
 fn host_triple() -> anyhow::Result<String> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let rustc = ProcessEnv.var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let out = Command::new(rustc)
         .arg("-vV")
         .output()

@@ -37,6 +37,7 @@ use syncbridge_core::{Clock, ConnectionId, Store, SystemClock};
 use syncbridge_credentials::{
     ClientRegistry, CredentialManager, RefreshConfig, RefreshPhase, RefreshTrigger, Sealer,
 };
+use syncbridge_env::{Env as _, ProcessEnv};
 use syncbridge_sqlite::SqliteStore;
 
 #[derive(Debug)]
@@ -104,7 +105,7 @@ fn say(line: &str) {
 }
 
 fn pause_from_env() -> Option<(RefreshPhase, Duration)> {
-    let v = std::env::var("SYNCBRIDGE_CREDENTIALS_PAUSE").ok()?;
+    let v = ProcessEnv.var("SYNCBRIDGE_CREDENTIALS_PAUSE")?;
     let (phase, ms) = v.split_once(':')?;
     let phase = match phase {
         "before_request" => RefreshPhase::BeforeRequest,
@@ -125,7 +126,10 @@ fn phase_name(p: RefreshPhase) -> &'static str {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            ProcessEnv
+                .var("RUST_LOG")
+                .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+                .unwrap_or_else(|| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -160,12 +164,14 @@ async fn run(args: Args) -> ExitCode {
     };
     // The same definitions as the handlers: a custom connector, or a
     // built-in replaced with another `token_url`, is refreshed as they would.
-    let dir = std::env::var_os("SYNCBRIDGE_CONNECTORS_DIR").filter(|d| !d.is_empty());
+    let dir = ProcessEnv
+        .var_os("SYNCBRIDGE_CONNECTORS_DIR")
+        .filter(|d| !d.is_empty());
     let connectors = match Registry::load(dir.as_deref().map(std::path::Path::new)) {
         Ok(r) => r,
         Err(e) => return fail(4, &e),
     };
-    let clients = match ClientRegistry::from_env(connectors.names()) {
+    let clients = match ClientRegistry::from_lookup(connectors.names(), |k| ProcessEnv.var(k)) {
         Ok(c) => c,
         Err(e) => return fail(4, &e),
     };

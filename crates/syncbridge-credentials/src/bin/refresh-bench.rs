@@ -24,6 +24,7 @@ use syncbridge_core::{
 use syncbridge_credentials::{
     ClientRegistry, CredentialDoc, CredentialManager, OAuthClient, RefreshConfig, Sealer,
 };
+use syncbridge_env::{Env as _, ProcessEnv};
 use syncbridge_ratelimit::{InProcessLimiter, LimitLevel, LimitsConfig, ProviderLimits, Scope};
 use syncbridge_sandbox::SandboxConfig;
 use syncbridge_sqlite::SqliteStore;
@@ -74,7 +75,10 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            ProcessEnv
+                .var("RUST_LOG")
+                .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+                .unwrap_or_else(|| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

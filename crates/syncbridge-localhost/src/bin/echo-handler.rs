@@ -21,14 +21,15 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use sha2::Digest;
+use syncbridge_env::{Env as _, ProcessEnv};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    if std::env::var_os("ECHO_EXIT_AT_START").is_some() {
+    if ProcessEnv.var_os("ECHO_EXIT_AT_START").is_some() {
         eprintln!("echo-handler: exiting at start as asked");
         std::process::exit(3);
     }
-    let addr = syncbridge_protocol::listen_addr_from_env().unwrap_or_else(|e| {
+    let addr = syncbridge_protocol::listen_addr_from(|n| ProcessEnv.var(n)).unwrap_or_else(|e| {
         eprintln!("echo-handler: {e}");
         std::process::exit(2);
     });
@@ -43,7 +44,7 @@ async fn main() {
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 fn record(file: &str, line: serde_json::Value) {
-    let Some(dir) = std::env::var_os("ECHO_RECORD_DIR") else {
+    let Some(dir) = ProcessEnv.var_os("ECHO_RECORD_DIR") else {
         return;
     };
     let path = std::path::Path::new(&dir).join(file);
@@ -94,13 +95,13 @@ async fn handle(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Re
         serde_json::json!({"function": function, "invocation_id": invocation_id,
                            "in_flight": in_flight, "request": request}),
     );
-    let delay: u64 = std::env::var("ECHO_DELAY_MS")
-        .ok()
+    let delay: u64 = ProcessEnv
+        .var("ECHO_DELAY_MS")
         .and_then(|d| d.parse().ok())
         .unwrap_or(0);
     tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
     IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-    let fail = std::env::var("ECHO_FAIL").unwrap_or_default();
+    let fail = ProcessEnv.var("ECHO_FAIL").unwrap_or_default();
     if fail.split(',').any(|f| f == function) {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -108,9 +109,16 @@ async fn handle(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Re
         )
             .into_response();
     }
-    let response = std::env::var(format!("ECHO_RESPONSE_{function}")).unwrap_or_else(|_| {
-        r#"{"Outputs":{},"Logs":["echo-handler handled it"],"ReturnValue":null}"#.into()
-    });
+    let response = ProcessEnv
+        .var(&format!("ECHO_RESPONSE_{function}"))
+        .map_or_else(
+            || {
+                syncbridge_protocol::InvocationResponse::new()
+                    .log("echo-handler handled it")
+                    .to_vec()
+            },
+            String::into_bytes,
+        );
     (
         StatusCode::OK,
         [("content-type", "application/json")],

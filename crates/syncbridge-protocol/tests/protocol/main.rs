@@ -1,6 +1,6 @@
 //! Integration tests for `syncbridge-protocol`, one binary (one link) with a module per
 //! area. Fixtures in `tests/fixtures/` are built from the payload examples in
-//! `shared/notes/functions-host.md` §4/§5 and the config examples in §1/§3.
+//! `docs/functions-host.md` §4/§5 and the config examples in §1/§3.
 
 mod config;
 mod extractor;

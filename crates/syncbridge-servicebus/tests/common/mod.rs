@@ -116,7 +116,7 @@ impl FakeIdentity {
 
 /// Whether this process is the child role of a re-run test.
 pub fn in_child() -> bool {
-    std::env::var_os(CHILD_ENV).is_some()
+    syncbridge_env::Env::var_os(&syncbridge_env::ProcessEnv, CHILD_ENV).is_some()
 }
 
 /// Re-runs test `name` of this binary as a child with the managed-identity

@@ -1,15 +1,16 @@
-//! STOPGAP: host-side protocol behaviour that `syncbridge-protocol` does not (yet)
-//! provide. Should move there (it is the only module meant to know the host's JSON):
+//! Host-side behaviour of bindings that the local host reproduces (moved here
+//! from the local host's former stopgap module: this crate is the only one that
+//! knows the host's JSON):
 //!
 //! - [`output_message_bodies`]: how the host's Service Bus *output* binding turns
 //!   one `Outputs.<name>` value into message bodies (§5);
-//! - [`rename_timer_binding`]: `syncbridge_protocol::timer_request` always names the
+//! - [`rename_timer_binding`]: [`crate::timer_request`] always names the
 //!   trigger `timer`; a function.json may name it otherwise;
 //! - [`with_retry_context`]: `Metadata.RetryContext` while a function-level retry
 //!   policy re-runs a timer (§1b); the `Exception` shape (`{"Message"}`) is inferred.
 
+use crate::InvocationRequest;
 use serde_json::Value;
-use syncbridge_protocol::InvocationRequest;
 
 /// Adds `Metadata.RetryContext {RetryCount, MaxRetryCount, Exception}` (§1b) to a
 /// re-run invocation. The host embeds it as an object (a POCO), so counts are numbers.
