@@ -8,7 +8,8 @@
 //! sandbox connection created over the API, "sync now", a scheduler tick.
 //! What must hold: 401 and 403 as problem documents, the document public,
 //! the connection's run listed by `GET /v1/runs?connection_id=` until it
-//! `succeeded` with the sandbox's records counted.
+//! `succeeded` with the sandbox's records counted; `api-keys list` never
+//! shows a key, and a key revoked by the CLI is refused at once.
 
 use std::process::Command;
 use std::time::Duration;
@@ -17,17 +18,11 @@ use serde_json::{Value, json};
 use syncbridge_tests::*;
 
 fn api_key(data_dir: &str, scope: &str) -> String {
-    let out = Command::new(bin_dir().join("syncbridge"))
-        .args(["--data-dir", data_dir, "api-keys", "create"])
-        .args(["--name", &format!("e2e {scope}"), "--scope", scope])
-        .output()
-        .expect("syncbridge runs");
-    assert!(
-        out.status.success(),
-        "api-keys create failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let name = format!("e2e {scope}");
+    let stdout = syncbridge_cli(
+        data_dir,
+        &["api-keys", "create", "--name", &name, "--scope", scope],
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
     let key = stdout.trim_end_matches('\n');
     assert!(
         key.starts_with("sbk_") && !key.contains('\n') && !key.contains(' '),
@@ -139,5 +134,41 @@ async fn sync_now_over_the_api() {
         .await
         .unwrap();
     assert_eq!(tasks["tasks"][0]["last_result"]["status"], "succeeded");
+
+    // `api-keys list` shows the keys without their text; a key revoked by
+    // the CLI is refused by the running API at once.
+    let list = syncbridge_cli(d, &["api-keys", "list", "--json"]);
+    assert!(!list.contains(&read) && !list.contains(&admin), "{list}");
+    let keys: Value = serde_json::from_str(&list).unwrap();
+    let read_id = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["scope"] == "read")
+        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .unwrap();
+    syncbridge_cli(d, &["api-keys", "revoke", &read_id]);
+    let revoked = http
+        .get(format!("{base}/runs"))
+        .bearer_auth(&read)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 401, "a revoked key");
     host.shutdown().await;
+}
+
+/// Runs the CLI; its stdout, after checking that it succeeded.
+fn syncbridge_cli(data_dir: &str, args: &[&str]) -> String {
+    let out = Command::new(bin_dir().join("syncbridge"))
+        .args(["--data-dir", data_dir])
+        .args(args)
+        .output()
+        .expect("syncbridge runs");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
