@@ -308,7 +308,9 @@ pub async fn update(
     }
     let mut conn = load(&app, &id).await?;
     if let Some(secs) = b.interval_secs {
-        for mut t in app.store.list_tasks(Some(&conn.id)).await? {
+        let tasks = app.store.list_tasks(Some(&conn.id)).await?;
+        refuse_while_running(&tasks, app.clock.now(), "an interval change")?;
+        for mut t in tasks {
             t.interval_secs = secs;
             t.version += 1;
             app.store.put_task(&t).await?;
@@ -454,15 +456,8 @@ pub async fn sync_now(
         .filter(|t| t.direction == Direction::Inbound)
         .collect();
     let chosen = choose_tasks(tasks, b.objects.as_deref(), &conn.id)?;
-    if b.full_resync
-        && let Some(busy) = chosen
-            .iter()
-            .find(|t| t.lease.as_ref().is_some_and(|l| l.until > now))
-    {
-        return Err(ApiError::Conflict(format!(
-            "task {} is running; ask for the full resync when it has finished",
-            busy.id
-        )));
+    if b.full_resync {
+        refuse_while_running(&chosen, now, "a full resync")?;
     }
     for t in &chosen {
         if b.full_resync {
@@ -485,6 +480,21 @@ pub async fn sync_now(
             full_resync: b.full_resync,
         }),
     ))
+}
+
+/// Rewriting a task (`put_task`) while a run holds its lease would take the
+/// lease away mid-run: such changes wait until the run has finished (pure).
+fn refuse_while_running(tasks: &[SyncTask], now: Timestamp, what: &str) -> Result<(), ApiError> {
+    match tasks
+        .iter()
+        .find(|t| t.lease.as_ref().is_some_and(|l| l.until > now))
+    {
+        Some(busy) => Err(ApiError::Conflict(format!(
+            "task {} is running; ask for {what} when it has finished",
+            busy.id
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The tasks of `objects` (all when `None`); an object without a task is refused (pure).

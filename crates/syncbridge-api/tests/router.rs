@@ -280,7 +280,8 @@ async fn connections_lifecycle() {
 }
 
 /// Sync now asks for interactive runs; a full resync resets the cursor; an
-/// unknown object is refused before anything is asked.
+/// unknown object is refused before anything is asked; a task whose run is
+/// in flight keeps its lease and cursor (full resync and interval change: 409).
 #[tokio::test]
 async fn sync_now_and_full_resync() {
     let a = api().await;
@@ -320,6 +321,30 @@ async fn sync_now_and_full_resync() {
     assert_eq!(asked.cursor.as_deref(), Some("page-9"));
 
     let body = format!(r#"{{"objects":["{}"],"full_resync":true}}"#, t.object);
+    let mut leased = a.app.store.get_task(&t.id).await.unwrap().unwrap();
+    leased.lease = Some(syncbridge_core::model::Lease {
+        token: "run-1".into(),
+        until: Timestamp::from_millis(i64::MAX / 2),
+    });
+    a.app.store.put_task(&leased).await.unwrap();
+    let busy = a
+        .call("POST", "/api/v1/connections/c1/sync", w, Some(&body))
+        .await;
+    assert_problem(&busy, 409, "conflict");
+    let interval = a
+        .call(
+            "PATCH",
+            "/api/v1/connections/c1",
+            w,
+            Some(r#"{"interval_secs":5}"#),
+        )
+        .await;
+    assert_problem(&interval, 409, "conflict");
+    let kept = a.app.store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(kept.lease, leased.lease, "a running task keeps its lease");
+    assert_eq!(kept.cursor.as_deref(), Some("page-9"));
+    leased.lease = None;
+    a.app.store.put_task(&leased).await.unwrap();
     let full = a
         .call("POST", "/api/v1/connections/c1/sync", w, Some(&body))
         .await;
