@@ -306,7 +306,7 @@ resource queueLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = 
   }
 }
 
-// ---------------------------------------------------------------- the five apps
+// ---------------------------------------------------------------- the six apps
 
 // Which data-plane access each app gets (least privilege):
 // - send / receive: Service Bus queues (Data Sender / Data Receiver, per queue);
@@ -351,6 +351,18 @@ var apps = [
     function: 'WebhookReceiver'
     executable: 'webhook-receiver'
     send: [ 'sync-inbound' ] // follow-up jobs by REST with a deterministic MessageId
+    receive: []
+    keyVault: ''
+    redis: false
+  }
+  {
+    // The product API. "Sync now" is a store write (the scheduler sends the
+    // job); sending is only for quarantine replay (webhook follow-ups, or a
+    // message back to the queue it came from). It seals nothing and calls
+    // no provider: no Key Vault, no Redis.
+    function: 'SyncApi'
+    executable: 'sync-api'
+    send: [ 'sync-inbound', 'sync-outbound' ]
     receive: []
     keyVault: ''
     redis: false

@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use syncbridge_protocol::HostJson;
 
-/// The five handler executables, by function name.
-pub(crate) const HANDLERS: [&str; 5] = [
+/// The six handler executables, by function name.
+pub(crate) const HANDLERS: [&str; 6] = [
     "sync-scheduler",
     "sync-inbound-worker",
     "sync-outbound-worker",
     "token-refresher",
     "webhook-receiver",
+    "sync-api",
 ];
 
 /// The app root: `--app-root` (which must hold host.json: a wrong path is

@@ -344,6 +344,7 @@ impl RunStatus {
 
 /// What a run did, counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunCounts {
     /// Pages fetched from the provider.
     pub pages: u64,

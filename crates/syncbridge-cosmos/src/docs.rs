@@ -18,6 +18,7 @@
 //! | `quarantine` | `~quarantine` | `q.<seq>` |
 //! | `counter` | `~quarantine` | `counter` |
 //! | `seq_counter` | its connection id | `seq` |
+//! | `api_key` | `~apikey` | `key.<SHA-256 of the key>` (see `api.rs`) |
 //!
 //! A record document whose `deleted_at` is set is a tombstone (the records
 //! feed's deletion entry): every query but the feed's excludes it with

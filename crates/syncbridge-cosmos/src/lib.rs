@@ -9,7 +9,9 @@
 //! connection id, so a page of records **and** its task's cursor live in one
 //! logical partition and commit in one transactional batch. Locks and
 //! quarantined messages live in their own `~`-prefixed partitions (see the
-//! `docs` module for every document shape).
+//! `docs` module for every document shape). The product API's part (API
+//! keys by hash in `~apikey`, keyset pages of connections and runs) is in
+//! the `api` module.
 //!
 //! Consequences, documented for operators:
 //! - a logical partition holds at most 20 GB, so one connection's records are
@@ -104,6 +106,7 @@
 //!   [`CosmosStoreOptions::throttle_retries`] times before answering
 //!   [`StoreError::Unavailable`].
 
+mod api;
 mod docs;
 mod feed;
 
@@ -126,19 +129,20 @@ use base64::Engine as _;
 use futures::TryStreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
     WebhookEvent,
 };
 use syncbridge_core::store::feed::action_of_write;
 use syncbridge_core::store::{
-    DeleteAction, FeedEntry, FeedQuery, LastAction, PageAction, PageCommit, PageOutcome,
-    QuarantineEntry, RecordUpsert, RecordWrite, SealedCredential, StoredHead, classify,
-    classify_delete,
+    ConnectionQuery, DeleteAction, FeedEntry, FeedQuery, LastAction, PageAction, PageCommit,
+    PageOutcome, QuarantineEntry, RecordUpsert, RecordWrite, RunQuery, SealedCredential,
+    StoredHead, classify, classify_delete,
 };
 use syncbridge_core::{
-    Clock, ConnectionId, ExternalId, ObjectType, Store, StoreError, SystemClock, TaskId, TenantId,
-    Timestamp,
+    Clock, ConnectionId, ExternalId, ObjectType, RunId, Store, StoreError, SystemClock, TaskId,
+    TenantId, Timestamp,
 };
 
 use docs::{
@@ -1926,6 +1930,39 @@ impl Store for CosmosStore {
             .delete(QUARANTINE_PK, &doc_id, Some(&etag))
             .await?
             .then_some(doc.doc))
+    }
+
+    // ---- product API (SyncApi): API keys and pages (see `api.rs`) ----------
+
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.api_create_key(key).await
+    }
+
+    async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.api_find_key(hash).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.api_list_keys().await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        self.api_revoke_key(id, at).await
+    }
+
+    async fn list_connections_page(
+        &self,
+        q: &ConnectionQuery,
+    ) -> Result<Vec<Connection>, StoreError> {
+        self.api_connections_page(q).await
+    }
+
+    async fn list_runs_page(&self, q: &RunQuery) -> Result<Vec<SyncRun>, StoreError> {
+        self.api_runs_page(q).await
+    }
+
+    async fn get_run(&self, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
+        self.api_get_run(id).await
     }
 }
 

@@ -439,6 +439,7 @@ mod tests {
         assert_eq!(
             summary,
             vec![
+                expect("SyncApi", "sync-api", true),
                 expect("SyncInboundWorker", "sync-inbound-worker", false),
                 expect("SyncOutboundWorker", "sync-outbound-worker", false),
                 expect("SyncScheduler", "sync-scheduler", false),

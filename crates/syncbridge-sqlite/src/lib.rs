@@ -6,6 +6,8 @@
 //!   a mutex, used from `spawn_blocking` so the async runtime never blocks on
 //!   disk; WAL mode so other processes (the five binaries, the CLI) read and
 //!   write the same file concurrently.
+//! - `api`: the product API's part (API keys by hash, keyset pages of
+//!   connections and runs), apart from the sync engine's queries.
 //! - `schema`: the migrations, applied in order on open (`PRAGMA user_version`)
 //!   under the write lock, so processes opening a fresh file together migrate it once.
 //!
@@ -28,6 +30,7 @@
 //! - `records`: record writes and the records feed (change sequence,
 //!   tombstones; every read but the feed filters `deleted_at IS NULL`).
 
+mod api;
 mod records;
 mod schema;
 
@@ -40,17 +43,19 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection as Db, OptionalExtension, TransactionBehavior::Immediate, params};
+use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
     WebhookEvent,
 };
-use syncbridge_core::store::{FeedEntry, FeedQuery};
 use syncbridge_core::store::{
-    LeaseRequest, PageCommit, PageOutcome, QuarantineEntry, RecordWrite, SealedCredential,
+    ConnectionQuery, LeaseRequest, PageCommit, PageOutcome, QuarantineEntry, RecordWrite, RunQuery,
+    SealedCredential,
 };
+use syncbridge_core::store::{FeedEntry, FeedQuery};
 use syncbridge_core::{
-    Clock, ConnectionId, ExternalId, ObjectType, Store, StoreError, SystemClock, TaskId, TenantId,
-    Timestamp,
+    Clock, ConnectionId, ExternalId, ObjectType, RunId, Store, StoreError, SystemClock, TaskId,
+    TenantId, Timestamp,
 };
 
 /// The store's file name inside a data directory. Other crates name the
@@ -1218,5 +1223,45 @@ impl Store for SqliteStore {
             Ok(m)
         })
         .await
+    }
+
+    // ---- product API (SyncApi): API keys and pages (see `api.rs`) ----------
+
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let key = key.clone();
+        self.with(move |db| api::create_api_key(db, &key)).await
+    }
+
+    async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        let hash = hash.to_owned();
+        self.with(move |db| api::find_api_key(db, &hash)).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.with(|db| api::list_api_keys(db)).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.with(move |db| api::revoke_api_key(db, &id, at)).await
+    }
+
+    async fn list_connections_page(
+        &self,
+        q: &ConnectionQuery,
+    ) -> Result<Vec<Connection>, StoreError> {
+        let q = q.clone();
+        self.with(move |db| api::list_connections_page(db, &q))
+            .await
+    }
+
+    async fn list_runs_page(&self, q: &RunQuery) -> Result<Vec<SyncRun>, StoreError> {
+        let q = q.clone();
+        self.with(move |db| api::list_runs_page(db, &q)).await
+    }
+
+    async fn get_run(&self, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
+        let id = id.clone();
+        self.with(move |db| api::get_run(db, &id)).await
     }
 }

@@ -232,6 +232,19 @@ const MIGRATIONS: &[&[Step]] = &[
      CREATE INDEX IF NOT EXISTS records_feed ON records (connection, object, seq);",
         ),
     ],
+    // 9: the product API (SyncApi). API keys are stored as their SHA-256
+    //    only, found by it; connection and run lists page by key ranges
+    //    (a tenant's connections by id, a connection's runs newest first).
+    &[Step::Sql(
+        "CREATE TABLE IF NOT EXISTS api_keys (
+        id TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        doc TEXT NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS connections_tenant ON connections (tenant, id);
+     CREATE INDEX IF NOT EXISTS runs_connection_started ON runs (connection, started_at, id);
+     CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at, id);",
+    )],
 ];
 
 /// The schema version this build writes: the number of migrations.

@@ -36,6 +36,8 @@ contract!(
     page_commit_holds_local_and_skips_stale,
     run_requested_during_a_lease_survives_its_release,
     stall_candidates_and_batch_leases,
+    api_keys_by_hash,
+    connection_and_run_pages,
 );
 
 /// Reopening the file keeps every committed record and migrations are not re-run destructively.

@@ -9,14 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use syncbridge_core::apikeys::{ApiKey, ApiScope};
 use syncbridge_core::model::{
     AuditRecord, Connection, ConnectionStatus, Direction, Lease, LocalState, Priority,
     QuarantinedMessage, Record, RunCounts, RunStatus, SyncRun, SyncTask, WebhookEvent,
     content_hash,
 };
 use syncbridge_core::store::{
-    ActionFilter, FeedEntry, FeedQuery, LastAction, LeaseRequest, PageCommit, RecordUpsert,
-    RecordWrite, SealedCredential,
+    ActionFilter, ConnectionQuery, FeedEntry, FeedQuery, LastAction, LeaseRequest, PageCommit,
+    RecordUpsert, RecordWrite, RunKey, RunQuery, SealedCredential,
 };
 use syncbridge_core::{
     ConnectionId, ExternalId, ManualClock, ObjectType, RunId, Store, StoreError, TenantId,
@@ -1560,6 +1561,185 @@ pub async fn page_commit_holds_local_and_skips_stale(store: Arc<dyn Store>) {
     );
 }
 
+// ---- product API (SyncApi): API keys and pages -----------------------------
+
+fn api_key(id: &str, hash: &str, scope: ApiScope) -> ApiKey {
+    ApiKey {
+        id: id.into(),
+        name: format!("name of {id}"),
+        scope,
+        hash: hash.into(),
+        created_at: T0,
+        revoked_at: None,
+    }
+}
+
+/// API keys are found by hash only, listed by id, unique by id and by hash,
+/// and revoked once (the first revocation time stays).
+pub async fn api_keys_by_hash(store: Arc<dyn Store>) {
+    let a = api_key("key_a", &"a".repeat(64), ApiScope::Read);
+    let b = api_key("key_b", &"b".repeat(64), ApiScope::Admin);
+    store.create_api_key(&b).await.unwrap();
+    store.create_api_key(&a).await.unwrap();
+    assert_eq!(store.find_api_key(&a.hash).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.find_api_key(&"c".repeat(64)).await.unwrap(), None);
+    let same_hash = api_key("key_c", &a.hash, ApiScope::Admin);
+    assert!(
+        matches!(
+            store.create_api_key(&same_hash).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a hash is unique"
+    );
+    let same_id = api_key("key_a", &"d".repeat(64), ApiScope::Admin);
+    assert!(
+        matches!(
+            store.create_api_key(&same_id).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "an id is unique"
+    );
+    let ids: Vec<String> = store
+        .list_api_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, ["key_a", "key_b"]);
+    let at = T0.add(Duration::from_secs(5));
+    assert!(store.revoke_api_key("key_a", at).await.unwrap());
+    assert!(
+        store
+            .revoke_api_key("key_a", at.add(Duration::from_secs(1)))
+            .await
+            .unwrap()
+    );
+    assert!(!store.revoke_api_key("key_x", at).await.unwrap());
+    let found = store.find_api_key(&a.hash).await.unwrap().unwrap();
+    assert_eq!(found.revoked_at, Some(at), "the first revocation stays");
+    assert_eq!(
+        store
+            .find_api_key(&b.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
+}
+
+fn run_at(conn: &str, id: &str, secs: u64, status: RunStatus) -> SyncRun {
+    let t = task(conn, "contacts", Priority::Scheduled);
+    SyncRun {
+        id: RunId::parse(id).unwrap(),
+        task: t.id,
+        connection: t.connection,
+        started_at: T0.add(Duration::from_secs(secs)),
+        finished_at: None,
+        status,
+        counts: RunCounts::default(),
+        error: None,
+    }
+}
+
+/// Connection pages follow ids with filters; run pages go newest first by
+/// (started_at, id), resume strictly after their cursor (ties included) and
+/// filter by connection, status and start time; a run is found by id.
+pub async fn connection_and_run_pages(store: Arc<dyn Store>) {
+    for (id, tenant) in [("c1", "t1"), ("c2", "t2"), ("c3", "t1"), ("c4", "t1")] {
+        let mut c = connection(id, tenant);
+        if id == "c3" {
+            c.status = ConnectionStatus::NeedsReauth;
+        }
+        if id == "c4" {
+            c.provider = "hubspot".into();
+        }
+        store.put_connection(&c).await.unwrap();
+    }
+    let ids = |v: Vec<Connection>| v.into_iter().map(|c| c.id.to_string()).collect::<Vec<_>>();
+    let mut q = ConnectionQuery {
+        tenant: Some(TenantId::parse("t1").unwrap()),
+        limit: 2,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.list_connections_page(&q).await.unwrap()),
+        ["c1", "c3"]
+    );
+    q.after = Some(ConnectionId::parse("c3").unwrap());
+    assert_eq!(ids(store.list_connections_page(&q).await.unwrap()), ["c4"]);
+    let by_status = ConnectionQuery {
+        status: Some(ConnectionStatus::NeedsReauth),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.list_connections_page(&by_status).await.unwrap()),
+        ["c3"]
+    );
+    let by_provider = ConnectionQuery {
+        provider: Some("hubspot".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.list_connections_page(&by_provider).await.unwrap()),
+        ["c4"]
+    );
+
+    // r2 and r3 start at the same instant: the id breaks the tie.
+    for r in [
+        run_at("c1", "r1", 1, RunStatus::Succeeded),
+        run_at("c1", "r2", 2, RunStatus::Failed),
+        run_at("c1", "r3", 2, RunStatus::Succeeded),
+        run_at("c1", "r4", 3, RunStatus::Interrupted),
+        run_at("c2", "r5", 4, RunStatus::Succeeded),
+    ] {
+        store.put_run(&r).await.unwrap();
+    }
+    let rids = |v: &[SyncRun]| v.iter().map(|r| r.id.to_string()).collect::<Vec<_>>();
+    let mut rq = RunQuery {
+        connection: Some(ConnectionId::parse("c1").unwrap()),
+        limit: 2,
+        ..Default::default()
+    };
+    let first = store.list_runs_page(&rq).await.unwrap();
+    assert_eq!(rids(&first), ["r4", "r3"]);
+    rq.after = Some(RunKey {
+        started_at: first[1].started_at,
+        id: first[1].id.clone(),
+    });
+    assert_eq!(
+        rids(&store.list_runs_page(&rq).await.unwrap()),
+        ["r2", "r1"]
+    );
+    let failed = RunQuery {
+        statuses: vec![RunStatus::Failed, RunStatus::Interrupted],
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        rids(&store.list_runs_page(&failed).await.unwrap()),
+        ["r4", "r2"]
+    );
+    let since = RunQuery {
+        since: Some(T0.add(Duration::from_secs(3))),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        rids(&store.list_runs_page(&since).await.unwrap()),
+        ["r5", "r4"]
+    );
+    let r2 = store.get_run(&RunId::parse("r2").unwrap()).await.unwrap();
+    assert_eq!(r2.map(|r| r.status), Some(RunStatus::Failed));
+    assert_eq!(
+        store.get_run(&RunId::parse("nope").unwrap()).await.unwrap(),
+        None
+    );
+}
+
 /// Runs every contract case, each against a fresh store from `make` (the
 /// records-feed cases take the store's clock too; backends run them by name).
 pub async fn run_all<F, Fut>(make: F)
@@ -1584,6 +1764,8 @@ where
     page_commit_holds_local_and_skips_stale(make().await).await;
     run_requested_during_a_lease_survives_its_release(make().await).await;
     stall_candidates_and_batch_leases(make().await).await;
+    api_keys_by_hash(make().await).await;
+    connection_and_run_pages(make().await).await;
 }
 
 // ---- records feed (issue 17): change sequence, tombstones ----------------
