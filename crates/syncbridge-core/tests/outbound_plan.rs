@@ -341,10 +341,18 @@ fn failure_table() {
         "a refused create created nothing: its request is forgotten"
     );
     assert_eq!(
-        on_failure(&rec, rejected(0, "no endpoint")),
+        on_failure(&rec, FetchError::NotWritable("no endpoint".into())),
         Failure::Park {
             error: "no endpoint".into(),
             create: StoredCreate::Keep
+        },
+        "nothing was sent: parked with the reason alone"
+    );
+    assert_eq!(
+        on_failure(&new, FetchError::NotWritable("no endpoint".into())),
+        Failure::Park {
+            error: "no endpoint".into(),
+            create: StoredCreate::Forget
         }
     );
     let wait = Duration::from_secs(90);
