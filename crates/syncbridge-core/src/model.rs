@@ -234,6 +234,17 @@ pub struct SyncTask {
     pub generation: u32,
 }
 
+/// What one of [`SyncTask`]'s store operations decided: the stores apply
+/// the same rules (every backend reads the task, calls the method, and
+/// writes the task back only for `Write`), so the rules live here once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskChange<R> {
+    /// The task changed: write it, then answer `R`.
+    Write(R),
+    /// Nothing to write: answer `R` as it is.
+    Keep(R),
+}
+
 impl SyncTask {
     /// A generation for a task being created (random, never 0).
     pub fn new_generation() -> u32 {
@@ -274,6 +285,54 @@ impl SyncTask {
         self.last_run_at = Some(finished_at);
         self.stalled = false;
         self.version += 1;
+    }
+
+    /// Takes `lease` if the task is still at `expected_version`
+    /// ([`crate::Store::lease_task`]); `Keep(false)` when another writer got
+    /// there first.
+    pub fn lease_at(&mut self, expected_version: i64, lease: &Lease) -> TaskChange<bool> {
+        if self.version != expected_version {
+            return TaskChange::Keep(false);
+        }
+        self.take_lease(lease.clone());
+        TaskChange::Write(true)
+    }
+
+    /// Ends the lease held under `token` ([`crate::Store::release_task`]);
+    /// `Keep(false)` when the lease is no longer that one.
+    pub fn release(
+        &mut self,
+        token: &str,
+        next_run_at: Timestamp,
+        finished_at: Timestamp,
+    ) -> TaskChange<bool> {
+        if self.lease.as_ref().map(|l| l.token.as_str()) != Some(token) {
+            return TaskChange::Keep(false);
+        }
+        self.end_lease(next_run_at, finished_at);
+        TaskChange::Write(true)
+    }
+
+    /// Asks for a run no later than `at` with at least `priority` urgency
+    /// ([`crate::Store::request_run`]). Touches nothing else, so it is safe
+    /// while a run holds the lease.
+    pub fn ask_for_run(&mut self, priority: Priority, at: Timestamp) -> TaskChange<()> {
+        self.next_run_at = self.next_run_at.min(at);
+        self.priority = self.priority.min(priority);
+        self.version += 1;
+        TaskChange::Write(())
+    }
+
+    /// Sets the watchdog's stalled flag to `stalled`
+    /// ([`crate::Store::set_task_stalled`]); nothing to write when it
+    /// already has that value.
+    pub fn flag_stalled(&mut self, stalled: bool) -> TaskChange<()> {
+        if self.stalled == stalled {
+            return TaskChange::Keep(());
+        }
+        self.stalled = stalled;
+        self.version += 1;
+        TaskChange::Write(())
     }
 
     /// When the watchdog flags this task unless a run finishes first: twice

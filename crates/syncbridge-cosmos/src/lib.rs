@@ -132,7 +132,7 @@ use serde::de::DeserializeOwned;
 use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
-    WebhookEvent,
+    TaskChange, WebhookEvent,
 };
 use syncbridge_core::store::feed::action_of_write;
 use syncbridge_core::store::{
@@ -574,13 +574,12 @@ impl CosmosStore {
         Ok(None)
     }
 
-    /// Read-modify-write of a task under `If-Match`: `change` answers `Ok(r)`
-    /// to write the changed task and return `r`, or `Err(r)` to return `r`
-    /// without writing.
+    /// Read-modify-write of a task under `If-Match`: `change` (one of
+    /// [`SyncTask`]'s store operations) decides whether to write.
     async fn update_task<R>(
         &self,
         id: &TaskId,
-        mut change: impl FnMut(&mut SyncTask) -> Result<R, R>,
+        mut change: impl FnMut(&mut SyncTask) -> TaskChange<R>,
     ) -> Result<R, StoreError> {
         for _ in 0..self.options.cas_attempts {
             let Some((doc, etag)) = self.load_task(id).await? else {
@@ -588,8 +587,8 @@ impl CosmosStore {
             };
             let mut task = doc.doc.clone();
             match change(&mut task) {
-                Err(stop) => return Ok(stop),
-                Ok(result) => {
+                TaskChange::Keep(stop) => return Ok(stop),
+                TaskChange::Write(result) => {
                     let new = TaskDoc::new(&task);
                     if self.replace_if(&doc.pk, &new.id, &new, &etag).await? {
                         return Ok(result);
@@ -1477,14 +1476,8 @@ impl Store for CosmosStore {
         expected_version: i64,
         lease: &Lease,
     ) -> Result<bool, StoreError> {
-        self.update_task(id, |t| {
-            if t.version != expected_version {
-                return Err(false);
-            }
-            t.take_lease(lease.clone());
-            Ok(true)
-        })
-        .await
+        self.update_task(id, |t| t.lease_at(expected_version, lease))
+            .await
     }
 
     async fn release_task(
@@ -1494,14 +1487,8 @@ impl Store for CosmosStore {
         next_run_at: Timestamp,
         finished_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        self.update_task(id, |t| {
-            if t.lease.as_ref().map(|l| l.token.as_str()) != Some(lease_token) {
-                return Err(false);
-            }
-            t.end_lease(next_run_at, finished_at);
-            Ok(true)
-        })
-        .await
+        self.update_task(id, |t| t.release(lease_token, next_run_at, finished_at))
+            .await
     }
 
     async fn request_run(
@@ -1510,25 +1497,11 @@ impl Store for CosmosStore {
         priority: Priority,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        self.update_task(id, |t| {
-            t.next_run_at = t.next_run_at.min(at);
-            t.priority = t.priority.min(priority);
-            t.version += 1;
-            Ok(())
-        })
-        .await
+        self.update_task(id, |t| t.ask_for_run(priority, at)).await
     }
 
     async fn set_task_stalled(&self, id: &TaskId, stalled: bool) -> Result<(), StoreError> {
-        self.update_task(id, |t| {
-            if t.stalled == stalled {
-                return Err(());
-            }
-            t.stalled = stalled;
-            t.version += 1;
-            Ok(())
-        })
-        .await
+        self.update_task(id, |t| t.flag_stalled(stalled)).await
     }
 
     async fn commit_page(&self, page: &PageCommit) -> Result<PageOutcome, StoreError> {

@@ -46,7 +46,7 @@ use rusqlite::{Connection as Db, OptionalExtension, TransactionBehavior::Immedia
 use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
-    WebhookEvent,
+    TaskChange, WebhookEvent,
 };
 use syncbridge_core::store::{
     ConnectionQuery, LeaseRequest, PageCommit, PageOutcome, QuarantineEntry, RecordWrite, RunQuery,
@@ -396,6 +396,32 @@ enum BoostUsed {
     Yes,
 }
 
+impl SqliteStore {
+    /// Read-modify-write of a task in one `IMMEDIATE` transaction: `change`
+    /// (one of [`SyncTask`]'s store operations) decides whether to write.
+    async fn update_task<R: Send + 'static>(
+        &self,
+        id: &TaskId,
+        change: impl FnOnce(&mut SyncTask) -> TaskChange<R> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let id = id.clone();
+        self.with(move |db| {
+            let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
+            let Some(mut t) = load_task(&tx, id.as_str())? else {
+                return Err(StoreError::NotFound(format!("task {id}")));
+            };
+            let answer = match change(&mut t) {
+                TaskChange::Keep(answer) => return Ok(answer),
+                TaskChange::Write(answer) => answer,
+            };
+            write_task(&tx, &t).map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(answer)
+        })
+        .await
+    }
+}
+
 fn lease_if(
     db: &Db,
     leased: &SyncTask,
@@ -646,21 +672,9 @@ impl Store for SqliteStore {
         expected_version: i64,
         lease: &Lease,
     ) -> Result<bool, StoreError> {
-        let (id, lease) = (id.clone(), lease.clone());
-        self.with(move |db| {
-            let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
-            let Some(mut t) = load_task(&tx, id.as_str())? else {
-                return Err(StoreError::NotFound(format!("task {id}")));
-            };
-            if t.version != expected_version {
-                return Ok(false);
-            }
-            t.take_lease(lease);
-            write_task(&tx, &t).map_err(backend)?;
-            tx.commit().map_err(backend)?;
-            Ok(true)
-        })
-        .await
+        let lease = lease.clone();
+        self.update_task(id, move |t| t.lease_at(expected_version, &lease))
+            .await
     }
 
     async fn lease_tasks(&self, requests: &[LeaseRequest]) -> Result<Vec<bool>, StoreError> {
@@ -712,21 +726,9 @@ impl Store for SqliteStore {
         next_run_at: Timestamp,
         finished_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let (id, token) = (id.clone(), lease_token.to_owned());
-        self.with(move |db| {
-            let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
-            let Some(mut t) = load_task(&tx, id.as_str())? else {
-                return Err(StoreError::NotFound(format!("task {id}")));
-            };
-            if t.lease.as_ref().map(|l| l.token.as_str()) != Some(token.as_str()) {
-                return Ok(false);
-            }
-            t.end_lease(next_run_at, finished_at);
-            write_task(&tx, &t).map_err(backend)?;
-            tx.commit().map_err(backend)?;
-            Ok(true)
-        })
-        .await
+        let token = lease_token.to_owned();
+        self.update_task(id, move |t| t.release(&token, next_run_at, finished_at))
+            .await
     }
 
     async fn request_run(
@@ -735,38 +737,12 @@ impl Store for SqliteStore {
         priority: Priority,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        let id = id.clone();
-        self.with(move |db| {
-            let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
-            let Some(mut t) = load_task(&tx, id.as_str())? else {
-                return Err(StoreError::NotFound(format!("task {id}")));
-            };
-            t.next_run_at = t.next_run_at.min(at);
-            t.priority = t.priority.min(priority);
-            t.version += 1;
-            write_task(&tx, &t).map_err(backend)?;
-            tx.commit().map_err(backend)?;
-            Ok(())
-        })
-        .await
+        self.update_task(id, move |t| t.ask_for_run(priority, at))
+            .await
     }
 
     async fn set_task_stalled(&self, id: &TaskId, stalled: bool) -> Result<(), StoreError> {
-        let id = id.clone();
-        self.with(move |db| {
-            let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
-            let Some(mut t) = load_task(&tx, id.as_str())? else {
-                return Err(StoreError::NotFound(format!("task {id}")));
-            };
-            if t.stalled != stalled {
-                t.stalled = stalled;
-                t.version += 1;
-                write_task(&tx, &t).map_err(backend)?;
-            }
-            tx.commit().map_err(backend)?;
-            Ok(())
-        })
-        .await
+        self.update_task(id, move |t| t.flag_stalled(stalled)).await
     }
 
     async fn commit_page(&self, page: &PageCommit) -> Result<PageOutcome, StoreError> {
