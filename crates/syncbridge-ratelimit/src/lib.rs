@@ -24,6 +24,7 @@
 //! to [`Limiter::observe`].
 
 pub mod adaptive;
+pub mod auth;
 pub mod breaker;
 pub mod config;
 pub mod gcra;
@@ -33,6 +34,7 @@ pub mod redis_server;
 mod types;
 
 pub use adaptive::{AdaptivePolicy, Observation, WindowInfo};
+pub use auth::{CredentialsError, RedisAuth, RedisCredentials};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use config::{ConfigError, LimitLevel, LimitsConfig, ProviderLimits, Scope};
 pub use inprocess::{InProcessLimiter, OverrideBoard};
