@@ -165,7 +165,7 @@ impl AppState {
         let limits = syncbridge_ratelimit::limits_from_definitions(registry.iter());
         let limiter: Arc<dyn RateLimiter> = match &settings.redis_url {
             Some(url) => {
-                let cfg = syncbridge_ratelimit::RedisLimiterConfig::new(url.clone());
+                let cfg = redis_config(&settings, url)?;
                 let l = Arc::new(
                     syncbridge_ratelimit::RedisLimiter::new(&limits, cfg, clock.clone())
                         .map_err(|e| StateError::RateLimit(e.to_string()))?,
@@ -295,4 +295,60 @@ pub struct RefresherState {
     pub credentials: syncbridge_credentials::CredentialManager,
     /// Time.
     pub clock: Arc<dyn Clock>,
+}
+
+/// The limiter's Redis settings: TLS roots from `SYNCBRIDGE_REDIS_CA_FILE`,
+/// and Entra tokens of the app's identity as the password when
+/// `SYNCBRIDGE_REDIS_ENTRA_USER` names the identity's object id.
+fn redis_config(
+    settings: &Settings,
+    url: &str,
+) -> Result<syncbridge_ratelimit::RedisLimiterConfig, StateError> {
+    let mut cfg = syncbridge_ratelimit::RedisLimiterConfig::new(url);
+    if let Some(f) = &settings.redis_ca_file {
+        cfg.tls_roots_pem = Some(
+            std::fs::read(f).map_err(|e| StateError::RateLimit(format!("{}: {e}", f.display())))?,
+        );
+    }
+    if let Some(user) = &settings.redis_entra_user {
+        let azure = &settings.azure;
+        let credential =
+            syncbridge_servicebus::entra::credential(azure.credential, azure.client_id.clone())
+                .map_err(|e| StateError::Azure(e.to_string()))?;
+        cfg.credentials = Some(Arc::new(EntraRedisCredentials {
+            username: user.clone(),
+            tokens: syncbridge_servicebus::entra::TokenCache::new(
+                credential,
+                syncbridge_servicebus::entra::REDIS_SCOPE,
+            ),
+        }));
+    }
+    Ok(cfg)
+}
+
+/// Redis credentials from Microsoft Entra: the identity's object id and a
+/// token for [`syncbridge_servicebus::entra::REDIS_SCOPE`], renewed by the
+/// cache five minutes before it expires (the limiter then re-authenticates
+/// its live connection with `AUTH`).
+#[derive(Debug)]
+struct EntraRedisCredentials {
+    username: String,
+    tokens: syncbridge_servicebus::entra::TokenCache,
+}
+
+#[async_trait::async_trait]
+impl syncbridge_ratelimit::RedisCredentials for EntraRedisCredentials {
+    async fn current(
+        &self,
+    ) -> Result<syncbridge_ratelimit::RedisAuth, syncbridge_ratelimit::CredentialsError> {
+        let password = self
+            .tokens
+            .bearer()
+            .await
+            .map_err(|e| syncbridge_ratelimit::CredentialsError(e.to_string()))?;
+        Ok(syncbridge_ratelimit::RedisAuth {
+            username: self.username.clone(),
+            password,
+        })
+    }
 }
