@@ -10,10 +10,11 @@
 //! The same run again the way Azure Managed Redis is reached: TLS (the
 //! server's certificate made for the run, its CA passed as
 //! `SYNCBRIDGE_REDIS_CA_FILE`) and Microsoft Entra authentication
-//! (`SYNCBRIDGE_REDIS_ENTRA_USER`): each worker's real
+//! (`SYNCBRIDGE_REDIS_AUTH=entra`): each worker's real
 //! `ManagedIdentityCredential` asks a fake managed-identity endpoint
-//! (loopback, the App Service protocol) whose tokens are the ACL user's
-//! current password, valid 3 s beyond the 5-minute refresh margin; the test
+//! (loopback, the App Service protocol) whose tokens are JWT-shaped (the
+//! `oid` claim names the ACL user, as Entra's name the identity) and are the
+//! user's current password, valid 3 s beyond the 5-minute refresh margin; the test
 //! rotates that password every 3 s (new one added, ones two rotations old
 //! removed), so every worker re-authenticates its live connection many times
 //! during the measurement.
@@ -56,6 +57,20 @@ async fn several_workers_share_one_budget() {
 }
 
 const IDENTITY_SECRET: &str = "fake-identity-header-e2e";
+
+/// A JWT-shaped token number `n` for `oid` (header and claims base64url, a
+/// dummy signature): Redis only compares it as the ACL password.
+fn fake_token(oid: &str, n: u32) -> String {
+    use base64::Engine as _;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    format!(
+        "{}.{}.sig{n}",
+        b64(json!({"alg": "RS256", "typ": "JWT"})),
+        b64(json!({"oid": oid, "aud": "https://redis.azure.com", "n": n}))
+    )
+}
 
 /// The password the fake identity endpoint hands out as the token.
 type Current = Arc<Mutex<String>>;
@@ -132,22 +147,25 @@ async fn several_workers_share_one_budget_over_tls_with_rotating_tokens() {
         .await
         .unwrap();
     let user = "0b1ec7d0-0000-4000-8000-00000000e2e0";
-    redis_cmd(
-        &mut admin,
-        &["ACL", "SETUSER", user, "on", ">p0", "~*", "&*", "+@all"],
-    )
-    .await;
-    let current: Current = Arc::new(Mutex::new("p0".into()));
+    let token = |n: u32| fake_token(user, n);
+    let first = format!(">{}", token(0));
+    redis_cmd(&mut admin, &["ACL", "SETUSER", user, "on", &first]).await;
+    redis_cmd(&mut admin, &["ACL", "SETUSER", user, "~*", "&*", "+@all"]).await;
+    let current: Current = Arc::new(Mutex::new(token(0)));
     let endpoint = fake_identity(current.clone()).await;
     let rotate = {
         let (mut admin, current) = (admin.clone(), current.clone());
         tokio::spawn(async move {
             for n in 1u32.. {
                 tokio::time::sleep(Duration::from_secs(3)).await;
-                redis_cmd(&mut admin, &["ACL", "SETUSER", user, &format!(">p{n}")]).await;
-                *current.lock().unwrap() = format!("p{n}");
+                redis_cmd(
+                    &mut admin,
+                    &["ACL", "SETUSER", user, &format!(">{}", token(n))],
+                )
+                .await;
+                *current.lock().unwrap() = token(n);
                 if n >= 2 {
-                    let old = format!("<p{}", n - 2);
+                    let old = format!("<{}", token(n - 2));
                     redis_cmd(&mut admin, &["ACL", "SETUSER", user, &old]).await;
                 }
             }
@@ -156,7 +174,7 @@ async fn several_workers_share_one_budget_over_tls_with_rotating_tokens() {
     let auth_before = auth_calls(&mut admin).await;
     let env = vec![
         ("SYNCBRIDGE_REDIS_URL".to_owned(), redis.tls_url().unwrap()),
-        ("SYNCBRIDGE_REDIS_ENTRA_USER".to_owned(), user.to_owned()),
+        ("SYNCBRIDGE_REDIS_AUTH".to_owned(), "entra".to_owned()),
         (
             "SYNCBRIDGE_REDIS_CA_FILE".to_owned(),
             redis.ca_file().unwrap().display().to_string(),

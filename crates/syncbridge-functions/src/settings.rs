@@ -50,11 +50,8 @@ pub struct Settings {
     /// instances (`redis://host:port`, `rediss://` for TLS: Azure Managed
     /// Redis is `rediss://<host>:10000`); none = an in-process limiter.
     pub redis_url: Option<String>,
-    /// `SYNCBRIDGE_REDIS_ENTRA_USER`: the object (principal) id of the app's
-    /// identity; set = authenticate to Redis with Microsoft Entra tokens of
-    /// that identity (scope `https://redis.azure.com/.default`) as the
-    /// password, renewed before they expire. Needs a `rediss://` URL.
-    pub redis_entra_user: Option<String>,
+    /// `SYNCBRIDGE_REDIS_AUTH`: how the limiter authenticates to Redis.
+    pub redis_auth: RedisAuthMode,
     /// `SYNCBRIDGE_REDIS_CA_FILE`: PEM root certificates to trust for
     /// `rediss://` instead of the system's (a private CA; the tests').
     pub redis_ca_file: Option<PathBuf>,
@@ -84,15 +81,42 @@ pub struct Settings {
     pub env: Arc<dyn Env>,
 }
 
+/// `SYNCBRIDGE_REDIS_AUTH`: where the limiter's Redis credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedisAuthMode {
+    /// `url` (the default): the user and password in `SYNCBRIDGE_REDIS_URL`, if any.
+    #[default]
+    Url,
+    /// `entra`: Microsoft Entra tokens of the app's identity (scope
+    /// `https://redis.azure.com/.default`, `AZURE_CLIENT_ID` /
+    /// `SYNCBRIDGE_AZURE_CREDENTIAL` as for the other Azure clients) as the
+    /// password and the token's `oid` claim (the identity's object id) as the
+    /// user, renewed before they expire (Azure Managed Redis).
+    Entra,
+}
+
+impl RedisAuthMode {
+    fn parse(v: Option<String>) -> Result<Self, SettingsError> {
+        match v.as_deref().map(str::trim) {
+            None | Some("url") => Ok(RedisAuthMode::Url),
+            Some("entra") => Ok(RedisAuthMode::Entra),
+            Some(other) => Err(SettingsError {
+                name: "SYNCBRIDGE_REDIS_AUTH",
+                message: format!("expected `url` or `entra`, got {other:?}"),
+            }),
+        }
+    }
+}
+
 /// Entra tokens are accepted over TLS only, and a CA file must exist.
 fn check_redis_tls(s: &Settings) -> Result<(), SettingsError> {
     let tls = s
         .redis_url
         .as_deref()
         .is_some_and(|u| u.starts_with("rediss://"));
-    if s.redis_entra_user.is_some() && !tls {
+    if s.redis_auth == RedisAuthMode::Entra && !tls {
         return Err(SettingsError {
-            name: "SYNCBRIDGE_REDIS_ENTRA_USER",
+            name: "SYNCBRIDGE_REDIS_AUTH",
             message: "Microsoft Entra authentication needs SYNCBRIDGE_REDIS_URL=rediss://…".into(),
         });
     }
@@ -431,7 +455,7 @@ impl Settings {
             lease_for: Duration::from_secs(number(e, "SYNCBRIDGE_LEASE_SECS", 900)?),
             notify_config: var(e, "SYNCBRIDGE_NOTIFY_CONFIG").map(PathBuf::from),
             redis_url: var(e, "SYNCBRIDGE_REDIS_URL"),
-            redis_entra_user: var(e, "SYNCBRIDGE_REDIS_ENTRA_USER"),
+            redis_auth: RedisAuthMode::parse(var(e, "SYNCBRIDGE_REDIS_AUTH"))?,
             redis_ca_file: var(e, "SYNCBRIDGE_REDIS_CA_FILE").map(PathBuf::from),
             azure: AzureBackends::from_vars(|k| e.var(k))?,
             exit_with_host: ExitWithHost::parse(var(e, "SYNCBRIDGE_EXIT_WITH_HOST"))?,
@@ -493,7 +517,7 @@ impl Settings {
             lease_for: Duration::from_secs(900),
             notify_config: None,
             redis_url: None,
-            redis_entra_user: None,
+            redis_auth: RedisAuthMode::Url,
             redis_ca_file: None,
             azure: AzureBackends::default(),
             exit_with_host: ExitWithHost::No,
