@@ -603,10 +603,8 @@ mod tests {
             ("SYNCBRIDGE_WEBHOOK_DEDUP_SECS", "-1"),
             ("SYNCBRIDGE_HTTP_HEADER_TIMEOUT_SECS", "0"),
             ("SYNCBRIDGE_REDIS_URL", "http://cache:6379"),
-            (
-                "SYNCBRIDGE_REDIS_ENTRA_USER",
-                "00000000-0000-0000-0000-00000000000a",
-            ),
+            ("SYNCBRIDGE_REDIS_AUTH", "entra"),
+            ("SYNCBRIDGE_REDIS_AUTH", "kerberos"),
             ("SYNCBRIDGE_REDIS_CA_FILE", "/surely/not/a/file/42"),
             ("SYNCBRIDGE_EXIT_WITH_HOST", "parent"),
             ("SYNCBRIDGE_CONNECTORS_DIR", "/surely/not/a/dir/42"),
