@@ -569,3 +569,17 @@ async fn sealed_secrets_survive_a_key_rotation() {
             .is_err()
     );
 }
+
+/// Invoked the way the host calls a function it does not proxy (`POST
+/// /WebhookReceiver` with the JSON envelope), the receiver refuses loudly
+/// with a 500 naming the setting, counts it, and enqueues nothing.
+#[tokio::test]
+async fn the_json_envelope_is_refused_loudly() {
+    let h = harness("standard-webhooks", &[SECRET]).await;
+    let envelope = r#"{"Data":{"req":{"Url":"http://localhost/api/webhooks/conn1","Method":"POST","Body":"{}"}},"Metadata":{}}"#;
+    let (status, body) = post(&h, "/WebhookReceiver", &[], envelope).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(body.contains("enableProxyingHttpRequest"), "{body}");
+    assert_eq!(queued(&h), 0);
+    assert_eq!(h.counters.snapshot().get("not_proxied"), Some(&1));
+}
