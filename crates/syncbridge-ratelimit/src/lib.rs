@@ -11,8 +11,11 @@
 //!   cluster-safe hash tags, a circuit breaker and a counted local fallback.
 //! - [`adaptive`]: provider rate-limit headers → shared overrides
 //!   (pause / reduced rate); backoff with full jitter.
-//! - [`redis_server`]: starts a throw-away `redis-server` for tests and the
-//!   benchmark.
+//! - [`auth`]: credentials that rotate under a live connection (Microsoft
+//!   Entra tokens for Azure Managed Redis), behind a trait the Azure side
+//!   implements; the limiter re-authenticates with `AUTH` when they change.
+//! - [`redis_server`]: starts a throw-away `redis-server` (optionally with a
+//!   TLS port and a certificate made for the run) for tests and the benchmark.
 //! - [`breaker`]: the circuit breaker around the shared backend (injected clock).
 //! - `inprocess`, `redis_limiter`: the two backends behind [`InProcessLimiter`]
 //!   and [`RedisLimiter`]; `types`: the request, the verdict and the adaptive
