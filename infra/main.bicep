@@ -193,7 +193,7 @@ resource cosmosState 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/contain
         // values) are never filtered on; the queried parts are copied to top-level
         // fields (`push_due_at`, `local_key`).
         excludedPaths: [ { path: '/data/*' }, { path: '/local/*' }, { path: '/doc/*' }, { path: '/"_etag"/?' } ]
-        // The cross-partition ORDER BYs of CosmosStore (COMPOSITE_INDEXES in the crate).
+        // The multi-property ORDER BYs / filter+ORDER BY of CosmosStore (COMPOSITE_INDEXES in the crate).
         compositeIndexes: [
           [
             { path: '/priority', order: 'ascending' }
@@ -202,6 +202,11 @@ resource cosmosState 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/contain
           [
             { path: '/started_at', order: 'descending' }
             { path: '/run_id', order: 'descending' }
+          ]
+          // The records feed (partition-scoped): object equality, ORDER BY seq.
+          [
+            { path: '/object', order: 'ascending' }
+            { path: '/seq', order: 'ascending' }
           ]
         ]
       }
@@ -318,7 +323,7 @@ resource queueLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = 
   }
 }
 
-// ---------------------------------------------------------------- the five apps
+// ---------------------------------------------------------------- the six apps
 
 // Which data-plane access each app gets (least privilege):
 // - send / receive: Service Bus queues (Data Sender / Data Owner, per queue: the
@@ -369,6 +374,19 @@ var apps = [
     function: 'WebhookReceiver'
     executable: 'webhook-receiver'
     send: [ 'sync-inbound' ] // follow-up jobs by REST with a deterministic MessageId
+    receive: []
+    keyVault: ''
+    redis: false
+    oauth: false
+  }
+  {
+    // The product API. "Sync now" is a store write (the scheduler sends the
+    // job); sending is only for quarantine replay (webhook follow-ups, or a
+    // message back to the queue it came from). It seals nothing and calls
+    // no provider: no Key Vault, no Redis.
+    function: 'SyncApi'
+    executable: 'sync-api'
+    send: [ 'sync-inbound', 'sync-outbound' ]
     receive: []
     keyVault: ''
     redis: false

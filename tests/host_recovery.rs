@@ -156,7 +156,11 @@ async fn kill_dash_nine_of_up_resumes_and_leaves_no_orphans() {
 
     let mut first = Up::start(dir.path()).await;
     let handlers = children_of(first.pid);
-    assert_eq!(handlers.len(), 5, "five handler processes: {handlers:?}");
+    assert_eq!(
+        handlers.len(),
+        6,
+        "six handler processes (the five functions and SyncApi): {handlers:?}"
+    );
     let n = N as u64;
     eventually(
         Duration::from_secs(60),
@@ -229,7 +233,7 @@ async fn kill_dash_nine_of_up_resumes_and_leaves_no_orphans() {
 
     // SIGTERM stops `up` like Ctrl-C: exit 0, handlers gone.
     let handlers = children_of(second.pid);
-    assert_eq!(handlers.len(), 5);
+    assert_eq!(handlers.len(), 6);
     let term = std::process::Command::new("kill")
         .args(["-TERM", &second.pid.to_string()])
         .status()

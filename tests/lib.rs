@@ -38,6 +38,7 @@ pub fn bin_dir() -> PathBuf {
         "sync-outbound-worker",
         "token-refresher",
         "webhook-receiver",
+        "sync-api",
     ] {
         assert!(
             dir.join(b).is_file(),

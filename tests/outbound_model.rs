@@ -237,6 +237,7 @@ struct Expect {
     audit: usize,
 }
 
+#[allow(clippy::too_many_lines, reason = "a test scenario: tests are exempt")]
 async fn run_case(p: Policy, epochs: Vec<Epoch>) {
     let w = world(p).await;
     let mut model: BTreeMap<u64, ModelRecord> = BTreeMap::new();

@@ -189,6 +189,12 @@ impl Store for CrashingStore {
             .list_records(connection, object, after, limit)
             .await
     }
+    async fn records_feed(
+        &self,
+        q: &syncbridge_core::store::FeedQuery,
+    ) -> Result<Vec<syncbridge_core::store::FeedEntry>, StoreError> {
+        self.inner.records_feed(q).await
+    }
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
         self.inner.put_run(run).await
     }
@@ -262,6 +268,40 @@ impl Store for CrashingStore {
     }
     async fn take_quarantined(&self, id: i64) -> Result<Option<QuarantinedMessage>, StoreError> {
         self.inner.take_quarantined(id).await
+    }
+    // ---- product API (SyncApi): passed through ----
+    async fn create_api_key(
+        &self,
+        key: &syncbridge_core::apikeys::ApiKey,
+    ) -> Result<(), StoreError> {
+        self.inner.create_api_key(key).await
+    }
+    async fn find_api_key(
+        &self,
+        hash: &str,
+    ) -> Result<Option<syncbridge_core::apikeys::ApiKey>, StoreError> {
+        self.inner.find_api_key(hash).await
+    }
+    async fn list_api_keys(&self) -> Result<Vec<syncbridge_core::apikeys::ApiKey>, StoreError> {
+        self.inner.list_api_keys().await
+    }
+    async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        self.inner.revoke_api_key(id, at).await
+    }
+    async fn list_connections_page(
+        &self,
+        q: &syncbridge_core::store::ConnectionQuery,
+    ) -> Result<Vec<Connection>, StoreError> {
+        self.inner.list_connections_page(q).await
+    }
+    async fn list_runs_page(
+        &self,
+        q: &syncbridge_core::store::RunQuery,
+    ) -> Result<Vec<SyncRun>, StoreError> {
+        self.inner.list_runs_page(q).await
+    }
+    async fn get_run(&self, id: &syncbridge_core::RunId) -> Result<Option<SyncRun>, StoreError> {
+        self.inner.get_run(id).await
     }
 }
 

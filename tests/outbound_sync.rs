@@ -563,7 +563,7 @@ async fn a_refused_push_is_parked_with_the_providers_answer() {
     let w = world(2, ConnectionPolicies::default()).await;
     w.update(1, json!({"phone": {"not": "a string"}})).await;
     let out = w.deliver_all().await;
-    let [PushOutcome::Failed { error }] = &out[..] else {
+    let [PushOutcome::Parked { error }] = &out[..] else {
         panic!("{out:?}")
     };
     assert!(error.contains("400"), "{error}");
@@ -762,7 +762,7 @@ async fn a_refused_create_is_sent_fresh_after_the_fix() {
         .await
         .unwrap();
     let out = w.deliver_all().await;
-    assert!(matches!(&out[..], [PushOutcome::Failed { .. }]), "{out:?}");
+    assert!(matches!(&out[..], [PushOutcome::Parked { .. }]), "{out:?}");
     w.submit(ChangeOp::Update {
         id: id.clone(),
         fields: fields(json!({"phone": "+1 555 0111"})),

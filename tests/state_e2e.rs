@@ -184,6 +184,7 @@ async fn interrupt(child: &mut tokio::process::Child) {
 /// of `up` mentions "database is locked", and the pull completes with all
 /// 100,000 records. Before the fix, write transactions began deferred, and a
 /// writer that had read could not wait for the lock.
+#[allow(clippy::too_many_lines, reason = "a test scenario: tests are exempt")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cli_writes_beside_up_syncing_100k_records() {
     const RECORDS: usize = 100_000;

@@ -18,6 +18,7 @@ use syncbridge_tests::*;
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// Three deliveries of each of five events yield exactly five sync jobs; a forged delivery yields none.
+#[allow(clippy::too_many_lines, reason = "a test scenario: tests are exempt")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_event_once_despite_redelivery() {
     let dir = tempfile::tempdir().unwrap();

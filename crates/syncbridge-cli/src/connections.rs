@@ -7,10 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use syncbridge_core::connector::registry::Registry;
-use syncbridge_core::model::{
-    Connection, ConnectionStatus, Direction, Priority, SyncTask, WebhookSettings,
-};
-use syncbridge_core::{Clock, ConnectionId, ObjectType, SecretString, SystemClock, TenantId};
+use syncbridge_core::model::{Connection, SyncTask, WebhookSettings};
+use syncbridge_core::{Clock, ConnectionId, ObjectType, SecretString, SystemClock};
 use syncbridge_functions::settings::ConnectionSecrets;
 
 /// Connection subcommands.
@@ -312,54 +310,26 @@ pub(crate) fn build(
     registry: &Registry,
     now: syncbridge_core::Timestamp,
 ) -> anyhow::Result<(Connection, Vec<SyncTask>, Option<WebhookInput>)> {
-    let id = ConnectionId::parse(a.id).context("--id")?;
-    let tenant = TenantId::parse(a.tenant).context("--tenant")?;
-    let def = registry.get(&a.provider).with_context(|| {
-        format!(
-            "--provider: no connector named {:?} (known: {})",
-            a.provider,
-            registry.names().collect::<Vec<_>>().join(", ")
-        )
-    })?;
     let webhook = webhook_input(a.webhook_scheme, a.webhook_secret)?;
-    let objects: Vec<String> = if a.objects.is_empty() {
-        def.objects.keys().cloned().collect()
-    } else {
-        a.objects
-    };
-    let mut tasks = Vec::new();
-    for o in objects {
-        if def.object(&o).is_none() {
-            bail!("--objects: connector {} has no object {o:?}", def.name);
-        }
-        let object = ObjectType::parse(o)?;
-        tasks.push(SyncTask {
-            id: SyncTask::id_for(&id, &object, Direction::Inbound),
-            tenant: tenant.clone(),
-            connection: id.clone(),
-            object,
-            direction: Direction::Inbound,
-            priority: Priority::Scheduled,
-            interval_secs: a.interval_secs.max(1),
-            next_run_at: now,
-            cursor: None,
-            lease: None,
-            last_run_at: None,
-            stalled: false,
-            version: 0,
-            generation: SyncTask::new_generation(),
-        });
-    }
-    let conn = Connection {
-        id,
-        tenant,
-        provider: def.name.clone(),
-        status: ConnectionStatus::Active,
-        base_url: a.base_url,
-        webhook: None,
-        settings: a.settings.into_iter().collect::<BTreeMap<_, _>>(),
-        conflicts: conflict_policies(&a.conflicts, &def.objects)?,
-        created_at: now,
-    };
+    // The same validation as the API's POST /v1/connections; its field
+    // names are this command's flags.
+    let (mut conn, tasks) = syncbridge_api::connections::plan_connection(
+        syncbridge_api::connections::NewConnection {
+            id: a.id,
+            tenant: a.tenant,
+            provider: a.provider,
+            base_url: a.base_url,
+            objects: a.objects,
+            interval_secs: a.interval_secs,
+            settings: a.settings.into_iter().collect::<BTreeMap<_, _>>(),
+        },
+        registry,
+        now,
+    )
+    .map_err(|e| anyhow::anyhow!("--{}: {}", e.field, e.message))?;
+    let def = registry
+        .get(&conn.provider)
+        .context("the connector was just found")?;
+    conn.conflicts = conflict_policies(&a.conflicts, &def.objects)?;
     Ok((conn, tasks, webhook))
 }

@@ -155,12 +155,34 @@ pub struct DemoSummary {
     pub conflicts_parked: u64,
 }
 
-fn say(json: bool, line: impl AsRef<str>) {
-    if json {
-        eprintln!("{}", line.as_ref());
-    } else {
-        println!("{}", line.as_ref());
+/// Where progress goes: stdout, or stderr when stdout carries the JSON summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// Progress and the summary table on stdout.
+    Text,
+    /// Progress on stderr, the JSON summary on stdout (`--json`).
+    Json,
+}
+
+impl Output {
+    fn say(self, line: impl AsRef<str>) {
+        match self {
+            Output::Json => eprintln!("{}", line.as_ref()),
+            Output::Text => println!("{}", line.as_ref()),
+        }
     }
+}
+
+/// What the demo runs against: the sandbox, the store and the connection.
+struct Demo<'a> {
+    dir: &'a Path,
+    out: Output,
+    timeout_secs: u64,
+    sandbox: &'a syncbridge_sandbox::SandboxHandle,
+    base: &'a str,
+    store: &'a SqliteStore,
+    conn: &'a syncbridge_core::model::Connection,
+    tasks: &'a [syncbridge_core::model::SyncTask],
 }
 
 /// Runs the demo in `<data_dir>/demo` (wiped first) and returns its summary.
@@ -170,10 +192,62 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir)?;
-    let json = a.json;
+    let out = if a.json { Output::Json } else { Output::Text };
     let demo_started = Instant::now();
 
     // 1. The provider.
+    let provider = start_sandbox(&a, out).await?;
+    let sandbox = &provider.handle;
+    let base = sandbox.base_url();
+    // 2. A tenant's connection to it.
+    let (store, conn, tasks) = register(&dir, sandbox, &base, out).await?;
+    let demo = Demo {
+        dir: &dir,
+        out,
+        timeout_secs: a.timeout_secs,
+        sandbox,
+        base: &base,
+        store: &store,
+        conn: &conn,
+        tasks: &tasks,
+    };
+    // 3. The five handlers under the local host.
+    let host = start_host(&dir, &provider, out).await?;
+    // 4. The passes and the round trip.
+    let mut passes = Vec::new();
+    let mut round: Option<RoundTrip> = None;
+    let outcome = demo.drive(&host, &a, &mut passes, &mut round).await;
+    host.shutdown().await;
+    outcome?;
+    // 5. What both sides hold.
+    let summary = demo.summarize(passes, round, demo_started).await?;
+    provider.handle.shutdown().await;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    if !summary.in_sync {
+        bail!(
+            "the store does not match the sandbox: {:?} vs {:?} records; {:?}",
+            summary.store_records,
+            summary.sandbox_records,
+            summary.differences
+        );
+    }
+    Ok(summary)
+}
+
+/// The running sandbox and what the handlers need to talk to it.
+struct Provider {
+    handle: syncbridge_sandbox::SandboxHandle,
+    client_id: String,
+    client_secret: String,
+    rate_limit: Option<syncbridge_sandbox::RateLimit>,
+}
+
+/// Starts the sandbox CRM with the demo's records, token lifetime and rate limit.
+async fn start_sandbox(a: &DemoArgs, out: Output) -> anyhow::Result<Provider> {
     let rate_limit: Option<syncbridge_sandbox::RateLimit> = a
         .sandbox_rate_limit
         .as_deref()
@@ -190,28 +264,43 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
         ..Default::default()
     };
     let (client_id, client_secret) = (cfg.client_id.clone(), cfg.client_secret.clone());
-    let sandbox = syncbridge_sandbox::spawn(cfg)
+    let handle = syncbridge_sandbox::spawn(cfg)
         .await
         .context("starting the sandbox CRM")?;
-    let base = sandbox.base_url();
-    say(
-        json,
-        format!(
-            "sandbox CRM      {base}  ({} contacts, companies and deals each)",
-            a.records
-        ),
-    );
+    out.say(format!(
+        "sandbox CRM      {}  ({} contacts, companies and deals each)",
+        handle.base_url(),
+        a.records
+    ));
+    Ok(Provider {
+        handle,
+        client_id,
+        client_secret,
+        rate_limit,
+    })
+}
 
-    // 2. A tenant's connection to it.
+/// Registers the tenant's connection to the sandbox, its tasks and its
+/// sealed OAuth token pair.
+async fn register(
+    dir: &Path,
+    sandbox: &syncbridge_sandbox::SandboxHandle,
+    base: &str,
+    out: Output,
+) -> anyhow::Result<(
+    SqliteStore,
+    syncbridge_core::model::Connection,
+    Vec<syncbridge_core::model::SyncTask>,
+)> {
     let app = syncbridge_functions::AppState::embedded(
-        syncbridge_functions::Settings::for_data_dir(&dir),
+        syncbridge_functions::Settings::for_data_dir(dir),
     )?;
-    let store = SqliteStore::open_in(&dir)?;
+    let store = SqliteStore::open_in(dir)?;
     let add = AddArgs {
         tenant: "acme".into(),
         id: "acme-crm".into(),
         provider: "sandbox".into(),
-        base_url: Some(base.clone()),
+        base_url: Some(base.to_string()),
         objects: vec![],
         interval_secs: 3600,
         webhook_scheme: None,
@@ -244,28 +333,36 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
     );
     app.credential_manager.store_initial(&conn.id, doc).await?;
     drop(app);
-    say(
-        json,
-        format!(
-            "connection       {} (tenant {}), objects: {}",
-            conn.id,
-            conn.tenant,
-            tasks
-                .iter()
-                .map(|t| t.object.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    );
+    out.say(format!(
+        "connection       {} (tenant {}), objects: {}",
+        conn.id,
+        conn.tenant,
+        tasks
+            .iter()
+            .map(|t| t.object.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok((store, conn, tasks))
+}
 
-    // 3. The five handlers under the local host.
+/// Starts the five handlers under the local host, with the sandbox's OAuth
+/// client (and, under a rate limit, a connector that stays below it).
+async fn start_host(
+    dir: &Path,
+    provider: &Provider,
+    out: Output,
+) -> anyhow::Result<syncbridge_localhost::LocalHostHandle> {
     let mut extra_env = std::collections::BTreeMap::new();
-    extra_env.insert("SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_ID".to_string(), client_id);
+    extra_env.insert(
+        "SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_ID".to_string(),
+        provider.client_id.clone(),
+    );
     extra_env.insert(
         "SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_SECRET".to_string(),
-        client_secret,
+        provider.client_secret.clone(),
     );
-    if let Some(rl) = rate_limit {
+    if let Some(rl) = provider.rate_limit {
         let connectors = std::path::absolute(dir.join("connectors"))?;
         std::fs::create_dir_all(&connectors)?;
         std::fs::write(
@@ -279,28 +376,43 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
             "SYNCBRIDGE_CONNECTORS_DIR".to_string(),
             connectors.display().to_string(),
         );
-        say(
-            json,
-            format!(
-                "rate limit       sandbox enforces {} requests per {:?}; the connector stays under it",
-                rl.limit, rl.window
-            ),
-        );
+        out.say(format!(
+            "rate limit       sandbox enforces {} requests per {:?}; the connector stays under it",
+            rl.limit, rl.window
+        ));
     }
-    let host = crate::up::start_with(&dir, 0, None, extra_env).await?;
-    say(
-        json,
-        format!(
-            "local host       {} running {} functions",
-            host.url(),
-            host.status().len()
-        ),
-    );
+    let host = crate::up::start_with(dir, 0, None, extra_env).await?;
+    out.say(format!(
+        "local host       {} running {} functions",
+        host.url(),
+        host.status().len()
+    ));
+    Ok(host)
+}
 
-    let mut passes = Vec::new();
-    let mut round: Option<RoundTrip> = None;
-    let outcome = async {
-        passes.push(pass(&store, &host, "initial sync", json, a.timeout_secs).await?);
+impl Demo<'_> {
+    /// Asks for a run of every task now.
+    async fn request_runs(&self) -> anyhow::Result<()> {
+        for t in self.tasks {
+            self.store
+                .request_run(&t.id, Priority::Interactive, SystemClock.now())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The passes: initial sync, a sandbox change and a token refresh, an
+    /// incremental sync, the round trip, and a pull after the pushes. Fills
+    /// `passes` and `round` as it goes.
+    async fn drive(
+        &self,
+        host: &syncbridge_localhost::LocalHostHandle,
+        a: &DemoArgs,
+        passes: &mut Vec<PassSummary>,
+        round: &mut Option<RoundTrip>,
+    ) -> anyhow::Result<()> {
+        let (store, out, base) = (self.store, self.out, self.base);
+        passes.push(pass(store, host, "initial sync", out, a.timeout_secs).await?);
         let http = reqwest::Client::new();
         let changed = a.records.div_ceil(100);
         let resp = http
@@ -310,95 +422,110 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
             .await?
             .error_for_status()?;
         let _ = resp.bytes().await?;
-        say(json, format!("sandbox change   {changed} contacts updated, {} deleted", 10.min(a.records)));
+        out.say(format!(
+            "sandbox change   {changed} contacts updated, {} deleted",
+            10.min(a.records)
+        ));
         // Let the access token reach its refresh margin, then run the real
         // TokenRefresher function: it refreshes the token (rotating the
         // refresh token) before the next pass needs it.
         tokio::time::sleep(Duration::from_millis(a.token_ttl_secs.max(1) * 500 + 300)).await;
-        let swept = host.fire_timer("TokenRefresher").await.context("firing TokenRefresher")?;
-        for line in swept.response.logs.iter().filter(|l| l.starts_with("token sweep")) {
-            say(json, format!("token refresher  {}", line.trim_start_matches("token sweep: ")));
+        let swept = host
+            .fire_timer("TokenRefresher")
+            .await
+            .context("firing TokenRefresher")?;
+        for line in swept
+            .response
+            .logs
+            .iter()
+            .filter(|l| l.starts_with("token sweep"))
+        {
+            out.say(format!(
+                "token refresher  {}",
+                line.trim_start_matches("token sweep: ")
+            ));
         }
-        let now = SystemClock.now();
-        for t in &tasks {
-            store.request_run(&t.id, Priority::Interactive, now).await?;
-        }
-        passes.push(pass(&store, &host, "incremental sync", json, a.timeout_secs).await?);
-        round = Some(round_trip(&dir, &store, &sandbox, &conn.id, json, a.timeout_secs).await?);
-        for t in &tasks {
-            store.request_run(&t.id, Priority::Interactive, SystemClock.now()).await?;
-        }
-        passes.push(pass(&store, &host, "pull after push", json, a.timeout_secs).await?);
-        anyhow::Ok(())
+        self.request_runs().await?;
+        passes.push(pass(store, host, "incremental sync", out, a.timeout_secs).await?);
+        *round = Some(round_trip(self).await?);
+        self.request_runs().await?;
+        passes.push(pass(store, host, "pull after push", out, a.timeout_secs).await?);
+        Ok(())
     }
-    .await;
-    host.shutdown().await;
-    outcome?;
 
-    let stats: serde_json::Value = reqwest::get(format!("{base}/_sandbox/stats"))
-        .await?
-        .json()
-        .await?;
-    let mut store_records = BTreeMap::new();
-    let mut sandbox_records = BTreeMap::new();
-    let mut differences = BTreeMap::new();
-    let mut held_records = 0;
-    for t in &tasks {
-        let want = sandbox_content(&base, &t.object).await?;
-        let have = store_content(&store, &t.connection, &t.object).await?;
-        held_records += have.values().filter(|c| c.held).count() as u64;
-        store_records.insert(t.object.to_string(), have.len() as u64);
-        sandbox_records.insert(t.object.to_string(), want.len() as u64);
-        let differ = content_differences(&want, &have, 5);
-        if !differ.is_empty() {
-            differences.insert(t.object.to_string(), differ);
+    /// Per object, the records in the store and live in the sandbox, and up
+    /// to five ids whose content differs (a held record compared by id only).
+    async fn compare(&self) -> anyhow::Result<Comparison> {
+        let mut cmp = Comparison::default();
+        for t in self.tasks {
+            let want = sandbox_content(self.base, &t.object).await?;
+            let have = store_content(self.store, &t.connection, &t.object).await?;
+            cmp.held_records += have.values().filter(|c| c.held).count() as u64;
+            cmp.store_records
+                .insert(t.object.to_string(), have.len() as u64);
+            cmp.sandbox_records
+                .insert(t.object.to_string(), want.len() as u64);
+            let differ = content_differences(&want, &have, 5);
+            if !differ.is_empty() {
+                cmp.differences.insert(t.object.to_string(), differ);
+            }
         }
+        Ok(cmp)
     }
-    let round = round.context("the round trip did not run")?;
-    round.verify(&store, &sandbox, &conn.id).await?;
-    let audit = store.list_audit(Some(&conn.id), 10_000).await?;
-    let conflicts_resolved = audit
-        .iter()
-        .filter(|e| e.entry.get("chosen").is_some_and(|c| c != "parked"))
-        .count() as u64;
-    let conflicts_parked = store
-        .list_local_changes(Some(&conn.id), 10_000)
-        .await?
-        .iter()
-        .filter_map(|r| r.local.as_ref())
-        .map(|l| l.conflicts.len() as u64)
-        .sum();
-    sandbox.shutdown().await;
-    let summary = DemoSummary {
-        totals: totals(&passes, demo_started.elapsed()),
-        pushed: round.pushed,
-        conflicts_resolved,
-        conflicts_parked,
-        sandbox: base,
-        in_sync: store_records == sandbox_records && differences.is_empty(),
-        store_records,
-        sandbox_records,
-        differences,
-        held_records,
-        provider_requests: stats["requests"].as_u64().unwrap_or(0),
-        provider_throttled: stats["throttled"].as_u64().unwrap_or(0),
-        tokens_refreshed: stats["token_requests"].as_u64().unwrap_or(0),
-        passes,
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print_summary(&summary);
+
+    /// Compares both sides, checks the round trip and sums everything up.
+    async fn summarize(
+        &self,
+        passes: Vec<PassSummary>,
+        round: Option<RoundTrip>,
+        demo_started: Instant,
+    ) -> anyhow::Result<DemoSummary> {
+        let (store, conn) = (self.store, &self.conn.id);
+        let stats: serde_json::Value = reqwest::get(format!("{}/_sandbox/stats", self.base))
+            .await?
+            .json()
+            .await?;
+        let cmp = self.compare().await?;
+        let round = round.context("the round trip did not run")?;
+        round.verify(store, self.sandbox, conn).await?;
+        let audit = store.list_audit(Some(conn), 10_000).await?;
+        let conflicts_resolved = audit
+            .iter()
+            .filter(|e| e.entry.get("chosen").is_some_and(|c| c != "parked"))
+            .count() as u64;
+        let conflicts_parked = store
+            .list_local_changes(Some(conn), 10_000)
+            .await?
+            .iter()
+            .filter_map(|r| r.local.as_ref())
+            .map(|l| l.conflicts.len() as u64)
+            .sum();
+        Ok(DemoSummary {
+            totals: totals(&passes, demo_started.elapsed()),
+            pushed: round.pushed,
+            conflicts_resolved,
+            conflicts_parked,
+            sandbox: self.base.to_string(),
+            in_sync: cmp.store_records == cmp.sandbox_records && cmp.differences.is_empty(),
+            store_records: cmp.store_records,
+            sandbox_records: cmp.sandbox_records,
+            differences: cmp.differences,
+            held_records: cmp.held_records,
+            provider_requests: stats["requests"].as_u64().unwrap_or(0),
+            provider_throttled: stats["throttled"].as_u64().unwrap_or(0),
+            tokens_refreshed: stats["token_requests"].as_u64().unwrap_or(0),
+            passes,
+        })
     }
-    if !summary.in_sync {
-        bail!(
-            "the store does not match the sandbox: {:?} vs {:?} records; {:?}",
-            summary.store_records,
-            summary.sandbox_records,
-            summary.differences
-        );
-    }
-    Ok(summary)
+}
+
+/// What [`Demo::compare`] found.
+#[derive(Debug, Default)]
+struct Comparison {
+    store_records: BTreeMap<String, u64>,
+    sandbox_records: BTreeMap<String, u64>,
+    differences: BTreeMap<String, Vec<String>>,
+    held_records: u64,
 }
 
 /// A record's content as compared: the hash of its mapped fields, and
@@ -488,10 +615,10 @@ async fn pass(
     store: &SqliteStore,
     host: &syncbridge_localhost::LocalHostHandle,
     name: &str,
-    json: bool,
+    out: Output,
     timeout_secs: u64,
 ) -> anyhow::Result<PassSummary> {
-    say(json, format!("\n== {name} =="));
+    out.say(format!("\n== {name} =="));
     let started = Instant::now();
     let since: Timestamp = SystemClock.now();
     host.fire_timer("SyncScheduler")
@@ -522,18 +649,14 @@ async fn pass(
             ));
         }
         if done == tasks.len() {
-            say(
-                json,
-                format!(
-                    "  [{:>5.1}s] store: {line}- done",
-                    started.elapsed().as_secs_f64()
-                ),
-            );
+            out.say(format!(
+                "  [{:>5.1}s] store: {line}- done",
+                started.elapsed().as_secs_f64()
+            ));
             break;
         }
         if last_print.elapsed() >= Duration::from_millis(500) {
-            say(
-                json,
+            out.say(
                 format!(
                     "  [{:>5.1}s] store: {line}({done}/{} objects finished, {fetched} fetched in finished runs)",
                     started.elapsed().as_secs_f64(),
@@ -567,15 +690,12 @@ async fn pass(
             },
         );
         if run.status != RunStatus::Succeeded {
-            say(
-                json,
-                format!(
-                    "  {} run {}: {}",
-                    t.object,
-                    run.status.as_str(),
-                    run.error.unwrap_or_default()
-                ),
-            );
+            out.say(format!(
+                "  {} run {}: {}",
+                t.object,
+                run.status.as_str(),
+                run.error.unwrap_or_default()
+            ));
         }
     }
     Ok(PassSummary {
@@ -677,26 +797,65 @@ struct RoundTrip {
 const LOCAL_PHONE: &str = "+1 555 0100";
 const REMOTE_LAST: &str = "Remote-Edit";
 
+/// The three contacts the round trip changes.
+struct Picked {
+    /// Updated locally only (phone).
+    clean: syncbridge_core::ExternalId,
+    /// Edited on both sides.
+    conflicted: syncbridge_core::ExternalId,
+    /// Edited remotely only (last name).
+    remote_only: syncbridge_core::ExternalId,
+}
+
 /// Local changes in, pushes out through the real outbound worker, conflicts
 /// resolved by policy.
-async fn round_trip(
-    dir: &Path,
-    store: &SqliteStore,
-    sandbox: &syncbridge_sandbox::SandboxHandle,
-    conn: &syncbridge_core::ConnectionId,
-    json: bool,
-    timeout_secs: u64,
-) -> anyhow::Result<RoundTrip> {
-    use syncbridge_core::pipeline::outbound::{ChangeOp, LocalChange, submit_change};
-    use syncbridge_core::{ExternalId, ObjectType};
-    say(
-        json,
-        "\n== round trip (local changes out, conflicts resolved) ==",
-    );
+async fn round_trip(d: &Demo<'_>) -> anyhow::Result<RoundTrip> {
+    d.out
+        .say("\n== round trip (local changes out, conflicts resolved) ==");
     let started = Instant::now();
-    let contacts = ObjectType::parse("contacts")?;
-    let ids: Vec<ExternalId> = store
-        .list_records(conn, &contacts, None, 3)
+    let contacts = syncbridge_core::ObjectType::parse("contacts")?;
+    let picked = remote_edits(d, &contacts).await?;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let submitted = local_changes(d, &contacts, &picked).await?;
+    let Picked {
+        clean,
+        conflicted,
+        remote_only,
+    } = picked;
+    let created = await_pushes(d, &contacts, started).await?;
+    d.out.say(format!(
+        "  [{:>5.1}s] pushed: contact {clean} updated, contact {created} created (was {}), contact {conflicted} merged",
+        started.elapsed().as_secs_f64(),
+        submitted[1]
+    ));
+    for e in d.store.list_audit(Some(&d.conn.id), 100).await? {
+        d.out.say(format!(
+            "  decision: contact {} field {} -> {} ({})",
+            e.external_id,
+            e.entry["field"].as_str().unwrap_or("?"),
+            e.entry["chosen"].as_str().unwrap_or("?"),
+            e.entry["reason"].as_str().unwrap_or("?")
+        ));
+    }
+    Ok(RoundTrip {
+        pushed: submitted.len() as u64,
+        clean: clean.to_string(),
+        conflicted: conflicted.to_string(),
+        remote_only: remote_only.to_string(),
+        created,
+    })
+}
+
+/// Picks three stored contacts; meanwhile, someone edits two of them in the
+/// sandbox's own UI.
+async fn remote_edits(
+    d: &Demo<'_>,
+    contacts: &syncbridge_core::ObjectType,
+) -> anyhow::Result<Picked> {
+    use syncbridge_core::ExternalId;
+    let ids: Vec<ExternalId> = d
+        .store
+        .list_records(&d.conn.id, contacts, None, 3)
         .await?
         .into_iter()
         .map(|r| r.external_id)
@@ -706,9 +865,8 @@ async fn round_trip(
     let num = |id: &ExternalId| -> anyhow::Result<u64> {
         id.as_str().parse().context("sandbox ids are numbers")
     };
-    // Meanwhile, someone edits two contacts in the sandbox's own UI.
     let kind = syncbridge_sandbox::ObjectKind::Contacts;
-    let sbx = sandbox.sandbox();
+    let sbx = d.sandbox.sandbox();
     sbx.update_record(
         kind,
         num(&conflicted)?,
@@ -722,22 +880,32 @@ async fn round_trip(
         num(&remote_only)?,
         &[("lastname".into(), Some(REMOTE_LAST.into()))],
     )?;
-    say(
-        json,
-        format!(
-            "sandbox edits    contact {conflicted}: first name, phone; contact {remote_only}: last name"
-        ),
-    );
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    // The product's own changes.
+    d.out.say(format!(
+        "sandbox edits    contact {conflicted}: first name, phone; contact {remote_only}: last name"
+    ));
+    Ok(Picked {
+        clean,
+        conflicted,
+        remote_only,
+    })
+}
+
+/// The product's own changes: an update, a create and a conflicting edit.
+/// Returns the ids they were submitted under.
+async fn local_changes(
+    d: &Demo<'_>,
+    contacts: &syncbridge_core::ObjectType,
+    p: &Picked,
+) -> anyhow::Result<Vec<syncbridge_core::ExternalId>> {
+    use syncbridge_core::pipeline::outbound::{ChangeOp, LocalChange, submit_change};
     let app = syncbridge_functions::AppState::embedded(
-        syncbridge_functions::Settings::for_data_dir(dir),
+        syncbridge_functions::Settings::for_data_dir(d.dir),
     )?;
     let deps = app.worker_deps();
     let fields = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
     let changes = [
         ChangeOp::Update {
-            id: clean.clone(),
+            id: p.clean.clone(),
             fields: fields(serde_json::json!({ "phone": LOCAL_PHONE })),
         },
         ChangeOp::Create {
@@ -747,7 +915,7 @@ async fn round_trip(
             ),
         },
         ChangeOp::Update {
-            id: conflicted.clone(),
+            id: p.conflicted.clone(),
             fields: fields(
                 serde_json::json!({ "first_name": "Local-Ada", "phone": "+1 555 0142" }),
             ),
@@ -759,7 +927,7 @@ async fn round_trip(
             &deps,
             &*app.queue,
             &LocalChange {
-                connection: conn.clone(),
+                connection: d.conn.id.clone(),
                 object: contacts.clone(),
                 op,
             },
@@ -767,62 +935,41 @@ async fn round_trip(
         .await?;
         submitted.push(done.external_id);
     }
-    say(
-        json,
-        format!(
-            "local changes    contact {clean}: phone; new contact {}; contact {conflicted}: first name, phone",
-            submitted[1]
-        ),
-    );
-    // The outbound worker (under the local host) pushes them.
-    let created = loop {
+    d.out.say(format!(
+        "local changes    contact {}: phone; new contact {}; contact {}: first name, phone",
+        p.clean, submitted[1], p.conflicted
+    ));
+    Ok(submitted)
+}
+
+/// Waits until the outbound worker (under the local host) has pushed every
+/// change; returns the provider id of the created contact.
+async fn await_pushes(
+    d: &Demo<'_>,
+    contacts: &syncbridge_core::ObjectType,
+    started: Instant,
+) -> anyhow::Result<String> {
+    let (store, conn, timeout_secs) = (d.store, &d.conn.id, d.timeout_secs);
+    loop {
         let pending = store.list_local_changes(Some(conn), 100).await?;
         let waiting = pending
             .iter()
             .filter(|r| r.local.as_ref().is_some_and(|l| l.push_due_at.is_some()))
             .count();
         if waiting == 0 {
-            let created = store
-                .list_records(conn, &contacts, None, usize::MAX >> 1)
+            return store
+                .list_records(conn, contacts, None, usize::MAX >> 1)
                 .await?
                 .into_iter()
                 .find(|r| r.data["email"] == "new.signup@example.com")
                 .map(|r| r.external_id.to_string())
-                .context("the created contact is missing")?;
-            break created;
+                .context("the created contact is missing");
         }
         if started.elapsed() > Duration::from_secs(timeout_secs) {
             bail!("pushes did not finish within {timeout_secs}s: {waiting} still pending");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    say(
-        json,
-        format!(
-            "  [{:>5.1}s] pushed: contact {clean} updated, contact {created} created (was {}), contact {conflicted} merged",
-            started.elapsed().as_secs_f64(),
-            submitted[1]
-        ),
-    );
-    for e in store.list_audit(Some(conn), 100).await? {
-        say(
-            json,
-            format!(
-                "  decision: contact {} field {} -> {} ({})",
-                e.external_id,
-                e.entry["field"].as_str().unwrap_or("?"),
-                e.entry["chosen"].as_str().unwrap_or("?"),
-                e.entry["reason"].as_str().unwrap_or("?")
-            ),
-        );
     }
-    Ok(RoundTrip {
-        pushed: submitted.len() as u64,
-        clean: clean.to_string(),
-        conflicted: conflicted.to_string(),
-        remote_only: remote_only.to_string(),
-        created,
-    })
 }
 
 impl RoundTrip {

@@ -12,7 +12,9 @@
 //! - `ops`: operator commands: `quarantine list|replay`, `runs`, `notify test`.
 //! - `paths`: where the app root (host.json, functions/) and the handler
 //!   binaries are.
+//! - `apikeys`: `syncbridge api-keys create|list|revoke` (the product API's keys).
 
+mod apikeys;
 mod changes;
 mod connections;
 pub mod demo;
@@ -46,7 +48,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the five handlers under the local Functions host (Ctrl-C or SIGTERM stops).
+    /// Run the six handlers under the local Functions host (Ctrl-C or SIGTERM stops).
     Up(up::UpArgs),
     /// Manage tenants' connections.
     #[command(subcommand)]
@@ -74,6 +76,9 @@ pub enum Command {
     /// Local changes: submit, list pending pushes and conflicts, resolve, audit.
     #[command(subcommand)]
     Changes(changes::ChangesCmd),
+    /// Keys of the product API (SyncApi): create (prints the key once), list, revoke.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(apikeys::ApiKeysCmd),
 }
 
 /// Runs a parsed command line; errors are printed once, here.
@@ -87,6 +92,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Runs { json, limit } => ops::runs(&cli.data_dir, json, limit).await,
         Command::Notify(n) => ops::notify(n).await,
         Command::Changes(c) => changes::run(&cli.data_dir, c).await,
+        Command::ApiKeys(k) => apikeys::run(&cli.data_dir, k).await,
     };
     match result {
         Ok(code) => code,

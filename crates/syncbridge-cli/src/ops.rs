@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Subcommand;
-use syncbridge_core::{OutboundMessage, QueueName, SecretString, StoreError};
+use syncbridge_core::{SecretString, StoreError};
 use syncbridge_functions::state::StateError;
 use syncbridge_functions::{AppState, Settings};
 use syncbridge_sqlite::OpenMode;
@@ -51,7 +51,8 @@ pub enum NotifyCmd {
 /// `SYNCBRIDGE_COSMOS_ENDPOINT` is set, with `SYNCBRIDGE_AZURE_CREDENTIAL=developer`
 /// for the operator's `az login`; the embedded default in `data_dir` otherwise.
 /// Creates the embedded store if `data_dir` has none; only `connections add`
-/// does (and `up` / `demo`, which open it themselves).
+/// and `api-keys create`
+/// do (and `up` / `demo`, which open it themselves).
 pub(crate) async fn state(data_dir: &Path) -> anyhow::Result<AppState> {
     state_with(data_dir, OpenMode::CreateIfMissing).await
 }
@@ -69,8 +70,9 @@ async fn state_with(data_dir: &Path, mode: OpenMode) -> anyhow::Result<AppState>
         settings.connectors_dir = Settings::connectors_dir_from_env()?;
         return match AppState::embedded_with(settings, mode) {
             Err(StateError::Store(StoreError::NotFound(_))) => bail!(
-                "no syncbridge state in {}: it has no state.db. Point --data-dir (or SYNCBRIDGE_DATA_DIR) at the directory `syncbridge up` uses; `connections add` creates one",
-                data_dir.display()
+                "no syncbridge state in {}: it has no {}. Point --data-dir (or SYNCBRIDGE_DATA_DIR) at the directory `syncbridge up` uses; `connections add` creates one",
+                data_dir.display(),
+                syncbridge_sqlite::STATE_FILE
             ),
             other => Ok(other?),
         };
@@ -111,39 +113,14 @@ pub(crate) async fn quarantine(data_dir: &Path, cmd: QuarantineCmd) -> anyhow::R
             }
         }
         QuarantineCmd::Replay { id } => {
-            let Some(entry) = app
-                .store
-                .list_quarantine(usize::MAX >> 1)
-                .await?
-                .into_iter()
-                .find(|e| e.id == id)
-            else {
-                bail!("no quarantine entry #{id}");
-            };
-            let m = &entry.message;
-            if m.source
-                .starts_with(syncbridge_functions::webhook::FUNCTION)
-            {
-                match syncbridge_functions::webhook::replay(&app, m).await? {
-                    Some(n) => println!("#{id}: routed again, {n} follow-up job(s) enqueued"),
-                    None => bail!("#{id} still matches no sync task; left in quarantine"),
+            // The same replay as the API's POST /v1/quarantine/{id}/replay.
+            use syncbridge_api::quarantine::{Replayed, replay};
+            match replay(&app, id).await? {
+                Replayed::Routed { jobs } => {
+                    println!("#{id}: routed again, {jobs} follow-up job(s) enqueued")
                 }
-            } else {
-                let queue = match m.source.as_str() {
-                    syncbridge_functions::inbound::FUNCTION => QueueName::inbound(),
-                    syncbridge_functions::outbound::FUNCTION => QueueName::outbound(),
-                    other => bail!("#{id} came from {other}, which has no queue to replay to"),
-                };
-                let mut msg = OutboundMessage::json(
-                    queue.clone(),
-                    format!("replay-{id}"),
-                    &serde_json::Value::Null,
-                );
-                msg.body = m.body.clone();
-                app.queue.send(vec![msg]).await.context("re-sending")?;
-                println!("#{id}: re-sent to {queue}");
+                Replayed::Resent { queue } => println!("#{id}: re-sent to {queue}"),
             }
-            app.store.take_quarantined(id).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -3,14 +3,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use syncbridge_protocol::HostJson;
 
-/// The five handler executables, by function name.
-pub(crate) const HANDLERS: [&str; 5] = [
+/// The six handler executables, by function name.
+pub(crate) const HANDLERS: [&str; 6] = [
     "sync-scheduler",
     "sync-inbound-worker",
     "sync-outbound-worker",
     "token-refresher",
     "webhook-receiver",
+    "sync-api",
 ];
 
 /// The app root: `--app-root` (which must hold host.json: a wrong path is
@@ -18,7 +20,7 @@ pub(crate) const HANDLERS: [&str; 5] = [
 /// has host.json, else the source checkout this binary was built from.
 pub(crate) fn app_root(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(dir) = explicit {
-        if !dir.join("host.json").is_file() {
+        if !dir.join(HostJson::FILE_NAME).is_file() {
             bail!(
                 "--app-root {}: no host.json there (the folder with host.json and functions/)",
                 dir.display()
@@ -31,7 +33,7 @@ pub(crate) fn app_root(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
     ];
     for c in candidates {
-        if c.join("host.json").is_file() {
+        if c.join(HostJson::FILE_NAME).is_file() {
             return Ok(c.canonicalize().unwrap_or(c));
         }
     }

@@ -17,6 +17,7 @@
 //! - [`events`]: operational events and the [`events::EventSink`] they go to.
 //! - [`connector`]: connector definitions, pure extraction, the HTTP adapter
 //!   for provider reads and writes, the registry of definitions.
+//! - [`apikeys`]: what the store keeps of the product API's keys (their hash).
 //! - [`merge`]: the pure conflict-resolution core: three-way field merge, policies, audit entries.
 //! - [`pipeline`]: what the workers do with a job: inbound runs, the job
 //!   lifecycle, outbound submit / push / resolve.
@@ -33,6 +34,7 @@
 //! connector definition files, and [`SystemClock`] reads the wall clock.
 //! [`pipeline::worker`] carries the HTTP client to the adapter.
 
+pub mod apikeys;
 pub mod clock;
 pub mod connector;
 pub mod credentials;

@@ -344,6 +344,7 @@ impl RunStatus {
 
 /// What a run did, counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunCounts {
     /// Pages fetched from the provider.
     pub pages: u64,
@@ -602,6 +603,36 @@ pub struct JobMessage {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+impl JobMessage {
+    /// Application property carrying the correlation id, for people reading
+    /// a queue or its dead-letter queue.
+    pub const CORRELATION_PROPERTY: &'static str = "correlation_id";
+
+    /// A `sync-inbound` message for `job` with `message_id`, carrying
+    /// `correlation_id` in its body and as the application property.
+    pub fn inbound_message(
+        job: SyncJob,
+        message_id: impl Into<String>,
+        correlation_id: &str,
+    ) -> crate::queue::OutboundMessage {
+        let body = JobMessage {
+            job,
+            correlation_id: Some(correlation_id.to_string()),
+            retry: 0,
+        };
+        let mut msg = crate::queue::OutboundMessage::json(
+            crate::queue::QueueName::inbound(),
+            message_id,
+            &body,
+        );
+        msg.properties.insert(
+            Self::CORRELATION_PROPERTY.into(),
+            correlation_id.to_string(),
+        );
+        msg
+    }
 }
 
 /// The body of a message on `sync-outbound`: push one record's local

@@ -144,12 +144,7 @@ pub async fn tick(
     lease_and_enqueue(store, queue, planned, now, cfg, &mut report).await?;
     report.stalled = watchdog(store, events, now, cfg.scan_limit).await?;
     report.pushes_requeued =
-        crate::pipeline::outbound::requeue_due_pushes(store, queue, now, cfg.scan_limit)
-            .await
-            .map_err(|e| match e {
-                crate::pipeline::outbound::RequeueError::Store(e) => TickError::Store(e),
-                crate::pipeline::outbound::RequeueError::Queue(e) => TickError::Queue(e),
-            })?;
+        crate::pipeline::outbound::requeue_due_pushes(store, queue, now, cfg.scan_limit).await?;
     Ok(report)
 }
 

@@ -16,13 +16,25 @@
 //!   writer must give the new state a higher version than the one it read,
 //!   or two concurrent writers could both succeed.
 //! - Task writes that take or release a lease are compare-and-swap on `version`.
+//! - What a page commit does with each record is [`classify`]'s decision
+//!   (held → unchanged → stale → update/create), the same in every backend.
+//! - Every content write stamps a per-connection change sequence and a
+//!   removal keeps a tombstone only [`Store::records_feed`] sees (see [`feed`]).
 
 use std::fmt;
 
+// ---- page-commit classification and the records feed (issues 16, 17) ----
+pub mod classify;
+pub mod feed;
+
+pub use classify::{DeleteAction, PageAction, StoredHead, classify, classify_delete};
+pub use feed::{ActionFilter, FeedEntry, FeedQuery, LastAction};
+
 use serde::{Deserialize, Serialize};
 
+use crate::apikeys::ApiKey;
 use crate::clock::Timestamp;
-use crate::ids::{ConnectionId, ExternalId, ObjectType, TaskId, TenantId};
+use crate::ids::{ConnectionId, ExternalId, ObjectType, RunId, TaskId, TenantId};
 use crate::model::{
     AuditRecord, Connection, Lease, QuarantinedMessage, Record, SyncRun, SyncTask, WebhookEvent,
 };
@@ -185,6 +197,51 @@ pub struct LeaseRequest {
     pub lease: Lease,
 }
 
+// ---- product API (SyncApi): paged queries ---------------------------------
+// Keyset pages for the API's lists, which must stay fast at 10,000
+// connections and 100,000 runs: every page is an index range after the
+// previous page's last key, never an offset.
+
+/// A page of connections: filters, the last id of the previous page, a size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionQuery {
+    /// Only this tenant's.
+    pub tenant: Option<TenantId>,
+    /// Only connections in this state.
+    pub status: Option<crate::model::ConnectionStatus>,
+    /// Only this connector's.
+    pub provider: Option<String>,
+    /// Ids after this one (ordered by id).
+    pub after: Option<ConnectionId>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Where a page of runs resumes: runs are ordered newest first by
+/// (`started_at`, `id`), and a page continues strictly after this key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunKey {
+    /// The last run's start.
+    pub started_at: Timestamp,
+    /// The last run's id.
+    pub id: RunId,
+}
+
+/// A page of runs, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunQuery {
+    /// Only this connection's.
+    pub connection: Option<ConnectionId>,
+    /// Only runs in one of these states (empty = any).
+    pub statuses: Vec<crate::model::RunStatus>,
+    /// Only runs started at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Continue after this key (the previous page's last run).
+    pub after: Option<RunKey>,
+    /// At most this many.
+    pub limit: usize,
+}
+
 /// All durable state. Implementations are cheap to share (`Arc<dyn Store>`).
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
@@ -272,7 +329,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// under the task's lease. Unchanged hashes are skipped; records with a
     /// [`Record::local`] state are held (neither updated nor deleted); an
     /// upsert whose `remote_updated_at` is older than the stored one is stale
-    /// and skipped.
+    /// and skipped: [`classify`] decides each record. Applied upserts and
+    /// deletes stamp the records feed (see [`feed`]).
     async fn commit_page(&self, page: &PageCommit) -> Result<PageOutcome, StoreError>;
     /// Writes one record with compare-and-swap on its version (see [`RecordWrite`]).
     async fn write_record(&self, w: &RecordWrite) -> Result<(), StoreError>;
@@ -314,6 +372,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         after: Option<&ExternalId>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError>;
+
+    // ---- records feed (issue 17; rules in [`feed`]) -------------------------
+
+    /// Records of one object in change order (seq ascending) after `after_seq`, at most `limit`,
+    /// tombstones included. A record changed again gets a new, higher seq, so a client paging
+    /// through sees it again later and never skips it.
+    async fn records_feed(&self, q: &FeedQuery) -> Result<Vec<FeedEntry>, StoreError>;
 
     // ---- runs --------------------------------------------------------------
 
@@ -403,4 +468,28 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn list_quarantine(&self, limit: usize) -> Result<Vec<QuarantineEntry>, StoreError>;
     /// Removes and returns a quarantined message (for replay).
     async fn take_quarantined(&self, id: i64) -> Result<Option<QuarantinedMessage>, StoreError>;
+
+    // ---- product API (SyncApi): API keys -----------------------------------
+
+    /// Stores a new key. [`StoreError::Conflict`] if its id or hash is taken.
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+    /// The key whose [`ApiKey::hash`] is `hash`, revoked or not.
+    async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// Every key, revoked ones too, ordered by id.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+    /// Marks a key revoked at `at` (kept for the record). `Ok(false)` if there
+    /// is no such key; revoking a revoked key keeps its first revocation time.
+    async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError>;
+
+    // ---- product API (SyncApi): paged queries ------------------------------
+
+    /// One page of connections ordered by id (see [`ConnectionQuery`]).
+    async fn list_connections_page(
+        &self,
+        q: &ConnectionQuery,
+    ) -> Result<Vec<Connection>, StoreError>;
+    /// One page of runs, newest first (see [`RunQuery`]).
+    async fn list_runs_page(&self, q: &RunQuery) -> Result<Vec<SyncRun>, StoreError>;
+    /// One run by id.
+    async fn get_run(&self, id: &RunId) -> Result<Option<SyncRun>, StoreError>;
 }

@@ -472,6 +472,7 @@ impl World {
 /// What one side did to one field during an epoch: its last value (`None` = cleared).
 type Last = Option<Option<Value>>;
 
+#[allow(clippy::too_many_lines, reason = "a test scenario: tests are exempt")]
 fn check_epoch(w: &mut World, pol: &Policies, epoch: &Epoch) {
     let cfg = pol.config();
     let start = normalize(&w.engine.local);

@@ -17,6 +17,13 @@
 //! | `lock` | `~lock.<hash(name)>` | `lock` |
 //! | `quarantine` | `~quarantine` | `q.<seq>` |
 //! | `counter` | `~quarantine` | `counter` |
+//! | `seq_counter` | its connection id | `seq` |
+//! | `api_key` | `~apikey` | `key.<SHA-256 of the key>` (see `api.rs`) |
+//!
+//! A record document whose `deleted_at` is set is a tombstone (the records
+//! feed's deletion entry): every query but the feed's excludes it with
+//! `NOT IS_DEFINED(c.deleted_at)` (the field is absent on live records), and
+//! point reads treat it as absent.
 //!
 //! Connection ids only contain `[A-Za-z0-9-_.:@]`, so the `~` prefix keeps the
 //! global partitions apart from every connection's partition. Ids are hashed
@@ -28,7 +35,7 @@ use sha2::{Digest, Sha256};
 use syncbridge_core::model::{
     AuditRecord, Connection, LocalState, QuarantinedMessage, Record, SyncRun, SyncTask,
 };
-use syncbridge_core::store::SealedCredential;
+use syncbridge_core::store::{LastAction, SealedCredential};
 
 /// Partition of the quarantine entries and their sequence counter.
 pub(crate) const QUARANTINE_PK: &str = "~quarantine";
@@ -165,9 +172,55 @@ pub(crate) struct RecordDoc {
     /// (connection, object, id) order without a composite index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_key: Option<String>,
+    /// The records feed (core's `store::feed`): the connection's change
+    /// sequence of the last content write. Absent on documents written
+    /// before the feed existed (they enter the feed when next changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_action: Option<LastAction>,
+    /// Set on tombstones only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<i64>,
 }
 
 impl RecordDoc {
+    /// Stamps a content write: sequence `seq` at `now`, as `action`;
+    /// `first_seen_at` is `now` for an added record and kept otherwise.
+    pub fn stamp(&mut self, seq: i64, now: i64, action: LastAction) {
+        if action == LastAction::Added || self.first_seen_at.is_none() {
+            self.first_seen_at = Some(now);
+        }
+        self.seq = Some(seq);
+        self.last_modified_at = Some(now);
+        self.last_action = Some(action);
+        self.deleted_at = match action {
+            LastAction::Deleted => Some(now),
+            LastAction::Added | LastAction::Updated => None,
+        };
+    }
+
+    /// This document as a tombstone: last data kept, local state cleared
+    /// (the stamp with [`LastAction::Deleted`] sets `deleted_at`).
+    pub fn into_tombstone(mut self) -> Self {
+        self.local = None;
+        self.push_due_at = None;
+        self.local_key = None;
+        self
+    }
+
+    /// Keeps the feed metadata of the stored `prior` (a write that changed no content).
+    pub fn keep_feed_of(&mut self, prior: &RecordDoc) {
+        self.seq = prior.seq;
+        self.first_seen_at = prior.first_seen_at;
+        self.last_modified_at = prior.last_modified_at;
+        self.last_action = prior.last_action;
+    }
+
     /// The document of `r` in partition `pk` under `object` (the caller's
     /// connection and object, whatever `r` says, like the SQLite store).
     pub fn new(pk: &str, object: &str, r: &Record) -> Self {
@@ -191,6 +244,11 @@ impl RecordDoc {
                 .as_ref()
                 .map(|_| local_key(pk, object, r.external_id.as_str())),
             local: r.local.clone(),
+            seq: None,
+            first_seen_at: None,
+            last_modified_at: None,
+            last_action: None,
+            deleted_at: None,
         }
     }
 }
@@ -213,6 +271,19 @@ pub(crate) struct RecordHead {
     /// Present while the record has a local state (then it is held).
     #[serde(default)]
     pub local_key: Option<String>,
+    /// Kept by an update (see [`RecordDoc::first_seen_at`]).
+    #[serde(default)]
+    pub first_seen_at: Option<i64>,
+    /// Set on tombstones, which a page commit treats as absent.
+    #[serde(default)]
+    pub deleted_at: Option<i64>,
+}
+
+impl RecordHead {
+    /// Whether this is a live record (not a tombstone).
+    pub fn is_live(&self) -> bool {
+        self.deleted_at.is_none()
+    }
 }
 
 /// One audit entry, in its connection's partition so it commits in the same
@@ -341,6 +412,10 @@ pub(crate) struct QuarantineDoc {
     pub seq: i64,
     pub doc: QuarantinedMessage,
 }
+
+/// Id of a connection's change-sequence counter (a [`CounterDoc`] of type
+/// `seq_counter` in the connection's partition, `next` = the next sequence).
+pub(crate) const SEQ_COUNTER_ID: &str = "seq";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct CounterDoc {

@@ -9,7 +9,9 @@
 //! connection id, so a page of records **and** its task's cursor live in one
 //! logical partition and commit in one transactional batch. Locks and
 //! quarantined messages live in their own `~`-prefixed partitions (see the
-//! `docs` module for every document shape).
+//! `docs` module for every document shape). The product API's part (API
+//! keys by hash in `~apikey`, keyset pages of connections and runs) is in
+//! the `api` module.
 //!
 //! Consequences, documented for operators:
 //! - a logical partition holds at most 20 GB, so one connection's records are
@@ -49,9 +51,17 @@
 //! Records with a local state (outbound sync) are **held**: the plan counts
 //! them `held` and writes nothing for them, upserts and deletes alike. An
 //! upsert older than the stored record (`remote_updated_at`, checked after the
-//! unchanged-hash check) is `stale` and skipped. If a record gains a local
+//! unchanged-hash check) is `stale` and skipped (core's `store::classify`
+//! decides, as in the SQLite store). If a record gains a local
 //! state between the read and the batch, its `If-Match` (or create) fails and
 //! the re-read holds it.
+//!
+//! Records feed: every batch that writes records also replaces the
+//! connection's sequence counter under its ETag (see the `feed` module) and
+//! stamps each written document with the numbers it drew; a delete replaces
+//! the document with a tombstone (its data read just before the batch)
+//! instead of deleting it. A batch therefore holds at most 98 record
+//! operations (counter and task guard/write take two slots).
 //!
 //! # Record writes
 //!
@@ -59,9 +69,12 @@
 //! expected version (`Conflict` if it differs), checks that a move's target
 //! id is free, looks up which of the audit keys are already stored, and then
 //! sends **one** transactional batch in the connection's partition:
-//! - the record: replace under `If-Match`; or delete under `If-Match` (removal);
-//!   or, for a move, delete the old id under `If-Match` + create the new id;
-//!   or create when it must not exist yet;
+//! - the record: replace under `If-Match`; or a tombstone over it under
+//!   `If-Match` (removal); or, for a move, a tombstone at the old id + the
+//!   new id (created, or replacing a tombstone there); or create when it must
+//!   not exist yet (replacing a tombstone under its ETag if there is one);
+//! - the connection's sequence counter, when the write stamps the feed
+//!   (creates, content changes, moves, removals — not a local-state-only write);
 //! - one create per audit entry whose key is not stored yet (id derived from
 //!   the key: `audit.<hash(key)>`).
 //!
@@ -74,9 +87,10 @@
 //! (nothing written), and the retry re-reads and skips it. A 412/404 on the
 //! record (a concurrent write) likewise rolls back and re-reads: the version
 //! check then answers `Conflict`, or the write is retried under the new ETag
-//! if the version is still the expected one. Limits: the record and its audit
+//! if the version is still the expected one; a concurrent stamp of the
+//! counter likewise. Limits: the record and its audit
 //! entries must fit one batch (≤ 98 audit entries, ≤ [`MAX_BATCH_BYTES`]);
-//! a larger write is refused before anything is sent. Audit keys are unique
+//! a larger write is refused before anything is sent (97 for a move). Audit keys are unique
 //! per connection (the partition), and an entry must belong to the write's
 //! connection.
 //!
@@ -92,7 +106,9 @@
 //!   [`CosmosStoreOptions::throttle_retries`] times before answering
 //!   [`StoreError::Unavailable`].
 
+mod api;
 mod docs;
+mod feed;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -104,8 +120,7 @@ use azure_core::http::Etag;
 use azure_data_cosmos::clients::ContainerClient;
 use azure_data_cosmos::models::{TransactionalBatch, TransactionalBatchResponse};
 use azure_data_cosmos::options::{
-    BatchDeleteOptions, BatchReadOptions, BatchReplaceOptions, ItemWriteOptions, Precondition,
-    Region,
+    BatchReadOptions, BatchReplaceOptions, ItemWriteOptions, Precondition, Region,
 };
 use azure_data_cosmos::{
     AccountEndpoint, AccountReference, CosmosClient, CosmosError, FeedScope, Query, RoutingStrategy,
@@ -114,15 +129,20 @@ use base64::Engine as _;
 use futures::TryStreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
     WebhookEvent,
 };
+use syncbridge_core::store::feed::action_of_write;
 use syncbridge_core::store::{
-    PageCommit, PageOutcome, QuarantineEntry, RecordWrite, SealedCredential,
+    ConnectionQuery, DeleteAction, FeedEntry, FeedQuery, LastAction, PageAction, PageCommit,
+    PageOutcome, QuarantineEntry, RecordUpsert, RecordWrite, RunQuery, SealedCredential,
+    StoredHead, classify, classify_delete,
 };
 use syncbridge_core::{
-    ConnectionId, ExternalId, ObjectType, Store, StoreError, TaskId, TenantId, Timestamp,
+    Clock, ConnectionId, ExternalId, ObjectType, RunId, Store, StoreError, SystemClock, TaskId,
+    TenantId, Timestamp,
 };
 
 use docs::{
@@ -139,10 +159,13 @@ pub const MAX_BATCH_OPS: usize = 100;
 pub const MAX_ITEM_BYTES: usize = 2 * 1024 * 1024;
 
 /// The composite indexes the container's indexing policy must declare for the
-/// cross-partition `ORDER BY`s (mirrored in `infra/main.bicep`).
+/// cross-partition `ORDER BY`s, and the records feed's object filter with
+/// `ORDER BY seq` (which runs without it, but reads fewer index entries with
+/// it) — mirrored in `infra/main.bicep`.
 pub const COMPOSITE_INDEXES: &[&[(&str, &str)]] = &[
     &[("/priority", "ascending"), ("/eligible_at", "ascending")],
     &[("/started_at", "descending"), ("/run_id", "descending")],
+    &[("/object", "ascending"), ("/seq", "ascending")],
 ];
 
 /// Where the store lives.
@@ -214,6 +237,9 @@ pub struct CosmosStore {
     /// cross-partition lookup. Only a hint; a miss or stale entry falls back
     /// to a query.
     task_pk: Arc<RwLock<HashMap<String, String>>>,
+    /// Stamps the records feed's `last_modified_at` (the wall clock unless
+    /// a test injects one, see [`CosmosStore::with_clock`]).
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for CosmosStore {
@@ -311,7 +337,14 @@ impl CosmosStore {
             container,
             options,
             task_pk: Arc::new(RwLock::new(HashMap::new())),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// The same store, stamping record changes with `clock`'s time (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The container client underneath (diagnostics, tests).
@@ -583,7 +616,7 @@ impl CosmosStore {
                 .query_all(
                     query(
                         "SELECT c.id, c.hash, c.version, c._etag, c.remote_updated_at, \
-                         c.local_key FROM c \
+                         c.local_key, c.first_seen_at, c.deleted_at FROM c \
                          WHERE c.type = 'record' AND ARRAY_CONTAINS(@ids, c.id)",
                         &[("@ids", serde_json::json!(chunk))],
                     ),
@@ -599,39 +632,56 @@ impl CosmosStore {
 /// What a page commit does to one record document.
 #[derive(Debug, Clone)]
 enum RecordOp {
-    Create(Box<RecordDoc>),
-    Replace(Box<RecordDoc>, String),
-    Delete(String),
+    /// Write `doc` (create when `etag` is `None`, else replace under
+    /// `If-Match`), stamped for the records feed as `action`.
+    Put {
+        doc: Box<RecordDoc>,
+        etag: Option<String>,
+        action: LastAction,
+    },
+    /// Turn the stored live document (read under this ETag) into a
+    /// tombstone; its data is read before the batch ([`CosmosStore::bury`]).
+    Bury(String),
 }
 
 impl RecordOp {
     fn size(&self) -> usize {
         match self {
-            RecordOp::Create(d) | RecordOp::Replace(d, _) => {
-                serde_json::to_vec(d).map(|v| v.len()).unwrap_or(0) + 256
+            RecordOp::Put { doc, .. } => {
+                serde_json::to_vec(doc).map(|v| v.len()).unwrap_or(0) + 256
             }
-            RecordOp::Delete(_) => 256,
+            RecordOp::Bury(_) => 256,
         }
     }
 
+    /// Adds the op to `batch`, stamped with the next sequence of `seq`.
     fn add_to(
         self,
         id: String,
         batch: TransactionalBatch,
+        seq: &mut feed::SeqCounter,
+        now: Timestamp,
     ) -> Result<TransactionalBatch, StoreError> {
-        Ok(match self {
-            RecordOp::Create(d) => batch.create_item(*d).map_err(|e| corrupt(&id, e))?,
-            RecordOp::Replace(d, etag) => batch
+        let RecordOp::Put {
+            mut doc,
+            etag,
+            action,
+        } = self
+        else {
+            return Err(StoreError::Corrupt(format!(
+                "record {id}: a burial reached the batch unresolved"
+            )));
+        };
+        doc.stamp(seq.draw(), now.as_millis(), action);
+        Ok(match etag {
+            None => batch.create_item(*doc).map_err(|e| corrupt(&id, e))?,
+            Some(etag) => batch
                 .replace_item(
                     id.clone(),
-                    *d,
+                    *doc,
                     Some(BatchReplaceOptions::default().with_precondition(if_match(&etag))),
                 )
                 .map_err(|e| corrupt(&id, e))?,
-            RecordOp::Delete(etag) => batch.delete_item(
-                id,
-                Some(BatchDeleteOptions::default().with_precondition(if_match(&etag))),
-            ),
         })
     }
 }
@@ -639,175 +689,339 @@ impl RecordOp {
 /// The operations of a page (one per record document) and how each input counts.
 type PagePlan = (Vec<(String, RecordOp)>, Vec<(String, Counted)>);
 
+/// How one input of a page counts ([`classify`]'s answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Counted {
-    Created,
-    Updated,
-    Unchanged,
-    Deleted,
-    Held,
-    Stale,
-    Nothing,
+    Upsert(PageAction),
+    Delete(DeleteAction),
 }
 
-/// A record as a page commit sees it while applying the page in order.
+/// The state a page leaves one record document in.
 #[derive(Debug, Clone)]
-struct Current {
-    hash: String,
-    version: i64,
-    remote_updated_at: Option<i64>,
-    /// Has a local state: the page leaves it alone.
-    held: bool,
+enum Final {
+    /// Live, last written by an upsert that was `action`.
+    Live(Box<RecordDoc>, LastAction),
+    /// Deleted: the document an upsert of this page wrote, or `None` to
+    /// bury the stored one.
+    Gone(Option<Box<RecordDoc>>),
 }
 
 impl CosmosStore {
     /// Plans the page against the stored heads: one op per record document
     /// (sequential semantics within the page, like SQLite's loop), plus how
-    /// each input counts.
+    /// each input counts. [`classify`] decides; tombstones count as absent.
     fn plan_page(
         page: &PageCommit,
         heads: &HashMap<String, RecordHead>,
     ) -> Result<PagePlan, StoreError> {
         let (pk, object) = (page.connection.as_str(), page.object.as_str());
         // Current state as the page is applied: id → the record, or `None` once deleted.
-        let mut state: HashMap<String, Option<Current>> = HashMap::new();
-        let mut finals: HashMap<String, Option<RecordDoc>> = HashMap::new();
+        let mut state: HashMap<String, Option<StoredHead>> = HashMap::new();
+        let mut finals: HashMap<String, Final> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
         let mut counted = Vec::new();
-        let current = |state: &HashMap<String, Option<Current>>, id: &str| {
+        let current = |state: &HashMap<String, Option<StoredHead>>, id: &str| {
             state.get(id).cloned().unwrap_or_else(|| {
-                heads.get(id).map(|h| Current {
+                heads.get(id).filter(|h| h.is_live()).map(|h| StoredHead {
                     hash: h.hash.clone(),
                     version: h.version,
-                    remote_updated_at: h.remote_updated_at,
+                    remote_updated_at: h.remote_updated_at.map(Timestamp::from_millis),
                     held: h.local_key.is_some(),
                 })
             })
         };
         for u in &page.upserts {
             let id = docs::record_id(object, u.external_id.as_str());
-            let remote = u.remote_updated_at.map(|t| t.as_millis());
-            // Same order of checks as the SQLite store: held, unchanged, stale.
-            let (version, kind) = match current(&state, &id) {
-                Some(c) if c.held => {
-                    counted.push((id, Counted::Held));
-                    continue;
-                }
-                Some(c) if c.hash == u.hash => {
-                    counted.push((id, Counted::Unchanged));
-                    continue;
-                }
-                Some(Current {
-                    remote_updated_at: Some(stored),
-                    ..
-                }) if remote.is_some_and(|t| t < stored) => {
-                    counted.push((id, Counted::Stale));
-                    continue;
-                }
-                Some(c) => (c.version + 1, Counted::Updated),
-                None => (1, Counted::Created),
+            let stored = current(&state, &id);
+            let action = classify(u, stored.as_ref());
+            counted.push((id.clone(), Counted::Upsert(action)));
+            let Some(version) = action.version() else {
+                continue;
             };
-            let doc = RecordDoc {
-                id: id.clone(),
-                pk: pk.to_owned(),
-                kind: "record".into(),
-                object: object.to_owned(),
-                external_id: u.external_id.to_string(),
-                data: u.data.clone(),
-                hash: u.hash.clone(),
-                version,
-                remote_updated_at: remote,
-                local: None,
-                push_due_at: None,
-                local_key: None,
-            };
-            let size = serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(0);
-            if size > MAX_ITEM_BYTES {
-                return Err(StoreError::Corrupt(format!(
-                    "record {} of {object} is {size} bytes; Cosmos DB items are limited to 2 MB",
-                    u.external_id
-                )));
-            }
+            let doc = page_doc(pk, object, u, version, heads.get(&id))?;
             state.insert(
                 id.clone(),
-                Some(Current {
+                Some(StoredHead {
                     hash: u.hash.clone(),
                     version,
-                    remote_updated_at: remote,
+                    remote_updated_at: u.remote_updated_at,
                     held: false,
                 }),
             );
             if !finals.contains_key(&id) {
                 order.push(id.clone());
             }
-            finals.insert(id.clone(), Some(doc));
-            counted.push((id, kind));
+            let last = action_of_write(stored.is_some());
+            finals.insert(id, Final::Live(Box::new(doc), last));
         }
         for d in &page.deletes {
             let id = docs::record_id(object, d.as_str());
-            match current(&state, &id) {
-                None => {
-                    counted.push((id, Counted::Nothing));
-                    continue;
-                }
-                Some(c) if c.held => {
-                    counted.push((id, Counted::Held));
-                    continue;
-                }
-                Some(_) => {}
+            let action = classify_delete(current(&state, &id).as_ref());
+            counted.push((id.clone(), Counted::Delete(action)));
+            if action != DeleteAction::Delete {
+                continue;
             }
             state.insert(id.clone(), None);
-            if !finals.contains_key(&id) {
-                order.push(id.clone());
-            }
-            finals.insert(id.clone(), None);
-            counted.push((id, Counted::Deleted));
+            let written = match finals.remove(&id) {
+                Some(Final::Live(doc, _)) => Some(doc),
+                Some(Final::Gone(_)) | None => {
+                    order.push(id.clone());
+                    None
+                }
+            };
+            finals.insert(id, Final::Gone(written));
         }
         let mut ops = Vec::new();
         for id in order {
-            let stored = heads.get(&id);
-            let op = match (finals.remove(&id).flatten(), stored) {
-                (Some(doc), None) => RecordOp::Create(Box::new(doc)),
-                (Some(doc), Some(h)) => RecordOp::Replace(Box::new(doc), h.etag.clone()),
-                (None, Some(h)) => RecordOp::Delete(h.etag.clone()),
-                (None, None) => continue, // created and deleted within the page
+            let etag = heads.get(&id).map(|h| h.etag.clone());
+            let op = match finals.remove(&id) {
+                Some(Final::Live(doc, action)) => RecordOp::Put { doc, etag, action },
+                // Written and deleted within the page: a tombstone of what was written.
+                Some(Final::Gone(Some(doc))) => RecordOp::Put {
+                    doc: Box::new(doc.into_tombstone()),
+                    etag,
+                    action: LastAction::Deleted,
+                },
+                Some(Final::Gone(None)) => match etag {
+                    Some(etag) => RecordOp::Bury(etag),
+                    None => continue,
+                },
+                None => continue,
             };
             ops.push((id, op));
         }
         Ok((ops, counted))
     }
+}
+
+/// The document an applied page upsert writes (feed stamp added at batch
+/// time); a live record keeps its `first_seen_at`.
+fn page_doc(
+    pk: &str,
+    object: &str,
+    u: &RecordUpsert,
+    version: i64,
+    head: Option<&RecordHead>,
+) -> Result<RecordDoc, StoreError> {
+    let doc = RecordDoc {
+        id: docs::record_id(object, u.external_id.as_str()),
+        pk: pk.to_owned(),
+        kind: "record".into(),
+        object: object.to_owned(),
+        external_id: u.external_id.to_string(),
+        data: u.data.clone(),
+        hash: u.hash.clone(),
+        version,
+        remote_updated_at: u.remote_updated_at.map(|t| t.as_millis()),
+        local: None,
+        push_due_at: None,
+        local_key: None,
+        seq: None,
+        first_seen_at: head.filter(|h| h.is_live()).and_then(|h| h.first_seen_at),
+        last_modified_at: None,
+        last_action: None,
+        deleted_at: None,
+    };
+    let size = serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(0);
+    if size > MAX_ITEM_BYTES {
+        return Err(StoreError::Corrupt(format!(
+            "record {} of {object} is {size} bytes; Cosmos DB items are limited to 2 MB",
+            u.external_id
+        )));
+    }
+    Ok(doc)
+}
+
+/// The record document ids a page touches that no earlier batch of the call committed.
+fn page_ids(page: &PageCommit, done: &HashSet<String>) -> Vec<String> {
+    let object = page.object.as_str();
+    let mut ids: Vec<String> = page
+        .upserts
+        .iter()
+        .map(|u| docs::record_id(object, u.external_id.as_str()))
+        .chain(
+            page.deletes
+                .iter()
+                .map(|d| docs::record_id(object, d.as_str())),
+        )
+        .filter(|id| !done.contains(id))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// The page's outcome: each input counted once.
+fn page_outcome(counted: Vec<(String, Counted)>) -> PageOutcome {
+    let mut out = PageOutcome::default();
+    for (_, c) in counted {
+        match c {
+            Counted::Upsert(a) => out.count(a),
+            Counted::Delete(d) => out.count_delete(d),
+        }
+    }
+    out
+}
+
+/// The task write that ends a page commit: its new state, under the ETag read.
+struct TaskWrite {
+    doc_id: String,
+    doc: TaskDoc,
+    etag: String,
+}
+
+impl CosmosStore {
+    /// Reads a page's task and checks the lease.
+    async fn page_task(&self, page: &PageCommit) -> Result<(SyncTask, String), StoreError> {
+        let pk = page.connection.as_str();
+        let Some((task_doc, etag)) = self
+            .read::<TaskDoc>(pk, &docs::task_id(page.task.as_str()))
+            .await?
+        else {
+            return Err(StoreError::NotFound(format!(
+                "task {} in connection {pk}",
+                page.task
+            )));
+        };
+        let task = task_doc.doc;
+        if task.lease.as_ref().map(|l| l.token.as_str()) != Some(page.lease_token.as_str()) {
+            return Err(StoreError::LeaseLost(page.task.clone()));
+        }
+        Ok((task, etag))
+    }
+
+    /// Resolves [`RecordOp::Bury`]: reads the stored documents and makes
+    /// each a tombstone write under the ETag the plan read (a document that
+    /// changed since fails its `If-Match` and the page is re-planned).
+    async fn bury(
+        &self,
+        pk: &str,
+        ops: Vec<(String, RecordOp)>,
+    ) -> Result<Vec<(String, RecordOp)>, StoreError> {
+        let ids: Vec<&String> = ops
+            .iter()
+            .filter(|(_, op)| matches!(op, RecordOp::Bury(_)))
+            .map(|(id, _)| id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(ops);
+        }
+        let mut stored: HashMap<String, RecordDoc> = HashMap::new();
+        for chunk in ids.chunks(256) {
+            let docs: Vec<RecordDoc> = self
+                .query_all(
+                    query(
+                        "SELECT * FROM c WHERE c.type = 'record' AND ARRAY_CONTAINS(@ids, c.id)",
+                        &[("@ids", serde_json::json!(chunk))],
+                    ),
+                    Some(pk),
+                )
+                .await?;
+            stored.extend(docs.into_iter().map(|d| (d.id.clone(), d)));
+        }
+        Ok(ops
+            .into_iter()
+            .filter_map(|(id, op)| match op {
+                // Gone since the plan read it: nothing left to bury.
+                RecordOp::Bury(etag) => stored.remove(&id).map(|doc| {
+                    let op = RecordOp::Put {
+                        doc: Box::new(doc.into_tombstone()),
+                        etag: Some(etag),
+                        action: LastAction::Deleted,
+                    };
+                    (id, op)
+                }),
+                put => Some((id, put)),
+            })
+            .collect())
+    }
+
+    /// Greedy chunks of at most one transactional batch each; every chunk
+    /// keeps two slots: the sequence counter and the task guard/write.
+    fn chunk_page(
+        &self,
+        ops: Vec<(String, RecordOp)>,
+        task_bytes: usize,
+    ) -> Vec<Vec<(String, RecordOp)>> {
+        let reserved = task_bytes + 256;
+        let mut chunks: Vec<Vec<(String, RecordOp)>> = vec![Vec::new()];
+        let mut bytes = reserved;
+        for (id, op) in ops {
+            let size = op.size();
+            let last = chunks.last_mut().expect("non-empty");
+            if !last.is_empty()
+                && (last.len() + 2 >= self.options.max_batch_ops
+                    || bytes + size > self.options.max_batch_bytes)
+            {
+                chunks.push(Vec::new());
+                bytes = reserved;
+            }
+            bytes += size;
+            chunks.last_mut().expect("non-empty").push((id, op));
+        }
+        chunks
+    }
+
+    /// Sends the chunks in order, each stamped from the connection's counter
+    /// (read per batch, replaced under its ETag in the batch); all but the
+    /// last carry a guard on the task, the last the task write. `Ok(false)`:
+    /// a batch rolled back (the caller re-plans); ids of committed batches
+    /// are added to `done`.
+    async fn run_page_batches(
+        &self,
+        pk: &str,
+        chunks: Vec<Vec<(String, RecordOp)>>,
+        task: &TaskWrite,
+        done: &mut HashSet<String>,
+    ) -> Result<bool, StoreError> {
+        let (n, now) = (chunks.len(), self.clock.now());
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let mut batch = TransactionalBatch::new(pk.to_owned());
+            let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
+            if !chunk.is_empty() {
+                let mut seq = feed::SeqCounter::read(self, pk).await?;
+                for (id, op) in chunk {
+                    batch = op.add_to(id, batch, &mut seq, now)?;
+                }
+                batch = seq.add_to(batch)?;
+            }
+            let guard = if_match(&task.etag);
+            batch = if i + 1 == n {
+                batch
+                    .replace_item(
+                        task.doc_id.clone(),
+                        &task.doc,
+                        Some(BatchReplaceOptions::default().with_precondition(guard)),
+                    )
+                    .map_err(|e| corrupt("task", e))?
+            } else {
+                batch.read_item(
+                    task.doc_id.clone(),
+                    Some(BatchReadOptions::default().with_precondition(guard)),
+                )
+            };
+            if let Err(code) = self.run_batch(batch).await? {
+                tracing::debug!(
+                    batch = i,
+                    of = n,
+                    code,
+                    "page batch rolled back; re-reading"
+                );
+                return Ok(false);
+            }
+            done.extend(ids);
+        }
+        Ok(true)
+    }
 
     async fn commit_page_inner(&self, page: &PageCommit) -> Result<PageOutcome, StoreError> {
         let pk = page.connection.as_str();
-        let task_doc_id = docs::task_id(page.task.as_str());
-        // Inputs already committed by an earlier batch of this call, and how they counted.
-        let mut done: HashMap<String, Counted> = HashMap::new();
+        // Inputs already committed by an earlier batch of this call.
+        let mut done: HashSet<String> = HashSet::new();
         let mut outcome_by_input: Option<Vec<(String, Counted)>> = None;
         for _ in 0..self.options.cas_attempts {
-            let Some((task_doc, etag)) = self.read::<TaskDoc>(pk, &task_doc_id).await? else {
-                return Err(StoreError::NotFound(format!(
-                    "task {} in connection {pk}",
-                    page.task
-                )));
-            };
-            let mut task = task_doc.doc.clone();
-            if task.lease.as_ref().map(|l| l.token.as_str()) != Some(page.lease_token.as_str()) {
-                return Err(StoreError::LeaseLost(page.task.clone()));
-            }
-            let mut ids: Vec<String> = page
-                .upserts
-                .iter()
-                .map(|u| docs::record_id(page.object.as_str(), u.external_id.as_str()))
-                .chain(
-                    page.deletes
-                        .iter()
-                        .map(|d| docs::record_id(page.object.as_str(), d.as_str())),
-                )
-                .filter(|id| !done.contains_key(id))
-                .collect();
-            ids.sort();
-            ids.dedup();
-            let heads = self.record_heads(pk, &ids).await?;
+            let (mut task, etag) = self.page_task(page).await?;
+            let heads = self.record_heads(pk, &page_ids(page, &done)).await?;
             let (ops, counted) = Self::plan_page(page, &heads)?;
             // An input keeps the count of the plan its batch committed under
             // (a re-plan sees it as already written); the others take the
@@ -818,90 +1032,31 @@ impl CosmosStore {
                 None => outcome_by_input = Some(counted),
                 Some(prev) => {
                     for (slot, (id, c)) in prev.iter_mut().zip(counted) {
-                        if !done.contains_key(&id) {
+                        if !done.contains(&id) {
                             *slot = (id, c);
                         }
                     }
                 }
             }
-            let ops: Vec<_> = ops
+            let ops = ops
                 .into_iter()
-                .filter(|(id, _)| !done.contains_key(id))
+                .filter(|(id, _)| !done.contains(id))
                 .collect();
-
+            let ops = self.bury(pk, ops).await?;
             task.cursor = page.cursor.clone();
             task.version += 1;
-            let new_task = TaskDoc::new(&task);
-            let task_bytes = serde_json::to_vec(&new_task).map(|v| v.len()).unwrap_or(0) + 256;
-
-            // Greedy chunks; every chunk keeps one slot for the task guard/write.
-            let mut chunks: Vec<Vec<(String, RecordOp)>> = vec![Vec::new()];
-            let mut bytes = task_bytes;
-            for (id, op) in ops {
-                let size = op.size();
-                let last = chunks.last_mut().expect("non-empty");
-                if !last.is_empty()
-                    && (last.len() + 1 >= self.options.max_batch_ops
-                        || bytes + size > self.options.max_batch_bytes)
-                {
-                    chunks.push(Vec::new());
-                    bytes = task_bytes;
-                }
-                bytes += size;
-                chunks.last_mut().expect("non-empty").push((id, op));
+            let task = TaskWrite {
+                doc_id: docs::task_id(page.task.as_str()),
+                doc: TaskDoc::new(&task),
+                etag,
+            };
+            let task_bytes = serde_json::to_vec(&task.doc).map(|v| v.len()).unwrap_or(0) + 256;
+            let chunks = self.chunk_page(ops, task_bytes);
+            if self.run_page_batches(pk, chunks, &task, &mut done).await? {
+                self.remember_task(page.task.as_str(), pk);
+                return Ok(page_outcome(outcome_by_input.unwrap_or_default()));
             }
-            let n = chunks.len();
-            let mut retry = false;
-            for (i, chunk) in chunks.into_iter().enumerate() {
-                let mut batch = TransactionalBatch::new(pk.to_owned());
-                let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
-                for (id, op) in chunk {
-                    batch = op.add_to(id, batch)?;
-                }
-                batch = if i + 1 == n {
-                    batch
-                        .replace_item(
-                            task_doc_id.clone(),
-                            &new_task,
-                            Some(BatchReplaceOptions::default().with_precondition(if_match(&etag))),
-                        )
-                        .map_err(|e| corrupt("task", e))?
-                } else {
-                    batch.read_item(
-                        task_doc_id.clone(),
-                        Some(BatchReadOptions::default().with_precondition(if_match(&etag))),
-                    )
-                };
-                match self.run_batch(batch).await? {
-                    Ok(()) => {
-                        for id in ids {
-                            done.insert(id, Counted::Nothing);
-                        }
-                        if i + 1 == n {
-                            self.remember_task(page.task.as_str(), pk);
-                            let mut out = PageOutcome::default();
-                            for (_, c) in outcome_by_input.unwrap_or_default() {
-                                match c {
-                                    Counted::Created => out.created += 1,
-                                    Counted::Updated => out.updated += 1,
-                                    Counted::Unchanged => out.unchanged += 1,
-                                    Counted::Deleted => out.deleted += 1,
-                                    Counted::Held => out.held += 1,
-                                    Counted::Stale => out.stale += 1,
-                                    Counted::Nothing => {}
-                                }
-                            }
-                            return Ok(out);
-                        }
-                    }
-                    Err(code) => {
-                        tracing::debug!(task = %page.task, batch = i, of = n, code, "page batch rolled back; re-reading");
-                        retry = true;
-                        break;
-                    }
-                }
-            }
-            debug_assert!(retry);
+            tracing::debug!(task = %page.task, "page commit re-planned after a rollback");
         }
         Err(StoreError::Conflict(format!(
             "page commit for task {}: kept losing to concurrent writers",
@@ -910,35 +1065,69 @@ impl CosmosStore {
     }
 }
 
-impl CosmosStore {
-    /// See [`Store::write_record`] and the crate docs ("Record writes").
-    async fn write_record_inner(&self, w: &RecordWrite) -> Result<(), StoreError> {
-        let pk = w.connection.as_str();
-        let object = w.object.as_str();
-        let from_id = docs::record_id(object, w.external_id.as_str());
-        let what = || format!("record {object}/{} of {pk}", w.external_id);
-
-        // The audit entries to create: the first of each key, in order.
-        let mut keys = HashSet::new();
-        let mut audit: Vec<AuditDoc> = Vec::new();
-        for a in &w.audit {
-            if a.connection != w.connection {
-                return Err(StoreError::Corrupt(format!(
-                    "audit entry {:?} belongs to connection {}, but the write is in {pk}; \
-                     an entry commits with its own connection's record",
-                    a.key, a.connection
-                )));
-            }
-            if keys.insert(a.key.as_str()) {
-                audit.push(AuditDoc::new(a, audit.len()));
-            }
+/// The audit documents a record write creates: the first entry of each
+/// key, all of the write's connection.
+fn audit_docs(w: &RecordWrite) -> Result<Vec<AuditDoc>, StoreError> {
+    let mut keys = HashSet::new();
+    let mut audit: Vec<AuditDoc> = Vec::new();
+    for a in &w.audit {
+        if a.connection != w.connection {
+            return Err(StoreError::Corrupt(format!(
+                "audit entry {:?} belongs to connection {}, but the write is in {}; \
+                 an entry commits with its own connection's record",
+                a.key, a.connection, w.connection
+            )));
         }
-        let next = w.next.as_ref().map(|r| RecordDoc::new(pk, object, r));
-        let moved = next.as_ref().is_some_and(|n| n.id != from_id);
-        // Size limits are checked before anything is sent: the write is one
-        // batch or nothing.
-        let record_bytes = next
+        if keys.insert(a.key.as_str()) {
+            audit.push(AuditDoc::new(a, audit.len()));
+        }
+    }
+    Ok(audit)
+}
+
+/// Whether a record write stamps the feed: it creates, removes, moves, or
+/// changes the content hash (a write of the local state alone does not).
+fn write_stamps(live: Option<&RecordDoc>, next: Option<&RecordDoc>, moved: bool) -> bool {
+    match (live, next) {
+        (None, None) => false,
+        (Some(l), Some(n)) if !moved => l.hash != n.hash,
+        _ => true,
+    }
+}
+
+/// What a record write found stored, read in one compare-and-swap attempt.
+struct WriteSeen {
+    /// The document at the write's id (live or a tombstone) and its ETag.
+    current: Option<(RecordDoc, String)>,
+    /// For a move: the ETag of a tombstone at the target id (a live record
+    /// there is a conflict, found before this is built).
+    target_etag: Option<String>,
+    /// Audit ids already stored (skipped).
+    stored_audit: HashSet<String>,
+}
+
+impl WriteSeen {
+    fn live(&self) -> Option<&(RecordDoc, String)> {
+        self.current
             .as_ref()
+            .filter(|(d, _)| d.deleted_at.is_none())
+    }
+}
+
+impl CosmosStore {
+    /// Checks, before anything is sent, that the write is one batch: the
+    /// record within the item limit, its audit entries and the record ops
+    /// (a move: tombstone + create; plus the sequence counter) within the
+    /// batch limits.
+    fn check_write_fits(
+        &self,
+        w: &RecordWrite,
+        next: Option<&RecordDoc>,
+        moved: bool,
+        audit: &[AuditDoc],
+    ) -> Result<(), StoreError> {
+        let what = || format!("record {}/{} of {}", w.object, w.external_id, w.connection);
+        let record_bytes = next
             .map(|n| serde_json::to_vec(n).map(|v| v.len()).unwrap_or(0))
             .unwrap_or(0);
         if record_bytes > MAX_ITEM_BYTES {
@@ -951,12 +1140,12 @@ impl CosmosStore {
             .iter()
             .map(|a| serde_json::to_vec(a).map(|v| v.len()).unwrap_or(0) + 256)
             .sum();
-        let record_ops = 2; // at most: delete the old id + create the new one
+        let record_ops = if moved { 3 } else { 2 };
         // Without audit entries the batch is the record alone, like a page's
         // single-record batch: only the item limit above applies.
         if audit.len() + record_ops > self.options.max_batch_ops
             || (!audit.is_empty()
-                && record_bytes + 512 + audit_bytes > self.options.max_batch_bytes)
+                && record_bytes + 768 + audit_bytes > self.options.max_batch_bytes)
         {
             return Err(StoreError::Corrupt(format!(
                 "{}: {} audit entries ({audit_bytes} bytes) do not fit one transactional \
@@ -967,31 +1156,119 @@ impl CosmosStore {
                 self.options.max_batch_bytes
             )));
         }
+        Ok(())
+    }
+
+    /// Builds the write's batch from what was read; `None` if there is
+    /// nothing to send (nothing to remove, no new audit entry).
+    async fn record_write_batch(
+        &self,
+        w: &RecordWrite,
+        next: Option<&RecordDoc>,
+        seen: &WriteSeen,
+        audit: &[AuditDoc],
+    ) -> Result<Option<TransactionalBatch>, StoreError> {
+        let pk = w.connection.as_str();
+        let from_id = docs::record_id(w.object.as_str(), w.external_id.as_str());
+        let moved = next.is_some_and(|n| n.id != from_id);
+        let live = seen.live();
+        let now = self.clock.now().as_millis();
+        let stamps = write_stamps(live.map(|(d, _)| d), next, moved);
+        let mut seq = feed::SeqCounter::read_if(self, pk, stamps).await?;
+        let mut batch = TransactionalBatch::new(pk.to_owned());
+        let mut ops = 0;
+        if let Some((doc, etag)) = live
+            && (next.is_none() || moved)
+        {
+            let mut t = doc.clone().into_tombstone();
+            t.stamp(seq.draw(), now, LastAction::Deleted);
+            batch = batch
+                .replace_item(
+                    from_id.clone(),
+                    t,
+                    Some(BatchReplaceOptions::default().with_precondition(if_match(etag))),
+                )
+                .map_err(|e| corrupt(&from_id, e))?;
+            ops += 1;
+        }
+        if let Some(n) = next {
+            let mut n = n.clone();
+            let prior = live.filter(|_| !moved).map(|(d, _)| d);
+            match prior {
+                Some(p) if p.hash == n.hash => n.keep_feed_of(p),
+                _ => {
+                    n.first_seen_at = prior.and_then(|p| p.first_seen_at);
+                    n.stamp(seq.draw(), now, action_of_write(prior.is_some()));
+                }
+            }
+            // Over the stored document (live, or a tombstone at the id or
+            // the move's target) under its ETag; else a create (409 if one
+            // appeared meanwhile).
+            let over = if moved {
+                seen.target_etag.as_ref()
+            } else {
+                seen.current.as_ref().map(|(_, e)| e)
+            };
+            batch = match over {
+                Some(etag) => batch.replace_item(
+                    n.id.clone(),
+                    &n,
+                    Some(BatchReplaceOptions::default().with_precondition(if_match(etag))),
+                ),
+                None => batch.create_item(&n),
+            }
+            .map_err(|e| corrupt(&n.id, e))?;
+            ops += 1;
+        }
+        for a in audit.iter().filter(|a| !seen.stored_audit.contains(&a.id)) {
+            batch = batch.create_item(a).map_err(|e| corrupt(&a.id, e))?;
+            ops += 1;
+        }
+        if ops == 0 {
+            return Ok(None);
+        }
+        Ok(Some(seq.add_to(batch)?))
+    }
+
+    /// See [`Store::write_record`] and the crate docs ("Record writes").
+    async fn write_record_inner(&self, w: &RecordWrite) -> Result<(), StoreError> {
+        let pk = w.connection.as_str();
+        let object = w.object.as_str();
+        let from_id = docs::record_id(object, w.external_id.as_str());
+        let what = || format!("record {object}/{} of {pk}", w.external_id);
+        let audit = audit_docs(w)?;
+        let next = w.next.as_ref().map(|r| RecordDoc::new(pk, object, r));
+        let moved = next.as_ref().is_some_and(|n| n.id != from_id);
+        self.check_write_fits(w, next.as_ref(), moved, &audit)?;
         let audit_ids: Vec<&str> = audit.iter().map(|a| a.id.as_str()).collect();
 
         for _ in 0..self.options.cas_attempts {
-            let current = self.read::<RecordHead>(pk, &from_id).await?;
-            if current.as_ref().map(|(h, _)| h.version) != w.expect_version {
+            let current = self.read::<RecordDoc>(pk, &from_id).await?;
+            let live_version = current
+                .as_ref()
+                .filter(|(d, _)| d.deleted_at.is_none())
+                .map(|(d, _)| d.version);
+            if live_version != w.expect_version {
                 return Err(StoreError::Conflict(format!(
-                    "{}: expected version {:?}, found {:?}",
+                    "{}: expected version {:?}, found {live_version:?}",
                     what(),
                     w.expect_version,
-                    current.as_ref().map(|(h, _)| h.version)
                 )));
             }
+            let mut target_etag = None;
             if let Some(n) = next.as_ref().filter(|_| moved)
-                && self
-                    .read::<serde::de::IgnoredAny>(pk, &n.id)
-                    .await?
-                    .is_some()
+                && let Some((t, etag)) = self.read::<RecordHead>(pk, &n.id).await?
             {
-                return Err(StoreError::Conflict(format!(
-                    "{}: cannot move to {:?}, which exists",
-                    what(),
-                    n.external_id
-                )));
+                if t.is_live() {
+                    return Err(StoreError::Conflict(format!(
+                        "{}: cannot move to {:?}, which exists",
+                        what(),
+                        n.external_id
+                    )));
+                }
+                target_etag = Some(etag);
             }
-            let stored: HashSet<String> = if audit_ids.is_empty() {
+            let stored_audit: HashSet<String> = if audit_ids.is_empty() {
                 HashSet::new()
             } else {
                 self.query_all::<String>(
@@ -1006,45 +1283,24 @@ impl CosmosStore {
                 .into_iter()
                 .collect()
             };
-
-            let mut batch = TransactionalBatch::new(pk.to_owned());
-            let mut ops = 0;
-            if let Some((_, etag)) = &current
-                && (next.is_none() || moved)
-            {
-                batch = batch.delete_item(
-                    from_id.clone(),
-                    Some(BatchDeleteOptions::default().with_precondition(if_match(etag))),
-                );
-                ops += 1;
-            }
-            if let Some(n) = &next {
-                batch = match &current {
-                    Some((_, etag)) if !moved => batch
-                        .replace_item(
-                            n.id.clone(),
-                            n,
-                            Some(BatchReplaceOptions::default().with_precondition(if_match(etag))),
-                        )
-                        .map_err(|e| corrupt(&n.id, e))?,
-                    // Absent, or moving: the new id must not exist (409 otherwise).
-                    _ => batch.create_item(n).map_err(|e| corrupt(&n.id, e))?,
-                };
-                ops += 1;
-            }
-            for a in audit.iter().filter(|a| !stored.contains(&a.id)) {
-                batch = batch.create_item(a).map_err(|e| corrupt(&a.id, e))?;
-                ops += 1;
-            }
-            if ops == 0 {
+            let seen = WriteSeen {
+                current,
+                target_etag,
+                stored_audit,
+            };
+            let Some(batch) = self
+                .record_write_batch(w, next.as_ref(), &seen, &audit)
+                .await?
+            else {
                 return Ok(()); // nothing to remove, no new audit entry
-            }
+            };
             match self.run_batch(batch).await? {
                 Ok(()) => return Ok(()),
                 Err(code) => {
-                    // 412/404: the record changed or vanished since it was
-                    // read; 409: the move target or an audit key appeared.
-                    // Re-read: the version check or the skip decides.
+                    // 412/404: the record (or the sequence counter) changed
+                    // since it was read; 409: the move target, an audit key
+                    // or the counter appeared. Re-read: the version check or
+                    // the skip decides.
                     tracing::debug!(record = %w.external_id, object, code, "record write rolled back; re-reading");
                 }
             }
@@ -1094,10 +1350,14 @@ impl Store for CosmosStore {
             .read::<ConnectionDoc>(pk, "connection")
             .await?
             .is_some();
-        // The audit log outlives the connection, as in the SQLite store.
+        // The audit log outlives the connection, as in the SQLite store; so
+        // does the change-sequence counter (see core's `store::feed`).
         let ids: Vec<String> = self
             .query_all(
-                query("SELECT VALUE c.id FROM c WHERE c.type != 'audit'", &[]),
+                query(
+                    "SELECT VALUE c.id FROM c WHERE c.type != 'audit' AND c.type != 'seq_counter'",
+                    &[],
+                ),
                 Some(pk),
             )
             .await?;
@@ -1290,6 +1550,7 @@ impl Store for CosmosStore {
             format!(
                 "SELECT TOP {limit} * FROM c WHERE c.type = 'record' \
                  AND IS_NUMBER(c.push_due_at) AND c.push_due_at <= @now \
+                 AND NOT IS_DEFINED(c.deleted_at) \
                  ORDER BY c.push_due_at ASC"
             ),
             &[("@now", now.as_millis().into())],
@@ -1311,7 +1572,8 @@ impl Store for CosmosStore {
         let q = query(
             format!(
                 "SELECT TOP {limit} * FROM c WHERE c.type = 'record' \
-                 AND IS_STRING(c.local_key) ORDER BY c.local_key ASC"
+                 AND IS_STRING(c.local_key) AND NOT IS_DEFINED(c.deleted_at) \
+                 ORDER BY c.local_key ASC"
             ),
             &[],
         );
@@ -1344,6 +1606,7 @@ impl Store for CosmosStore {
         let doc_id = docs::record_id(object.as_str(), id.as_str());
         self.read::<RecordDoc>(connection.as_str(), &doc_id)
             .await?
+            .filter(|(d, _)| d.deleted_at.is_none())
             .map(|(d, _)| to_record(d))
             .transpose()
     }
@@ -1356,7 +1619,8 @@ impl Store for CosmosStore {
         let counts: Vec<u64> = self
             .query_all(
                 query(
-                    "SELECT VALUE COUNT(1) FROM c WHERE c.type = 'record' AND c.object = @o",
+                    "SELECT VALUE COUNT(1) FROM c WHERE c.type = 'record' AND c.object = @o \
+                     AND NOT IS_DEFINED(c.deleted_at)",
                     &[("@o", object.as_str().into())],
                 ),
                 Some(connection.as_str()),
@@ -1379,7 +1643,8 @@ impl Store for CosmosStore {
             Some(a) => query(
                 format!(
                     "SELECT TOP {limit} * FROM c WHERE c.type = 'record' AND c.object = @o \
-                     AND c.external_id > @after ORDER BY c.external_id"
+                     AND c.external_id > @after AND NOT IS_DEFINED(c.deleted_at) \
+                     ORDER BY c.external_id"
                 ),
                 &[
                     ("@o", object.as_str().into()),
@@ -1389,13 +1654,19 @@ impl Store for CosmosStore {
             None => query(
                 format!(
                     "SELECT TOP {limit} * FROM c WHERE c.type = 'record' AND c.object = @o \
-                     ORDER BY c.external_id"
+                     AND NOT IS_DEFINED(c.deleted_at) ORDER BY c.external_id"
                 ),
                 &[("@o", object.as_str().into())],
             ),
         };
         let docs: Vec<RecordDoc> = self.query_all(q, Some(connection.as_str())).await?;
         docs.into_iter().map(to_record).collect()
+    }
+
+    // ---- records feed (issue 17; see the `feed` module) ---------------------
+
+    async fn records_feed(&self, q: &FeedQuery) -> Result<Vec<FeedEntry>, StoreError> {
+        feed::records_feed(self, q).await
     }
 
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
@@ -1659,6 +1930,39 @@ impl Store for CosmosStore {
             .delete(QUARANTINE_PK, &doc_id, Some(&etag))
             .await?
             .then_some(doc.doc))
+    }
+
+    // ---- product API (SyncApi): API keys and pages (see `api.rs`) ----------
+
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.api_create_key(key).await
+    }
+
+    async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.api_find_key(hash).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.api_list_keys().await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        self.api_revoke_key(id, at).await
+    }
+
+    async fn list_connections_page(
+        &self,
+        q: &ConnectionQuery,
+    ) -> Result<Vec<Connection>, StoreError> {
+        self.api_connections_page(q).await
+    }
+
+    async fn list_runs_page(&self, q: &RunQuery) -> Result<Vec<SyncRun>, StoreError> {
+        self.api_runs_page(q).await
+    }
+
+    async fn get_run(&self, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
+        self.api_get_run(id).await
     }
 }
 

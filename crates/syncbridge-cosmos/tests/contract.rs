@@ -113,6 +113,8 @@ contract!(
     page_commit_holds_local_and_skips_stale,
     run_requested_during_a_lease_survives_its_release,
     stall_candidates_and_batch_leases,
+    api_keys_by_hash,
+    connection_and_run_pages,
 );
 
 /// `run_all` too, so a case added to the contract runs here even before it is
@@ -121,6 +123,21 @@ contract!(
 async fn every_contract_case_via_run_all() {
     syncbridge_store_contract::run_all(fresh).await;
 }
+
+macro_rules! feed_contract {
+    ($($case:ident),* $(,)?) => {$(
+        /// Records-feed contract case of the same name, on a fresh emulated
+        /// account stamping with the case's clock.
+        #[tokio::test]
+        async fn $case() {
+            let clock = Arc::new(syncbridge_core::ManualClock::new(Timestamp::EPOCH));
+            let store = fresh_with(CosmosStoreOptions::default()).await.with_clock(clock.clone());
+            syncbridge_store_contract::$case(Arc::new(store), clock).await;
+        }
+    )*};
+}
+
+feed_contract!(records_feed_page_commits, records_feed_record_writes);
 
 /// An emulated account whose container is provisioned at 400 RU/s (so the
 /// throttling simulation has a budget), optionally with a request observer and
@@ -315,7 +332,7 @@ async fn split_page_stops_when_the_lease_is_taken_over() {
             false,
             Some(observer.clone() as Arc<dyn RequestObserver>),
             CosmosStoreOptions {
-                max_batch_ops: 11, // ten records + the guard per batch
+                max_batch_ops: 12, // ten records + the sequence counter + the guard per batch
                 ..CosmosStoreOptions::default()
             },
         )

@@ -235,6 +235,46 @@ pub struct RefreshOutcome {
     pub performed: bool,
 }
 
+/// Whether the token an outcome reports came from this call's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refresh {
+    /// This call made the token request.
+    Performed,
+    /// Someone else had refreshed already, or no refresh was needed.
+    Adopted,
+}
+
+/// A refresh that passed every check before its token request
+/// (`Inner::preflight`).
+struct Ready<'a> {
+    /// The credential as read under the lock.
+    cur: OpenCredential,
+    /// The connection as stored.
+    stored: Connection,
+    refresh_token: SecretString,
+    scope: Option<String>,
+    client: &'a OAuthClient,
+    url: url::Url,
+    /// The key a token URL that is no OAuth endpoint is suspended under.
+    url_key: String,
+}
+
+/// What `Inner::preflight` decided.
+enum Preflight<'a> {
+    /// Send the token request.
+    Ready(Box<Ready<'a>>),
+    /// No request: this is the answer.
+    Done(RefreshOutcome),
+}
+
+/// What the token request brought.
+enum Requested {
+    /// The provider's answer.
+    Answer(Result<token::Tokens, TokenError>),
+    /// A sibling's refresh, saved while our request's outcome was unknown.
+    Adopted(RefreshOutcome),
+}
+
 /// Counters since the manager was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CounterSnapshot {
@@ -675,8 +715,9 @@ impl Inner {
     fn outcome(
         &self,
         cur: &OpenCredential,
-        performed: bool,
+        refresh: Refresh,
     ) -> Result<RefreshOutcome, CredentialError> {
+        let performed = refresh == Refresh::Performed;
         if cur.needs_reauth.is_some() {
             return Err(CredentialError::NeedsReauth);
         }
@@ -744,7 +785,7 @@ impl Inner {
                 if trigger.may_skip_when_busy() {
                     let cur = self.load_required(&conn.id).await?;
                     if cur.needs_reauth.is_none() && self.usable(&cur, self.clock.now()) {
-                        return self.outcome(&cur, false);
+                        return self.outcome(&cur, Refresh::Adopted);
                     }
                 }
                 gate.lock_owned().await
@@ -752,10 +793,10 @@ impl Inner {
         };
         let mut cur = self.load_required(&conn.id).await?;
         if !matches!(cur.doc, CredentialDoc::OAuth2 { .. }) {
-            return self.outcome(&cur, false);
+            return self.outcome(&cur, Refresh::Adopted);
         }
         if cur.needs_reauth.is_some() || !self.wants(&cur, &trigger, self.clock.now()) {
-            return self.outcome(&cur, false);
+            return self.outcome(&cur, Refresh::Adopted);
         }
         let lock_name = format!("refresh:{}", conn.id);
         let owner = format!(
@@ -781,11 +822,11 @@ impl Inner {
                 tracing::debug!(connection = %conn.id, "refresh lock held elsewhere; waiting");
             }
             if trigger.may_skip_when_busy() && self.usable(&cur, now) {
-                return self.outcome(&cur, false);
+                return self.outcome(&cur, Refresh::Adopted);
             }
             if started.elapsed() >= self.config.lock_wait {
                 return if self.usable(&cur, now) {
-                    self.outcome(&cur, false)
+                    self.outcome(&cur, Refresh::Adopted)
                 } else {
                     Err(CredentialError::Transient(format!(
                         "refresh of {} is held by another instance",
@@ -796,7 +837,7 @@ impl Inner {
             tokio::time::sleep(self.poll_delay()).await;
             cur = self.load_required(&conn.id).await?;
             if cur.needs_reauth.is_some() || !self.wants(&cur, &trigger, self.clock.now()) {
-                return self.outcome(&cur, false);
+                return self.outcome(&cur, Refresh::Adopted);
             }
         }
         let result = self.refresh_locked(conn, def, &trigger).await;
@@ -806,17 +847,42 @@ impl Inner {
         result
     }
 
-    /// The part under the cross-process lock.
+    /// The part under the cross-process lock, in phases: [`Self::preflight`]
+    /// (everything that can refuse before the request), [`Self::request`]
+    /// (the token request, repeated once when its outcome is unknown), then
+    /// [`Self::keep_tokens`] or [`Self::on_token_error`].
     async fn refresh_locked(
         &self,
         conn: &Connection,
         def: &ConnectorDef,
         trigger: &RefreshTrigger,
     ) -> Result<RefreshOutcome, CredentialError> {
+        let ready = match self.preflight(conn, def, trigger).await? {
+            Preflight::Ready(r) => r,
+            Preflight::Done(outcome) => return Ok(outcome),
+        };
+        match self.request(&ready).await? {
+            Requested::Answer(Ok(t)) => self.keep_tokens(&ready, t).await,
+            Requested::Answer(Err(e)) => self.on_token_error(&ready, e).await,
+            Requested::Adopted(outcome) => Ok(outcome),
+        }
+    }
+
+    /// Re-reads the credential and checks everything that can refuse a
+    /// refresh before the token request: the connection's status, the
+    /// credential's kind, the refresh token, the OAuth client and its token
+    /// URL (and whether either was rejected before), the data key and the
+    /// provider's budget.
+    async fn preflight<'a>(
+        &'a self,
+        conn: &Connection,
+        def: &ConnectorDef,
+        trigger: &RefreshTrigger,
+    ) -> Result<Preflight<'a>, CredentialError> {
         // Re-read after acquiring: a sibling may have refreshed meanwhile.
         let cur = self.load_required(&conn.id).await?;
         if cur.needs_reauth.is_some() || !self.wants(&cur, trigger, self.clock.now()) {
-            return self.outcome(&cur, false);
+            return self.outcome(&cur, Refresh::Adopted).map(Preflight::Done);
         }
         let Some(stored) = self
             .store
@@ -845,26 +911,15 @@ impl Inner {
             ..
         } = &cur.doc
         else {
-            return self.outcome(&cur, false);
+            return self.outcome(&cur, Refresh::Adopted).map(Preflight::Done);
         };
-        let Some(refresh_token) = refresh_token else {
+        let Some(refresh_token) = refresh_token.clone() else {
             self.mark_needs_reauth(&stored, &cur, "no_refresh_token")
                 .await?;
             return Err(CredentialError::NeedsReauth);
         };
-        let Some(client) = self.clients.get(&stored.provider) else {
-            let p = format!("{ENV_PREFIX}{}", env_provider_segment(&stored.provider));
-            return Err(CredentialError::Permanent(format!(
-                "no OAuth client configured for provider {} (set {p}_CLIENT_ID and {p}_CLIENT_SECRET)",
-                stored.provider
-            )));
-        };
-        if self.suspended(&client.app_key()) {
-            return Err(CredentialError::Permanent(format!(
-                "OAuth client of provider {} was rejected (invalid_client); refreshes paused",
-                stored.provider
-            )));
-        }
+        let scope = scope.clone();
+        let client = self.usable_client(&stored)?;
         let url = client
             .token_url_for(&stored, def)
             .map_err(CredentialError::Permanent)?;
@@ -880,120 +935,171 @@ impl Inner {
         // token is done before the request: the data key is loaded now.
         self.sealer.current_version().await.map_err(seal_err)?;
         self.wait_for_budget(&stored).await?;
-        self.phase(&conn.id, RefreshPhase::BeforeRequest).await;
+        Ok(Preflight::Ready(Box::new(Ready {
+            cur,
+            stored,
+            refresh_token,
+            scope,
+            client,
+            url,
+            url_key,
+        })))
+    }
+
+    /// The provider's OAuth client, unless none is configured or the token
+    /// endpoint rejected it.
+    fn usable_client(&self, stored: &Connection) -> Result<&OAuthClient, CredentialError> {
+        let Some(client) = self.clients.get(&stored.provider) else {
+            let p = format!("{ENV_PREFIX}{}", env_provider_segment(&stored.provider));
+            return Err(CredentialError::Permanent(format!(
+                "no OAuth client configured for provider {} (set {p}_CLIENT_ID and {p}_CLIENT_SECRET)",
+                stored.provider
+            )));
+        };
+        if self.suspended(&client.app_key()) {
+            return Err(CredentialError::Permanent(format!(
+                "OAuth client of provider {} was rejected (invalid_client); refreshes paused",
+                stored.provider
+            )));
+        }
+        Ok(client)
+    }
+
+    /// The token request. When its outcome is unknown the provider may have
+    /// rotated the token and lost us the answer: the store first (a sibling's
+    /// saved result is adopted), then one prompt repeat (module docs).
+    async fn request(&self, r: &Ready<'_>) -> Result<Requested, CredentialError> {
+        let id = &r.cur.connection;
+        self.phase(id, RefreshPhase::BeforeRequest).await;
         bump(&self.counters.token_requests);
-        let mut result = token::refresh(&self.http, client, &url, refresh_token).await;
-        if let Err(TokenError::Transient {
+        let result = token::refresh(&self.http, r.client, &r.url, &r.refresh_token).await;
+        let Err(TokenError::Transient {
             outcome: Outcome::Unknown,
             what,
             ..
         }) = &result
-        {
-            // The provider may have rotated the token and lost us the answer:
-            // the store first, then one prompt repeat (module docs).
-            let again = self.load_required(&conn.id).await?;
-            if again.version != cur.version {
-                return self.outcome(&again, false);
-            }
-            tracing::warn!(connection = %conn.id, reason = %what, "token request outcome unknown; repeating it at once");
-            self.wait_for_budget(&stored).await?;
-            bump(&self.counters.token_requests);
-            result = token::refresh(&self.http, client, &url, refresh_token).await;
+        else {
+            return Ok(Requested::Answer(result));
+        };
+        let again = self.load_required(id).await?;
+        if again.version != r.cur.version {
+            return self
+                .outcome(&again, Refresh::Adopted)
+                .map(Requested::Adopted);
         }
-        match result {
-            Ok(t) => {
-                self.phase(&conn.id, RefreshPhase::TokenReceived).await;
-                let now = self.clock.now();
-                let rotated = t.refresh_token.is_some();
-                let payload = Payload {
-                    doc: CredentialDoc::OAuth2 {
-                        access_token: t.access_token,
-                        // A response without a refresh token keeps the old one.
-                        refresh_token: t.refresh_token.or_else(|| Some(refresh_token.clone())),
-                        expires_at: t.expires_in.map(|d| now.add(d)),
-                        issued_at: now,
-                        scope: t.scope.or_else(|| scope.clone()),
-                    },
-                    reauth: None,
-                };
-                let sealed = self.seal(&conn.id, &payload, cur.version + 1, now).await?;
-                if self.save(&sealed, cur.version).await? {
-                    bump(&self.counters.refreshes);
-                    self.clear_rejection(client);
-                    lock(&self.backoff).remove(&conn.id);
-                    tracing::info!(connection = %conn.id, version = sealed.version, rotated, "refreshed access token");
-                    self.phase(&conn.id, RefreshPhase::Saved).await;
-                    let opened = OpenCredential {
-                        connection: conn.id.clone(),
-                        version: sealed.version,
-                        key_version: sealed.key_version,
-                        doc: payload.doc,
-                        needs_reauth: None,
-                        meta_expires_at: sealed.expires_at,
-                        refreshed_at: now,
-                    };
-                    self.outcome(&opened, true)
-                } else {
-                    bump(&self.counters.lost_saves);
-                    tracing::warn!(connection = %conn.id, "credential changed during the refresh; the new tokens were not saved");
-                    let again = self.load_required(&conn.id).await?;
-                    self.outcome(&again, false)
-                }
-            }
-            Err(TokenError::InvalidGrant) => {
+        tracing::warn!(connection = %id, reason = %what, "token request outcome unknown; repeating it at once");
+        self.wait_for_budget(&r.stored).await?;
+        bump(&self.counters.token_requests);
+        let result = token::refresh(&self.http, r.client, &r.url, &r.refresh_token).await;
+        Ok(Requested::Answer(result))
+    }
+
+    /// Seals and saves (compare-and-swap) the tokens a refresh returned.
+    async fn keep_tokens(
+        &self,
+        r: &Ready<'_>,
+        t: token::Tokens,
+    ) -> Result<RefreshOutcome, CredentialError> {
+        let id = &r.cur.connection;
+        self.phase(id, RefreshPhase::TokenReceived).await;
+        let now = self.clock.now();
+        let rotated = t.refresh_token.is_some();
+        let payload = Payload {
+            doc: CredentialDoc::OAuth2 {
+                access_token: t.access_token,
+                // A response without a refresh token keeps the old one.
+                refresh_token: t.refresh_token.or_else(|| Some(r.refresh_token.clone())),
+                expires_at: t.expires_in.map(|d| now.add(d)),
+                issued_at: now,
+                scope: t.scope.or_else(|| r.scope.clone()),
+            },
+            reauth: None,
+        };
+        let sealed = self.seal(id, &payload, r.cur.version + 1, now).await?;
+        if !self.save(&sealed, r.cur.version).await? {
+            bump(&self.counters.lost_saves);
+            tracing::warn!(connection = %id, "credential changed during the refresh; the new tokens were not saved");
+            let again = self.load_required(id).await?;
+            return self.outcome(&again, Refresh::Adopted);
+        }
+        bump(&self.counters.refreshes);
+        self.clear_rejection(r.client);
+        lock(&self.backoff).remove(id);
+        tracing::info!(connection = %id, version = sealed.version, rotated, "refreshed access token");
+        self.phase(id, RefreshPhase::Saved).await;
+        let opened = OpenCredential {
+            connection: id.clone(),
+            version: sealed.version,
+            key_version: sealed.key_version,
+            doc: payload.doc,
+            needs_reauth: None,
+            meta_expires_at: sealed.expires_at,
+            refreshed_at: now,
+        };
+        self.outcome(&opened, Refresh::Performed)
+    }
+
+    /// What a refused or failed token request means for the credential,
+    /// the client and the caller.
+    async fn on_token_error(
+        &self,
+        r: &Ready<'_>,
+        e: TokenError,
+    ) -> Result<RefreshOutcome, CredentialError> {
+        let (id, provider) = (&r.cur.connection, &r.stored.provider);
+        match e {
+            TokenError::InvalidGrant => {
                 // A sibling may have rotated the token under a stale view
                 // (its lease ran out mid-refresh): look twice before giving up.
                 for attempt in 0..2 {
                     if attempt > 0 {
                         tokio::time::sleep(self.poll_delay()).await;
                     }
-                    let again = self.load_required(&conn.id).await?;
-                    if again.version != cur.version {
-                        tracing::info!(connection = %conn.id, "invalid_grant, but a sibling had rotated the token; using it");
-                        return self.outcome(&again, false);
+                    let again = self.load_required(id).await?;
+                    if again.version != r.cur.version {
+                        tracing::info!(connection = %id, "invalid_grant, but a sibling had rotated the token; using it");
+                        return self.outcome(&again, Refresh::Adopted);
                     }
                 }
-                self.mark_needs_reauth(&stored, &cur, "invalid_grant")
+                self.mark_needs_reauth(&r.stored, &r.cur, "invalid_grant")
                     .await?;
                 Err(CredentialError::NeedsReauth)
             }
-            Err(TokenError::InvalidClient(code)) => {
-                self.reject_client(client, &client.app_key(), &code).await;
-                Err(CredentialError::Permanent(format!(
-                    "OAuth client of provider {} rejected by the token endpoint ({code})",
-                    stored.provider
-                )))
-            }
-            Err(TokenError::NotOAuth(what)) => {
-                self.reject_client(client, &url_key, &format!("token_url: {what}"))
+            TokenError::InvalidClient(code) => {
+                self.reject_client(r.client, &r.client.app_key(), &code)
                     .await;
                 Err(CredentialError::Permanent(format!(
-                    "token endpoint of {} at {url}: {what}",
-                    stored.provider
+                    "OAuth client of provider {provider} rejected by the token endpoint ({code})"
                 )))
             }
-            Err(TokenError::Transient {
+            TokenError::NotOAuth(what) => {
+                self.reject_client(r.client, &r.url_key, &format!("token_url: {what}"))
+                    .await;
+                Err(CredentialError::Permanent(format!(
+                    "token endpoint of {provider} at {}: {what}",
+                    r.url
+                )))
+            }
+            TokenError::Transient {
                 status,
                 retry_after,
                 what,
                 ..
-            }) => {
+            } => {
                 bump(&self.counters.transient_failures);
                 let pause = retry_after
                     .unwrap_or(self.config.transient_backoff)
                     .min(self.config.max_transient_backoff);
-                lock(&self.backoff).insert(conn.id.clone(), Instant::now() + pause);
-                tracing::warn!(connection = %conn.id, status, retry_after_ms = retry_after.map(|d| d.as_millis() as u64), reason = %what, "token refresh failed; will retry");
+                lock(&self.backoff).insert(id.clone(), Instant::now() + pause);
+                tracing::warn!(connection = %id, status, retry_after_ms = retry_after.map(|d| d.as_millis() as u64), reason = %what, "token refresh failed; will retry");
                 Err(CredentialError::Transient(format!(
-                    "token endpoint of {}: {what}",
-                    stored.provider
+                    "token endpoint of {provider}: {what}"
                 )))
             }
-            Err(TokenError::Refused(code)) => {
-                tracing::error!(connection = %conn.id, code = %code, "token endpoint refused the refresh");
+            TokenError::Refused(code) => {
+                tracing::error!(connection = %id, code = %code, "token endpoint refused the refresh");
                 Err(CredentialError::Permanent(format!(
-                    "token endpoint of {} refused the refresh ({code})",
-                    stored.provider
+                    "token endpoint of {provider} refused the refresh ({code})"
                 )))
             }
         }

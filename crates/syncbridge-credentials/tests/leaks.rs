@@ -53,6 +53,7 @@ fn find_prefixes(haystack: &[u8]) -> Vec<(&'static str, usize)> {
 }
 
 /// After a full refresh/rotate/revoke/invalid_client/transient/sweep run, no `sbx_at_`/`sbx_rt_`/`sbx_cs_` appears in captured logs, Debug output, or the SQLite db/wal/shm files.
+#[allow(clippy::too_many_lines, reason = "a test scenario: tests are exempt")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_plaintext_secret_in_logs_debug_or_store_files() {
     let logs = Buf::default();

@@ -9,32 +9,15 @@
 
 use std::sync::Arc;
 
-use syncbridge_core::model::{JobMessage, SyncJob};
+use syncbridge_core::model::JobMessage;
 use syncbridge_core::{OutboundMessage, QueueError, QueueName, QueueSender};
 
 /// Application property carrying the correlation id.
-pub const PROPERTY: &str = "correlation_id";
+pub const PROPERTY: &str = JobMessage::CORRELATION_PROPERTY;
 
 /// A new correlation id (a random UUID).
 pub fn new_id() -> String {
     syncbridge_localqueue::new_uuid()
-}
-
-/// A `sync-inbound` message for `job` with `message_id`, carrying `correlation_id`.
-pub fn inbound_message(
-    job: SyncJob,
-    message_id: impl Into<String>,
-    correlation_id: &str,
-) -> OutboundMessage {
-    let body = JobMessage {
-        job,
-        correlation_id: Some(correlation_id.to_string()),
-        retry: 0,
-    };
-    let mut msg = OutboundMessage::json(QueueName::inbound(), message_id, &body);
-    msg.properties
-        .insert(PROPERTY.into(), correlation_id.to_string());
-    msg
 }
 
 /// Gives a `sync-inbound` job message that has no correlation id a new one
@@ -100,7 +83,7 @@ impl QueueSender for Correlating {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use syncbridge_core::model::{JobReason, Priority};
+    use syncbridge_core::model::{JobReason, Priority, SyncJob};
     use syncbridge_core::{ConnectionId, ObjectType, TaskId};
 
     fn job() -> SyncJob {
@@ -126,7 +109,7 @@ mod tests {
         let as_job: SyncJob = serde_json::from_slice(&plain.body).unwrap();
         assert_eq!(as_job, job());
 
-        let mut given = inbound_message(job(), "m2", "evt_1");
+        let mut given = JobMessage::inbound_message(job(), "m2", "evt_1");
         let before = given.body.clone();
         assert_eq!(stamp(&mut given).as_deref(), Some("evt_1"));
         assert_eq!(given.body, before);

@@ -2,9 +2,16 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use syncbridge_core::credentials::CredentialError;
+use syncbridge_core::pipeline::outbound::PushError;
+use syncbridge_core::scheduler::TickError;
+use syncbridge_protocol::PayloadError;
 
-/// A failure a retry may fix. The host gets a 500 and retries (Service Bus
-/// redelivers; timers follow their retry policy). Logged once, here.
+/// A failure a retry may fix, or a deployment that must be fixed. The host
+/// gets a 500 and retries (Service Bus redelivers, dead-lettering in the
+/// end; timers follow their retry policy). Logged once, here. Each variant
+/// keeps the failure's kind (store, queue, provider, configuration) to the
+/// edge instead of flattening it into text.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     /// The store failed.
@@ -13,9 +20,19 @@ pub enum HandlerError {
     /// A queue send failed.
     #[error(transparent)]
     Queue(#[from] syncbridge_core::QueueError),
-    /// Anything else transient.
-    #[error("{0}")]
-    Other(String),
+    /// Configuration: the function.json does not declare the binding the
+    /// handler reads, so every message would fail alike (not poison).
+    #[error("cannot read the invocation: {0}")]
+    Binding(PayloadError),
+    /// A push failed (its store or queue, or a record changing too fast).
+    #[error(transparent)]
+    Push(#[from] PushError),
+    /// The scheduler's tick failed (its store or queue).
+    #[error("scheduler tick failed: {0}")]
+    Tick(#[from] TickError),
+    /// The token sweep failed (the store, the key store or a provider).
+    #[error("token sweep failed: {0}")]
+    Sweep(#[from] CredentialError),
 }
 
 impl IntoResponse for HandlerError {

@@ -44,9 +44,7 @@ async fn handle(
         Decoded::Job(b) => *b,
         Decoded::Quarantined(answer) => return Ok(answer),
     };
-    let report = handle_push_job(&state.deps, &*state.queue, &job)
-        .await
-        .map_err(|e| HandlerError::Other(e.to_string()))?;
+    let report = handle_push_job(&state.deps, &*state.queue, &job).await?;
     let what = match &report.outcome {
         PushOutcome::Pushed {
             fields,
@@ -56,7 +54,7 @@ async fn handle(
         PushOutcome::Deleted => "deleted".into(),
         PushOutcome::UpToDate => "up to date".into(),
         PushOutcome::Retry { at, error } => format!("retry at {at}: {error}"),
-        PushOutcome::Failed { error } => format!("parked: {error}"),
+        PushOutcome::Parked { error } => format!("parked: {error}"),
         PushOutcome::Skipped(why) => format!("skipped: {why}"),
     };
     let line = format!(

@@ -32,9 +32,7 @@ pub(crate) async fn decode<J: serde::de::DeserializeOwned>(
         // message would fail alike. Fail visibly (→ dead-letter) instead of
         // quarantining the whole queue.
         Err(e) if !e.is_poison() => {
-            return Err(HandlerError::Other(format!(
-                "cannot read the invocation: {e}"
-            )));
+            return Err(HandlerError::Binding(e.clone()));
         }
         Err(e) => (None, e.to_string()),
     };

@@ -34,7 +34,7 @@ async fn handle(
     let queue = crate::correlation::Correlating(state.queue.clone());
     let report = tick(&*state.store, &queue, &*state.clock, &*state.events, &cfg)
         .await
-        .map_err(|e| HandlerError::Other(format!("scheduler tick failed: {e}")))?;
+        .map_err(HandlerError::Tick)?;
     tracing::info!(
         past_due = timer.is_past_due,
         enqueued = report.enqueued,

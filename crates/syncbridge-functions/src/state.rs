@@ -107,7 +107,7 @@ impl AppState {
                     .map_err(|e| StateError::Azure(e.to_string()))?,
             ),
             None => Arc::new(
-                LocalQueue::open(settings.data_dir.join("queue.db"))
+                LocalQueue::open(syncbridge_localqueue::queue_path(&settings.data_dir))
                     .map_err(|e| StateError::Queue(e.to_string()))?,
             ),
         };
@@ -133,7 +133,7 @@ impl AppState {
     pub fn embedded_with(settings: Settings, mode: OpenMode) -> Result<Self, StateError> {
         let store: Arc<dyn Store> = Arc::new(open_sqlite(&settings, mode)?);
         let queue: Arc<dyn QueueSender> = Arc::new(
-            LocalQueue::open(settings.data_dir.join("queue.db"))
+            LocalQueue::open(syncbridge_localqueue::queue_path(&settings.data_dir))
                 .map_err(|e| StateError::Queue(e.to_string()))?,
         );
         Self::assemble(settings, store, queue, None)

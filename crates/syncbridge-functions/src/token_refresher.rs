@@ -33,7 +33,7 @@ async fn handle(
         .credentials
         .sweep(state.clock.now(), SWEEP_LIMIT)
         .await
-        .map_err(|e| crate::HandlerError::Other(format!("token sweep failed: {e}")))?;
+        .map_err(crate::HandlerError::Sweep)?;
     let line = format!(
         "token sweep: {} checked, {} refreshed, {} failed, {} need re-authorization",
         report.checked, report.refreshed, report.failed, report.needs_reauth

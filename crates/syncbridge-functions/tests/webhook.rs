@@ -257,6 +257,7 @@ async fn a_redelivered_unroutable_event_reaches_the_quarantine() {
 }
 
 /// Each kind of bad input gets its 4xx, stores and enqueues nothing, is counted, and leaks no secret.
+#[allow(clippy::too_many_lines, reason = "a test scenario: tests are exempt")]
 #[tokio::test]
 async fn bad_input_table() {
     let h = harness("standard-webhooks", &[SECRET]).await;

@@ -203,7 +203,7 @@ fn expand(config: &HostConfig, text: &str) -> Result<String, String> {
 
 /// Reads host.json and the function folders.
 pub fn load(config: &HostConfig) -> Result<AppModel, HostError> {
-    let host_path = config.app_root.join("host.json");
+    let host_path = config.app_root.join(HostJson::FILE_NAME);
     let host_text = std::fs::read_to_string(&host_path)
         .map_err(|e| HostError::Config(format!("reading {}: {e}", host_path.display())))?;
     let host = HostJson::parse(&host_text)
@@ -216,7 +216,7 @@ pub fn load(config: &HostConfig) -> Result<AppModel, HostError> {
         .map_err(|e| HostError::Config(format!("reading {}: {e}", functions_dir.display())))?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.join("function.json").is_file())
+        .filter(|p| p.join(FunctionJson::FILE_NAME).is_file())
         .collect();
     dirs.sort();
     let mut functions = Vec::new();
@@ -233,7 +233,7 @@ pub fn load(config: &HostConfig) -> Result<AppModel, HostError> {
         {
             continue;
         }
-        let path = dir.join("function.json");
+        let path = dir.join(FunctionJson::FILE_NAME);
         let fail = |e: String| HostError::Config(format!("{}: {e}", path.display()));
         let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
         let fj = FunctionJson::parse(&text).map_err(|e| fail(e.to_string()))?;
@@ -439,6 +439,7 @@ mod tests {
         assert_eq!(
             summary,
             vec![
+                expect("SyncApi", "sync-api", true),
                 expect("SyncInboundWorker", "sync-inbound-worker", false),
                 expect("SyncOutboundWorker", "sync-outbound-worker", false),
                 expect("SyncScheduler", "sync-scheduler", false),

@@ -100,8 +100,8 @@ pub const ENV_LOCAL_QUEUE_PATH: &str = "SYNCBRIDGE_LOCALQUEUE_PATH";
 /// Env var telling handlers the host's front-door URL (`http://127.0.0.1:<port>`),
 /// e.g. as the Service Bus REST endpoint.
 pub const ENV_LOCAL_HOST_URL: &str = "SYNCBRIDGE_LOCALHOST_URL";
-/// The queue file's name inside [`HostConfig::data_dir`].
-pub const QUEUE_FILE: &str = "queue.db";
+/// The queue file's name inside [`HostConfig::data_dir`] (the local queue's).
+pub use syncbridge_localqueue::QUEUE_FILE;
 
 /// How to run the local host.
 #[derive(Debug, Clone)]
@@ -285,22 +285,7 @@ impl LocalHost {
     /// not come up (everything started so far is stopped again).
     pub async fn start(config: HostConfig) -> Result<LocalHostHandle, HostError> {
         let app = app::load(&config)?;
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| HostError::Io {
-            context: format!("creating {}", config.data_dir.display()),
-            source,
-        })?;
-        let queue_path = config.data_dir.join(QUEUE_FILE);
-        let queue = LocalQueue::open_with(
-            &queue_path,
-            LocalQueueOptions {
-                max_delivery_count: config.max_delivery_count,
-                busy_timeout: config.queue_busy_timeout,
-                ..LocalQueueOptions::with_clock(config.clock.clone())
-            },
-        )?;
-        for name in app.queue_names() {
-            queue.declare_queue(&name)?;
-        }
+        let (queue_path, queue) = open_queue(&config, &app)?;
         let claim = take_back_locks(&config.data_dir, &queue)?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.http_port))
             .await
@@ -331,37 +316,12 @@ impl LocalHost {
         ]);
         env.extend(config.env.clone());
 
-        let mut tasks = Vec::new();
-        let mut children = BTreeMap::new();
-        let mut timer_locks = BTreeMap::new();
-        let mut status_rows = Vec::new();
-        for spec in &app.functions {
-            let (state_tx, state_rx) = watch::channel(ChildState::Pending);
-            let launch = supervisor::LaunchSpec {
-                function: spec.name.clone(),
-                executable: spec.executable.clone(),
-                arguments: app.arguments.clone(),
-                working_dir: app.working_dir.clone(),
-                app_root: config.app_root.clone(),
-                env: env.clone(),
-                startup_timeout: config.startup_timeout,
-            };
-            tasks.push(tokio::spawn(supervisor::supervise(
-                launch,
-                config.clock.clone(),
-                client.clone(),
-                state_tx,
-                events.clone(),
-                shutdown_rx.clone(),
-            )));
-            status_rows.push((
-                spec.name.clone(),
-                spec.trigger_summary(&app.route_prefix),
-                spec.executable.clone(),
-            ));
-            children.insert(spec.name.clone(), state_rx);
-            timer_locks.insert(spec.name.clone(), tokio::sync::Mutex::new(()));
-        }
+        let Supervised {
+            tasks,
+            children,
+            timer_locks,
+            status_rows,
+        } = supervise_all(&app, &config, &env, &client, &events, &shutdown_rx);
         let invocation_timeout = app.function_timeout + Duration::from_secs(60);
         let host = Arc::new(HostState {
             specs: app.functions.iter().cloned().map(Arc::new).collect(),
@@ -420,21 +380,105 @@ impl LocalHost {
                 });
             }
         }
-        let started = host.clock.now();
-        for spec in &host.specs {
-            match spec.trigger {
-                Trigger::Timer { .. } => handle.push_task(tokio::spawn(timers::run(
-                    host.clone(),
-                    spec.clone(),
-                    started,
-                ))),
-                Trigger::ServiceBus { .. } => {
-                    handle.push_task(tokio::spawn(servicebus::run(host.clone(), spec.clone())))
-                }
-                Trigger::Http { .. } => {}
-            }
-        }
+        start_triggers(&host, &mut handle);
         Ok(handle)
+    }
+}
+
+/// Creates the data dir and opens the durable queue in it, declaring every
+/// queue the app's triggers name.
+fn open_queue(
+    config: &HostConfig,
+    app: &app::AppModel,
+) -> Result<(PathBuf, LocalQueue), HostError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| HostError::Io {
+        context: format!("creating {}", config.data_dir.display()),
+        source,
+    })?;
+    let queue_path = syncbridge_localqueue::queue_path(&config.data_dir);
+    let queue = LocalQueue::open_with(
+        &queue_path,
+        LocalQueueOptions {
+            max_delivery_count: config.max_delivery_count,
+            busy_timeout: config.queue_busy_timeout,
+            ..LocalQueueOptions::with_clock(config.clock.clone())
+        },
+    )?;
+    for name in app.queue_names() {
+        queue.declare_queue(&name)?;
+    }
+    Ok((queue_path, queue))
+}
+
+/// Every function's supervisor task, its state channel, timer lock and status row.
+struct Supervised {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    children: BTreeMap<String, watch::Receiver<ChildState>>,
+    timer_locks: BTreeMap<String, tokio::sync::Mutex<()>>,
+    status_rows: Vec<(String, String, PathBuf)>,
+}
+
+/// Starts one supervisor per function (each launches and restarts its handler).
+fn supervise_all(
+    app: &app::AppModel,
+    config: &HostConfig,
+    env: &BTreeMap<String, String>,
+    client: &reqwest::Client,
+    events: &broadcast::Sender<HostEvent>,
+    shutdown_rx: &watch::Receiver<bool>,
+) -> Supervised {
+    let mut s = Supervised {
+        tasks: Vec::new(),
+        children: BTreeMap::new(),
+        timer_locks: BTreeMap::new(),
+        status_rows: Vec::new(),
+    };
+    for spec in &app.functions {
+        let (state_tx, state_rx) = watch::channel(ChildState::Pending);
+        let launch = supervisor::LaunchSpec {
+            function: spec.name.clone(),
+            executable: spec.executable.clone(),
+            arguments: app.arguments.clone(),
+            working_dir: app.working_dir.clone(),
+            app_root: config.app_root.clone(),
+            env: env.clone(),
+            startup_timeout: config.startup_timeout,
+        };
+        s.tasks.push(tokio::spawn(supervisor::supervise(
+            launch,
+            config.clock.clone(),
+            client.clone(),
+            state_tx,
+            events.clone(),
+            shutdown_rx.clone(),
+        )));
+        s.status_rows.push((
+            spec.name.clone(),
+            spec.trigger_summary(&app.route_prefix),
+            spec.executable.clone(),
+        ));
+        s.children.insert(spec.name.clone(), state_rx);
+        s.timer_locks
+            .insert(spec.name.clone(), tokio::sync::Mutex::new(()));
+    }
+    s
+}
+
+/// Starts the timers and the queue delivery, once every handler is up.
+fn start_triggers(host: &Arc<HostState>, handle: &mut LocalHostHandle) {
+    let started = host.clock.now();
+    for spec in &host.specs {
+        match spec.trigger {
+            Trigger::Timer { .. } => handle.push_task(tokio::spawn(timers::run(
+                host.clone(),
+                spec.clone(),
+                started,
+            ))),
+            Trigger::ServiceBus { .. } => {
+                handle.push_task(tokio::spawn(servicebus::run(host.clone(), spec.clone())))
+            }
+            Trigger::Http { .. } => {}
+        }
     }
 }
 

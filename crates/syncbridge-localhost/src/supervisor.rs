@@ -27,7 +27,7 @@ use syncbridge_protocol::env as host_env;
 
 use syncbridge_core::{Clock, Timestamp};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tokio::sync::{broadcast, watch};
 
 use crate::events::{ChildState, HostEvent};
@@ -249,35 +249,9 @@ async fn run_once(
         Ok(p) => p,
         Err(e) => return RunEnd::before_ready(format!("no free port: {e}")),
     };
-    let worker_id = syncbridge_localqueue::new_uuid();
-    let mut cmd = Command::new(&spec.executable);
-    cmd.args(&spec.arguments)
-        .current_dir(&spec.working_dir)
-        .env(host_env::PORT_ENV, port.to_string())
-        .env(host_env::WORKER_ID_ENV, &worker_id)
-        .env(host_env::HTTPWORKER_PORT_ENV, port.to_string())
-        .env(host_env::HTTPWORKER_ID_ENV, &worker_id)
-        .env(host_env::APP_ROOT_ENV, &spec.app_root)
-        .envs(&spec.env)
-        .env(ENV_EXIT_WITH_HOST, "stdin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
+    let mut child = match spawn_child(spec, attempt, port) {
         Ok(c) => c,
-        Err(e) if attempt == 1 && e.kind() == std::io::ErrorKind::NotFound => {
-            return RunEnd::Fatal(format!(
-                "executable {} not found (build it, or point bin_dir at it)",
-                spec.executable.display()
-            ));
-        }
-        Err(e) => {
-            return RunEnd::before_ready(format!(
-                "could not start {}: {e}",
-                spec.executable.display()
-            ));
-        }
+        Err(end) => return end,
     };
     // The host's end of the lifeline: held for the child's life, closed by the
     // kernel if the host dies.
@@ -298,49 +272,16 @@ async fn run_once(
         .stderr
         .take()
         .map(|err| tokio::spawn(forward_lines(name.clone(), err, Some(last_words.clone()))));
-
-    // Readiness: any HTTP answer on `/`.
-    let url = format!("http://127.0.0.1:{port}/");
-    let ready = async {
-        loop {
-            let probe = client
-                .get(&url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            if probe.is_ok() {
-                return;
-            }
-            tokio::time::sleep(READINESS_POLL).await;
-        }
+    let mut running = Running {
+        child,
+        port,
+        stderr,
+        last_words,
     };
-    tokio::select! {
-        r = tokio::time::timeout(spec.startup_timeout, ready) => {
-            if r.is_err() {
-                let _ = child.kill().await;
-                return RunEnd::before_ready(format!(
-                    "handler did not answer on {url} within {:?}",
-                    spec.startup_timeout
-                ));
-            }
-        }
-        status = child.wait() => {
-            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-            let _ = events.send(HostEvent::FunctionExited { function: name.clone(), status: status.clone() });
-            // The handler's own start-up error (e.g. a setting it refused)
-            // is what the person needs: quote it in the reason.
-            if let Some(reader) = stderr {
-                let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
-            }
-            let said = last_words.lock().unwrap_or_else(|p| p.into_inner()).quote();
-            let tail = if said.is_empty() { String::new() } else { format!(": {said}") };
-            return RunEnd::before_ready(format!("handler exited before it listened on port {port} ({status}){tail}"));
-        }
-        _ = crate::until_shutdown(shutdown) => {
-            let _ = child.kill().await;
-            return RunEnd::Shutdown;
-        }
+    if let Err(end) = await_ready(spec, client, events, shutdown, &mut running).await {
+        return end;
     }
+    let mut child = running.child;
     let ready_at = clock.now();
     let _ = state.send(ChildState::Ready { port, pid });
     let _ = events.send(HostEvent::FunctionReady {
@@ -359,6 +300,102 @@ async fn run_once(
         _ = crate::until_shutdown(shutdown) => {
             let _ = child.kill().await;
             RunEnd::Shutdown
+        }
+    }
+}
+
+/// Starts the handler process on `port`, as the Functions host would.
+fn spawn_child(spec: &LaunchSpec, attempt: u32, port: u16) -> Result<Child, RunEnd> {
+    let worker_id = syncbridge_localqueue::new_uuid();
+    let mut cmd = Command::new(&spec.executable);
+    cmd.args(&spec.arguments)
+        .current_dir(&spec.working_dir)
+        .env(host_env::PORT_ENV, port.to_string())
+        .env(host_env::WORKER_ID_ENV, &worker_id)
+        .env(host_env::HTTPWORKER_PORT_ENV, port.to_string())
+        .env(host_env::HTTPWORKER_ID_ENV, &worker_id)
+        .env(host_env::APP_ROOT_ENV, &spec.app_root)
+        .envs(&spec.env)
+        .env(ENV_EXIT_WITH_HOST, "stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    match cmd.spawn() {
+        Ok(c) => Ok(c),
+        Err(e) if attempt == 1 && e.kind() == std::io::ErrorKind::NotFound => {
+            Err(RunEnd::Fatal(format!(
+                "executable {} not found (build it, or point bin_dir at it)",
+                spec.executable.display()
+            )))
+        }
+        Err(e) => Err(RunEnd::before_ready(format!(
+            "could not start {}: {e}",
+            spec.executable.display()
+        ))),
+    }
+}
+
+/// A started handler process, before it is ready.
+struct Running {
+    child: Child,
+    port: u16,
+    /// The task forwarding its stderr.
+    stderr: Option<tokio::task::JoinHandle<()>>,
+    last_words: Arc<std::sync::Mutex<LastWords>>,
+}
+
+/// Waits until the handler answers any HTTP request on `/`; `Err` with how
+/// the run ends when it does not within the start-up timeout, exits first
+/// (quoting its own start-up error) or the host shuts down.
+async fn await_ready(
+    spec: &LaunchSpec,
+    client: &reqwest::Client,
+    events: &broadcast::Sender<HostEvent>,
+    shutdown: &mut watch::Receiver<bool>,
+    r: &mut Running,
+) -> Result<(), RunEnd> {
+    let (name, port) = (&spec.function, r.port);
+    let url = format!("http://127.0.0.1:{port}/");
+    let ready = async {
+        loop {
+            let probe = client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if probe.is_ok() {
+                return;
+            }
+            tokio::time::sleep(READINESS_POLL).await;
+        }
+    };
+    tokio::select! {
+        t = tokio::time::timeout(spec.startup_timeout, ready) => {
+            if t.is_err() {
+                let _ = r.child.kill().await;
+                return Err(RunEnd::before_ready(format!(
+                    "handler did not answer on {url} within {:?}",
+                    spec.startup_timeout
+                )));
+            }
+            Ok(())
+        }
+        status = r.child.wait() => {
+            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+            let _ = events.send(HostEvent::FunctionExited { function: name.clone(), status: status.clone() });
+            // The handler's own start-up error (e.g. a setting it refused)
+            // is what the person needs: quote it in the reason.
+            if let Some(reader) = r.stderr.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
+            }
+            let said = r.last_words.lock().unwrap_or_else(|p| p.into_inner()).quote();
+            let tail = if said.is_empty() { String::new() } else { format!(": {said}") };
+            Err(RunEnd::before_ready(format!("handler exited before it listened on port {port} ({status}){tail}")))
+        }
+        _ = crate::until_shutdown(shutdown) => {
+            let _ = r.child.kill().await;
+            Err(RunEnd::Shutdown)
         }
     }
 }

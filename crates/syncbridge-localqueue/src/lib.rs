@@ -56,6 +56,15 @@ pub const MAX_ID_LEN: usize = 128;
 /// Longest entity path Service Bus accepts.
 pub const MAX_ENTITY_PATH_LEN: usize = 260;
 
+/// The queue's file name inside a data directory. Other crates name the
+/// file through this (or [`queue_path`]), never by spelling it.
+pub const QUEUE_FILE: &str = "queue.db";
+
+/// The queue's file in `data_dir`: `<dir>/queue.db`.
+pub fn queue_path(data_dir: impl AsRef<Path>) -> PathBuf {
+    data_dir.as_ref().join(QUEUE_FILE)
+}
+
 /// `<queue>/$DeadLetterQueue`.
 pub fn dead_letter_queue_name(queue: &str) -> String {
     format!("{queue}{DEAD_LETTER_SUFFIX}")

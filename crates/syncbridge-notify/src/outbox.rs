@@ -147,34 +147,38 @@ fn load_group(tx: &Transaction<'_>, key: &str) -> Result<Option<Group>, NotifyEr
     .transpose()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn insert_message(
-    tx: &Transaction<'_>,
-    channel: &str,
-    group_id: &str,
-    occurrence: &str,
-    event: &str,
+/// One outbox message for one channel: a group's first occurrence, or its
+/// "repeated N more times" summary. Times are Unix milliseconds.
+struct NewMessage<'a> {
+    channel: &'a str,
+    group_id: &'a str,
+    /// `first` or `repeated`.
+    occurrence: &'a str,
+    event: &'a str,
+    /// Occurrences it stands for.
     count: i64,
     first_at: i64,
     last_at: i64,
     now: i64,
     due_at: i64,
-) -> Result<(), NotifyError> {
+}
+
+fn insert_message(tx: &Transaction<'_>, m: &NewMessage<'_>) -> Result<(), NotifyError> {
     tx.execute(
         "INSERT INTO outbox (id, channel, group_id, occurrence, event, count, first_at, last_at,
                              created_at, due_at, attempts, state)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 'pending')",
         params![
             new_id("ntf"),
-            channel,
-            group_id,
-            occurrence,
-            event,
-            count,
-            first_at,
-            last_at,
-            now,
-            due_at
+            m.channel,
+            m.group_id,
+            m.occurrence,
+            m.event,
+            m.count,
+            m.first_at,
+            m.last_at,
+            m.now,
+            m.due_at
         ],
     )?;
     Ok(())
@@ -196,15 +200,17 @@ fn roll(
     for ch in &g.channels {
         insert_message(
             tx,
-            ch,
-            &g.group_id,
-            "repeated",
-            &g.last_event,
-            g.pending,
-            g.pending_first_at.unwrap_or(g.last_at),
-            g.last_at,
-            now,
-            now,
+            &NewMessage {
+                channel: ch,
+                group_id: &g.group_id,
+                occurrence: "repeated",
+                event: &g.last_event,
+                count: g.pending,
+                first_at: g.pending_first_at.unwrap_or(g.last_at),
+                last_at: g.last_at,
+                now,
+                due_at: now,
+            },
         )?;
     }
     let next = g.closes_at.saturating_add(window_ms);
@@ -247,7 +253,18 @@ pub(crate) fn record(
             let first_due = now.saturating_add(wait_ms);
             for ch in channels {
                 insert_message(
-                    &tx, ch, &group_id, "first", event, 1, now, now, now, first_due,
+                    &tx,
+                    &NewMessage {
+                        channel: ch,
+                        group_id: &group_id,
+                        occurrence: "first",
+                        event,
+                        count: 1,
+                        first_at: now,
+                        last_at: now,
+                        now,
+                        due_at: first_due,
+                    },
                 )?;
             }
             let channels_json = serde_json::to_string(channels)

@@ -9,7 +9,8 @@ use std::path::Path;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-const APPS: [(&str, &str); 5] = [
+const APPS: [(&str, &str); 6] = [
+    ("SyncApi", "sync-api"),
     ("SyncInboundWorker", "sync-inbound-worker"),
     ("SyncOutboundWorker", "sync-outbound-worker"),
     ("SyncScheduler", "sync-scheduler"),
@@ -26,10 +27,10 @@ fn read(zip: &mut zip::ZipArchive<std::fs::File>, name: &str) -> Vec<u8> {
     out
 }
 
-/// Five zips, one per function; each holds exactly host.json, its binary
-/// (mode 0755) and its one function.json.
+/// Six zips, one per function (the five and the product API); each holds
+/// exactly host.json, its binary (mode 0755) and its one function.json.
 #[test]
-fn five_zips_with_the_deployable_layout() {
+fn six_zips_with_the_deployable_layout() {
     let dir = tempfile::tempdir().unwrap();
     let bins = dir.path().join("bin");
     std::fs::create_dir_all(&bins).unwrap();
@@ -38,7 +39,7 @@ fn five_zips_with_the_deployable_layout() {
     }
     let out = dir.path().join("dist");
     let zips = syncbridge_package::package_all(Path::new(ROOT), &bins, &out).unwrap();
-    assert_eq!(zips.len(), 5);
+    assert_eq!(zips.len(), 6);
 
     for (function, exe) in APPS {
         let path = out.join(format!("{exe}.zip"));
@@ -89,5 +90,6 @@ fn missing_binary_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let err = syncbridge_package::package_all(Path::new(ROOT), dir.path(), &dir.path().join("o"))
         .unwrap_err();
-    assert!(err.to_string().contains("sync-inbound-worker"), "{err}");
+    // The first function in order is SyncApi: its binary is named.
+    assert!(err.to_string().contains("sync-api"), "{err}");
 }

@@ -113,6 +113,9 @@ pub struct FunctionJson {
 }
 
 impl FunctionJson {
+    /// The file's name in each function's folder.
+    pub const FILE_NAME: &'static str = "function.json";
+
     /// Parses `function.json` text.
     ///
     /// # Errors

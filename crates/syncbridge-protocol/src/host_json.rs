@@ -185,6 +185,9 @@ pub enum HttpMode {
 }
 
 impl HostJson {
+    /// The file's name at the app root.
+    pub const FILE_NAME: &'static str = "host.json";
+
     /// Parses `host.json` text and checks `defaultExecutablePath` is not empty.
     ///
     /// # Errors

@@ -6,6 +6,8 @@
 //!   a mutex, used from `spawn_blocking` so the async runtime never blocks on
 //!   disk; WAL mode so other processes (the five binaries, the CLI) read and
 //!   write the same file concurrently.
+//! - `api`: the product API's part (API keys by hash, keyset pages of
+//!   connections and runs), apart from the sync engine's queries.
 //! - `schema`: the migrations, applied in order on open (`PRAGMA user_version`)
 //!   under the write lock, so processes opening a fresh file together migrate it once.
 //!
@@ -24,7 +26,12 @@
 //! Documents (connections, tasks, runs) are stored as JSON next to the columns
 //! queries filter on; records keep their canonical JSON, hash and version in
 //! columns so a page commit can skip unchanged rows without parsing JSON.
+//!
+//! - `records`: record writes and the records feed (change sequence,
+//!   tombstones; every read but the feed filters `deleted_at IS NULL`).
 
+mod api;
+mod records;
 mod schema;
 
 pub use schema::{SCHEMA_VERSION, enable_wal};
@@ -36,16 +43,29 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection as Db, OptionalExtension, TransactionBehavior::Immediate, params};
+use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
     WebhookEvent,
 };
 use syncbridge_core::store::{
-    LeaseRequest, PageCommit, PageOutcome, QuarantineEntry, RecordWrite, SealedCredential,
+    ConnectionQuery, LeaseRequest, PageCommit, PageOutcome, QuarantineEntry, RecordWrite, RunQuery,
+    SealedCredential,
 };
+use syncbridge_core::store::{FeedEntry, FeedQuery};
 use syncbridge_core::{
-    ConnectionId, ExternalId, ObjectType, Store, StoreError, TaskId, TenantId, Timestamp,
+    Clock, ConnectionId, ExternalId, ObjectType, RunId, Store, StoreError, SystemClock, TaskId,
+    TenantId, Timestamp,
 };
+
+/// The store's file name inside a data directory. Other crates name the
+/// file through this (or [`state_path`]), never by spelling it.
+pub const STATE_FILE: &str = "state.db";
+
+/// The store's file in `data_dir`: `<dir>/state.db`.
+pub fn state_path(data_dir: impl AsRef<Path>) -> PathBuf {
+    data_dir.as_ref().join(STATE_FILE)
+}
 
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
@@ -53,6 +73,9 @@ pub struct SqliteStore {
     db: Arc<Mutex<Db>>,
     path: PathBuf,
     file: Arc<FileIdentity>,
+    /// Stamps the records feed's `last_modified_at` (the wall clock unless
+    /// a test injects one, see [`SqliteStore::with_clock`]).
+    clock: Arc<dyn Clock>,
 }
 
 /// Whether [`SqliteStore::open_with`] may create a missing file.
@@ -179,12 +202,19 @@ impl SqliteStore {
             db: Arc::new(Mutex::new(db)),
             path,
             file: Arc::new(file),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// The same store, stamping record changes with `clock`'s time (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The state file for a data directory: `<dir>/state.db`.
     pub fn open_in(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::open(data_dir.as_ref().join("state.db"))
+        Self::open(state_path(data_dir))
     }
 
     /// Fault injection (tests only): caps the file at `pages` pages for this
@@ -204,7 +234,7 @@ impl SqliteStore {
 
     /// `<dir>/state.db`, opened with `mode`.
     pub fn open_in_with(data_dir: impl AsRef<Path>, mode: OpenMode) -> Result<Self, StoreError> {
-        Self::open_with(data_dir.as_ref().join("state.db"), mode)
+        Self::open_with(state_path(data_dir), mode)
     }
 
     /// The schema version of the open file (`PRAGMA user_version`).
@@ -740,7 +770,7 @@ impl Store for SqliteStore {
     }
 
     async fn commit_page(&self, page: &PageCommit) -> Result<PageOutcome, StoreError> {
-        let page = page.clone();
+        let (page, now) = (page.clone(), self.clock.now());
         self.with(move |db| {
             let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
             let Some(mut task) = load_task(&tx, page.task.as_str())? else {
@@ -749,79 +779,7 @@ impl Store for SqliteStore {
             if task.lease.as_ref().map(|l| l.token.as_str()) != Some(page.lease_token.as_str()) {
                 return Err(StoreError::LeaseLost(page.task.clone()));
             }
-            let mut out = PageOutcome::default();
-            {
-                let mut get = tx
-                    .prepare_cached(
-                        "SELECT hash, version, remote_updated_at, local IS NOT NULL FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3",
-                    )
-                    .map_err(backend)?;
-                let mut put = tx
-                    .prepare_cached(
-                        "INSERT INTO records (connection, object, external_id, data, hash, version, remote_updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                         ON CONFLICT(connection, object, external_id) DO UPDATE SET data = excluded.data,
-                           hash = excluded.hash, version = excluded.version,
-                           remote_updated_at = excluded.remote_updated_at",
-                    )
-                    .map_err(backend)?;
-                let mut del = tx
-                    .prepare_cached("DELETE FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3 AND local IS NULL")
-                    .map_err(backend)?;
-                let mut is_held = tx
-                    .prepare_cached("SELECT 1 FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3 AND local IS NOT NULL")
-                    .map_err(backend)?;
-                let (c, o) = (page.connection.as_str(), page.object.as_str());
-                for u in &page.upserts {
-                    let existing: Option<(String, i64, Option<i64>, bool)> = get
-                        .query_row(params![c, o, u.external_id.as_str()], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                        })
-                        .optional()
-                        .map_err(backend)?;
-                    let version = match existing {
-                        Some((.., true)) => {
-                            out.held += 1;
-                            continue;
-                        }
-                        Some((hash, ..)) if hash == u.hash => {
-                            out.unchanged += 1;
-                            continue;
-                        }
-                        Some((_, _, Some(stored), _))
-                            if u.remote_updated_at.is_some_and(|t| t.as_millis() < stored) =>
-                        {
-                            out.stale += 1;
-                            continue;
-                        }
-                        Some((_, v, ..)) => {
-                            out.updated += 1;
-                            v + 1
-                        }
-                        None => {
-                            out.created += 1;
-                            1
-                        }
-                    };
-                    put.execute(params![
-                        c,
-                        o,
-                        u.external_id.as_str(),
-                        to_json(&u.data),
-                        u.hash,
-                        version,
-                        u.remote_updated_at.map(|t| t.as_millis())
-                    ])
-                    .map_err(backend)?;
-                }
-                for id in &page.deletes {
-                    if is_held.exists(params![c, o, id.as_str()]).map_err(backend)? {
-                        out.held += 1;
-                        continue;
-                    }
-                    out.deleted += del.execute(params![c, o, id.as_str()]).map_err(backend)? as u64;
-                }
-            }
+            let out = records::apply_page(&tx, &page, now)?;
             task.cursor = page.cursor.clone();
             task.version += 1;
             write_task(&tx, &task).map_err(backend)?;
@@ -841,7 +799,7 @@ impl Store for SqliteStore {
         self.with(move |db| {
             Ok(query_records(
                 db,
-                "WHERE connection = ?1 AND object = ?2 AND external_id = ?3",
+                "WHERE connection = ?1 AND object = ?2 AND external_id = ?3 AND deleted_at IS NULL",
                 params![c.as_str(), o.as_str(), id.as_str()],
             )?
             .pop())
@@ -857,7 +815,7 @@ impl Store for SqliteStore {
         let (c, o) = (connection.clone(), object.clone());
         self.with(move |db| {
             db.query_row(
-                "SELECT COUNT(*) FROM records WHERE connection = ?1 AND object = ?2",
+                "SELECT COUNT(*) FROM records WHERE connection = ?1 AND object = ?2 AND deleted_at IS NULL",
                 params![c.as_str(), o.as_str()],
                 |r| r.get::<_, i64>(0),
             )
@@ -879,6 +837,7 @@ impl Store for SqliteStore {
             query_records(
                 db,
                 "WHERE connection = ?1 AND object = ?2 AND (?3 IS NULL OR external_id > ?3)
+                   AND deleted_at IS NULL
                  ORDER BY external_id LIMIT ?4",
                 params![
                     c.as_str(),
@@ -891,74 +850,30 @@ impl Store for SqliteStore {
         .await
     }
 
+    // ---- records feed (issue 17; see the `records` module) ------------------
+
+    async fn records_feed(&self, q: &FeedQuery) -> Result<Vec<FeedEntry>, StoreError> {
+        let q = q.clone();
+        self.with(move |db| records::records_feed(db, &q)).await
+    }
+
     async fn write_record(&self, w: &RecordWrite) -> Result<(), StoreError> {
-        let w = w.clone();
+        let (w, now) = (w.clone(), self.clock.now());
         self.with(move |db| {
             let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
-            let (c, o, id) = (w.connection.as_str(), w.object.as_str(), w.external_id.as_str());
-            let current: Option<i64> = tx
-                .prepare_cached(
-                    "SELECT version FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3",
-                )
-                .map_err(backend)?
-                .query_row(params![c, o, id], |r| r.get(0))
-                .optional()
-                .map_err(backend)?;
-            if current != w.expect_version {
-                return Err(StoreError::Conflict(format!("record {o}/{id}")));
-            }
-            let moved = w.next.as_ref().is_some_and(|n| n.external_id != w.external_id);
-            if w.next.is_none() || moved {
-                tx.execute(
-                    "DELETE FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3",
-                    params![c, o, id],
-                )
-                .map_err(backend)?;
-            }
-            if let Some(r) = &w.next {
-                if moved {
-                    let taken = tx
-                        .query_row(
-                            "SELECT 1 FROM records WHERE connection = ?1 AND object = ?2 AND external_id = ?3",
-                            params![c, o, r.external_id.as_str()],
-                            |_| Ok(()),
-                        )
-                        .optional()
-                        .map_err(backend)?;
-                    if taken.is_some() {
-                        return Err(StoreError::Conflict(format!("record {o}/{}", r.external_id)));
-                    }
-                }
-                tx.prepare_cached(
-                    "INSERT INTO records (connection, object, external_id, data, hash, version, remote_updated_at, local, push_due_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT(connection, object, external_id) DO UPDATE SET data = excluded.data,
-                       hash = excluded.hash, version = excluded.version,
-                       remote_updated_at = excluded.remote_updated_at, local = excluded.local,
-                       push_due_at = excluded.push_due_at",
-                )
-                .map_err(backend)?
-                .execute(params![
-                        c,
-                        o,
-                        r.external_id.as_str(),
-                        to_json(&r.data),
-                        r.hash,
-                        r.version,
-                        r.remote_updated_at.map(|t| t.as_millis()),
-                        r.local.as_ref().map(to_json),
-                        r.local.as_ref().and_then(|l| l.push_due_at).map(|t| t.as_millis()),
-                    ],
-                )
-                .map_err(backend)?;
-            }
+            records::write_record(&tx, &w, now)?;
             for a in &w.audit {
                 tx.prepare_cached(
                     "INSERT INTO audit (key, connection, at, doc) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT(key) DO NOTHING",
                 )
                 .map_err(backend)?
-                .execute(params![a.key, a.connection.as_str(), a.at.as_millis(), to_json(a)])
+                .execute(params![
+                    a.key,
+                    a.connection.as_str(),
+                    a.at.as_millis(),
+                    to_json(a)
+                ])
                 .map_err(backend)?;
             }
             tx.commit().map_err(backend)
@@ -970,7 +885,7 @@ impl Store for SqliteStore {
         self.with(move |db| {
             query_records(
                 db,
-                "WHERE push_due_at IS NOT NULL AND push_due_at <= ?1
+                "WHERE push_due_at IS NOT NULL AND push_due_at <= ?1 AND deleted_at IS NULL
                  ORDER BY push_due_at, connection, object, external_id LIMIT ?2",
                 params![now.as_millis(), limit as i64],
             )
@@ -987,7 +902,7 @@ impl Store for SqliteStore {
         self.with(move |db| {
             query_records(
                 db,
-                "WHERE local IS NOT NULL AND (?1 IS NULL OR connection = ?1)
+                "WHERE local IS NOT NULL AND (?1 IS NULL OR connection = ?1) AND deleted_at IS NULL
                  ORDER BY connection, object, external_id LIMIT ?2",
                 params![c.as_ref().map(|c| c.as_str()), limit as i64],
             )
@@ -1308,5 +1223,45 @@ impl Store for SqliteStore {
             Ok(m)
         })
         .await
+    }
+
+    // ---- product API (SyncApi): API keys and pages (see `api.rs`) ----------
+
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let key = key.clone();
+        self.with(move |db| api::create_api_key(db, &key)).await
+    }
+
+    async fn find_api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        let hash = hash.to_owned();
+        self.with(move |db| api::find_api_key(db, &hash)).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.with(|db| api::list_api_keys(db)).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.with(move |db| api::revoke_api_key(db, &id, at)).await
+    }
+
+    async fn list_connections_page(
+        &self,
+        q: &ConnectionQuery,
+    ) -> Result<Vec<Connection>, StoreError> {
+        let q = q.clone();
+        self.with(move |db| api::list_connections_page(db, &q))
+            .await
+    }
+
+    async fn list_runs_page(&self, q: &RunQuery) -> Result<Vec<SyncRun>, StoreError> {
+        let q = q.clone();
+        self.with(move |db| api::list_runs_page(db, &q)).await
+    }
+
+    async fn get_run(&self, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
+        let id = id.clone();
+        self.with(move |db| api::get_run(db, &id)).await
     }
 }

@@ -176,6 +176,75 @@ const MIGRATIONS: &[&[Step]] = &[
      CREATE INDEX IF NOT EXISTS credentials_sweep ON credentials (sweep_at) WHERE sweep_at IS NOT NULL;",
         ),
     ],
+    // 8: the records feed (core's `store::feed`). Every record carries its
+    //    connection's change sequence and when/how our store last changed
+    //    it; a removal keeps the row as a tombstone (`deleted_at` set, local
+    //    state cleared) that only the feed reads. `record_seq` holds each
+    //    connection's last sequence, bumped in the writing transaction.
+    //    Backfill: existing rows numbered per connection in key order after
+    //    any already numbered, stamped `added` at the migration's time; the
+    //    counter takes the highest number. Every statement touches only
+    //    unnumbered rows or raises the counter to the maximum, so running
+    //    it again changes nothing.
+    &[
+        Step::AddColumn {
+            table: "records",
+            column: "seq",
+            decl: "INTEGER",
+        },
+        Step::AddColumn {
+            table: "records",
+            column: "first_seen_at",
+            decl: "INTEGER",
+        },
+        Step::AddColumn {
+            table: "records",
+            column: "last_modified_at",
+            decl: "INTEGER",
+        },
+        Step::AddColumn {
+            table: "records",
+            column: "last_action",
+            decl: "TEXT NOT NULL DEFAULT 'added'",
+        },
+        Step::AddColumn {
+            table: "records",
+            column: "deleted_at",
+            decl: "INTEGER",
+        },
+        Step::Sql(
+            "CREATE TABLE IF NOT EXISTS record_seq (
+        connection TEXT PRIMARY KEY,
+        last INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     UPDATE records SET seq = n.seq,
+        first_seen_at = COALESCE(first_seen_at, n.now),
+        last_modified_at = COALESCE(last_modified_at, n.now)
+     FROM (SELECT connection AS c, object AS o, external_id AS e,
+             CAST(unixepoch('subsec') * 1000 AS INTEGER) AS now,
+             ROW_NUMBER() OVER (PARTITION BY connection ORDER BY object, external_id)
+               + COALESCE((SELECT MAX(seq) FROM records r2 WHERE r2.connection = r1.connection), 0) AS seq
+           FROM records r1 WHERE seq IS NULL) AS n
+     WHERE records.connection = n.c AND records.object = n.o AND records.external_id = n.e;
+     INSERT INTO record_seq (connection, last)
+        SELECT connection, MAX(seq) FROM records WHERE seq IS NOT NULL GROUP BY connection
+        ON CONFLICT(connection) DO UPDATE SET last = MAX(last, excluded.last);
+     CREATE INDEX IF NOT EXISTS records_feed ON records (connection, object, seq);",
+        ),
+    ],
+    // 9: the product API (SyncApi). API keys are stored as their SHA-256
+    //    only, found by it; connection and run lists page by key ranges
+    //    (a tenant's connections by id, a connection's runs newest first).
+    &[Step::Sql(
+        "CREATE TABLE IF NOT EXISTS api_keys (
+        id TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        doc TEXT NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS connections_tenant ON connections (tenant, id);
+     CREATE INDEX IF NOT EXISTS runs_connection_started ON runs (connection, started_at, id);
+     CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at, id);",
+    )],
 ];
 
 /// The schema version this build writes: the number of migrations.

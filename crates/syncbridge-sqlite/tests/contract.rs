@@ -36,6 +36,8 @@ contract!(
     page_commit_holds_local_and_skips_stale,
     run_requested_during_a_lease_survives_its_release,
     stall_candidates_and_batch_leases,
+    api_keys_by_hash,
+    connection_and_run_pages,
 );
 
 /// Reopening the file keeps every committed record and migrations are not re-run destructively.
@@ -102,3 +104,19 @@ async fn webhook_prune_removes_exactly_the_old_events() {
             .unwrap()
     );
 }
+
+macro_rules! feed_contract {
+    ($($case:ident),* $(,)?) => {$(
+        /// Records-feed contract case of the same name, on a fresh SQLite
+        /// file stamping with the case's clock.
+        #[tokio::test]
+        async fn $case() {
+            let dir = tempfile::tempdir().unwrap();
+            let clock = Arc::new(syncbridge_core::ManualClock::new(syncbridge_core::Timestamp::EPOCH));
+            let store = SqliteStore::open_in(dir.path()).unwrap().with_clock(clock.clone());
+            syncbridge_store_contract::$case(Arc::new(store), clock).await;
+        }
+    )*};
+}
+
+feed_contract!(records_feed_page_commits, records_feed_record_writes);

@@ -9,16 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use syncbridge_core::apikeys::{ApiKey, ApiScope};
 use syncbridge_core::model::{
     AuditRecord, Connection, ConnectionStatus, Direction, Lease, LocalState, Priority,
     QuarantinedMessage, Record, RunCounts, RunStatus, SyncRun, SyncTask, WebhookEvent,
     content_hash,
 };
 use syncbridge_core::store::{
-    LeaseRequest, PageCommit, RecordUpsert, RecordWrite, SealedCredential,
+    ActionFilter, ConnectionQuery, FeedEntry, FeedQuery, LastAction, LeaseRequest, PageCommit,
+    RecordUpsert, RecordWrite, RunKey, RunQuery, SealedCredential,
 };
 use syncbridge_core::{
-    ConnectionId, ExternalId, ObjectType, RunId, Store, StoreError, TenantId, Timestamp,
+    ConnectionId, ExternalId, ManualClock, ObjectType, RunId, Store, StoreError, TenantId,
+    Timestamp,
 };
 
 const T0: Timestamp = Timestamp::from_millis(1_764_000_000_000);
@@ -246,6 +249,7 @@ pub async fn run_requested_during_a_lease_survives_its_release(store: Arc<dyn St
 /// flag or a finished run removes a task from them; a batch lease takes
 /// exactly the requests at the current version, and a tick with nothing
 /// eligible gets nothing while leases are live.
+#[allow(clippy::too_many_lines, reason = "a contract case: tests are exempt")]
 pub async fn stall_candidates_and_batch_leases(store: Arc<dyn Store>) {
     let secs = |n| T0.add(Duration::from_secs(n));
     // interval 60 s: stalled 120 s after the last run (or first due time).
@@ -867,7 +871,8 @@ fn parked_conflict() -> LocalState {
     l
 }
 
-fn record(
+/// A record of `conn`/`object` with data `{"name": name}` (hash to match).
+pub fn record(
     conn: &str,
     object: &str,
     id: &str,
@@ -918,7 +923,7 @@ fn write_of(
 }
 
 /// Inserts `r` (which must not exist yet), without audit entries.
-async fn insert(store: &dyn Store, r: &Record) {
+pub async fn insert(store: &dyn Store, r: &Record) {
     store
         .write_record(&write_of(r, None, Some(r.clone()), vec![]))
         .await
@@ -977,6 +982,7 @@ fn assert_conflict(r: Result<(), StoreError>, what: &str) {
 /// each winning write stores `next` exactly as given (local state included),
 /// a move leaves nothing at the old id, a removal leaves nothing at all; the
 /// audit log holds exactly the winning writes' entries.
+#[allow(clippy::too_many_lines, reason = "a contract case: tests are exempt")]
 pub async fn write_record_compare_and_swap(store: Arc<dyn Store>) {
     let x1 = record(
         "c1",
@@ -1397,6 +1403,7 @@ pub async fn local_changes_listed(store: Arc<dyn Store>) {
 /// stale records read back exactly as before (data, version, time, local
 /// state); the cursor moves with each page; once its local state is cleared
 /// a record takes inbound changes again.
+#[allow(clippy::too_many_lines, reason = "a contract case: tests are exempt")]
 pub async fn page_commit_holds_local_and_skips_stale(store: Arc<dyn Store>) {
     let t = leased(&*store, &task("c1", "contacts", Priority::Scheduled), "L").await;
     let timed = |id: &str, name: &str, secs: Option<u64>| {
@@ -1554,7 +1561,187 @@ pub async fn page_commit_holds_local_and_skips_stale(store: Arc<dyn Store>) {
     );
 }
 
-/// Runs every contract case, each against a fresh store from `make`.
+// ---- product API (SyncApi): API keys and pages -----------------------------
+
+fn api_key(id: &str, hash: &str, scope: ApiScope) -> ApiKey {
+    ApiKey {
+        id: id.into(),
+        name: format!("name of {id}"),
+        scope,
+        hash: hash.into(),
+        created_at: T0,
+        revoked_at: None,
+    }
+}
+
+/// API keys are found by hash only, listed by id, unique by id and by hash,
+/// and revoked once (the first revocation time stays).
+pub async fn api_keys_by_hash(store: Arc<dyn Store>) {
+    let a = api_key("key_a", &"a".repeat(64), ApiScope::Read);
+    let b = api_key("key_b", &"b".repeat(64), ApiScope::Admin);
+    store.create_api_key(&b).await.unwrap();
+    store.create_api_key(&a).await.unwrap();
+    assert_eq!(store.find_api_key(&a.hash).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.find_api_key(&"c".repeat(64)).await.unwrap(), None);
+    let same_hash = api_key("key_c", &a.hash, ApiScope::Admin);
+    assert!(
+        matches!(
+            store.create_api_key(&same_hash).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a hash is unique"
+    );
+    let same_id = api_key("key_a", &"d".repeat(64), ApiScope::Admin);
+    assert!(
+        matches!(
+            store.create_api_key(&same_id).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "an id is unique"
+    );
+    let ids: Vec<String> = store
+        .list_api_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, ["key_a", "key_b"]);
+    let at = T0.add(Duration::from_secs(5));
+    assert!(store.revoke_api_key("key_a", at).await.unwrap());
+    assert!(
+        store
+            .revoke_api_key("key_a", at.add(Duration::from_secs(1)))
+            .await
+            .unwrap()
+    );
+    assert!(!store.revoke_api_key("key_x", at).await.unwrap());
+    let found = store.find_api_key(&a.hash).await.unwrap().unwrap();
+    assert_eq!(found.revoked_at, Some(at), "the first revocation stays");
+    assert_eq!(
+        store
+            .find_api_key(&b.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
+}
+
+fn run_at(conn: &str, id: &str, secs: u64, status: RunStatus) -> SyncRun {
+    let t = task(conn, "contacts", Priority::Scheduled);
+    SyncRun {
+        id: RunId::parse(id).unwrap(),
+        task: t.id,
+        connection: t.connection,
+        started_at: T0.add(Duration::from_secs(secs)),
+        finished_at: None,
+        status,
+        counts: RunCounts::default(),
+        error: None,
+    }
+}
+
+/// Connection pages follow ids with filters; run pages go newest first by
+/// (started_at, id), resume strictly after their cursor (ties included) and
+/// filter by connection, status and start time; a run is found by id.
+pub async fn connection_and_run_pages(store: Arc<dyn Store>) {
+    for (id, tenant) in [("c1", "t1"), ("c2", "t2"), ("c3", "t1"), ("c4", "t1")] {
+        let mut c = connection(id, tenant);
+        if id == "c3" {
+            c.status = ConnectionStatus::NeedsReauth;
+        }
+        if id == "c4" {
+            c.provider = "hubspot".into();
+        }
+        store.put_connection(&c).await.unwrap();
+    }
+    let ids = |v: Vec<Connection>| v.into_iter().map(|c| c.id.to_string()).collect::<Vec<_>>();
+    let mut q = ConnectionQuery {
+        tenant: Some(TenantId::parse("t1").unwrap()),
+        limit: 2,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.list_connections_page(&q).await.unwrap()),
+        ["c1", "c3"]
+    );
+    q.after = Some(ConnectionId::parse("c3").unwrap());
+    assert_eq!(ids(store.list_connections_page(&q).await.unwrap()), ["c4"]);
+    let by_status = ConnectionQuery {
+        status: Some(ConnectionStatus::NeedsReauth),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.list_connections_page(&by_status).await.unwrap()),
+        ["c3"]
+    );
+    let by_provider = ConnectionQuery {
+        provider: Some("hubspot".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.list_connections_page(&by_provider).await.unwrap()),
+        ["c4"]
+    );
+
+    // r2 and r3 start at the same instant: the id breaks the tie.
+    for r in [
+        run_at("c1", "r1", 1, RunStatus::Succeeded),
+        run_at("c1", "r2", 2, RunStatus::Failed),
+        run_at("c1", "r3", 2, RunStatus::Succeeded),
+        run_at("c1", "r4", 3, RunStatus::Interrupted),
+        run_at("c2", "r5", 4, RunStatus::Succeeded),
+    ] {
+        store.put_run(&r).await.unwrap();
+    }
+    let rids = |v: &[SyncRun]| v.iter().map(|r| r.id.to_string()).collect::<Vec<_>>();
+    let mut rq = RunQuery {
+        connection: Some(ConnectionId::parse("c1").unwrap()),
+        limit: 2,
+        ..Default::default()
+    };
+    let first = store.list_runs_page(&rq).await.unwrap();
+    assert_eq!(rids(&first), ["r4", "r3"]);
+    rq.after = Some(RunKey {
+        started_at: first[1].started_at,
+        id: first[1].id.clone(),
+    });
+    assert_eq!(
+        rids(&store.list_runs_page(&rq).await.unwrap()),
+        ["r2", "r1"]
+    );
+    let failed = RunQuery {
+        statuses: vec![RunStatus::Failed, RunStatus::Interrupted],
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        rids(&store.list_runs_page(&failed).await.unwrap()),
+        ["r4", "r2"]
+    );
+    let since = RunQuery {
+        since: Some(T0.add(Duration::from_secs(3))),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        rids(&store.list_runs_page(&since).await.unwrap()),
+        ["r5", "r4"]
+    );
+    let r2 = store.get_run(&RunId::parse("r2").unwrap()).await.unwrap();
+    assert_eq!(r2.map(|r| r.status), Some(RunStatus::Failed));
+    assert_eq!(
+        store.get_run(&RunId::parse("nope").unwrap()).await.unwrap(),
+        None
+    );
+}
+
+/// Runs every contract case, each against a fresh store from `make` (the
+/// records-feed cases take the store's clock too; backends run them by name).
 pub async fn run_all<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
@@ -1577,4 +1764,329 @@ where
     page_commit_holds_local_and_skips_stale(make().await).await;
     run_requested_during_a_lease_survives_its_release(make().await).await;
     stall_candidates_and_batch_leases(make().await).await;
+    api_keys_by_hash(make().await).await;
+    connection_and_run_pages(make().await).await;
+}
+
+// ---- records feed (issue 17): change sequence, tombstones ----------------
+//
+// These cases take the clock the store stamps `last_modified_at` with
+// (`SqliteStore::with_clock`, `CosmosStore::with_clock`), so times are exact.
+
+/// Reads a whole feed of `object` in `conn` with `actions`, after `after`.
+async fn feed_of(
+    store: &dyn Store,
+    conn: &str,
+    object: &str,
+    after: Option<u64>,
+    tune: impl FnOnce(&mut FeedQuery),
+) -> Vec<FeedEntry> {
+    let mut q = FeedQuery {
+        connection: ConnectionId::parse(conn).unwrap(),
+        object: ObjectType::parse(object).unwrap(),
+        after_seq: after,
+        modified_after: None,
+        actions: ActionFilter::default(),
+        limit: 1000,
+    };
+    tune(&mut q);
+    store.records_feed(&q).await.unwrap()
+}
+
+fn feed_ids(entries: &[FeedEntry]) -> Vec<(&str, LastAction)> {
+    entries
+        .iter()
+        .map(|e| (e.external_id.as_str(), e.last_action))
+        .collect()
+}
+
+fn assert_ascending(entries: &[FeedEntry], what: &str) {
+    assert!(
+        entries.windows(2).all(|w| w[0].seq < w[1].seq),
+        "{what}: seq strictly ascending, got {:?}",
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>()
+    );
+}
+
+fn stale_upsert(id: &str, name: &str) -> RecordUpsert {
+    let mut u = upsert(id, name);
+    u.remote_updated_at = Some(T0.sub(Duration::from_secs(60)));
+    u
+}
+
+/// The feed through page commits.
+///
+/// Tried: page 1 (contacts a, b, c at `T0`); a page of another object (deals
+/// d at `T0+1s`); page 2 at `T0+2s` (a unchanged, b changed, e new, c
+/// deleted, an absent id deleted); page 3 at `T0+3s` that changes nothing
+/// (b stale, a unchanged); a client paging with limit 2; a change of a while
+/// it pages; filters; `c` created again at `T0+5s`.
+///
+/// Must hold: change order with strictly increasing sequences across both
+/// objects; skipped writes (unchanged, stale, absent delete) stamp nothing;
+/// metadata exact (first seen kept on update, last modified = the write's
+/// time); a tombstone keeps its last data and is invisible to get, count and
+/// list; a record changed while a client pages appears again after its
+/// cursor; action, time and limit filters; a re-created record is `added`
+/// again with a new first-seen time and version 1.
+#[allow(clippy::too_many_lines, reason = "a contract case: tests are exempt")]
+pub async fn records_feed_page_commits(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
+    let s = store.as_ref();
+    clock.set(T0);
+    let t = leased(s, &task("c1", "contacts", Priority::Scheduled), "L").await;
+    let p1 = vec![upsert("a", "a"), upsert("b", "b"), upsert("c", "c")];
+    s.commit_page(&page(&t, "L", p1, &[], "1")).await.unwrap();
+    clock.set(at(1));
+    let deals = leased(s, &task("c1", "deals", Priority::Scheduled), "D").await;
+    let d = vec![upsert("d", "d")];
+    s.commit_page(&page(&deals, "D", d, &[], "1"))
+        .await
+        .unwrap();
+    let first = feed_of(s, "c1", "contacts", None, |_| {}).await;
+    use LastAction::*;
+    assert_eq!(feed_ids(&first), [("a", Added), ("b", Added), ("c", Added)]);
+    assert!(
+        first
+            .iter()
+            .all(|e| (e.first_seen_at, e.last_modified_at, e.deleted_at) == (T0, T0, None))
+    );
+    assert_eq!(first[1].data, json!({ "name": "b" }), "the stored fields");
+    let d_seq = feed_of(s, "c1", "deals", None, |_| {}).await[0].seq;
+    assert!(
+        d_seq > first[2].seq,
+        "one sequence across the connection's objects"
+    );
+
+    clock.set(at(2));
+    let p2 = vec![upsert("a", "a"), upsert("b", "b2"), upsert("e", "e")];
+    let out = s
+        .commit_page(&page(&t, "L", p2, &["c", "zz"], "2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.created, out.updated, out.unchanged, out.deleted),
+        (1, 1, 1, 1)
+    );
+    clock.set(at(3));
+    let p3 = vec![stale_upsert("b", "old"), upsert("a", "a")];
+    let out = s
+        .commit_page(&page(&t, "L", p3, &["zz"], "3"))
+        .await
+        .unwrap();
+    assert_eq!((out.stale, out.unchanged), (1, 1), "{out:?}");
+    let all = feed_of(s, "c1", "contacts", None, |_| {}).await;
+    assert_eq!(
+        feed_ids(&all),
+        [("a", Added), ("b", Updated), ("e", Added), ("c", Deleted)],
+        "change order; skipped writes stamp nothing"
+    );
+    assert_ascending(&all, "contacts");
+    assert!(
+        all[1].seq > d_seq && all[0].seq == first[0].seq,
+        "a kept its sequence"
+    );
+    let (b, c) = (&all[1], &all[3]);
+    assert_eq!(
+        (b.first_seen_at, b.last_modified_at, &b.data),
+        (T0, at(2), &json!({ "name": "b2" }))
+    );
+    assert_eq!(
+        (c.deleted_at, c.last_modified_at, &c.data),
+        (Some(at(2)), at(2), &json!({ "name": "c" }))
+    );
+
+    // Tombstones are invisible to every other read.
+    let (conn, obj) = (&t.connection, &t.object);
+    let c_id = ExternalId::parse("c").unwrap();
+    assert_eq!(s.get_record(conn, obj, &c_id).await.unwrap(), None);
+    assert_eq!(s.count_records(conn, obj).await.unwrap(), 3, "a, b, e");
+    let listed = s.list_records(conn, obj, None, 10).await.unwrap();
+    assert_eq!(
+        names(&listed),
+        ["c1/contacts/a", "c1/contacts/b", "c1/contacts/e"]
+    );
+
+    // A client pages with limit 2; `a` changes between its reads.
+    let page1 = feed_of(s, "c1", "contacts", None, |q| q.limit = 2).await;
+    assert_eq!(feed_ids(&page1), [("a", Added), ("b", Updated)]);
+    clock.set(at(4));
+    let pa = vec![upsert("a", "a2")];
+    s.commit_page(&page(&t, "L", pa, &[], "4")).await.unwrap();
+    let page2 = feed_of(s, "c1", "contacts", Some(page1[1].seq), |q| q.limit = 2).await;
+    assert_eq!(feed_ids(&page2), [("e", Added), ("c", Deleted)]);
+    let page3 = feed_of(s, "c1", "contacts", Some(page2[1].seq), |q| q.limit = 2).await;
+    assert_eq!(
+        feed_ids(&page3),
+        [("a", Updated)],
+        "the re-change comes again, later"
+    );
+    assert!(page3[0].seq > page2[1].seq);
+    let page4 = feed_of(s, "c1", "contacts", Some(page3[0].seq), |q| q.limit = 2).await;
+    assert!(page4.is_empty(), "the end: {page4:?}");
+
+    // Filters.
+    let gone = feed_of(s, "c1", "contacts", None, |q| {
+        q.actions = ActionFilter {
+            added: false,
+            updated: false,
+            deleted: true,
+        }
+    })
+    .await;
+    assert_eq!(feed_ids(&gone), [("c", Deleted)]);
+    let no_added = feed_of(s, "c1", "contacts", None, |q| q.actions.added = false).await;
+    assert_eq!(
+        feed_ids(&no_added),
+        [("b", Updated), ("c", Deleted), ("a", Updated)]
+    );
+    let since = feed_of(s, "c1", "contacts", None, |q| {
+        q.modified_after = Some(at(2))
+    })
+    .await;
+    assert_eq!(
+        feed_ids(&since),
+        [("a", Updated)],
+        "strictly after the time"
+    );
+    let none = feed_of(s, "c1", "contacts", None, |q| q.limit = 0).await;
+    assert!(none.is_empty());
+    assert!(
+        feed_of(s, "c2", "contacts", None, |_| {}).await.is_empty(),
+        "per connection"
+    );
+
+    // Created again: added, new first-seen time, version 1.
+    clock.set(at(5));
+    s.commit_page(&page(&t, "L", vec![upsert("c", "c3")], &[], "5"))
+        .await
+        .unwrap();
+    let latest = feed_of(s, "c1", "contacts", Some(page3[0].seq), |_| {}).await;
+    assert_eq!(feed_ids(&latest), [("c", Added)]);
+    assert_eq!(
+        (latest[0].first_seen_at, latest[0].deleted_at),
+        (at(5), None)
+    );
+    let c_now = s
+        .get_record(conn, obj, &c_id)
+        .await
+        .unwrap()
+        .expect("live again");
+    assert_eq!((c_now.version, c_now.data), (1, json!({ "name": "c3" })));
+}
+
+/// The feed through `write_record`, held records and connection deletion.
+///
+/// Tried: a product create of `x` at `T0`; an update of its content at
+/// `T0+1s`; a write of its local state alone; an inbound page (upsert and
+/// delete) while it is held; a move of `local:y` to `y`; a removal of `x`;
+/// a create of `x` again over its tombstone; deleting the connection; the
+/// connection created again.
+///
+/// Must hold: creates are `added`, content changes `updated`, removals
+/// tombstones (`deleted`, local state gone) that other reads and the
+/// compare-and-swap do not see; a write that only changes the local state
+/// and held page records stamp nothing; a move is a tombstone at the old
+/// id and an `added` record at the new one; deleting the connection removes
+/// its tombstones, and the connection created again continues its sequence.
+pub async fn records_feed_record_writes(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
+    let s = store.as_ref();
+    use LastAction::*;
+    clock.set(T0);
+    let x1 = record("c1", "contacts", "x", "x1", 1, Some(local_state(Some(T0))));
+    insert(s, &x1).await;
+    clock.set(at(1));
+    let x2 = record(
+        "c1",
+        "contacts",
+        "x",
+        "x2",
+        2,
+        Some(local_state(Some(at(1)))),
+    );
+    s.write_record(&write_of(&x1, Some(1), Some(x2.clone()), vec![]))
+        .await
+        .unwrap();
+    let feed = feed_of(s, "c1", "contacts", None, |_| {}).await;
+    assert_eq!(feed_ids(&feed), [("x", Updated)]);
+    assert_eq!(
+        (feed[0].first_seen_at, feed[0].last_modified_at),
+        (T0, at(1))
+    );
+    let x_seq = feed[0].seq;
+
+    // Local state alone, then an inbound page while held: nothing stamped.
+    clock.set(at(2));
+    let mut x3 = x2.clone();
+    x3.version = 3;
+    x3.local = Some(parked_push());
+    s.write_record(&write_of(&x2, Some(2), Some(x3.clone()), vec![]))
+        .await
+        .unwrap();
+    let t = leased(s, &task("c1", "contacts", Priority::Scheduled), "L").await;
+    let out = s
+        .commit_page(&page(&t, "L", vec![upsert("x", "theirs")], &["x"], "1"))
+        .await
+        .unwrap();
+    assert_eq!(out.held, 2, "{out:?}");
+    let feed = feed_of(s, "c1", "contacts", None, |_| {}).await;
+    assert_eq!(
+        (feed.len(), feed[0].seq, feed[0].last_modified_at),
+        (1, x_seq, at(1))
+    );
+
+    // A move: tombstone at the old id, added at the new one.
+    clock.set(at(3));
+    let y_local = record(
+        "c1",
+        "contacts",
+        "local:y",
+        "y",
+        5,
+        Some(local_state(Some(at(3)))),
+    );
+    insert(s, &y_local).await;
+    let mut y = y_local.clone();
+    y.external_id = ExternalId::parse("y").unwrap();
+    y.local = None;
+    s.write_record(&write_of(&y_local, Some(5), Some(y.clone()), vec![]))
+        .await
+        .unwrap();
+    // Removal of x: a tombstone without local state, invisible to CAS and reads.
+    clock.set(at(4));
+    s.write_record(&write_of(&x3, Some(3), None, vec![]))
+        .await
+        .unwrap();
+    let feed = feed_of(s, "c1", "contacts", Some(x_seq), |_| {}).await;
+    assert_eq!(
+        feed_ids(&feed),
+        [("local:y", Deleted), ("y", Added), ("x", Deleted)],
+        "the provisional record's own entry was replaced by its tombstone"
+    );
+    assert_ascending(&feed, "record writes");
+    assert_eq!(
+        (feed[2].deleted_at, &feed[2].data),
+        (Some(at(4)), &json!({ "name": "x2" }))
+    );
+    assert_eq!(stored(s, &x1).await, None);
+    assert_eq!(s.list_local_changes(None, 10).await.unwrap(), vec![]);
+    assert_eq!(s.due_pushes(at(100), 10).await.unwrap(), vec![]);
+    clock.set(at(5));
+    insert(s, &x1).await; // expect_version None: the tombstone is not a record
+    let again = feed_of(s, "c1", "contacts", Some(feed[2].seq), |_| {}).await;
+    assert_eq!(feed_ids(&again), [("x", Added)]);
+    assert_eq!(again[0].first_seen_at, at(5));
+    let last_seq = again[0].seq;
+
+    // Deleting the connection removes tombstones; a re-created one continues.
+    s.put_connection(&connection("c1", "t1")).await.unwrap();
+    s.write_record(&write_of(&x1, Some(1), None, vec![]))
+        .await
+        .unwrap();
+    assert!(s.delete_connection(&t.connection).await.unwrap());
+    assert!(feed_of(s, "c1", "contacts", None, |_| {}).await.is_empty());
+    s.put_connection(&connection("c1", "t1")).await.unwrap();
+    insert(s, &x1).await;
+    let reborn = feed_of(s, "c1", "contacts", None, |_| {}).await;
+    assert_eq!(feed_ids(&reborn), [("x", Added)]);
+    assert!(reborn[0].seq > last_seq, "{} > {last_seq}", reborn[0].seq);
 }

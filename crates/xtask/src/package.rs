@@ -1,6 +1,6 @@
 //! `cargo xtask package [--out DIR] [--target TRIPLE] [--bin-dir DIR]`.
 //!
-//! Builds the five handler binaries for Linux with the `dist` profile (the
+//! Builds the six handler binaries (the five functions and `sync-api`) for Linux with the `dist` profile (the
 //! workspace's release profile plus thin LTO; see the root `Cargo.toml`) and writes one
 //! zip per Function App with `syncbridge_package::package_all` (host.json
 //! naming the binary, the binary with its execute bit, its
@@ -103,7 +103,13 @@ fn build(root: &Path, target: &str) -> anyhow::Result<()> {
             "--target",
             target,
         ])
-        .args(["-p", "syncbridge-functions", "--bins"])
+        .args([
+            "-p",
+            "syncbridge-functions",
+            "-p",
+            "syncbridge-api",
+            "--bins",
+        ])
         .status()
         .context("running cargo build")?;
     if !status.success() {

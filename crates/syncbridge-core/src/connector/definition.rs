@@ -314,104 +314,7 @@ impl ConnectorDef {
             return Err(err("objects".into(), "at least one object is required"));
         }
         for (name, o) in &self.objects {
-            let f = |leaf: &str| format!("objects.{name}.{leaf}");
-            if crate::ids::ObjectType::parse(name.clone()).is_err() {
-                return Err(err(
-                    format!("objects.{name}"),
-                    "object names use letters, digits and -_.:@",
-                ));
-            }
-            if !o.list.path.starts_with('/') {
-                return Err(err(f("list.path"), "must start with `/`"));
-            }
-            if !matches!(o.list.method.as_str(), "GET" | "POST") {
-                return Err(err(f("list.method"), "must be GET or POST"));
-            }
-            if o.id.is_empty() {
-                return Err(err(f("id"), "must not be empty"));
-            }
-            if o.fields.is_empty() {
-                return Err(err(f("fields"), "map at least one field"));
-            }
-            if !(0.0..=1.0).contains(&o.max_delete_share) {
-                return Err(err(f("max_delete_share"), "must be between 0 and 1"));
-            }
-            let body_has = |ph: &str| {
-                o.list
-                    .body
-                    .as_ref()
-                    .is_some_and(|b| b.to_string().contains(ph))
-            };
-            if let Some(inc) = &o.incremental {
-                if o.updated_at.is_none() {
-                    return Err(err(f("updated_at"), "required when `incremental` is set"));
-                }
-                if inc.param.is_none() && !body_has("{{since}}") {
-                    return Err(err(
-                        f("incremental.param"),
-                        "set a query parameter or use {{since}} in list.body",
-                    ));
-                }
-            }
-            match &o.pagination {
-                Pagination::BodyCursor { cursor_path, param } => {
-                    if cursor_path.is_empty() {
-                        return Err(err(f("pagination.cursor_path"), "must not be empty"));
-                    }
-                    if param.is_none() && !body_has("{{cursor}}") {
-                        return Err(err(
-                            f("pagination.param"),
-                            "set a query parameter or use {{cursor}} in list.body",
-                        ));
-                    }
-                }
-                Pagination::Offset { page_size: 0, .. } => {
-                    return Err(err(f("pagination.page_size"), "must be at least 1"));
-                }
-                _ => {}
-            }
-            if let DeleteStrategy::Tombstone { field, .. } = &o.deletes
-                && field.is_empty()
-            {
-                return Err(err(f("deletes.field"), "must not be empty"));
-            }
-            if let DeleteStrategy::DeletedFeed {
-                incremental: Some(inc),
-                ..
-            } = &o.deletes
-                && inc.param.as_deref().is_none_or(str::is_empty)
-            {
-                return Err(err(
-                    f("deletes.incremental.param"),
-                    "name the query parameter the feed filters on",
-                ));
-            }
-            if let Some(p) = &o.push {
-                let eps = [
-                    ("get", Some(&p.get), true),
-                    ("create", p.create.as_ref(), false),
-                    ("update", p.update.as_ref(), true),
-                    ("delete", p.delete.as_ref(), true),
-                ];
-                for (leaf, ep, needs_id) in eps {
-                    let Some(ep) = ep else { continue };
-                    if !ep.path.starts_with('/') {
-                        return Err(err(f(&format!("push.{leaf}.path")), "must start with `/`"));
-                    }
-                    if needs_id && !ep.path.contains("{id}") {
-                        return Err(err(f(&format!("push.{leaf}.path")), "must contain `{id}`"));
-                    }
-                    if !matches!(
-                        ep.method.as_str(),
-                        "GET" | "POST" | "PUT" | "PATCH" | "DELETE"
-                    ) {
-                        return Err(err(
-                            f(&format!("push.{leaf}.method")),
-                            "must be GET, POST, PUT, PATCH or DELETE",
-                        ));
-                    }
-                }
-            }
+            check_object(name, o).map_err(|(field, message)| err(field, message))?;
         }
         Ok(())
     }
@@ -420,6 +323,118 @@ impl ConnectorDef {
     pub fn object(&self, name: &str) -> Option<&ObjectDef> {
         self.objects.get(name)
     }
+}
+
+/// A failed check: the field's dotted path and what is wrong with it.
+type Invalid = (String, &'static str);
+
+/// The checks of one object's definition ([`ConnectorDef::validate`]).
+fn check_object(name: &str, o: &ObjectDef) -> Result<(), Invalid> {
+    let f = |leaf: &str| format!("objects.{name}.{leaf}");
+    if crate::ids::ObjectType::parse(name).is_err() {
+        return Err((
+            format!("objects.{name}"),
+            "object names use letters, digits and -_.:@",
+        ));
+    }
+    if !o.list.path.starts_with('/') {
+        return Err((f("list.path"), "must start with `/`"));
+    }
+    if !matches!(o.list.method.as_str(), "GET" | "POST") {
+        return Err((f("list.method"), "must be GET or POST"));
+    }
+    if o.id.is_empty() {
+        return Err((f("id"), "must not be empty"));
+    }
+    if o.fields.is_empty() {
+        return Err((f("fields"), "map at least one field"));
+    }
+    if !(0.0..=1.0).contains(&o.max_delete_share) {
+        return Err((f("max_delete_share"), "must be between 0 and 1"));
+    }
+    let body_has = |ph: &str| {
+        o.list
+            .body
+            .as_ref()
+            .is_some_and(|b| b.to_string().contains(ph))
+    };
+    if let Some(inc) = &o.incremental {
+        if o.updated_at.is_none() {
+            return Err((f("updated_at"), "required when `incremental` is set"));
+        }
+        if inc.param.is_none() && !body_has("{{since}}") {
+            return Err((
+                f("incremental.param"),
+                "set a query parameter or use {{since}} in list.body",
+            ));
+        }
+    }
+    match &o.pagination {
+        Pagination::BodyCursor { cursor_path, param } => {
+            if cursor_path.is_empty() {
+                return Err((f("pagination.cursor_path"), "must not be empty"));
+            }
+            if param.is_none() && !body_has("{{cursor}}") {
+                return Err((
+                    f("pagination.param"),
+                    "set a query parameter or use {{cursor}} in list.body",
+                ));
+            }
+        }
+        Pagination::Offset { page_size: 0, .. } => {
+            return Err((f("pagination.page_size"), "must be at least 1"));
+        }
+        _ => {}
+    }
+    if let DeleteStrategy::Tombstone { field, .. } = &o.deletes
+        && field.is_empty()
+    {
+        return Err((f("deletes.field"), "must not be empty"));
+    }
+    if let DeleteStrategy::DeletedFeed {
+        incremental: Some(inc),
+        ..
+    } = &o.deletes
+        && inc.param.as_deref().is_none_or(str::is_empty)
+    {
+        return Err((
+            f("deletes.incremental.param"),
+            "name the query parameter the feed filters on",
+        ));
+    }
+    if let Some(p) = &o.push {
+        check_push(&f, p)?;
+    }
+    Ok(())
+}
+
+/// The checks of an object's push endpoints; `f` names a field of the object.
+fn check_push(f: &dyn Fn(&str) -> String, p: &PushDef) -> Result<(), Invalid> {
+    let eps = [
+        ("get", Some(&p.get), true),
+        ("create", p.create.as_ref(), false),
+        ("update", p.update.as_ref(), true),
+        ("delete", p.delete.as_ref(), true),
+    ];
+    for (leaf, ep, needs_id) in eps {
+        let Some(ep) = ep else { continue };
+        if !ep.path.starts_with('/') {
+            return Err((f(&format!("push.{leaf}.path")), "must start with `/`"));
+        }
+        if needs_id && !ep.path.contains("{id}") {
+            return Err((f(&format!("push.{leaf}.path")), "must contain `{id}`"));
+        }
+        if !matches!(
+            ep.method.as_str(),
+            "GET" | "POST" | "PUT" | "PATCH" | "DELETE"
+        ) {
+            return Err((
+                f(&format!("push.{leaf}.method")),
+                "must be GET, POST, PUT, PATCH or DELETE",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The dotted key path of the TOML table entry containing byte `offset`, as

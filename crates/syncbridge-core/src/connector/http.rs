@@ -65,6 +65,11 @@ pub enum FetchError {
         /// Start of the provider's message.
         message: String,
     },
+    /// The connector definition cannot express this write (configuration:
+    /// the object has no `push` table, or no endpoint for the operation). No
+    /// request was sent; retrying cannot help until the definition changes.
+    #[error("{0}")]
+    NotWritable(String),
     /// Retries exhausted on transport errors, 5xx or unreadable bodies.
     #[error("provider unavailable after {attempts} attempts: {last}")]
     Unavailable {
@@ -332,39 +337,77 @@ impl HttpConnector {
         }
     }
 
-    /// Sends one write: a create (`id` = `None`), an update of `changes`
-    /// (canonical field → value, `null` clears), or a delete (`changes` =
-    /// `None`). The idempotency key goes in the definition's header, so a
-    /// retried write applies once. Answers the record as the provider holds it
-    /// after the write (`None` after a delete or an empty answer).
-    pub async fn write_record(
+    /// Creates a record from `fields` (canonical field → value) through the
+    /// object's `push.create` endpoint. The idempotency key goes in the
+    /// definition's header, so a retried create applies once. Answers the
+    /// record as the provider holds it (`None` for an empty answer).
+    pub async fn create_record(
         &self,
         obj: &ObjectDef,
-        id: Option<&ExternalId>,
-        changes: Option<&serde_json::Map<String, Value>>,
+        fields: &serde_json::Map<String, Value>,
+        idempotency_key: &str,
+    ) -> Result<Option<RemoteRecord>, FetchError> {
+        let body = write_body(obj, fields);
+        self.send_write(obj, Write::Create(body), idempotency_key)
+            .await
+    }
+
+    /// Updates `changes` (canonical field → value, `null` clears) of record
+    /// `id` through `push.update`, under the idempotency key. Answers the
+    /// record as the provider holds it after the write (`None` for an empty
+    /// answer).
+    pub async fn update_record(
+        &self,
+        obj: &ObjectDef,
+        id: &ExternalId,
+        changes: &serde_json::Map<String, Value>,
+        idempotency_key: &str,
+    ) -> Result<Option<RemoteRecord>, FetchError> {
+        let body = write_body(obj, changes);
+        self.send_write(obj, Write::Update(id, body), idempotency_key)
+            .await
+    }
+
+    /// Deletes record `id` through `push.delete`, under the idempotency key.
+    pub async fn delete_record(
+        &self,
+        obj: &ObjectDef,
+        id: &ExternalId,
+        idempotency_key: &str,
+    ) -> Result<(), FetchError> {
+        self.send_write(obj, Write::Delete(id), idempotency_key)
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends one write with the idempotency key in the definition's header,
+    /// so a retried write applies once; answers the record in a create's or
+    /// update's answer (`None` after a delete or for an empty answer).
+    async fn send_write(
+        &self,
+        obj: &ObjectDef,
+        write: Write<'_>,
         idempotency_key: &str,
     ) -> Result<Option<RemoteRecord>, FetchError> {
         let push = push_def(obj)?;
-        let (ep, body) = match (id, changes) {
-            (None, Some(c)) => (push.create.as_ref(), Some(write_body(obj, c))),
-            (Some(_), Some(c)) => (push.update.as_ref(), Some(write_body(obj, c))),
-            (Some(_), None) => (push.delete.as_ref(), None),
-            (None, None) => (None, None),
+        let (ep, id, body) = match &write {
+            Write::Create(body) => (push.create.as_ref(), None, Some(body)),
+            Write::Update(id, body) => (push.update.as_ref(), Some(*id), Some(body)),
+            Write::Delete(id) => (push.delete.as_ref(), Some(*id), None),
         };
         let Some(ep) = ep else {
-            return Err(FetchError::Rejected {
-                status: 0,
-                message: "the connector definition has no endpoint for this write".into(),
-            });
+            return Err(FetchError::NotWritable(
+                "the connector definition has no endpoint for this write".into(),
+            ));
         };
         let key = push
             .idempotency_header
             .as_deref()
             .map(|h| (h, idempotency_key));
         let answer = self
-            .execute(&|auth| self.build_write(ep, id, body.as_ref(), key, auth))
+            .execute(&|auth| self.build_write(ep, id, body, key, auth))
             .await?;
-        if changes.is_none() || answer.body.is_null() {
+        if matches!(write, Write::Delete(_)) || answer.body.is_null() {
             return Ok(None);
         }
         Ok(Some(remote_record(obj, push, &answer.body)?))
@@ -543,6 +586,16 @@ impl HttpConnector {
     }
 }
 
+/// One write to the provider, with what each kind sends.
+enum Write<'a> {
+    /// A new record: its body.
+    Create(Value),
+    /// A change of a record: its id and body.
+    Update(&'a ExternalId, Value),
+    /// A deletion of a record.
+    Delete(&'a ExternalId),
+}
+
 /// A 2xx answer.
 struct Answer {
     body: Value,
@@ -561,9 +614,10 @@ pub struct RemoteRecord {
 }
 
 fn push_def(obj: &ObjectDef) -> Result<&PushDef, FetchError> {
-    obj.push.as_ref().ok_or_else(|| FetchError::Rejected {
-        status: 0,
-        message: "the object is read-only: its connector definition has no `push` table".into(),
+    obj.push.as_ref().ok_or_else(|| {
+        FetchError::NotWritable(
+            "the object is read-only: its connector definition has no `push` table".into(),
+        )
     })
 }
 

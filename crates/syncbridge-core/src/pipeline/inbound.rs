@@ -132,6 +132,11 @@ pub enum InboundError {
 
 /// Runs one inbound sync of `task` under `lease_token`, adding to `counts` as it
 /// goes and calling `progress` after every committed page.
+///
+/// Phases: [`start_pass`] (pure: where the listing starts), [`RunCtx::pull`]
+/// (every page, each committed with its cursor), [`RunCtx::doomed`] (the
+/// records the provider deleted) and [`RunCtx::delete`] (through the
+/// mass-delete breaker).
 pub async fn run_inbound(
     store: &dyn Store,
     connector: &HttpConnector,
@@ -147,7 +152,50 @@ pub async fn run_inbound(
             connector: def.name.clone(),
             object: task.object.to_string(),
         })?;
-    let mut cur = InboundCursor::parse(task.cursor.as_deref());
+    let ctx = RunCtx {
+        store,
+        connector,
+        task,
+        lease_token,
+        obj,
+        progress,
+    };
+    let (mut cur, listing) = start_pass(
+        InboundCursor::parse(task.cursor.as_deref()),
+        obj,
+        connector.now(),
+    );
+    let seen = match ctx.pull(&mut cur, listing, counts).await? {
+        Pulled::Done(seen) => seen,
+        Pulled::Parked(d) => return Ok(InboundOutcome::Parked(d)),
+    };
+    let (doomed, after_deletes) = match ctx.doomed(&cur, listing, &seen).await? {
+        Doomed::Ids { ids, after_deletes } => (ids, after_deletes),
+        Doomed::Parked(d) => return Ok(InboundOutcome::Parked(d)),
+    };
+    if doomed.is_empty() {
+        if after_deletes != cur {
+            ctx.commit(Vec::new(), Vec::new(), &after_deletes).await?;
+        }
+        return Ok(InboundOutcome::Completed { breaker: None });
+    }
+    ctx.delete(&doomed, &cur, &after_deletes, counts).await
+}
+
+/// Whether this run lists every record, so that deletions can be found by
+/// what the listing did not return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    /// A complete listing for full reconciliation: collect every live id.
+    Reconcile,
+    /// Anything else.
+    Plain,
+}
+
+/// Where this run's listing starts: a fresh pass (no page token) starts at
+/// [`pass_since`] and stamps its start with `now`; a pass in progress
+/// resumes. Pure.
+fn start_pass(mut cur: InboundCursor, obj: &ObjectDef, now: Timestamp) -> (InboundCursor, Listing) {
     let fresh_pass = cur.page.is_none();
     if fresh_pass {
         // Not past the start of the last pass: an edit made while it ran may
@@ -159,191 +207,233 @@ pub async fn run_inbound(
                 Duration::from_secs(inc.lookback_secs),
             )
         });
-        cur.pass_start = Some(connector.now());
+        cur.pass_start = Some(now);
     }
     // Full reconciliation needs every live id of a complete listing from this run.
-    let reconcile = matches!(obj.deletes, DeleteStrategy::FullReconciliation)
+    let listing = if matches!(obj.deletes, DeleteStrategy::FullReconciliation)
         && fresh_pass
-        && cur.since.is_none();
-    let mut seen: HashSet<ExternalId> = HashSet::new();
-
-    loop {
-        let req = PageRequest {
-            since: cur.since,
-            page: cur.page.clone(),
-            ..Default::default()
-        };
-        let page = match connector.fetch(obj, &req).await {
-            Ok(p) => p,
-            Err(FetchError::Park(d)) => return Ok(InboundOutcome::Parked(d)),
-            Err(e) => return Err(InboundError::Fetch(e)),
-        };
-        let extracted = extract_page(obj, &page.body, false)?;
-        let n = extracted.upserts.len() + extracted.deletes.len();
-        let next = next_page(
-            &obj.pagination,
-            &page.body,
-            page.link.as_deref(),
-            cur.page.as_deref(),
-            n,
-        );
-        if let Some(m) = extracted.max_updated {
-            cur.high_water = Some(cur.high_water.map_or(m, |h| h.max(m)));
-        }
-        cur.page = match next {
-            NextPage::Token(t) => Some(t),
-            NextPage::Done => None,
-        };
-        if reconcile {
-            seen.extend(extracted.upserts.iter().map(|u| u.external_id.clone()));
-        }
-        counts.pages += 1;
-        counts.fetched += n as u64;
-        let out = store
-            .commit_page(&PageCommit {
-                task: task.id.clone(),
-                lease_token: lease_token.into(),
-                connection: task.connection.clone(),
-                object: task.object.clone(),
-                upserts: extracted.upserts,
-                deletes: extracted.deletes,
-                cursor: Some(serde_json::to_string(&cur).expect("cursor serializes")),
-            })
-            .await?;
-        counts.created += out.created;
-        counts.updated += out.updated;
-        counts.unchanged += out.unchanged;
-        counts.deleted += out.deleted;
-        progress(counts);
-        if cur.page.is_none() {
-            break;
-        }
-    }
-
-    // Where the cursor goes once this run's deletions are committed.
-    let mut after_deletes = cur.clone();
-    let doomed = match &obj.deletes {
-        DeleteStrategy::DeletedFeed {
-            query,
-            list,
-            pagination,
-            incremental,
-        } => {
-            // The feed's own endpoint, paging and filter, where it has them.
-            let mut feed = obj.clone();
-            if let Some(list) = list {
-                feed.list = list.clone();
-            }
-            if let Some(p) = pagination {
-                feed.pagination = p.clone();
-            }
-            feed.incremental = incremental.clone();
-            let since = incremental.as_ref().and_then(|inc| {
-                cur.deleted_since
-                    .map(|t| t.sub(Duration::from_secs(inc.lookback_secs)))
-            });
-            if incremental.is_some() {
-                after_deletes.deleted_since = Some(connector.now());
-            }
-            match deleted_feed(store, connector, &feed, task, query, since).await {
-                Ok(ids) => ids,
-                Err(InboundError::Fetch(FetchError::Park(d))) => {
-                    return Ok(InboundOutcome::Parked(d));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        DeleteStrategy::FullReconciliation if reconcile => {
-            let mut doomed = Vec::new();
-            let mut after: Option<ExternalId> = None;
-            loop {
-                let batch = store
-                    .list_records(&task.connection, &task.object, after.as_ref(), 1000)
-                    .await?;
-                let Some(last) = batch.last() else { break };
-                after = Some(last.external_id.clone());
-                doomed.extend(
-                    batch
-                        .into_iter()
-                        .map(|r| r.external_id)
-                        .filter(|id| !seen.contains(id)),
-                );
-            }
-            doomed
-        }
-        _ => Vec::new(),
+        && cur.since.is_none()
+    {
+        Listing::Reconcile
+    } else {
+        Listing::Plain
     };
-    if doomed.is_empty() {
-        if after_deletes != cur {
-            commit_cursor(store, task, lease_token, &after_deletes).await?;
-        }
-        return Ok(InboundOutcome::Completed { breaker: None });
-    }
-    let total = store.count_records(&task.connection, &task.object).await?;
-    if !breaker_allows(doomed.len() as u64, total, obj.max_delete_share) {
-        let why = format!(
-            "mass-delete breaker tripped: provider reports {} of {} {} deleted ({:.1}%), above the {:.1}% limit; nothing was deleted",
-            doomed.len(),
-            total,
-            task.object,
-            100.0 * doomed.len() as f64 / total.max(1) as f64,
-            100.0 * obj.max_delete_share
-        );
-        return Ok(InboundOutcome::Completed {
-            breaker: Some(BreakerTrip {
-                deletes: doomed.len() as u64,
-                total,
-                max_share: obj.max_delete_share,
-                message: why,
-            }),
-        });
-    }
-    let cursor = Some(serde_json::to_string(&cur).expect("cursor serializes"));
-    // The feed's own cursor moves with the last chunk: a crash before it
-    // lists the same deletions again (deleting twice is a no-op).
-    let last_cursor = Some(serde_json::to_string(&after_deletes).expect("cursor serializes"));
-    let chunks = doomed.chunks(500).count();
-    for (i, chunk) in doomed.chunks(500).enumerate() {
-        let out = store
-            .commit_page(&PageCommit {
-                task: task.id.clone(),
-                lease_token: lease_token.into(),
-                connection: task.connection.clone(),
-                object: task.object.clone(),
-                upserts: Vec::new(),
-                deletes: chunk.to_vec(),
-                cursor: if i + 1 == chunks {
-                    last_cursor.clone()
-                } else {
-                    cursor.clone()
-                },
-            })
-            .await?;
-        counts.deleted += out.deleted;
-        progress(counts);
-    }
-    Ok(InboundOutcome::Completed { breaker: None })
+    (cur, listing)
 }
 
-/// Commits `cur` alone (no records) under the lease.
-async fn commit_cursor(
-    store: &dyn Store,
-    task: &SyncTask,
-    lease_token: &str,
-    cur: &InboundCursor,
-) -> Result<(), StoreError> {
-    store
-        .commit_page(&PageCommit {
-            task: task.id.clone(),
-            lease_token: lease_token.into(),
-            connection: task.connection.clone(),
-            object: task.object.clone(),
-            upserts: Vec::new(),
-            deletes: Vec::new(),
-            cursor: Some(serde_json::to_string(cur).expect("cursor serializes")),
-        })
-        .await
-        .map(drop)
+/// One run's borrowed context, shared by its phases.
+struct RunCtx<'a> {
+    store: &'a dyn Store,
+    connector: &'a HttpConnector,
+    task: &'a SyncTask,
+    lease_token: &'a str,
+    obj: &'a ObjectDef,
+    progress: &'a (dyn Fn(&RunCounts) + Send + Sync),
+}
+
+/// How the page loop ended.
+enum Pulled {
+    /// Every page is committed; the live ids seen (a reconciling listing only).
+    Done(HashSet<ExternalId>),
+    /// Rate limited for long: resume from the committed cursor after this.
+    Parked(Duration),
+}
+
+/// The records the provider deleted.
+enum Doomed {
+    /// These ids, and where the cursor goes once they are deleted.
+    Ids {
+        ids: Vec<ExternalId>,
+        after_deletes: InboundCursor,
+    },
+    /// Rate limited for long while listing the deleted feed.
+    Parked(Duration),
+}
+
+impl RunCtx<'_> {
+    /// Commits `upserts` and `deletes` with `cursor` under the lease.
+    async fn commit(
+        &self,
+        upserts: Vec<crate::store::RecordUpsert>,
+        deletes: Vec<ExternalId>,
+        cursor: &InboundCursor,
+    ) -> Result<crate::store::PageOutcome, StoreError> {
+        let task = self.task;
+        self.store
+            .commit_page(&PageCommit {
+                task: task.id.clone(),
+                lease_token: self.lease_token.into(),
+                connection: task.connection.clone(),
+                object: task.object.clone(),
+                upserts,
+                deletes,
+                cursor: Some(serde_json::to_string(cursor).expect("cursor serializes")),
+            })
+            .await
+    }
+
+    /// Fetches and commits every page of the pass, from `cur` on.
+    async fn pull(
+        &self,
+        cur: &mut InboundCursor,
+        listing: Listing,
+        counts: &mut RunCounts,
+    ) -> Result<Pulled, InboundError> {
+        let obj = self.obj;
+        let mut seen: HashSet<ExternalId> = HashSet::new();
+        loop {
+            let req = PageRequest {
+                since: cur.since,
+                page: cur.page.clone(),
+                ..Default::default()
+            };
+            let page = match self.connector.fetch(obj, &req).await {
+                Ok(p) => p,
+                Err(FetchError::Park(d)) => return Ok(Pulled::Parked(d)),
+                Err(e) => return Err(InboundError::Fetch(e)),
+            };
+            let extracted = extract_page(obj, &page.body, false)?;
+            let n = extracted.upserts.len() + extracted.deletes.len();
+            let next = next_page(
+                &obj.pagination,
+                &page.body,
+                page.link.as_deref(),
+                cur.page.as_deref(),
+                n,
+            );
+            if let Some(m) = extracted.max_updated {
+                cur.high_water = Some(cur.high_water.map_or(m, |h| h.max(m)));
+            }
+            cur.page = match next {
+                NextPage::Token(t) => Some(t),
+                NextPage::Done => None,
+            };
+            if listing == Listing::Reconcile {
+                seen.extend(extracted.upserts.iter().map(|u| u.external_id.clone()));
+            }
+            counts.pages += 1;
+            counts.fetched += n as u64;
+            let out = self
+                .commit(extracted.upserts, extracted.deletes, cur)
+                .await?;
+            counts.created += out.created;
+            counts.updated += out.updated;
+            counts.unchanged += out.unchanged;
+            counts.deleted += out.deleted;
+            (self.progress)(counts);
+            if cur.page.is_none() {
+                return Ok(Pulled::Done(seen));
+            }
+        }
+    }
+
+    /// The ids to delete: the deleted feed's (those still stored), or, after
+    /// a reconciling listing, every stored id it did not return.
+    async fn doomed(
+        &self,
+        cur: &InboundCursor,
+        listing: Listing,
+        seen: &HashSet<ExternalId>,
+    ) -> Result<Doomed, InboundError> {
+        let (store, task) = (self.store, self.task);
+        // Where the cursor goes once this run's deletions are committed.
+        let mut after_deletes = cur.clone();
+        let ids = match &self.obj.deletes {
+            DeleteStrategy::DeletedFeed {
+                query,
+                list,
+                pagination,
+                incremental,
+            } => {
+                // The feed's own endpoint, paging and filter, where it has them.
+                let mut feed = self.obj.clone();
+                if let Some(list) = list {
+                    feed.list = list.clone();
+                }
+                if let Some(p) = pagination {
+                    feed.pagination = p.clone();
+                }
+                feed.incremental = incremental.clone();
+                let since = incremental.as_ref().and_then(|inc| {
+                    cur.deleted_since
+                        .map(|t| t.sub(Duration::from_secs(inc.lookback_secs)))
+                });
+                if incremental.is_some() {
+                    after_deletes.deleted_since = Some(self.connector.now());
+                }
+                match deleted_feed(store, self.connector, &feed, task, query, since).await {
+                    Ok(ids) => ids,
+                    Err(InboundError::Fetch(FetchError::Park(d))) => {
+                        return Ok(Doomed::Parked(d));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            DeleteStrategy::FullReconciliation if listing == Listing::Reconcile => {
+                let mut doomed = Vec::new();
+                let mut after: Option<ExternalId> = None;
+                loop {
+                    let batch = store
+                        .list_records(&task.connection, &task.object, after.as_ref(), 1000)
+                        .await?;
+                    let Some(last) = batch.last() else { break };
+                    after = Some(last.external_id.clone());
+                    doomed.extend(
+                        batch
+                            .into_iter()
+                            .map(|r| r.external_id)
+                            .filter(|id| !seen.contains(id)),
+                    );
+                }
+                doomed
+            }
+            _ => Vec::new(),
+        };
+        Ok(Doomed::Ids { ids, after_deletes })
+    }
+
+    /// Deletes `doomed` in chunks, unless the mass-delete breaker refuses.
+    async fn delete(
+        &self,
+        doomed: &[ExternalId],
+        cur: &InboundCursor,
+        after_deletes: &InboundCursor,
+        counts: &mut RunCounts,
+    ) -> Result<InboundOutcome, InboundError> {
+        let (obj, task) = (self.obj, self.task);
+        let total = self
+            .store
+            .count_records(&task.connection, &task.object)
+            .await?;
+        if !breaker_allows(doomed.len() as u64, total, obj.max_delete_share) {
+            let why = format!(
+                "mass-delete breaker tripped: provider reports {} of {} {} deleted ({:.1}%), above the {:.1}% limit; nothing was deleted",
+                doomed.len(),
+                total,
+                task.object,
+                100.0 * doomed.len() as f64 / total.max(1) as f64,
+                100.0 * obj.max_delete_share
+            );
+            return Ok(InboundOutcome::Completed {
+                breaker: Some(BreakerTrip {
+                    deletes: doomed.len() as u64,
+                    total,
+                    max_share: obj.max_delete_share,
+                    message: why,
+                }),
+            });
+        }
+        // The feed's own cursor moves with the last chunk: a crash before it
+        // lists the same deletions again (deleting twice is a no-op).
+        let chunks = doomed.chunks(500).count();
+        for (i, chunk) in doomed.chunks(500).enumerate() {
+            let cursor = if i + 1 == chunks { after_deletes } else { cur };
+            let out = self.commit(Vec::new(), chunk.to_vec(), cursor).await?;
+            counts.deleted += out.deleted;
+            (self.progress)(counts);
+        }
+        Ok(InboundOutcome::Completed { breaker: None })
+    }
 }
 
 /// Lists the deleted feed (only deletions since `since`, when the feed has a

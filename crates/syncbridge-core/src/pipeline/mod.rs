@@ -6,7 +6,11 @@
 //!   lease release.
 //! - [`outbound`]: local changes in (outbox), pushes out, three-way merge and
 //!   conflict policies, audit, manual resolution.
+//! - [`webhook`]: what a verified webhook event becomes: routing to the
+//!   connection's inbound tasks, dedup keys and follow-up message ids, and
+//!   the replay of a quarantined event.
 
 pub mod inbound;
 pub mod outbound;
+pub mod webhook;
 pub mod worker;

@@ -4,15 +4,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
+use crate::clock::Timestamp;
 use crate::connector::http::{HttpConnector, RetryPolicy};
 use crate::connector::registry::Registry;
 use crate::credentials::CredentialProvider;
 use crate::events::{Event, EventSink};
 use crate::ids::RunId;
+use crate::model::SyncTask;
 use crate::model::{
     ConnectionStatus, JobReason, Lease, Priority, RunCounts, RunStatus, SyncJob, SyncRun,
 };
-use crate::pipeline::inbound::{InboundError, InboundOutcome, run_inbound};
+use crate::pipeline::inbound::{BreakerTrip, InboundError, InboundOutcome, run_inbound};
 use crate::ratelimit::RateLimiter;
 use crate::store::{Store, StoreError};
 
@@ -58,24 +60,73 @@ pub enum WorkerError {
 }
 
 /// Runs an inbound job. `progress` sees the counts after every page.
+///
+/// Phases, each a function with a typed result: [`claim`] the task's lease
+/// (or skip the job), [`JobCtx::open_run`] (check the connection and its
+/// definition, write the run record), [`JobCtx::run`] (the inbound run),
+/// [`judge`] its result (pure) and [`JobCtx::close_run`] (run record, lease
+/// release, events).
 pub async fn handle_inbound_job(
     deps: &WorkerDeps,
     job: &SyncJob,
     progress: &(dyn Fn(&RunCounts) + Send + Sync),
 ) -> Result<JobOutcome, WorkerError> {
+    let Held { task, job, now } = match claim(deps, job).await? {
+        Claim::Held(held) => *held,
+        Claim::Skip(why) => return Ok(JobOutcome::Skipped(why)),
+    };
+    let ctx = JobCtx {
+        deps,
+        task: &task,
+        lease_token: &job.lease_token,
+        now,
+    };
+    let OpenRun {
+        connector,
+        mut run,
+        previous,
+    } = match ctx.open_run().await? {
+        Opened::Run(open) => *open,
+        Opened::Done(outcome) => return Ok(outcome),
+    };
+    let (result, counts) = ctx.run(&connector, progress).await;
+    run.counts = counts;
+    let end = deps.clock.now();
+    run.finished_at = Some(end);
+    let verdict = judge(result, &mut run, task.interval_secs, end);
+    ctx.close_run(run, verdict, previous, end).await
+}
+
+/// What [`claim`] found.
+enum Claim {
+    /// The job holds its task's lease: run it.
+    Held(Box<Held>),
+    /// Nothing to do, for this reason.
+    Skip(String),
+}
+
+/// A job that holds its task's lease.
+struct Held {
+    /// The task, as read under the lease.
+    task: SyncTask,
+    /// The job, with its lease token (a webhook follow-up's own).
+    job: SyncJob,
+    /// When the job started.
+    now: Timestamp,
+}
+
+/// Reads the job's task and makes sure the job holds its lease. Webhook
+/// follow-ups are enqueued without a lease and take one here (its token
+/// derived from the event, so a redelivery of this job after its worker died
+/// recognises its own lease and resumes the run), or, if another run holds
+/// it, ask for another run right after (nothing is lost).
+async fn claim(deps: &WorkerDeps, job: &SyncJob) -> Result<Claim, StoreError> {
     let Some(mut task) = deps.store.get_task(&job.task).await? else {
-        return Ok(JobOutcome::Skipped(format!(
-            "task {} no longer exists",
-            job.task
-        )));
+        return Ok(Claim::Skip(format!("task {} no longer exists", job.task)));
     };
     let now = deps.clock.now();
     let mut job = job.clone();
     if let JobReason::Webhook { event } = &job.reason {
-        // Webhook follow-ups are enqueued without a lease: take one now (its
-        // token derived from the event, so a redelivery of this job after its
-        // worker died recognises its own lease and resumes the run), or, if
-        // another run holds it, ask for another run right after (nothing is lost).
         let own = webhook_lease_token(event);
         let held = task.lease.as_ref();
         if held.is_none_or(|l| l.token != own) {
@@ -93,7 +144,7 @@ pub async fn handle_inbound_job(
                 deps.store
                     .request_run(&task.id, Priority::WebhookFollowUp, now)
                     .await?;
-                return Ok(JobOutcome::Skipped(format!(
+                return Ok(Claim::Skip(format!(
                     "{} is running; a follow-up run was requested",
                     task.id
                 )));
@@ -106,106 +157,185 @@ pub async fn handle_inbound_job(
         }
         job.lease_token = own;
     }
-    let job = &job;
     if task.lease.as_ref().map(|l| l.token.as_str()) != Some(job.lease_token.as_str()) {
-        return Ok(JobOutcome::Skipped(format!(
+        return Ok(Claim::Skip(format!(
             "stale job for {}: its lease was superseded",
             job.task
         )));
     }
-    let next = now.add(Duration::from_secs(task.interval_secs.into()));
-    let Some(conn) = deps.store.get_connection(&task.connection).await? else {
-        deps.store
-            .release_task(&task.id, &job.lease_token, next, now)
-            .await?;
-        return Ok(JobOutcome::Skipped(format!(
-            "connection {} no longer exists",
-            task.connection
-        )));
-    };
-    if conn.status != ConnectionStatus::Active {
-        deps.store
-            .release_task(&task.id, &job.lease_token, next, now)
-            .await?;
-        return Ok(JobOutcome::Skipped(format!(
-            "connection {} is {}",
-            conn.id,
-            conn.status.as_str()
-        )));
+    Ok(Claim::Held(Box::new(Held { task, job, now })))
+}
+
+/// One job's borrowed context, shared by its phases.
+struct JobCtx<'a> {
+    deps: &'a WorkerDeps,
+    task: &'a SyncTask,
+    lease_token: &'a str,
+    /// When the job started.
+    now: Timestamp,
+}
+
+/// What [`JobCtx::open_run`] found.
+enum Opened {
+    /// The run is recorded as running: run it.
+    Run(Box<OpenRun>),
+    /// The job ended here (the lease is released).
+    Done(JobOutcome),
+}
+
+/// A run recorded as running, with the connector to run it with.
+struct OpenRun {
+    connector: HttpConnector,
+    run: SyncRun,
+    /// The task's latest run before this one.
+    previous: Option<SyncRun>,
+}
+
+/// How a run's result is recorded ([`judge`]).
+#[derive(Debug)]
+enum Verdict {
+    /// Record the run and release the task, due again at `next_run_at`.
+    Release {
+        next_run_at: Timestamp,
+        /// The mass-delete breaker tripped (it raises its own event).
+        breaker: Option<BreakerTrip>,
+    },
+    /// A newer run took the lease: record the run, touch nothing else.
+    LeaseLost,
+    /// The store failed: record the run if it can, and fail the job.
+    StoreFailed(StoreError),
+}
+
+impl JobCtx<'_> {
+    /// Releases the task's lease, due again at the next interval.
+    async fn release_for_next_interval(&self) -> Result<(), StoreError> {
+        let next = self
+            .now
+            .add(Duration::from_secs(self.task.interval_secs.into()));
+        self.deps
+            .store
+            .release_task(&self.task.id, self.lease_token, next, self.now)
+            .await
+            .map(drop)
     }
-    let mut run = SyncRun {
-        id: RunId::parse(format!(
-            "{}@{}-{}",
-            task.id,
-            job.lease_token,
-            now.as_millis()
-        ))
-        .expect("valid run id"),
-        task: task.id.clone(),
-        connection: conn.id.clone(),
-        started_at: now,
-        finished_at: None,
-        status: RunStatus::Running,
-        counts: RunCounts::default(),
-        error: None,
-    };
-    let Some(def) = deps.registry.get(&conn.provider) else {
-        run.status = RunStatus::Failed;
-        run.error = Some(format!("no connector definition named {}", conn.provider));
-        run.finished_at = Some(now);
-        deps.store.put_run(&run).await?;
-        deps.store
-            .release_task(&task.id, &job.lease_token, next, now)
-            .await?;
-        return Ok(JobOutcome::Ran(run));
-    };
-    let recent = deps.store.list_runs(Some(&task.id), 10).await?;
-    let previous = recent.first().cloned();
-    close_interrupted(&*deps.store, &recent, &run).await?;
-    deps.store.put_run(&run).await?;
-    let connector = HttpConnector::new(
-        deps.http.clone(),
-        def,
-        conn,
-        deps.limiter.clone(),
-        deps.credentials.clone(),
-        deps.clock.clone(),
-        deps.retry.clone(),
-    );
-    let mut counts = RunCounts::default();
-    let result = run_inbound(
-        &*deps.store,
-        &connector,
-        &task,
-        &job.lease_token,
-        &mut counts,
-        progress,
-    )
-    .await;
-    counts.requests = connector
-        .stats()
-        .requests
-        .load(std::sync::atomic::Ordering::Relaxed);
-    counts.throttled = connector
-        .stats()
-        .throttled
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let end = deps.clock.now();
-    // The breaker raises its own, more specific event instead of "run failed".
-    let breaker_tripped = matches!(result, Ok(InboundOutcome::Completed { breaker: Some(_) }));
-    run.counts = counts;
-    run.finished_at = Some(end);
-    let next_run_at = match result {
-        Ok(InboundOutcome::Completed { breaker: None }) => {
-            run.status = RunStatus::Succeeded;
-            end.add(Duration::from_secs(task.interval_secs.into()))
+
+    /// Checks the connection and its connector definition and records the
+    /// run as running (closing runs whose workers are gone).
+    async fn open_run(&self) -> Result<Opened, StoreError> {
+        let (deps, task, now) = (self.deps, self.task, self.now);
+        let Some(conn) = deps.store.get_connection(&task.connection).await? else {
+            self.release_for_next_interval().await?;
+            return Ok(Opened::Done(JobOutcome::Skipped(format!(
+                "connection {} no longer exists",
+                task.connection
+            ))));
+        };
+        if conn.status != ConnectionStatus::Active {
+            self.release_for_next_interval().await?;
+            return Ok(Opened::Done(JobOutcome::Skipped(format!(
+                "connection {} is {}",
+                conn.id,
+                conn.status.as_str()
+            ))));
         }
-        Ok(InboundOutcome::Completed {
-            breaker: Some(trip),
-        }) => {
-            tracing::warn!(task = %task.id, "{}", trip.message);
+        let mut run = SyncRun {
+            id: RunId::parse(format!(
+                "{}@{}-{}",
+                task.id,
+                self.lease_token,
+                now.as_millis()
+            ))
+            .expect("valid run id"),
+            task: task.id.clone(),
+            connection: conn.id.clone(),
+            started_at: now,
+            finished_at: None,
+            status: RunStatus::Running,
+            counts: RunCounts::default(),
+            error: None,
+        };
+        let Some(def) = deps.registry.get(&conn.provider) else {
             run.status = RunStatus::Failed;
-            run.error = Some(trip.message.clone());
+            run.error = Some(format!("no connector definition named {}", conn.provider));
+            run.finished_at = Some(now);
+            deps.store.put_run(&run).await?;
+            self.release_for_next_interval().await?;
+            return Ok(Opened::Done(JobOutcome::Ran(run)));
+        };
+        let recent = deps.store.list_runs(Some(&task.id), 10).await?;
+        let previous = recent.first().cloned();
+        close_interrupted(&*deps.store, &recent, &run).await?;
+        deps.store.put_run(&run).await?;
+        let connector = HttpConnector::new(
+            deps.http.clone(),
+            def,
+            conn,
+            deps.limiter.clone(),
+            deps.credentials.clone(),
+            deps.clock.clone(),
+            deps.retry.clone(),
+        );
+        Ok(Opened::Run(Box::new(OpenRun {
+            connector,
+            run,
+            previous,
+        })))
+    }
+
+    /// The inbound run, and its counts with the connector's request figures.
+    async fn run(
+        &self,
+        connector: &HttpConnector,
+        progress: &(dyn Fn(&RunCounts) + Send + Sync),
+    ) -> (Result<InboundOutcome, InboundError>, RunCounts) {
+        let mut counts = RunCounts::default();
+        let result = run_inbound(
+            &*self.deps.store,
+            connector,
+            self.task,
+            self.lease_token,
+            &mut counts,
+            progress,
+        )
+        .await;
+        counts.requests = connector
+            .stats()
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed);
+        counts.throttled = connector
+            .stats()
+            .throttled
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (result, counts)
+    }
+
+    /// Records the finished run, releases the task and raises the events
+    /// the outcome calls for.
+    async fn close_run(
+        &self,
+        run: SyncRun,
+        verdict: Verdict,
+        previous: Option<SyncRun>,
+        end: Timestamp,
+    ) -> Result<JobOutcome, WorkerError> {
+        let (deps, task) = (self.deps, self.task);
+        let (next_run_at, breaker) = match verdict {
+            Verdict::Release {
+                next_run_at,
+                breaker,
+            } => (next_run_at, breaker),
+            Verdict::LeaseLost => {
+                deps.store.put_run(&run).await?;
+                return Ok(JobOutcome::Ran(run));
+            }
+            Verdict::StoreFailed(e) => {
+                // Best effort: the store is what failed.
+                let _ = deps.store.put_run(&run).await;
+                return Err(WorkerError::Store(e));
+            }
+        };
+        if let Some(trip) = &breaker {
+            tracing::warn!(task = %task.id, "{}", trip.message);
             deps.events
                 .emit(Event::MassDeleteBreakerTripped {
                     tenant: task.tenant.clone(),
@@ -216,65 +346,94 @@ pub async fn handle_inbound_job(
                     max_share: trip.max_share,
                 })
                 .await;
-            end.add(Duration::from_secs(task.interval_secs.into()))
         }
-        Ok(InboundOutcome::Parked(wait)) => {
-            run.status = RunStatus::Parked;
-            run.error = Some(format!(
+        deps.store.put_run(&run).await?;
+        deps.store
+            .release_task(&task.id, self.lease_token, next_run_at, end)
+            .await?;
+        let was_failing = previous.is_some_and(|p| p.status == RunStatus::Failed);
+        match run.status {
+            // The breaker raised its own, more specific event instead of "run failed".
+            RunStatus::Failed if breaker.is_none() => {
+                deps.events
+                    .emit(Event::SyncRunFailed {
+                        tenant: task.tenant.clone(),
+                        connection: task.connection.clone(),
+                        task: task.id.clone(),
+                        error: run.error.clone().unwrap_or_default(),
+                    })
+                    .await;
+            }
+            RunStatus::Succeeded if was_failing => {
+                deps.events
+                    .emit(Event::SyncRunRecovered {
+                        tenant: task.tenant.clone(),
+                        connection: task.connection.clone(),
+                        task: task.id.clone(),
+                    })
+                    .await;
+            }
+            _ => {}
+        }
+        Ok(JobOutcome::Ran(run))
+    }
+}
+
+/// What a finished run's result means: its status and error (set on `run`)
+/// and when its task is due again. Pure.
+fn judge(
+    result: Result<InboundOutcome, InboundError>,
+    run: &mut SyncRun,
+    interval_secs: u32,
+    end: Timestamp,
+) -> Verdict {
+    let interval = Duration::from_secs(interval_secs.into());
+    let (status, error, next_run_at, breaker) = match result {
+        Ok(InboundOutcome::Completed { breaker: None }) => {
+            (RunStatus::Succeeded, None, end.add(interval), None)
+        }
+        Ok(InboundOutcome::Completed {
+            breaker: Some(trip),
+        }) => (
+            RunStatus::Failed,
+            Some(trip.message.clone()),
+            end.add(interval),
+            Some(trip),
+        ),
+        Ok(InboundOutcome::Parked(wait)) => (
+            RunStatus::Parked,
+            Some(format!(
                 "rate limited; resumes from the committed cursor in {}s",
                 wait.as_secs()
-            ));
-            end.add(wait)
-        }
+            )),
+            end.add(wait),
+            None,
+        ),
         Err(InboundError::Store(StoreError::LeaseLost(_))) => {
             run.status = RunStatus::Interrupted;
             run.error =
                 Some("lease lost to a newer run; stopped without committing further".into());
-            deps.store.put_run(&run).await?;
-            return Ok(JobOutcome::Ran(run));
+            return Verdict::LeaseLost;
         }
         Err(InboundError::Store(e)) => {
             run.status = RunStatus::Failed;
             run.error = Some(e.to_string());
-            // Best effort: the store is what failed.
-            let _ = deps.store.put_run(&run).await;
-            return Err(WorkerError::Store(e));
+            return Verdict::StoreFailed(e);
         }
-        Err(e) => {
-            run.status = RunStatus::Failed;
-            run.error = Some(e.to_string());
-            // Retry failed runs sooner than the schedule, but not hot.
-            end.add(Duration::from_secs(u64::from(task.interval_secs).min(60)))
-        }
+        // Retry failed runs sooner than the schedule, but not hot.
+        Err(e) => (
+            RunStatus::Failed,
+            Some(e.to_string()),
+            end.add(interval.min(Duration::from_secs(60))),
+            None,
+        ),
     };
-    deps.store.put_run(&run).await?;
-    deps.store
-        .release_task(&task.id, &job.lease_token, next_run_at, end)
-        .await?;
-    let was_failing = previous.is_some_and(|p| p.status == RunStatus::Failed);
-    match run.status {
-        RunStatus::Failed if !breaker_tripped => {
-            deps.events
-                .emit(Event::SyncRunFailed {
-                    tenant: task.tenant.clone(),
-                    connection: task.connection.clone(),
-                    task: task.id.clone(),
-                    error: run.error.clone().unwrap_or_default(),
-                })
-                .await;
-        }
-        RunStatus::Succeeded if was_failing => {
-            deps.events
-                .emit(Event::SyncRunRecovered {
-                    tenant: task.tenant.clone(),
-                    connection: task.connection.clone(),
-                    task: task.id.clone(),
-                })
-                .await;
-        }
-        _ => {}
+    run.status = status;
+    run.error = error;
+    Verdict::Release {
+        next_run_at,
+        breaker,
     }
-    Ok(JobOutcome::Ran(run))
 }
 
 /// Closes the runs of `run`'s task that are still marked running: this job

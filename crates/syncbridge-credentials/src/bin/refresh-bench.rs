@@ -142,31 +142,7 @@ async fn run(a: Args) -> Result<bool, Box<dyn std::error::Error>> {
     // N connections whose 30-minute tokens have one minute left (margin 5 min).
     let seed_start = Instant::now();
     let now = clock.now();
-    let tenant = TenantId::parse("bench")?;
-    for i in 0..a.connections {
-        let id = ConnectionId::parse(format!("bench-{i:05}"))?;
-        store
-            .put_connection(&Connection {
-                id: id.clone(),
-                tenant: tenant.clone(),
-                provider: "sandbox".into(),
-                status: ConnectionStatus::Active,
-                base_url: Some(sandbox.base_url()),
-                webhook: None,
-                settings: BTreeMap::new(),
-                conflicts: Default::default(),
-                created_at: now,
-            })
-            .await?;
-        let pair = sandbox.sandbox().issue_tokens();
-        let doc = CredentialDoc::oauth2(
-            SecretString::new(pair.access_token),
-            Some(SecretString::new(pair.refresh_token)),
-            Some(Duration::from_secs(1800)),
-            now.sub(Duration::from_secs(29 * 60)),
-        );
-        m.store_initial(&id, doc).await?;
-    }
+    seed(&store, &m, &sandbox, a.connections, now).await?;
     let seed_secs = seed_start.elapsed().as_secs_f64();
 
     let before = sandbox.stats().token_requests;
@@ -228,4 +204,41 @@ async fn run(a: Args) -> Result<bool, Box<dyn std::error::Error>> {
     sandbox.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(ok)
+}
+
+/// `n` connections whose 30-minute tokens, issued at `now` minus 29
+/// minutes, have one minute left (margin 5 min).
+async fn seed(
+    store: &SqliteStore,
+    m: &CredentialManager,
+    sandbox: &syncbridge_sandbox::SandboxHandle,
+    n: usize,
+    now: syncbridge_core::Timestamp,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let tenant = TenantId::parse("bench")?;
+    for i in 0..n {
+        let id = ConnectionId::parse(format!("bench-{i:05}"))?;
+        store
+            .put_connection(&Connection {
+                id: id.clone(),
+                tenant: tenant.clone(),
+                provider: "sandbox".into(),
+                status: ConnectionStatus::Active,
+                base_url: Some(sandbox.base_url()),
+                webhook: None,
+                settings: BTreeMap::new(),
+                conflicts: Default::default(),
+                created_at: now,
+            })
+            .await?;
+        let pair = sandbox.sandbox().issue_tokens();
+        let doc = CredentialDoc::oauth2(
+            SecretString::new(pair.access_token),
+            Some(SecretString::new(pair.refresh_token)),
+            Some(Duration::from_secs(1800)),
+            now.sub(Duration::from_secs(29 * 60)),
+        );
+        m.store_initial(&id, doc).await?;
+    }
+    Ok(())
 }

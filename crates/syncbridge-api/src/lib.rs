@@ -1,0 +1,153 @@
+//! The product API: the `SyncApi` custom handler's router and handlers.
+//!
+//! An HTTP-only function (route `v1/{*path}`): the Functions host (or
+//! `syncbridge up`) proxies requests byte for byte, with the route prefix,
+//! so routes here are served under `/api/v1/…`. Every route but
+//! `GET /v1/openapi.json` needs `Authorization: Bearer <API key>`.
+//!
+//! # Layout
+//!
+//! - [`keys`]: making, checking, revoking API keys (the CLI calls it too);
+//!   [`auth`]: the bearer middleware and the scope each call needs.
+//! - [`problem`]: [`ApiError`], answered as RFC 9457 problem documents.
+//! - [`pages`]: opaque cursors and page sizes.
+//! - [`connections`], [`runs`], [`quarantine`], [`catalog`], [`health`],
+//!   [`api_keys`]: the routes; [`views`]: their JSON.
+//! - [`router`] / [`openapi`]: the routes and the OpenAPI 3.1 document,
+//!   generated from the same annotated handlers (`utoipa`), so the
+//!   document cannot list a route the router lacks. `docs/openapi.json` is
+//!   its committed copy; a test fails when they differ
+//!   (`SYNCBRIDGE_WRITE_OPENAPI=1 cargo test -p syncbridge-api --test openapi`
+//!   rewrites it).
+
+pub mod api_keys;
+pub mod auth;
+pub mod catalog;
+pub mod connections;
+pub mod health;
+pub mod keys;
+pub mod pages;
+pub mod problem;
+pub mod quarantine;
+pub mod runs;
+pub mod views;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
+use syncbridge_functions::AppState;
+use utoipa::OpenApi as _;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use problem::ApiError;
+
+/// The function's name (folder `functions/SyncApi`, binary `sync-api`).
+pub const FUNCTION: &str = "SyncApi";
+
+/// The Functions host's route prefix (`host.json`: `extensions.http.routePrefix`).
+pub const ROUTE_PREFIX: &str = "/api";
+
+/// The largest request body accepted (bodies are small JSON documents).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "syncbridge API",
+        description = "The product's integration surface: connections, sync now, runs, tasks, quarantine, the connector catalog, health and API keys. Every call but GET /v1/openapi.json needs `Authorization: Bearer <key>`; errors are RFC 9457 problem documents; lists page with opaque cursors.",
+        version = "1"
+    ),
+    servers((url = "/api")),
+    security(("bearer" = [])),
+    modifiers(&BearerScheme),
+    paths(openapi_json),
+    components(schemas(problem::Problem))
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The document itself, public.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta", security(()),
+    responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json")))]
+async fn openapi_json() -> axum::response::Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi_text(),
+    )
+        .into_response()
+}
+
+fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(connections::list, connections::create))
+        .routes(routes!(
+            connections::get,
+            connections::update,
+            connections::delete
+        ))
+        .routes(routes!(connections::pause))
+        .routes(routes!(connections::resume))
+        .routes(routes!(connections::sync_now))
+        .routes(routes!(connections::tasks))
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::get))
+        .routes(routes!(quarantine::list))
+        .routes(routes!(quarantine::get, quarantine::discard))
+        .routes(routes!(quarantine::replay_one))
+        .routes(routes!(catalog::list))
+        .routes(routes!(catalog::get))
+        .routes(routes!(health::health))
+        .routes(routes!(api_keys::list, api_keys::create))
+        .routes(routes!(api_keys::revoke))
+        .split_for_parts()
+}
+
+/// The OpenAPI 3.1 document of this API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    parts().1
+}
+
+/// The document as served and committed (pretty JSON, trailing newline).
+pub fn openapi_text() -> String {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let mut text = openapi().to_pretty_json().expect("the document serializes");
+        text.push('\n');
+        text
+    })
+    .clone()
+}
+
+/// The handler's router: every route under [`ROUTE_PREFIX`], the key check
+/// on all but the document, problem documents for unknown paths and methods.
+pub fn router(state: AppState) -> Router {
+    let (api, _) = parts();
+    let public = Router::new().route("/v1/openapi.json", axum::routing::get(openapi_json));
+    let guarded = api
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
+        .method_not_allowed_fallback(problem::method_not_allowed);
+    let v1 = public
+        .merge(guarded)
+        .fallback(problem::no_route)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    Router::new()
+        .nest(ROUTE_PREFIX, v1)
+        .fallback(problem::no_route)
+        .with_state(state)
+}

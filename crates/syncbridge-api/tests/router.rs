@@ -1,0 +1,616 @@
+//! The API's router against a real embedded state (SQLite store and local
+//! queue in a temp dir), called with tower's `oneshot`: auth refusals, the
+//! routes, bad input answered as problem documents with nothing written.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use syncbridge_api::keys;
+use syncbridge_core::apikeys::ApiScope;
+use syncbridge_core::model::{QuarantinedMessage, RunCounts, RunStatus, SyncRun};
+use syncbridge_core::{ConnectionId, RunId, TaskId, Timestamp};
+use syncbridge_functions::{AppState, Settings};
+use tower::ServiceExt;
+
+struct Api {
+    app: AppState,
+    router: Router,
+    admin: String,
+    write: String,
+    read: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn api() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let app = AppState::embedded(Settings::for_data_dir(dir.path())).unwrap();
+    let mut made = Vec::new();
+    for scope in [ApiScope::Admin, ApiScope::Write, ApiScope::Read] {
+        let k = keys::create(app.store.as_ref(), scope.as_str(), scope, Timestamp::EPOCH)
+            .await
+            .unwrap();
+        made.push(k.key.expose().to_owned());
+    }
+    Api {
+        router: syncbridge_api::router(app.clone()),
+        app,
+        admin: made[0].clone(),
+        write: made[1].clone(),
+        read: made[2].clone(),
+        _dir: dir,
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    content_type: String,
+    body: Value,
+}
+
+impl Api {
+    async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(k) = key {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
+        }
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Body::from(body.unwrap_or_default().to_owned()))
+            .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("{path}: not JSON: {}", String::from_utf8_lossy(&bytes)))
+        };
+        Reply {
+            status,
+            content_type,
+            body,
+        }
+    }
+}
+
+fn assert_problem(r: &Reply, status: u16, slug: &str) {
+    assert_eq!(r.status.as_u16(), status, "{:?}", r.body);
+    assert_eq!(r.content_type, "application/problem+json", "{:?}", r.body);
+    assert_eq!(
+        r.body["type"],
+        format!("urn:syncbridge:problem:{slug}"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(r.body["status"], status);
+}
+
+const SANDBOX: &str = r#"{"id":"c1","tenant":"acme","provider":"sandbox","base_url":"http://127.0.0.1:9","interval_secs":60}"#;
+
+/// No key, a wrong key, a revoked key: 401. A read key writing, a write key
+/// managing keys: 403. The document needs no key.
+#[tokio::test]
+async fn keys_and_scopes() {
+    let a = api().await;
+    assert_problem(
+        &a.call("GET", "/api/v1/connections", None, None).await,
+        401,
+        "unauthorized",
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/connections", Some("sbk_wrong"), None)
+            .await,
+        401,
+        "unauthorized",
+    );
+    assert_eq!(
+        a.call("GET", "/api/v1/connections", Some(&a.read), None)
+            .await
+            .status,
+        200
+    );
+    assert_problem(
+        &a.call("POST", "/api/v1/connections", Some(&a.read), Some(SANDBOX))
+            .await,
+        403,
+        "forbidden",
+    );
+    assert!(
+        a.app
+            .store
+            .get_connection(&ConnectionId::parse("c1").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/api-keys", Some(&a.write), None)
+            .await,
+        403,
+        "forbidden",
+    );
+    let listed = a
+        .call("GET", "/api/v1/api-keys", Some(&a.admin), None)
+        .await;
+    assert_eq!(listed.body["keys"].as_array().unwrap().len(), 3);
+    assert!(
+        !listed.body.to_string().contains(&a.read),
+        "keys are never listed"
+    );
+
+    let made = a
+        .call(
+            "POST",
+            "/api/v1/api-keys",
+            Some(&a.admin),
+            Some(r#"{"name":"ci","scope":"read"}"#),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let key = made.body["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("sbk_"));
+    assert_eq!(
+        a.call("GET", "/api/v1/runs", Some(&key), None).await.status,
+        200
+    );
+    let id = made.body["id"].as_str().unwrap();
+    let revoked = a
+        .call(
+            "DELETE",
+            &format!("/api/v1/api-keys/{id}"),
+            Some(&a.admin),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, 204);
+    assert_problem(
+        &a.call("GET", "/api/v1/runs", Some(&key), None).await,
+        401,
+        "unauthorized",
+    );
+
+    let doc = a.call("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(doc.status, 200);
+    assert_eq!(doc.body["openapi"].as_str().unwrap().get(..3), Some("3.1"));
+}
+
+/// Create, get, list with filters and cursors, update, pause, resume, delete.
+#[tokio::test]
+async fn connections_lifecycle() {
+    let a = api().await;
+    let w = Some(a.write.as_str());
+    let made = a
+        .call("POST", "/api/v1/connections", w, Some(SANDBOX))
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    assert_eq!(made.body["status"], "active");
+    assert_problem(
+        &a.call("POST", "/api/v1/connections", w, Some(SANDBOX))
+            .await,
+        409,
+        "conflict",
+    );
+    for i in 2..=5 {
+        let body = SANDBOX
+            .replace("\"c1\"", &format!("\"c{i}\""))
+            .replace("acme", if i % 2 == 0 { "other" } else { "acme" });
+        assert_eq!(
+            a.call("POST", "/api/v1/connections", w, Some(&body))
+                .await
+                .status,
+            201
+        );
+    }
+    let r = Some(a.read.as_str());
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/connections?limit=2".to_owned();
+    loop {
+        let page = a.call("GET", &path, r, None).await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        for c in page.body["connections"].as_array().unwrap() {
+            seen.push(c["id"].as_str().unwrap().to_owned());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/connections?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["c1", "c2", "c3", "c4", "c5"]);
+    let acme = a
+        .call("GET", "/api/v1/connections?tenant=acme", r, None)
+        .await;
+    assert_eq!(acme.body["connections"].as_array().unwrap().len(), 3);
+
+    let got = a.call("GET", "/api/v1/connections/c1", r, None).await;
+    assert_eq!(got.body["provider"], "sandbox");
+    let patched = a
+        .call(
+            "PATCH",
+            "/api/v1/connections/c1",
+            w,
+            Some(r#"{"base_url":"http://127.0.0.1:10"}"#),
+        )
+        .await;
+    assert_eq!(patched.body["base_url"], "http://127.0.0.1:10");
+    let paused = a
+        .call("POST", "/api/v1/connections/c1/pause", w, None)
+        .await;
+    assert_eq!(paused.body["status"], "disabled");
+    let listed = a
+        .call("GET", "/api/v1/connections?status=disabled", r, None)
+        .await;
+    assert_eq!(listed.body["connections"][0]["id"], "c1");
+    let resumed = a
+        .call("POST", "/api/v1/connections/c1/resume", w, None)
+        .await;
+    assert_eq!(resumed.body["status"], "active");
+
+    let tasks = a.call("GET", "/api/v1/connections/c1/tasks", r, None).await;
+    let tasks = tasks.body["tasks"].as_array().unwrap().clone();
+    assert!(!tasks.is_empty());
+    assert_eq!(tasks[0]["cursor"], Value::Null);
+    assert_eq!(tasks[0]["last_result"], Value::Null);
+
+    assert_eq!(
+        a.call("DELETE", "/api/v1/connections/c2", w, None)
+            .await
+            .status,
+        204
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/connections/c2", r, None).await,
+        404,
+        "not-found",
+    );
+    assert_problem(
+        &a.call("DELETE", "/api/v1/connections/c2", w, None).await,
+        404,
+        "not-found",
+    );
+}
+
+/// Sync now asks for interactive runs; a full resync resets the cursor; an
+/// unknown object is refused before anything is asked; a task whose run is
+/// in flight keeps its lease and cursor (full resync and interval change: 409).
+#[tokio::test]
+async fn sync_now_and_full_resync() {
+    let a = api().await;
+    let w = Some(a.write.as_str());
+    assert_eq!(
+        a.call("POST", "/api/v1/connections", w, Some(SANDBOX))
+            .await
+            .status,
+        201
+    );
+    let conn = ConnectionId::parse("c1").unwrap();
+    let mut t = a.app.store.list_tasks(Some(&conn)).await.unwrap()[0].clone();
+    t.cursor = Some("page-9".into());
+    t.next_run_at = Timestamp::from_millis(i64::MAX / 2);
+    a.app.store.put_task(&t).await.unwrap();
+
+    let bad = a
+        .call(
+            "POST",
+            "/api/v1/connections/c1/sync",
+            w,
+            Some(r#"{"objects":["widgets"],"full_resync":true}"#),
+        )
+        .await;
+    assert_problem(&bad, 400, "invalid-request");
+    let still = a.app.store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(still.cursor.as_deref(), Some("page-9"), "nothing written");
+
+    let plain = a.call("POST", "/api/v1/connections/c1/sync", w, None).await;
+    assert_eq!(plain.status, 202, "{:?}", plain.body);
+    let asked = a.app.store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(
+        asked.priority,
+        syncbridge_core::model::Priority::Interactive
+    );
+    assert!(asked.next_run_at <= a.app.clock.now());
+    assert_eq!(asked.cursor.as_deref(), Some("page-9"));
+
+    let body = format!(r#"{{"objects":["{}"],"full_resync":true}}"#, t.object);
+    let mut leased = a.app.store.get_task(&t.id).await.unwrap().unwrap();
+    leased.lease = Some(syncbridge_core::model::Lease {
+        token: "run-1".into(),
+        until: Timestamp::from_millis(i64::MAX / 2),
+    });
+    a.app.store.put_task(&leased).await.unwrap();
+    let busy = a
+        .call("POST", "/api/v1/connections/c1/sync", w, Some(&body))
+        .await;
+    assert_problem(&busy, 409, "conflict");
+    let interval = a
+        .call(
+            "PATCH",
+            "/api/v1/connections/c1",
+            w,
+            Some(r#"{"interval_secs":5}"#),
+        )
+        .await;
+    assert_problem(&interval, 409, "conflict");
+    let kept = a.app.store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(kept.lease, leased.lease, "a running task keeps its lease");
+    assert_eq!(kept.cursor.as_deref(), Some("page-9"));
+    leased.lease = None;
+    a.app.store.put_task(&leased).await.unwrap();
+    let full = a
+        .call("POST", "/api/v1/connections/c1/sync", w, Some(&body))
+        .await;
+    assert_eq!(full.status, 202, "{:?}", full.body);
+    assert_eq!(full.body["tasks"], json!([t.id.as_str()]));
+    let reset = a.app.store.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(reset.cursor, None);
+    assert_problem(
+        &a.call("POST", "/api/v1/connections/nope/sync", w, None)
+            .await,
+        404,
+        "not-found",
+    );
+}
+
+fn run(id: &str, secs: i64, status: RunStatus) -> SyncRun {
+    SyncRun {
+        id: RunId::parse(id).unwrap(),
+        task: TaskId::parse("c1:contacts:inbound").unwrap(),
+        connection: ConnectionId::parse("c1").unwrap(),
+        started_at: Timestamp::from_millis(1_000_000 + secs * 1000),
+        finished_at: Some(Timestamp::from_millis(1_000_000 + secs * 1000 + 10)),
+        status,
+        counts: RunCounts {
+            created: 3,
+            ..Default::default()
+        },
+        error: None,
+    }
+}
+
+/// Runs page newest first with public statuses, filter by status, and one run.
+#[tokio::test]
+async fn runs_pages_and_detail() {
+    let a = api().await;
+    assert_eq!(
+        a.call("POST", "/api/v1/connections", Some(&a.write), Some(SANDBOX))
+            .await
+            .status,
+        201
+    );
+    for (i, s) in [
+        RunStatus::Succeeded,
+        RunStatus::Interrupted,
+        RunStatus::Parked,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        a.app
+            .store
+            .put_run(&run(&format!("r{i}"), i as i64, s))
+            .await
+            .unwrap();
+    }
+    let r = Some(a.read.as_str());
+    let first = a
+        .call("GET", "/api/v1/runs?connection_id=c1&limit=2", r, None)
+        .await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let runs = first.body["runs"].as_array().unwrap();
+    assert_eq!(runs[0]["id"], "r2");
+    assert_eq!(runs[0]["status"], "running");
+    assert_eq!(runs[0]["object"], "contacts");
+    assert_eq!(runs[1]["status"], "failed");
+    assert_eq!(runs[1]["counts"]["created"], 3);
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let next = a
+        .call(
+            "GET",
+            &format!("/api/v1/runs?connection_id=c1&limit=2&cursor={cursor}"),
+            r,
+            None,
+        )
+        .await;
+    assert_eq!(next.body["runs"][0]["id"], "r0");
+    assert_eq!(next.body["next_cursor"], Value::Null);
+    let ok = a
+        .call("GET", "/api/v1/runs?status=succeeded", r, None)
+        .await;
+    assert_eq!(ok.body["runs"].as_array().unwrap().len(), 1);
+    let one = a.call("GET", "/api/v1/runs/r1", r, None).await;
+    assert_eq!(one.body["state"], "interrupted");
+    assert_problem(
+        &a.call("GET", "/api/v1/runs/none", r, None).await,
+        404,
+        "not-found",
+    );
+}
+
+/// Bad input answers a problem document and writes nothing.
+#[tokio::test]
+async fn bad_input_is_a_problem() {
+    let a = api().await;
+    let r = Some(a.read.as_str());
+    let w = Some(a.write.as_str());
+    assert_problem(
+        &a.call("GET", "/api/v1/runs?cursor=garbage", r, None).await,
+        400,
+        "invalid-cursor",
+    );
+    let conn_cursor = syncbridge_api::pages::encode("connections", &["c1"]);
+    assert_problem(
+        &a.call(
+            "GET",
+            &format!("/api/v1/runs?cursor={conn_cursor}"),
+            r,
+            None,
+        )
+        .await,
+        400,
+        "invalid-cursor",
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/runs?limit=0", r, None).await,
+        400,
+        "invalid-request",
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/runs?limit=x", r, None).await,
+        400,
+        "invalid-request",
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/runs?status=parked", r, None).await,
+        400,
+        "invalid-request",
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/runs?connection_id=nope", r, None)
+            .await,
+        404,
+        "not-found",
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/runs?since=yesterday", r, None).await,
+        400,
+        "invalid-request",
+    );
+    for body in [
+        "{not json",
+        r#"{"id":"c1","tenant":"acme"}"#,
+        r#"{"id":"c1","tenant":"acme","provider":"sandbox","interval_secs":"often"}"#,
+        r#"{"id":"c1","tenant":"acme","provider":"nope"}"#,
+        r#"{"id":"has space","tenant":"acme","provider":"sandbox"}"#,
+        r#"{"id":"c1","tenant":"acme","provider":"sandbox","objects":["widgets"]}"#,
+        r#"{"id":"c1","tenant":"acme","provider":"sandbox","extra":1}"#,
+    ] {
+        let reply = a.call("POST", "/api/v1/connections", w, Some(body)).await;
+        assert!(reply.status.is_client_error(), "{body}: {:?}", reply.body);
+        assert_eq!(reply.content_type, "application/problem+json", "{body}");
+    }
+    let big = format!(
+        r#"{{"id":"c1","tenant":"acme","provider":"sandbox","base_url":"{}"}}"#,
+        "x".repeat(syncbridge_api::MAX_BODY_BYTES)
+    );
+    assert_problem(
+        &a.call("POST", "/api/v1/connections", w, Some(&big)).await,
+        413,
+        "body-too-large",
+    );
+    assert!(
+        a.app.store.list_connections(None).await.unwrap().is_empty(),
+        "nothing written"
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/nothing-here", r, None).await,
+        404,
+        "no-route",
+    );
+    assert_problem(
+        &a.call("PUT", "/api/v1/connections", w, None).await,
+        405,
+        "method-not-allowed",
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/quarantine/abc", r, None).await,
+        400,
+        "invalid-request",
+    );
+}
+
+/// Quarantine: list, inspect, discard; a replay of a message from a queue
+/// worker re-sends it (the CLI's replay, shared).
+#[tokio::test]
+async fn quarantine_inspect_replay_discard() {
+    let a = api().await;
+    let msg = |source: &str| QuarantinedMessage {
+        source: source.into(),
+        message_id: Some("m1".into()),
+        connection: None,
+        reason: "undecodable".into(),
+        body: b"{}".to_vec(),
+        at: Timestamp::EPOCH,
+    };
+    let first = a
+        .app
+        .store
+        .quarantine(&msg("SyncInboundWorker"))
+        .await
+        .unwrap();
+    let second = a.app.store.quarantine(&msg("SyncScheduler")).await.unwrap();
+    let r = Some(a.read.as_str());
+    let w = Some(a.write.as_str());
+    let list = a.call("GET", "/api/v1/quarantine?limit=1", r, None).await;
+    assert_eq!(list.body["entries"][0]["id"], first);
+    assert!(list.body["next_cursor"].is_string());
+    let one = a
+        .call("GET", &format!("/api/v1/quarantine/{first}"), r, None)
+        .await;
+    assert_eq!(one.body["body_text"], "{}");
+    let replayed = a
+        .call(
+            "POST",
+            &format!("/api/v1/quarantine/{first}/replay"),
+            w,
+            None,
+        )
+        .await;
+    assert_eq!(replayed.status, 200, "{:?}", replayed.body);
+    assert_eq!(replayed.body["queue"], "sync-inbound");
+    let q =
+        syncbridge_localqueue::LocalQueue::open(a.app.settings.data_dir.join("queue.db")).unwrap();
+    assert_eq!(q.counts("sync-inbound").unwrap().active, 1);
+    let refused = a
+        .call(
+            "POST",
+            &format!("/api/v1/quarantine/{second}/replay"),
+            w,
+            None,
+        )
+        .await;
+    assert_problem(&refused, 409, "conflict");
+    assert_eq!(
+        a.call("DELETE", &format!("/api/v1/quarantine/{second}"), w, None)
+            .await
+            .status,
+        204
+    );
+    assert!(a.app.store.list_quarantine(10).await.unwrap().is_empty());
+}
+
+/// The catalog lists the shipped connectors with auth and push abilities;
+/// health reports the store, the local queues and nothing overdue.
+#[tokio::test]
+async fn catalog_and_health() {
+    let a = api().await;
+    let r = Some(a.read.as_str());
+    let cat = a.call("GET", "/api/v1/providers", r, None).await;
+    let names: Vec<&str> = cat.body["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"sandbox"), "{names:?}");
+    let sandbox = a.call("GET", "/api/v1/providers/sandbox", r, None).await;
+    assert_eq!(sandbox.body["auth"], "oauth2");
+    assert_problem(
+        &a.call("GET", "/api/v1/providers/nope", r, None).await,
+        404,
+        "not-found",
+    );
+    let h = a.call("GET", "/api/v1/health", r, None).await;
+    assert_eq!(h.status, 200, "{:?}", h.body);
+    assert_eq!(h.body["store_reachable"], true);
+    assert_eq!(h.body["queues"][0]["name"], "sync-inbound");
+    assert_eq!(h.body["overdue_tasks"]["count"], 0);
+}

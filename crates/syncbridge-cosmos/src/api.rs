@@ -1,0 +1,214 @@
+//! The product API's part of the store (`SyncApi`): API keys (only their
+//! hashes, in the global `~apikey` partition, point-read by hash) and keyset
+//! pages of connections (cross-partition, ordered by the partition key) and
+//! runs (one connection's partition when the query names it). Kept apart
+//! from the sync engine's queries in `lib.rs`; the trait methods there
+//! delegate here.
+
+use serde::{Deserialize, Serialize};
+use syncbridge_core::apikeys::ApiKey;
+use syncbridge_core::model::{Connection, SyncRun};
+use syncbridge_core::store::{ConnectionQuery, RunQuery};
+use syncbridge_core::{RunId, StoreError, Timestamp};
+
+use crate::docs::{ConnectionDoc, RunDoc};
+use crate::{CosmosStore, query};
+
+/// Partition of the API keys.
+pub(crate) const API_KEY_PK: &str = "~apikey";
+
+/// An API key document: id `key.<hash>`, so authentication is a point read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ApiKeyDoc {
+    pub id: String,
+    pub pk: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub key_id: String,
+    pub doc: ApiKey,
+}
+
+fn key_doc_id(hash: &str) -> String {
+    format!("key.{hash}")
+}
+
+/// `WHERE` clauses with their named parameters.
+#[derive(Default)]
+struct Filter {
+    clauses: Vec<String>,
+    params: Vec<(String, serde_json::Value)>,
+}
+
+impl Filter {
+    fn and(&mut self, clause: impl Into<String>, params: &[(&str, serde_json::Value)]) {
+        self.clauses.push(clause.into());
+        self.params
+            .extend(params.iter().map(|(n, v)| ((*n).to_owned(), v.clone())));
+    }
+
+    fn query(&self, head: &str, tail: &str) -> azure_data_cosmos::Query {
+        let text = format!("{head} WHERE {} {tail}", self.clauses.join(" AND "));
+        let params: Vec<(&str, serde_json::Value)> = self
+            .params
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.clone()))
+            .collect();
+        query(text, &params)
+    }
+}
+
+impl CosmosStore {
+    pub(crate) async fn api_create_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let taken: Vec<String> = self
+            .query_all(
+                query(
+                    "SELECT VALUE c.id FROM c WHERE c.type = 'api_key' AND c.key_id = @k",
+                    &[("@k", key.id.clone().into())],
+                ),
+                Some(API_KEY_PK),
+            )
+            .await?;
+        let doc = ApiKeyDoc {
+            id: key_doc_id(&key.hash),
+            pk: API_KEY_PK.into(),
+            kind: "api_key".into(),
+            key_id: key.id.clone(),
+            doc: key.clone(),
+        };
+        if !taken.is_empty() || !self.create(API_KEY_PK, &doc.id, &doc).await? {
+            return Err(StoreError::Conflict(format!("api key {}", key.id)));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn api_find_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        Ok(self
+            .read::<ApiKeyDoc>(API_KEY_PK, &key_doc_id(hash))
+            .await?
+            .map(|(d, _)| d.doc))
+    }
+
+    pub(crate) async fn api_list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        let docs: Vec<ApiKeyDoc> = self
+            .query_all(
+                query(
+                    "SELECT * FROM c WHERE c.type = 'api_key' ORDER BY c.key_id",
+                    &[],
+                ),
+                Some(API_KEY_PK),
+            )
+            .await?;
+        Ok(docs.into_iter().map(|d| d.doc).collect())
+    }
+
+    pub(crate) async fn api_revoke_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        for _ in 0..self.options.cas_attempts {
+            let found: Vec<ApiKeyDoc> = self
+                .query_all(
+                    query(
+                        "SELECT * FROM c WHERE c.type = 'api_key' AND c.key_id = @k",
+                        &[("@k", id.into())],
+                    ),
+                    Some(API_KEY_PK),
+                )
+                .await?;
+            let Some(doc) = found.into_iter().next() else {
+                return Ok(false);
+            };
+            let Some((mut doc, etag)) = self.read::<ApiKeyDoc>(API_KEY_PK, &doc.id).await? else {
+                continue;
+            };
+            if doc.doc.revoked_at.is_some() {
+                return Ok(true);
+            }
+            doc.doc.revoked_at = Some(at);
+            if self.replace_if(API_KEY_PK, &doc.id, &doc, &etag).await? {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Conflict(format!("revoking api key {id}")))
+    }
+
+    pub(crate) async fn api_connections_page(
+        &self,
+        q: &ConnectionQuery,
+    ) -> Result<Vec<Connection>, StoreError> {
+        if q.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut f = Filter::default();
+        f.and("c.type = 'connection'", &[]);
+        if let Some(t) = &q.tenant {
+            f.and("c.tenant = @t", &[("@t", t.as_str().into())]);
+        }
+        if let Some(after) = &q.after {
+            f.and("c.pk > @after", &[("@after", after.as_str().into())]);
+        }
+        if let Some(s) = q.status {
+            f.and("c.doc.status = @s", &[("@s", s.as_str().into())]);
+        }
+        if let Some(p) = &q.provider {
+            f.and("c.doc.provider = @p", &[("@p", p.as_str().into())]);
+        }
+        let head = format!("SELECT TOP {} * FROM c", q.limit);
+        let docs: Vec<ConnectionDoc> = self
+            .query_all(f.query(&head, "ORDER BY c.pk"), None)
+            .await?;
+        Ok(docs.into_iter().map(|d| d.doc).collect())
+    }
+
+    pub(crate) async fn api_runs_page(&self, q: &RunQuery) -> Result<Vec<SyncRun>, StoreError> {
+        if q.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut f = Filter::default();
+        f.and("c.type = 'run'", &[]);
+        if let Some(since) = q.since {
+            f.and(
+                "c.started_at >= @since",
+                &[("@since", since.as_millis().into())],
+            );
+        }
+        if let Some(after) = &q.after {
+            f.and(
+                "(c.started_at < @at OR (c.started_at = @at AND c.run_id < @id))",
+                &[
+                    ("@at", after.started_at.as_millis().into()),
+                    ("@id", after.id.as_str().into()),
+                ],
+            );
+        }
+        if !q.statuses.is_empty() {
+            let names: Vec<String> = (0..q.statuses.len()).map(|i| format!("@s{i}")).collect();
+            let clause = names
+                .iter()
+                .map(|n| format!("c.doc.status = {n}"))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let values: Vec<(&str, serde_json::Value)> = names
+                .iter()
+                .zip(&q.statuses)
+                .map(|(n, s)| (n.as_str(), s.as_str().into()))
+                .collect();
+            f.and(format!("({clause})"), &values);
+        }
+        let head = format!("SELECT TOP {} * FROM c", q.limit);
+        let tail = "ORDER BY c.started_at DESC, c.run_id DESC";
+        let pk = q.connection.as_ref().map(|c| c.as_str());
+        let docs: Vec<RunDoc> = self.query_all(f.query(&head, tail), pk).await?;
+        Ok(docs.into_iter().map(|d| d.doc).collect())
+    }
+
+    pub(crate) async fn api_get_run(&self, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
+        let docs: Vec<RunDoc> = self
+            .query_all(
+                query(
+                    "SELECT * FROM c WHERE c.type = 'run' AND c.run_id = @id",
+                    &[("@id", id.as_str().into())],
+                ),
+                None,
+            )
+            .await?;
+        Ok(docs.into_iter().next().map(|d| d.doc))
+    }
+}

@@ -1,0 +1,205 @@
+//! The product API's part of the store (`SyncApi`): API keys (only their
+//! hashes) and keyset pages of connections and runs. Kept apart from the
+//! sync engine's queries in `lib.rs`; the trait methods there delegate here.
+
+use rusqlite::types::Value;
+use rusqlite::{Connection as Db, OptionalExtension, params, params_from_iter};
+use syncbridge_core::apikeys::ApiKey;
+use syncbridge_core::model::{Connection, SyncRun};
+use syncbridge_core::store::{ConnectionQuery, RunQuery};
+use syncbridge_core::{RunId, StoreError, Timestamp};
+
+use crate::{backend, from_json, to_json};
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+pub(crate) fn create_api_key(db: &Db, key: &ApiKey) -> Result<(), StoreError> {
+    match db.execute(
+        "INSERT INTO api_keys (id, hash, doc) VALUES (?1, ?2, ?3)",
+        params![key.id, key.hash, to_json(key)],
+    ) {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => {
+            Err(StoreError::Conflict(format!("api key {}", key.id)))
+        }
+        Err(e) => Err(backend(e)),
+    }
+}
+
+pub(crate) fn find_api_key(db: &Db, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+    let doc: Option<String> = db
+        .query_row("SELECT doc FROM api_keys WHERE hash = ?1", [hash], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(backend)?;
+    doc.map(|d| from_json("api key", &d)).transpose()
+}
+
+pub(crate) fn list_api_keys(db: &Db) -> Result<Vec<ApiKey>, StoreError> {
+    let mut st = db
+        .prepare("SELECT doc FROM api_keys ORDER BY id")
+        .map_err(backend)?;
+    let docs = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    docs.iter().map(|d| from_json("api key", d)).collect()
+}
+
+pub(crate) fn revoke_api_key(db: &mut Db, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+    let tx = db
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let doc: Option<String> = tx
+        .query_row("SELECT doc FROM api_keys WHERE id = ?1", [id], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    let Some(doc) = doc else {
+        return Ok(false);
+    };
+    let mut key: ApiKey = from_json("api key", &doc)?;
+    if key.revoked_at.is_none() {
+        key.revoked_at = Some(at);
+        tx.execute(
+            "UPDATE api_keys SET doc = ?2 WHERE id = ?1",
+            params![id, to_json(&key)],
+        )
+        .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)?;
+    Ok(true)
+}
+
+/// A `WHERE` clause built from optional filters, with its parameters.
+#[derive(Default)]
+struct Filter {
+    clauses: Vec<String>,
+    params: Vec<Value>,
+}
+
+impl Filter {
+    /// Adds `clause`, whose `?` placeholders take `values` in order.
+    fn and(&mut self, clause: &str, values: impl IntoIterator<Item = Value>) {
+        let mut text = String::new();
+        let mut values = values.into_iter();
+        for (i, part) in clause.split('?').enumerate() {
+            if i > 0 {
+                self.params
+                    .push(values.next().expect("a value per placeholder"));
+                text.push_str(&format!("?{}", self.params.len()));
+            }
+            text.push_str(part);
+        }
+        self.clauses.push(text);
+    }
+
+    /// The documents of `table` matching the filter, in `order`, at most `limit`.
+    fn page<T: serde::de::DeserializeOwned>(
+        mut self,
+        db: &Db,
+        what: &str,
+        table: &str,
+        order: &str,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        let filter = if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        };
+        self.params
+            .push(Value::Integer(limit.min(i64::MAX as usize) as i64));
+        let sql = format!(
+            "SELECT doc FROM {table} {filter} ORDER BY {order} LIMIT ?{}",
+            self.params.len()
+        );
+        docs(db, what, &sql, &self.params)
+    }
+}
+
+fn docs<T: serde::de::DeserializeOwned>(
+    db: &Db,
+    what: &str,
+    sql: &str,
+    params: &[Value],
+) -> Result<Vec<T>, StoreError> {
+    let mut st = db.prepare(sql).map_err(backend)?;
+    let docs = st
+        .query_map(params_from_iter(params.iter()), |r| r.get::<_, String>(0))
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    docs.iter().map(|d| from_json(what, d)).collect()
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+/// A page of connections: the primary key (or `connections_tenant`) range
+/// after the cursor; status and provider are read from the document.
+pub(crate) fn list_connections_page(
+    db: &Db,
+    q: &ConnectionQuery,
+) -> Result<Vec<Connection>, StoreError> {
+    let mut f = Filter::default();
+    if let Some(t) = &q.tenant {
+        f.and("tenant = ?", [text(t.as_str())]);
+    }
+    if let Some(after) = &q.after {
+        f.and("id > ?", [text(after.as_str())]);
+    }
+    if let Some(s) = q.status {
+        f.and("json_extract(doc, '$.status') = ?", [text(s.as_str())]);
+    }
+    if let Some(p) = &q.provider {
+        f.and("json_extract(doc, '$.provider') = ?", [text(p)]);
+    }
+    f.page(db, "connection", "connections", "id", q.limit)
+}
+
+/// A page of runs, newest first: the `runs_connection_started` (or
+/// `runs_started`) index range before the cursor's (started_at, id).
+pub(crate) fn list_runs_page(db: &Db, q: &RunQuery) -> Result<Vec<SyncRun>, StoreError> {
+    let mut f = Filter::default();
+    if let Some(c) = &q.connection {
+        f.and("connection = ?", [text(c.as_str())]);
+    }
+    if let Some(since) = q.since {
+        f.and("started_at >= ?", [Value::Integer(since.as_millis())]);
+    }
+    if let Some(after) = &q.after {
+        let at = after.started_at.as_millis();
+        f.and(
+            "(started_at < ? OR (started_at = ? AND id < ?))",
+            [
+                Value::Integer(at),
+                Value::Integer(at),
+                text(after.id.as_str()),
+            ],
+        );
+    }
+    if !q.statuses.is_empty() {
+        let marks = vec!["?"; q.statuses.len()].join(", ");
+        f.and(
+            &format!("json_extract(doc, '$.status') IN ({marks})"),
+            q.statuses.iter().map(|s| text(s.as_str())),
+        );
+    }
+    f.page(db, "run", "runs", "started_at DESC, id DESC", q.limit)
+}
+
+pub(crate) fn get_run(db: &Db, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
+    let doc: Option<String> = db
+        .query_row("SELECT doc FROM runs WHERE id = ?1", [id.as_str()], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(backend)?;
+    doc.map(|d| from_json("run", &d)).transpose()
+}
