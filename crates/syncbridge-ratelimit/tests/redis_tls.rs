@@ -68,8 +68,8 @@ async fn counts(c: &mut MultiplexedConnection) -> (u64, u64) {
     )
 }
 
-fn limiter(srv: &RedisServer, creds: Arc<Rotating>) -> RedisLimiter {
-    let limits = LimitsConfig::default().with_provider(
+fn limits() -> LimitsConfig {
+    LimitsConfig::default().with_provider(
         "hub",
         ProviderLimits::new(vec![LimitLevel::new(
             "connection",
@@ -77,7 +77,11 @@ fn limiter(srv: &RedisServer, creds: Arc<Rotating>) -> RedisLimiter {
             Duration::from_secs(1),
             Scope::Connection,
         )]),
-    );
+    )
+}
+
+fn limiter(srv: &RedisServer, creds: Arc<Rotating>) -> RedisLimiter {
+    let limits = limits();
     let mut cfg = RedisLimiterConfig::new(srv.tls_url().unwrap());
     cfg.credentials = Some(creds);
     cfg.tls_roots_pem = srv.ca_pem();
@@ -156,20 +160,7 @@ async fn tls_and_rotating_password_keep_decisions_in_redis() {
     // Without the CA the server's certificate is not trusted.
     let mut untrusted = RedisLimiterConfig::new(srv.tls_url().unwrap());
     untrusted.call_timeout = Duration::from_secs(2);
-    let u = RedisLimiter::new(
-        &LimitsConfig::default().with_provider(
-            "hub",
-            ProviderLimits::new(vec![LimitLevel::new(
-                "connection",
-                10,
-                Duration::from_secs(1),
-                Scope::Connection,
-            )]),
-        ),
-        untrusted,
-        Arc::new(SystemClock),
-    )
-    .unwrap();
+    let u = RedisLimiter::new(&limits(), untrusted, Arc::new(SystemClock)).unwrap();
     assert!(u.decide(&req).await.is_allowed());
     assert_eq!(u.stats().redis_decisions, 0, "{:?}", u.stats());
     assert_eq!(u.stats().redis_errors, 1, "{:?}", u.stats());
