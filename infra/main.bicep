@@ -39,9 +39,18 @@ param maximumInstanceCount int = 40
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
 
-@description('Azure Cache for Redis SKU (Basic has no SLA; Standard replicates).')
-@allowed(['Basic', 'Standard', 'Premium'])
-param redisSku string = 'Standard'
+@description('Azure Managed Redis SKU (Azure Cache for Redis can no longer be created in new subscriptions: docs/azure.md). Balanced_B0 is the smallest.')
+param redisSku string = 'Balanced_B0'
+
+@description('Whether to (re)create the Redis access-policy assignments. Keep true on the first deployment and whenever an app is added; re-putting existing assignments is known to fail (Azure/bicep#11465, Azure/azure-dev#6640), so pass false on later deployments that add no app (README, "Deploy to Azure").')
+param assignRedisAccess bool = true
+
+@description('The provider apps\' OAuth clients, e.g. [{"provider": "HUBSPOT", "clientId": "1234-…"}]: SYNCBRIDGE_OAUTH_<provider>_CLIENT_ID on the apps that refresh tokens, and _CLIENT_SECRET as a Key Vault reference to oauth-<provider>-client-secret.')
+param oauthClients array = []
+
+@description('The OAuth client secrets, by provider (the keys of oauthClients\' provider), e.g. {"HUBSPOT": "…"}: stored in Key Vault by the template.')
+@secure()
+param oauthClientSecrets object = {}
 
 @description('Log Analytics retention in days.')
 param logRetentionDays int = 30
@@ -67,6 +76,9 @@ var names = {
 // Names the CosmosStore uses (crates/syncbridge-cosmos): one container, partition key /pk.
 var cosmosDatabaseName = 'syncbridge'
 var cosmosContainerName = 'state'
+var redisPort = 10000
+// Cosmos DB data-plane role (not an Azure RBAC role): Built-in Data Contributor.
+var cosmosDataContributor = '00000000-0000-0000-0000-000000000002'
 
 // ---------------------------------------------------------------- monitoring
 
@@ -97,7 +109,6 @@ resource serviceBus 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
   name: names.serviceBus
   location: location
   sku: { name: 'Standard', tier: 'Standard' }
-  identity: { type: 'SystemAssigned' }
   properties: {
     disableLocalAuth: true // no SAS keys: Entra roles only
     minimumTlsVersion: '1.2'
@@ -224,23 +235,29 @@ resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
 
 // ---------------------------------------------------------------- Redis
 
-resource redis 'Microsoft.Cache/redis@2024-03-01' = {
+// Azure Managed Redis: Azure Cache for Redis (Microsoft.Cache/redis) cannot be
+// created in new subscriptions any more (docs/azure.md). TLS only, Entra only.
+resource redis 'Microsoft.Cache/redisEnterprise@2025-04-01' = {
   name: names.redis
   location: location
-  // checkov:skip=CKV_AZURE_89: no VNet in this template: Flex apps reach it over its public endpoint; access is Entra-only (local/key auth disabled). Add private endpoints + Flex VNet integration for network isolation (docs/azure.md)
+  sku: { name: redisSku }
   properties: {
-    sku: {
-      name: redisSku
-      family: redisSku == 'Premium' ? 'P' : 'C'
-      capacity: 1
-    }
-    enableNonSslPort: false
     minimumTlsVersion: '1.2'
-    publicNetworkAccess: 'Enabled'
-    disableAccessKeyAuthentication: true
-    redisConfiguration: {
-      'aad-enabled': 'true'
-    }
+  }
+}
+
+resource redisDb 'Microsoft.Cache/redisEnterprise/databases@2025-04-01' = {
+  parent: redis
+  name: 'default' // the only database name Azure Managed Redis allows
+  properties: {
+    clientProtocol: 'Encrypted'
+    port: redisPort
+    // One proxied endpoint: the limiter's client is not cluster-aware, and its
+    // keys of one script call share a hash tag anyway.
+    clusteringPolicy: 'EnterpriseCluster'
+    // Rate-limit state must not be evicted (it would hand out budget twice).
+    evictionPolicy: 'NoEviction'
+    accessKeysAuthentication: 'Disabled'
   }
 }
 
@@ -309,9 +326,11 @@ resource queueLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = 
 // ---------------------------------------------------------------- the six apps
 
 // Which data-plane access each app gets (least privilege):
-// - send / receive: Service Bus queues (Data Sender / Data Receiver, per queue);
+// - send / receive: Service Bus queues (Data Sender / Data Owner, per queue: the
+//   trigger's scale monitor reads queue length, which needs Data Owner);
 // - keyVault: 'user' reads data-encryption keys, 'officer' may also write new versions;
-// - redis: the provider rate limiter (Data Contributor access policy).
+// - redis: the provider rate limiter (the 'default' access policy, SYNCBRIDGE_REDIS_*);
+// - oauth: the provider apps' OAuth clients (SYNCBRIDGE_OAUTH_*, Key Vault references).
 // Every app gets Cosmos DB Built-in Data Contributor (all state goes through the
 // store), Storage Blob Data Owner on the host storage and Monitoring Metrics Publisher.
 var apps = [
@@ -322,6 +341,7 @@ var apps = [
     receive: []
     keyVault: ''
     redis: false
+    oauth: false
   }
   {
     function: 'SyncInboundWorker'
@@ -330,6 +350,7 @@ var apps = [
     receive: [ 'sync-inbound' ]
     keyVault: 'user'
     redis: true
+    oauth: true
   }
   {
     function: 'SyncOutboundWorker'
@@ -338,6 +359,7 @@ var apps = [
     receive: [ 'sync-outbound' ]
     keyVault: 'user'
     redis: true
+    oauth: true
   }
   {
     function: 'TokenRefresher'
@@ -346,6 +368,7 @@ var apps = [
     receive: []
     keyVault: 'officer' // rotates data-encryption keys
     redis: true
+    oauth: true
   }
   {
     function: 'WebhookReceiver'
@@ -354,6 +377,7 @@ var apps = [
     receive: []
     keyVault: ''
     redis: false
+    oauth: false
   }
   {
     // The product API. "Sync now" is a store write (the scheduler sends the
@@ -366,47 +390,105 @@ var apps = [
     receive: []
     keyVault: ''
     redis: false
+    oauth: false
   }
 ]
 
-module functionApps 'modules/functionapp.bicep' = [for app in apps: {
+var appName = [for app in apps: 'func-${baseName}-${app.executable}-${take(suffix, 6)}']
+
+// Settings only some apps get. Every app's settings come from this template
+// alone (siteConfig.appSettings replaces the whole set on each deployment).
+var redisSettings = {
+  SYNCBRIDGE_REDIS_URL: 'rediss://${redis.properties.hostName}:${redisPort}'
+  SYNCBRIDGE_REDIS_AUTH: 'entra'
+}
+var oauthIdSettings = [for c in oauthClients: {
+  name: 'SYNCBRIDGE_OAUTH_${c.provider}_CLIENT_ID'
+  value: c.clientId
+}]
+var oauthSecretSettings = [for c in oauthClients: {
+  name: 'SYNCBRIDGE_OAUTH_${c.provider}_CLIENT_SECRET'
+  value: '@Microsoft.KeyVault(VaultName=${keyVault.name};SecretName=oauth-${toLower(replace(c.provider, '_', '-'))}-client-secret)'
+}]
+var oauthSettings = concat(oauthIdSettings, oauthSecretSettings)
+
+resource oauthSecrets 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = [for c in oauthClients: {
+  parent: keyVault
+  name: 'oauth-${toLower(replace(c.provider, '_', '-'))}-client-secret'
+  // checkov:skip=CKV_AZURE_41: an OAuth client secret expires when the provider app's secret is rotated, not on a date the template could know
+  properties: {
+    value: oauthClientSecrets[c.provider]
+    contentType: 'text/plain'
+  }
+}]
+
+module functionApps 'modules/functionapp.bicep' = [for (app, i) in apps: {
   name: 'app-${app.executable}'
   params: {
-    name: 'func-${baseName}-${app.executable}-${take(suffix, 6)}'
+    name: appName[i]
     location: location
     executable: app.executable
     sendQueues: app.send
     receiveQueues: app.receive
     keyVaultRole: app.keyVault
-    redisAccess: app.redis
     storageAccountName: storage.name
     serviceBusName: serviceBus.name
-    cosmosAccountName: cosmos.name
     keyVaultName: keyVault.name
-    redisName: redis.name
     insightsName: insights.name
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
-    appSettings: {
+    appSettings: union({
       ServiceBusConnection__fullyQualifiedNamespace: '${serviceBus.name}.servicebus.windows.net'
       SYNCBRIDGE_COSMOS_ENDPOINT: cosmos.properties.documentEndpoint
       SYNCBRIDGE_COSMOS_DATABASE: cosmosDatabaseName
       SYNCBRIDGE_COSMOS_CONTAINER: cosmosContainerName
       SYNCBRIDGE_COSMOS_REGION: location
       SYNCBRIDGE_KEY_VAULT_URI: keyVault.properties.vaultUri
-      SYNCBRIDGE_REDIS_HOST: '${redis.properties.hostName}:${redis.properties.sslPort}'
       SYNC_SCHEDULER_SCHEDULE: syncSchedulerSchedule
       TOKEN_REFRESHER_SCHEDULE: tokenRefresherSchedule
-    }
+    }, app.redis ? redisSettings : {})
+    extraSettings: app.oauth ? oauthSettings : []
   }
-  dependsOn: [ queues, cosmosState, blobService ]
+  dependsOn: [ queues, cosmosState, blobService, oauthSecrets ]
+}]
+
+// ---------------------------------------------------------------- serialized data-plane grants
+
+// Cosmos DB refuses concurrent control-plane operations on one account
+// ("another user operation in progress"), and a SQL role assignment is one:
+// the apps' are made one at a time (@batchSize(1)), after the database and
+// container, and the operator's after all of them. infra/tests (cargo test -p
+// xtask --test infra) fails if two of these could run at once.
+@batchSize(1)
+resource cosmosAppRoles 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-05-15' = [for (app, i) in apps: {
+  parent: cosmos
+  name: guid(cosmos.id, resourceId('Microsoft.Web/sites', appName[i]), cosmosDataContributor)
+  properties: {
+    roleDefinitionId: '${cosmos.id}/sqlRoleDefinitions/${cosmosDataContributor}'
+    principalId: functionApps[i].outputs.principalId
+    scope: cosmos.id
+  }
+  dependsOn: [ cosmosDb, cosmosState ]
+}]
+
+// Azure Managed Redis applies one access-policy assignment at a time too
+// (Azure/azure-dev#6640): one at a time, apps using Redis only.
+@batchSize(1)
+resource redisAccess 'Microsoft.Cache/redisEnterprise/databases/accessPolicyAssignments@2025-04-01' = [for (app, i) in apps: if (app.redis && assignRedisAccess) {
+  parent: redisDb
+  name: take('sync${uniqueString(resourceId('Microsoft.Web/sites', appName[i]))}', 60)
+  properties: {
+    accessPolicyName: 'default'
+    user: { objectId: functionApps[i].outputs.principalId }
+  }
 }]
 
 // ---------------------------------------------------------------- operator access
 
 // The CLI (`SYNCBRIDGE_AZURE_CREDENTIAL=developer`, README "Deploy to Azure")
 // writes connections and tasks to Cosmos DB and seals credentials with the data
-// key in Key Vault (creating its first version), as the signed-in operator.
+// key in Key Vault (creating its first version), as the signed-in operator;
+// `quarantine replay` and `changes` send to the queues (Data Sender).
 resource operatorCosmos 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-05-15' = if (!empty(operatorPrincipalId)) {
   parent: cosmos
   name: guid(cosmos.id, operatorPrincipalId, '00000000-0000-0000-0000-000000000002')
@@ -415,6 +497,8 @@ resource operatorCosmos 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignment
     principalId: operatorPrincipalId
     scope: cosmos.id
   }
+  // After the apps' (one control-plane operation at a time) and the container.
+  dependsOn: [ cosmosAppRoles, cosmosDb, cosmosState ]
 }
 
 resource operatorSecrets 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
@@ -428,7 +512,25 @@ resource operatorSecrets 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   }
 }
 
+resource operatorQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' existing = [for q in ['sync-inbound', 'sync-outbound']: {
+  parent: serviceBus
+  name: q
+}]
+
+resource operatorSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (q, i) in ['sync-inbound', 'sync-outbound']: if (!empty(operatorPrincipalId)) {
+  name: guid(serviceBus.id, q, operatorPrincipalId, '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39')
+  scope: operatorQueue[i]
+  properties: {
+    // Azure Service Bus Data Sender
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39')
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+  }
+  dependsOn: [ queues ]
+}]
+
 output functionAppNames array = [for (app, i) in apps: functionApps[i].outputs.name]
+output redisUrl string = 'rediss://${redis.properties.hostName}:${redisPort}'
 output serviceBusNamespace string = '${serviceBus.name}.servicebus.windows.net'
 output cosmosEndpoint string = cosmos.properties.documentEndpoint
 output keyVaultUri string = keyVault.properties.vaultUri

@@ -6,9 +6,22 @@
 //! nine tasks (three connections × three objects, 100 pages each) at once.
 //! What must hold at steady state (after the first window): the sandbox sends
 //! no 429, and at least 90% of the allowed rate is used.
+//!
+//! The same run again the way Azure Managed Redis is reached: TLS (the
+//! server's certificate made for the run, its CA passed as
+//! `SYNCBRIDGE_REDIS_CA_FILE`) and Microsoft Entra authentication
+//! (`SYNCBRIDGE_REDIS_AUTH=entra`): each worker's real
+//! `ManagedIdentityCredential` asks a fake managed-identity endpoint
+//! (loopback, the App Service protocol) whose tokens are JWT-shaped (the
+//! `oid` claim names the ACL user, as Entra's name the identity) and are the
+//! user's current password, valid 3 s beyond the 5-minute refresh margin; the test
+//! rotates that password every 3 s (new one added, ones two rotations old
+//! removed), so every worker re-authenticates its live connection many times
+//! during the measurement.
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
@@ -39,6 +52,150 @@ async fn stats(base: &str) -> (u64, u64) {
 async fn several_workers_share_one_budget() {
     let redis =
         RedisServer::start().expect("redis-server must be installed (scripts/test installs it)");
+    let env = vec![("SYNCBRIDGE_REDIS_URL".to_owned(), redis.url())];
+    share_one_budget(env).await;
+}
+
+const IDENTITY_SECRET: &str = "fake-identity-header-e2e";
+
+/// A JWT-shaped token number `n` for `oid` (header and claims base64url, a
+/// dummy signature): Redis only compares it as the ACL password.
+fn fake_token(oid: &str, n: u32) -> String {
+    use base64::Engine as _;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    format!(
+        "{}.{}.sig{n}",
+        b64(json!({"alg": "RS256", "typ": "JWT"})),
+        b64(json!({"oid": oid, "aud": "https://redis.azure.com", "n": n}))
+    )
+}
+
+/// The password the fake identity endpoint hands out as the token.
+type Current = Arc<Mutex<String>>;
+
+/// A fake App Service managed-identity endpoint (loopback; the documented
+/// protocol: `X-IDENTITY-HEADER`, `api-version=2019-08-01`, `resource`)
+/// whose token is the ACL user's current password, expiring 303 s from now:
+/// 3 s past the 5-minute margin after which both the SDK and the token cache
+/// renew it.
+async fn fake_identity(current: Current) -> String {
+    async fn token(
+        axum::extract::State(current): axum::extract::State<Current>,
+        axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
+        headers: axum::http::HeaderMap,
+    ) -> (axum::http::StatusCode, String) {
+        let header = headers
+            .get("x-identity-header")
+            .and_then(|v| v.to_str().ok());
+        if header != Some(IDENTITY_SECRET)
+            || q.get("resource").map(String::as_str) != Some("https://redis.azure.com")
+        {
+            return (axum::http::StatusCode::BAD_REQUEST, "bad request".into());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let body = json!({
+            "access_token": current.lock().unwrap().clone(),
+            "expires_on": (now + 303).to_string(),
+            "resource": "https://redis.azure.com",
+            "token_type": "Bearer",
+        });
+        (axum::http::StatusCode::OK, body.to_string())
+    }
+    let app = axum::Router::new()
+        .route("/msi/token", axum::routing::get(token))
+        .with_state(current);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/msi/token")
+}
+
+async fn redis_cmd(c: &mut redis::aio::MultiplexedConnection, args: &[&str]) {
+    redis::cmd(args[0])
+        .arg(&args[1..])
+        .query_async::<redis::Value>(c)
+        .await
+        .unwrap();
+}
+
+/// `AUTH` calls the server has answered so far.
+async fn auth_calls(c: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(c)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_auth:calls="))
+        .and_then(|v| v.split(',').next())
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+/// The same, over TLS with Entra-style rotating tokens (see the module docs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_workers_share_one_budget_over_tls_with_rotating_tokens() {
+    let redis = RedisServer::start_tls()
+        .expect("redis-server and openssl must be installed (scripts/test installs them)");
+    let mut admin = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let user = "0b1ec7d0-0000-4000-8000-00000000e2e0";
+    let token = |n: u32| fake_token(user, n);
+    let first = format!(">{}", token(0));
+    redis_cmd(&mut admin, &["ACL", "SETUSER", user, "on", &first]).await;
+    redis_cmd(&mut admin, &["ACL", "SETUSER", user, "~*", "&*", "+@all"]).await;
+    let current: Current = Arc::new(Mutex::new(token(0)));
+    let endpoint = fake_identity(current.clone()).await;
+    let rotate = {
+        let (mut admin, current) = (admin.clone(), current.clone());
+        tokio::spawn(async move {
+            for n in 1u32.. {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                redis_cmd(
+                    &mut admin,
+                    &["ACL", "SETUSER", user, &format!(">{}", token(n))],
+                )
+                .await;
+                *current.lock().unwrap() = token(n);
+                if n >= 2 {
+                    let old = format!("<{}", token(n - 2));
+                    redis_cmd(&mut admin, &["ACL", "SETUSER", user, &old]).await;
+                }
+            }
+        })
+    };
+    let auth_before = auth_calls(&mut admin).await;
+    let env = vec![
+        ("SYNCBRIDGE_REDIS_URL".to_owned(), redis.tls_url().unwrap()),
+        ("SYNCBRIDGE_REDIS_AUTH".to_owned(), "entra".to_owned()),
+        (
+            "SYNCBRIDGE_REDIS_CA_FILE".to_owned(),
+            redis.ca_file().unwrap().display().to_string(),
+        ),
+        ("IDENTITY_ENDPOINT".to_owned(), endpoint),
+        ("IDENTITY_HEADER".to_owned(), IDENTITY_SECRET.to_owned()),
+    ];
+    share_one_budget(env).await;
+    rotate.abort();
+    let auths = auth_calls(&mut admin).await - auth_before;
+    // Three logins plus, per worker, a re-authentication after most of the
+    // ~13 rotations of the 40 s run.
+    assert!(
+        auths >= 3 + 3 * 5,
+        "only {auths} AUTH calls: the workers did not re-authenticate their connections"
+    );
+}
+
+/// Runs three workers with `redis_env` against a sandbox enforcing 100/10 s
+/// and checks the steady state (module docs).
+async fn share_one_budget(redis_env: Vec<(String, String)>) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = syncbridge_sandbox::SandboxConfig {
         records_per_object: 10_000,
@@ -87,7 +244,7 @@ async fn several_workers_share_one_budget() {
             .env(syncbridge_protocol::PORT_ENV, port.to_string())
             .env("SYNCBRIDGE_DATA_DIR", dir.path())
             .env("SYNCBRIDGE_CONNECTORS_DIR", &connectors)
-            .env("SYNCBRIDGE_REDIS_URL", redis.url())
+            .envs(redis_env.iter().cloned())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

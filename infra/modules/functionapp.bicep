@@ -14,30 +14,29 @@ param receiveQueues array
 @description('Key Vault secrets access: \'\' (none), \'user\' (read) or \'officer\' (read + write versions).')
 @allowed(['', 'user', 'officer'])
 param keyVaultRole string
-@description('Whether the app uses Redis (provider rate limits).')
-param redisAccess bool
 param storageAccountName string
 param serviceBusName string
-param cosmosAccountName string
 param keyVaultName string
-param redisName string
 param insightsName string
 param maximumInstanceCount int
 param instanceMemoryMB int
 @description('App settings besides the host\'s own.')
 param appSettings object
+@description('More app settings as [{name, value}] (names computed from parameters).')
+param extraSettings array = []
 
 var roles = {
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
-  serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
+  // Data Owner, not Receiver, on a trigger's queue: the Functions scale
+  // controller reads the queue's message count (a management read), which
+  // Data Receiver does not allow (docs/azure.md).
+  serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 var keyVaultSecretRole = keyVaultRole == 'officer' ? roles.keyVaultSecretsOfficer : roles.keyVaultSecretsUser
-// Cosmos DB data-plane role (not an Azure RBAC role): Built-in Data Contributor.
-var cosmosDataContributor = '00000000-0000-0000-0000-000000000002'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -52,16 +51,8 @@ resource serviceBus 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' existin
   name: serviceBusName
 }
 
-resource cosmos 'Microsoft.DocumentDB/databaseAccounts@2024-05-15' existing = {
-  name: cosmosAccountName
-}
-
 resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: keyVaultName
-}
-
-resource redis 'Microsoft.Cache/redis@2024-03-01' existing = {
-  name: redisName
 }
 
 resource insights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -94,6 +85,11 @@ var hostSettings = {
   RUST_LOG: 'info'
 }
 
+var namedSettings = [for s in items(union(hostSettings, appSettings)): {
+  name: s.key
+  value: string(s.value)
+}]
+
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   name: name
   location: location
@@ -111,10 +107,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      appSettings: [for s in items(union(hostSettings, appSettings)): {
-        name: s.key
-        value: string(s.value)
-      }]
+      // The whole set, every deployment: nothing is added by hand (it would
+      // vanish on the next deployment).
+      appSettings: concat(namedSettings, extraSettings)
     }
     functionAppConfig: {
       deployment: {
@@ -178,10 +173,10 @@ resource receiveQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview
 }]
 
 resource receiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (q, i) in receiveQueues: {
-  name: guid(serviceBus.id, q, site.id, roles.serviceBusDataReceiver)
+  name: guid(serviceBus.id, q, site.id, roles.serviceBusDataOwner)
   scope: receiveQueue[i]
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataOwner)
     principalId: site.identity.principalId
     principalType: 'ServicePrincipal'
   }
@@ -197,25 +192,9 @@ resource secrets 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!emp
   }
 }
 
-resource cosmosData 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-05-15' = {
-  parent: cosmos
-  name: guid(cosmos.id, site.id, cosmosDataContributor)
-  properties: {
-    roleDefinitionId: '${cosmos.id}/sqlRoleDefinitions/${cosmosDataContributor}'
-    principalId: site.identity.principalId
-    scope: cosmos.id
-  }
-}
-
-resource redisData 'Microsoft.Cache/redis/accessPolicyAssignments@2024-03-01' = if (redisAccess) {
-  parent: redis
-  name: take('sync-${uniqueString(site.id)}', 60)
-  properties: {
-    accessPolicyName: 'Data Contributor'
-    objectId: site.identity.principalId
-    objectIdAlias: name
-  }
-}
+// The Cosmos DB SQL role assignment and the Redis access policy are made in
+// main.bicep, one at a time across all apps (each service refuses concurrent
+// changes on one account).
 
 output name string = site.name
 output principalId string = site.identity.principalId

@@ -47,8 +47,14 @@ pub struct Settings {
     /// `SYNCBRIDGE_NOTIFY_CONFIG`: notification routing file (TOML); none = events are only logged.
     pub notify_config: Option<PathBuf>,
     /// `SYNCBRIDGE_REDIS_URL`: shared rate limiting across processes and
-    /// instances (`redis://host:port`); none = an in-process limiter.
+    /// instances (`redis://host:port`, `rediss://` for TLS: Azure Managed
+    /// Redis is `rediss://<host>:10000`); none = an in-process limiter.
     pub redis_url: Option<String>,
+    /// `SYNCBRIDGE_REDIS_AUTH`: how the limiter authenticates to Redis.
+    pub redis_auth: RedisAuthMode,
+    /// `SYNCBRIDGE_REDIS_CA_FILE`: PEM root certificates to trust for
+    /// `rediss://` instead of the system's (a private CA; the tests').
+    pub redis_ca_file: Option<PathBuf>,
     /// The Azure backends, when configured (each replaces its embedded default).
     pub azure: AzureBackends,
     /// `SYNCBRIDGE_EXIT_WITH_HOST`: whether the process ends with the host that
@@ -73,6 +79,56 @@ pub struct Settings {
     /// `syncbridge_credentials::client`), the notification file's `*_env`
     /// secrets and the Key Vault settings.
     pub env: Arc<dyn Env>,
+}
+
+/// `SYNCBRIDGE_REDIS_AUTH`: where the limiter's Redis credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedisAuthMode {
+    /// `url` (the default): the user and password in `SYNCBRIDGE_REDIS_URL`, if any.
+    #[default]
+    Url,
+    /// `entra`: Microsoft Entra tokens of the app's identity (scope
+    /// `https://redis.azure.com/.default`, `AZURE_CLIENT_ID` /
+    /// `SYNCBRIDGE_AZURE_CREDENTIAL` as for the other Azure clients) as the
+    /// password and the token's `oid` claim (the identity's object id) as the
+    /// user, renewed before they expire (Azure Managed Redis).
+    Entra,
+}
+
+impl RedisAuthMode {
+    fn parse(v: Option<String>) -> Result<Self, SettingsError> {
+        match v.as_deref().map(str::trim) {
+            None | Some("url") => Ok(RedisAuthMode::Url),
+            Some("entra") => Ok(RedisAuthMode::Entra),
+            Some(other) => Err(SettingsError {
+                name: "SYNCBRIDGE_REDIS_AUTH",
+                message: format!("expected `url` or `entra`, got {other:?}"),
+            }),
+        }
+    }
+}
+
+/// Entra tokens are accepted over TLS only, and a CA file must exist.
+fn check_redis_tls(s: &Settings) -> Result<(), SettingsError> {
+    let tls = s
+        .redis_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("rediss://"));
+    if s.redis_auth == RedisAuthMode::Entra && !tls {
+        return Err(SettingsError {
+            name: "SYNCBRIDGE_REDIS_AUTH",
+            message: "Microsoft Entra authentication needs SYNCBRIDGE_REDIS_URL=rediss://…".into(),
+        });
+    }
+    if let Some(f) = &s.redis_ca_file
+        && !f.is_file()
+    {
+        return Err(SettingsError {
+            name: "SYNCBRIDGE_REDIS_CA_FILE",
+            message: format!("{} is not a file", f.display()),
+        });
+    }
+    Ok(())
 }
 
 /// How a handler notices that its host is gone.
@@ -399,6 +455,8 @@ impl Settings {
             lease_for: Duration::from_secs(number(e, "SYNCBRIDGE_LEASE_SECS", 900)?),
             notify_config: var(e, "SYNCBRIDGE_NOTIFY_CONFIG").map(PathBuf::from),
             redis_url: var(e, "SYNCBRIDGE_REDIS_URL"),
+            redis_auth: RedisAuthMode::parse(var(e, "SYNCBRIDGE_REDIS_AUTH"))?,
+            redis_ca_file: var(e, "SYNCBRIDGE_REDIS_CA_FILE").map(PathBuf::from),
             azure: AzureBackends::from_vars(|k| e.var(k))?,
             exit_with_host: ExitWithHost::parse(var(e, "SYNCBRIDGE_EXIT_WITH_HOST"))?,
             fault_store_max_pages: match var(e, "SYNCBRIDGE_FAULT_STORE_MAX_PAGES") {
@@ -421,6 +479,7 @@ impl Settings {
                 message: "must start with redis:// or rediss://".into(),
             });
         }
+        check_redis_tls(&s)?;
         if let Some(p) = &s.notify_config
             && !p.is_file()
         {
@@ -458,6 +517,8 @@ impl Settings {
             lease_for: Duration::from_secs(900),
             notify_config: None,
             redis_url: None,
+            redis_auth: RedisAuthMode::Url,
+            redis_ca_file: None,
             azure: AzureBackends::default(),
             exit_with_host: ExitWithHost::No,
             fault_store_max_pages: None,
@@ -542,6 +603,9 @@ mod tests {
             ("SYNCBRIDGE_WEBHOOK_DEDUP_SECS", "-1"),
             ("SYNCBRIDGE_HTTP_HEADER_TIMEOUT_SECS", "0"),
             ("SYNCBRIDGE_REDIS_URL", "http://cache:6379"),
+            ("SYNCBRIDGE_REDIS_AUTH", "entra"),
+            ("SYNCBRIDGE_REDIS_AUTH", "kerberos"),
+            ("SYNCBRIDGE_REDIS_CA_FILE", "/surely/not/a/file/42"),
             ("SYNCBRIDGE_EXIT_WITH_HOST", "parent"),
             ("SYNCBRIDGE_CONNECTORS_DIR", "/surely/not/a/dir/42"),
         ] {

@@ -165,7 +165,7 @@ impl AppState {
         let limits = syncbridge_ratelimit::limits_from_definitions(registry.iter());
         let limiter: Arc<dyn RateLimiter> = match &settings.redis_url {
             Some(url) => {
-                let cfg = syncbridge_ratelimit::RedisLimiterConfig::new(url.clone());
+                let cfg = redis_config(&settings, url)?;
                 let l = Arc::new(
                     syncbridge_ratelimit::RedisLimiter::new(&limits, cfg, clock.clone())
                         .map_err(|e| StateError::RateLimit(e.to_string()))?,
@@ -295,4 +295,95 @@ pub struct RefresherState {
     pub credentials: syncbridge_credentials::CredentialManager,
     /// Time.
     pub clock: Arc<dyn Clock>,
+}
+
+/// The limiter's Redis settings: TLS roots from `SYNCBRIDGE_REDIS_CA_FILE`,
+/// and Entra tokens of the app's identity as the password with
+/// `SYNCBRIDGE_REDIS_AUTH=entra`.
+fn redis_config(
+    settings: &Settings,
+    url: &str,
+) -> Result<syncbridge_ratelimit::RedisLimiterConfig, StateError> {
+    let mut cfg = syncbridge_ratelimit::RedisLimiterConfig::new(url);
+    if let Some(f) = &settings.redis_ca_file {
+        cfg.tls_roots_pem = Some(
+            std::fs::read(f).map_err(|e| StateError::RateLimit(format!("{}: {e}", f.display())))?,
+        );
+    }
+    if settings.redis_auth == crate::settings::RedisAuthMode::Entra {
+        let azure = &settings.azure;
+        let credential =
+            syncbridge_servicebus::entra::credential(azure.credential, azure.client_id.clone())
+                .map_err(|e| StateError::Azure(e.to_string()))?;
+        cfg.credentials = Some(Arc::new(EntraRedisCredentials {
+            object_id: std::sync::Mutex::new(None),
+            tokens: syncbridge_servicebus::entra::TokenCache::new(
+                credential,
+                syncbridge_servicebus::entra::REDIS_SCOPE,
+            ),
+        }));
+    }
+    Ok(cfg)
+}
+
+/// Redis credentials from Microsoft Entra: a token for
+/// [`syncbridge_servicebus::entra::REDIS_SCOPE`], renewed by the cache five
+/// minutes before it expires (the limiter then re-authenticates its live
+/// connection with `AUTH`), and as the user the identity's object id, read
+/// from the token's `oid` claim (the site's own principal id cannot be
+/// passed to it as a setting: the template would refer to itself).
+#[derive(Debug)]
+struct EntraRedisCredentials {
+    /// The last token's object id, with a digest of that token.
+    object_id: std::sync::Mutex<Option<(u64, String)>>,
+    tokens: syncbridge_servicebus::entra::TokenCache,
+}
+
+/// The `oid` claim of a JWT access token (its signature is Entra's and
+/// Redis's business: this only picks the user name).
+fn token_object_id(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("oid")?.as_str().map(str::to_owned)
+}
+
+impl EntraRedisCredentials {
+    fn object_id(&self, token: &str) -> Option<String> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        token.hash(&mut h);
+        let digest = h.finish();
+        let mut cached = self.object_id.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((d, oid)) = cached.as_ref()
+            && *d == digest
+        {
+            return Some(oid.clone());
+        }
+        let oid = token_object_id(token)?;
+        *cached = Some((digest, oid.clone()));
+        Some(oid)
+    }
+}
+
+#[async_trait::async_trait]
+impl syncbridge_ratelimit::RedisCredentials for EntraRedisCredentials {
+    async fn current(
+        &self,
+    ) -> Result<syncbridge_ratelimit::RedisAuth, syncbridge_ratelimit::CredentialsError> {
+        let password = self
+            .tokens
+            .bearer()
+            .await
+            .map_err(|e| syncbridge_ratelimit::CredentialsError(e.to_string()))?;
+        let username = self.object_id(&password).ok_or_else(|| {
+            syncbridge_ratelimit::CredentialsError(
+                "the Microsoft Entra token has no `oid` claim to use as the Redis user".into(),
+            )
+        })?;
+        Ok(syncbridge_ratelimit::RedisAuth { username, password })
+    }
 }

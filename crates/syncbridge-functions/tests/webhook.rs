@@ -570,3 +570,28 @@ async fn sealed_secrets_survive_a_key_rotation() {
             .is_err()
     );
 }
+
+/// Invoked the way the host calls a function it does not proxy (`POST
+/// /WebhookReceiver` with the JSON envelope), the receiver refuses loudly
+/// with a 500 naming the setting, counts it, and enqueues nothing.
+#[tokio::test]
+async fn the_json_envelope_is_refused_loudly() {
+    let h = harness("standard-webhooks", &[SECRET]).await;
+    let spec = syncbridge_protocol::host::HttpRequestSpec {
+        method: "POST".into(),
+        url: "http://localhost/api/webhooks/conn1".into(),
+        body: Some(bytes::Bytes::from_static(b"{}")),
+        ..Default::default()
+    };
+    let sys = syncbridge_protocol::request::SysMetadata::new(
+        "WebhookReceiver",
+        time::OffsetDateTime::now_utc(),
+    );
+    let envelope = syncbridge_protocol::host::http_request("req", &spec, &sys).to_vec();
+    let envelope = String::from_utf8(envelope).unwrap();
+    let (status, body) = post(&h, "/WebhookReceiver", &[], &envelope).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(body.contains("enableProxyingHttpRequest"), "{body}");
+    assert_eq!(queued(&h), 0);
+    assert_eq!(h.counters.snapshot().get("not_proxied"), Some(&1));
+}

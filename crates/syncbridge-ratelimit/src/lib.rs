@@ -11,8 +11,11 @@
 //!   cluster-safe hash tags, a circuit breaker and a counted local fallback.
 //! - [`adaptive`]: provider rate-limit headers → shared overrides
 //!   (pause / reduced rate); backoff with full jitter.
-//! - [`redis_server`]: starts a throw-away `redis-server` for tests and the
-//!   benchmark.
+//! - [`auth`]: credentials that rotate under a live connection (Microsoft
+//!   Entra tokens for Azure Managed Redis), behind a trait the Azure side
+//!   implements; the limiter re-authenticates with `AUTH` when they change.
+//! - [`redis_server`]: starts a throw-away `redis-server` (optionally with a
+//!   TLS port and a certificate made for the run) for tests and the benchmark.
 //! - [`breaker`]: the circuit breaker around the shared backend (injected clock).
 //! - `inprocess`, `redis_limiter`: the two backends behind [`InProcessLimiter`]
 //!   and [`RedisLimiter`]; `types`: the request, the verdict and the adaptive
@@ -24,6 +27,7 @@
 //! to [`Limiter::observe`].
 
 pub mod adaptive;
+pub mod auth;
 pub mod breaker;
 pub mod config;
 pub mod gcra;
@@ -33,6 +37,7 @@ pub mod redis_server;
 mod types;
 
 pub use adaptive::{AdaptivePolicy, Observation, WindowInfo};
+pub use auth::{CredentialsError, RedisAuth, RedisCredentials};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use config::{ConfigError, LimitLevel, LimitsConfig, ProviderLimits, Scope};
 pub use inprocess::{InProcessLimiter, OverrideBoard};

@@ -43,9 +43,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ErrorKind, RedisError, ServerErrorKind};
+use redis::{
+    AsyncConnectionConfig, ConnectionInfo, ErrorKind, IntoConnectionInfo, RedisError,
+    ServerErrorKind,
+};
 use syncbridge_core::{Clock, ConnectionId, Decision, RateLimiter, Timestamp};
 
+use crate::auth::{RedisAuth, RedisCredentials};
 use crate::breaker::{Admission, BreakerConfig, CircuitBreaker};
 use crate::config::{LimitsConfig, ProviderLimits, Scope};
 use crate::inprocess::{InProcessLimiter, OverrideBoard};
@@ -72,8 +76,16 @@ pub enum KeyLayout {
 /// Settings of a [`RedisLimiter`].
 #[derive(Debug, Clone)]
 pub struct RedisLimiterConfig {
-    /// `redis://host:port/db` (or `rediss://`).
+    /// `redis://host:port/db`, or `rediss://` for TLS (Azure Managed Redis:
+    /// `rediss://<host>:10000`). A user name and password in the URL are used
+    /// unless [`Self::credentials`] is set.
     pub url: String,
+    /// Rotating credentials (Microsoft Entra tokens); `None` = the URL's.
+    pub credentials: Option<Arc<dyn RedisCredentials>>,
+    /// PEM root certificates to trust for `rediss://` instead of the
+    /// system's and the bundled public roots (a private CA, the tests'
+    /// self-signed one).
+    pub tls_roots_pem: Option<Vec<u8>>,
     /// Prefix of every key.
     pub key_prefix: String,
     /// Key layout.
@@ -98,6 +110,8 @@ impl RedisLimiterConfig {
     pub fn new(url: impl Into<String>) -> Self {
         RedisLimiterConfig {
             url: url.into(),
+            credentials: None,
+            tls_roots_pem: None,
             key_prefix: "rl".into(),
             layout: KeyLayout::PerConnection,
             call_timeout: Duration::from_millis(250),
@@ -161,8 +175,8 @@ struct Provider {
 /// The Redis-backed multi-level limiter.
 pub struct RedisLimiter {
     cfg: RedisLimiterConfig,
-    client: redis::Client,
-    conn: Mutex<Option<MultiplexedConnection>>,
+    info: ConnectionInfo,
+    conn: Mutex<Option<Live>>,
     connect_lock: tokio::sync::Mutex<()>,
     providers: HashMap<String, Provider>,
     breaker: CircuitBreaker,
@@ -184,6 +198,13 @@ impl fmt::Debug for RedisLimiter {
             .field("stats", &self.stats())
             .finish()
     }
+}
+
+/// The open connection and the credentials it is authenticated with.
+#[derive(Clone)]
+struct Live {
+    conn: MultiplexedConnection,
+    auth: Option<RedisAuth>,
 }
 
 enum CallError {
@@ -222,8 +243,12 @@ impl RedisLimiter {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, LimiterError> {
         limits.validate()?;
-        let client = redis::Client::open(cfg.url.as_str())
+        let info = cfg
+            .url
+            .as_str()
+            .into_connection_info()
             .map_err(|e| LimiterError::Redis(e.to_string()))?;
+        install_tls_provider();
         let providers = limits
             .providers
             .iter()
@@ -233,7 +258,7 @@ impl RedisLimiter {
         let me = RedisLimiter {
             breaker: CircuitBreaker::new(cfg.breaker, clock),
             cfg,
-            client,
+            info,
             conn: Mutex::new(None),
             connect_lock: tokio::sync::Mutex::new(()),
             providers,
@@ -329,23 +354,88 @@ impl RedisLimiter {
         })
     }
 
+    /// The shared connection, authenticated with the current credentials:
+    /// a live connection whose credentials changed is re-authenticated with
+    /// `AUTH` (as Entra requires before the old token expires); a new one
+    /// logs in with them.
     async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
-        if let Some(c) = lock(&self.conn).clone() {
-            return Ok(c);
+        let auth = match &self.cfg.credentials {
+            Some(c) => Some(c.current().await.map_err(|e| {
+                RedisError::from((
+                    ErrorKind::AuthenticationFailed,
+                    "credentials",
+                    e.to_string(),
+                ))
+            })?),
+            None => None,
+        };
+        if let Some(live) = lock(&self.conn).clone()
+            && live.auth == auth
+        {
+            return Ok(live.conn);
         }
         let _g = self.connect_lock.lock().await;
-        if let Some(c) = lock(&self.conn).clone() {
-            return Ok(c);
+        let current = lock(&self.conn).clone();
+        if let Some(mut live) = current {
+            if live.auth == auth {
+                return Ok(live.conn);
+            }
+            if let Some(a) = &auth {
+                let reauth = redis::cmd("AUTH")
+                    .arg(&a.username)
+                    .arg(&a.password)
+                    .query_async::<()>(&mut live.conn)
+                    .await;
+                if let Err(e) = reauth {
+                    // A connection that refused the new pair is not reused.
+                    *lock(&self.conn) = None;
+                    return Err(e);
+                }
+                *lock(&self.conn) = Some(Live {
+                    conn: live.conn.clone(),
+                    auth,
+                });
+                return Ok(live.conn);
+            }
         }
-        let cfg = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.cfg.connect_timeout))
-            .set_response_timeout(Some(self.cfg.call_timeout));
         let c = self
-            .client
-            .get_multiplexed_async_connection_with_config(&cfg)
+            .client(auth.as_ref())?
+            .get_multiplexed_async_connection_with_config(
+                &AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.cfg.connect_timeout))
+                    .set_response_timeout(Some(self.cfg.call_timeout)),
+            )
             .await?;
-        *lock(&self.conn) = Some(c.clone());
+        *lock(&self.conn) = Some(Live {
+            conn: c.clone(),
+            auth,
+        });
         Ok(c)
+    }
+
+    /// A client for the configured address with `auth` (else the URL's own
+    /// user and password), trusting [`RedisLimiterConfig::tls_roots_pem`]
+    /// when given.
+    fn client(&self, auth: Option<&RedisAuth>) -> Result<redis::Client, RedisError> {
+        let mut info = self.info.clone();
+        if let Some(a) = auth {
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_username(&a.username)
+                .set_password(&a.password);
+            info = info.set_redis_settings(settings);
+        }
+        match &self.cfg.tls_roots_pem {
+            Some(pem) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => redis::Client::open(info),
+        }
     }
 
     /// EVALSHA, falling back to EVAL when the server has no copy of the
@@ -712,4 +802,11 @@ impl Limiter for RedisLimiter {
     fn now(&self) -> Timestamp {
         self.fallback.clock().now()
     }
+}
+
+/// rustls needs one process-wide crypto provider; the workspace compiles two
+/// (ring, and aws-lc-rs through the Azure SDK), so none is picked by default.
+/// Installing one that is already installed is a no-op.
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -28,6 +28,10 @@ pub const SERVICE_BUS_SCOPE: &str = "https://servicebus.azure.net/.default";
 /// Token scope for Key Vault data-plane calls.
 pub const KEY_VAULT_SCOPE: &str = "https://vault.azure.net/.default";
 
+/// Token scope for Azure Managed Redis / Azure Cache for Redis with
+/// Microsoft Entra authentication (the token is the `AUTH` password).
+pub const REDIS_SCOPE: &str = "https://redis.azure.com/.default";
+
 /// A token is renewed once it expires within this margin.
 pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 

@@ -56,7 +56,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use serde_json::json;
 use syncbridge_core::model::{QuarantinedMessage, WebhookEvent};
 use syncbridge_core::pipeline::webhook::{self as domain, Delivery, Route};
@@ -125,12 +125,39 @@ pub fn router_with_counters(state: AppState, counters: Arc<WebhookCounters>) -> 
     Router::new()
         .route("/api/webhooks/_stats", get(stats))
         .route("/api/webhooks/{connection_id}", post(receive))
+        .route(&format!("/{FUNCTION}"), any(envelope_refused))
         .with_state(WebhookState {
             app: state,
             counters,
             cache: Arc::default(),
             writer: tx,
         })
+}
+
+/// The host invokes `POST /<FunctionName>` with its JSON envelope when it does
+/// not proxy the request (`enableProxyingHttpRequest` not honoured: an old
+/// host, or a plan or setting that ignores it; see docs/azure.md). The
+/// envelope carries a re-encoded body, over which no signature can be
+/// verified, so nothing is accepted; a 500 and an error log make the
+/// misconfiguration visible (the provider retries once it is fixed) instead
+/// of a silent 404.
+async fn envelope_refused(State(s): State<WebhookState>) -> Response {
+    s.counters.bump("not_proxied");
+    tracing::error!(
+        function = FUNCTION,
+        "invoked with the Functions host's JSON envelope instead of the proxied request: \
+         customHandler.enableProxyingHttpRequest is not in effect on this host; \
+         webhooks cannot be verified and are refused"
+    );
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(json!({
+            "error": "the Functions host is not proxying HTTP requests \
+                      (host.json customHandler.enableProxyingHttpRequest not in effect); \
+                      webhook deliveries cannot be verified"
+        })),
+    )
+        .into_response()
 }
 
 async fn stats(State(s): State<WebhookState>) -> Response {
