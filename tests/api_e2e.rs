@@ -63,25 +63,9 @@ async fn sync_now_over_the_api() {
         .unwrap();
     assert_eq!(doc.status().as_u16(), 200, "the document needs no key");
 
-    let body = json!({
-        "id": "crm1", "tenant": "acme", "provider": "sandbox",
-        "base_url": sbx.base_url(), "objects": ["contacts"], "interval_secs": 3600,
-    });
-    let refused = http
-        .post(format!("{base}/connections"))
-        .bearer_auth(&read)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let refused = create_crm1(&http, &base, &read, &sbx.base_url()).await;
     assert_eq!(refused.status().as_u16(), 403, "a read key cannot write");
-    let created = http
-        .post(format!("{base}/connections"))
-        .bearer_auth(&admin)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let created = create_crm1(&http, &base, &admin, &sbx.base_url()).await;
     assert_eq!(
         created.status().as_u16(),
         201,
@@ -143,17 +127,7 @@ async fn records_feed_over_the_api() {
     let host = start_host(host_config(dir.path())).await;
     let base = format!("{}/api/v1", host.url());
     let http = reqwest::Client::new();
-    let body = json!({
-        "id": "crm1", "tenant": "acme", "provider": "sandbox",
-        "base_url": sbx.base_url(), "objects": ["contacts"], "interval_secs": 3600,
-    });
-    let created = http
-        .post(format!("{base}/connections"))
-        .bearer_auth(&key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let created = create_crm1(&http, &base, &key, &sbx.base_url()).await;
     assert_eq!(created.status().as_u16(), 201);
 
     let first = sync_now(&host, &http, &base, &key, None).await;
@@ -236,6 +210,25 @@ async fn read_feed(
             return (out, cursor);
         }
     }
+}
+
+/// Creates the sandbox connection crm1 (contacts, hourly) over the API.
+async fn create_crm1(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    sandbox_url: &str,
+) -> reqwest::Response {
+    let body = json!({
+        "id": "crm1", "tenant": "acme", "provider": "sandbox",
+        "base_url": sandbox_url, "objects": ["contacts"], "interval_secs": 3600,
+    });
+    http.post(format!("{base}/connections"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// "Sync now" for crm1's contacts, a scheduler tick, and the run it made

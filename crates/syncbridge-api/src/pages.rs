@@ -8,6 +8,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use syncbridge_core::Timestamp;
+
 use crate::problem::ApiError;
 
 /// Page size when the client names none.
@@ -30,6 +32,15 @@ pub fn limit_within(asked: Option<usize>, default: usize, max: usize) -> Result<
             "limit {n}: must be between 1 and {max}"
         ))),
     }
+}
+
+/// An optional RFC 3339 query parameter `name`, checked.
+pub fn time_param(name: &str, text: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
+    text.map(|s| {
+        Timestamp::parse(s)
+            .ok_or_else(|| ApiError::InvalidRequest(format!("{name} {s:?}: not an RFC 3339 time")))
+    })
+    .transpose()
 }
 
 /// The cursor of list `list` after `key`.

@@ -130,15 +130,7 @@ pub async fn feed(
     let object = ObjectType::parse(p.object.clone())
         .map_err(|e| ApiError::InvalidRequest(format!("object: {e}")))?;
     let actions = action_filter(p.filter.as_deref())?;
-    let modified_after = p
-        .modified_after
-        .as_deref()
-        .map(|s| {
-            Timestamp::parse(s).ok_or_else(|| {
-                ApiError::InvalidRequest(format!("modified_after {s:?}: not an RFC 3339 time"))
-            })
-        })
-        .transpose()?;
+    let modified_after = pages::time_param("modified_after", p.modified_after.as_deref())?;
     let connection = load(&app, &p.connection_id).await?.id;
     let after_seq = p
         .cursor

@@ -97,6 +97,16 @@ fn assert_problem(r: &Reply, status: u16, slug: &str) {
 
 const SANDBOX: &str = r#"{"id":"c1","tenant":"acme","provider":"sandbox","base_url":"http://127.0.0.1:9","interval_secs":60}"#;
 
+/// [`api`] with the sandbox connection c1 created over the API.
+async fn api_with_c1() -> Api {
+    let a = api().await;
+    let made = a
+        .call("POST", "/api/v1/connections", Some(&a.write), Some(SANDBOX))
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    a
+}
+
 /// No key, a wrong key, a revoked key: 401. A read key writing, a write key
 /// managing keys: 403. The document needs no key.
 #[tokio::test]
@@ -284,14 +294,8 @@ async fn connections_lifecycle() {
 /// in flight keeps its lease and cursor (full resync and interval change: 409).
 #[tokio::test]
 async fn sync_now_and_full_resync() {
-    let a = api().await;
+    let a = api_with_c1().await;
     let w = Some(a.write.as_str());
-    assert_eq!(
-        a.call("POST", "/api/v1/connections", w, Some(SANDBOX))
-            .await
-            .status,
-        201
-    );
     let conn = ConnectionId::parse("c1").unwrap();
     let mut t = a.app.store.list_tasks(Some(&conn)).await.unwrap()[0].clone();
     t.cursor = Some("page-9".into());
@@ -699,14 +703,7 @@ fn ids_and_actions(records: &[Value]) -> Vec<(String, String)> {
 #[tokio::test]
 #[allow(clippy::too_many_lines, reason = "one scenario: tests are exempt")]
 async fn records_feed() {
-    let a = api().await;
-    let w = Some(a.write.as_str());
-    assert_eq!(
-        a.call("POST", "/api/v1/connections", w, Some(SANDBOX))
-            .await
-            .status,
-        201
-    );
+    let a = api_with_c1().await;
     for id in ["a", "b", "c", "d", "e"] {
         put_record(&a, id, None, Some(id)).await;
     }
