@@ -9,8 +9,10 @@
 //! What must hold: 401 and 403 as problem documents, the document public,
 //! the connection's run listed by `GET /v1/runs?connection_id=` until it
 //! `succeeded` with the sandbox's records counted; `api-keys list` never
-//! shows a key, and a key revoked by the CLI is refused at once.
+//! shows a key, and a key revoked by the CLI is refused at once. And the
+//! records feed read through the same front door (see its test).
 
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
@@ -61,25 +63,9 @@ async fn sync_now_over_the_api() {
         .unwrap();
     assert_eq!(doc.status().as_u16(), 200, "the document needs no key");
 
-    let body = json!({
-        "id": "crm1", "tenant": "acme", "provider": "sandbox",
-        "base_url": sbx.base_url(), "objects": ["contacts"], "interval_secs": 3600,
-    });
-    let refused = http
-        .post(format!("{base}/connections"))
-        .bearer_auth(&read)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let refused = create_crm1(&http, &base, &read, &sbx.base_url()).await;
     assert_eq!(refused.status().as_u16(), 403, "a read key cannot write");
-    let created = http
-        .post(format!("{base}/connections"))
-        .bearer_auth(&admin)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let created = create_crm1(&http, &base, &admin, &sbx.base_url()).await;
     assert_eq!(
         created.status().as_u16(),
         201,
@@ -87,39 +73,7 @@ async fn sync_now_over_the_api() {
         created.text().await.unwrap()
     );
 
-    let sync = http
-        .post(format!("{base}/connections/crm1/sync"))
-        .bearer_auth(&admin)
-        .json(&json!({"objects": ["contacts"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sync.status().as_u16(), 202);
-    // The scheduler's next tick leases the interactive run first; the test
-    // host's timers are far apart, so tick now.
-    host.fire_timer("SyncScheduler")
-        .await
-        .expect("scheduler tick");
-
-    let run = eventually(Duration::from_secs(60), "a succeeded run", || {
-        let (http, base, read) = (http.clone(), base.clone(), read.clone());
-        async move {
-            let page: Value = http
-                .get(format!("{base}/runs?connection_id=crm1"))
-                .bearer_auth(&read)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let runs = page["runs"].as_array()?;
-            runs.iter()
-                .find(|r| r["status"] == "succeeded" || r["status"] == "failed")
-                .cloned()
-        }
-    })
-    .await;
+    let run = sync_now(&host, &http, &base, &admin, None).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["object"], "contacts");
     assert_eq!(run["counts"]["created"], 120, "{run}");
@@ -156,6 +110,167 @@ async fn sync_now_over_the_api() {
         .unwrap();
     assert_eq!(revoked.status().as_u16(), 401, "a revoked key");
     host.shutdown().await;
+}
+
+/// The records feed through the real binaries: the whole feed equals the
+/// sandbox (ids and content); after 1% of the records change remotely and
+/// 10 are deleted, a sync and a read from the saved cursor return exactly
+/// those, as `updated` and `deleted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_feed_over_the_api() {
+    use syncbridge_tests::pipeline::{admin, expected};
+    const RECORDS: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let sbx = sandbox(RECORDS).await;
+    let key = api_key(d, "write");
+    let host = start_host(host_config(dir.path())).await;
+    let base = format!("{}/api/v1", host.url());
+    let http = reqwest::Client::new();
+    let created = create_crm1(&http, &base, &key, &sbx.base_url()).await;
+    assert_eq!(created.status().as_u16(), 201);
+
+    let first = sync_now(&host, &http, &base, &key, None).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let before = expected(&sbx.base_url(), "contacts").await;
+    assert_eq!(before.len(), RECORDS);
+    let (all, saved) = read_feed(&http, &base, &key, None).await;
+    assert!(all.iter().all(|(_, a, _)| a == "added"));
+    let content = |v: &[(String, String, String)]| -> BTreeMap<String, String> {
+        v.iter().map(|(id, _, h)| (id.clone(), h.clone())).collect()
+    };
+    assert_eq!(all.len(), RECORDS, "every record once");
+    assert_eq!(content(&all), before, "the feed equals the sandbox");
+
+    admin(
+        &sbx.base_url(),
+        "mutate",
+        json!({"object": "contacts", "update": RECORDS / 100, "delete": 10, "seed": 17}),
+    )
+    .await;
+    let after = expected(&sbx.base_url(), "contacts").await;
+    let mut want: Vec<(String, &str)> = before
+        .iter()
+        .filter_map(|(id, h)| match after.get(id) {
+            None => Some((id.clone(), "deleted")),
+            Some(now) if now != h => Some((id.clone(), "updated")),
+            Some(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        want.len(),
+        RECORDS / 100 + 10,
+        "the sandbox changed 1% and deleted 10"
+    );
+    let second = sync_now(&host, &http, &base, &key, first["id"].as_str()).await;
+    assert_eq!(second["status"], "succeeded", "{second}");
+    let (since, _) = read_feed(&http, &base, &key, saved).await;
+    let mut have: Vec<(String, &str)> = since
+        .iter()
+        .map(|(id, a, _)| (id.clone(), a.as_str()))
+        .collect();
+    have.sort();
+    want.sort();
+    assert_eq!(have, want, "exactly the changes since the saved cursor");
+    for (id, action, hash) in &since {
+        if action == "updated" {
+            assert_eq!(Some(hash), after.get(id), "{id}: the new content");
+        }
+    }
+    host.shutdown().await;
+}
+
+/// Reads crm1's contacts feed from `cursor` to its end in pages of 100:
+/// (id, last action, content hash of the fields) in feed order, and the
+/// last record's cursor to poll from.
+async fn read_feed(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    mut cursor: Option<String>,
+) -> (Vec<(String, String, String)>, Option<String>) {
+    let mut out = Vec::new();
+    loop {
+        let mut url = format!("{base}/records?connection_id=crm1&object=contacts&limit=100");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page = http.get(url).bearer_auth(key).send().await.unwrap();
+        assert_eq!(page.status().as_u16(), 200);
+        let page: Value = page.json().await.unwrap();
+        for r in page["records"].as_array().unwrap() {
+            cursor = Some(r["_meta"]["cursor"].as_str().unwrap().to_owned());
+            out.push((
+                r["id"].as_str().unwrap().to_owned(),
+                r["_meta"]["last_action"].as_str().unwrap().to_owned(),
+                syncbridge_core::model::content_hash(&r["fields"]),
+            ));
+        }
+        if page["next_cursor"].is_null() {
+            return (out, cursor);
+        }
+    }
+}
+
+/// Creates the sandbox connection crm1 (contacts, hourly) over the API.
+async fn create_crm1(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    sandbox_url: &str,
+) -> reqwest::Response {
+    let body = json!({
+        "id": "crm1", "tenant": "acme", "provider": "sandbox",
+        "base_url": sandbox_url, "objects": ["contacts"], "interval_secs": 3600,
+    });
+    http.post(format!("{base}/connections"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// "Sync now" for crm1's contacts, a scheduler tick, and the run it made
+/// once finished (the newest run, other than `previous`).
+async fn sync_now(
+    host: &syncbridge_localhost::LocalHostHandle,
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    previous: Option<&str>,
+) -> Value {
+    let sync = http
+        .post(format!("{base}/connections/crm1/sync"))
+        .bearer_auth(key)
+        .json(&json!({"objects": ["contacts"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sync.status().as_u16(), 202);
+    // The scheduler's next tick leases the interactive run first; the test
+    // host's timers are far apart, so tick now.
+    host.fire_timer("SyncScheduler")
+        .await
+        .expect("scheduler tick");
+    eventually(Duration::from_secs(60), "a finished run", || {
+        let (http, base, key) = (http.clone(), base.to_owned(), key.to_owned());
+        async move {
+            let page: Value = http
+                .get(format!("{base}/runs?connection_id=crm1"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let newest = page["runs"].as_array()?.first()?;
+            let done = newest["status"] == "succeeded" || newest["status"] == "failed";
+            (done && newest["id"].as_str() != previous).then(|| newest.clone())
+        }
+    })
+    .await
 }
 
 /// Runs the CLI; its stdout, after checking that it succeeded.

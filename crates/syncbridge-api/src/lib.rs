@@ -11,6 +11,8 @@
 //!   [`auth`]: the bearer middleware and the scope each call needs.
 //! - [`problem`]: [`ApiError`], answered as RFC 9457 problem documents.
 //! - [`pages`]: opaque cursors and page sizes.
+//! - [`records`]: the records feed (change order, tombstones, cursors
+//!   to poll from, the semantics of Nango's records API).
 //! - [`connections`], [`runs`], [`quarantine`], [`catalog`], [`health`],
 //!   [`api_keys`]: the routes; [`views`]: their JSON.
 //! - [`router`] / [`openapi`]: the routes and the OpenAPI 3.1 document,
@@ -29,6 +31,7 @@ pub mod keys;
 pub mod pages;
 pub mod problem;
 pub mod quarantine;
+pub mod records;
 pub mod runs;
 pub mod views;
 
@@ -56,7 +59,7 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[openapi(
     info(
         title = "syncbridge API",
-        description = "The product's integration surface: connections, sync now, runs, tasks, quarantine, the connector catalog, health and API keys. Every call but GET /v1/openapi.json needs `Authorization: Bearer <key>`; errors are RFC 9457 problem documents; lists page with opaque cursors.",
+        description = "The product's integration surface: the records feed, connections, sync now, runs, tasks, quarantine, the connector catalog, health and API keys. Every call but GET /v1/openapi.json needs `Authorization: Bearer <key>`; errors are RFC 9457 problem documents; lists page with opaque cursors.",
         version = "1"
     ),
     servers((url = "/api")),
@@ -102,6 +105,7 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(connections::resume))
         .routes(routes!(connections::sync_now))
         .routes(routes!(connections::tasks))
+        .routes(routes!(records::feed))
         .routes(routes!(runs::list))
         .routes(routes!(runs::get))
         .routes(routes!(quarantine::list))

@@ -8,6 +8,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use syncbridge_core::Timestamp;
+
 use crate::problem::ApiError;
 
 /// Page size when the client names none.
@@ -17,13 +19,28 @@ pub const MAX_LIMIT: usize = 500;
 
 /// The page size asked for, checked.
 pub fn limit(asked: Option<usize>) -> Result<usize, ApiError> {
+    limit_within(asked, DEFAULT_LIMIT, MAX_LIMIT)
+}
+
+/// The page size asked for, checked against a list's own default and bound
+/// (the records feed pages larger than the other lists).
+pub fn limit_within(asked: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
     match asked {
-        None => Ok(DEFAULT_LIMIT),
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
         Some(n) => Err(ApiError::InvalidRequest(format!(
-            "limit {n}: must be between 1 and {MAX_LIMIT}"
+            "limit {n}: must be between 1 and {max}"
         ))),
     }
+}
+
+/// An optional RFC 3339 query parameter `name`, checked.
+pub fn time_param(name: &str, text: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
+    text.map(|s| {
+        Timestamp::parse(s)
+            .ok_or_else(|| ApiError::InvalidRequest(format!("{name} {s:?}: not an RFC 3339 time")))
+    })
+    .transpose()
 }
 
 /// The cursor of list `list` after `key`.

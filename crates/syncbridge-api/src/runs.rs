@@ -62,15 +62,7 @@ pub async fn list(
             ))
         })?,
     };
-    let since = p
-        .since
-        .as_deref()
-        .map(|s| {
-            Timestamp::parse(s).ok_or_else(|| {
-                ApiError::InvalidRequest(format!("since {s:?}: not an RFC 3339 time"))
-            })
-        })
-        .transpose()?;
+    let since = pages::time_param("since", p.since.as_deref())?;
     let after = p.cursor.as_deref().map(run_key).transpose()?;
     let connection = match p.connection_id.as_deref() {
         Some(id) => Some(load(&app, id).await?.id),

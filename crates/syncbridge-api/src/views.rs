@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use syncbridge_core::Timestamp;
 use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::model::{Connection, RunCounts, RunStatus, SyncRun, SyncTask};
+use syncbridge_core::store::LastAction;
 use utoipa::ToSchema;
 
 fn time(t: Timestamp) -> String {
@@ -213,6 +214,44 @@ pub struct TaskPage {
     /// By id.
     pub tasks: Vec<TaskView>,
     /// Pass as `cursor` for the next page; `null` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// A record's feed metadata (`_meta`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecordMeta {
+    /// Its last change: `added`, `updated` or `deleted` (a tombstone).
+    pub last_action: LastAction,
+    /// When the store first saw it (since its last re-creation).
+    pub first_seen_at: String,
+    /// When our store last changed it (not the provider's time).
+    pub last_modified_at: String,
+    /// When it was deleted (tombstones only).
+    pub deleted_at: Option<String>,
+    /// The feed position just after this record: poll from it later.
+    pub cursor: String,
+}
+
+/// One record of the feed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecordView {
+    /// Id in the provider.
+    pub id: String,
+    /// Its last known fields (for a tombstone, the fields it had when deleted).
+    #[schema(value_type = Object)]
+    pub fields: serde_json::Value,
+    /// Feed metadata.
+    #[serde(rename = "_meta")]
+    pub meta: RecordMeta,
+}
+
+/// A page of the records feed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecordPage {
+    /// In change order (ascending sequence).
+    pub records: Vec<RecordView>,
+    /// The last record's cursor when the page is full (read on); `null` at
+    /// the end of the feed (keep the last record's `_meta.cursor` to poll).
     pub next_cursor: Option<String>,
 }
 

@@ -97,6 +97,16 @@ fn assert_problem(r: &Reply, status: u16, slug: &str) {
 
 const SANDBOX: &str = r#"{"id":"c1","tenant":"acme","provider":"sandbox","base_url":"http://127.0.0.1:9","interval_secs":60}"#;
 
+/// [`api`] with the sandbox connection c1 created over the API.
+async fn api_with_c1() -> Api {
+    let a = api().await;
+    let made = a
+        .call("POST", "/api/v1/connections", Some(&a.write), Some(SANDBOX))
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    a
+}
+
 /// No key, a wrong key, a revoked key: 401. A read key writing, a write key
 /// managing keys: 403. The document needs no key.
 #[tokio::test]
@@ -284,14 +294,8 @@ async fn connections_lifecycle() {
 /// in flight keeps its lease and cursor (full resync and interval change: 409).
 #[tokio::test]
 async fn sync_now_and_full_resync() {
-    let a = api().await;
+    let a = api_with_c1().await;
     let w = Some(a.write.as_str());
-    assert_eq!(
-        a.call("POST", "/api/v1/connections", w, Some(SANDBOX))
-            .await
-            .status,
-        201
-    );
     let conn = ConnectionId::parse("c1").unwrap();
     let mut t = a.app.store.list_tasks(Some(&conn)).await.unwrap()[0].clone();
     t.cursor = Some("page-9".into());
@@ -613,4 +617,209 @@ async fn catalog_and_health() {
     assert_eq!(h.body["store_reachable"], true);
     assert_eq!(h.body["queues"][0]["name"], "sync-inbound");
     assert_eq!(h.body["overdue_tasks"]["count"], 0);
+}
+
+/// Writes record `id` of c1's contacts: `name` as its fields, or removed
+/// when `name` is `None`; `version` is the stored one it replaces.
+async fn put_record(a: &Api, id: &str, version: Option<i64>, name: Option<&str>) {
+    use syncbridge_core::model::{Record, content_hash};
+    use syncbridge_core::store::RecordWrite;
+    use syncbridge_core::{ExternalId, ObjectType};
+    let external_id = ExternalId::parse(id).unwrap();
+    let next = name.map(|n| {
+        let data = json!({ "name": n });
+        Record {
+            connection: ConnectionId::parse("c1").unwrap(),
+            object: ObjectType::parse("contacts").unwrap(),
+            external_id: external_id.clone(),
+            hash: content_hash(&data),
+            data,
+            version: version.unwrap_or(0) + 1,
+            remote_updated_at: None,
+            local: None,
+        }
+    });
+    a.app
+        .store
+        .write_record(&RecordWrite {
+            connection: ConnectionId::parse("c1").unwrap(),
+            object: ObjectType::parse("contacts").unwrap(),
+            external_id,
+            expect_version: version,
+            next,
+            audit: Vec::new(),
+        })
+        .await
+        .unwrap();
+}
+
+/// Reads the whole feed from `cursor` in pages of `limit`; the records and
+/// the last record's cursor (to poll from).
+async fn read_feed(
+    a: &Api,
+    limit: usize,
+    mut cursor: Option<String>,
+) -> (Vec<Value>, Option<String>) {
+    let mut all = Vec::new();
+    loop {
+        let mut path = format!("/api/v1/records?connection_id=c1&object=contacts&limit={limit}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = a.call("GET", &path, Some(&a.read), None).await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        let records = page.body["records"].as_array().unwrap().clone();
+        assert!(records.len() <= limit);
+        if let Some(last) = records.last() {
+            cursor = Some(last["_meta"]["cursor"].as_str().unwrap().to_owned());
+        }
+        all.extend(records);
+        match page.body["next_cursor"].as_str() {
+            Some(c) => assert_eq!(
+                Some(c),
+                cursor.as_deref(),
+                "next_cursor = the last record's"
+            ),
+            None => return (all, cursor),
+        }
+    }
+}
+
+fn ids_and_actions(records: &[Value]) -> Vec<(String, String)> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["_meta"]["last_action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The feed pages in change order with its metadata; polling from the last
+/// record's cursor returns exactly what changed since (updates, tombstones);
+/// filters, unknown connections, foreign or malformed cursors, limits.
+#[tokio::test]
+#[allow(clippy::too_many_lines, reason = "one scenario: tests are exempt")]
+async fn records_feed() {
+    let a = api_with_c1().await;
+    for id in ["a", "b", "c", "d", "e"] {
+        put_record(&a, id, None, Some(id)).await;
+    }
+    let (first, saved) = read_feed(&a, 2, None).await;
+    let added = |ids: &[&str]| -> Vec<(String, String)> {
+        ids.iter()
+            .map(|i| ((*i).to_owned(), "added".to_owned()))
+            .collect()
+    };
+    assert_eq!(ids_and_actions(&first), added(&["a", "b", "c", "d", "e"]));
+    assert_eq!(first[1]["fields"], json!({ "name": "b" }));
+    let meta = &first[1]["_meta"];
+    assert_eq!(meta["deleted_at"], Value::Null);
+    assert_eq!(meta["first_seen_at"], meta["last_modified_at"]);
+
+    put_record(&a, "b", Some(1), Some("b2")).await;
+    put_record(&a, "d", Some(1), None).await;
+    let (since, _) = read_feed(&a, 10, saved.clone()).await;
+    assert_eq!(
+        ids_and_actions(&since),
+        [
+            ("b".into(), "updated".into()),
+            ("d".into(), "deleted".into())
+        ]
+    );
+    assert_eq!(since[0]["fields"], json!({ "name": "b2" }));
+    assert_eq!(
+        since[1]["fields"],
+        json!({ "name": "d" }),
+        "a tombstone keeps its last fields"
+    );
+    assert!(since[1]["_meta"]["deleted_at"].is_string());
+
+    let r = Some(a.read.as_str());
+    let only = a
+        .call(
+            "GET",
+            "/api/v1/records?connection_id=c1&object=contacts&filter=deleted",
+            r,
+            None,
+        )
+        .await;
+    assert_eq!(
+        ids_and_actions(only.body["records"].as_array().unwrap()),
+        [("d".into(), "deleted".into())]
+    );
+    assert_eq!(only.body["next_cursor"], Value::Null, "not a full page");
+    let later = a
+        .call(
+            "GET",
+            "/api/v1/records?connection_id=c1&object=contacts&modified_after=2100-01-01T00:00:00Z",
+            r,
+            None,
+        )
+        .await;
+    assert_eq!(later.body["records"], json!([]));
+
+    let saved = saved.unwrap();
+    for (path, status, slug) in [
+        (
+            "/api/v1/records?connection_id=nope&object=contacts".to_owned(),
+            404,
+            "not-found",
+        ),
+        (
+            "/api/v1/records?connection_id=c1".to_owned(),
+            400,
+            "invalid-request",
+        ),
+        (
+            "/api/v1/records?connection_id=c1&object=contacts&cursor=garbage".to_owned(),
+            400,
+            "invalid-cursor",
+        ),
+        (
+            format!("/api/v1/records?connection_id=c1&object=deals&cursor={saved}"),
+            400,
+            "invalid-cursor",
+        ),
+        (
+            "/api/v1/records?connection_id=c1&object=contacts&limit=0".to_owned(),
+            400,
+            "invalid-request",
+        ),
+        (
+            "/api/v1/records?connection_id=c1&object=contacts&limit=1001".to_owned(),
+            400,
+            "invalid-request",
+        ),
+        (
+            "/api/v1/records?connection_id=c1&object=contacts&limit=x".to_owned(),
+            400,
+            "invalid-request",
+        ),
+        (
+            "/api/v1/records?connection_id=c1&object=contacts&filter=gone".to_owned(),
+            400,
+            "invalid-request",
+        ),
+        (
+            "/api/v1/records?connection_id=c1&object=contacts&modified_after=yesterday".to_owned(),
+            400,
+            "invalid-request",
+        ),
+    ] {
+        assert_problem(&a.call("GET", &path, r, None).await, status, slug);
+    }
+    assert_problem(
+        &a.call(
+            "GET",
+            "/api/v1/records?connection_id=c1&object=contacts",
+            None,
+            None,
+        )
+        .await,
+        401,
+        "unauthorized",
+    );
 }

@@ -30,6 +30,7 @@ use crate::ids::{ConnectionId, ExternalId, ObjectType};
 
 /// The last change of a record, as the feed reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LastAction {
     /// First stored (or stored again after a deletion).
