@@ -5,6 +5,7 @@ mod common;
 
 mod config;
 mod delivery;
+mod product;
 mod grouping;
 mod render;
 mod routing;

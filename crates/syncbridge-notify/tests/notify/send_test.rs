@@ -16,12 +16,13 @@ async fn send_test_delivers_a_sample_to_each_channel() {
         (ChannelKind::Slack, "/slack"),
         (ChannelKind::Teams, "/teams"),
         (ChannelKind::Webhook, "/webhook"),
+        (ChannelKind::Product, "/product"),
     ] {
         let url = SecretString::new(rec.url(path));
         let answer = send_test(
             kind,
             &url,
-            Some(&secret).filter(|_| kind == ChannelKind::Webhook),
+            Some(&secret).filter(|_| kind.signed()),
         )
         .await
         .unwrap();
@@ -37,8 +38,12 @@ async fn send_test_delivers_a_sample_to_each_channel() {
                 assert_eq!(v["type"], "message");
                 assert_eq!(v["attachments"][0]["content"]["type"], "AdaptiveCard");
             }
-            ChannelKind::Webhook => {
-                assert_eq!(v["data"]["test"], true);
+            ChannelKind::Webhook | ChannelKind::Product => {
+                if kind == ChannelKind::Webhook {
+                    assert_eq!(v["data"]["test"], true);
+                } else {
+                    assert_eq!(v["type"], "connection.needs_reauth");
+                }
                 let req = Request {
                     method: "POST",
                     url: url.expose(),
