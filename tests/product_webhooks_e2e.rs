@@ -153,10 +153,14 @@ async fn product_webhooks_reach_the_product() {
         async move { (done.len() >= 2).then_some(done) }
     })
     .await;
-    let announced = eventually(Duration::from_secs(30), "connection.created for both", || {
-        let created = verified(&url, &got, "connection.created");
-        async move { (created.len() >= 2).then_some(created) }
-    })
+    let announced = eventually(
+        Duration::from_secs(30),
+        "connection.created for both",
+        || {
+            let created = verified(&url, &got, "connection.created");
+            async move { (created.len() >= 2).then_some(created) }
+        },
+    )
     .await;
     let mut ids: Vec<&str> = announced
         .iter()

@@ -614,11 +614,25 @@ mod tests {
         let p = s.product_webhook.as_ref().expect("configured");
         assert_eq!(p.url.expose(), url);
         let debug = format!("{s:?}");
-        assert!(!debug.contains("TOPSECRETURL") && !debug.contains("MfKQ9r8G"), "{debug}");
-        assert!(Settings::from_source(map(&[])).unwrap().product_webhook.is_none());
+        assert!(
+            !debug.contains("TOPSECRETURL") && !debug.contains("MfKQ9r8G"),
+            "{debug}"
+        );
+        assert!(
+            Settings::from_source(map(&[]))
+                .unwrap()
+                .product_webhook
+                .is_none()
+        );
         for (pairs, name) in [
-            (vec![("SYNCBRIDGE_PRODUCT_WEBHOOK_URL", url)], "SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET"),
-            (vec![("SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET", secret)], "SYNCBRIDGE_PRODUCT_WEBHOOK_URL"),
+            (
+                vec![("SYNCBRIDGE_PRODUCT_WEBHOOK_URL", url)],
+                "SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET",
+            ),
+            (
+                vec![("SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET", secret)],
+                "SYNCBRIDGE_PRODUCT_WEBHOOK_URL",
+            ),
             (
                 vec![
                     ("SYNCBRIDGE_PRODUCT_WEBHOOK_URL", "ftp://x"),

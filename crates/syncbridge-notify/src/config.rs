@@ -518,7 +518,10 @@ impl NotifyConfig {
                 return Err(NotifyError::Config(format!("{what} lists no channel")));
             }
             for ch in channels {
-                if self.channel(ch).is_some_and(|c| c.kind == ChannelKind::Product) {
+                if self
+                    .channel(ch)
+                    .is_some_and(|c| c.kind == ChannelKind::Product)
+                {
                     return Err(NotifyError::Config(format!(
                         "{what} names channel {ch:?}, a product channel: it receives every product event and is not routed by rules"
                     )));
@@ -590,7 +593,11 @@ impl NotifyConfig {
             }
         };
         if self.is_product_event(event) {
-            for c in self.channels.iter().filter(|c| c.kind == ChannelKind::Product) {
+            for c in self
+                .channels
+                .iter()
+                .filter(|c| c.kind == ChannelKind::Product)
+            {
                 if !out.contains(&c.name) {
                     out.push(c.name.clone());
                 }

@@ -5,8 +5,8 @@ mod common;
 
 mod config;
 mod delivery;
-mod product;
 mod grouping;
+mod product;
 mod render;
 mod routing;
 mod secrets;

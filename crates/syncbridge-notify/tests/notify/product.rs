@@ -24,8 +24,7 @@ fn sample(kind: &str) -> Event {
 
 /// Default grouping (30 s hold) plus the product webhook, as the handlers build it.
 fn product_only(url: &str) -> NotifyConfig {
-    NotifyConfig::default()
-        .with_product_webhook(SecretString::new(url), WebhookSecret::new(WHSEC))
+    NotifyConfig::default().with_product_webhook(SecretString::new(url), WebhookSecret::new(WHSEC))
 }
 
 /// Each product event maps to its documented payload fields; other events are not product events.
@@ -64,7 +63,11 @@ fn event_to_payload_mapping() {
         .collect();
     assert_eq!(
         types,
-        ["connection.needs_reauth", "sync.completed", "connection.created"]
+        [
+            "connection.needs_reauth",
+            "sync.completed",
+            "connection.created"
+        ]
     );
 }
 

@@ -19,13 +19,9 @@ async fn send_test_delivers_a_sample_to_each_channel() {
         (ChannelKind::Product, "/product"),
     ] {
         let url = SecretString::new(rec.url(path));
-        let answer = send_test(
-            kind,
-            &url,
-            Some(&secret).filter(|_| kind.signed()),
-        )
-        .await
-        .unwrap();
+        let answer = send_test(kind, &url, Some(&secret).filter(|_| kind.signed()))
+            .await
+            .unwrap();
         assert_eq!(answer, format!("{kind} answered HTTP 200: ok"));
         let r = rec.requests_to(path).pop().unwrap();
         let v = r.json();
