@@ -295,6 +295,13 @@ pub fn facts(event: &Event) -> Vec<(&'static str, String)> {
         Event::RateLimitFallbackEngaged { provider, reason } => {
             vec![("Provider", provider.clone()), ("Reason", reason.clone())]
         }
+        Event::SyncCompleted { .. } | Event::ConnectionCreated { .. } => product_facts(event),
+    }
+}
+
+/// [`facts`] of the product events.
+fn product_facts(event: &Event) -> Vec<(&'static str, String)> {
+    match event {
         Event::SyncCompleted {
             tenant,
             connection,
@@ -323,6 +330,7 @@ pub fn facts(event: &Event) -> Vec<(&'static str, String)> {
             ("Connection", connection.to_string()),
             ("Provider", provider.clone()),
         ],
+        _ => Vec::new(),
     }
 }
 
