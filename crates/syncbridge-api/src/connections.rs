@@ -271,6 +271,9 @@ pub async fn create(
     }
     app.store.put_connection(&conn).await?;
     tracing::info!(connection = %conn.id, tasks = tasks.len(), "connection created over the api");
+    app.events
+        .emit(syncbridge_core::events::Event::connection_created(&conn))
+        .await;
     Ok((StatusCode::CREATED, Json(ConnectionView::from(&conn))))
 }
 

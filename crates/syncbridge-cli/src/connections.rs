@@ -169,6 +169,10 @@ pub(crate) async fn run(data_dir: &Path, cmd: ConnectionsCmd) -> anyhow::Result<
                 app.credential_manager.store_initial(&conn.id, doc).await?;
                 println!("credentials sealed for {}", conn.id);
             }
+            // Into the outbox; the handlers' delivery loop sends it.
+            app.events
+                .emit(syncbridge_core::events::Event::connection_created(&conn))
+                .await;
             let objects: Vec<&str> = tasks.iter().map(|t| t.object.as_str()).collect();
             println!(
                 "added connection {} (tenant {}, provider {}), syncing {}",

@@ -68,6 +68,8 @@ async fn state_with(data_dir: &Path, mode: OpenMode) -> anyhow::Result<AppState>
     if azure.cosmos.is_none() {
         let mut settings = Settings::for_data_dir(data_dir);
         settings.connectors_dir = Settings::connectors_dir_from_env()?;
+        // `connections add` announces the connection to the product.
+        settings.product_webhook = syncbridge_functions::settings::ProductWebhook::from_env()?;
         return match AppState::embedded_with(settings, mode) {
             Err(StateError::Store(StoreError::NotFound(_))) => bail!(
                 "no syncbridge state in {}: it has no {}. Point --data-dir (or SYNCBRIDGE_DATA_DIR) at the directory `syncbridge up` uses; `connections add` creates one",

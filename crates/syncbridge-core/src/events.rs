@@ -11,7 +11,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::ids::{ConnectionId, TaskId, TenantId};
+use crate::ids::{ConnectionId, RunId, TaskId, TenantId};
+use crate::model::Connection;
 
 /// How urgent an event is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -134,6 +135,45 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// An inbound run changed records in the store (product webhook `sync.completed`).
+    SyncCompleted {
+        /// Owning tenant.
+        tenant: TenantId,
+        /// Connection.
+        connection: ConnectionId,
+        /// Object type.
+        object: String,
+        /// The run.
+        run: RunId,
+        /// How the run ended (`succeeded`, `parked`, `failed`): a run that
+        /// stops early keeps the pages it committed.
+        status: String,
+        /// Records new to the store.
+        added: u64,
+        /// Records whose content changed.
+        updated: u64,
+        /// Records deleted (tombstoned).
+        deleted: u64,
+    },
+    /// A connection was added (CLI `connections add` or `POST /v1/connections`).
+    ConnectionCreated {
+        /// Owning tenant.
+        tenant: TenantId,
+        /// Connection.
+        connection: ConnectionId,
+        /// Connector name.
+        provider: String,
+    },
+}
+
+/// Who an event is for, beyond the operators' routing rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductEvent {
+    /// Not sent to the product.
+    No,
+    /// Sent to the product's webhook as this Standard Webhooks `type`
+    /// (`sync.completed`, …).
+    Yes(&'static str),
 }
 
 impl Event {
@@ -150,13 +190,36 @@ impl Event {
             Event::MessageQuarantined { .. } => "message_quarantined",
             Event::MessageDeadLettered { .. } => "message_dead_lettered",
             Event::RateLimitFallbackEngaged { .. } => "rate_limit_fallback_engaged",
+            Event::SyncCompleted { .. } => "sync_completed",
+            Event::ConnectionCreated { .. } => "connection_created",
+        }
+    }
+
+    /// Whether the product's webhook receives it, and as which `type`.
+    pub fn product(&self) -> ProductEvent {
+        match self {
+            Event::SyncCompleted { .. } => ProductEvent::Yes("sync.completed"),
+            Event::ConnectionCreated { .. } => ProductEvent::Yes("connection.created"),
+            Event::ConnectionNeedsReauth { .. } => ProductEvent::Yes("connection.needs_reauth"),
+            _ => ProductEvent::No,
+        }
+    }
+
+    /// `connection.created` for a connection just stored (the CLI and the API raise it alike).
+    pub fn connection_created(conn: &Connection) -> Self {
+        Event::ConnectionCreated {
+            tenant: conn.tenant.clone(),
+            connection: conn.id.clone(),
+            provider: conn.provider.clone(),
         }
     }
 
     /// How urgent it is.
     pub fn severity(&self) -> Severity {
         match self {
-            Event::SyncRunRecovered { .. } => Severity::Info,
+            Event::SyncRunRecovered { .. }
+            | Event::SyncCompleted { .. }
+            | Event::ConnectionCreated { .. } => Severity::Info,
             Event::TaskStalled { .. }
             | Event::ConflictParked { .. }
             | Event::MessageQuarantined { .. }
@@ -177,7 +240,9 @@ impl Event {
             | Event::TaskStalled { tenant, .. }
             | Event::ConnectionNeedsReauth { tenant, .. }
             | Event::MassDeleteBreakerTripped { tenant, .. }
-            | Event::ConflictParked { tenant, .. } => Some(tenant),
+            | Event::ConflictParked { tenant, .. }
+            | Event::SyncCompleted { tenant, .. }
+            | Event::ConnectionCreated { tenant, .. } => Some(tenant),
             _ => None,
         }
     }
@@ -215,6 +280,11 @@ impl Event {
             Event::RateLimitFallbackEngaged { provider, .. } => {
                 format!("rate_limit_fallback_engaged:{provider}")
             }
+            // Each run is its own news: never folded with another run's.
+            Event::SyncCompleted { run, object, .. } => format!("sync_completed:{run}:{object}"),
+            Event::ConnectionCreated { connection, .. } => {
+                format!("connection_created:{connection}")
+            }
         }
     }
 
@@ -243,6 +313,21 @@ impl Event {
             Event::RateLimitFallbackEngaged { provider, .. } => {
                 format!("Rate limiting fell back to local limits ({provider})")
             }
+            Event::SyncCompleted {
+                connection,
+                object,
+                added,
+                updated,
+                deleted,
+                ..
+            } => format!(
+                "Synced {connection} {object}: {added} added, {updated} updated, {deleted} deleted"
+            ),
+            Event::ConnectionCreated {
+                connection,
+                provider,
+                ..
+            } => format!("Connection created: {connection} ({provider})"),
         }
     }
 }

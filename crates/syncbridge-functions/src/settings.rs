@@ -46,6 +46,9 @@ pub struct Settings {
     pub lease_for: Duration,
     /// `SYNCBRIDGE_NOTIFY_CONFIG`: notification routing file (TOML); none = events are only logged.
     pub notify_config: Option<PathBuf>,
+    /// `SYNCBRIDGE_PRODUCT_WEBHOOK_URL` and `SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET`:
+    /// where the product's webhook events go (none = not sent).
+    pub product_webhook: Option<ProductWebhook>,
     /// `SYNCBRIDGE_REDIS_URL`: shared rate limiting across processes and
     /// instances (`redis://host:port`, `rediss://` for TLS: Azure Managed
     /// Redis is `rediss://<host>:10000`); none = an in-process limiter.
@@ -129,6 +132,69 @@ fn check_redis_tls(s: &Settings) -> Result<(), SettingsError> {
         });
     }
     Ok(())
+}
+
+/// The product's webhook endpoint. `Debug` shows neither value (the URL
+/// may carry a token, the secret signs).
+#[derive(Debug, Clone)]
+pub struct ProductWebhook {
+    /// `SYNCBRIDGE_PRODUCT_WEBHOOK_URL`: an http(s) URL.
+    pub url: syncbridge_core::SecretString,
+    /// `SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET`: the Standard Webhooks secret (`whsec_…`).
+    pub secret: syncbridge_signatures::WebhookSecret,
+}
+
+impl ProductWebhook {
+    /// Reads the process environment (the CLI's embedded commands, which
+    /// otherwise take their settings from arguments).
+    pub fn from_env() -> Result<Option<Self>, SettingsError> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    /// Both variables or neither; the secret must be usable for signing.
+    fn from_source(env: &dyn Env) -> Result<Option<Self>, SettingsError> {
+        const URL: &str = "SYNCBRIDGE_PRODUCT_WEBHOOK_URL";
+        const SECRET: &str = "SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET";
+        let (url, secret) = match (var(env, URL), var(env, SECRET)) {
+            (None, None) => return Ok(None),
+            (Some(u), Some(s)) => (u, s),
+            (Some(_), None) => {
+                return Err(SettingsError {
+                    name: SECRET,
+                    message: format!("must be set when {URL} is (a whsec_… secret)"),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(SettingsError {
+                    name: URL,
+                    message: format!("must be set when {SECRET} is"),
+                });
+            }
+        };
+        // Messages name the problem, never the value.
+        match url::Url::parse(url.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => {
+                return Err(SettingsError {
+                    name: URL,
+                    message: "is not an http(s) URL with a host".into(),
+                });
+            }
+        }
+        let secret = syncbridge_signatures::WebhookSecret::new(secret.trim());
+        syncbridge_signatures::check_secret(
+            &syncbridge_signatures::Scheme::StandardWebhooks,
+            &secret,
+        )
+        .map_err(|e| SettingsError {
+            name: SECRET,
+            message: format!("unusable Standard Webhooks secret: {e}"),
+        })?;
+        Ok(Some(ProductWebhook {
+            url: syncbridge_core::SecretString::new(url.trim()),
+            secret,
+        }))
+    }
 }
 
 /// How a handler notices that its host is gone.
@@ -454,6 +520,7 @@ impl Settings {
             webhook_max_bytes: number(e, "SYNCBRIDGE_WEBHOOK_MAX_BYTES", 1 << 20)? as usize,
             lease_for: Duration::from_secs(number(e, "SYNCBRIDGE_LEASE_SECS", 900)?),
             notify_config: var(e, "SYNCBRIDGE_NOTIFY_CONFIG").map(PathBuf::from),
+            product_webhook: ProductWebhook::from_source(e)?,
             redis_url: var(e, "SYNCBRIDGE_REDIS_URL"),
             redis_auth: RedisAuthMode::parse(var(e, "SYNCBRIDGE_REDIS_AUTH"))?,
             redis_ca_file: var(e, "SYNCBRIDGE_REDIS_CA_FILE").map(PathBuf::from),
@@ -516,6 +583,7 @@ impl Settings {
             webhook_max_bytes: 1 << 20,
             lease_for: Duration::from_secs(900),
             notify_config: None,
+            product_webhook: None,
             redis_url: None,
             redis_auth: RedisAuthMode::Url,
             redis_ca_file: None,
@@ -592,6 +660,59 @@ mod tests {
             Some("00000000-0000-0000-0000-000000000001"),
             "the source is kept for the settings read by name at start"
         );
+    }
+
+    /// The product webhook needs both its URL and a usable secret; `Debug` shows neither.
+    #[test]
+    fn product_webhook_settings() {
+        let url = "https://product.example.com/hooks?token=TOPSECRETURL";
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let s = Settings::from_source(map(&[
+            ("SYNCBRIDGE_PRODUCT_WEBHOOK_URL", url),
+            ("SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET", secret),
+        ]))
+        .unwrap();
+        let p = s.product_webhook.as_ref().expect("configured");
+        assert_eq!(p.url.expose(), url);
+        let debug = format!("{s:?}");
+        assert!(
+            !debug.contains("TOPSECRETURL") && !debug.contains("MfKQ9r8G"),
+            "{debug}"
+        );
+        assert!(
+            Settings::from_source(map(&[]))
+                .unwrap()
+                .product_webhook
+                .is_none()
+        );
+        for (pairs, name) in [
+            (
+                vec![("SYNCBRIDGE_PRODUCT_WEBHOOK_URL", url)],
+                "SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET",
+            ),
+            (
+                vec![("SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET", secret)],
+                "SYNCBRIDGE_PRODUCT_WEBHOOK_URL",
+            ),
+            (
+                vec![
+                    ("SYNCBRIDGE_PRODUCT_WEBHOOK_URL", "ftp://x"),
+                    ("SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET", secret),
+                ],
+                "SYNCBRIDGE_PRODUCT_WEBHOOK_URL",
+            ),
+            (
+                vec![
+                    ("SYNCBRIDGE_PRODUCT_WEBHOOK_URL", url),
+                    ("SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET", "whsec_!!notbase64!!"),
+                ],
+                "SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET",
+            ),
+        ] {
+            let e = Settings::from_source(map(&pairs)).unwrap_err();
+            assert_eq!(e.name, name);
+            assert!(!e.to_string().contains("TOPSECRETURL"), "{e}");
+        }
     }
 
     /// A value that is not usable stops the start with an error naming its variable.

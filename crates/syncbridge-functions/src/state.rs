@@ -84,6 +84,27 @@ fn open_sqlite(settings: &Settings, mode: OpenMode) -> Result<SqliteStore, State
     Ok(store)
 }
 
+/// The notification service when there is somewhere to send events: the
+/// operators' routing file, the product's webhook, or both (one outbox).
+fn notification_service(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+) -> Result<Option<syncbridge_notify::NotificationService>, StateError> {
+    let notify_err = |e: syncbridge_notify::NotifyError| StateError::Notify(e.to_string());
+    let mut cfg = match &settings.notify_config {
+        Some(path) => syncbridge_notify::NotifyConfig::load(path, |k| settings.env.var(k))
+            .map_err(notify_err)?,
+        None if settings.product_webhook.is_some() => syncbridge_notify::NotifyConfig::default(),
+        None => return Ok(None),
+    };
+    if let Some(p) = &settings.product_webhook {
+        cfg = cfg.with_product_webhook(p.url.clone(), p.secret.clone());
+    }
+    syncbridge_notify::NotificationService::open_in_dir(&settings.data_dir, cfg, clock)
+        .map(Some)
+        .map_err(notify_err)
+}
+
 impl AppState {
     /// The backends the settings select: Cosmos DB, Service Bus and Key Vault
     /// through the app's managed identity (or, for the operator CLI, the
@@ -147,21 +168,7 @@ impl AppState {
     ) -> Result<Self, StateError> {
         let registry = Registry::load(settings.connectors_dir.as_deref())?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let notify = match &settings.notify_config {
-            Some(path) => {
-                let cfg = syncbridge_notify::NotifyConfig::load(path, |k| settings.env.var(k))
-                    .map_err(|e| StateError::Notify(e.to_string()))?;
-                Some(
-                    syncbridge_notify::NotificationService::open_in_dir(
-                        &settings.data_dir,
-                        cfg,
-                        clock.clone(),
-                    )
-                    .map_err(|e| StateError::Notify(e.to_string()))?,
-                )
-            }
-            None => None,
-        };
+        let notify = notification_service(&settings, clock.clone())?;
         let limits = syncbridge_ratelimit::limits_from_definitions(registry.iter());
         let limiter: Arc<dyn RateLimiter> = match &settings.redis_url {
             Some(url) => {

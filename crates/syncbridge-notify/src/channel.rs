@@ -86,7 +86,7 @@ pub(crate) async fn post(
     let mut req = client
         .post(url.expose())
         .header(reqwest::header::CONTENT_TYPE, "application/json");
-    if kind == ChannelKind::Webhook {
+    if kind.signed() {
         let Some(secret) = secret else {
             return Attempt::Failed {
                 retryable: false,

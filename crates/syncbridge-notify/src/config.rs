@@ -15,12 +15,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use syncbridge_core::events::{Event, Severity};
+use syncbridge_core::events::{Event, ProductEvent, Severity};
 use syncbridge_core::{SecretString, TenantId};
 use syncbridge_signatures::WebhookSecret;
 
 use crate::error::NotifyError;
 use crate::samples::EVENT_KINDS;
+
+/// The name of the channel [`NotifyConfig::with_product_webhook`] adds.
+pub const PRODUCT_CHANNEL: &str = "product-webhook";
 
 /// A kind of channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -32,6 +35,11 @@ pub enum ChannelKind {
     Teams,
     /// A generic HTTPS endpoint, JSON signed with Standard Webhooks.
     Webhook,
+    /// The product's webhook: only the product events
+    /// ([`Event::product`]), in their documented payloads, signed with
+    /// Standard Webhooks. Not named by rules: every product event goes to
+    /// every product channel, besides the operators' routing.
+    Product,
 }
 
 impl ChannelKind {
@@ -41,7 +49,14 @@ impl ChannelKind {
             ChannelKind::Slack => "slack",
             ChannelKind::Teams => "teams",
             ChannelKind::Webhook => "webhook",
+            ChannelKind::Product => "product",
         }
+    }
+
+    /// Whether its messages carry a Standard Webhooks signature (and the
+    /// channel needs a `whsec_` secret).
+    pub fn signed(self) -> bool {
+        matches!(self, ChannelKind::Webhook | ChannelKind::Product)
     }
 }
 
@@ -58,8 +73,9 @@ impl FromStr for ChannelKind {
             "slack" => Ok(ChannelKind::Slack),
             "teams" => Ok(ChannelKind::Teams),
             "webhook" => Ok(ChannelKind::Webhook),
+            "product" => Ok(ChannelKind::Product),
             other => Err(NotifyError::Config(format!(
-                "unknown channel type {other:?}; use slack, teams or webhook"
+                "unknown channel type {other:?}; use slack, teams, webhook or product"
             ))),
         }
     }
@@ -110,6 +126,16 @@ impl ChannelConfig {
             kind: ChannelKind::Webhook,
             url: SecretString::new(url),
             secret: Some(WebhookSecret::new(secret.into())),
+        }
+    }
+
+    /// The product's webhook (see [`ChannelKind::Product`]).
+    pub fn product(name: impl Into<String>, url: SecretString, secret: WebhookSecret) -> Self {
+        ChannelConfig {
+            name: name.into(),
+            kind: ChannelKind::Product,
+            url,
+            secret: Some(secret),
         }
     }
 }
@@ -470,14 +496,14 @@ impl NotifyConfig {
                 return err(format!("channel name {:?} is used twice", c.name));
             }
             check_url(&c.name, &c.url)?;
-            match (c.kind, &c.secret) {
-                (ChannelKind::Webhook, None) => {
+            match (c.kind.signed(), &c.secret) {
+                (true, None) => {
                     return err(format!(
-                        "channel {:?}: a webhook channel needs a Standard Webhooks secret (whsec_…)",
-                        c.name
+                        "channel {:?}: a {} channel needs a Standard Webhooks secret (whsec_…)",
+                        c.name, c.kind
                     ));
                 }
-                (ChannelKind::Webhook, Some(secret)) => check_secret(&c.name, secret)?,
+                (true, Some(secret)) => check_secret(&c.name, secret)?,
                 (_, Some(_)) => {
                     return err(format!(
                         "channel {:?}: only webhook channels take a secret",
@@ -492,6 +518,14 @@ impl NotifyConfig {
                 return Err(NotifyError::Config(format!("{what} lists no channel")));
             }
             for ch in channels {
+                if self
+                    .channel(ch)
+                    .is_some_and(|c| c.kind == ChannelKind::Product)
+                {
+                    return Err(NotifyError::Config(format!(
+                        "{what} names channel {ch:?}, a product channel: it receives every product event and is not routed by rules"
+                    )));
+                }
                 if !names.contains(ch.as_str()) {
                     return Err(NotifyError::Config(format!(
                         "{what} names channel {ch:?}, which is not configured"
@@ -538,8 +572,48 @@ impl NotifyConfig {
         self.channels.iter().find(|c| c.name == name)
     }
 
-    /// Which channels an event goes to: `Err(reason)` when it is dropped.
+    /// Adds the product's webhook channel (named [`PRODUCT_CHANNEL`]), as
+    /// the handlers do when `SYNCBRIDGE_PRODUCT_WEBHOOK_URL` is set.
+    pub fn with_product_webhook(mut self, url: SecretString, secret: WebhookSecret) -> Self {
+        self.channels
+            .push(ChannelConfig::product(PRODUCT_CHANNEL, url, secret));
+        self
+    }
+
+    /// Which channels an event goes to: the operators' (by the rules) and,
+    /// for a product event, every product channel; `Err(reason)` when none.
     pub fn route(&self, event: &Event) -> Result<Vec<String>, &'static str> {
+        let mut out = match self.route_operators(event) {
+            Ok(channels) => channels,
+            Err(reason) => {
+                if !self.is_product_event(event) {
+                    return Err(reason);
+                }
+                Vec::new()
+            }
+        };
+        if self.is_product_event(event) {
+            for c in self
+                .channels
+                .iter()
+                .filter(|c| c.kind == ChannelKind::Product)
+            {
+                if !out.contains(&c.name) {
+                    out.push(c.name.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a product channel will receive the event.
+    fn is_product_event(&self, event: &Event) -> bool {
+        event.product() != ProductEvent::No
+            && self.channels.iter().any(|c| c.kind == ChannelKind::Product)
+    }
+
+    /// The rules' decision: the first matching rule, else the default route.
+    fn route_operators(&self, event: &Event) -> Result<Vec<String>, &'static str> {
         let (min, channels) = match self.rules.iter().find(|r| r.matches(event)) {
             Some(rule) => (rule.min_severity, &rule.channels),
             None => match &self.default {

@@ -64,6 +64,16 @@
 //! channels = ["ops-slack", "product"]
 //! ```
 //!
+//! # Product webhooks
+//!
+//! A `product` channel (`type = "product"`, or the one
+//! [`NotifyConfig::with_product_webhook`] adds from the handlers' settings)
+//! receives every product event ([`Event::product`]: `sync.completed`,
+//! `connection.created`, `connection.needs_reauth`) besides the rules'
+//! routing, rendered by [`render::product`] and signed like the generic
+//! webhook; rules cannot name it. Events that never repeat
+//! (`sync_completed`, `connection_created`) are not held for grouping.
+//!
 //! # Grouping
 //!
 //! Events with the same tenant and [`Event::group_key`] are one group. The
@@ -86,6 +96,7 @@
 //!
 //! [`Event`]: syncbridge_core::events::Event
 //! [`Event::group_key`]: syncbridge_core::events::Event::group_key
+//! [`Event::product`]: syncbridge_core::events::Event::product
 //! [`EventSink`]: syncbridge_core::events::EventSink
 
 mod channel;
@@ -97,7 +108,8 @@ pub mod samples;
 mod service;
 
 pub use config::{
-    ChannelConfig, ChannelKind, DefaultRoute, DeliveryConfig, GroupingConfig, NotifyConfig, Rule,
+    ChannelConfig, ChannelKind, DefaultRoute, DeliveryConfig, GroupingConfig, NotifyConfig,
+    PRODUCT_CHANNEL, Rule,
 };
 pub use error::NotifyError;
 pub use outbox::{DeadMessage, EnqueueOutcome, OutboxStats};

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use syncbridge_core::Timestamp;
-use syncbridge_core::events::{Event, Severity};
+use syncbridge_core::events::{Event, ProductEvent, Severity};
 
 use crate::config::ChannelKind;
 
@@ -56,6 +56,7 @@ pub fn render(kind: ChannelKind, n: &Notification) -> Value {
         ChannelKind::Slack => slack(n),
         ChannelKind::Teams => teams(n),
         ChannelKind::Webhook => webhook(n),
+        ChannelKind::Product => product(n),
     }
 }
 
@@ -157,6 +158,9 @@ pub fn advice(event: &Event) -> &'static str {
         }
         Event::RateLimitFallbackEngaged { .. } => {
             "Check the shared rate-limit store (Redis); instances are limiting locally meanwhile."
+        }
+        Event::SyncCompleted { .. } | Event::ConnectionCreated { .. } => {
+            "No action needed: this is news for the product."
         }
     }
 }
@@ -291,6 +295,42 @@ pub fn facts(event: &Event) -> Vec<(&'static str, String)> {
         Event::RateLimitFallbackEngaged { provider, reason } => {
             vec![("Provider", provider.clone()), ("Reason", reason.clone())]
         }
+        Event::SyncCompleted { .. } | Event::ConnectionCreated { .. } => product_facts(event),
+    }
+}
+
+/// [`facts`] of the product events.
+fn product_facts(event: &Event) -> Vec<(&'static str, String)> {
+    match event {
+        Event::SyncCompleted {
+            tenant,
+            connection,
+            object,
+            run,
+            status,
+            added,
+            updated,
+            deleted,
+        } => vec![
+            ("Tenant", tenant.to_string()),
+            ("Connection", connection.to_string()),
+            ("Object", object.clone()),
+            ("Run", format!("{run} ({status})")),
+            (
+                "Changes",
+                format!("{added} added, {updated} updated, {deleted} deleted"),
+            ),
+        ],
+        Event::ConnectionCreated {
+            tenant,
+            connection,
+            provider,
+        } => vec![
+            ("Tenant", tenant.to_string()),
+            ("Connection", connection.to_string()),
+            ("Provider", provider.clone()),
+        ],
+        _ => Vec::new(),
     }
 }
 
@@ -410,6 +450,68 @@ pub fn webhook(n: &Notification) -> Value {
             "event": n.event,
         }
     })
+}
+
+/// The product webhook's JSON, in the Standard Webhooks payload shape:
+/// `type` is the product event type (`sync.completed`, …), `timestamp` the
+/// occurrence, `data` the event's public fields ([`product_data`]) plus
+/// `id`, equal to the `webhook-id` header (stable across retries).
+pub fn product(n: &Notification) -> Value {
+    let ProductEvent::Yes(kind) = n.event.product() else {
+        // Routing sends only product events to a product channel; a stored
+        // row from an older configuration still renders as the generic form.
+        return webhook(n);
+    };
+    let mut data = product_data(&n.event);
+    if let Value::Object(m) = &mut data {
+        m.insert("id".into(), Value::String(n.id.clone()));
+    }
+    json!({
+        "type": kind,
+        "timestamp": n.last_at.to_rfc3339(),
+        "data": data,
+    })
+}
+
+/// The fields the product sees for an event (its documented contract,
+/// independent of the core's serialization). Pure.
+pub fn product_data(event: &Event) -> Value {
+    match event {
+        Event::SyncCompleted {
+            tenant,
+            connection,
+            object,
+            run,
+            status,
+            added,
+            updated,
+            deleted,
+        } => json!({
+            "tenant": tenant,
+            "connection_id": connection,
+            "object": object,
+            "run_id": run,
+            "status": status,
+            "counts": {"added": added, "updated": updated, "deleted": deleted},
+        }),
+        Event::ConnectionCreated {
+            tenant,
+            connection,
+            provider,
+        } => json!({"tenant": tenant, "connection_id": connection, "provider": provider}),
+        Event::ConnectionNeedsReauth {
+            tenant,
+            connection,
+            provider,
+            reason,
+        } => json!({
+            "tenant": tenant,
+            "connection_id": connection,
+            "provider": provider,
+            "reason": reason,
+        }),
+        other => json!({"kind": other.kind(), "tenant": other.tenant()}),
+    }
 }
 
 #[cfg(test)]

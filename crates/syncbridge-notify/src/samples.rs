@@ -6,10 +6,10 @@
 //! the renderers and their tests then cover it automatically.
 
 use syncbridge_core::events::Event;
-use syncbridge_core::{ConnectionId, TaskId, TenantId, Timestamp};
+use syncbridge_core::{ConnectionId, RunId, TaskId, TenantId, Timestamp};
 
 /// Every event kind name, as [`Event::kind`] spells it.
-pub const EVENT_KINDS: [&str; 10] = [
+pub const EVENT_KINDS: [&str; 12] = [
     "sync_run_failed",
     "sync_run_recovered",
     "task_stalled",
@@ -20,6 +20,8 @@ pub const EVENT_KINDS: [&str; 10] = [
     "message_quarantined",
     "message_dead_lettered",
     "rate_limit_fallback_engaged",
+    "sync_completed",
+    "connection_created",
 ];
 
 /// The position of the event's kind in [`EVENT_KINDS`] (exhaustive match: a
@@ -36,6 +38,8 @@ pub fn kind_index(event: &Event) -> usize {
         Event::MessageQuarantined { .. } => 7,
         Event::MessageDeadLettered { .. } => 8,
         Event::RateLimitFallbackEngaged { .. } => 9,
+        Event::SyncCompleted { .. } => 10,
+        Event::ConnectionCreated { .. } => 11,
     }
 }
 
@@ -95,8 +99,8 @@ pub fn sample_events_for(tenant: &str) -> Vec<Event> {
             max_share: 0.2,
         },
         Event::ConflictParked {
-            tenant: t,
-            connection: c,
+            tenant: t.clone(),
+            connection: c.clone(),
             object: "contacts".into(),
             record: "1501".into(),
             fields: vec!["email".into(), "phone".into()],
@@ -114,6 +118,22 @@ pub fn sample_events_for(tenant: &str) -> Vec<Event> {
         Event::RateLimitFallbackEngaged {
             provider: "*".into(),
             reason: "Redis unreachable: connection refused".into(),
+        },
+        Event::SyncCompleted {
+            tenant: t.clone(),
+            connection: c.clone(),
+            object: "contacts".into(),
+            run: RunId::parse(format!("{tenant}-hubspot:contacts:inbound:r1"))
+                .expect("sample run id is valid"),
+            status: "succeeded".into(),
+            added: 120,
+            updated: 7,
+            deleted: 2,
+        },
+        Event::ConnectionCreated {
+            tenant: t,
+            connection: c,
+            provider: "hubspot".into(),
         },
     ]
 }

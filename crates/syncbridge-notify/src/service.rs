@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
-use syncbridge_core::events::{Event, EventSink};
+use syncbridge_core::events::{Event, EventSink, ProductEvent};
 use syncbridge_core::{Clock, SecretString, SystemClock, Timestamp};
 use syncbridge_signatures::WebhookSecret;
 
@@ -144,7 +144,7 @@ impl NotificationService {
         let json = serde_json::to_string(&event)
             .map_err(|e| NotifyError::Store(format!("cannot serialize the event: {e}")))?;
         let g = self.inner.config.grouping;
-        let wait = millis(g.wait());
+        let wait = millis(hold(&event, g.wait()));
         let window = millis(g.window());
         let outcome = self
             .with_db(move |c| outbox::record(c, now, &key, &channels, &json, wait, window))
@@ -299,6 +299,16 @@ impl NotificationService {
     }
 }
 
+/// How long an event's first message is held to collect a burst: not at
+/// all for events that never repeat (each run, each new connection is its
+/// own news; the product hears of it at once).
+fn hold(event: &Event, wait: Duration) -> Duration {
+    match event {
+        Event::SyncCompleted { .. } | Event::ConnectionCreated { .. } => Duration::ZERO,
+        _ => wait,
+    }
+}
+
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -338,18 +348,19 @@ pub async fn send_test(
 ) -> Result<String, NotifyError> {
     check_url("test", url)?;
     match (channel, secret) {
-        (ChannelKind::Webhook, None) => {
-            return Err(NotifyError::Config(
-                "the webhook channel needs a Standard Webhooks signing secret (whsec_…)".into(),
-            ));
+        (kind, None) if kind.signed() => {
+            return Err(NotifyError::Config(format!(
+                "the {kind} channel needs a Standard Webhooks signing secret (whsec_…)"
+            )));
         }
-        (ChannelKind::Webhook, Some(s)) => check_secret("test", s)?,
+        (kind, Some(s)) if kind.signed() => check_secret("test", s)?,
         _ => {}
     }
     let now = SystemClock.now();
+    // A product channel renders only product events: send it one of those.
     let event = crate::samples::sample_events_for("acme")
         .into_iter()
-        .next()
+        .find(|e| channel != ChannelKind::Product || e.product() != ProductEvent::No)
         .ok_or_else(|| NotifyError::Config("no sample event".into()))?;
     let n = Notification {
         id: format!("ntf_test_{:032x}", rand::random::<u128>()),

@@ -375,8 +375,31 @@ impl JobCtx<'_> {
             }
             _ => {}
         }
+        if let Some(e) = sync_completed(task, &run) {
+            deps.events.emit(e).await;
+        }
         Ok(JobOutcome::Ran(run))
     }
+}
+
+/// The product's `sync.completed` for a recorded run that changed records
+/// (pages commit as they go, so a run that parked or failed later may have
+/// changed some); none when nothing changed. Pure.
+fn sync_completed(task: &SyncTask, run: &SyncRun) -> Option<Event> {
+    let c = &run.counts;
+    if c.created + c.updated + c.deleted == 0 {
+        return None;
+    }
+    Some(Event::SyncCompleted {
+        tenant: task.tenant.clone(),
+        connection: task.connection.clone(),
+        object: task.object.as_str().to_owned(),
+        run: run.id.clone(),
+        status: run.status.as_str().to_owned(),
+        added: c.created,
+        updated: c.updated,
+        deleted: c.deleted,
+    })
 }
 
 /// What a finished run's result means: its status and error (set on `run`)
@@ -565,6 +588,59 @@ mod tests {
         );
         assert_eq!(retry_message_id(Some("wh-abc"), &j, 1), "wh-abc:r1");
         assert_eq!(retry_message_id(Some("x:rz"), &j, 1), "x:rz:r1");
+    }
+
+    /// A run that added, changed or deleted records raises `sync_completed` with its counts; an idle run raises nothing.
+    #[test]
+    fn sync_completed_only_when_records_changed() {
+        let task = SyncTask {
+            id: TaskId::parse("c1:contacts:inbound").unwrap(),
+            tenant: crate::ids::TenantId::parse("acme").unwrap(),
+            connection: ConnectionId::parse("c1").unwrap(),
+            object: ObjectType::parse("contacts").unwrap(),
+            direction: crate::model::Direction::Inbound,
+            priority: Priority::Scheduled,
+            interval_secs: 60,
+            next_run_at: Timestamp::EPOCH,
+            cursor: None,
+            lease: None,
+            last_run_at: None,
+            stalled: false,
+            version: 1,
+            generation: 1,
+        };
+        let mut run = SyncRun {
+            id: RunId::parse("run-1").unwrap(),
+            task: task.id.clone(),
+            connection: task.connection.clone(),
+            started_at: Timestamp::EPOCH,
+            finished_at: Some(Timestamp::EPOCH),
+            status: RunStatus::Succeeded,
+            counts: RunCounts {
+                fetched: 9,
+                unchanged: 9,
+                ..RunCounts::default()
+            },
+            error: None,
+        };
+        assert_eq!(sync_completed(&task, &run), None);
+        run.counts.created = 3;
+        run.counts.updated = 2;
+        run.counts.deleted = 1;
+        let e = sync_completed(&task, &run).expect("changes raise the event");
+        assert_eq!(
+            e,
+            Event::SyncCompleted {
+                tenant: task.tenant.clone(),
+                connection: task.connection.clone(),
+                object: "contacts".into(),
+                run: run.id.clone(),
+                status: "succeeded".into(),
+                added: 3,
+                updated: 2,
+                deleted: 1,
+            }
+        );
     }
 
     /// A webhook job's lease token depends only on its event; other jobs use the scheduler's.

@@ -150,7 +150,9 @@ impl Recorder {
 /// id in Slack's context block / the Teams card's footer.
 pub fn message_id(kind: ChannelKind, r: &Recorded) -> String {
     let footer = match kind {
-        ChannelKind::Webhook => return r.header("webhook-id").expect("webhook-id").to_owned(),
+        ChannelKind::Webhook | ChannelKind::Product => {
+            return r.header("webhook-id").expect("webhook-id").to_owned();
+        }
         ChannelKind::Slack => r.json()["blocks"][2]["elements"][1]["text"]
             .as_str()
             .unwrap()

@@ -6,6 +6,7 @@ mod common;
 mod config;
 mod delivery;
 mod grouping;
+mod product;
 mod render;
 mod routing;
 mod secrets;

@@ -16,15 +16,12 @@ async fn send_test_delivers_a_sample_to_each_channel() {
         (ChannelKind::Slack, "/slack"),
         (ChannelKind::Teams, "/teams"),
         (ChannelKind::Webhook, "/webhook"),
+        (ChannelKind::Product, "/product"),
     ] {
         let url = SecretString::new(rec.url(path));
-        let answer = send_test(
-            kind,
-            &url,
-            Some(&secret).filter(|_| kind == ChannelKind::Webhook),
-        )
-        .await
-        .unwrap();
+        let answer = send_test(kind, &url, Some(&secret).filter(|_| kind.signed()))
+            .await
+            .unwrap();
         assert_eq!(answer, format!("{kind} answered HTTP 200: ok"));
         let r = rec.requests_to(path).pop().unwrap();
         let v = r.json();
@@ -37,8 +34,12 @@ async fn send_test_delivers_a_sample_to_each_channel() {
                 assert_eq!(v["type"], "message");
                 assert_eq!(v["attachments"][0]["content"]["type"], "AdaptiveCard");
             }
-            ChannelKind::Webhook => {
-                assert_eq!(v["data"]["test"], true);
+            ChannelKind::Webhook | ChannelKind::Product => {
+                if kind == ChannelKind::Webhook {
+                    assert_eq!(v["data"]["test"], true);
+                } else {
+                    assert_eq!(v["type"], "connection.needs_reauth");
+                }
                 let req = Request {
                     method: "POST",
                     url: url.expose(),
