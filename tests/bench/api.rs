@@ -7,7 +7,7 @@
 //! Seeds one connection's `contacts` with RECORDS records through
 //! `Store::commit_page` (pages of 1,000 under a leased task, as a sync
 //! does), 10,000 connections (every 100th disabled) across 1,000 tenants and
-//! 100,000 runs (10 per connection, every 10th failed), makes an admin key
+//! 100,000 runs (10 per connection, one a second, one in ten failed), makes an admin key
 //! and serves `syncbridge_api::router` on 127.0.0.1. Then measures:
 //! - the raw read: `Store::records_feed` in pages of 1,000 straight from the
 //!   store (and `Store::list_records`, for reference), records/s;
@@ -79,15 +79,18 @@ fn task(conn: &Connection, now: Timestamp) -> SyncTask {
     }
 }
 
-fn run(task: &SyncTask, n: usize, now: Timestamp) -> SyncRun {
-    let started_at = now.sub(Duration::from_secs(60 * n as u64 + 1));
+/// Run `n` of connection `c`: runs interleave across connections in time (one
+/// a second), one in ten failed, spread evenly.
+fn run(task: &SyncTask, c: usize, n: usize, now: Timestamp) -> SyncRun {
+    let started_at = now.sub(Duration::from_secs((n * CONNECTIONS + c + 1) as u64));
+    let failed = (c + n) % 10 == 3;
     SyncRun {
         id: RunId::parse(format!("run-{}-{n:02}", task.connection.as_str())).unwrap(),
         task: task.id.clone(),
         connection: task.connection.clone(),
         started_at,
         finished_at: Some(started_at.add(Duration::from_secs(5))),
-        status: if n % 10 == 3 {
+        status: if failed {
             RunStatus::Failed
         } else {
             RunStatus::Succeeded
@@ -100,7 +103,7 @@ fn run(task: &SyncTask, n: usize, now: Timestamp) -> SyncRun {
             unchanged: 85,
             ..Default::default()
         },
-        error: (n % 10 == 3).then(|| "provider answered 500".to_owned()),
+        error: failed.then(|| "provider answered 500".to_owned()),
     }
 }
 
@@ -156,7 +159,7 @@ async fn seed(store: &dyn Store, records: usize, now: Timestamp) {
         let t = task(&conn, now);
         store.put_task(&t).await.unwrap();
         for n in 0..RUNS_PER_CONNECTION {
-            store.put_run(&run(&t, n, now)).await.unwrap();
+            store.put_run(&run(&t, c, n, now)).await.unwrap();
         }
         if c == 0 {
             seed_records(store, &t, records, now).await;
