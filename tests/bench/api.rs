@@ -136,7 +136,12 @@ async fn seed_records(store: &dyn Store, task: &SyncTask, n: usize, now: Timesta
         token: "bench".into(),
         until: now.add(Duration::from_secs(86_400)),
     };
-    assert!(store.lease_task(&task.id, task.version, &lease).await.unwrap());
+    assert!(
+        store
+            .lease_task(&task.id, task.version, &lease)
+            .await
+            .unwrap()
+    );
     for start in (0..n).step_by(PAGE) {
         let page = PageCommit {
             task: task.id.clone(),
@@ -244,7 +249,8 @@ impl Client {
     /// Follows the feed's cursors to the end; (records, seconds).
     async fn feed(&self) -> (usize, f64) {
         let t0 = Instant::now();
-        let first = format!("/api/v1/records?connection_id={FEED_CONNECTION}&object=contacts&limit={PAGE}");
+        let first =
+            format!("/api/v1/records?connection_id={FEED_CONNECTION}&object=contacts&limit={PAGE}");
         let mut url = first.clone();
         let mut total = 0;
         loop {
@@ -310,7 +316,10 @@ async fn main() {
         key: key.key.expose().to_owned(),
     };
 
-    println!("{:<44} {:>10} {:>8} {:>12}", "read", "records", "seconds", "records/s");
+    println!(
+        "{:<44} {:>10} {:>8} {:>12}",
+        "read", "records", "seconds", "records/s"
+    );
     let (n_raw, s_raw) = raw_feed(app.store.as_ref()).await;
     let (n_list, s_list) = raw_list(app.store.as_ref()).await;
     let (n_api, s_api) = client.feed().await;
@@ -328,14 +337,32 @@ async fn main() {
     let deep = client.connections_cursor(10, 500).await;
     let cases = [
         ("connections, first page", "/api/v1/connections".to_owned()),
-        ("connections, tenant=tenant-7", "/api/v1/connections?tenant=tenant-7".to_owned()),
-        ("connections, status=disabled", "/api/v1/connections?status=disabled".to_owned()),
-        ("connections, cursor 5,000 deep", format!("/api/v1/connections?cursor={deep}")),
+        (
+            "connections, tenant=tenant-7",
+            "/api/v1/connections?tenant=tenant-7".to_owned(),
+        ),
+        (
+            "connections, status=disabled",
+            "/api/v1/connections?status=disabled".to_owned(),
+        ),
+        (
+            "connections, cursor 5,000 deep",
+            format!("/api/v1/connections?cursor={deep}"),
+        ),
         ("runs, first page", "/api/v1/runs".to_owned()),
-        ("runs, connection_id=conn-01234", "/api/v1/runs?connection_id=conn-01234".to_owned()),
-        ("runs, status=failed", "/api/v1/runs?status=failed".to_owned()),
+        (
+            "runs, connection_id=conn-01234",
+            "/api/v1/runs?connection_id=conn-01234".to_owned(),
+        ),
+        (
+            "runs, status=failed",
+            "/api/v1/runs?status=failed".to_owned(),
+        ),
     ];
-    println!("{:<44} {:>10} {:>10}", "list call (200 calls)", "p50 ms", "p99 ms");
+    println!(
+        "{:<44} {:>10} {:>10}",
+        "list call (200 calls)", "p50 ms", "p99 ms"
+    );
     let mut worst: f64 = 0.0;
     for (label, path) in &cases {
         let (p50, p99) = client.latency(path).await;
