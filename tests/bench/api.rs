@@ -24,12 +24,12 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use syncbridge_core::apikeys::ApiScope;
 use syncbridge_core::model::{
-    Connection, ConnectionStatus, Direction, Lease, Priority, RunCounts, RunStatus, SyncRun,
-    SyncTask, content_hash,
+    Connection, ConnectionStatus, Lease, RunCounts, RunStatus, SyncRun, SyncTask, content_hash,
 };
 use syncbridge_core::store::{FeedQuery, PageCommit, RecordUpsert};
 use syncbridge_core::{ConnectionId, ExternalId, ObjectType, RunId, Store, TenantId, Timestamp};
 use syncbridge_functions::{AppState, Settings};
+use syncbridge_tests::inbound_task;
 
 const CONNECTIONS: usize = 10_000;
 const TENANTS: usize = 1_000;
@@ -56,26 +56,6 @@ fn connection(c: usize, now: Timestamp) -> Connection {
         settings: Default::default(),
         conflicts: Default::default(),
         created_at: now,
-    }
-}
-
-fn task(conn: &Connection, now: Timestamp) -> SyncTask {
-    let object = ObjectType::parse("contacts").unwrap();
-    SyncTask {
-        id: SyncTask::id_for(&conn.id, &object, Direction::Inbound),
-        tenant: conn.tenant.clone(),
-        connection: conn.id.clone(),
-        object,
-        direction: Direction::Inbound,
-        priority: Priority::Scheduled,
-        interval_secs: 3600,
-        next_run_at: now,
-        cursor: None,
-        lease: None,
-        last_run_at: None,
-        stalled: false,
-        version: 0,
-        generation: 0,
     }
 }
 
@@ -161,7 +141,7 @@ async fn seed(store: &dyn Store, records: usize, now: Timestamp) {
     for c in 0..CONNECTIONS {
         let conn = connection(c, now);
         store.put_connection(&conn).await.unwrap();
-        let t = task(&conn, now);
+        let t = inbound_task(&conn, ObjectType::parse("contacts").unwrap(), now);
         store.put_task(&t).await.unwrap();
         for n in 0..RUNS_PER_CONNECTION {
             store.put_run(&run(&t, c, n, now)).await.unwrap();
