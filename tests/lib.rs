@@ -105,27 +105,35 @@ pub async fn add_connection(
     store.put_connection(&conn).await.unwrap();
     let mut tasks = Vec::new();
     for o in objects {
-        let object = ObjectType::parse(*o).unwrap();
-        let t = SyncTask {
-            id: SyncTask::id_for(&conn.id, &object, Direction::Inbound),
-            tenant: conn.tenant.clone(),
-            connection: conn.id.clone(),
-            object,
-            direction: Direction::Inbound,
-            priority: Priority::Scheduled,
-            interval_secs: 3600,
-            next_run_at: Timestamp::from_millis(0),
-            cursor: None,
-            lease: None,
-            last_run_at: None,
-            stalled: false,
-            version: 0,
-            generation: 0,
-        };
+        let t = inbound_task(
+            &conn,
+            ObjectType::parse(*o).unwrap(),
+            Timestamp::from_millis(0),
+        );
         store.put_task(&t).await.unwrap();
         tasks.push(t);
     }
     tasks
+}
+
+/// A fresh hourly inbound task of `conn` for `object`, due at `due`.
+pub fn inbound_task(conn: &Connection, object: ObjectType, due: Timestamp) -> SyncTask {
+    SyncTask {
+        id: SyncTask::id_for(&conn.id, &object, Direction::Inbound),
+        tenant: conn.tenant.clone(),
+        connection: conn.id.clone(),
+        object,
+        direction: Direction::Inbound,
+        priority: Priority::Scheduled,
+        interval_secs: 3600,
+        next_run_at: due,
+        cursor: None,
+        lease: None,
+        last_run_at: None,
+        stalled: false,
+        version: 0,
+        generation: 0,
+    }
 }
 
 /// Polls `cond` every 25 ms until it yields `Some`, failing the test with

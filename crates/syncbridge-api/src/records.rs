@@ -101,10 +101,12 @@ pub fn seq_of(
     k[2].parse().map_err(|_| bad())
 }
 
-fn view(connection: &ConnectionId, object: &ObjectType, e: &FeedEntry) -> RecordView {
+/// Takes the entry by value: a page holds up to 1,000 records, and moving
+/// their fields instead of cloning them keeps the feed near a raw read.
+fn view(connection: &ConnectionId, object: &ObjectType, e: FeedEntry) -> RecordView {
     RecordView {
         id: e.external_id.to_string(),
-        fields: e.data.clone(),
+        fields: e.data,
         meta: RecordMeta {
             last_action: e.last_action,
             first_seen_at: e.first_seen_at.to_rfc3339(),
@@ -153,7 +155,7 @@ pub async fn feed(
             cursor_of(&connection, &object, e.seq)
         }),
         records: entries
-            .iter()
+            .into_iter()
             .map(|e| view(&connection, &object, e))
             .collect(),
     }))
