@@ -9,7 +9,10 @@
 //!   reads the wall clock).
 //! - [`model`]: connections, tasks, runs, records, webhook events, queue jobs.
 //! - [`store`]: the [`Store`] trait: all durable state goes through it.
-//! - [`queue`]: the [`QueueSender`] trait: every enqueue goes through it.
+//! - [`queue`]: the [`QueueSender`] trait: every enqueue goes through it
+//!   (and health reads queue depths through it).
+//! - [`heartbeat`]: function heartbeats (last invocation, failures) the
+//!   handlers record in the store for the health report.
 //! - [`secrets`]: [`SecretString`] (never printed) and the [`SecretStore`] trait.
 //! - [`ratelimit`]: the [`RateLimiter`] trait the workers consult before each provider call.
 //! - [`credentials`]: the [`credentials::CredentialProvider`] hook a provider
