@@ -29,6 +29,7 @@ const PAGES = [
   ["add-connection", "Add a connection"],
   ["runs", "Runs"],
   ["quarantine", "Quarantine"],
+  ["notifications", "Notifications"],
   ["api-keys", "API keys"],
 ];
 

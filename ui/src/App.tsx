@@ -9,12 +9,14 @@ import { Runs, RunDetail } from "./pages/Runs";
 import { Quarantine } from "./pages/Quarantine";
 import { ApiKeys } from "./pages/ApiKeys";
 import { AddConnection } from "./pages/AddConnection";
+import { Notifications } from "./pages/Notifications";
 
 const NAV: [string, string][] = [
   ["", "Overview"],
   ["connections", "Connections"],
   ["runs", "Runs"],
   ["quarantine", "Quarantine"],
+  ["notifications", "Notifications"],
   ["api-keys", "API keys"],
 ];
 
@@ -64,6 +66,8 @@ function Page() {
       return parts[1] ? <RunDetail id={parts[1]} /> : <Runs />;
     case "quarantine":
       return <Quarantine />;
+    case "notifications":
+      return <Notifications />;
     case "api-keys":
       return <ApiKeys />;
     default:

@@ -179,6 +179,21 @@ export interface WebhookSecretView extends WebhookView {
   secret: string | null;
 }
 
+export interface RuleView {
+  tenant: string | null;
+  kinds: string[];
+  min_severity: string;
+  channels: string[];
+}
+
+export interface NotificationsView {
+  configured: boolean;
+  channels: { name: string; kind: string }[];
+  rules: RuleView[];
+  default_route: RuleView | null;
+  outbox: { pending: number; delivered: number; dead: number } | null;
+}
+
 export class ApiError extends Error {
   readonly status: number;
   readonly problem: Problem | null;
@@ -269,6 +284,9 @@ export const api = {
   quarantineEntry: (id: number) => call<EntryDetail>("GET", `/quarantine/${id}`),
   replay: (id: number) => call<ReplayView>("POST", `/quarantine/${id}/replay`),
   discard: (id: number) => call<void>("DELETE", `/quarantine/${id}`),
+
+  notifications: () => call<NotificationsView>("GET", "/notifications"),
+  testNotification: (channel: string) => call<{ delivered: boolean; answer: string }>("POST", "/notifications/test", { body: { channel } }),
 
   providers: () => call<{ providers: ProviderView[] }>("GET", "/providers"),
 
