@@ -11,9 +11,9 @@
 //! response). The Graph server is built from the examples of Microsoft's
 //! contact delta and contact CRUD documentation, whose shapes
 //! `../shared/specs/msgraph-contacts.yaml` describes (`value`,
-//! `@odata.nextLink`, `@odata.deltaLink`); it is not Prism. HubSpot's
-//! >10,000-record pass runs against the bundled sandbox, which has HubSpot's
-//! 10,000-result search cap.
+//! `@odata.nextLink`, `@odata.deltaLink`); it is not Prism. HubSpot's full
+//! pass over more than 10,000 records runs against the bundled sandbox,
+//! which has HubSpot's 10,000-result search cap.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -493,6 +493,8 @@ fn salesforce_instance(covered: &'static str) -> impl Fn(&Seen) -> (u16, Value) 
 /// `SystemModstamp` with a SOQL datetime literal; writes go to the sObject
 /// resources and a create (answered with only an id) is read back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One scenario: the token's instance, two runs and the writes, in order.
+#[allow(clippy::too_many_lines)]
 async fn salesforce_soql_paging_instance_url_and_deleted_window() {
     use syncbridge_credentials::{
         ClientRegistry, CredentialDoc, CredentialManager, LocalKeyFile, OAuthClient, Sealer,

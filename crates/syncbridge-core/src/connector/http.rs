@@ -380,17 +380,20 @@ impl HttpConnector {
         obj: &ObjectDef,
         req: &PageRequest,
     ) -> Result<FetchedPage, FetchError> {
-        let base = self.base_url().await?;
-        let page_url = match (&obj.pagination, &req.page) {
-            (Pagination::LinkHeader | Pagination::NextUrl { .. }, Some(token)) => {
-                Some(self.page_url(&base, token)?)
-            }
-            _ => None,
+        let make = |auth: Option<&AuthValue>, base: &str| {
+            let page_url = match (&obj.pagination, &req.page) {
+                (Pagination::LinkHeader | Pagination::NextUrl { .. }, Some(token)) => {
+                    Some(self.page_url(base, token)?)
+                }
+                _ => None,
+            };
+            let target = Target {
+                base: base.to_owned(),
+                page_url,
+            };
+            Ok(self.build(obj, req, &target, auth))
         };
-        let target = Target { base, page_url };
-        let answer = self
-            .execute(&|auth| self.build(obj, req, &target, auth))
-            .await?;
+        let answer = self.execute(&make).await?;
         Ok(FetchedPage {
             body: answer.body,
             link: answer.link,
@@ -407,9 +410,9 @@ impl HttpConnector {
     ) -> Result<Option<RemoteRecord>, FetchError> {
         let push = push_def(obj)?;
         let ep = &push.get;
-        let base = self.base_url().await?;
-        let make =
-            |auth: Option<&AuthValue>| self.build_write(&base, ep, Some(id), None, None, auth);
+        let make = |auth: Option<&AuthValue>, base: &str| {
+            Ok(self.build_write(base, ep, Some(id), None, None, auth))
+        };
         match self.execute(&make).await {
             Ok(a) => Ok(Some(remote_record(obj, push, &a.body)?)),
             Err(FetchError::Rejected { status: 404, .. }) => Ok(None),
@@ -484,9 +487,8 @@ impl HttpConnector {
             .idempotency_header
             .as_deref()
             .map(|h| (h, idempotency_key));
-        let base = self.base_url().await?;
         let answer = self
-            .execute(&|auth| self.build_write(&base, ep, id, body, key, auth))
+            .execute(&|auth, base| Ok(self.build_write(base, ep, id, body, key, auth)))
             .await?;
         if matches!(write, Write::Delete(_)) || answer.body.is_null() {
             return Ok(None);
@@ -561,10 +563,7 @@ impl HttpConnector {
     /// retries transport errors, 5xx and cut-off bodies with backoff, waits
     /// out short rate limits and parks long ones, re-authorizes once on 401.
     /// A 2xx with an empty body answers `Value::Null`.
-    async fn execute(
-        &self,
-        make: &(dyn Fn(Option<&AuthValue>) -> reqwest::RequestBuilder + Send + Sync),
-    ) -> Result<Answer, FetchError> {
+    async fn execute(&self, make: &MakeRequest<'_>) -> Result<Answer, FetchError> {
         let mut last = String::new();
         let mut reauthorized = false;
         let mut attempt = 0;
@@ -576,9 +575,12 @@ impl HttpConnector {
                 continue;
             }
             let auth = self.creds.authorize(&self.conn, &self.def).await?;
+            // After authorizing: a refresh may have named the API base.
+            let base = self.base_url().await?;
+            let request = make(auth.as_ref(), &base)?;
             attempt += 1;
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let resp = match make(auth.as_ref()).send().await {
+            let resp = match request.send().await {
                 Ok(r) => r,
                 Err(e) => {
                     last = format!("transport error: {}", without_url(&e));
@@ -692,6 +694,12 @@ enum Write<'a> {
     /// A deletion of a record.
     Delete(&'a ExternalId),
 }
+
+/// Builds one attempt's request from its authorization and the API base.
+type MakeRequest<'a> = dyn Fn(Option<&AuthValue>, &str) -> Result<reqwest::RequestBuilder, FetchError>
+    + Send
+    + Sync
+    + 'a;
 
 /// Where a page request goes: the API base, and the complete URL when the
 /// page token is one (checked to be on the base's host).
