@@ -38,6 +38,9 @@ contract!(
     stall_candidates_and_batch_leases,
     api_keys_by_hash,
     connection_and_run_pages,
+    idempotency_keys,
+    conflict_pages,
+    audit_pages,
 );
 
 /// Reopening the file keeps every committed record and migrations are not re-run destructively.
