@@ -153,7 +153,7 @@ pub struct ListParams {
 const CONNECTIONS: &str = "connections";
 
 /// Lists connections by id.
-#[utoipa::path(get, path = "/v1/connections", tag = "connections",
+#[utoipa::path(get, path = "/v1/connections", operation_id = "list_connections", tag = "connections",
     params(ListParams),
     responses((status = 200, body = ConnectionPage),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -199,7 +199,7 @@ pub async fn list(
 }
 
 /// One connection.
-#[utoipa::path(get, path = "/v1/connections/{id}", tag = "connections",
+#[utoipa::path(get, path = "/v1/connections/{id}", operation_id = "get_connection", tag = "connections",
     params(("id" = String, Path, description = "Connection id")),
     responses((status = 200, body = ConnectionView),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -234,7 +234,7 @@ pub struct CreateBody {
 }
 
 /// Creates a connection and its inbound tasks (first run due at once).
-#[utoipa::path(post, path = "/v1/connections", tag = "connections",
+#[utoipa::path(post, path = "/v1/connections", operation_id = "create_connection", tag = "connections",
     request_body = CreateBody,
     responses((status = 201, body = ConnectionView),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -291,7 +291,7 @@ pub struct UpdateBody {
 }
 
 /// Changes a connection's base URL, settings or task interval.
-#[utoipa::path(patch, path = "/v1/connections/{id}", tag = "connections",
+#[utoipa::path(patch, path = "/v1/connections/{id}", operation_id = "update_connection", tag = "connections",
     params(("id" = String, Path, description = "Connection id")),
     request_body = UpdateBody,
     responses((status = 200, body = ConnectionView),
@@ -330,7 +330,7 @@ pub async fn update(
 }
 
 /// Deletes a connection with its tasks, runs and records.
-#[utoipa::path(delete, path = "/v1/connections/{id}", tag = "connections",
+#[utoipa::path(delete, path = "/v1/connections/{id}", operation_id = "delete_connection", tag = "connections",
     params(("id" = String, Path, description = "Connection id")),
     responses((status = 204, description = "Deleted"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -375,7 +375,7 @@ async fn set_status(
 }
 
 /// Pauses a connection: nothing calls its provider until it is resumed.
-#[utoipa::path(post, path = "/v1/connections/{id}/pause", tag = "connections",
+#[utoipa::path(post, path = "/v1/connections/{id}/pause", operation_id = "pause_connection", tag = "connections",
     params(("id" = String, Path, description = "Connection id")),
     responses((status = 200, body = ConnectionView),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -389,7 +389,7 @@ pub async fn pause(
 }
 
 /// Resumes a paused connection.
-#[utoipa::path(post, path = "/v1/connections/{id}/resume", tag = "connections",
+#[utoipa::path(post, path = "/v1/connections/{id}/resume", operation_id = "resume_connection", tag = "connections",
     params(("id" = String, Path, description = "Connection id")),
     responses((status = 200, body = ConnectionView),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -436,7 +436,7 @@ fn sync_body(bytes: &[u8]) -> Result<SyncBody, ApiError> {
 /// interactive priority: its next tick leases them first). With
 /// `full_resync`, their cursors are reset first; a task whose run is in
 /// flight refuses that (409) and nothing is changed.
-#[utoipa::path(post, path = "/v1/connections/{id}/sync", tag = "connections",
+#[utoipa::path(post, path = "/v1/connections/{id}/sync", operation_id = "sync_connection", tag = "connections",
     params(("id" = String, Path, description = "Connection id")),
     request_body(content = Option<SyncBody>, description = "Optional: objects and full resync"),
     responses((status = 202, body = SyncAccepted),
@@ -541,7 +541,7 @@ pub struct TaskParams {
 const TASKS: &str = "tasks";
 
 /// A connection's tasks with their cursor, next run and last result.
-#[utoipa::path(get, path = "/v1/connections/{id}/tasks", tag = "connections",
+#[utoipa::path(get, path = "/v1/connections/{id}/tasks", operation_id = "list_tasks", tag = "connections",
     params(("id" = String, Path, description = "Connection id"), TaskParams),
     responses((status = 200, body = TaskPage),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),

@@ -13,6 +13,9 @@
 //! - [`pages`]: opaque cursors and page sizes.
 //! - [`records`]: the records feed (change order, tombstones, cursors
 //!   to poll from, the semantics of Nango's records API).
+//! - [`changes`]: the product's record changes (create, update, delete,
+//!   push status, conflicts and their resolution, the audit), through core's
+//!   outbound path; [`idempotency`]: the `Idempotency-Key` those calls take.
 //! - [`connections`], [`runs`], [`quarantine`], [`catalog`], [`health`],
 //!   [`api_keys`]: the routes; [`views`]: their JSON.
 //! - [`router`] / [`openapi`]: the routes and the OpenAPI 3.1 document,
@@ -25,8 +28,10 @@
 pub mod api_keys;
 pub mod auth;
 pub mod catalog;
+pub mod changes;
 pub mod connections;
 pub mod health;
+pub mod idempotency;
 pub mod keys;
 pub mod pages;
 pub mod problem;
@@ -59,7 +64,7 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[openapi(
     info(
         title = "syncbridge API",
-        description = "The product's integration surface: the records feed, connections, sync now, runs, tasks, quarantine, the connector catalog, health and API keys. Every call but GET /v1/openapi.json needs `Authorization: Bearer <key>`; errors are RFC 9457 problem documents; lists page with opaque cursors.",
+        description = "The product's integration surface: the records feed, record changes (Idempotency-Key), conflicts and the audit, connections, sync now, runs, tasks, quarantine, the connector catalog, health and API keys. Every call but GET /v1/openapi.json needs `Authorization: Bearer <key>`; errors are RFC 9457 problem documents; lists page with opaque cursors.",
         version = "1"
     ),
     servers((url = "/api")),
@@ -83,7 +88,7 @@ impl utoipa::Modify for BearerScheme {
 }
 
 /// The document itself, public.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta", security(()),
+#[utoipa::path(get, path = "/v1/openapi.json", operation_id = "get_openapi", tag = "meta", security(()),
     responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json")))]
 async fn openapi_json() -> axum::response::Response {
     (
@@ -106,6 +111,12 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(connections::sync_now))
         .routes(routes!(connections::tasks))
         .routes(routes!(records::feed))
+        .routes(routes!(changes::create_record))
+        .routes(routes!(changes::update_record, changes::delete_record))
+        .routes(routes!(changes::record_status))
+        .routes(routes!(changes::resolve))
+        .routes(routes!(changes::conflicts))
+        .routes(routes!(changes::audit))
         .routes(routes!(runs::list))
         .routes(routes!(runs::get))
         .routes(routes!(quarantine::list))

@@ -43,7 +43,7 @@ fn run_key(cursor: &str) -> Result<RunKey, ApiError> {
 }
 
 /// Lists runs, newest first.
-#[utoipa::path(get, path = "/v1/runs", tag = "runs",
+#[utoipa::path(get, path = "/v1/runs", operation_id = "list_runs", tag = "runs",
     params(ListParams),
     responses((status = 200, body = RunPage),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -90,7 +90,7 @@ pub async fn list(
 }
 
 /// One run.
-#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
+#[utoipa::path(get, path = "/v1/runs/{id}", operation_id = "get_run", tag = "runs",
     params(("id" = String, Path, description = "Run id")),
     responses((status = 200, body = RunView),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),

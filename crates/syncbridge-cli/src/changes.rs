@@ -167,28 +167,8 @@ pub(crate) async fn run(data_dir: &Path, cmd: ChangesCmd) -> anyhow::Result<Exit
             take,
             value,
         } => {
-            let (choice, what) = match (take, value) {
-                (_, Some(v)) => {
-                    let v = serde_json::from_str(&v).unwrap_or(Value::String(v));
-                    let what = format!("value {v} wins");
-                    (Choice::Value(v), what)
-                }
-                (Some(Take::Local), None) => (Choice::Take(Side::Local), "Local wins".into()),
-                (Some(Take::Remote), None) => (Choice::Take(Side::Remote), "Remote wins".into()),
-                (None, None) => bail!("pass --take or --value"),
-            };
-            resolve_conflict(
-                &deps,
-                &*app.queue,
-                Target {
-                    connection: &ConnectionId::parse(connection)?,
-                    object: &ObjectType::parse(object)?,
-                    id: &ExternalId::parse(id.clone())?,
-                },
-                &Choice::one(&field, choice),
-            )
-            .await?;
-            println!("{id}.{field}: resolved ({what}); the next push applies it");
+            let target = (connection, object, id);
+            resolve(&app, target, &field, take, value).await?;
         }
         ChangesCmd::Audit {
             connection,
@@ -216,6 +196,39 @@ pub(crate) async fn run(data_dir: &Path, cmd: ChangesCmd) -> anyhow::Result<Exit
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `changes resolve`: core's `resolve_conflict` for one field.
+async fn resolve(
+    app: &syncbridge_functions::AppState,
+    (connection, object, id): (String, String, String),
+    field: &str,
+    take: Option<Take>,
+    value: Option<String>,
+) -> anyhow::Result<()> {
+    let (choice, what) = match (take, value) {
+        (_, Some(v)) => {
+            let v = serde_json::from_str(&v).unwrap_or(Value::String(v));
+            let what = format!("value {v} wins");
+            (Choice::Value(v), what)
+        }
+        (Some(Take::Local), None) => (Choice::Take(Side::Local), "Local wins".into()),
+        (Some(Take::Remote), None) => (Choice::Take(Side::Remote), "Remote wins".into()),
+        (None, None) => bail!("pass --take or --value"),
+    };
+    resolve_conflict(
+        &app.worker_deps(),
+        &*app.queue,
+        Target {
+            connection: &ConnectionId::parse(connection)?,
+            object: &ObjectType::parse(object)?,
+            id: &ExternalId::parse(id.clone())?,
+        },
+        &Choice::one(field, choice),
+    )
+    .await?;
+    println!("{id}.{field}: resolved ({what}); the next push applies it");
+    Ok(())
 }
 
 fn row(r: &Record) -> Value {
