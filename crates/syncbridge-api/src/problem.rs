@@ -66,6 +66,9 @@ pub enum ApiError {
     /// The first request under this `Idempotency-Key` has not answered yet.
     #[error("a request under Idempotency-Key {0:?} is still being processed; retry later")]
     IdempotencyKeyInFlight(String),
+    /// `If-Match` names a version the resource no longer has.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// Nothing at this path.
     #[error("no route at {0}")]
     NoRoute(String),
@@ -114,6 +117,11 @@ impl ApiError {
                 StatusCode::CONFLICT,
                 "idempotency-key-in-flight",
                 "Idempotency key in flight",
+            ),
+            PreconditionFailed(_) => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "Precondition failed",
             ),
             NoRoute(_) => (StatusCode::NOT_FOUND, "no-route", "No such route"),
             MethodNotAllowed => (

@@ -18,6 +18,7 @@
 //! - [`connector`]: connector definitions, pure extraction, the HTTP adapter
 //!   for provider reads and writes, the registry of definitions.
 //! - [`apikeys`]: what the store keeps of the product API's keys (their hash).
+//! - [`heartbeat`]: function heartbeats (the health report's last invocations).
 //! - [`merge`]: the pure conflict-resolution core: three-way field merge, policies, audit entries.
 //! - [`pipeline`]: what the workers do with a job: inbound runs, the job
 //!   lifecycle, outbound submit / push / resolve.
@@ -39,6 +40,7 @@ pub mod clock;
 pub mod connector;
 pub mod credentials;
 pub mod events;
+pub mod heartbeat;
 pub mod ids;
 pub mod merge;
 pub mod model;
@@ -51,7 +53,7 @@ pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use ids::{ConnectionId, ExternalId, IdError, ObjectType, RunId, TaskId, TenantId};
-pub use queue::{OutboundMessage, QueueError, QueueName, QueueSender};
+pub use queue::{MessageCounts, OutboundMessage, QueueDepth, QueueError, QueueName, QueueSender};
 pub use ratelimit::{Decision, RateLimiter};
 pub use secrets::{SecretStore, SecretString};
 pub use store::{Store, StoreError};

@@ -115,6 +115,8 @@ contract!(
     stall_candidates_and_batch_leases,
     api_keys_by_hash,
     connection_and_run_pages,
+    connection_versions,
+    function_beats,
     idempotency_keys,
     conflict_pages,
     audit_pages,
