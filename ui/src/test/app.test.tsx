@@ -134,7 +134,7 @@ describe("pages", () => {
       "GET /quarantine/7": () => ({ body: { id: 7, source: "webhook", reason: "undecodable", connection_id: "acme-crm", message_id: null, at: "2026-12-07T10:00:00Z", bytes: 12, body_text: "{\"id\":\"42\"}", body_base64: "" } }),
       "POST /quarantine/7/replay": () => {
         replays += 1;
-        return replays === 1 ? problem(503, "Temporarily unavailable", "queue busy") : { body: { id: 7, outcome: "replayed", queue: "sync-inbound", jobs: 1 } };
+        return replays === 1 ? problem(503, "Temporarily unavailable", "queue busy") : { body: { id: 7, outcome: "resent", queue: "sync-inbound", jobs: null } };
       },
     });
     render(<App />);
@@ -143,7 +143,7 @@ describe("pages", () => {
     fireEvent.click(screen.getByRole("button", { name: "Replay" }));
     expect(await screen.findByText("queue busy")).toBeTruthy();
     fireEvent.click(screen.getByRole("button", { name: "Replay" }));
-    expect(await screen.findByText("Entry 7 replayed: replayed.")).toBeTruthy();
+    expect(await screen.findByText("Entry 7 replayed: resent to sync-inbound.")).toBeTruthy();
     expect(await screen.findByText("Nothing is quarantined.")).toBeTruthy();
   });
 });
