@@ -204,6 +204,9 @@ describe("dashboard", () => {
     assert.equal(forged.status, 403);
     assert.equal((await forged.json()).type, "urn:syncbridge:problem:csrf");
     await page.goto(stack.dashboard);
+    await page.getByRole("figure").first().waitFor();
+    await page.getByText(/runs, \d+ failed/).waitFor();
+    await shot(page, "overview-with-runs");
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByLabel("API key").waitFor();
     const after = await fetch(`${stack.api}/connections`, { headers });

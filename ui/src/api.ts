@@ -29,6 +29,18 @@ export interface ConnectionView {
   created_at: string;
 }
 
+export interface ConnectionSummary extends ConnectionView {
+  last_sync_at: string | null;
+  next_sync_at: string | null;
+  last_status: string | null;
+  last_error: string | null;
+}
+
+export interface SummaryPage {
+  connections: ConnectionSummary[];
+  next_cursor: string | null;
+}
+
 export interface ConnectionPage {
   connections: ConnectionView[];
   next_cursor: string | null;
@@ -261,6 +273,8 @@ export const api = {
     call<ConnectionPage>("GET", "/connections", { query: q }),
   createConnection: (body: { id: string; tenant: string; provider: string; base_url?: string | null; interval_secs?: number; objects?: string[]; settings?: Record<string, string> }) =>
     call<ConnectionView>("POST", "/connections", { body }),
+  summaries: (q: { status?: string; provider?: string; tenant?: string; cursor?: string | null; limit?: number }) =>
+    call<SummaryPage>("GET", "/connection-summaries", { query: q }),
   connection: (id: string) => call<ConnectionView>("GET", `/connections/${enc(id)}`),
   tasks: (id: string) => call<TaskPage>("GET", `/connections/${enc(id)}/tasks`, { query: { limit: 500 } }),
   syncNow: (id: string) => call<unknown>("POST", `/connections/${enc(id)}/sync`, { body: { full_resync: false } }),

@@ -81,18 +81,19 @@ describe("pages", () => {
     const { calls } = fakeApi({
       "GET /session": () => ({ body: SESSION }),
       "GET /providers": () => ({ body: { providers: [{ name: "sandbox", display_name: "Sandbox CRM", auth: "oauth2", objects: [] }] } }),
-      "GET /connections": (c) =>
+      "GET /connection-summaries": (c) =>
         c.query.get("status") === "disabled"
           ? { body: { connections: [], next_cursor: null } }
           : c.query.get("cursor")
             ? { body: { connections: [{ id: "c-2", tenant: "t", provider: "sandbox", status: "active", base_url: null, webhook_scheme: null, settings: {}, created_at: "2026-12-07T10:00:00Z" }], next_cursor: null } }
-            : { body: { connections: [{ id: "c-1", tenant: "t", provider: "sandbox", status: "needs_reauth", base_url: null, webhook_scheme: null, settings: {}, created_at: "2026-12-07T10:00:00Z" }], next_cursor: "CUR" } },
+            : { body: { connections: [{ id: "c-1", tenant: "t", provider: "sandbox", status: "needs_reauth", base_url: null, webhook_scheme: null, settings: {}, created_at: "2026-12-07T10:00:00Z", last_sync_at: null, next_sync_at: null, last_status: "failed", last_error: "HTTP 401 from the provider" }], next_cursor: "CUR" } },
     });
     render(<App />);
     expect(await screen.findByRole("link", { name: "c-1" })).toBeTruthy();
+    expect(screen.getByText(/HTTP 401 from the provider/)).toBeInTheDocument();
     fireEvent.click(screen.getByRole("button", { name: "Next" }));
     expect(await screen.findByRole("link", { name: "c-2" })).toBeTruthy();
-    expect(calls.some((c) => c.path === "/connections" && c.query.get("cursor") === "CUR")).toBe(true);
+    expect(calls.some((c) => c.path === "/connection-summaries" && c.query.get("cursor") === "CUR")).toBe(true);
     fireEvent.change(screen.getByLabelText("Status"), { target: { value: "disabled" } });
     expect(await screen.findByText("No connection matches these filters.")).toBeTruthy();
   });
