@@ -103,10 +103,12 @@ export interface RunPage {
 
 export interface QueueView {
   name: string;
-  active: number;
-  scheduled: number;
-  locked: number;
-  dead_lettered: number;
+  state: string;
+  unknown_reason: string | null;
+  active: number | null;
+  scheduled: number | null;
+  locked: number | null;
+  dead_lettered: number | null;
 }
 
 export interface Sample {
@@ -115,15 +117,28 @@ export interface Sample {
   more: boolean;
 }
 
+export interface Overdue extends Sample {
+  oldest_task: string | null;
+  oldest_since: string | null;
+}
+
+export interface FunctionView {
+  function: string;
+  last_invocation: string | null;
+  last_success: string | null;
+  last_failure: string | null;
+  last_error_kind: string | null;
+  failures_last_hour: number;
+}
+
 export interface Health {
   status: string;
   store_reachable: boolean;
   store_error: string | null;
-  queues: QueueView[] | null;
-  queues_note: string | null;
-  overdue_tasks: Sample | null;
+  queues: QueueView[];
+  functions: FunctionView[] | null;
+  overdue_tasks: Overdue | null;
   needs_reauth: Sample | null;
-  not_reported: string[];
 }
 
 export interface EntryView {

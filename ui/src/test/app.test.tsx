@@ -9,11 +9,10 @@ const HEALTH = {
   status: "ok",
   store_reachable: true,
   store_error: null,
-  queues: [{ name: "sync-inbound", active: 2, scheduled: 0, locked: 1, dead_lettered: 3 }],
-  queues_note: null,
-  overdue_tasks: { count: 0, ids: [], more: false },
+  queues: [{ name: "sync-inbound", state: "counted", unknown_reason: null, active: 2, scheduled: 0, locked: 1, dead_lettered: 3 }],
+  functions: [{ function: "SyncInboundWorker", last_invocation: "2026-12-07T10:00:00Z", last_success: "2026-12-07T10:00:00Z", last_failure: null, last_error_kind: null, failures_last_hour: 0 }],
+  overdue_tasks: { count: 0, ids: [], more: false, oldest_task: null, oldest_since: null },
   needs_reauth: { count: 1, ids: ["acme-crm"], more: false },
-  not_reported: [],
 };
 
 function run(id: string, started: string, ms: number, created: number): RunView {
@@ -55,6 +54,8 @@ describe("sign-in", () => {
     expect(await screen.findByRole("heading", { name: "Overview" })).toBeTruthy();
     // Health: the dead letters and the connection needing re-authorization.
     expect(await screen.findByRole("link", { name: "acme-crm" })).toBeTruthy();
+    expect(screen.getByText("3 dead letters in sync-inbound")).toBeInTheDocument();
+    expect(screen.getByText("SyncInboundWorker")).toBeInTheDocument();
     fireEvent.click(screen.getByRole("button", { name: "Sign out" }));
     await screen.findByLabelText("API key");
     const out = calls.find((c) => c.method === "DELETE" && c.path === "/session");
