@@ -17,6 +17,8 @@
 //!   to poll from, the semantics of Nango's records API).
 //! - [`notifications`]: the notification channels and rules (read-only),
 //!   outbox counts, a test message.
+//! - [`summaries`]: connections with their last and next sync (the
+//!   dashboard's table, one call per page).
 //! - [`webhook`]: a connection's webhook scheme and secrets, rotation.
 //! - [`changes`]: the product's record changes (create, update, delete,
 //!   push status, conflicts and their resolution, the audit), through core's
@@ -49,6 +51,7 @@ pub mod quarantine;
 pub mod records;
 pub mod runs;
 pub mod session;
+pub mod summaries;
 pub mod views;
 pub mod webhook;
 
@@ -122,6 +125,7 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(connections::resume))
         .routes(routes!(connections::sync_now))
         .routes(routes!(connections::tasks))
+        .routes(routes!(summaries::summaries))
         .routes(routes!(webhook::get, webhook::set, webhook::remove))
         .routes(routes!(webhook::rotate))
         .routes(routes!(webhook::drop_previous))
