@@ -42,6 +42,10 @@ pub enum ApiError {
         /// The scope the route needs.
         needed: &'static str,
     },
+    /// A change made with the dashboard's session cookie lacks the
+    /// session's CSRF token (header `X-CSRF-Token`).
+    #[error("a change made with a session cookie needs the header X-CSRF-Token")]
+    Csrf,
     /// The named thing does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -57,6 +61,15 @@ pub enum ApiError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// The object cannot be pushed (its connector has no write endpoints).
+    #[error("{0}")]
+    ReadOnlyObject(String),
+    /// The `Idempotency-Key` was used for another request.
+    #[error("Idempotency-Key {0:?} was used for another request (method, path or body differ)")]
+    IdempotencyKeyReused(String),
+    /// The first request under this `Idempotency-Key` has not answered yet.
+    #[error("a request under Idempotency-Key {0:?} is still being processed; retry later")]
+    IdempotencyKeyInFlight(String),
     /// `If-Match` names a version the resource no longer has.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -81,6 +94,7 @@ impl ApiError {
         match self {
             Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", "Insufficient scope"),
+            Csrf => (StatusCode::FORBIDDEN, "csrf", "CSRF token required"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             InvalidRequest(_) => (
                 StatusCode::BAD_REQUEST,
@@ -94,6 +108,21 @@ impl ApiError {
                 "Request body too large",
             ),
             Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            ReadOnlyObject(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "read-only-object",
+                "Object cannot be pushed",
+            ),
+            IdempotencyKeyReused(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+            ),
+            IdempotencyKeyInFlight(_) => (
+                StatusCode::CONFLICT,
+                "idempotency-key-in-flight",
+                "Idempotency key in flight",
+            ),
             PreconditionFailed(_) => (
                 StatusCode::PRECONDITION_FAILED,
                 "precondition-failed",
