@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::definition::{ConnectorDef, Endpoint, ObjectDef, Pagination, PushDef, TimeFormat};
+use super::definition::{
+    BodyFormat, ConnectorDef, Endpoint, ObjectDef, Pagination, PushDef, TimeFormat,
+};
 use crate::clock::{Clock, Timestamp};
 use crate::credentials::{AuthValue, CredentialError, CredentialProvider};
 use crate::ids::ExternalId;
@@ -146,6 +148,11 @@ fn format_time(t: Timestamp, f: TimeFormat) -> String {
         TimeFormat::Rfc3339 => t.to_rfc3339(),
         TimeFormat::EpochMs => t.as_millis().to_string(),
         TimeFormat::EpochS => t.as_unix_secs().to_string(),
+        TimeFormat::DateMinutes => {
+            let iso = t.to_rfc3339();
+            // `2026-11-28T12:00:00.000Z` → `2026-11-28 12:00`
+            format!("{} {}", &iso[..10], &iso[11..16])
+        }
     }
 }
 
@@ -230,12 +237,9 @@ impl HttpConnector {
         &self.stats
     }
 
-    fn base_url(&self) -> &str {
-        self.conn
-            .base_url
-            .as_deref()
-            .unwrap_or(&self.def.base_url)
-            .trim_end_matches('/')
+    fn base_url(&self) -> String {
+        let base = self.conn.base_url.as_deref().unwrap_or(&self.def.base_url);
+        self.expand_path(base.trim_end_matches('/'))
     }
 
     fn expand_path(&self, path: &str) -> String {
@@ -246,6 +250,20 @@ impl HttpConnector {
         out
     }
 
+    /// `v` with `{setting}` filled in every string inside it.
+    fn expand_value(&self, v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(self.expand_path(s)),
+            Value::Array(a) => Value::Array(a.iter().map(|v| self.expand_value(v)).collect()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), self.expand_value(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
     fn build(
         &self,
         obj: &ObjectDef,
@@ -253,10 +271,22 @@ impl HttpConnector {
         auth: Option<&AuthValue>,
     ) -> reqwest::RequestBuilder {
         let ep: &Endpoint = &obj.list;
-        let since = req
-            .since
-            .zip(obj.incremental.as_ref())
-            .map(|(t, inc)| format_time(t, inc.format));
+        let inc = obj.incremental.as_ref();
+        let since = match (req.since, inc) {
+            (Some(t), Some(inc)) => Some(format_time(t, inc.format)),
+            (None, Some(inc)) => inc.initial.clone(),
+            (_, None) => None,
+        };
+        // A cursor stream's cursor carries its position: the lower bound
+        // goes on its first request only (Zendesk's incremental export).
+        let stream = matches!(
+            obj.pagination,
+            Pagination::BodyCursor {
+                end_path: Some(_),
+                ..
+            }
+        );
+        let since = since.filter(|_| !(stream && req.page.is_some()));
         let method = if ep.method == "POST" {
             reqwest::Method::POST
         } else {
@@ -273,7 +303,7 @@ impl HttpConnector {
                 let mut q: Vec<(String, String)> = ep
                     .query
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.clone(), self.expand_path(v)))
                     .collect();
                 q.extend(req.extra_query.iter().map(|(k, v)| (k.clone(), v.clone())));
                 if let (Some(s), Some(p)) = (
@@ -285,6 +315,7 @@ impl HttpConnector {
                 if let Some(page) = &req.page {
                     match &obj.pagination {
                         Pagination::BodyCursor { param: Some(p), .. }
+                        | Pagination::LastId { param: p, .. }
                         | Pagination::Offset { param: p, .. }
                         | Pagination::PageNumber { param: p, .. } => {
                             q.push((p.clone(), page.clone()))
@@ -347,7 +378,11 @@ impl HttpConnector {
         fields: &serde_json::Map<String, Value>,
         idempotency_key: &str,
     ) -> Result<Option<RemoteRecord>, FetchError> {
-        let body = write_body(obj, fields);
+        let push = push_def(obj)?;
+        let mut body = write_body(obj, fields);
+        for (path, value) in &push.create_fields {
+            put_at(&mut body, path, self.expand_value(value));
+        }
         self.send_write(obj, Write::Create(body), idempotency_key)
             .await
     }
@@ -404,8 +439,12 @@ impl HttpConnector {
             .idempotency_header
             .as_deref()
             .map(|h| (h, idempotency_key));
+        let body = body.map(|b| WriteBody {
+            value: root_body(push.body_root.as_deref(), b),
+            format: push.body_format,
+        });
         let answer = self
-            .execute(&|auth| self.build_write(ep, id, body, key, auth))
+            .execute(&|auth| self.build_write(ep, id, body.as_ref(), key, auth))
             .await?;
         if matches!(write, Write::Delete(_)) || answer.body.is_null() {
             return Ok(None);
@@ -417,7 +456,7 @@ impl HttpConnector {
         &self,
         ep: &Endpoint,
         id: Option<&ExternalId>,
-        body: Option<&Value>,
+        body: Option<&WriteBody>,
         idempotency: Option<(&str, &str)>,
         auth: Option<&AuthValue>,
     ) -> reqwest::RequestBuilder {
@@ -430,9 +469,29 @@ impl HttpConnector {
         let mut rb = self
             .client
             .request(method, format!("{}{}", self.base_url(), path))
-            .query(&ep.query);
-        if let Some(b) = body {
-            rb = rb.json(b);
+            .query(
+                &ep.query
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), self.expand_path(v)))
+                    .collect::<Vec<_>>(),
+            );
+        match body {
+            Some(WriteBody {
+                value,
+                format: BodyFormat::Json,
+            }) => rb = rb.json(value),
+            Some(WriteBody {
+                value,
+                format: BodyFormat::Form,
+            }) => {
+                rb = rb
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(form_body(value))
+            }
+            None => {}
         }
         if let Some((h, k)) = idempotency {
             rb = rb.header(h, k);
@@ -490,15 +549,7 @@ impl HttpConnector {
                 }
             };
             let status = resp.status().as_u16();
-            let observed: Vec<(String, String)> = resp
-                .headers()
-                .iter()
-                .filter(|(k, _)| {
-                    let k = k.as_str();
-                    k.contains("ratelimit") || k == "retry-after" || k == "sforce-limit-info"
-                })
-                .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-                .collect();
+            let observed = self.rate_limit_headers(resp.headers());
             self.limiter
                 .observe_response(
                     &self.def.name,
@@ -573,6 +624,29 @@ impl HttpConnector {
         })
     }
 
+    /// The answer's rate-limit headers, the provider's own names (the
+    /// definition's `rate_limit_headers`) read as `x-ratelimit-*`.
+    fn rate_limit_headers(&self, headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+        let aliases = &self.def.rate_limit_headers;
+        headers
+            .iter()
+            .filter_map(|(k, v)| {
+                let k = k.as_str();
+                let name = match aliases.canonical(k) {
+                    Some(canonical) => canonical,
+                    None if k.contains("ratelimit")
+                        || k == "retry-after"
+                        || k == "sforce-limit-info" =>
+                    {
+                        k
+                    }
+                    None => return None,
+                };
+                Some((name.to_owned(), v.to_str().ok()?.to_owned()))
+            })
+            .collect()
+    }
+
     async fn wait_or_park(&self, wait: Duration) -> Result<(), FetchError> {
         if wait > self.policy.max_inline_wait {
             return Err(FetchError::Park(wait));
@@ -594,6 +668,12 @@ enum Write<'a> {
     Update(&'a ExternalId, Value),
     /// A deletion of a record.
     Delete(&'a ExternalId),
+}
+
+/// A write's body and how it is encoded.
+struct WriteBody {
+    value: Value,
+    format: BodyFormat,
 }
 
 /// A 2xx answer.
@@ -638,23 +718,77 @@ fn remote_record(
 pub fn write_body(obj: &ObjectDef, changes: &serde_json::Map<String, Value>) -> Value {
     let mut body = Value::Object(serde_json::Map::new());
     for (name, value) in changes {
-        let Some(path) = obj.fields.get(name) else {
-            continue;
-        };
-        let mut at = &mut body;
-        let mut parts = path.split('.').peekable();
-        while let Some(part) = parts.next() {
-            let Value::Object(map) = at else { break };
-            if parts.peek().is_none() {
-                map.insert(part.to_owned(), value.clone());
-                break;
-            }
-            at = map
-                .entry(part.to_owned())
-                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Some(path) = obj.fields.get(name) {
+            put_at(&mut body, path, value.clone());
         }
     }
     body
+}
+
+/// Puts `value` at dotted `path` inside the object `body`, making the
+/// objects on the way.
+fn put_at(body: &mut Value, path: &str, value: Value) {
+    let mut at = body;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let Value::Object(map) = at else { return };
+        if parts.peek().is_none() {
+            map.insert(part.to_owned(), value);
+            return;
+        }
+        at = map
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    }
+}
+
+/// `body` nested under the dotted `root` (`ticket` → `{"ticket": body}`).
+pub fn root_body(root: Option<&str>, body: &Value) -> Value {
+    match root.filter(|r| !r.is_empty()) {
+        None => body.clone(),
+        Some(root) => {
+            let mut out = Value::Object(serde_json::Map::new());
+            put_at(&mut out, root, body.clone());
+            out
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` text of a JSON body, Stripe's way:
+/// nested keys as `a[b]=v`, array items as `a[0]=v`, `null` as `a=` (which
+/// clears the field), booleans and numbers as their text.
+pub fn form_body(body: &Value) -> String {
+    fn walk(key: &str, v: &Value, out: &mut url::form_urlencoded::Serializer<'_, String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if key.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{key}[{k}]")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(&format!("{key}[{i}]"), v, out);
+                }
+            }
+            Value::Null => {
+                out.append_pair(key, "");
+            }
+            Value::String(s) => {
+                out.append_pair(key, s);
+            }
+            other => {
+                out.append_pair(key, &other.to_string());
+            }
+        }
+    }
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    walk("", body, &mut out);
+    out.finish()
 }
 
 fn urlencode(s: &str) -> String {
@@ -709,6 +843,38 @@ mod tests {
         let week = Some(Duration::from_secs(7 * 24 * 3600));
         assert_eq!(parse_retry_after("inf", now), week);
         assert_eq!(parse_retry_after("1e20", now), week);
+    }
+
+    /// Stripe's form encoding: nested keys in brackets, a cleared field
+    /// empty, numbers and booleans as text.
+    #[test]
+    fn form_bodies() {
+        let body = serde_json::json!({"email": "a b@x", "phone": null, "metadata": {"k": "v"}, "n": 3, "tags": ["x", true]});
+        let form = form_body(&body);
+        let mut pairs: Vec<&str> = form.split('&').collect();
+        pairs.sort_unstable();
+        assert_eq!(
+            pairs,
+            [
+                "email=a+b%40x",
+                "metadata%5Bk%5D=v",
+                "n=3",
+                "phone=",
+                "tags%5B0%5D=x",
+                "tags%5B1%5D=true"
+            ]
+        );
+        assert_eq!(
+            root_body(Some("ticket"), &serde_json::json!({"subject": "s"})),
+            serde_json::json!({"ticket": {"subject": "s"}})
+        );
+        assert_eq!(
+            format_time(
+                Timestamp::parse("2026-11-28T12:34:56Z").unwrap(),
+                TimeFormat::DateMinutes
+            ),
+            "2026-11-28 12:34"
+        );
     }
 
     /// Body templates get their placeholders filled or the key dropped.

@@ -21,6 +21,26 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "github.toml",
         include_str!("../../../../connectors/github.toml"),
     ),
+    (
+        "intercom.toml",
+        include_str!("../../../../connectors/intercom.toml"),
+    ),
+    (
+        "asana.toml",
+        include_str!("../../../../connectors/asana.toml"),
+    ),
+    (
+        "stripe.toml",
+        include_str!("../../../../connectors/stripe.toml"),
+    ),
+    (
+        "pipedrive.toml",
+        include_str!("../../../../connectors/pipedrive.toml"),
+    ),
+    (
+        "zendesk.toml",
+        include_str!("../../../../connectors/zendesk.toml"),
+    ),
 ];
 
 /// The shipped sandbox definition with an app-wide limit that stays inside a
@@ -135,7 +155,16 @@ mod tests {
         let r = Registry::builtin();
         assert_eq!(
             r.names().collect::<Vec<_>>(),
-            ["github", "hubspot", "sandbox"]
+            [
+                "asana",
+                "github",
+                "hubspot",
+                "intercom",
+                "pipedrive",
+                "sandbox",
+                "stripe",
+                "zendesk"
+            ]
         );
         let limited = ConnectorDef::from_toml("limited", &sandbox_with_limit(100, 10.0)).unwrap();
         assert!(limited.rate_limit_headers_app_wide);

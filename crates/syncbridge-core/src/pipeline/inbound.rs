@@ -15,6 +15,10 @@
 //! newer time. (Clock skew between us and the provider beyond the lookback
 //! can still hide an edit made during a pass.)
 //!
+//! A cursor stream (Zendesk's incremental export) keeps `stream`: the
+//! cursor its last complete pass ended on. The next pass starts from that
+//! cursor instead of from a time.
+//!
 //! A deleted feed with its own filter (`deletes.incremental`) keeps
 //! `deleted_since`: the start of its last complete listing. The next run asks
 //! only for deletions from then on, minus the feed's lookback, so a pass with
@@ -29,7 +33,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::connector::definition::{DeleteStrategy, ObjectDef};
-use crate::connector::extract::{ExtractError, NextPage, extract_page, next_page};
+use crate::connector::extract::{
+    ExtractError, NextPage, PageView, extract_page, next_page, stream_resume,
+};
 use crate::connector::http::{FetchError, HttpConnector, PageRequest};
 use crate::ids::ExternalId;
 use crate::model::{RunCounts, SyncTask};
@@ -52,6 +58,10 @@ pub struct InboundCursor {
     /// (minus the feed's lookback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_since: Option<Timestamp>,
+    /// A cursor stream's position after its last complete pass (Zendesk's
+    /// final `after_cursor`): the next pass starts there instead of at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
 }
 
 impl InboundCursor {
@@ -208,11 +218,16 @@ fn start_pass(mut cur: InboundCursor, obj: &ObjectDef, now: Timestamp) -> (Inbou
             )
         });
         cur.pass_start = Some(now);
+        // A cursor stream goes on from where its last pass ended.
+        if cur.stream.is_some() {
+            cur.page = cur.stream.clone();
+        }
     }
     // Full reconciliation needs every live id of a complete listing from this run.
     let listing = if matches!(obj.deletes, DeleteStrategy::FullReconciliation)
         && fresh_pass
         && cur.since.is_none()
+        && cur.stream.is_none()
     {
         Listing::Reconcile
     } else {
@@ -296,17 +311,24 @@ impl RunCtx<'_> {
             let n = extracted.upserts.len() + extracted.deletes.len();
             let next = next_page(
                 &obj.pagination,
-                &page.body,
-                page.link.as_deref(),
-                cur.page.as_deref(),
-                n,
-            );
+                &PageView {
+                    body: &page.body,
+                    records: &obj.records,
+                    link: page.link.as_deref(),
+                    current: cur.page.as_deref(),
+                },
+            )?;
             if let Some(m) = extracted.max_updated {
                 cur.high_water = Some(cur.high_water.map_or(m, |h| h.max(m)));
             }
             cur.page = match next {
                 NextPage::Token(t) => Some(t),
-                NextPage::Done => None,
+                NextPage::Done => {
+                    if let Some(s) = stream_resume(&obj.pagination, &page.body) {
+                        cur.stream = Some(s);
+                    }
+                    None
+                }
             };
             if listing == Listing::Reconcile {
                 seen.extend(extracted.upserts.iter().map(|u| u.external_id.clone()));
@@ -351,7 +373,7 @@ impl RunCtx<'_> {
                     feed.list = list.clone();
                 }
                 if let Some(p) = pagination {
-                    feed.pagination = p.clone();
+                    feed.pagination = (**p).clone();
                 }
                 feed.incremental = incremental.clone();
                 let since = incremental.as_ref().and_then(|inc| {
@@ -459,7 +481,15 @@ async fn deleted_feed(
             .await
             .map_err(InboundError::Fetch)?;
         let extracted = extract_page(obj, &fetched.body, true)?;
-        let n = extracted.deletes.len();
+        let next = next_page(
+            &obj.pagination,
+            &PageView {
+                body: &fetched.body,
+                records: &obj.records,
+                link: fetched.link.as_deref(),
+                current: page.as_deref(),
+            },
+        )?;
         for id in extracted.deletes {
             if store
                 .get_record(&task.connection, &task.object, &id)
@@ -469,13 +499,7 @@ async fn deleted_feed(
                 ids.push(id);
             }
         }
-        match next_page(
-            &obj.pagination,
-            &fetched.body,
-            fetched.link.as_deref(),
-            page.as_deref(),
-            n,
-        ) {
+        match next {
             NextPage::Token(t) => page = Some(t),
             NextPage::Done => return Ok(ids),
         }
@@ -544,6 +568,7 @@ mod tests {
             high_water: Some(Timestamp::from_millis(5)),
             pass_start: Some(Timestamp::from_millis(3)),
             deleted_since: Some(Timestamp::from_millis(4)),
+            stream: Some("after".into()),
         };
         assert_eq!(
             InboundCursor::parse(Some(&serde_json::to_string(&c).unwrap())),
