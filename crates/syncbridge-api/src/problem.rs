@@ -57,6 +57,9 @@ pub enum ApiError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// `If-Match` names a version the resource no longer has.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// Nothing at this path.
     #[error("no route at {0}")]
     NoRoute(String),
@@ -91,6 +94,11 @@ impl ApiError {
                 "Request body too large",
             ),
             Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            PreconditionFailed(_) => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "Precondition failed",
+            ),
             NoRoute(_) => (StatusCode::NOT_FOUND, "no-route", "No such route"),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

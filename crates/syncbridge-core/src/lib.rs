@@ -39,6 +39,7 @@ pub mod clock;
 pub mod connector;
 pub mod credentials;
 pub mod events;
+pub mod heartbeat;
 pub mod ids;
 pub mod merge;
 pub mod model;
@@ -51,7 +52,7 @@ pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use ids::{ConnectionId, ExternalId, IdError, ObjectType, RunId, TaskId, TenantId};
-pub use queue::{OutboundMessage, QueueError, QueueName, QueueSender};
+pub use queue::{MessageCounts, OutboundMessage, QueueDepth, QueueError, QueueName, QueueSender};
 pub use ratelimit::{Decision, RateLimiter};
 pub use secrets::{SecretStore, SecretString};
 pub use store::{Store, StoreError};

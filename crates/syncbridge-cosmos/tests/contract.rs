@@ -115,6 +115,8 @@ contract!(
     stall_candidates_and_batch_leases,
     api_keys_by_hash,
     connection_and_run_pages,
+    connection_versions,
+    function_beats,
 );
 
 /// `run_all` too, so a case added to the contract runs here even before it is

@@ -38,6 +38,8 @@ contract!(
     stall_candidates_and_batch_leases,
     api_keys_by_hash,
     connection_and_run_pages,
+    connection_versions,
+    function_beats,
 );
 
 /// Reopening the file keeps every committed record and migrations are not re-run destructively.
