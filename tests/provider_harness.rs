@@ -26,6 +26,7 @@ use syncbridge_core::connector::http::{HttpConnector, PageRequest, RetryPolicy};
 use syncbridge_core::connector::registry::Registry;
 use syncbridge_core::credentials::{AuthValue, CredentialError, CredentialProvider};
 use syncbridge_core::model::{Connection, ConnectionStatus};
+use syncbridge_core::pipeline::inbound::feed_object;
 use syncbridge_core::ratelimit::Unlimited;
 use syncbridge_core::{ConnectionId, SecretString, SystemClock, TenantId, Timestamp};
 
@@ -164,24 +165,10 @@ pub async fn read_page(
 /// filter, as the inbound run builds it) and the query it adds; `None` when
 /// the object has no deleted feed.
 pub fn deleted_feed(obj: &ObjectDef) -> Option<(ObjectDef, BTreeMap<String, String>)> {
-    let DeleteStrategy::DeletedFeed {
-        query,
-        list,
-        pagination,
-        incremental,
-    } = &obj.deletes
-    else {
+    let DeleteStrategy::DeletedFeed { query, .. } = &obj.deletes else {
         return None;
     };
-    let mut feed = obj.clone();
-    if let Some(list) = list {
-        feed.list = list.clone();
-    }
-    if let Some(p) = pagination {
-        feed.pagination = (**p).clone();
-    }
-    feed.incremental = incremental.clone();
-    Some((feed, query.clone()))
+    Some((feed_object(obj)?, query.clone()))
 }
 
 /// A free loopback port (bound and released: the server started next takes it).

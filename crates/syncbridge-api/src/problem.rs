@@ -42,6 +42,10 @@ pub enum ApiError {
         /// The scope the route needs.
         needed: &'static str,
     },
+    /// A change made with the dashboard's session cookie lacks the
+    /// session's CSRF token (header `X-CSRF-Token`).
+    #[error("a change made with a session cookie needs the header X-CSRF-Token")]
+    Csrf,
     /// The named thing does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -81,6 +85,7 @@ impl ApiError {
         match self {
             Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", "Insufficient scope"),
+            Csrf => (StatusCode::FORBIDDEN, "csrf", "CSRF token required"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             InvalidRequest(_) => (
                 StatusCode::BAD_REQUEST,

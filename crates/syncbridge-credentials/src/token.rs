@@ -8,10 +8,13 @@
 
 use std::time::Duration;
 
-use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::basic::{
+    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
+    BasicTokenIntrospectionResponse, BasicTokenType,
+};
 use oauth2::{
-    AuthType, ClientId, ClientSecret, HttpRequest, HttpResponse, RefreshToken, RequestTokenError,
-    TokenResponse as _, TokenUrl,
+    AuthType, ClientId, ClientSecret, ExtraTokenFields, HttpRequest, HttpResponse, RefreshToken,
+    RequestTokenError, StandardRevocableToken, StandardTokenResponse, TokenResponse as _, TokenUrl,
 };
 use syncbridge_core::SecretString;
 
@@ -35,7 +38,31 @@ pub(crate) struct Tokens {
     pub(crate) refresh_token: Option<SecretString>,
     pub(crate) expires_in: Option<Duration>,
     pub(crate) scope: Option<String>,
+    /// The API base URL the answer named (`base_url_from`), when asked for.
+    pub(crate) base_url: Option<String>,
 }
+
+/// A token response's fields beyond RFC 6749's, kept only when they are
+/// text (Salesforce's `instance_url`); never logged.
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+struct ExtraFields(std::collections::BTreeMap<String, serde_json::Value>);
+
+impl std::fmt::Debug for ExtraFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExtraFields(***)")
+    }
+}
+
+impl ExtraTokenFields for ExtraFields {}
+
+/// The `oauth2` client with [`ExtraFields`] in its token responses.
+type Client = oauth2::Client<
+    BasicErrorResponse,
+    StandardTokenResponse<ExtraFields, BasicTokenType>,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+>;
 
 /// Whether the provider may have acted on a token request that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,8 +196,9 @@ pub(crate) async fn refresh(
     client: &OAuthClient,
     token_url: &url::Url,
     refresh_token: &SecretString,
+    base_url_from: Option<&str>,
 ) -> Result<Tokens, TokenError> {
-    let oc = BasicClient::new(ClientId::new(client.client_id.clone()))
+    let oc = Client::new(ClientId::new(client.client_id.clone()))
         .set_client_secret(ClientSecret::new(client.client_secret.expose().to_owned()))
         .set_token_uri(TokenUrl::from_url(token_url.clone()))
         .set_auth_type(match client.auth_style {
@@ -190,6 +218,10 @@ pub(crate) async fn refresh(
             scope: tok
                 .scopes()
                 .map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(" ")),
+            base_url: base_url_from
+                .and_then(|k| tok.extra_fields().0.get(k))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
         }),
         Err(RequestTokenError::ServerResponse(e)) => Err(match e.error() {
             BasicErrorResponseType::InvalidGrant => TokenError::InvalidGrant,

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::definition::{DeleteStrategy, ObjectDef, Pagination, TimeFormat};
+use super::definition::{ClearAs, DeleteStrategy, ObjectDef, Pagination, TimeFormat};
 use crate::clock::Timestamp;
 use crate::ids::ExternalId;
 use crate::model::content_hash;
@@ -56,16 +56,29 @@ pub enum ExtractError {
     BadFlag(String),
 }
 
-/// Follows a dotted path (`paging.next.after`, `items.0.id`); `""` is the value itself.
+/// Follows a dotted path (`paging.next.after`, `items.0.id`); `""` is the
+/// value itself. A key that itself holds dots is found whole first
+/// (`@odata.nextLink`, `@odata.deltaLink`), at any level.
 pub fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     if path.is_empty() {
         return Some(v);
     }
-    path.split('.').try_fold(v, |cur, key| match cur {
+    if let Value::Object(m) = v
+        && let Some(whole) = m.get(path)
+    {
+        return Some(whole);
+    }
+    let (key, rest) = path.split_once('.').unwrap_or((path, ""));
+    let next = match v {
         Value::Object(m) => m.get(key),
         Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)),
         _ => None,
-    })
+    }?;
+    if rest.is_empty() {
+        Some(next)
+    } else {
+        lookup(next, rest)
+    }
 }
 
 /// A scalar as text (ids arrive as numbers from some providers).
@@ -77,10 +90,19 @@ fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Parses a provider time: RFC 3339 text, or epoch milliseconds as number or text.
+/// Parses a provider time: RFC 3339 text (also with an offset written
+/// without a colon, `2024-01-01T00:00:00.000+0000`, as Salesforce and Jira
+/// write it), or epoch milliseconds as number or text.
 pub fn parse_time(v: &Value) -> Option<Timestamp> {
     match v {
-        Value::String(s) => Timestamp::parse(s),
+        Value::String(s) => Timestamp::parse(s).or_else(|| {
+            // `±hhmm` at the end: insert the colon RFC 3339 wants.
+            let (head, off) = s.split_at_checked(s.len().checked_sub(5)?)?;
+            let b = off.as_bytes();
+            (matches!(b[0], b'+' | b'-') && b[1..].iter().all(u8::is_ascii_digit))
+                .then(|| format!("{head}{}:{}", &off[..3], &off[3..]))
+                .and_then(|t| Timestamp::parse(&t))
+        }),
         Value::Number(n) => n.as_i64().map(Timestamp::from_millis),
         _ => None,
     }
@@ -94,7 +116,7 @@ pub fn parse_time_as(v: &Value, format: Option<TimeFormat>) -> Option<Timestamp>
         _ => None,
     };
     match format {
-        None | Some(TimeFormat::Rfc3339) => parse_time(v),
+        None | Some(TimeFormat::Rfc3339 | TimeFormat::Rfc3339Seconds) => parse_time(v),
         Some(TimeFormat::EpochMs) => int().map(Timestamp::from_millis),
         Some(TimeFormat::EpochS) => int()
             .and_then(|s| s.checked_mul(1000))
@@ -112,7 +134,9 @@ pub fn parse_date_minutes(s: &str) -> Option<Timestamp> {
 /// Name of a time format, for messages.
 fn format_name(format: Option<TimeFormat>) -> &'static str {
     match format {
-        None | Some(TimeFormat::Rfc3339) => "RFC 3339 or epoch milliseconds",
+        None | Some(TimeFormat::Rfc3339 | TimeFormat::Rfc3339Seconds) => {
+            "RFC 3339 or epoch milliseconds"
+        }
         Some(TimeFormat::EpochMs) => "epoch milliseconds",
         Some(TimeFormat::EpochS) => "epoch seconds",
         Some(TimeFormat::DateMinutes) => "yyyy-MM-dd HH:mm",
@@ -130,14 +154,22 @@ pub struct ExtractedPage {
     pub max_updated: Option<Timestamp>,
 }
 
-/// Maps a provider record to canonical fields: every configured field, `null` when absent.
+/// Maps a provider record to canonical fields: every configured field, `null`
+/// when absent (or `""` where the provider clears with the empty string:
+/// `push.clear_as = "empty_string"`).
 pub fn map_fields(def: &ObjectDef, rec: &Value) -> Value {
+    let empty_is_null = def
+        .push
+        .as_ref()
+        .is_some_and(|p| p.clear_as == ClearAs::EmptyString);
     let mut out = serde_json::Map::with_capacity(def.fields.len());
     for (name, path) in &def.fields {
-        out.insert(
-            name.clone(),
-            lookup(rec, path).cloned().unwrap_or(Value::Null),
-        );
+        let v = match lookup(rec, path) {
+            Some(Value::String(s)) if empty_is_null && s.is_empty() => Value::Null,
+            Some(v) => v.clone(),
+            None => Value::Null,
+        };
+        out.insert(name.clone(), v);
     }
     Value::Object(out)
 }
@@ -332,6 +364,12 @@ pub fn next_page(p: &Pagination, page: &PageView<'_>) -> Result<NextPage, Extrac
             .link
             .and_then(link_next)
             .map_or(NextPage::Done, NextPage::Token),
+        Pagination::NextUrl { next_path, .. } => {
+            match lookup(page.body, next_path).and_then(scalar_text) {
+                Some(u) if Some(u.as_str()) != page.current => NextPage::Token(u),
+                _ => NextPage::Done,
+            }
+        }
         Pagination::Offset { page_size, .. } => {
             if count < *page_size as usize {
                 NextPage::Done
@@ -367,6 +405,18 @@ pub fn stream_resume(p: &Pagination, body: &Value) -> Option<String> {
             end_path: Some(_),
             ..
         } => lookup(body, cursor_path).and_then(scalar_text),
+        _ => None,
+    }
+}
+
+/// The delta link on a listing's last page (`pagination.delta_path`), where
+/// the next pass starts.
+pub fn delta_link(p: &Pagination, body: &Value) -> Option<String> {
+    match p {
+        Pagination::NextUrl {
+            delta_path: Some(path),
+            ..
+        } => lookup(body, path).and_then(scalar_text),
         _ => None,
     }
 }
@@ -411,6 +461,29 @@ fields = {{ email = "properties.email", name = "properties.name" }}
             .objects
             .remove("o")
             .unwrap()
+    }
+
+    /// Provider times: RFC 3339, its colon-less offset (Salesforce), epoch ms.
+    #[test]
+    fn time_table() {
+        let want = Timestamp::parse("2024-01-01T00:00:00Z");
+        for v in [
+            json!("2024-01-01T00:00:00Z"),
+            json!("2024-01-01T00:00:00.000+0000"),
+            json!("2024-01-01T01:00:00.000+0100"),
+            json!("2023-12-31T23:00:00-0100"),
+            json!(1_704_067_200_000_i64),
+        ] {
+            assert_eq!(parse_time(&v), want, "{v}");
+        }
+        for v in [
+            json!("2024-01-01T00:00:00+00"),
+            json!("2024-01-01T00:00:00+00x0"),
+            json!("x"),
+            json!(true),
+        ] {
+            assert_eq!(parse_time(&v), None, "{v}");
+        }
     }
 
     /// Records are mapped field by field, numeric ids become text, and the latest update is tracked.
@@ -533,6 +606,41 @@ fields = {{ email = "properties.email", name = "properties.name" }}
             next(&off, view(&forty_nine, None, Some("50"))),
             NextPage::Done
         );
+        let next_url = Pagination::NextUrl {
+            next_path: "@odata.nextLink".into(),
+            delta_path: Some("@odata.deltaLink".into()),
+        };
+        // A page of ten records with the given paging keys.
+        let at = |mut v: Value| -> Value {
+            v["results"] = recs(10);
+            v
+        };
+        let graph =
+            at(json!({"@odata.nextLink": "https://graph.microsoft.com/v1.0/x?$skiptoken=2"}));
+        assert_eq!(
+            next(&next_url, view(&graph, None, None)),
+            NextPage::Token("https://graph.microsoft.com/v1.0/x?$skiptoken=2".into())
+        );
+        assert_eq!(delta_link(&next_url, &graph), None);
+        let last =
+            at(json!({"@odata.deltaLink": "https://graph.microsoft.com/v1.0/x?$deltatoken=9"}));
+        assert_eq!(next(&next_url, view(&last, None, None)), NextPage::Done);
+        assert_eq!(
+            delta_link(&next_url, &last).as_deref(),
+            Some("https://graph.microsoft.com/v1.0/x?$deltatoken=9")
+        );
+        let soql = Pagination::NextUrl {
+            next_path: "nextRecordsUrl".into(),
+            delta_path: None,
+        };
+        let more =
+            at(json!({"done": false, "nextRecordsUrl": "/services/data/v60.0/query/01g-2000"}));
+        assert_eq!(
+            next(&soql, view(&more, None, None)),
+            NextPage::Token("/services/data/v60.0/query/01g-2000".into())
+        );
+        let done = json!({"done": true, "results": []});
+        assert_eq!(next(&soql, view(&done, None, None)), NextPage::Done);
         let pn = Pagination::PageNumber {
             param: "page".into(),
             start: 1,

@@ -41,6 +41,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "zendesk.toml",
         include_str!("../../../../connectors/zendesk.toml"),
     ),
+    (
+        "msgraph.toml",
+        include_str!("../../../../connectors/msgraph.toml"),
+    ),
+    (
+        "salesforce.toml",
+        include_str!("../../../../connectors/salesforce.toml"),
+    ),
 ];
 
 /// The shipped sandbox definition with an app-wide limit that stays inside a
@@ -160,7 +168,9 @@ mod tests {
                 "github",
                 "hubspot",
                 "intercom",
+                "msgraph",
                 "pipedrive",
+                "salesforce",
                 "sandbox",
                 "stripe",
                 "zendesk"
