@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use syncbridge_core::connector::definition::ObjectDef;
-use syncbridge_core::connector::http::{HttpConnector, PageRequest};
+use syncbridge_core::connector::definition::TimeFormat;
+use syncbridge_core::connector::http::{HttpConnector, PageRequest, fill_query, format_time};
 use syncbridge_core::{ExternalId, SystemClock, clock::Clock};
 use syncbridge_tests::provider_harness::{
     FixtureServer, MockAnswers, Prism, Route, bind, deleted_feed, read_page, shipped,
@@ -233,6 +234,53 @@ async fn asana_against_its_published_description() {
             "clear a field",
             "delete"
         ]
+    );
+}
+
+/// Jira issues (JQL on `updated`, `nextPageToken` paging, writes under
+/// `fields`, a create read back by its id) against Prism serving Atlassian's
+/// description, with generated answers (its examples are JSON inside
+/// strings) and the correction in `spec-patches/jira-edit-issue-204.yaml`.
+/// The JQL is checked too: the first listing has no bound, an incremental
+/// one `updated >= "yyyy-MM-dd HH:mm"`.
+#[tokio::test(flavor = "multi_thread")]
+async fn jira_against_its_published_description() {
+    let prism = Prism::start(
+        "jira.json",
+        &["jira-edit-issue-204.yaml"],
+        MockAnswers::Generated,
+    );
+    let c = bind(
+        shipped("jira"),
+        &prism.base,
+        &[("project", "SYNC"), ("site", "example")],
+    );
+    let log = || prism.log();
+    let issues = Writes {
+        create: json!({"summary": "Printer on fire", "labels": ["ops"], "duedate": "2026-12-11"}),
+        update: json!({"summary": "Printer no longer on fire"}),
+        clear: "duedate",
+    };
+    let ran = check(&c, "issues", Some(&issues), "10000", &log).await;
+    assert_eq!(
+        ran[ran.len() - 5..],
+        ["get", "create", "update", "clear a field", "delete"]
+    );
+    assert!(ran.contains(&"incremental list"), "{ran:?}");
+    // The JQL: no bound on a first listing, the minute literal after it.
+    let jql = &c.def().object("issues").unwrap().list.query["jql"];
+    let jql = jql.replace("{project}", "SYNC");
+    assert_eq!(
+        fill_query(&jql, None).as_deref(),
+        Some(r#"project = "SYNC" ORDER BY updated ASC"#)
+    );
+    let since = format_time(
+        syncbridge_core::Timestamp::parse("2026-11-28T12:34:56Z").unwrap(),
+        TimeFormat::DateMinutes,
+    );
+    assert_eq!(
+        fill_query(&jql, Some(&since)).as_deref(),
+        Some(r#"project = "SYNC" AND updated >= "2026-11-28 12:34" ORDER BY updated ASC"#)
     );
 }
 

@@ -42,6 +42,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../../connectors/zendesk.toml"),
     ),
     (
+        "jira.toml",
+        include_str!("../../../../connectors/jira.toml"),
+    ),
+    (
         "msgraph.toml",
         include_str!("../../../../connectors/msgraph.toml"),
     ),
@@ -168,6 +172,7 @@ mod tests {
                 "github",
                 "hubspot",
                 "intercom",
+                "jira",
                 "msgraph",
                 "pipedrive",
                 "salesforce",
