@@ -620,3 +620,79 @@ async fn webhook_settings_and_rotation() {
         "not-found",
     );
 }
+
+/// Connection summaries: the page and filters of `GET /v1/connections`,
+/// each with its next sync (its tasks' earliest due time) and its latest
+/// run's outcome; a bad filter is a problem.
+#[tokio::test]
+async fn connection_summaries() {
+    use syncbridge_core::model::{RunCounts, RunStatus, SyncRun};
+    use syncbridge_core::{ConnectionId, RunId, TaskId};
+    let a = api().await;
+    let key = a.key(ApiScope::Write).await;
+    let bearer = |body: Option<Value>| Req {
+        bearer: Some(&key),
+        body,
+        ..Default::default()
+    };
+    for id in ["c1", "c2"] {
+        let body = SANDBOX.replace("\"c1\"", &format!("{id:?}"));
+        let r = a
+            .call(
+                "POST",
+                "/api/v1/connections",
+                bearer(Some(serde_json::from_str(&body).unwrap())),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    a.app
+        .store
+        .put_run(&SyncRun {
+            id: RunId::parse("r1").unwrap(),
+            task: TaskId::parse("c2:contacts:inbound").unwrap(),
+            connection: ConnectionId::parse("c2").unwrap(),
+            status: RunStatus::Failed,
+            started_at: T0,
+            finished_at: Some(T0),
+            counts: RunCounts::default(),
+            error: Some("HTTP 401 from the provider".into()),
+        })
+        .await
+        .unwrap();
+    let r = a
+        .call("GET", "/api/v1/connection-summaries?limit=1", bearer(None))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["connections"][0]["id"], "c1");
+    assert_eq!(r.body["connections"][0]["last_status"], Value::Null);
+    assert_eq!(
+        r.body["connections"][0]["next_sync_at"],
+        T0.to_string(),
+        "first run due at creation"
+    );
+    let cursor = r.body["next_cursor"].as_str().unwrap().to_owned();
+    let r = a
+        .call(
+            "GET",
+            &format!("/api/v1/connection-summaries?limit=1&cursor={cursor}"),
+            bearer(None),
+        )
+        .await;
+    assert_eq!(r.body["connections"][0]["id"], "c2");
+    assert_eq!(r.body["connections"][0]["last_status"], "failed");
+    assert_eq!(
+        r.body["connections"][0]["last_error"],
+        "HTTP 401 from the provider"
+    );
+    assert_problem(
+        &a.call(
+            "GET",
+            "/api/v1/connection-summaries?status=nope",
+            bearer(None),
+        )
+        .await,
+        400,
+        "invalid-request",
+    );
+}

@@ -19,6 +19,7 @@
 //! - [`connector`]: connector definitions, pure extraction, the HTTP adapter
 //!   for provider reads and writes, the registry of definitions.
 //! - [`apikeys`]: what the store keeps of the product API's keys (their hash).
+//! - [`heartbeat`]: each function's last invocation, success and failure.
 //! - [`merge`]: the pure conflict-resolution core: three-way field merge, policies, audit entries.
 //! - [`pipeline`]: what the workers do with a job: inbound runs, the job
 //!   lifecycle, outbound submit / push / resolve.

@@ -1,6 +1,6 @@
-import { api, type Health, type RunView } from "../api";
+import { api, type FunctionView, type Health, type RunView } from "../api";
 import { Link } from "../router";
-import { BarChart, durationMs, Empty, fmtMs, Show, StatusBadge, TableWrap, useAsync, type Bar } from "../ui";
+import { BarChart, durationMs, Empty, fmtMs, Show, StatusBadge, TableWrap, useAsync, when, type Bar } from "../ui";
 
 const HOUR = 3600_000;
 
@@ -41,6 +41,38 @@ export function hourly(runs: RunView[], now: number): { records: Bar[]; duration
   return { records, durations };
 }
 
+const n = (v: number | null) => (v === null ? "—" : String(v));
+
+function Functions({ fs }: { fs: FunctionView[] }) {
+  if (fs.length === 0) return <Empty>No function has reported yet.</Empty>;
+  return (
+    <TableWrap label="Functions">
+      <thead>
+        <tr>
+          <th scope="col">Function</th>
+          <th scope="col">Last invocation</th>
+          <th scope="col">Last success</th>
+          <th scope="col">Failures (1 h)</th>
+          <th scope="col">Last failure</th>
+        </tr>
+      </thead>
+      <tbody>
+        {fs.map((f) => (
+          <tr key={f.function}>
+            <td>{f.function}</td>
+            <td>{when(f.last_invocation)}</td>
+            <td>{when(f.last_success)}</td>
+            <td className={f.failures_last_hour ? "warn" : undefined}>{f.failures_last_hour}</td>
+            <td>
+              {f.last_failure ? `${when(f.last_failure)}${f.last_error_kind ? ` (${f.last_error_kind})` : ""}` : "—"}
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </TableWrap>
+  );
+}
+
 function HealthPanel({ h }: { h: Health }) {
   return (
     <>
@@ -49,39 +81,38 @@ function HealthPanel({ h }: { h: Health }) {
           Health <StatusBadge status={h.status} />
         </h2>
         {h.store_error && <p className="error">Store: {h.store_error}</p>}
-        {h.queues ? (
-          <TableWrap label="Queues">
-            <thead>
-              <tr>
-                <th scope="col">Queue</th>
-                <th scope="col">Active</th>
-                <th scope="col">Scheduled</th>
-                <th scope="col">Locked</th>
-                <th scope="col">Dead letters</th>
+        <h3>Functions</h3>
+        {h.functions ? <Functions fs={h.functions} /> : <p className="note">Function heartbeats are unavailable while the store cannot be read.</p>}
+        <h3>Queues</h3>
+        <TableWrap label="Queues">
+          <thead>
+            <tr>
+              <th scope="col">Queue</th>
+              <th scope="col">Active</th>
+              <th scope="col">Scheduled</th>
+              <th scope="col">Locked</th>
+              <th scope="col">Dead letters</th>
+            </tr>
+          </thead>
+          <tbody>
+            {h.queues.map((q) => (
+              <tr key={q.name}>
+                <td>
+                  {q.name}
+                  {q.unknown_reason && <span className="note"> ({q.unknown_reason})</span>}
+                </td>
+                <td>{n(q.active)}</td>
+                <td>{n(q.scheduled)}</td>
+                <td>{n(q.locked)}</td>
+                <td className={q.dead_lettered ? "warn" : undefined}>{n(q.dead_lettered)}</td>
               </tr>
-            </thead>
-            <tbody>
-              {h.queues.map((q) => (
-                <tr key={q.name}>
-                  <td>{q.name}</td>
-                  <td>{q.active}</td>
-                  <td>{q.scheduled}</td>
-                  <td>{q.locked}</td>
-                  <td className={q.dead_lettered ? "warn" : undefined}>{q.dead_lettered}</td>
-                </tr>
-              ))}
-            </tbody>
-          </TableWrap>
-        ) : (
-          <p>{h.queues_note ?? "Queue depths are not reported."}</p>
-        )}
-        {h.not_reported.length > 0 && (
-          <p className="note">Not reported: {h.not_reported.join("; ")}</p>
-        )}
+            ))}
+          </tbody>
+        </TableWrap>
       </section>
       <section aria-labelledby="h-attention">
         <h2 id="h-attention">Needs attention</h2>
-        {(h.needs_reauth?.count ?? 0) === 0 && (h.overdue_tasks?.count ?? 0) === 0 ? (
+        {(h.needs_reauth?.count ?? 0) === 0 && (h.overdue_tasks?.count ?? 0) === 0 && !h.queues.some((q) => q.dead_lettered) ? (
           <Empty>Nothing needs a person right now.</Empty>
         ) : (
           <ul className="attention">
@@ -91,8 +122,18 @@ function HealthPanel({ h }: { h: Health }) {
               </li>
             ))}
             {h.overdue_tasks?.ids.map((id) => (
-              <li key={`o-${id}`}>task {id} is overdue</li>
+              <li key={`o-${id}`}>
+                task {id} is overdue
+                {id === h.overdue_tasks?.oldest_task && h.overdue_tasks.oldest_since ? ` since ${when(h.overdue_tasks.oldest_since)}` : ""}
+              </li>
             ))}
+            {h.queues
+              .filter((q) => q.dead_lettered)
+              .map((q) => (
+                <li key={`d-${q.name}`}>
+                  {q.dead_lettered} dead letters in {q.name}
+                </li>
+              ))}
           </ul>
         )}
       </section>

@@ -9,11 +9,10 @@ const HEALTH = {
   status: "ok",
   store_reachable: true,
   store_error: null,
-  queues: [{ name: "sync-inbound", active: 2, scheduled: 0, locked: 1, dead_lettered: 3 }],
-  queues_note: null,
-  overdue_tasks: { count: 0, ids: [], more: false },
+  queues: [{ name: "sync-inbound", state: "counted", unknown_reason: null, active: 2, scheduled: 0, locked: 1, dead_lettered: 3 }],
+  functions: [{ function: "SyncInboundWorker", last_invocation: "2026-12-07T10:00:00Z", last_success: "2026-12-07T10:00:00Z", last_failure: null, last_error_kind: null, failures_last_hour: 0 }],
+  overdue_tasks: { count: 0, ids: [], more: false, oldest_task: null, oldest_since: null },
   needs_reauth: { count: 1, ids: ["acme-crm"], more: false },
-  not_reported: [],
 };
 
 function run(id: string, started: string, ms: number, created: number): RunView {
@@ -55,6 +54,8 @@ describe("sign-in", () => {
     expect(await screen.findByRole("heading", { name: "Overview" })).toBeTruthy();
     // Health: the dead letters and the connection needing re-authorization.
     expect(await screen.findByRole("link", { name: "acme-crm" })).toBeTruthy();
+    expect(screen.getByText("3 dead letters in sync-inbound")).toBeInTheDocument();
+    expect(screen.getByText("SyncInboundWorker")).toBeInTheDocument();
     fireEvent.click(screen.getByRole("button", { name: "Sign out" }));
     await screen.findByLabelText("API key");
     const out = calls.find((c) => c.method === "DELETE" && c.path === "/session");
@@ -81,18 +82,19 @@ describe("pages", () => {
     const { calls } = fakeApi({
       "GET /session": () => ({ body: SESSION }),
       "GET /providers": () => ({ body: { providers: [{ name: "sandbox", display_name: "Sandbox CRM", auth: "oauth2", objects: [] }] } }),
-      "GET /connections": (c) =>
+      "GET /connection-summaries": (c) =>
         c.query.get("status") === "disabled"
           ? { body: { connections: [], next_cursor: null } }
           : c.query.get("cursor")
             ? { body: { connections: [{ id: "c-2", tenant: "t", provider: "sandbox", status: "active", base_url: null, webhook_scheme: null, settings: {}, created_at: "2026-12-07T10:00:00Z" }], next_cursor: null } }
-            : { body: { connections: [{ id: "c-1", tenant: "t", provider: "sandbox", status: "needs_reauth", base_url: null, webhook_scheme: null, settings: {}, created_at: "2026-12-07T10:00:00Z" }], next_cursor: "CUR" } },
+            : { body: { connections: [{ id: "c-1", tenant: "t", provider: "sandbox", status: "needs_reauth", base_url: null, webhook_scheme: null, settings: {}, created_at: "2026-12-07T10:00:00Z", last_sync_at: null, next_sync_at: null, last_status: "failed", last_error: "HTTP 401 from the provider" }], next_cursor: "CUR" } },
     });
     render(<App />);
     expect(await screen.findByRole("link", { name: "c-1" })).toBeTruthy();
+    expect(screen.getByText(/HTTP 401 from the provider/)).toBeInTheDocument();
     fireEvent.click(screen.getByRole("button", { name: "Next" }));
     expect(await screen.findByRole("link", { name: "c-2" })).toBeTruthy();
-    expect(calls.some((c) => c.path === "/connections" && c.query.get("cursor") === "CUR")).toBe(true);
+    expect(calls.some((c) => c.path === "/connection-summaries" && c.query.get("cursor") === "CUR")).toBe(true);
     fireEvent.change(screen.getByLabelText("Status"), { target: { value: "disabled" } });
     expect(await screen.findByText("No connection matches these filters.")).toBeTruthy();
   });
@@ -134,7 +136,7 @@ describe("pages", () => {
       "GET /quarantine/7": () => ({ body: { id: 7, source: "webhook", reason: "undecodable", connection_id: "acme-crm", message_id: null, at: "2026-12-07T10:00:00Z", bytes: 12, body_text: "{\"id\":\"42\"}", body_base64: "" } }),
       "POST /quarantine/7/replay": () => {
         replays += 1;
-        return replays === 1 ? problem(503, "Temporarily unavailable", "queue busy") : { body: { id: 7, outcome: "replayed", queue: "sync-inbound", jobs: 1 } };
+        return replays === 1 ? problem(503, "Temporarily unavailable", "queue busy") : { body: { id: 7, outcome: "resent", queue: "sync-inbound", jobs: null } };
       },
     });
     render(<App />);
@@ -143,7 +145,7 @@ describe("pages", () => {
     fireEvent.click(screen.getByRole("button", { name: "Replay" }));
     expect(await screen.findByText("queue busy")).toBeTruthy();
     fireEvent.click(screen.getByRole("button", { name: "Replay" }));
-    expect(await screen.findByText("Entry 7 replayed: replayed.")).toBeTruthy();
+    expect(await screen.findByText("Entry 7 replayed: resent to sync-inbound.")).toBeTruthy();
     expect(await screen.findByText("Nothing is quarantined.")).toBeTruthy();
   });
 });
