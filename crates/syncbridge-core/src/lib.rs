@@ -18,6 +18,7 @@
 //! - [`credentials`]: the [`credentials::CredentialProvider`] hook a provider
 //!   request gets its authorization from.
 //! - [`events`]: operational events and the [`events::EventSink`] they go to.
+//! - [`heartbeat`]: the functions' heartbeats in the store (the API's health).
 //! - [`connector`]: connector definitions, pure extraction, the HTTP adapter
 //!   for provider reads and writes, the registry of definitions.
 //! - [`apikeys`]: what the store keeps of the product API's keys (their hash).
