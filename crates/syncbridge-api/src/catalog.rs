@@ -100,7 +100,7 @@ pub fn provider_view(def: &ConnectorDef) -> ProviderView {
 }
 
 /// Every connector.
-#[utoipa::path(get, path = "/v1/providers", tag = "providers",
+#[utoipa::path(get, path = "/v1/providers", operation_id = "list_providers", operation_id = "list_providers", tag = "providers",
     responses((status = 200, body = Catalog),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
@@ -111,7 +111,7 @@ pub async fn list(State(app): State<AppState>) -> Json<Catalog> {
 }
 
 /// One connector.
-#[utoipa::path(get, path = "/v1/providers/{name}", tag = "providers",
+#[utoipa::path(get, path = "/v1/providers/{name}", operation_id = "get_provider", tag = "providers",
     params(("name" = String, Path, description = "Connector name", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64)),
     responses((status = 200, body = ProviderView),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),

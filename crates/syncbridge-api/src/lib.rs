@@ -21,6 +21,9 @@
 //! - [`summaries`]: connections with their last and next sync (the
 //!   dashboard's table, one call per page).
 //! - [`webhook`]: a connection's webhook scheme and secrets, rotation.
+//! - [`changes`]: the product's record changes (create, update, delete,
+//!   push status, conflicts and their resolution, the audit), through core's
+//!   outbound path; [`idempotency`]: the `Idempotency-Key` those calls take.
 //! - [`connections`], [`runs`], [`quarantine`], [`catalog`], [`health`],
 //!   [`api_keys`]: the routes; [`views`]: their JSON.
 //! - [`session`]: the dashboard's sign-in (API key or one-time link) →
@@ -36,9 +39,11 @@
 pub mod api_keys;
 pub mod auth;
 pub mod catalog;
+pub mod changes;
 pub mod connections;
 pub mod dashboard;
 pub mod health;
+pub mod idempotency;
 pub mod keys;
 pub mod notifications;
 pub mod pages;
@@ -76,7 +81,7 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[openapi(
     info(
         title = "syncbridge API",
-        description = "The product's integration surface: the records feed, connections, sync now, runs, tasks, quarantine, the connector catalog, health and API keys. Every call but GET /v1/openapi.json and /v1/session needs `Authorization: Bearer <key>` (or the dashboard's session cookie `sb_session` from POST /v1/session, with the header X-CSRF-Token on every change); errors are RFC 9457 problem documents; lists page with opaque cursors.",
+        description = "The product's integration surface: the records feed, record changes (Idempotency-Key), conflicts and the audit, connections, sync now, runs, tasks, quarantine, the connector catalog, health and API keys. Every call but GET /v1/openapi.json and /v1/session needs `Authorization: Bearer <key>` (or the dashboard's session cookie `sb_session` from POST /v1/session, with the header X-CSRF-Token on every change); errors are RFC 9457 problem documents; lists page with opaque cursors.",
         version = "1"
     ),
     servers((url = "/api")),
@@ -100,7 +105,7 @@ impl utoipa::Modify for BearerScheme {
 }
 
 /// The document itself, public.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta", security(()),
+#[utoipa::path(get, path = "/v1/openapi.json", operation_id = "get_openapi", tag = "meta", security(()),
     responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json")))]
 async fn openapi_json() -> axum::response::Response {
     (
@@ -127,6 +132,12 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(webhook::rotate))
         .routes(routes!(webhook::drop_previous))
         .routes(routes!(records::feed))
+        .routes(routes!(changes::create_record))
+        .routes(routes!(changes::update_record, changes::delete_record))
+        .routes(routes!(changes::record_status))
+        .routes(routes!(changes::resolve))
+        .routes(routes!(changes::conflicts))
+        .routes(routes!(changes::audit))
         .routes(routes!(runs::list))
         .routes(routes!(runs::get))
         .routes(routes!(run_stats::stats))

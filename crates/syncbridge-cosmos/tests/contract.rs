@@ -117,6 +117,9 @@ contract!(
     connection_and_run_pages,
     connection_versions,
     function_beats,
+    idempotency_keys,
+    conflict_pages,
+    audit_pages,
 );
 
 /// `run_all` too, so a case added to the contract runs here even before it is

@@ -269,6 +269,23 @@ const MIGRATIONS: &[&[Step]] = &[
         doc TEXT NOT NULL
      ) WITHOUT ROWID;",
     )],
+    // 13: the product API's changes. Idempotency keys per API key (the
+    //    document is core's `IdempotencyEntry`; `expires_at` indexed for
+    //    pruning); records with parked conflicts and a connection's audit
+    //    page by index ranges.
+    &[Step::Sql(
+        "CREATE TABLE IF NOT EXISTS idempotency_keys (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (scope, key)
+     ) WITHOUT ROWID;
+     CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_at);
+     CREATE INDEX IF NOT EXISTS records_conflicts ON records (connection, object, external_id)
+        WHERE json_array_length(local, '$.conflicts') > 0;
+     CREATE INDEX IF NOT EXISTS audit_connection_at ON audit (connection, at, seq);",
+    )],
 ];
 
 /// The schema version this build writes: the number of migrations.

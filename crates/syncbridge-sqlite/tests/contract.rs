@@ -40,6 +40,9 @@ contract!(
     connection_and_run_pages,
     connection_versions,
     function_beats,
+    idempotency_keys,
+    conflict_pages,
+    audit_pages,
 );
 
 /// Reopening the file keeps every committed record and migrations are not re-run destructively.

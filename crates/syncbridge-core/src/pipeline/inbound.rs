@@ -751,6 +751,53 @@ mod tests {
         assert!(!breaker_allows(5, 30, 0.1), "counted twice, it would trip");
     }
 
+    /// Keyset restarts: below the cap or on the last page nothing happens;
+    /// at the cap with more to come the pass goes on from the greatest
+    /// `updated_at` listed; a restart that would start where the listing
+    /// started (more than `cap` records at one instant) is refused.
+    #[test]
+    fn keyset_restart_table() {
+        let text = r#"name = "t"
+base_url = "http://x"
+[objects.o]
+list = { path = "/o", query = { since = "{{since}}" } }
+records = "results"
+id = "id"
+updated_at = "u"
+pagination = { type = "body_cursor", cursor_path = "next", param = "after" }
+incremental = { format = "epoch_ms" }
+keyset = { cap = 100 }
+fields = { a = "a" }
+"#;
+        let def = crate::connector::ConnectorDef::from_toml("t", text).unwrap();
+        let obj = def.object("o").unwrap();
+        let t = Timestamp::from_millis;
+        let at = |listed, page: Option<&str>, since| InboundCursor {
+            listed,
+            listed_max: Some(t(50)),
+            page: page.map(str::to_owned),
+            since,
+            ..Default::default()
+        };
+        let mut below = at(99, Some("p"), None);
+        keyset_restart(obj, &mut below).unwrap();
+        assert_eq!((below.page.as_deref(), below.restart), (Some("p"), false));
+        let mut last = at(100, None, None);
+        keyset_restart(obj, &mut last).unwrap();
+        assert!(!last.restart);
+        let mut capped = at(100, Some("p"), Some(t(10)));
+        keyset_restart(obj, &mut capped).unwrap();
+        assert_eq!(
+            (capped.page, capped.restart, capped.since, capped.listed),
+            (None, true, Some(t(50)), 0)
+        );
+        let mut stuck = at(100, Some("p"), Some(t(50)));
+        assert!(matches!(
+            keyset_restart(obj, &mut stuck),
+            Err(InboundError::KeysetStuck(_))
+        ));
+    }
+
     /// A missing or unreadable cursor starts a full pass.
     #[test]
     fn cursor_parse() {
