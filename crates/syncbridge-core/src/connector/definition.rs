@@ -348,6 +348,13 @@ pub enum Pagination {
         /// reconciles deletions.
         #[serde(default)]
         delta_path: Option<String>,
+        /// Whether a page with no records that names a next page is
+        /// followed (`"follow"`) or fails (`"refuse"`, the default, since
+        /// following it could loop). Graph's delta query documents such
+        /// pages: "there are more pages of data to retrieve in the session,
+        /// even if the current response contains an empty result".
+        #[serde(default)]
+        empty_pages: EmptyPages,
     },
     /// Offset and limit parameters.
     Offset {
@@ -364,6 +371,18 @@ pub enum Pagination {
         #[serde(default = "one")]
         start: u32,
     },
+}
+
+/// What an empty page that names a next page means (`next_url` paging).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmptyPages {
+    /// The page fails with a clear error (the default).
+    #[default]
+    Refuse,
+    /// The next page is read (a URL equal to the current one still ends the
+    /// listing, so this cannot loop on one page).
+    Follow,
 }
 
 fn one() -> u32 {
@@ -730,6 +749,7 @@ fn check_pagination(
         Pagination::NextUrl {
             next_path,
             delta_path,
+            ..
         } => {
             if next_path.is_empty() {
                 return Err((f("pagination.next_path"), "must not be empty"));
