@@ -221,6 +221,19 @@ export interface NotificationsView {
   outbox: { pending: number; delivered: number; dead: number } | null;
 }
 
+export interface HourStats {
+  start: string;
+  runs: number;
+  failed: number;
+  records: number;
+  mean_duration_ms: number | null;
+}
+
+export interface RunStats {
+  hours: HourStats[];
+  truncated: boolean;
+}
+
 export class ApiError extends Error {
   readonly status: number;
   readonly problem: Problem | null;
@@ -307,6 +320,7 @@ export const api = {
 
   runs: (q: { connection_id?: string; status?: string; since?: string; cursor?: string | null; limit?: number }) =>
     call<RunPage>("GET", "/runs", { query: q }),
+  runStats: (hours = 24) => call<RunStats>("GET", "/run-stats", { query: { hours } }),
   run: (id: string) => call<RunView>("GET", `/runs/${enc(id)}`),
 
   quarantine: (cursor?: string | null) => call<EntryPage>("GET", "/quarantine", { query: { cursor, limit: 100 } }),

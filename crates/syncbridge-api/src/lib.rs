@@ -17,6 +17,7 @@
 //!   to poll from, the semantics of Nango's records API).
 //! - [`notifications`]: the notification channels and rules (read-only),
 //!   outbox counts, a test message.
+//! - [`run_stats`]: runs per hour (the Overview's charts, one call).
 //! - [`summaries`]: connections with their last and next sync (the
 //!   dashboard's table, one call per page).
 //! - [`webhook`]: a connection's webhook scheme and secrets, rotation.
@@ -49,6 +50,7 @@ pub mod pages;
 pub mod problem;
 pub mod quarantine;
 pub mod records;
+pub mod run_stats;
 pub mod runs;
 pub mod session;
 pub mod summaries;
@@ -138,6 +140,7 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(changes::audit))
         .routes(routes!(runs::list))
         .routes(routes!(runs::get))
+        .routes(routes!(run_stats::stats))
         .routes(routes!(quarantine::list))
         .routes(routes!(quarantine::get, quarantine::discard))
         .routes(routes!(quarantine::replay_one))

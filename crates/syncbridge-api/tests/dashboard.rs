@@ -696,3 +696,81 @@ async fn connection_summaries() {
         "invalid-request",
     );
 }
+
+/// Run stats: runs of the last hours bucketed by hour (runs, failed,
+/// records changed, mean duration), older runs left out; bad hours refused.
+#[tokio::test]
+async fn run_stats_per_hour() {
+    use syncbridge_core::model::{RunCounts, RunStatus, SyncRun};
+    use syncbridge_core::{ConnectionId, RunId, TaskId};
+    let a = api().await;
+    let key = a.key(ApiScope::Read).await;
+    let min = |m: i64| Timestamp::from_millis(T0.as_millis() + m * 60_000);
+    a.clock.set(min(20));
+    let runs = [
+        ("r-now", min(10), RunStatus::Succeeded, 3, Some(1_000)),
+        ("r-now-2", min(15), RunStatus::Running, 4, None),
+        ("r-prev", min(-30), RunStatus::Failed, 0, Some(500)),
+        ("r-old", min(-300), RunStatus::Succeeded, 100, Some(9)),
+    ];
+    for (id, at, status, created, ms) in runs {
+        a.app
+            .store
+            .put_run(&SyncRun {
+                id: RunId::parse(id).unwrap(),
+                task: TaskId::parse("c1:contacts:inbound").unwrap(),
+                connection: ConnectionId::parse("c1").unwrap(),
+                started_at: at,
+                finished_at: ms.map(|ms| Timestamp::from_millis(at.as_millis() + ms)),
+                status,
+                counts: RunCounts {
+                    created,
+                    ..Default::default()
+                },
+                error: None,
+            })
+            .await
+            .unwrap();
+    }
+    let get = |q: &'static str| {
+        let key = key.clone();
+        let a = &a;
+        async move {
+            a.call(
+                "GET",
+                &format!("/api/v1/run-stats{q}"),
+                Req {
+                    bearer: Some(&key),
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+    };
+    let r = get("?hours=3").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let hours = r.body["hours"].as_array().unwrap();
+    assert_eq!(hours.len(), 3);
+    assert_eq!(hours[0]["start"], min(-120).to_string());
+    assert_eq!(hours[0]["runs"], 0);
+    assert_eq!(hours[0]["mean_duration_ms"], Value::Null);
+    assert_eq!(hours[1]["runs"], 1);
+    assert_eq!(hours[1]["failed"], 1);
+    assert_eq!(hours[1]["mean_duration_ms"], 500);
+    assert_eq!(hours[2]["runs"], 2);
+    assert_eq!(hours[2]["records"], 7);
+    assert_eq!(hours[2]["mean_duration_ms"], 1_000, "only finished runs");
+    assert_eq!(r.body["truncated"], false);
+    let day = get("").await;
+    assert_eq!(day.body["hours"].as_array().unwrap().len(), 24);
+    let total: u64 = day.body["hours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["runs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 4, "five hours back is inside a day");
+    for bad in ["?hours=0", "?hours=169", "?hours=x"] {
+        assert_problem(&get(bad).await, 400, "invalid-request");
+    }
+}

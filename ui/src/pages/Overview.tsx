@@ -1,44 +1,30 @@
-import { api, type FunctionView, type Health, type RunView } from "../api";
+import { api, type FunctionView, type Health, type RunStats } from "../api";
 import { Link } from "../router";
-import { BarChart, durationMs, Empty, fmtMs, Show, StatusBadge, TableWrap, useAsync, when, type Bar } from "../ui";
+import { BarChart, Empty, fmtMs, Show, StatusBadge, TableWrap, useAsync, when, type Bar } from "../ui";
 
-const HOUR = 3600_000;
-
-/** The runs of the last 24 hours (newest first, at most `max`). */
-async function lastDay(now: number, max = 2000): Promise<RunView[]> {
-  const since = new Date(now - 24 * HOUR).toISOString();
-  const out: RunView[] = [];
-  let cursor: string | null = null;
-  do {
-    const page = await api.runs({ since, cursor, limit: 500 });
-    out.push(...page.runs);
-    cursor = page.next_cursor;
-  } while (cursor && out.length < max);
-  return out;
-}
-
-/** Records synced and mean run duration per hour, oldest hour first. Pure. */
-export function hourly(runs: RunView[], now: number): { records: Bar[]; durations: Bar[] } {
-  const start = Math.floor(now / HOUR) * HOUR - 23 * HOUR;
-  const records: Bar[] = [];
-  const durations: Bar[] = [];
-  const sums = Array.from({ length: 24 }, () => ({ records: 0, ms: 0, n: 0 }));
-  for (const r of runs) {
-    const i = Math.floor((new Date(r.started_at).getTime() - start) / HOUR);
-    if (i < 0 || i >= 24) continue;
-    sums[i].records += r.counts.created + r.counts.updated + r.counts.deleted;
-    const d = durationMs(r);
-    if (d !== null) {
-      sums[i].ms += d;
-      sums[i].n += 1;
+/** The charts' bars and the period's totals from the server's hourly stats. Pure. */
+export function hourly(stats: RunStats): { records: Bar[]; durations: Bar[]; runs: number; failed: number; meanMs: number | null } {
+  const label = (t: string) => new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  let runs = 0;
+  let failed = 0;
+  let ms = 0;
+  let timed = 0;
+  for (const h of stats.hours) {
+    runs += h.runs;
+    failed += h.failed;
+    if (h.mean_duration_ms !== null) {
+      // Weighted by the hour's runs (every counted run of a past hour has finished).
+      ms += h.mean_duration_ms * h.runs;
+      timed += h.runs;
     }
   }
-  sums.forEach((s, i) => {
-    const label = new Date(start + i * HOUR).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    records.push({ label, value: s.records });
-    durations.push({ label, value: s.n ? s.ms / s.n : 0 });
-  });
-  return { records, durations };
+  return {
+    records: stats.hours.map((h) => ({ label: label(h.start), value: h.records })),
+    durations: stats.hours.map((h) => ({ label: label(h.start), value: h.mean_duration_ms ?? 0 })),
+    runs,
+    failed,
+    meanMs: timed ? Math.round(ms / timed) : null,
+  };
 }
 
 const n = (v: number | null) => (v === null ? "—" : String(v));
@@ -143,8 +129,7 @@ function HealthPanel({ h }: { h: Health }) {
 
 export function Overview() {
   const health = useAsync(() => api.health(), []);
-  const now = Date.now();
-  const runs = useAsync(() => lastDay(now), []);
+  const stats = useAsync(() => api.runStats(24), []);
   return (
     <section>
       <h1>Overview</h1>
@@ -153,16 +138,14 @@ export function Overview() {
       </Show>
       <section aria-labelledby="h-24h">
         <h2 id="h-24h">Last 24 hours</h2>
-        <Show a={runs} what="runs">
-          {(rs) => {
-            const { records, durations } = hourly(rs, now);
-            const failed = rs.filter((r) => r.status === "failed").length;
-            const mean = rs.map(durationMs).filter((d): d is number => d !== null);
+        <Show a={stats} what="run statistics">
+          {(st) => {
+            const { records, durations, runs, failed, meanMs } = hourly(st);
             return (
               <>
                 <p>
-                  {rs.length} runs, {failed} failed, mean duration {fmtMs(mean.length ? Math.round(mean.reduce((a, b) => a + b, 0) / mean.length) : null)}.{" "}
-                  <Link to="runs">All runs</Link>
+                  {runs} runs, {failed} failed, mean duration {fmtMs(meanMs)}
+                  {st.truncated ? " (the oldest runs were not counted)" : ""}. <Link to="runs">All runs</Link>
                 </p>
                 <div className="charts">
                   <BarChart title="Records synced per hour" bars={records} unit="records" />

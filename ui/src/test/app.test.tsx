@@ -3,7 +3,6 @@ import { fireEvent, render, screen, waitFor, within } from "@testing-library/rea
 import { App } from "../App";
 import { fakeApi, problem, SESSION } from "./fake";
 import { hourly } from "../pages/Overview";
-import type { RunView } from "../api";
 
 const HEALTH = {
   status: "ok",
@@ -14,21 +13,6 @@ const HEALTH = {
   overdue_tasks: { count: 0, ids: [], more: false, oldest_task: null, oldest_since: null },
   needs_reauth: { count: 1, ids: ["acme-crm"], more: false },
 };
-
-function run(id: string, started: string, ms: number, created: number): RunView {
-  return {
-    id,
-    task_id: "t",
-    connection_id: "acme-crm",
-    object: "contacts",
-    status: "succeeded",
-    state: "succeeded",
-    started_at: started,
-    finished_at: new Date(new Date(started).getTime() + ms).toISOString(),
-    counts: { pages: 1, fetched: created, created, updated: 0, unchanged: 0, deleted: 0, requests: 1, throttled: 0 },
-    error: null,
-  };
-}
 
 describe("sign-in", () => {
   it("shows the form without a session, signs in with a key, and sends the CSRF token on changes", async () => {
@@ -41,7 +25,7 @@ describe("sign-in", () => {
         return { status: 201, body: SESSION };
       },
       "GET /health": () => ({ body: HEALTH }),
-      "GET /runs": () => ({ body: { runs: [], next_cursor: null } }),
+      "GET /run-stats": () => ({ body: { hours: [], truncated: false } }),
       "DELETE /session": () => ({ status: 204 }),
     });
     render(<App />);
@@ -67,7 +51,7 @@ describe("sign-in", () => {
     const { calls } = fakeApi({
       "POST /session": () => ({ status: 201, body: SESSION }),
       "GET /health": () => ({ body: HEALTH }),
-      "GET /runs": () => ({ body: { runs: [], next_cursor: null } }),
+      "GET /run-stats": () => ({ body: { hours: [], truncated: false } }),
     });
     render(<App />);
     expect(await screen.findByRole("heading", { name: "Overview" })).toBeTruthy();
@@ -151,21 +135,16 @@ describe("pages", () => {
 });
 
 describe("overview charts", () => {
-  it("buckets the last 24 hours by hour: records synced and mean duration", () => {
-    const now = Date.parse("2026-12-07T12:30:00Z");
-    const { records, durations } = hourly(
-      [
-        run("r1", "2026-12-07T12:05:00Z", 1000, 5),
-        run("r2", "2026-12-07T12:10:00Z", 3000, 7),
-        run("r3", "2026-12-07T10:00:00Z", 500, 1),
-        run("old", "2026-12-05T10:00:00Z", 500, 100),
-      ],
-      now,
-    );
-    expect(records).toHaveLength(24);
-    expect(records[23].value).toBe(12);
-    expect(durations[23].value).toBe(2000);
-    expect(records[21].value).toBe(1);
-    expect(records.reduce((s, b) => s + b.value, 0)).toBe(13);
+  it("turns hourly stats into bars and totals (mean duration weighted by runs)", () => {
+    const h = (start: string, runs: number, failed: number, records: number, ms: number | null) => ({ start, runs, failed, records, mean_duration_ms: ms });
+    const r = hourly({
+      hours: [h("2026-12-07T10:00:00Z", 1, 0, 5, 1000), h("2026-12-07T11:00:00Z", 0, 0, 0, null), h("2026-12-07T12:00:00Z", 3, 1, 12, 3000)],
+      truncated: false,
+    });
+    expect(r.records.map((b) => b.value)).toEqual([5, 0, 12]);
+    expect(r.durations.map((b) => b.value)).toEqual([1000, 0, 3000]);
+    expect(r.runs).toBe(4);
+    expect(r.failed).toBe(1);
+    expect(r.meanMs).toBe(2500);
   });
 });
