@@ -304,9 +304,9 @@ macro_rules! problem {
 /// Creates a record: stored with its outbox entry and pushed by the outbound worker.
 #[utoipa::path(post, path = "/v1/connections/{id}/objects/{object}/records", tag = "changes",
     operation_id = "create_record",
-    params(("id" = String, Path, description = "Connection id"),
-        ("object" = String, Path, description = "Object type"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the same answer again (24 h)")),
+    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
+        ("object" = String, Path, description = "Object type", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Same key and body: the same answer again (24 h)")),
     request_body = CreateRecordBody,
     responses((status = 202, body = RecordStatus),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -347,10 +347,10 @@ pub async fn create_record(
 /// Changes some fields of a record (`null` clears a field).
 #[utoipa::path(patch, path = "/v1/connections/{id}/objects/{object}/records/{record_id}", tag = "changes",
     operation_id = "update_record",
-    params(("id" = String, Path, description = "Connection id"),
-        ("object" = String, Path, description = "Object type"),
-        ("record_id" = String, Path, description = "Record id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the same answer again (24 h)")),
+    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
+        ("object" = String, Path, description = "Object type", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64),
+        ("record_id" = String, Path, description = "Record id", min_length = 1, max_length = 512),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Same key and body: the same answer again (24 h)")),
     request_body = UpdateRecordBody,
     responses((status = 202, body = RecordStatus),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -389,10 +389,10 @@ pub async fn update_record(
 /// Deletes a record (pushed as a DELETE to the provider).
 #[utoipa::path(delete, path = "/v1/connections/{id}/objects/{object}/records/{record_id}", tag = "changes",
     operation_id = "delete_record",
-    params(("id" = String, Path, description = "Connection id"),
-        ("object" = String, Path, description = "Object type"),
-        ("record_id" = String, Path, description = "Record id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Same key: the same answer again (24 h)")),
+    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
+        ("object" = String, Path, description = "Object type", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64),
+        ("record_id" = String, Path, description = "Record id", min_length = 1, max_length = 512),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Same key: the same answer again (24 h)")),
     responses((status = 202, body = RecordStatus),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
@@ -424,9 +424,9 @@ pub async fn delete_record(
 /// A record's push status: pending, pushed, parked or conflict.
 #[utoipa::path(get, path = "/v1/connections/{id}/objects/{object}/records/{record_id}/status", tag = "changes",
     operation_id = "get_record_status",
-    params(("id" = String, Path, description = "Connection id"),
-        ("object" = String, Path, description = "Object type"),
-        ("record_id" = String, Path, description = "Record id")),
+    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
+        ("object" = String, Path, description = "Object type", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64),
+        ("record_id" = String, Path, description = "Record id", min_length = 1, max_length = 512)),
     responses((status = 200, body = RecordStatus),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
@@ -475,10 +475,10 @@ fn choices(b: ResolveBody, parked: &[String]) -> Result<BTreeMap<String, Choice>
 /// Resolves a record's parked conflicts: a side wins, or a value per field.
 #[utoipa::path(post, path = "/v1/connections/{id}/objects/{object}/records/{record_id}/resolve", tag = "changes",
     operation_id = "resolve_record",
-    params(("id" = String, Path, description = "Connection id"),
-        ("object" = String, Path, description = "Object type"),
-        ("record_id" = String, Path, description = "Record id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the same answer again (24 h)")),
+    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
+        ("object" = String, Path, description = "Object type", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64),
+        ("record_id" = String, Path, description = "Record id", min_length = 1, max_length = 512),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Same key and body: the same answer again (24 h)")),
     request_body = ResolveBody,
     responses((status = 202, body = RecordStatus),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -596,10 +596,13 @@ pub struct ConflictPage {
 #[into_params(parameter_in = Query)]
 pub struct ConflictParams {
     /// Only this connection's.
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128)]
     pub connection_id: Option<String>,
     /// From a previous page's `next_cursor`.
+    #[param(pattern = "^[A-Za-z0-9_-]+$", max_length = 1024)]
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
@@ -694,15 +697,17 @@ pub struct AuditPage {
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// From a previous page's `next_cursor`.
+    #[param(pattern = "^[A-Za-z0-9_-]+$", max_length = 1024)]
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
 /// A connection's push decisions (the conflict-resolution audit), oldest first.
 #[utoipa::path(get, path = "/v1/connections/{id}/audit", tag = "changes",
     operation_id = "list_audit",
-    params(("id" = String, Path, description = "Connection id"), AuditParams),
+    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128), AuditParams),
     responses((status = 200, body = AuditPage),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
