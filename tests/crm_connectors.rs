@@ -764,7 +764,9 @@ async fn graph_delta_links_410_and_foreign_next_links() {
                 expired.store(true, SeqCst);
                 (410, json!({"error": {"code": "SyncStateNotFound", "message": "The sync state generation is not found"}}))
             }
-            (_, Some("d3")) => (200, json!({"value": [], "@odata.nextLink": "https://graph.example.net/v1.0/steal?$skiptoken=x"})),
+            // A page with a record (an empty page naming a next one fails
+            // for that reason first) and a next link to another host.
+            (_, Some("d3")) => (200, json!({"value": page(2..=2), "@odata.nextLink": "https://graph.example.net/v1.0/steal?$skiptoken=x"})),
             _ => (400, json!({"error": {"code": "BadRequest", "message": "bad token"}})),
         }
     })

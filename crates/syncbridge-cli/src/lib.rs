@@ -13,6 +13,7 @@
 //! - `paths`: where the app root (host.json, functions/) and the handler
 //!   binaries are.
 //! - `apikeys`: `syncbridge api-keys create|list|revoke` (the product API's keys).
+//! - [`providers`]: `syncbridge providers list|show NAME`, the connector catalog.
 
 mod apikeys;
 mod changes;
@@ -20,6 +21,7 @@ mod connections;
 pub mod demo;
 mod ops;
 mod paths;
+pub mod providers;
 mod up;
 mod webhooks;
 
@@ -79,6 +81,9 @@ pub enum Command {
     /// Keys of the product API (SyncApi): create (prints the key once), list, revoke.
     #[command(subcommand, name = "api-keys")]
     ApiKeys(apikeys::ApiKeysCmd),
+    /// The connector catalog: objects, auth, writes, deletes, webhooks, rate limits.
+    #[command(subcommand)]
+    Providers(providers::ProvidersCmd),
 }
 
 /// Runs a parsed command line; errors are printed once, here.
@@ -93,6 +98,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Notify(n) => ops::notify(n).await,
         Command::Changes(c) => changes::run(&cli.data_dir, c).await,
         Command::ApiKeys(k) => apikeys::run(&cli.data_dir, k).await,
+        Command::Providers(p) => providers::run(p),
     };
     match result {
         Ok(code) => code,
