@@ -44,6 +44,7 @@ const PAGES = [
   ["connections", "Connections"],
   ["add-connection", "Add a connection"],
   ["runs", "Runs"],
+  ["conflicts", "Conflicts"],
   ["quarantine", "Quarantine"],
   ["notifications", "Notifications"],
   ["api-keys", "API keys"],

@@ -10,11 +10,13 @@ import { Quarantine } from "./pages/Quarantine";
 import { ApiKeys } from "./pages/ApiKeys";
 import { AddConnection } from "./pages/AddConnection";
 import { Notifications } from "./pages/Notifications";
+import { Conflicts } from "./pages/Conflicts";
 
 const NAV: [string, string][] = [
   ["", "Overview"],
   ["connections", "Connections"],
   ["runs", "Runs"],
+  ["conflicts", "Conflicts"],
   ["quarantine", "Quarantine"],
   ["notifications", "Notifications"],
   ["api-keys", "API keys"],
@@ -64,6 +66,8 @@ function Page() {
       return <AddConnection />;
     case "runs":
       return parts[1] ? <RunDetail id={parts[1]} /> : <Runs />;
+    case "conflicts":
+      return <Conflicts />;
     case "quarantine":
       return <Quarantine />;
     case "notifications":

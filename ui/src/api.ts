@@ -234,6 +234,32 @@ export interface RunStats {
   truncated: boolean;
 }
 
+export interface ConflictField {
+  field: string;
+  base: unknown;
+  ours: unknown;
+  theirs: unknown;
+  parked_at: string;
+}
+
+export interface ConflictView {
+  connection_id: string;
+  object: string;
+  record_id: string;
+  version: number;
+  fields: ConflictField[];
+}
+
+export interface AuditView {
+  key: string;
+  object: string;
+  record_id: string;
+  at: string;
+  entry: Record<string, unknown>;
+}
+
+export type ResolveBody = { take: "ours" | "theirs"; fields?: string[] } | { value: Record<string, unknown> };
+
 export class ApiError extends Error {
   readonly status: number;
   readonly problem: Problem | null;
@@ -317,6 +343,13 @@ export const api = {
   rotateWebhook: (id: string) => call<WebhookSecretView>("POST", `/connections/${enc(id)}/webhook/rotate`),
   dropPreviousSecret: (id: string) => call<WebhookView>("DELETE", `/connections/${enc(id)}/webhook/previous`),
   removeWebhook: (id: string) => call<void>("DELETE", `/connections/${enc(id)}/webhook`),
+
+  conflicts: (q: { connection_id?: string; cursor?: string | null; limit?: number }) =>
+    call<{ conflicts: ConflictView[]; next_cursor: string | null }>("GET", "/conflicts", { query: q }),
+  resolve: (c: { connection_id: string; object: string; record_id: string }, body: ResolveBody) =>
+    call<unknown>("POST", `/connections/${enc(c.connection_id)}/objects/${enc(c.object)}/records/${enc(c.record_id)}/resolve`, { body }),
+  audit: (id: string, cursor?: string | null) =>
+    call<{ entries: AuditView[]; next_cursor: string | null }>("GET", `/connections/${enc(id)}/audit`, { query: { cursor, limit: 100 } }),
 
   runs: (q: { connection_id?: string; status?: string; since?: string; cursor?: string | null; limit?: number }) =>
     call<RunPage>("GET", "/runs", { query: q }),
