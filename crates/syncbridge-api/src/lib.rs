@@ -3,7 +3,9 @@
 //! An HTTP-only function (route `v1/{*path}`): the Functions host (or
 //! `syncbridge up`) proxies requests byte for byte, with the route prefix,
 //! so routes here are served under `/api/v1/…`. Every route but
-//! `GET /v1/openapi.json` needs `Authorization: Bearer <API key>`.
+//! `GET /v1/openapi.json` and the connect flow's browser routes
+//! (`/v1/connect/s/…`, `/v1/connect/callback`, `/v1/connect/done`) needs
+//! `Authorization: Bearer <API key>`.
 //!
 //! # Layout
 //!
@@ -13,6 +15,9 @@
 //! - [`pages`]: opaque cursors and page sizes.
 //! - [`records`]: the records feed (change order, tombstones, cursors
 //!   to poll from, the semantics of Nango's records API).
+//! - [`connect`]: the connect flow (OAuth 2.0 authorization code + PKCE,
+//!   or a key form): sessions (write scope) and the public browser routes
+//!   (the link, the callback, the done page), which need no key.
 //! - [`connections`], [`runs`], [`quarantine`], [`catalog`], [`health`],
 //!   [`api_keys`]: the routes; [`views`]: their JSON.
 //! - [`router`] / [`openapi`]: the routes and the OpenAPI 3.1 document,
@@ -25,6 +30,7 @@
 pub mod api_keys;
 pub mod auth;
 pub mod catalog;
+pub mod connect;
 pub mod connections;
 pub mod health;
 pub mod keys;
@@ -59,7 +65,7 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[openapi(
     info(
         title = "syncbridge API",
-        description = "The product's integration surface: the records feed, connections, sync now, runs, tasks, quarantine, the connector catalog, health and API keys. Every call but GET /v1/openapi.json needs `Authorization: Bearer <key>`; errors are RFC 9457 problem documents; lists page with opaque cursors.",
+        description = "The product's integration surface: the records feed, connections, the connect flow, sync now, runs, tasks, quarantine, the connector catalog, health and API keys. Every call but GET /v1/openapi.json and the connect flow's browser routes needs `Authorization: Bearer <key>`; errors are RFC 9457 problem documents; lists page with opaque cursors.",
         version = "1"
     ),
     servers((url = "/api")),
@@ -93,8 +99,21 @@ async fn openapi_json() -> axum::response::Response {
         .into_response()
 }
 
-fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// The routes behind the key check, the public ones, and the document of both.
+fn parts() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (guarded, mut doc) = guarded_parts();
+    let (public, public_doc) = OpenApiRouter::new()
+        .routes(routes!(connect::open, connect::submit_key))
+        .routes(routes!(connect::callback))
+        .routes(routes!(connect::done))
+        .split_for_parts();
+    doc.merge(public_doc);
+    (guarded, public, doc)
+}
+
+fn guarded_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(connect::create))
         .routes(routes!(connections::list, connections::create))
         .routes(routes!(
             connections::get,
@@ -121,7 +140,7 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The OpenAPI 3.1 document of this API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    parts().1
+    parts().2
 }
 
 /// The document as served and committed (pretty JSON, trailing newline).
@@ -138,8 +157,10 @@ pub fn openapi_text() -> String {
 /// The handler's router: every route under [`ROUTE_PREFIX`], the key check
 /// on all but the document, problem documents for unknown paths and methods.
 pub fn router(state: AppState) -> Router {
-    let (api, _) = parts();
-    let public = Router::new().route("/v1/openapi.json", axum::routing::get(openapi_json));
+    let (api, connect_public, _) = parts();
+    let public = Router::new()
+        .route("/v1/openapi.json", axum::routing::get(openapi_json))
+        .merge(connect_public);
     let guarded = api
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -13,9 +13,12 @@
 //! - `paths`: where the app root (host.json, functions/) and the handler
 //!   binaries are.
 //! - `apikeys`: `syncbridge api-keys create|list|revoke` (the product API's keys).
+//! - `connect`: `syncbridge connect`, a tenant's account connected through
+//!   the connect flow (prints the link, waits until the connection is active).
 
 mod apikeys;
 mod changes;
+mod connect;
 mod connections;
 pub mod demo;
 mod ops;
@@ -79,6 +82,9 @@ pub enum Command {
     /// Keys of the product API (SyncApi): create (prints the key once), list, revoke.
     #[command(subcommand, name = "api-keys")]
     ApiKeys(apikeys::ApiKeysCmd),
+    /// Connect a tenant's account through the connect flow: prints the link
+    /// to open in a browser and waits until the connection is active.
+    Connect(connect::ConnectArgs),
 }
 
 /// Runs a parsed command line; errors are printed once, here.
@@ -93,6 +99,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Notify(n) => ops::notify(n).await,
         Command::Changes(c) => changes::run(&cli.data_dir, c).await,
         Command::ApiKeys(k) => apikeys::run(&cli.data_dir, k).await,
+        Command::Connect(a) => connect::run(&cli.data_dir, a).await,
     };
     match result {
         Ok(code) => code,

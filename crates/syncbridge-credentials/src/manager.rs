@@ -255,8 +255,19 @@ struct Ready<'a> {
     scope: Option<String>,
     client: &'a OAuthClient,
     url: url::Url,
+    style: crate::client::AuthStyle,
     /// The key a token URL that is no OAuth endpoint is suspended under.
     url_key: String,
+}
+
+impl Ready<'_> {
+    fn endpoint(&self) -> token::Endpoint<'_> {
+        token::Endpoint {
+            client: self.client,
+            url: &self.url,
+            style: self.style,
+        }
+    }
 }
 
 /// What `Inner::preflight` decided.
@@ -419,7 +430,7 @@ pub(crate) struct Inner {
     pub(crate) events: Arc<dyn EventSink>,
     pub(crate) clock: Arc<dyn Clock>,
     limiter: Option<Arc<dyn RateLimiter>>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     owner: String,
     attempts: AtomicU64,
     gates: Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
@@ -942,6 +953,7 @@ impl Inner {
             scope,
             client,
             url,
+            style: client.auth_style_for(def),
             url_key,
         })))
     }
@@ -972,7 +984,7 @@ impl Inner {
         let id = &r.cur.connection;
         self.phase(id, RefreshPhase::BeforeRequest).await;
         bump(&self.counters.token_requests);
-        let result = token::refresh(&self.http, r.client, &r.url, &r.refresh_token).await;
+        let result = token::refresh(&self.http, r.endpoint(), &r.refresh_token).await;
         let Err(TokenError::Transient {
             outcome: Outcome::Unknown,
             what,
@@ -990,7 +1002,7 @@ impl Inner {
         tracing::warn!(connection = %id, reason = %what, "token request outcome unknown; repeating it at once");
         self.wait_for_budget(&r.stored).await?;
         bump(&self.counters.token_requests);
-        let result = token::refresh(&self.http, r.client, &r.url, &r.refresh_token).await;
+        let result = token::refresh(&self.http, r.endpoint(), &r.refresh_token).await;
         Ok(Requested::Answer(result))
     }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
-    AuthType, ClientId, ClientSecret, HttpRequest, HttpResponse, RefreshToken, RequestTokenError,
+    AuthType, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet, HttpRequest,
+    HttpResponse, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
     TokenResponse as _, TokenUrl,
 };
 use syncbridge_core::SecretString;
@@ -163,24 +164,72 @@ async fn send(http: reqwest::Client, req: HttpRequest) -> Result<HttpResponse, T
     })
 }
 
-/// Exchanges `refresh_token` at `token_url`.
-pub(crate) async fn refresh(
-    http: &reqwest::Client,
-    client: &OAuthClient,
-    token_url: &url::Url,
-    refresh_token: &SecretString,
-) -> Result<Tokens, TokenError> {
-    let oc = BasicClient::new(ClientId::new(client.client_id.clone()))
-        .set_client_secret(ClientSecret::new(client.client_secret.expose().to_owned()))
-        .set_token_uri(TokenUrl::from_url(token_url.clone()))
-        .set_auth_type(match client.auth_style {
+/// Where and how a token request goes.
+#[derive(Clone, Copy)]
+pub(crate) struct Endpoint<'a> {
+    pub(crate) client: &'a OAuthClient,
+    pub(crate) url: &'a url::Url,
+    pub(crate) style: AuthStyle,
+}
+
+type Client =
+    BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+fn oauth_client(at: Endpoint<'_>) -> Client {
+    BasicClient::new(ClientId::new(at.client.client_id.clone()))
+        .set_client_secret(ClientSecret::new(
+            at.client.client_secret.expose().to_owned(),
+        ))
+        .set_token_uri(TokenUrl::from_url(at.url.clone()))
+        .set_auth_type(match at.style {
             AuthStyle::Basic => AuthType::BasicAuth,
             AuthStyle::RequestBody => AuthType::RequestBody,
-        });
+        })
+}
+
+/// Exchanges `refresh_token` at the endpoint.
+pub(crate) async fn refresh(
+    http: &reqwest::Client,
+    at: Endpoint<'_>,
+    refresh_token: &SecretString,
+) -> Result<Tokens, TokenError> {
+    let oc = oauth_client(at);
     let rt = RefreshToken::new(refresh_token.expose().to_owned());
     let http = http.clone();
     let call = move |req: HttpRequest| send(http.clone(), req);
-    match oc.exchange_refresh_token(&rt).request_async(&call).await {
+    classify(oc.exchange_refresh_token(&rt).request_async(&call).await)
+}
+
+/// What an authorization code is exchanged with (RFC 6749 §4.1.3, RFC 7636 §4.5).
+pub(crate) struct CodeGrant<'a> {
+    pub(crate) code: &'a SecretString,
+    pub(crate) redirect_uri: &'a url::Url,
+    pub(crate) verifier: Option<&'a SecretString>,
+}
+
+/// Exchanges an authorization code at the endpoint.
+pub(crate) async fn exchange_code(
+    http: &reqwest::Client,
+    at: Endpoint<'_>,
+    grant: CodeGrant<'_>,
+) -> Result<Tokens, TokenError> {
+    let oc = oauth_client(at).set_redirect_uri(RedirectUrl::from_url(grant.redirect_uri.clone()));
+    let mut req = oc.exchange_code(AuthorizationCode::new(grant.code.expose().to_owned()));
+    if let Some(v) = grant.verifier {
+        req = req.set_pkce_verifier(PkceCodeVerifier::new(v.expose().to_owned()));
+    }
+    let http = http.clone();
+    let call = move |req: HttpRequest| send(http.clone(), req);
+    classify(req.request_async(&call).await)
+}
+
+type Answer = Result<
+    oauth2::basic::BasicTokenResponse,
+    RequestTokenError<Transport, oauth2::basic::BasicErrorResponse>,
+>;
+
+fn classify(answer: Answer) -> Result<Tokens, TokenError> {
+    match answer {
         Ok(tok) => Ok(Tokens {
             access_token: SecretString::new(tok.access_token().secret().clone()),
             refresh_token: tok

@@ -245,6 +245,16 @@ const MIGRATIONS: &[&[Step]] = &[
      CREATE INDEX IF NOT EXISTS runs_connection_started ON runs (connection, started_at, id);
      CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at, id);",
     )],
+    // 10: connect sessions (the OAuth connect flow): one document each,
+    //     advanced by compare-and-swap on `version`; `expires_at` for pruning.
+    &[Step::Sql(
+        "CREATE TABLE IF NOT EXISTS connect_sessions (
+        id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        doc TEXT NOT NULL
+     );",
+    )],
 ];
 
 /// The schema version this build writes: the number of migrations.

@@ -38,6 +38,7 @@ contract!(
     stall_candidates_and_batch_leases,
     api_keys_by_hash,
     connection_and_run_pages,
+    connect_sessions_advance_once,
 );
 
 /// Reopening the file keeps every committed record and migrations are not re-run destructively.
