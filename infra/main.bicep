@@ -52,6 +52,13 @@ param oauthClients array = []
 @secure()
 param oauthClientSecrets object = {}
 
+@description('The product\'s webhook endpoint (https): SYNCBRIDGE_PRODUCT_WEBHOOK_URL on the apps that raise product events (sync.completed, connection.created, connection.needs_reauth). Empty: no product webhooks.')
+param productWebhookUrl string = ''
+
+@description('The product webhook\'s Standard Webhooks signing secret (whsec_…): stored in Key Vault by the template (product-webhook-secret) and set as a Key Vault reference (SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET). Required when productWebhookUrl is set.')
+@secure()
+param productWebhookSecret string = ''
+
 @description('Log Analytics retention in days.')
 param logRetentionDays int = 30
 
@@ -188,7 +195,9 @@ resource cosmosState 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/contain
       indexingPolicy: {
         indexingMode: 'consistent'
         automatic: true
-        includedPaths: [ { path: '/*' } ]
+        // `/doc/status/?` is the one path under the excluded `/doc/*` indexed
+        // (the more precise path wins): the API's status filters.
+        includedPaths: [ { path: '/*' }, { path: '/doc/status/?' } ]
         // Record payloads and their outbound state (`local`: base copy, parked
         // values) are never filtered on; the queried parts are copied to top-level
         // fields (`push_due_at`, `local_key`).
@@ -207,6 +216,17 @@ resource cosmosState 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/contain
           [
             { path: '/object', order: 'ascending' }
             { path: '/seq', order: 'ascending' }
+          ]
+          // The API's status filters: connections?status= (ORDER BY status, id)
+          // and runs?status= with one status (ORDER BY status, newest first).
+          [
+            { path: '/doc/status', order: 'ascending' }
+            { path: '/pk', order: 'ascending' }
+          ]
+          [
+            { path: '/doc/status', order: 'descending' }
+            { path: '/started_at', order: 'descending' }
+            { path: '/run_id', order: 'descending' }
           ]
         ]
       }
@@ -330,7 +350,9 @@ resource queueLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = 
 //   trigger's scale monitor reads queue length, which needs Data Owner);
 // - keyVault: 'user' reads data-encryption keys, 'officer' may also write new versions;
 // - redis: the provider rate limiter (the 'default' access policy, SYNCBRIDGE_REDIS_*);
-// - oauth: the provider apps' OAuth clients (SYNCBRIDGE_OAUTH_*, Key Vault references).
+// - oauth: the provider apps' OAuth clients (SYNCBRIDGE_OAUTH_*, Key Vault references);
+// - product: the product webhook (SYNCBRIDGE_PRODUCT_WEBHOOK_URL, and _SECRET as a Key
+//   Vault reference: such an app reads Key Vault secrets at least as 'user').
 // Every app gets Cosmos DB Built-in Data Contributor (all state goes through the
 // store), Storage Blob Data Owner on the host storage and Monitoring Metrics Publisher.
 var apps = [
@@ -342,6 +364,7 @@ var apps = [
     keyVault: ''
     redis: false
     oauth: false
+    product: false
   }
   {
     function: 'SyncInboundWorker'
@@ -351,6 +374,7 @@ var apps = [
     keyVault: 'user'
     redis: true
     oauth: true
+    product: true // sync.completed; connection.needs_reauth (a refresh refused)
   }
   {
     function: 'SyncOutboundWorker'
@@ -360,6 +384,7 @@ var apps = [
     keyVault: 'user'
     redis: true
     oauth: true
+    product: true // connection.needs_reauth
   }
   {
     function: 'TokenRefresher'
@@ -369,6 +394,7 @@ var apps = [
     keyVault: 'officer' // rotates data-encryption keys
     redis: true
     oauth: true
+    product: true // connection.needs_reauth
   }
   {
     function: 'WebhookReceiver'
@@ -378,19 +404,26 @@ var apps = [
     keyVault: ''
     redis: false
     oauth: false
+    product: false
   }
   {
     // The product API. "Sync now" is a store write (the scheduler sends the
     // job); sending is only for quarantine replay (webhook follow-ups, or a
     // message back to the queue it came from). It seals nothing and calls
-    // no provider: no Key Vault, no Redis.
+    // no provider: no Redis, and no Key Vault unless the product webhook is
+    // set (its secret is a Key Vault reference: 'user', see below).
     function: 'SyncApi'
     executable: 'sync-api'
+    // Data Sender only: so GET /v1/health reports the queues' depths as
+    // 'unknown' (reading a queue's runtime properties needs Data Owner, which
+    // would also let the API receive and delete messages; docs/azure.md,
+    // "Roles"). To have the counts, add these queues to `receive` (Data Owner).
     send: [ 'sync-inbound', 'sync-outbound' ]
     receive: []
     keyVault: ''
     redis: false
     oauth: false
+    product: true // connection.created
   }
 ]
 
@@ -411,6 +444,24 @@ var oauthSecretSettings = [for c in oauthClients: {
   value: '@Microsoft.KeyVault(VaultName=${keyVault.name};SecretName=oauth-${toLower(replace(c.provider, '_', '-'))}-client-secret)'
 }]
 var oauthSettings = concat(oauthIdSettings, oauthSecretSettings)
+var productWebhookSecretName = 'product-webhook-secret'
+var productSettings = empty(productWebhookUrl) ? [] : [
+  { name: 'SYNCBRIDGE_PRODUCT_WEBHOOK_URL', value: productWebhookUrl }
+  {
+    name: 'SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET'
+    value: '@Microsoft.KeyVault(VaultName=${keyVault.name};SecretName=${productWebhookSecretName})'
+  }
+]
+
+resource productSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(productWebhookUrl)) {
+  parent: keyVault
+  name: productWebhookSecretName
+  // checkov:skip=CKV_AZURE_41: the product webhook secret is rotated with the product's endpoint, not on a date the template could know
+  properties: {
+    value: productWebhookSecret
+    contentType: 'text/plain'
+  }
+}
 
 resource oauthSecrets 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = [for c in oauthClients: {
   parent: keyVault
@@ -430,7 +481,8 @@ module functionApps 'modules/functionapp.bicep' = [for (app, i) in apps: {
     executable: app.executable
     sendQueues: app.send
     receiveQueues: app.receive
-    keyVaultRole: app.keyVault
+    // A Key Vault reference needs secret read access: product apps read at least as 'user'.
+    keyVaultRole: (app.product && !empty(productWebhookUrl) && empty(app.keyVault)) ? 'user' : app.keyVault
     storageAccountName: storage.name
     serviceBusName: serviceBus.name
     keyVaultName: keyVault.name
@@ -447,9 +499,9 @@ module functionApps 'modules/functionapp.bicep' = [for (app, i) in apps: {
       SYNC_SCHEDULER_SCHEDULE: syncSchedulerSchedule
       TOKEN_REFRESHER_SCHEDULE: tokenRefresherSchedule
     }, app.redis ? redisSettings : {})
-    extraSettings: app.oauth ? oauthSettings : []
+    extraSettings: concat(app.oauth ? oauthSettings : [], app.product ? productSettings : [])
   }
-  dependsOn: [ queues, cosmosState, blobService, oauthSecrets ]
+  dependsOn: [ queues, cosmosState, blobService, oauthSecrets, productSecret ]
 }]
 
 // ---------------------------------------------------------------- serialized data-plane grants

@@ -9,7 +9,8 @@
 //! What must hold: 401 and 403 as problem documents, the document public,
 //! the connection's run listed by `GET /v1/runs?connection_id=` until it
 //! `succeeded` with the sandbox's records counted; `api-keys list` never
-//! shows a key, and a key revoked by the CLI is refused at once. And the
+//! shows a key, and a key revoked by the CLI is refused at once; health
+//! shows the inbound worker's heartbeat from after the run. And the
 //! records feed read through the same front door (see its test).
 
 use std::collections::BTreeMap;
@@ -88,6 +89,38 @@ async fn sync_now_over_the_api() {
         .await
         .unwrap();
     assert_eq!(tasks["tasks"][0]["last_result"]["status"], "succeeded");
+
+    // Health sees the worker's heartbeat (recorded by the handler that ran
+    // the job, in the shared store) and counts the local queues.
+    let ran_at = syncbridge_core::Timestamp::parse(run["started_at"].as_str().unwrap()).unwrap();
+    let (health, beat) = eventually(Duration::from_secs(30), "the worker's beat", || {
+        let (http, base, read) = (http.clone(), base.clone(), read.clone());
+        async move {
+            let health: Value = http
+                .get(format!("{base}/health"))
+                .bearer_auth(&read)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let beat = health["functions"]
+                .as_array()?
+                .iter()
+                .find(|f| f["function"] == "SyncInboundWorker")?
+                .clone();
+            let last = syncbridge_core::Timestamp::parse(beat["last_invocation"].as_str()?)?;
+            (last >= ran_at).then_some((health, beat))
+        }
+    })
+    .await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(beat["last_success"], beat["last_invocation"], "{beat}");
+    assert_eq!(beat["failures_last_hour"], 0, "{beat}");
+    assert_eq!(health["queues"][0]["name"], "sync-inbound", "{health}");
+    assert_eq!(health["queues"][0]["state"], "counted", "{health}");
+    assert_eq!(health["queues"][0]["dead_lettered"], 0, "{health}");
 
     // `api-keys list` shows the keys without their text; a key revoked by
     // the CLI is refused by the running API at once.

@@ -67,6 +67,19 @@ impl Store for CrashingStore {
     async fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
         self.inner.put_connection(c).await
     }
+    async fn get_connection_tagged(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Option<(Connection, String)>, StoreError> {
+        self.inner.get_connection_tagged(id).await
+    }
+    async fn replace_connection(
+        &self,
+        c: &Connection,
+        expected: &str,
+    ) -> Result<String, StoreError> {
+        self.inner.replace_connection(c, expected).await
+    }
     async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
         self.inner.get_connection(id).await
     }
@@ -195,6 +208,9 @@ impl Store for CrashingStore {
     ) -> Result<Vec<syncbridge_core::store::FeedEntry>, StoreError> {
         self.inner.records_feed(q).await
     }
+    async fn feed_position(&self, connection: &ConnectionId) -> Result<u64, StoreError> {
+        self.inner.feed_position(connection).await
+    }
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
         self.inner.put_run(run).await
     }
@@ -320,6 +336,17 @@ impl Store for CrashingStore {
     }
     async fn get_run(&self, id: &syncbridge_core::RunId) -> Result<Option<SyncRun>, StoreError> {
         self.inner.get_run(id).await
+    }
+    async fn put_function_beat(
+        &self,
+        beat: &syncbridge_core::heartbeat::FunctionBeat,
+    ) -> Result<(), StoreError> {
+        self.inner.put_function_beat(beat).await
+    }
+    async fn list_function_beats(
+        &self,
+    ) -> Result<Vec<syncbridge_core::heartbeat::FunctionBeat>, StoreError> {
+        self.inner.list_function_beats().await
     }
 }
 

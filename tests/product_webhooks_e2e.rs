@@ -196,6 +196,31 @@ async fn product_webhooks_reach_the_product() {
         assert_eq!(data["counts"]["updated"], run.counts.updated, "{p}");
         assert_eq!(data["counts"]["deleted"], run.counts.deleted, "{p}");
         assert_eq!(data["counts"]["added"], in_sandbox, "{p}");
+        // The feed read from the event's cursor holds the run's records.
+        let cursor = data["records_cursor"].as_str().expect("records_cursor");
+        let (conn_id, object) = (
+            ConnectionId::parse(conn).unwrap(),
+            ObjectType::parse("contacts").unwrap(),
+        );
+        let from = (0..=10_000u64)
+            .find(|s| syncbridge_core::store::feed::cursor(&conn_id, &object, *s) == cursor)
+            .expect("a feed cursor of this connection's contacts");
+        let feed = store
+            .records_feed(&syncbridge_core::store::FeedQuery {
+                connection: conn_id,
+                object,
+                after_seq: Some(from),
+                modified_after: None,
+                actions: Default::default(),
+                limit: 1000,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            feed.len() as u64,
+            in_sandbox,
+            "the run's records after its cursor"
+        );
     }
     host.shutdown().await;
 }

@@ -86,7 +86,7 @@ pub async fn create(
 
 /// Revokes a key (it authenticates nothing from now on).
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys",
-    params(("id" = String, Path, description = "Key id (key_…)")),
+    params(("id" = String, Path, description = "Key id (key_…)", pattern = "^key_[0-9a-f]+$", max_length = 128)),
     responses((status = 204, description = "Revoked"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]

@@ -1,4 +1,6 @@
-//! `Authorization: Bearer` on every route but `GET /v1/openapi.json`.
+//! `Authorization: Bearer` (or the dashboard's session cookie, with its
+//! CSRF token on changes: [`crate::session`]) on every route but
+//! `GET /v1/openapi.json`, `/v1/session` and the dashboard's files.
 //!
 //! The scope a call needs follows from the call: reads (`GET`) need `read`,
 //! changes need `write`, and anything under `/v1/api-keys` needs `admin`.
@@ -14,6 +16,7 @@ use syncbridge_functions::AppState;
 
 use crate::keys;
 use crate::problem::ApiError;
+use crate::session;
 
 /// The scope a call needs (pure).
 pub fn needed_scope(method: &Method, path: &str) -> ApiScope {
@@ -41,12 +44,14 @@ pub(crate) async fn require_key(
     next: Next,
 ) -> Result<Response, ApiError> {
     let needed = needed_scope(req.method(), req.uri().path());
-    let Some(token) = bearer(req.headers()) else {
-        tracing::info!("api call refused: no bearer key");
-        return Err(ApiError::Unauthorized);
+    let key = match bearer(req.headers()) {
+        Some(token) => keys::authenticate(app.store.as_ref(), token).await?,
+        None => by_session(&app, req.method(), req.headers()).await?,
     };
-    let Some(key) = keys::authenticate(app.store.as_ref(), token).await? else {
-        tracing::info!("api call refused: unknown or revoked key");
+    let Some(key) = key else {
+        tracing::info!(
+            "api call refused: no bearer key or session, or unknown, revoked or expired"
+        );
         return Err(ApiError::Unauthorized);
     };
     if !key.scope.allows(needed) {
@@ -58,6 +63,24 @@ pub(crate) async fn require_key(
     }
     req.extensions_mut().insert::<ApiKey>(key);
     Ok(next.run(req).await)
+}
+
+/// The session of a request's cookie; a change also needs its CSRF token.
+async fn by_session(
+    app: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Option<ApiKey>, ApiError> {
+    let Some(secret) = session::cookie_of(headers) else {
+        return Ok(None);
+    };
+    let Some(found) = session::find(app.store.as_ref(), secret, app.clock.now()).await? else {
+        return Ok(None);
+    };
+    if method != Method::GET && method != Method::HEAD {
+        session::check_csrf(headers, secret)?;
+    }
+    Ok(Some(found))
 }
 
 #[cfg(test)]

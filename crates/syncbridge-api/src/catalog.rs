@@ -112,7 +112,7 @@ pub async fn list(State(app): State<AppState>) -> Json<Catalog> {
 
 /// One connector.
 #[utoipa::path(get, path = "/v1/providers/{name}", tag = "providers",
-    params(("name" = String, Path, description = "Connector name")),
+    params(("name" = String, Path, description = "Connector name", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64)),
     responses((status = 200, body = ProviderView),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]

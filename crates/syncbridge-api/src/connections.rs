@@ -8,7 +8,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use syncbridge_core::connector::registry::Registry;
 use syncbridge_core::model::{Connection, ConnectionStatus, Direction, Priority, SyncTask};
@@ -125,6 +125,101 @@ pub(crate) fn connection_id(text: &str) -> Result<ConnectionId, ApiError> {
     ConnectionId::parse(text).map_err(|e| ApiError::InvalidRequest(e.to_string()))
 }
 
+// ---- optimistic concurrency: ETag / If-Match -------------------------------
+
+/// A connection as a response: the view, with its `ETag`.
+pub type Tagged = ([(header::HeaderName, HeaderValue); 1], Json<ConnectionView>);
+
+fn tagged(c: &Connection, tag: &str) -> Tagged {
+    let etag = HeaderValue::from_str(&format!("\"{tag}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+    ([(header::ETAG, etag)], Json(ConnectionView::from(c)))
+}
+
+/// The versions an `If-Match` header accepts (pure): `None` without the
+/// header or for `*` (any current version); else the tags of its
+/// comma-separated entity tags (`"t"`, weak `W/"t"` compared as strong,
+/// as the tags are exact versions). A value that is not an entity-tag
+/// list is refused.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::InvalidRequest("If-Match: a list of quoted entity tags, or *".into());
+    let text = v.to_str().map_err(|_| bad())?.trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.split(',')
+        .map(|t| {
+            let t = t.trim();
+            let t = t.strip_prefix("W/").unwrap_or(t);
+            t.strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .filter(|t| !t.contains('"'))
+                .map(str::to_owned)
+                .ok_or_else(bad)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Refuses a stale `If-Match` (412, nothing written) (pure).
+fn check_version(want: Option<&[String]>, tag: &str, id: &ConnectionId) -> Result<(), ApiError> {
+    match want {
+        Some(tags) if !tags.iter().any(|t| t == tag) => Err(ApiError::PreconditionFailed(format!(
+            "connection {id} is at version \"{tag}\", not the one If-Match names; read it again"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The connection `id` with its version tag, or 404; 412 when `want` (the
+/// request's `If-Match`) names another version.
+async fn load_tagged(
+    app: &AppState,
+    id: &str,
+    want: Option<&[String]>,
+) -> Result<(Connection, String), ApiError> {
+    let id = connection_id(id)?;
+    let (conn, tag) = app
+        .store
+        .get_connection_tagged(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no connection {id}")))?;
+    check_version(want, &tag, &id)?;
+    Ok((conn, tag))
+}
+
+/// Writes `conn`: under `tag` when the request named a version (412 if
+/// another write came between), as before (last writer wins) when not.
+/// Returns the new tag.
+async fn save(
+    app: &AppState,
+    conn: &Connection,
+    tag: &str,
+    want: Option<&[String]>,
+) -> Result<String, ApiError> {
+    if want.is_some() {
+        return match app.store.replace_connection(conn, tag).await {
+            Err(syncbridge_core::StoreError::Conflict(_)) => {
+                Err(ApiError::PreconditionFailed(format!(
+                    "connection {} changed while this request ran; read it again",
+                    conn.id
+                )))
+            }
+            other => Ok(other?),
+        };
+    }
+    app.store.put_connection(conn).await?;
+    let (_, tag) = app
+        .store
+        .get_connection_tagged(&conn.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no connection {}", conn.id)))?;
+    Ok(tag)
+}
+
 /// The connection `id`, or 404.
 pub(crate) async fn load(app: &AppState, id: &str) -> Result<Connection, ApiError> {
     let id = connection_id(id)?;
@@ -139,14 +234,19 @@ pub(crate) async fn load(app: &AppState, id: &str) -> Result<Connection, ApiErro
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only this tenant's.
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128)]
     pub tenant: Option<String>,
     /// Only connections in this state (`active`, `needs_reauth`, `disabled`).
+    #[param(pattern = "^(active|needs_reauth|disabled)$")]
     pub status: Option<String>,
     /// Only this connector's.
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64)]
     pub provider: Option<String>,
     /// From a previous page's `next_cursor`.
+    #[param(pattern = "^[A-Za-z0-9_-]+$", max_length = 1024)]
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
@@ -198,18 +298,21 @@ pub async fn list(
     }))
 }
 
-/// One connection.
+/// One connection, with its version as `ETag` (send it back as `If-Match`
+/// to update only that version).
 #[utoipa::path(get, path = "/v1/connections/{id}", tag = "connections",
-    params(("id" = String, Path, description = "Connection id")),
-    responses((status = 200, body = ConnectionView),
+    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128)),
+    responses((status = 200, body = ConnectionView,
+            headers(("ETag" = String, description = "The connection's version"))),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<ConnectionView>, ApiError> {
+) -> Result<Tagged, ApiError> {
     let Path(id) = id?;
-    Ok(Json(ConnectionView::from(&load(&app, &id).await?)))
+    let (conn, tag) = load_tagged(&app, &id, None).await?;
+    Ok(tagged(&conn, &tag))
 }
 
 /// Body of `POST /v1/connections`.
@@ -217,8 +320,10 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
     /// Connection id: letters, digits and `-_.:@`, at most 128.
+    #[schema(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128)]
     pub id: String,
     /// Owning tenant.
+    #[schema(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128)]
     pub tenant: String,
     /// Connector name (see `GET /v1/providers`).
     pub provider: String,
@@ -290,26 +395,32 @@ pub struct UpdateBody {
     pub interval_secs: Option<u32>,
 }
 
-/// Changes a connection's base URL, settings or task interval.
+/// Changes a connection's base URL, settings or task interval. With
+/// `If-Match`, only the version it names (412 `precondition-failed`
+/// otherwise, nothing changed).
 #[utoipa::path(patch, path = "/v1/connections/{id}", tag = "connections",
-    params(("id" = String, Path, description = "Connection id")),
+    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
+        ("If-Match" = Option<String>, Header, description = "Only this version (the ETag of a GET), else 412; `*` any")),
     request_body = UpdateBody,
-    responses((status = 200, body = ConnectionView),
+    responses((status = 200, body = ConnectionView,
+            headers(("ETag" = String, description = "The connection's new version"))),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn update(
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     body: Result<Json<UpdateBody>, JsonRejection>,
-) -> Result<Json<ConnectionView>, ApiError> {
+) -> Result<Tagged, ApiError> {
     let Path(id) = id?;
+    let want = if_match(&headers)?;
     let Json(b) = body?;
     if b.interval_secs == Some(0) {
         return Err(ApiError::InvalidRequest(
             "interval_secs: must be at least 1".into(),
         ));
     }
-    let mut conn = load(&app, &id).await?;
+    let (mut conn, tag) = load_tagged(&app, &id, want.as_deref()).await?;
     if let Some(secs) = b.interval_secs {
         let tasks = app.store.list_tasks(Some(&conn.id)).await?;
         refuse_while_running(&tasks, app.clock.now(), "an interval change")?;
@@ -325,13 +436,13 @@ pub async fn update(
     if let Some(settings) = b.settings {
         conn.settings = settings;
     }
-    app.store.put_connection(&conn).await?;
-    Ok(Json(ConnectionView::from(&conn)))
+    let tag = save(&app, &conn, &tag, want.as_deref()).await?;
+    Ok(tagged(&conn, &tag))
 }
 
 /// Deletes a connection with its tasks, runs and records.
 #[utoipa::path(delete, path = "/v1/connections/{id}", tag = "connections",
-    params(("id" = String, Path, description = "Connection id")),
+    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128)),
     responses((status = 204, description = "Deleted"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
@@ -366,40 +477,48 @@ fn next_status(
 async fn set_status(
     app: &AppState,
     id: &str,
-    want: ConnectionStatus,
-) -> Result<Json<ConnectionView>, ApiError> {
-    let mut conn = load(app, id).await?;
-    conn.status = next_status(conn.status, want)?;
-    app.store.put_connection(&conn).await?;
-    Ok(Json(ConnectionView::from(&conn)))
+    headers: &HeaderMap,
+    status: ConnectionStatus,
+) -> Result<Tagged, ApiError> {
+    let want = if_match(headers)?;
+    let (mut conn, tag) = load_tagged(app, id, want.as_deref()).await?;
+    conn.status = next_status(conn.status, status)?;
+    let tag = save(app, &conn, &tag, want.as_deref()).await?;
+    Ok(tagged(&conn, &tag))
 }
 
 /// Pauses a connection: nothing calls its provider until it is resumed.
 #[utoipa::path(post, path = "/v1/connections/{id}/pause", tag = "connections",
-    params(("id" = String, Path, description = "Connection id")),
-    responses((status = 200, body = ConnectionView),
+    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
+        ("If-Match" = Option<String>, Header, description = "Only this version (the ETag of a GET), else 412; `*` any")),
+    responses((status = 200, body = ConnectionView,
+            headers(("ETag" = String, description = "The connection's new version"))),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn pause(
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<ConnectionView>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Tagged, ApiError> {
     let Path(id) = id?;
-    set_status(&app, &id, ConnectionStatus::Disabled).await
+    set_status(&app, &id, &headers, ConnectionStatus::Disabled).await
 }
 
 /// Resumes a paused connection.
 #[utoipa::path(post, path = "/v1/connections/{id}/resume", tag = "connections",
-    params(("id" = String, Path, description = "Connection id")),
-    responses((status = 200, body = ConnectionView),
+    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
+        ("If-Match" = Option<String>, Header, description = "Only this version (the ETag of a GET), else 412; `*` any")),
+    responses((status = 200, body = ConnectionView,
+            headers(("ETag" = String, description = "The connection's new version"))),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn resume(
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<ConnectionView>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Tagged, ApiError> {
     let Path(id) = id?;
-    set_status(&app, &id, ConnectionStatus::Active).await
+    set_status(&app, &id, &headers, ConnectionStatus::Active).await
 }
 
 /// Body of `POST /v1/connections/{id}/sync` (optional).
@@ -435,9 +554,12 @@ fn sync_body(bytes: &[u8]) -> Result<SyncBody, ApiError> {
 /// Asks for a run of the connection's inbound tasks now (the scheduler's
 /// interactive priority: its next tick leases them first). With
 /// `full_resync`, their cursors are reset first; a task whose run is in
-/// flight refuses that (409) and nothing is changed.
+/// flight refuses that (409) and nothing is changed. A full resync with
+/// `If-Match` happens only while the connection is at that version (412
+/// otherwise).
 #[utoipa::path(post, path = "/v1/connections/{id}/sync", tag = "connections",
-    params(("id" = String, Path, description = "Connection id")),
+    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
+        ("If-Match" = Option<String>, Header, description = "Only this version (the ETag of a GET), else 412; `*` any")),
     request_body(content = Option<SyncBody>, description = "Optional: objects and full resync"),
     responses((status = 202, body = SyncAccepted),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -445,11 +567,16 @@ fn sync_body(bytes: &[u8]) -> Result<SyncBody, ApiError> {
 pub async fn sync_now(
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<SyncAccepted>), ApiError> {
     let Path(id) = id?;
+    let want = if_match(&headers)?;
     let b = sync_body(&body)?;
-    let conn = load(&app, &id).await?;
+    // If-Match guards the full resync (the write that loses data); a plain
+    // "sync now" changes nothing a version describes.
+    let want = want.filter(|_| b.full_resync);
+    let (conn, _) = load_tagged(&app, &id, want.as_deref()).await?;
     let now = app.clock.now();
     let tasks: Vec<SyncTask> = app
         .store
@@ -533,8 +660,10 @@ fn choose_tasks(
 #[into_params(parameter_in = Query)]
 pub struct TaskParams {
     /// From a previous page's `next_cursor`.
+    #[param(pattern = "^[A-Za-z0-9_-]+$", max_length = 1024)]
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
@@ -542,7 +671,7 @@ const TASKS: &str = "tasks";
 
 /// A connection's tasks with their cursor, next run and last result.
 #[utoipa::path(get, path = "/v1/connections/{id}/tasks", tag = "connections",
-    params(("id" = String, Path, description = "Connection id"), TaskParams),
+    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128), TaskParams),
     responses((status = 200, body = TaskPage),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]

@@ -1,19 +1,22 @@
 //! `GET /v1/health`: store reachable, queue depth and dead letters per
-//! queue (where the queue backend can count), overdue tasks, connections
-//! needing re-authorization.
+//! queue, last invocation and recent failures per function, overdue tasks,
+//! connections needing re-authorization.
 //!
-//! Not reported yet, and said so in the answer: Service Bus queue depths
-//! (they need the management API, which the sender's data-plane token
-//! cannot read) and per-function last invocation and failures (nothing
-//! records them durably yet).
+//! Queue depths come from the queue backend (`QueueSender::depth`): the
+//! local queue counts its file; Service Bus answers its entity's runtime
+//! properties only to an identity with Data Owner (Manage) rights, so a
+//! queue the app may not read is `unknown`, with the reason. Function
+//! heartbeats are what the handlers record in the store (core's
+//! `heartbeat`): a function never invoked since the store was created has
+//! no `last_invocation`.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use syncbridge_core::QueueName;
 use syncbridge_core::model::ConnectionStatus;
 use syncbridge_core::store::ConnectionQuery;
+use syncbridge_core::{QueueDepth, QueueName, Timestamp};
 use syncbridge_functions::AppState;
 use utoipa::ToSchema;
 
@@ -22,19 +25,75 @@ use crate::problem::Problem;
 /// How many ids a health section lists.
 const SAMPLE: usize = 100;
 
-/// One queue's messages by state.
+/// The functions of a deployment, listed even before their first beat.
+pub const FUNCTIONS: [&str; 6] = [
+    "SyncScheduler",
+    "SyncInboundWorker",
+    "SyncOutboundWorker",
+    "TokenRefresher",
+    "WebhookReceiver",
+    crate::FUNCTION,
+];
+
+/// One queue's messages by state, or why they are unknown.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct QueueView {
     /// Queue name.
     pub name: String,
+    /// `counted`, or `unknown` (see `unknown_reason`).
+    pub state: String,
     /// Waiting for a receiver.
-    pub active: u64,
+    pub active: Option<u64>,
     /// Waiting for their scheduled time.
-    pub scheduled: u64,
-    /// Held by a receiver now.
-    pub locked: u64,
+    pub scheduled: Option<u64>,
+    /// Held by a receiver now (the local queue only).
+    pub locked: Option<u64>,
     /// In the dead-letter queue.
-    pub dead_lettered: u64,
+    pub dead_lettered: Option<u64>,
+    /// Why the counts are unknown.
+    pub unknown_reason: Option<String>,
+}
+
+impl QueueView {
+    fn of(name: &QueueName, depth: QueueDepth) -> Self {
+        match depth {
+            QueueDepth::Counted(c) => QueueView {
+                name: name.to_string(),
+                state: "counted".into(),
+                active: Some(c.active),
+                scheduled: Some(c.scheduled),
+                locked: c.locked,
+                dead_lettered: Some(c.dead_lettered),
+                unknown_reason: None,
+            },
+            QueueDepth::Unknown(why) => QueueView {
+                name: name.to_string(),
+                state: "unknown".into(),
+                active: None,
+                scheduled: None,
+                locked: None,
+                dead_lettered: None,
+                unknown_reason: Some(why),
+            },
+        }
+    }
+}
+
+/// One function's heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FunctionView {
+    /// Function name.
+    pub function: String,
+    /// The latest invocation recorded (to within the heartbeat's 10 s), RFC 3339.
+    pub last_invocation: Option<String>,
+    /// The latest success.
+    pub last_success: Option<String>,
+    /// The latest failure (a 5xx answer: the host retries it).
+    pub last_failure: Option<String>,
+    /// The latest failure's class (`store`, `queue`, `push`, `tick`, `sweep`, `binding`, `http <status>`).
+    pub last_error_kind: Option<String>,
+    /// Failures in the last hour.
+    pub failures_last_hour: u64,
 }
 
 /// Some ids and how many there are (at most [`SAMPLE`] listed).
@@ -57,6 +116,21 @@ impl Sample {
     }
 }
 
+/// Tasks past their watchdog time, and the one overdue longest.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Overdue {
+    /// How many (capped at the sample size plus one).
+    pub count: usize,
+    /// Their ids.
+    pub ids: Vec<String>,
+    /// More exist than listed.
+    pub more: bool,
+    /// The task overdue longest (earliest watchdog time) among those read.
+    pub oldest_task: Option<String>,
+    /// Since when it is overdue (its watchdog time), RFC 3339.
+    pub oldest_since: Option<String>,
+}
+
 /// The health report.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Health {
@@ -66,41 +140,68 @@ pub struct Health {
     pub store_reachable: bool,
     /// The store's error, when it did not.
     pub store_error: Option<String>,
-    /// Queue depths, when the queue backend can count them.
-    pub queues: Option<Vec<QueueView>>,
-    /// Why `queues` is missing.
-    pub queues_note: Option<String>,
+    /// Each queue's depth and dead letters, or why they are unknown.
+    pub queues: Vec<QueueView>,
+    /// Each function's last invocation and recent failures (missing when
+    /// the store cannot be read).
+    pub functions: Option<Vec<FunctionView>>,
     /// Tasks past their watchdog time (no run within twice their interval).
-    pub overdue_tasks: Option<Sample>,
+    pub overdue_tasks: Option<Overdue>,
     /// Connections a person must re-authorize.
     pub needs_reauth: Option<Sample>,
-    /// What is not reported yet.
-    pub not_reported: Vec<String>,
 }
 
-async fn queue_counts(app: &AppState) -> Result<Vec<QueueView>, String> {
-    if app.settings.azure.service_bus.is_some() {
-        return Err("Service Bus queue depths need the management API; not reported".into());
+fn rfc3339(t: Option<Timestamp>) -> Option<String> {
+    t.map(Timestamp::to_rfc3339)
+}
+
+/// Every known function's view, from the stored beats (pure).
+pub fn function_views(
+    beats: &[syncbridge_core::heartbeat::FunctionBeat],
+    now: Timestamp,
+) -> Vec<FunctionView> {
+    let mut names: Vec<&str> = FUNCTIONS.to_vec();
+    for b in beats {
+        if !names.contains(&b.function.as_str()) {
+            names.push(&b.function);
+        }
     }
-    let path = app.settings.data_dir.join("queue.db");
-    tokio::task::spawn_blocking(move || {
-        let q = syncbridge_localqueue::LocalQueue::open(&path).map_err(|e| e.to_string())?;
-        [QueueName::inbound(), QueueName::outbound()]
-            .iter()
-            .map(|name| {
-                let c = q.counts(name.as_str()).map_err(|e| e.to_string())?;
-                Ok(QueueView {
-                    name: name.to_string(),
-                    active: c.active,
-                    scheduled: c.scheduled,
-                    locked: c.locked,
-                    dead_lettered: c.dead_lettered,
-                })
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| e.to_string())?
+    names
+        .into_iter()
+        .map(|name| match beats.iter().find(|b| b.function == name) {
+            Some(b) => FunctionView {
+                function: name.to_owned(),
+                last_invocation: Some(b.last_invocation.to_rfc3339()),
+                last_success: rfc3339(b.last_success),
+                last_failure: rfc3339(b.last_failure),
+                last_error_kind: b.last_error_kind.clone(),
+                failures_last_hour: b.recent_failures(now) as u64,
+            },
+            None => FunctionView {
+                function: name.to_owned(),
+                last_invocation: None,
+                last_success: None,
+                last_failure: None,
+                last_error_kind: None,
+                failures_last_hour: 0,
+            },
+        })
+        .collect()
+}
+
+fn overdue(tasks: &[syncbridge_core::model::SyncTask]) -> Overdue {
+    let oldest = tasks
+        .iter()
+        .filter_map(|t| t.stall_at().map(|at| (at, t)))
+        .min_by_key(|(at, _)| *at);
+    let sample = Sample::of(tasks.iter().map(|t| t.id.to_string()).collect());
+    Overdue {
+        count: sample.count,
+        ids: sample.ids,
+        more: sample.more,
+        oldest_task: oldest.map(|(_, t)| t.id.to_string()),
+        oldest_since: oldest.map(|(at, _)| at.to_rfc3339()),
+    }
 }
 
 /// The report; 503 when the store cannot be read.
@@ -109,7 +210,7 @@ async fn queue_counts(app: &AppState) -> Result<Vec<QueueView>, String> {
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
     let now = app.clock.now();
-    let overdue = app.store.stall_candidates(now, SAMPLE + 1).await;
+    let overdue_tasks = app.store.stall_candidates(now, SAMPLE + 1).await;
     let reauth = app
         .store
         .list_connections_page(&ConnectionQuery {
@@ -118,30 +219,27 @@ pub async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
             ..Default::default()
         })
         .await;
-    let store_error = match (&overdue, &reauth) {
-        (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
+    let beats = app.store.list_function_beats().await;
+    let store_error = match (&overdue_tasks, &reauth, &beats) {
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Some(e.to_string()),
         _ => None,
     };
-    let (queues, queues_note) = match queue_counts(&app).await {
-        Ok(q) => (Some(q), None),
-        Err(why) => (None, Some(why)),
-    };
+    let mut queues = Vec::new();
+    for name in [QueueName::inbound(), QueueName::outbound()] {
+        let depth = app.queue.depth(&name).await;
+        queues.push(QueueView::of(&name, depth));
+    }
     let ok = store_error.is_none();
     let report = Health {
         status: if ok { "ok" } else { "degraded" }.into(),
         store_reachable: ok,
         store_error,
         queues,
-        queues_note,
-        overdue_tasks: overdue
-            .ok()
-            .map(|v| Sample::of(v.into_iter().map(|t| t.id.to_string()).collect())),
+        functions: beats.ok().map(|b| function_views(&b, now)),
+        overdue_tasks: overdue_tasks.ok().map(|t| overdue(&t)),
         needs_reauth: reauth
             .ok()
             .map(|v| Sample::of(v.into_iter().map(|c| c.id.to_string()).collect())),
-        not_reported: vec![
-            "last invocation and recent failures per function: not recorded durably yet".into(),
-        ],
     };
     let status = if ok {
         StatusCode::OK

@@ -46,17 +46,31 @@ pub fn hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-fn random_key() -> String {
+/// Id prefix of API keys (sessions and sign-in links, stored beside them,
+/// have their own: [`crate::session`]).
+pub const ID_PREFIX: &str = "key_";
+
+/// A random secret: `prefix` + 32 random bytes in base64url.
+pub(crate) fn random_secret(prefix: &str) -> String {
     let bytes: [u8; 32] = rand::random();
     format!(
-        "{KEY_PREFIX}{}",
+        "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     )
 }
 
-fn random_id() -> String {
+fn random_key() -> String {
+    random_secret(KEY_PREFIX)
+}
+
+/// A random record id: `prefix` + 8 random bytes in hex.
+pub(crate) fn random_id_with(prefix: &str) -> String {
     let bytes: [u8; 8] = rand::random();
-    format!("key_{}", hex::encode(bytes))
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+fn random_id() -> String {
+    random_id_with(ID_PREFIX)
 }
 
 /// Makes a key named `name` with `scope` and stores its hash.
@@ -87,9 +101,12 @@ pub async fn create(
     })
 }
 
-/// Every key (revoked ones too), by id.
+/// Every key (revoked ones too), by id; dashboard sessions and sign-in
+/// links, stored beside them, are not keys and are left out.
 pub async fn list(store: &dyn Store) -> Result<Vec<ApiKey>, KeyError> {
-    Ok(store.list_api_keys().await?)
+    let mut keys = store.list_api_keys().await?;
+    keys.retain(|k| k.id.starts_with(ID_PREFIX));
+    Ok(keys)
 }
 
 /// Revokes key `id` (idempotent).
@@ -107,7 +124,18 @@ pub async fn authenticate(
     store: &dyn Store,
     presented: &str,
 ) -> Result<Option<ApiKey>, StoreError> {
-    if !presented.starts_with(KEY_PREFIX) || presented.len() > 128 {
+    find_live(store, presented, KEY_PREFIX, ID_PREFIX).await
+}
+
+/// The live (unrevoked) record whose secret is `presented`, when the text
+/// starts with `prefix` and the record's id with `id_prefix`.
+pub(crate) async fn find_live(
+    store: &dyn Store,
+    presented: &str,
+    prefix: &str,
+    id_prefix: &str,
+) -> Result<Option<ApiKey>, StoreError> {
+    if !presented.starts_with(prefix) || presented.len() > 128 {
         return Ok(None);
     }
     let digest = hash(presented);
@@ -115,7 +143,7 @@ pub async fn authenticate(
         return Ok(None);
     };
     let same: bool = key.hash.as_bytes().ct_eq(digest.as_bytes()).into();
-    Ok((same && key.revoked_at.is_none()).then_some(key))
+    Ok((same && key.revoked_at.is_none() && key.id.starts_with(id_prefix)).then_some(key))
 }
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 //! An HTTP-only function (route `v1/{*path}`): the Functions host (or
 //! `syncbridge up`) proxies requests byte for byte, with the route prefix,
 //! so routes here are served under `/api/v1/…`. Every route but
-//! `GET /v1/openapi.json` and the connect flow's browser routes
+//! `GET /v1/openapi.json`, `/v1/session`, the dashboard's files
+//! (`/v1/admin/…`) and the connect flow's browser routes
 //! (`/v1/connect/s/…`, `/v1/connect/callback`, `/v1/connect/done`) needs
-//! `Authorization: Bearer <API key>`.
+//! `Authorization: Bearer <API key>` or the dashboard's session cookie
+//! (with `X-CSRF-Token` on changes).
 //!
 //! # Layout
 //!
@@ -15,11 +17,17 @@
 //! - [`pages`]: opaque cursors and page sizes.
 //! - [`records`]: the records feed (change order, tombstones, cursors
 //!   to poll from, the semantics of Nango's records API).
+//! - [`notifications`]: the notification channels and rules (read-only),
+//!   outbox counts, a test message.
+//! - [`webhook`]: a connection's webhook scheme and secrets, rotation.
 //! - [`connect`]: the connect flow (OAuth 2.0 authorization code + PKCE,
 //!   or a key form): sessions (write scope) and the public browser routes
 //!   (the link, the callback, the done page), which need no key.
 //! - [`connections`], [`runs`], [`quarantine`], [`catalog`], [`health`],
 //!   [`api_keys`]: the routes; [`views`]: their JSON.
+//! - [`session`]: the dashboard's sign-in (API key or one-time link) →
+//!   session cookie + CSRF token; [`dashboard`]: its embedded files at
+//!   `/api/v1/admin/`.
 //! - [`router`] / [`openapi`]: the routes and the OpenAPI 3.1 document,
 //!   generated from the same annotated handlers (`utoipa`), so the
 //!   document cannot list a route the router lacks. `docs/openapi.json` is
@@ -32,14 +40,18 @@ pub mod auth;
 pub mod catalog;
 pub mod connect;
 pub mod connections;
+pub mod dashboard;
 pub mod health;
 pub mod keys;
+pub mod notifications;
 pub mod pages;
 pub mod problem;
 pub mod quarantine;
 pub mod records;
 pub mod runs;
+pub mod session;
 pub mod views;
+pub mod webhook;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -65,7 +77,7 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[openapi(
     info(
         title = "syncbridge API",
-        description = "The product's integration surface: the records feed, connections, the connect flow, sync now, runs, tasks, quarantine, the connector catalog, health and API keys. Every call but GET /v1/openapi.json and the connect flow's browser routes needs `Authorization: Bearer <key>`; errors are RFC 9457 problem documents; lists page with opaque cursors.",
+        description = "The product's integration surface: the records feed, connections, the connect flow, sync now, runs, tasks, quarantine, the connector catalog, health and API keys. Every call but GET /v1/openapi.json, /v1/session and the connect flow's browser routes (/v1/connect/s/…, /v1/connect/callback, /v1/connect/done) needs `Authorization: Bearer <key>` (or the dashboard's session cookie `sb_session` from POST /v1/session, with the header X-CSRF-Token on every change); errors are RFC 9457 problem documents; lists page with opaque cursors.",
         version = "1"
     ),
     servers((url = "/api")),
@@ -99,22 +111,10 @@ async fn openapi_json() -> axum::response::Response {
         .into_response()
 }
 
-/// The routes behind the key check, the public ones, and the document of both.
-fn parts() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
-    let (guarded, mut doc) = guarded_parts();
-    let (public, public_doc) = OpenApiRouter::new()
-        .routes(routes!(connect::open, connect::submit_key))
-        .routes(routes!(connect::callback))
-        .routes(routes!(connect::done))
-        .split_for_parts();
-    doc.merge(public_doc);
-    (guarded, public, doc)
-}
-
-fn guarded_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(connect::create))
         .routes(routes!(connections::list, connections::create))
+        .routes(routes!(connect::create))
         .routes(routes!(
             connections::get,
             connections::update,
@@ -124,6 +124,9 @@ fn guarded_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(connections::resume))
         .routes(routes!(connections::sync_now))
         .routes(routes!(connections::tasks))
+        .routes(routes!(webhook::get, webhook::set, webhook::remove))
+        .routes(routes!(webhook::rotate))
+        .routes(routes!(webhook::drop_previous))
         .routes(routes!(records::feed))
         .routes(routes!(runs::list))
         .routes(routes!(runs::get))
@@ -135,12 +138,39 @@ fn guarded_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::health))
         .routes(routes!(api_keys::list, api_keys::create))
         .routes(routes!(api_keys::revoke))
+        .routes(routes!(notifications::get))
+        .routes(routes!(notifications::test))
+        .split_for_parts()
+}
+
+/// The session routes: public (they check the cookie or the credential
+/// themselves), in the document.
+fn session_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::new()
+        .routes(routes!(
+            session::sign_in,
+            session::current,
+            session::sign_out
+        ))
+        .split_for_parts()
+}
+
+/// The connect flow's browser routes: public (the link and the state are
+/// their credentials), in the document.
+fn connect_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::new()
+        .routes(routes!(connect::open, connect::submit_key))
+        .routes(routes!(connect::callback))
+        .routes(routes!(connect::done))
         .split_for_parts()
 }
 
 /// The OpenAPI 3.1 document of this API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    parts().2
+    let mut doc = parts().1;
+    doc.merge(session_parts().1);
+    doc.merge(connect_parts().1);
+    doc
 }
 
 /// The document as served and committed (pretty JSON, trailing newline).
@@ -157,10 +187,14 @@ pub fn openapi_text() -> String {
 /// The handler's router: every route under [`ROUTE_PREFIX`], the key check
 /// on all but the document, problem documents for unknown paths and methods.
 pub fn router(state: AppState) -> Router {
-    let (api, connect_public, _) = parts();
+    let (api, _) = parts();
     let public = Router::new()
         .route("/v1/openapi.json", axum::routing::get(openapi_json))
-        .merge(connect_public);
+        .route("/v1/admin", axum::routing::get(dashboard::redirect))
+        .route("/v1/admin/", axum::routing::get(dashboard::root))
+        .route("/v1/admin/{*path}", axum::routing::get(dashboard::file))
+        .merge(session_parts().0)
+        .merge(connect_parts().0);
     let guarded = api
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -42,6 +42,10 @@ pub enum ApiError {
         /// The scope the route needs.
         needed: &'static str,
     },
+    /// A change made with the dashboard's session cookie lacks the
+    /// session's CSRF token (header `X-CSRF-Token`).
+    #[error("a change made with a session cookie needs the header X-CSRF-Token")]
+    Csrf,
     /// The named thing does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -57,6 +61,9 @@ pub enum ApiError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// `If-Match` names a version the resource no longer has.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// Nothing at this path.
     #[error("no route at {0}")]
     NoRoute(String),
@@ -78,6 +85,7 @@ impl ApiError {
         match self {
             Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", "Insufficient scope"),
+            Csrf => (StatusCode::FORBIDDEN, "csrf", "CSRF token required"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             InvalidRequest(_) => (
                 StatusCode::BAD_REQUEST,
@@ -91,6 +99,11 @@ impl ApiError {
                 "Request body too large",
             ),
             Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            PreconditionFailed(_) => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "Precondition failed",
+            ),
             NoRoute(_) => (StatusCode::NOT_FOUND, "no-route", "No such route"),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

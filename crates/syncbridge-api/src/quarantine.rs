@@ -178,8 +178,10 @@ pub struct EntryPage {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// From a previous page's `next_cursor`.
+    #[param(pattern = "^[A-Za-z0-9_-]+$", max_length = 1024)]
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
@@ -229,7 +231,7 @@ async fn entry(
 
 /// One entry with its payload.
 #[utoipa::path(get, path = "/v1/quarantine/{id}", tag = "quarantine",
-    params(("id" = i64, Path, description = "Entry id")),
+    params(("id" = i64, Path, description = "Entry id", minimum = 1)),
     responses((status = 200, body = EntryDetail),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
@@ -260,7 +262,7 @@ pub struct ReplayView {
 
 /// Re-processes an entry; it leaves quarantine when that worked.
 #[utoipa::path(post, path = "/v1/quarantine/{id}/replay", tag = "quarantine",
-    params(("id" = i64, Path, description = "Entry id")),
+    params(("id" = i64, Path, description = "Entry id", minimum = 1)),
     responses((status = 200, body = ReplayView),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
@@ -303,7 +305,7 @@ pub async fn replay_one(
 
 /// Discards an entry.
 #[utoipa::path(delete, path = "/v1/quarantine/{id}", tag = "quarantine",
-    params(("id" = i64, Path, description = "Entry id")),
+    params(("id" = i64, Path, description = "Entry id", minimum = 1)),
     responses((status = 204, description = "Discarded"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]

@@ -41,16 +41,22 @@ const RECORDS: &str = "records";
 #[into_params(parameter_in = Query)]
 pub struct FeedParams {
     /// The connection.
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128)]
     pub connection_id: String,
     /// The object type (`contacts`, …).
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64)]
     pub object: String,
     /// From a previous page's `next_cursor`, or a record's `_meta.cursor`.
+    #[param(pattern = "^[A-Za-z0-9_-]+$", max_length = 1024)]
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Only records our store changed strictly after this instant (RFC 3339).
+    #[param(format = DateTime)]
     pub modified_after: Option<String>,
     /// Comma-separated last actions to return: `added`, `updated`, `deleted` (default all).
+    #[param(pattern = "^(added|updated|deleted)(,(added|updated|deleted))*$")]
     pub filter: Option<String>,
 }
 
@@ -79,12 +85,10 @@ pub fn action_filter(text: Option<&str>) -> Result<ActionFilter, ApiError> {
     Ok(f)
 }
 
-/// The cursor after sequence `seq` of this feed.
+/// The cursor after sequence `seq` of this feed (core's
+/// `store::feed::cursor`, which product events carry too; [`pages`] format).
 pub fn cursor_of(connection: &ConnectionId, object: &ObjectType, seq: u64) -> String {
-    pages::encode(
-        RECORDS,
-        &[connection.as_str(), object.as_str(), &seq.to_string()],
-    )
+    syncbridge_core::store::feed::cursor(connection, object, seq)
 }
 
 /// The sequence in a cursor of this feed (pure).

@@ -19,14 +19,19 @@ use crate::views::{RunPage, RunView, internal_statuses};
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only this connection's runs.
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128)]
     pub connection_id: Option<String>,
     /// `running`, `succeeded` or `failed`.
+    #[param(pattern = "^(running|succeeded|failed)$")]
     pub status: Option<String>,
     /// Only runs started at or after this instant (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// From a previous page's `next_cursor`.
+    #[param(pattern = "^[A-Za-z0-9_-]+$", max_length = 1024)]
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
@@ -91,7 +96,7 @@ pub async fn list(
 
 /// One run.
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
-    params(("id" = String, Path, description = "Run id")),
+    params(("id" = String, Path, description = "Run id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 512)),
     responses((status = 200, body = RunView),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]

@@ -46,12 +46,27 @@ async fn api() -> Api {
 struct Reply {
     status: StatusCode,
     content_type: String,
+    etag: Option<String>,
     body: Value,
 }
 
 impl Api {
     async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> Reply {
+        self.call_with(method, path, key, body, &[]).await
+    }
+
+    async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(k) = key {
             req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
         }
@@ -63,6 +78,10 @@ impl Api {
             .unwrap();
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
+        let etag = resp
+            .headers()
+            .get(header::ETAG)
+            .map(|v| v.to_str().unwrap().to_owned());
         let content_type = resp
             .headers()
             .get(header::CONTENT_TYPE)
@@ -78,6 +97,7 @@ impl Api {
         Reply {
             status,
             content_type,
+            etag,
             body,
         }
     }
@@ -822,4 +842,243 @@ async fn records_feed() {
         401,
         "unauthorized",
     );
+}
+
+/// Optimistic concurrency on connections.
+///
+/// Tried: GET's `ETag`; PATCH, pause and a full resync under a stale
+/// `If-Match`, under the current one, under `*`, under a malformed one and
+/// without one; a plain "sync now" under a stale one.
+///
+/// Must hold: a stale version is 412 `precondition-failed` and changes
+/// nothing; the current one succeeds and answers the new `ETag` (equal to
+/// what GET then shows); without `If-Match` writes behave as before; a
+/// malformed header is 400.
+#[tokio::test]
+async fn connections_carry_etags() {
+    let a = api_with_c1().await;
+    let w = Some(a.write.as_str());
+    let first = a.call("GET", "/api/v1/connections/c1", w, None).await;
+    let t1 = first.etag.clone().expect("GET answers an ETag");
+    assert!(t1.starts_with('"') && t1.ends_with('"'), "{t1}");
+
+    let patch = r#"{"base_url":"http://127.0.0.1:10"}"#;
+    let ok = a
+        .call_with(
+            "PATCH",
+            "/api/v1/connections/c1",
+            w,
+            Some(patch),
+            &[("if-match", &t1)],
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    let t2 = ok.etag.clone().expect("the new version");
+    assert_ne!(t2, t1);
+    let now = a.call("GET", "/api/v1/connections/c1", w, None).await;
+    assert_eq!(now.etag.as_deref(), Some(t2.as_str()));
+    assert_eq!(now.body["base_url"], "http://127.0.0.1:10");
+
+    let stale_patch = r#"{"base_url":"http://127.0.0.1:11"}"#;
+    let stale = a
+        .call_with(
+            "PATCH",
+            "/api/v1/connections/c1",
+            w,
+            Some(stale_patch),
+            &[("if-match", &t1)],
+        )
+        .await;
+    assert_problem(&stale, 412, "precondition-failed");
+    let pause = a
+        .call_with(
+            "POST",
+            "/api/v1/connections/c1/pause",
+            w,
+            None,
+            &[("if-match", &t1)],
+        )
+        .await;
+    assert_problem(&pause, 412, "precondition-failed");
+    let resync = a
+        .call_with(
+            "POST",
+            "/api/v1/connections/c1/sync",
+            w,
+            Some(r#"{"full_resync":true}"#),
+            &[("if-match", &t1)],
+        )
+        .await;
+    assert_problem(&resync, 412, "precondition-failed");
+    let after = a.call("GET", "/api/v1/connections/c1", w, None).await;
+    assert_eq!(after.etag.as_deref(), Some(t2.as_str()), "nothing changed");
+    assert_eq!(after.body["base_url"], "http://127.0.0.1:10");
+    assert_eq!(after.body["status"], "active");
+
+    let plain = a
+        .call_with(
+            "POST",
+            "/api/v1/connections/c1/sync",
+            w,
+            None,
+            &[("if-match", &t1)],
+        )
+        .await;
+    assert_eq!(
+        plain.status, 202,
+        "plain sync now ignores If-Match: {:?}",
+        plain.body
+    );
+    let bad = a
+        .call_with(
+            "POST",
+            "/api/v1/connections/c1/pause",
+            w,
+            None,
+            &[("if-match", "v1")],
+        )
+        .await;
+    assert_problem(&bad, 400, "invalid-request");
+
+    let weak = format!("W/{t2}");
+    let paused = a
+        .call_with(
+            "POST",
+            "/api/v1/connections/c1/pause",
+            w,
+            None,
+            &[("if-match", &weak)],
+        )
+        .await;
+    assert_eq!(paused.status, 200, "{:?}", paused.body);
+    assert_eq!(paused.body["status"], "disabled");
+    let t3 = paused.etag.clone().unwrap();
+    let any = a
+        .call_with(
+            "POST",
+            "/api/v1/connections/c1/resume",
+            w,
+            None,
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(any.status, 200, "{:?}", any.body);
+    let t4 = any.etag.clone().unwrap();
+    assert_ne!(t4, t3);
+    let blind = a
+        .call("POST", "/api/v1/connections/c1/pause", w, None)
+        .await;
+    assert_eq!(blind.status, 200, "without If-Match as before");
+    assert_ne!(blind.etag.as_deref(), Some(t4.as_str()));
+}
+
+/// Health with queued and dead-lettered work, beats and an overdue task.
+///
+/// Tried: two messages on `sync-inbound`, one of them dead-lettered; a
+/// failure beat of the inbound worker; an API call through the handler's
+/// app (which records the API's own beat); a task overdue for an hour.
+///
+/// Must hold: the queues' counts; every function listed (those never
+/// invoked without times); the worker's failure with its kind; the API's
+/// beat; the overdue task as the oldest.
+#[tokio::test]
+async fn health_reports_queues_functions_and_overdue() {
+    use syncbridge_core::heartbeat::{FunctionBeat, Outcome};
+    use syncbridge_core::{OutboundMessage, QueueName};
+    let a = api_with_c1().await;
+    let queue = syncbridge_localqueue::LocalQueue::open(syncbridge_localqueue::queue_path(
+        &a.app.settings.data_dir,
+    ))
+    .unwrap();
+    for id in ["m1", "m2"] {
+        a.app
+            .queue
+            .send(vec![OutboundMessage::json(
+                QueueName::inbound(),
+                id,
+                &json!({}),
+            )])
+            .await
+            .unwrap();
+    }
+    let got = queue
+        .receive("sync-inbound", std::time::Duration::from_secs(60))
+        .unwrap()
+        .expect("a message");
+    queue
+        .dead_letter(&got.lock_token, "test", "dead-lettered by the test")
+        .unwrap();
+    let now = a.app.clock.now();
+    a.app
+        .store
+        .put_function_beat(&FunctionBeat::of(
+            "SyncInboundWorker",
+            now,
+            &Outcome::Failure {
+                kind: "store".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let mut late = a
+        .app
+        .store
+        .list_tasks(Some(&ConnectionId::parse("c1").unwrap()))
+        .await
+        .unwrap()
+        .remove(0);
+    late.next_run_at = now.sub(std::time::Duration::from_secs(3600));
+    late.version += 1;
+    a.app.store.put_task(&late).await.unwrap();
+
+    let app = syncbridge_functions::app(
+        syncbridge_api::FUNCTION,
+        syncbridge_api::router,
+        a.app.clone(),
+    );
+    let req = Request::builder()
+        .uri("/api/v1/health")
+        .header(header::AUTHORIZATION, format!("Bearer {}", a.read))
+        .body(Body::empty())
+        .unwrap();
+    let _ = app.clone().oneshot(req).await.unwrap();
+    let h = a.call("GET", "/api/v1/health", Some(&a.read), None).await;
+    assert_eq!(h.status, 200, "{:?}", h.body);
+    let q = &h.body["queues"][0];
+    assert_eq!(
+        (&q["name"], &q["state"], &q["active"], &q["dead_lettered"]),
+        (
+            &json!("sync-inbound"),
+            &json!("counted"),
+            &json!(1),
+            &json!(1)
+        ),
+        "{q}"
+    );
+    let functions = h.body["functions"].as_array().unwrap();
+    assert_eq!(functions.len(), 6, "{functions:?}");
+    let f = |name: &str| {
+        functions
+            .iter()
+            .find(|f| f["function"] == name)
+            .unwrap()
+            .clone()
+    };
+    let worker = f("SyncInboundWorker");
+    assert_eq!(worker["last_error_kind"], "store", "{worker}");
+    assert_eq!(worker["failures_last_hour"], 1);
+    assert_eq!(worker["last_success"], Value::Null);
+    assert!(
+        f("SyncApi")["last_success"].is_string(),
+        "the API's own beat"
+    );
+    assert_eq!(
+        f("TokenRefresher")["last_invocation"],
+        Value::Null,
+        "never invoked"
+    );
+    let overdue = &h.body["overdue_tasks"];
+    assert_eq!(overdue["count"], 1, "{overdue}");
+    assert_eq!(overdue["oldest_task"], late.id.as_str());
+    assert_eq!(h.body["needs_reauth"]["count"], 0);
 }

@@ -100,6 +100,7 @@ pub(crate) async fn run(data_dir: &Path, a: UpArgs) -> anyhow::Result<ExitCode> 
         "webhooks: POST {}/api/webhooks/<connection-id>   (Ctrl-C or SIGTERM stops)",
         host.url()
     );
+    print_sign_in_link(data_dir, &host.url()).await;
     let events = host.events();
     tokio::select! {
         r = stop_signal() => r?,
@@ -108,6 +109,28 @@ pub(crate) async fn run(data_dir: &Path, a: UpArgs) -> anyhow::Result<ExitCode> 
     println!("stopping…");
     host.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The dashboard's one-time sign-in link (as Jupyter prints one): good for
+/// one sign-in within a day; an API key signs in too.
+async fn print_sign_in_link(data_dir: &Path, url: &str) {
+    let made = match crate::ops::state(data_dir).await {
+        Ok(app) => syncbridge_api::session::create_login(app.store.as_ref(), app.clock.now())
+            .await
+            .map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    match made {
+        Ok(link) => println!(
+            "dashboard: {url}{}?login={}   (one-time sign-in link)",
+            syncbridge_api::session::DASHBOARD_PATH,
+            link.expose()
+        ),
+        Err(e) => eprintln!(
+            "dashboard: {url}{} (no sign-in link: {e:#}; sign in with an API key)",
+            syncbridge_api::session::DASHBOARD_PATH
+        ),
+    }
 }
 
 /// Ctrl-C or SIGTERM (what `kill`, systemd and container runtimes send).

@@ -68,6 +68,16 @@ pub trait CredentialProvider: Send + Sync + fmt::Debug + 'static {
         def: &ConnectorDef,
         used: &AuthValue,
     ) -> Result<(), CredentialError>;
+    /// The API base URL the connection's credential names, when the
+    /// definition takes it from the token response (`auth.base_url_from`,
+    /// Salesforce's `instance_url`); `None` otherwise.
+    async fn base_url(
+        &self,
+        _conn: &Connection,
+        _def: &ConnectorDef,
+    ) -> Result<Option<String>, CredentialError> {
+        Ok(None)
+    }
 }
 
 /// For connectors without authentication.

@@ -154,6 +154,10 @@ pub enum Event {
         updated: u64,
         /// Records deleted (tombstoned).
         deleted: u64,
+        /// The records feed cursor (`GET /v1/records?cursor=`) of this
+        /// object from before the run: reading from it returns the run's
+        /// changes (and any later ones).
+        records_cursor: String,
     },
     /// A connection was added (CLI `connections add` or `POST /v1/connections`).
     ConnectionCreated {

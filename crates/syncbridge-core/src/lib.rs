@@ -42,6 +42,7 @@ pub mod connect;
 pub mod connector;
 pub mod credentials;
 pub mod events;
+pub mod heartbeat;
 pub mod ids;
 pub mod merge;
 pub mod model;
@@ -54,7 +55,7 @@ pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use ids::{ConnectionId, ExternalId, IdError, ObjectType, RunId, TaskId, TenantId};
-pub use queue::{OutboundMessage, QueueError, QueueName, QueueSender};
+pub use queue::{MessageCounts, OutboundMessage, QueueDepth, QueueError, QueueName, QueueSender};
 pub use ratelimit::{Decision, RateLimiter};
 pub use secrets::{SecretStore, SecretString};
 pub use store::{Store, StoreError};

@@ -105,10 +105,40 @@ impl QueueError {
     }
 }
 
+/// A queue's messages by state, as its backend counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MessageCounts {
+    /// Waiting for a receiver.
+    pub active: u64,
+    /// Waiting for their scheduled time.
+    pub scheduled: u64,
+    /// Held by a receiver now (`None`: the backend does not say).
+    pub locked: Option<u64>,
+    /// In the dead-letter queue.
+    pub dead_lettered: u64,
+}
+
+/// How deep a queue is, or why that is not known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueDepth {
+    /// Counted.
+    Counted(MessageCounts),
+    /// Not known, and why (the backend cannot count, the identity may not
+    /// read the counts, the broker did not answer).
+    Unknown(String),
+}
+
 /// Sends messages to a queue. Implementations must be idempotent by `message_id`
 /// within their duplicate-detection window.
 #[async_trait::async_trait]
 pub trait QueueSender: Send + Sync + fmt::Debug + 'static {
     /// Sends a batch; all or nothing where the backend allows.
     async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), QueueError>;
+
+    /// The queue's depth and dead letters, for health reports (never
+    /// fails: what cannot be counted is [`QueueDepth::Unknown`] with the
+    /// reason). Senders that cannot count keep this default.
+    async fn depth(&self, queue: &QueueName) -> QueueDepth {
+        QueueDepth::Unknown(format!("this queue sender cannot count {queue}"))
+    }
 }

@@ -258,6 +258,23 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<Vec<Connection>, StoreError>;
     /// Removes a connection with its tasks, runs and records. `false` if absent.
     async fn delete_connection(&self, id: &ConnectionId) -> Result<bool, StoreError>;
+    /// One connection with its version tag: opaque (letters, digits, `.`,
+    /// `-`, no quotes), different after every write of the connection
+    /// (`put_connection` included) and never repeated by a connection
+    /// deleted and created again. The API's `ETag`.
+    async fn get_connection_tagged(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Option<(Connection, String)>, StoreError>;
+    /// Replaces connection `c.id` only if its tag is still `expected`
+    /// (optimistic concurrency); returns the new tag.
+    /// [`StoreError::Conflict`] when the tag changed (nothing written),
+    /// [`StoreError::NotFound`] when the connection is gone.
+    async fn replace_connection(
+        &self,
+        c: &Connection,
+        expected: &str,
+    ) -> Result<String, StoreError>;
 
     // ---- tasks -------------------------------------------------------------
 
@@ -379,6 +396,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// tombstones included. A record changed again gets a new, higher seq, so a client paging
     /// through sees it again later and never skips it.
     async fn records_feed(&self, q: &FeedQuery) -> Result<Vec<FeedEntry>, StoreError>;
+    /// The connection's last drawn change sequence (0 before its first
+    /// change): a feed read after it (`after_seq`) returns exactly what
+    /// changes from now on, of any object.
+    async fn feed_position(&self, connection: &ConnectionId) -> Result<u64, StoreError>;
 
     // ---- runs --------------------------------------------------------------
 
@@ -513,4 +534,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn list_runs_page(&self, q: &RunQuery) -> Result<Vec<SyncRun>, StoreError>;
     /// One run by id.
     async fn get_run(&self, id: &RunId) -> Result<Option<SyncRun>, StoreError>;
+
+    // ---- function heartbeats (health) --------------------------------------
+
+    /// Merges `beat` into its function's stored beat
+    /// ([`crate::heartbeat::FunctionBeat::merge`]) atomically, so
+    /// concurrent instances of a function lose nothing; stores it when
+    /// there is none.
+    async fn put_function_beat(
+        &self,
+        beat: &crate::heartbeat::FunctionBeat,
+    ) -> Result<(), StoreError>;
+    /// Every function's beat, ordered by function name.
+    async fn list_function_beats(&self) -> Result<Vec<crate::heartbeat::FunctionBeat>, StoreError>;
 }

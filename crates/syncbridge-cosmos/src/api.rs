@@ -1,7 +1,9 @@
 //! The product API's part of the store (`SyncApi`): API keys (only their
 //! hashes, in the global `~apikey` partition, point-read by hash) and keyset
 //! pages of connections (cross-partition, ordered by the partition key) and
-//! runs (one connection's partition when the query names it). Kept apart
+//! runs (one connection's partition when the query names it); the function
+//! heartbeats (`~beats`, one document per function, merged under its
+//! ETag). Kept apart
 //! from the sync engine's queries in `lib.rs`; the trait methods there
 //! delegate here.
 
@@ -17,6 +19,19 @@ use crate::{CosmosStore, query};
 
 /// Partition of the API keys.
 pub(crate) const API_KEY_PK: &str = "~apikey";
+
+/// The partition of the function heartbeats (one document per function).
+pub(crate) const BEATS_PK: &str = "~beats";
+
+/// A function's heartbeat: id `beat.<function>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct BeatDoc {
+    pub id: String,
+    pub pk: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub doc: syncbridge_core::heartbeat::FunctionBeat,
+}
 
 /// An API key document: id `key.<hash>`, so authentication is a point read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -205,9 +220,14 @@ impl CosmosStore {
             f.and("c.doc.provider = @p", &[("@p", p.as_str().into())]);
         }
         let head = format!("SELECT TOP {} * FROM c", q.limit);
-        let docs: Vec<ConnectionDoc> = self
-            .query_all(f.query(&head, "ORDER BY c.pk"), None)
-            .await?;
+        // With a status (equal on every row) leading the ORDER BY, the
+        // composite index (/doc/status, /pk) serves filter and order.
+        let order = if q.status.is_some() {
+            "ORDER BY c.doc.status ASC, c.pk ASC"
+        } else {
+            "ORDER BY c.pk"
+        };
+        let docs: Vec<ConnectionDoc> = self.query_all(f.query(&head, order), None).await?;
         Ok(docs.into_iter().map(|d| d.doc).collect())
     }
 
@@ -247,7 +267,14 @@ impl CosmosStore {
             f.and(format!("({clause})"), &values);
         }
         let head = format!("SELECT TOP {} * FROM c", q.limit);
-        let tail = "ORDER BY c.started_at DESC, c.run_id DESC";
+        // One status (equal on every row) leads the ORDER BY, so the
+        // composite index (/doc/status, /started_at, /run_id) serves filter
+        // and order; several keep the plain order (its own composite index).
+        let tail = if q.statuses.len() == 1 {
+            "ORDER BY c.doc.status DESC, c.started_at DESC, c.run_id DESC"
+        } else {
+            "ORDER BY c.started_at DESC, c.run_id DESC"
+        };
         let pk = q.connection.as_ref().map(|c| c.as_str());
         let docs: Vec<RunDoc> = self.query_all(f.query(&head, tail), pk).await?;
         Ok(docs.into_iter().map(|d| d.doc).collect())
@@ -264,5 +291,56 @@ impl CosmosStore {
             )
             .await?;
         Ok(docs.into_iter().next().map(|d| d.doc))
+    }
+
+    /// Merges a heartbeat into its function's document: read, merge,
+    /// replace under the ETag (or create), again on a lost race.
+    pub(crate) async fn api_put_function_beat(
+        &self,
+        beat: &syncbridge_core::heartbeat::FunctionBeat,
+    ) -> Result<(), StoreError> {
+        let id = format!("beat.{}", beat.function);
+        for _ in 0..16 {
+            let done = match self.read::<BeatDoc>(BEATS_PK, &id).await? {
+                Some((stored, etag)) => {
+                    let doc = BeatDoc {
+                        doc: stored.doc.merge(beat),
+                        ..stored
+                    };
+                    self.replace_if(BEATS_PK, &id, &doc, &etag).await?
+                }
+                None => {
+                    let doc = BeatDoc {
+                        id: id.clone(),
+                        pk: BEATS_PK.into(),
+                        kind: "function_beat".into(),
+                        doc: beat.clone(),
+                    };
+                    self.create(BEATS_PK, &id, &doc).await?
+                }
+            };
+            if done {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "heartbeat of {}: kept losing to concurrent writers",
+            beat.function
+        )))
+    }
+
+    pub(crate) async fn api_list_function_beats(
+        &self,
+    ) -> Result<Vec<syncbridge_core::heartbeat::FunctionBeat>, StoreError> {
+        let docs: Vec<BeatDoc> = self
+            .query_all(
+                query(
+                    "SELECT * FROM c WHERE c.type = 'function_beat' ORDER BY c.id",
+                    &[],
+                ),
+                Some(BEATS_PK),
+            )
+            .await?;
+        Ok(docs.into_iter().map(|d| d.doc).collect())
     }
 }

@@ -10,8 +10,8 @@
 //! logical partition and commit in one transactional batch. Locks and
 //! quarantined messages live in their own `~`-prefixed partitions (see the
 //! `docs` module for every document shape). The product API's part (API
-//! keys by hash in `~apikey`, keyset pages of connections and runs) is in
-//! the `api` module.
+//! keys by hash in `~apikey`, keyset pages of connections and runs, the
+//! function heartbeats in `~beats`) is in the `api` module.
 //!
 //! Consequences, documented for operators:
 //! - a logical partition holds at most 20 GB, so one connection's records are
@@ -159,14 +159,26 @@ pub const MAX_BATCH_OPS: usize = 100;
 pub const MAX_ITEM_BYTES: usize = 2 * 1024 * 1024;
 
 /// The composite indexes the container's indexing policy must declare for the
-/// cross-partition `ORDER BY`s, and the records feed's object filter with
+/// cross-partition `ORDER BY`s, the records feed's object filter with
 /// `ORDER BY seq` (which runs without it, but reads fewer index entries with
-/// it) — mirrored in `infra/main.bicep`.
+/// it) and the API's status filters (`/doc/status`, the one path under the
+/// excluded `/doc/*` the policy includes again) — mirrored in
+/// `infra/main.bicep` (a test below checks).
 pub const COMPOSITE_INDEXES: &[&[(&str, &str)]] = &[
     &[("/priority", "ascending"), ("/eligible_at", "ascending")],
     &[("/started_at", "descending"), ("/run_id", "descending")],
     &[("/object", "ascending"), ("/seq", "ascending")],
+    &[("/doc/status", "ascending"), ("/pk", "ascending")],
+    &[
+        ("/doc/status", "descending"),
+        ("/started_at", "descending"),
+        ("/run_id", "descending"),
+    ],
 ];
+
+/// Paths under an excluded path that the indexing policy includes again
+/// (the more precise path wins) — mirrored in `infra/main.bicep`.
+pub const INCLUDED_PATHS: &[&str] = &["/*", "/doc/status/?"];
 
 /// Where the store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1325,6 +1337,48 @@ impl Store for CosmosStore {
             .map(|(d, _)| d.doc))
     }
 
+    async fn get_connection_tagged(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Option<(Connection, String)>, StoreError> {
+        Ok(self
+            .read::<ConnectionDoc>(id.as_str(), "connection")
+            .await?
+            .map(|(d, etag)| (d.doc, etag.trim_matches('"').to_owned())))
+    }
+
+    async fn replace_connection(
+        &self,
+        c: &Connection,
+        expected: &str,
+    ) -> Result<String, StoreError> {
+        // The tag is the document's ETag without its quotes: compare, then
+        // replace under the ETag just read, so a write in between loses.
+        let pk = c.id.as_str();
+        let Some((_, etag)) = self.read::<ConnectionDoc>(pk, "connection").await? else {
+            return Err(StoreError::NotFound(format!("connection {}", c.id)));
+        };
+        let changed = || {
+            StoreError::Conflict(format!(
+                "connection {} changed since version {expected}",
+                c.id
+            ))
+        };
+        if etag.trim_matches('"') != expected {
+            return Err(changed());
+        }
+        if !self
+            .replace_if(pk, "connection", &ConnectionDoc::new(c), &etag)
+            .await?
+        {
+            return Err(changed());
+        }
+        match self.read::<ConnectionDoc>(pk, "connection").await? {
+            Some((_, now)) => Ok(now.trim_matches('"').to_owned()),
+            None => Err(StoreError::NotFound(format!("connection {}", c.id))),
+        }
+    }
+
     async fn list_connections(
         &self,
         tenant: Option<&TenantId>,
@@ -1640,6 +1694,14 @@ impl Store for CosmosStore {
 
     async fn records_feed(&self, q: &FeedQuery) -> Result<Vec<FeedEntry>, StoreError> {
         feed::records_feed(self, q).await
+    }
+
+    async fn feed_position(&self, connection: &ConnectionId) -> Result<u64, StoreError> {
+        // The counter holds the next number to hand out.
+        Ok(self
+            .read::<CounterDoc>(connection.as_str(), docs::SEQ_COUNTER_ID)
+            .await?
+            .map_or(0, |(c, _)| (c.next - 1).max(0) as u64))
     }
 
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
@@ -1958,6 +2020,19 @@ impl Store for CosmosStore {
     async fn get_run(&self, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
         self.api_get_run(id).await
     }
+
+    async fn put_function_beat(
+        &self,
+        beat: &syncbridge_core::heartbeat::FunctionBeat,
+    ) -> Result<(), StoreError> {
+        self.api_put_function_beat(beat).await
+    }
+
+    async fn list_function_beats(
+        &self,
+    ) -> Result<Vec<syncbridge_core::heartbeat::FunctionBeat>, StoreError> {
+        self.api_list_function_beats().await
+    }
 }
 
 fn to_record(d: RecordDoc) -> Result<Record, StoreError> {
@@ -1975,6 +2050,34 @@ fn to_record(d: RecordDoc) -> Result<Record, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    /// `infra/main.bicep` declares every composite index and included path
+    /// the queries need, in order: a query whose index is missing fails on
+    /// the service (multi-property ORDER BY) or scans.
+    #[test]
+    fn bicep_declares_the_indexes() {
+        let bicep = include_str!("../../../infra/main.bicep");
+        let lines: Vec<String> = bicep
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or("").trim().to_owned())
+            .collect();
+        for composite in super::COMPOSITE_INDEXES {
+            let want: Vec<String> = composite
+                .iter()
+                .map(|(p, o)| format!("{{ path: '{p}', order: '{o}' }}"))
+                .collect();
+            assert!(
+                lines.windows(want.len()).any(|w| w == want.as_slice()),
+                "main.bicep lacks the composite index {want:?}"
+            );
+        }
+        for path in super::INCLUDED_PATHS {
+            assert!(
+                bicep.contains(&format!("{{ path: '{path}' }}")),
+                "main.bicep does not include {path}"
+            );
+        }
+    }
+
     use super::*;
 
     /// The endpoint is required and named in the error; the rest has defaults,

@@ -116,6 +116,8 @@ contract!(
     api_keys_by_hash,
     connection_and_run_pages,
     connect_sessions_advance_once,
+    connection_versions,
+    function_beats,
 );
 
 /// `run_all` too, so a case added to the contract runs here even before it is

@@ -106,18 +106,29 @@ impl CredentialManager {
             url: &url,
             style: client.auth_style_for(x.def),
         };
+        let base_url_from = match &x.def.auth {
+            syncbridge_core::connector::definition::AuthDef::Oauth2 { base_url_from, .. } => {
+                base_url_from.as_deref()
+            }
+            _ => None,
+        };
         let grant = CodeGrant {
             code: x.code,
             redirect_uri: x.redirect_uri,
             verifier: x.verifier,
+            base_url_from,
         };
         let now = i.clock.now();
         match token::exchange_code(&i.http, at, grant).await {
             Ok(t) => {
                 let mut doc =
                     CredentialDoc::oauth2(t.access_token, t.refresh_token, t.expires_in, now);
-                if let CredentialDoc::OAuth2 { scope, .. } = &mut doc {
+                if let CredentialDoc::OAuth2 {
+                    scope, base_url, ..
+                } = &mut doc
+                {
                     *scope = t.scope;
+                    *base_url = t.base_url;
                 }
                 Ok(doc)
             }

@@ -31,6 +31,10 @@ pub enum CredentialDoc {
         /// Granted scopes, space-separated, if the provider said.
         #[serde(default)]
         scope: Option<String>,
+        /// The API base URL the token response named (the connector's
+        /// `auth.base_url_from`, Salesforce `instance_url`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base_url: Option<String>,
     },
     /// A static API key.
     ApiKey {
@@ -60,6 +64,7 @@ impl CredentialDoc {
             expires_at: expires_in.map(|d| now.add(d)),
             issued_at: now,
             scope: None,
+            base_url: None,
         }
     }
 
@@ -76,6 +81,14 @@ impl CredentialDoc {
     pub fn access_token(&self) -> Option<&SecretString> {
         match self {
             CredentialDoc::OAuth2 { access_token, .. } => Some(access_token),
+            _ => None,
+        }
+    }
+
+    /// The API base URL stored with OAuth tokens, when the token response named one.
+    pub fn base_url(&self) -> Option<&str> {
+        match self {
+            CredentialDoc::OAuth2 { base_url, .. } => base_url.as_deref(),
             _ => None,
         }
     }

@@ -253,6 +253,10 @@ struct Ready<'a> {
     stored: Connection,
     refresh_token: SecretString,
     scope: Option<String>,
+    /// The stored API base URL (kept when the answer names none).
+    base_url: Option<String>,
+    /// The token-response field naming the API base URL (`auth.base_url_from`).
+    base_url_from: Option<String>,
     client: &'a OAuthClient,
     url: url::Url,
     style: crate::client::AuthStyle,
@@ -919,6 +923,7 @@ impl Inner {
         let CredentialDoc::OAuth2 {
             refresh_token,
             scope,
+            base_url,
             ..
         } = &cur.doc
         else {
@@ -930,6 +935,11 @@ impl Inner {
             return Err(CredentialError::NeedsReauth);
         };
         let scope = scope.clone();
+        let base_url = base_url.clone();
+        let base_url_from = match &def.auth {
+            AuthDef::Oauth2 { base_url_from, .. } => base_url_from.clone(),
+            _ => None,
+        };
         let client = self.usable_client(&stored)?;
         let url = client
             .token_url_for(&stored, def)
@@ -951,6 +961,8 @@ impl Inner {
             stored,
             refresh_token,
             scope,
+            base_url,
+            base_url_from,
             client,
             url,
             style: client.auth_style_for(def),
@@ -984,7 +996,8 @@ impl Inner {
         let id = &r.cur.connection;
         self.phase(id, RefreshPhase::BeforeRequest).await;
         bump(&self.counters.token_requests);
-        let result = token::refresh(&self.http, r.endpoint(), &r.refresh_token).await;
+        let from = r.base_url_from.as_deref();
+        let result = token::refresh(&self.http, r.endpoint(), &r.refresh_token, from).await;
         let Err(TokenError::Transient {
             outcome: Outcome::Unknown,
             what,
@@ -1002,7 +1015,7 @@ impl Inner {
         tracing::warn!(connection = %id, reason = %what, "token request outcome unknown; repeating it at once");
         self.wait_for_budget(&r.stored).await?;
         bump(&self.counters.token_requests);
-        let result = token::refresh(&self.http, r.endpoint(), &r.refresh_token).await;
+        let result = token::refresh(&self.http, r.endpoint(), &r.refresh_token, from).await;
         Ok(Requested::Answer(result))
     }
 
@@ -1024,6 +1037,7 @@ impl Inner {
                 expires_at: t.expires_in.map(|d| now.add(d)),
                 issued_at: now,
                 scope: t.scope.or_else(|| r.scope.clone()),
+                base_url: t.base_url.or_else(|| r.base_url.clone()),
             },
             reauth: None,
         };
@@ -1386,5 +1400,23 @@ impl CredentialProvider for CredentialManager {
             // A static credential the provider refuses cannot be refreshed.
             _ => Err(CredentialError::NeedsReauth),
         }
+    }
+
+    async fn base_url(
+        &self,
+        conn: &Connection,
+        def: &ConnectorDef,
+    ) -> Result<Option<String>, CredentialError> {
+        if !matches!(
+            &def.auth,
+            AuthDef::Oauth2 {
+                base_url_from: Some(_),
+                ..
+            }
+        ) {
+            return Ok(None);
+        }
+        let cur = self.inner.load(&conn.id).await?;
+        Ok(cur.and_then(|c| c.doc.base_url().map(str::to_owned)))
     }
 }

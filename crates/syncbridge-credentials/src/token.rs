@@ -1,4 +1,5 @@
-//! The token endpoint call: `grant_type=refresh_token` through the `oauth2`
+//! The token endpoint calls: `grant_type=refresh_token` and (the connect
+//! flow) `authorization_code` with its PKCE verifier, through the `oauth2`
 //! crate, over a reqwest client that never follows redirects (a redirect
 //! would resend our client secret wherever it points) and that answers
 //! 5xx/429 itself, keeping the HTTP status and `Retry-After`, before
@@ -8,11 +9,14 @@
 
 use std::time::Duration;
 
-use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::basic::{
+    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
+    BasicTokenIntrospectionResponse, BasicTokenType,
+};
 use oauth2::{
-    AuthType, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet, HttpRequest,
-    HttpResponse, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
-    TokenResponse as _, TokenUrl,
+    AuthType, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet,
+    ExtraTokenFields, HttpRequest, HttpResponse, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, StandardRevocableToken, StandardTokenResponse, TokenResponse as _, TokenUrl,
 };
 use syncbridge_core::SecretString;
 
@@ -36,7 +40,36 @@ pub(crate) struct Tokens {
     pub(crate) refresh_token: Option<SecretString>,
     pub(crate) expires_in: Option<Duration>,
     pub(crate) scope: Option<String>,
+    /// The API base URL the answer named (`base_url_from`), when asked for.
+    pub(crate) base_url: Option<String>,
 }
+
+/// A token response's fields beyond RFC 6749's, kept only when they are
+/// text (Salesforce's `instance_url`); never logged.
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+struct ExtraFields(std::collections::BTreeMap<String, serde_json::Value>);
+
+impl std::fmt::Debug for ExtraFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExtraFields(***)")
+    }
+}
+
+impl ExtraTokenFields for ExtraFields {}
+
+/// The `oauth2` client with [`ExtraFields`] in its token responses.
+type Client<HasTokenUrl = EndpointNotSet> = oauth2::Client<
+    BasicErrorResponse,
+    StandardTokenResponse<ExtraFields, BasicTokenType>,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    HasTokenUrl,
+>;
 
 /// Whether the provider may have acted on a token request that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,11 +205,8 @@ pub(crate) struct Endpoint<'a> {
     pub(crate) style: AuthStyle,
 }
 
-type Client =
-    BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
-
-fn oauth_client(at: Endpoint<'_>) -> Client {
-    BasicClient::new(ClientId::new(at.client.client_id.clone()))
+fn oauth_client(at: Endpoint<'_>) -> Client<EndpointSet> {
+    Client::new(ClientId::new(at.client.client_id.clone()))
         .set_client_secret(ClientSecret::new(
             at.client.client_secret.expose().to_owned(),
         ))
@@ -187,17 +217,22 @@ fn oauth_client(at: Endpoint<'_>) -> Client {
         })
 }
 
-/// Exchanges `refresh_token` at the endpoint.
+/// Exchanges `refresh_token` at the endpoint; `base_url_from` names the
+/// answer's field holding the API base URL, if the connector has one.
 pub(crate) async fn refresh(
     http: &reqwest::Client,
     at: Endpoint<'_>,
     refresh_token: &SecretString,
+    base_url_from: Option<&str>,
 ) -> Result<Tokens, TokenError> {
     let oc = oauth_client(at);
     let rt = RefreshToken::new(refresh_token.expose().to_owned());
     let http = http.clone();
     let call = move |req: HttpRequest| send(http.clone(), req);
-    classify(oc.exchange_refresh_token(&rt).request_async(&call).await)
+    classify(
+        oc.exchange_refresh_token(&rt).request_async(&call).await,
+        base_url_from,
+    )
 }
 
 /// What an authorization code is exchanged with (RFC 6749 §4.1.3, RFC 7636 §4.5).
@@ -205,6 +240,7 @@ pub(crate) struct CodeGrant<'a> {
     pub(crate) code: &'a SecretString,
     pub(crate) redirect_uri: &'a url::Url,
     pub(crate) verifier: Option<&'a SecretString>,
+    pub(crate) base_url_from: Option<&'a str>,
 }
 
 /// Exchanges an authorization code at the endpoint.
@@ -220,15 +256,15 @@ pub(crate) async fn exchange_code(
     }
     let http = http.clone();
     let call = move |req: HttpRequest| send(http.clone(), req);
-    classify(req.request_async(&call).await)
+    classify(req.request_async(&call).await, grant.base_url_from)
 }
 
 type Answer = Result<
-    oauth2::basic::BasicTokenResponse,
-    RequestTokenError<Transport, oauth2::basic::BasicErrorResponse>,
+    StandardTokenResponse<ExtraFields, BasicTokenType>,
+    RequestTokenError<Transport, BasicErrorResponse>,
 >;
 
-fn classify(answer: Answer) -> Result<Tokens, TokenError> {
+fn classify(answer: Answer, base_url_from: Option<&str>) -> Result<Tokens, TokenError> {
     match answer {
         Ok(tok) => Ok(Tokens {
             access_token: SecretString::new(tok.access_token().secret().clone()),
@@ -239,6 +275,10 @@ fn classify(answer: Answer) -> Result<Tokens, TokenError> {
             scope: tok
                 .scopes()
                 .map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(" ")),
+            base_url: base_url_from
+                .and_then(|k| tok.extra_fields().0.get(k))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
         }),
         Err(RequestTokenError::ServerResponse(e)) => Err(match e.error() {
             BasicErrorResponseType::InvalidGrant => TokenError::InvalidGrant,

@@ -78,6 +78,10 @@ impl QueueSender for Correlating {
         }
         self.0.send(messages).await
     }
+
+    async fn depth(&self, queue: &syncbridge_core::QueueName) -> syncbridge_core::QueueDepth {
+        self.0.depth(queue).await
+    }
 }
 
 #[cfg(test)]

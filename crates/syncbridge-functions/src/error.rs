@@ -35,9 +35,31 @@ pub enum HandlerError {
     Sweep(#[from] CredentialError),
 }
 
+/// The class of a failed invocation, carried in the response's extensions
+/// to the heartbeat (`serve::app`), never on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureKind(pub &'static str);
+
+impl HandlerError {
+    /// The failure's class: `store`, `queue`, `binding`, `push`, `tick`, `sweep`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HandlerError::Store(_) => "store",
+            HandlerError::Queue(_) => "queue",
+            HandlerError::Binding(_) => "binding",
+            HandlerError::Push(_) => "push",
+            HandlerError::Tick(_) => "tick",
+            HandlerError::Sweep(_) => "sweep",
+        }
+    }
+}
+
 impl IntoResponse for HandlerError {
     fn into_response(self) -> Response {
         tracing::error!(error = %self, "invocation failed; the host will retry");
-        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+        let kind = FailureKind(self.kind());
+        let mut response = (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response();
+        response.extensions_mut().insert(kind);
+        response
     }
 }

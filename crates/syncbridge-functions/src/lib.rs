@@ -37,7 +37,7 @@ mod error;
 mod queue_job;
 mod serve;
 
-pub use error::HandlerError;
+pub use error::{FailureKind, HandlerError};
 pub use serve::{app, run_function, serve};
 pub use settings::Settings;
 pub use state::AppState;

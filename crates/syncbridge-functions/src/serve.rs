@@ -1,8 +1,10 @@
 //! Serving a handler router the way the Functions host expects.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::Router;
+use syncbridge_core::heartbeat::{Heartbeat, Outcome};
 use tokio::net::TcpListener;
 
 use crate::settings::{ExitWithHost, ServerLimits, Settings};
@@ -58,9 +60,43 @@ fn watch_host(mode: ExitWithHost) {
 }
 
 /// What a handler binary serves: `router(state)` with every request in an
-/// invocation span for function `name` ([`crate::telemetry::instrument`]).
+/// invocation span for function `name` ([`crate::telemetry::instrument`]),
+/// and its outcome recorded in the function's heartbeat ([`heartbeat`]).
 pub fn app(name: &'static str, router: fn(AppState) -> Router, state: AppState) -> Router {
-    crate::telemetry::instrument(router(state), name)
+    let beat = Arc::new(Heartbeat::new(
+        state.store.clone(),
+        state.clock.clone(),
+        name,
+        syncbridge_core::heartbeat::DEFAULT_INTERVAL,
+    ));
+    heartbeat(crate::telemetry::instrument(router(state), name), beat)
+}
+
+/// Records every request's outcome in `beat`: a 5xx answer is a failure
+/// (its class from the handler's [`crate::error::FailureKind`], else
+/// `http <status>`), anything else a success (a refused webhook or API call
+/// is the caller's failure, not the function's).
+pub fn heartbeat(router: Router, beat: Arc<Heartbeat>) -> Router {
+    router.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let beat = beat.clone();
+            async move {
+                let response = next.run(req).await;
+                let status = response.status();
+                let outcome = if status.is_server_error() {
+                    let kind = response
+                        .extensions()
+                        .get::<crate::error::FailureKind>()
+                        .map_or_else(|| format!("http {}", status.as_u16()), |k| k.0.to_owned());
+                    Outcome::Failure { kind }
+                } else {
+                    Outcome::Success
+                };
+                beat.record(outcome).await;
+                response
+            }
+        },
+    ))
 }
 
 /// The whole life of a handler binary: tracing, settings, bind

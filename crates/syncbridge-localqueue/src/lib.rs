@@ -877,6 +877,22 @@ impl QueueSender for LocalQueue {
             Err(_) => run().map_err(QueueError::from),
         }
     }
+
+    /// Counts from the queue file ([`LocalQueue::counts`]).
+    async fn depth(&self, queue: &syncbridge_core::QueueName) -> syncbridge_core::QueueDepth {
+        let (q, name) = (self.clone(), queue.as_str().to_owned());
+        let counted = tokio::task::spawn_blocking(move || q.counts(&name)).await;
+        match counted {
+            Ok(Ok(c)) => syncbridge_core::QueueDepth::Counted(syncbridge_core::MessageCounts {
+                active: c.active,
+                scheduled: c.scheduled,
+                locked: Some(c.locked),
+                dead_lettered: c.dead_lettered,
+            }),
+            Ok(Err(e)) => syncbridge_core::QueueDepth::Unknown(format!("counting {queue}: {e}")),
+            Err(e) => syncbridge_core::QueueDepth::Unknown(format!("counting {queue}: {e}")),
+        }
+    }
 }
 
 #[cfg(test)]

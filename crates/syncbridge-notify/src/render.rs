@@ -313,6 +313,7 @@ fn product_facts(event: &Event) -> Vec<(&'static str, String)> {
             added,
             updated,
             deleted,
+            ..
         } => vec![
             ("Tenant", tenant.to_string()),
             ("Connection", connection.to_string()),
@@ -493,6 +494,7 @@ pub fn product_data(event: &Event) -> Value {
             added,
             updated,
             deleted,
+            records_cursor,
         } => json!({
             "tenant": tenant,
             "connection_id": connection,
@@ -500,6 +502,7 @@ pub fn product_data(event: &Event) -> Value {
             "run_id": run,
             "status": status,
             "counts": {"added": added, "updated": updated, "deleted": deleted},
+            "records_cursor": records_cursor,
         }),
         Event::ConnectionCreated {
             tenant,

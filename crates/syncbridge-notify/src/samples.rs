@@ -131,6 +131,11 @@ pub fn sample_events_for(tenant: &str) -> Vec<Event> {
             added: 120,
             updated: 7,
             deleted: 2,
+            records_cursor: syncbridge_core::store::feed::cursor(
+                &c,
+                &syncbridge_core::ObjectType::parse("contacts").expect("valid object"),
+                4_711,
+            ),
         },
         Event::ConnectionCreated {
             tenant: t.clone(),

@@ -32,7 +32,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /crm/v3/objects/{object}` | list: `limit`, `after`, `archived`, `properties`, `updatedAfter` |
-//! | `POST /crm/v3/objects/{object}/search` | HubSpot search body (filterGroups, sorts, limit, after) |
+//! | `POST /crm/v3/objects/{object}/search` | HubSpot search body (filterGroups, sorts, limit, after); like HubSpot's, one search reaches at most 10,000 results (a page past them is refused with 400) |
 //! | `GET/PATCH/DELETE /crm/v3/objects/{object}/{id}` | read / update / archive |
 //! | `POST /crm/v3/objects/{object}` | create (`Idempotency-Key` honoured on POST and PATCH) |
 //! | `GET /oauth/authorize` | the consent page (Approve / Deny), or an immediate code with `--oauth-auto-approve` |

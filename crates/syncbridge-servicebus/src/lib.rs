@@ -33,6 +33,17 @@
 //! had to be split is not atomic across its parts; a retry of the whole
 //! `send` is safe because every part carries its `MessageId`s.
 //!
+//! # Queue depth
+//!
+//! [`QueueSender::depth`] reads the queue's runtime properties from the
+//! entity endpoint, `GET {endpoint}/{queue}?api-version=2021-05` (an Atom
+//! entry whose `QueueDescription` holds `CountDetails`:
+//! `ActiveMessageCount`, `ScheduledMessageCount`,
+//! `DeadLetterMessageCount`). That is a management read: with Microsoft
+//! Entra it needs *Azure Service Bus Data Owner* (SAS: `Manage`); *Data
+//! Sender* is refused (401/403). A refusal, or any other failure, is
+//! reported as unknown with the reason, never as an error.
+//!
 //! # Settings
 //!
 //! [`ServiceBusSettings::from_vars`]: `ServiceBusConnection__fullyQualifiedNamespace`
@@ -51,7 +62,9 @@ use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use base64::Engine as _;
 use serde::Serialize;
-use syncbridge_core::{OutboundMessage, QueueError, QueueSender};
+use syncbridge_core::{
+    MessageCounts, OutboundMessage, QueueDepth, QueueError, QueueName, QueueSender,
+};
 use url::Url;
 
 pub use entra::{TokenCache, TokenError};
@@ -394,8 +407,68 @@ impl ServiceBusSender {
     }
 }
 
+/// The runtime counts in a queue's Atom entry (`CountDetails`), whatever
+/// namespace prefix the service gives their elements. Pure.
+pub fn parse_count_details(xml: &str) -> Option<MessageCounts> {
+    let count = |name: &str| -> Option<u64> {
+        let details = &xml[xml.find("CountDetails")?..];
+        let at = details
+            .match_indices(name)
+            .map(|(i, _)| i + name.len())
+            .find(|&end| details[end..].starts_with('>'))?;
+        let rest = &details[at + 1..];
+        rest[..rest.find('<')?].trim().parse().ok()
+    };
+    Some(MessageCounts {
+        active: count("ActiveMessageCount")?,
+        scheduled: count("ScheduledMessageCount").unwrap_or(0),
+        locked: None,
+        dead_lettered: count("DeadLetterMessageCount")?,
+    })
+}
+
+impl ServiceBusSender {
+    /// `GET {endpoint}/{queue}?api-version=2021-05`: the queue's counts.
+    async fn runtime_counts(&self, queue: &str) -> Result<MessageCounts, String> {
+        let mut url = self
+            .endpoint
+            .join(queue)
+            .map_err(|e| format!("queue name {queue:?}: {e}"))?;
+        url.set_query(Some("api-version=2021-05"));
+        let token = self.token.bearer().await.map_err(|e| e.to_string())?;
+        let response = self
+            .http
+            .get(url)
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .map_err(|e| format!("reading {queue}'s runtime properties: {}", e.without_url()))?;
+        let status = response.status();
+        if matches!(status.as_u16(), 401 | 403) {
+            return Err(format!(
+                "this app's identity may not read {queue}'s runtime properties ({status}): \
+                 that needs Azure Service Bus Data Owner (Manage), which the API app is not \
+                 given (docs/azure.md)"
+            ));
+        }
+        if !status.is_success() {
+            return Err(format!("reading {queue}'s runtime properties: {status}"));
+        }
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        parse_count_details(&text)
+            .ok_or_else(|| format!("{queue}'s runtime properties carry no CountDetails"))
+    }
+}
+
 #[async_trait]
 impl QueueSender for ServiceBusSender {
+    async fn depth(&self, queue: &QueueName) -> QueueDepth {
+        match self.runtime_counts(queue.as_str()).await {
+            Ok(c) => QueueDepth::Counted(c),
+            Err(why) => QueueDepth::Unknown(why),
+        }
+    }
+
     async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), QueueError> {
         // Group by queue, keeping order within each queue.
         let mut by_queue: Vec<(String, Vec<OutboundMessage>)> = Vec::new();
@@ -477,6 +550,27 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.contains("both"), "{e}");
+    }
+
+    /// The Atom entry of a queue, as the entity endpoint answers it.
+    #[test]
+    fn count_details_from_the_atom_entry() {
+        let xml = r#"<entry xmlns="http://www.w3.org/2005/Atom"><title type="text">sync-inbound</title><content type="application/xml"><QueueDescription xmlns="http://schemas.microsoft.com/netservices/2010/10/servicebus/connect" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><MessageCount>12</MessageCount><CountDetails xmlns:d2p1="http://schemas.microsoft.com/netservices/2011/06/servicebus"><d2p1:ActiveMessageCount>7</d2p1:ActiveMessageCount><d2p1:DeadLetterMessageCount>3</d2p1:DeadLetterMessageCount><d2p1:ScheduledMessageCount>2</d2p1:ScheduledMessageCount><d2p1:TransferMessageCount>0</d2p1:TransferMessageCount><d2p1:TransferDeadLetterMessageCount>0</d2p1:TransferDeadLetterMessageCount></CountDetails></QueueDescription></content></entry>"#;
+        assert_eq!(
+            parse_count_details(xml),
+            Some(MessageCounts {
+                active: 7,
+                scheduled: 2,
+                locked: None,
+                dead_lettered: 3,
+            })
+        );
+        assert_eq!(parse_count_details("<entry><title>x</title></entry>"), None);
+        assert_eq!(
+            parse_count_details("<CountDetails><ActiveMessageCount>x</ActiveMessageCount>"),
+            None,
+            "not a number"
+        );
     }
 
     /// Only lowercase token names with printable values travel as headers.

@@ -76,6 +76,92 @@ pub(crate) fn revoke_api_key(db: &mut Db, id: &str, at: Timestamp) -> Result<boo
     Ok(true)
 }
 
+/// A connection's tag: its version, and its creation time, so a connection
+/// deleted and created again (versions start over) never repeats a tag.
+fn connection_tag(c: &Connection, version: i64) -> String {
+    format!("{}.{version}", c.created_at.as_millis())
+}
+
+pub(crate) fn get_connection_tagged(
+    db: &Db,
+    id: &syncbridge_core::ConnectionId,
+) -> Result<Option<(Connection, String)>, StoreError> {
+    let row: Option<(String, i64)> = db
+        .query_row(
+            "SELECT doc, version FROM connections WHERE id = ?1",
+            [id.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    row.map(|(doc, version)| {
+        let c: Connection = from_json("connection", &doc)?;
+        let tag = connection_tag(&c, version);
+        Ok((c, tag))
+    })
+    .transpose()
+}
+
+/// Replaces the connection under its tag, in one `IMMEDIATE` transaction.
+pub(crate) fn replace_connection(
+    db: &mut Db,
+    c: &Connection,
+    expected: &str,
+) -> Result<String, StoreError> {
+    let tx = db
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let Some((_, tag)) = get_connection_tagged(&tx, &c.id)? else {
+        return Err(StoreError::NotFound(format!("connection {}", c.id)));
+    };
+    if tag != expected {
+        return Err(StoreError::Conflict(format!(
+            "connection {} changed since version {expected}",
+            c.id
+        )));
+    }
+    let version: i64 = tx
+        .query_row(
+            "UPDATE connections SET tenant = ?2, doc = ?3, version = version + 1
+             WHERE id = ?1 RETURNING version",
+            params![c.id.as_str(), c.tenant.as_str(), to_json(c)],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    tx.commit().map_err(backend)?;
+    Ok(connection_tag(c, version))
+}
+
+/// Merges a heartbeat into its function's row in one `IMMEDIATE` transaction.
+pub(crate) fn put_function_beat(
+    db: &mut Db,
+    beat: &syncbridge_core::heartbeat::FunctionBeat,
+) -> Result<(), StoreError> {
+    let tx = db
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let stored: Option<String> = tx
+        .query_row(
+            "SELECT doc FROM function_beats WHERE function = ?1",
+            [beat.function.as_str()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    let merged = match stored {
+        Some(doc) => from_json::<syncbridge_core::heartbeat::FunctionBeat>("function beat", &doc)?
+            .merge(beat),
+        None => beat.clone(),
+    };
+    tx.execute(
+        "INSERT INTO function_beats (function, doc) VALUES (?1, ?2)
+         ON CONFLICT(function) DO UPDATE SET doc = excluded.doc",
+        params![merged.function, to_json(&merged)],
+    )
+    .map_err(backend)?;
+    tx.commit().map_err(backend)
+}
+
 pub(crate) fn create_connect_session(db: &Db, s: &ConnectSession) -> Result<(), StoreError> {
     match db.execute(
         "INSERT INTO connect_sessions (id, version, expires_at, doc) VALUES (?1, ?2, ?3, ?4)",
@@ -136,15 +222,9 @@ impl Filter {
         self.clauses.push(text);
     }
 
-    /// The documents of `table` matching the filter, in `order`, at most `limit`.
-    fn page<T: serde::de::DeserializeOwned>(
-        mut self,
-        db: &Db,
-        what: &str,
-        table: &str,
-        order: &str,
-        limit: usize,
-    ) -> Result<Vec<T>, StoreError> {
+    /// The query for the documents of `table` matching the filter, in
+    /// `order`, at most `limit`, and its parameters.
+    fn sql(mut self, table: &str, order: &str, limit: usize) -> (String, Vec<Value>) {
         let filter = if self.clauses.is_empty() {
             String::new()
         } else {
@@ -156,11 +236,11 @@ impl Filter {
             "SELECT doc FROM {table} {filter} ORDER BY {order} LIMIT ?{}",
             self.params.len()
         );
-        docs(db, what, &sql, &self.params)
+        (sql, self.params)
     }
 }
 
-fn docs<T: serde::de::DeserializeOwned>(
+pub(crate) fn docs<T: serde::de::DeserializeOwned>(
     db: &Db,
     what: &str,
     sql: &str,
@@ -179,12 +259,18 @@ fn text(s: &str) -> Value {
     Value::Text(s.to_owned())
 }
 
-/// A page of connections: the primary key (or `connections_tenant`) range
-/// after the cursor; status and provider are read from the document.
+/// A page of connections: the primary key (or `connections_tenant`, or with
+/// a status filter `connections_status`) range after the cursor; the
+/// provider is read from the document.
 pub(crate) fn list_connections_page(
     db: &Db,
     q: &ConnectionQuery,
 ) -> Result<Vec<Connection>, StoreError> {
+    let (sql, params) = connections_query(q);
+    docs(db, "connection", &sql, &params)
+}
+
+fn connections_query(q: &ConnectionQuery) -> (String, Vec<Value>) {
     let mut f = Filter::default();
     if let Some(t) = &q.tenant {
         f.and("tenant = ?", [text(t.as_str())]);
@@ -198,12 +284,18 @@ pub(crate) fn list_connections_page(
     if let Some(p) = &q.provider {
         f.and("json_extract(doc, '$.provider') = ?", [text(p)]);
     }
-    f.page(db, "connection", "connections", "id", q.limit)
+    f.sql("connections", "id", q.limit)
 }
 
 /// A page of runs, newest first: the `runs_connection_started` (or
-/// `runs_started`) index range before the cursor's (started_at, id).
+/// `runs_started`; with a status filter `runs_connection_status` or
+/// `runs_status`) index range before the cursor's (started_at, id).
 pub(crate) fn list_runs_page(db: &Db, q: &RunQuery) -> Result<Vec<SyncRun>, StoreError> {
+    let (sql, params) = runs_query(q);
+    docs(db, "run", &sql, &params)
+}
+
+fn runs_query(q: &RunQuery) -> (String, Vec<Value>) {
     let mut f = Filter::default();
     if let Some(c) = &q.connection {
         f.and("connection = ?", [text(c.as_str())]);
@@ -229,7 +321,7 @@ pub(crate) fn list_runs_page(db: &Db, q: &RunQuery) -> Result<Vec<SyncRun>, Stor
             q.statuses.iter().map(|s| text(s.as_str())),
         );
     }
-    f.page(db, "run", "runs", "started_at DESC, id DESC", q.limit)
+    f.sql("runs", "started_at DESC, id DESC", q.limit)
 }
 
 pub(crate) fn get_run(db: &Db, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
@@ -240,4 +332,78 @@ pub(crate) fn get_run(db: &Db, id: &RunId) -> Result<Option<SyncRun>, StoreError
         .optional()
         .map_err(backend)?;
     doc.map(|d| from_json("run", &d)).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syncbridge_core::model::{ConnectionStatus, RunStatus};
+    use syncbridge_core::store::RunKey;
+    use syncbridge_core::{ConnectionId, TenantId};
+
+    /// What SQLite plans for `sql` (the `detail` column of each step).
+    fn plan(db: &Db, (sql, params): (String, Vec<Value>)) -> String {
+        let mut st = db.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        st.query_map(params_from_iter(params.iter()), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .join("; ")
+    }
+
+    fn migrated() -> Db {
+        let mut db = Db::open_in_memory().unwrap();
+        crate::schema::migrate(&mut db).unwrap();
+        db
+    }
+
+    /// Tried: the API's status filters on connections and runs, alone, with
+    /// a cursor, a tenant or a connection. Must hold: every one reads an
+    /// index range (`SEARCH … USING INDEX`), never a scan of the table; a
+    /// single status reads in the page's order (no sort).
+    #[test]
+    fn status_filters_read_index_ranges() {
+        let db = migrated();
+        let by_status = ConnectionQuery {
+            status: Some(ConnectionStatus::NeedsReauth),
+            after: Some(ConnectionId::parse("c5").unwrap()),
+            limit: 50,
+            ..Default::default()
+        };
+        let p = plan(&db, connections_query(&by_status));
+        assert!(p.contains("USING INDEX connections_status"), "{p}");
+        assert!(!p.contains("TEMP B-TREE"), "in id order already: {p}");
+        let with_tenant = ConnectionQuery {
+            tenant: Some(TenantId::parse("t1").unwrap()),
+            ..by_status.clone()
+        };
+        let p = plan(&db, connections_query(&with_tenant));
+        assert!(p.starts_with("SEARCH connections USING"), "{p}");
+
+        let one = RunQuery {
+            statuses: vec![RunStatus::Failed],
+            limit: 50,
+            ..Default::default()
+        };
+        let p = plan(&db, runs_query(&one));
+        assert!(p.contains("USING INDEX runs_status"), "{p}");
+        assert!(!p.contains("TEMP B-TREE"), "newest first already: {p}");
+        let of_connection = RunQuery {
+            connection: Some(ConnectionId::parse("c1").unwrap()),
+            after: Some(RunKey {
+                started_at: Timestamp::from_millis(5),
+                id: RunId::parse("r5").unwrap(),
+            }),
+            ..one.clone()
+        };
+        let p = plan(&db, runs_query(&of_connection));
+        assert!(p.contains("USING INDEX runs_connection_status"), "{p}");
+        let several = RunQuery {
+            statuses: vec![RunStatus::Failed, RunStatus::Succeeded],
+            ..one
+        };
+        let p = plan(&db, runs_query(&several));
+        assert!(p.contains("USING INDEX runs_status"), "{p}");
+        assert!(!p.contains("SCAN runs"), "{p}");
+    }
 }

@@ -562,8 +562,9 @@ impl Store for SqliteStore {
         let c = c.clone();
         self.with(move |db| {
             db.execute(
-                "INSERT INTO connections (id, tenant, doc) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(id) DO UPDATE SET tenant = excluded.tenant, doc = excluded.doc",
+                "INSERT INTO connections (id, tenant, doc, version) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT(id) DO UPDATE SET tenant = excluded.tenant, doc = excluded.doc,
+                    version = connections.version + 1",
                 params![c.id.as_str(), c.tenant.as_str(), to_json(&c)],
             )
             .map_err(backend)?;
@@ -586,6 +587,25 @@ impl Store for SqliteStore {
             doc.map(|d| from_json("connection", &d)).transpose()
         })
         .await
+    }
+
+    async fn get_connection_tagged(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Option<(Connection, String)>, StoreError> {
+        let id = id.clone();
+        self.with(move |db| api::get_connection_tagged(db, &id))
+            .await
+    }
+
+    async fn replace_connection(
+        &self,
+        c: &Connection,
+        expected: &str,
+    ) -> Result<String, StoreError> {
+        let (c, expected) = (c.clone(), expected.to_owned());
+        self.with(move |db| api::replace_connection(db, &c, &expected))
+            .await
     }
 
     async fn list_connections(
@@ -832,6 +852,22 @@ impl Store for SqliteStore {
     async fn records_feed(&self, q: &FeedQuery) -> Result<Vec<FeedEntry>, StoreError> {
         let q = q.clone();
         self.with(move |db| records::records_feed(db, &q)).await
+    }
+
+    async fn feed_position(&self, connection: &ConnectionId) -> Result<u64, StoreError> {
+        let c = connection.clone();
+        self.with(move |db| {
+            let last: Option<i64> = db
+                .query_row(
+                    "SELECT last FROM record_seq WHERE connection = ?1",
+                    [c.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            Ok(last.unwrap_or(0).max(0) as u64)
+        })
+        .await
     }
 
     async fn write_record(&self, w: &RecordWrite) -> Result<(), StoreError> {
@@ -1257,5 +1293,27 @@ impl Store for SqliteStore {
     async fn get_run(&self, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
         let id = id.clone();
         self.with(move |db| api::get_run(db, &id)).await
+    }
+
+    async fn put_function_beat(
+        &self,
+        beat: &syncbridge_core::heartbeat::FunctionBeat,
+    ) -> Result<(), StoreError> {
+        let beat = beat.clone();
+        self.with(move |db| api::put_function_beat(db, &beat)).await
+    }
+
+    async fn list_function_beats(
+        &self,
+    ) -> Result<Vec<syncbridge_core::heartbeat::FunctionBeat>, StoreError> {
+        self.with(|db| {
+            api::docs(
+                db,
+                "function beat",
+                "SELECT doc FROM function_beats ORDER BY function",
+                &[],
+            )
+        })
+        .await
     }
 }

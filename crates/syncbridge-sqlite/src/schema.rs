@@ -245,7 +245,31 @@ const MIGRATIONS: &[&[Step]] = &[
      CREATE INDEX IF NOT EXISTS runs_connection_started ON runs (connection, started_at, id);
      CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at, id);",
     )],
-    // 10: connect sessions (the OAuth connect flow): one document each,
+    // 10: the API's status filters (`connections?status=`, `runs?status=`)
+    //    read index ranges: expression indexes on the documents' status,
+    //    spelled exactly as the queries in `api.rs` spell it (SQLite uses an
+    //    expression index only for the identical expression).
+    &[Step::Sql(
+        "CREATE INDEX IF NOT EXISTS connections_status ON connections (json_extract(doc, '$.status'), id);
+     CREATE INDEX IF NOT EXISTS runs_status ON runs (json_extract(doc, '$.status'), started_at, id);
+     CREATE INDEX IF NOT EXISTS runs_connection_status ON runs (connection, json_extract(doc, '$.status'), started_at, id);",
+    )],
+    // 11: optimistic concurrency on connections (the API's ETag): a
+    //    version bumped by every write; existing rows start at 0.
+    &[Step::AddColumn {
+        table: "connections",
+        column: "version",
+        decl: "INTEGER NOT NULL DEFAULT 0",
+    }],
+    // 12: function heartbeats (core's `heartbeat`): one row per function,
+    //    merged under the write lock.
+    &[Step::Sql(
+        "CREATE TABLE IF NOT EXISTS function_beats (
+        function TEXT PRIMARY KEY,
+        doc TEXT NOT NULL
+     ) WITHOUT ROWID;",
+    )],
+    // 13: connect sessions (the OAuth connect flow): one document each,
     //     advanced by compare-and-swap on `version`; `expires_at` for pruning.
     &[Step::Sql(
         "CREATE TABLE IF NOT EXISTS connect_sessions (

@@ -39,6 +39,8 @@ contract!(
     api_keys_by_hash,
     connection_and_run_pages,
     connect_sessions_advance_once,
+    connection_versions,
+    function_beats,
 );
 
 /// Reopening the file keeps every committed record and migrations are not re-run destructively.

@@ -147,6 +147,143 @@ pub async fn connections_crud(store: Arc<dyn Store>) {
     );
 }
 
+/// Optimistic concurrency on connections (the API's `ETag`).
+///
+/// Tried: a replace under the tag just read; a second replace under the
+/// now stale tag; a `put_connection` between a read and a replace; a
+/// replace of a missing connection; the connection deleted and created
+/// again, then a replace under a tag from before the delete.
+///
+/// Must hold: the current tag wins and returns a new tag equal to what a
+/// read returns; a stale tag is `Conflict` and writes nothing; every write
+/// (put too) changes the tag; missing is `NotFound`; a tag never comes back
+/// for the connection created again.
+pub async fn connection_versions(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let mut c = connection("v1", "t1");
+    s.put_connection(&c).await.unwrap();
+    let (read, t1) = s.get_connection_tagged(&c.id).await.unwrap().unwrap();
+    assert_eq!(read, c);
+    assert!(
+        !t1.is_empty() && !t1.contains('"'),
+        "opaque, without quotes: {t1:?}"
+    );
+    c.status = ConnectionStatus::Disabled;
+    let t2 = s.replace_connection(&c, &t1).await.unwrap();
+    assert_ne!(t2, t1, "a write changes the tag");
+    let (now, t) = s.get_connection_tagged(&c.id).await.unwrap().unwrap();
+    assert_eq!((&now, &t), (&c, &t2), "the write and its tag");
+    let mut stale = c.clone();
+    stale.status = ConnectionStatus::Active;
+    assert!(
+        matches!(
+            s.replace_connection(&stale, &t1).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a stale tag loses"
+    );
+    assert_eq!(
+        s.get_connection(&c.id).await.unwrap(),
+        Some(c.clone()),
+        "and writes nothing"
+    );
+    c.base_url = Some("http://127.0.0.1:2".into());
+    s.put_connection(&c).await.unwrap();
+    let (_, t3) = s.get_connection_tagged(&c.id).await.unwrap().unwrap();
+    assert_ne!(t3, t2, "put changes the tag too");
+    assert!(matches!(
+        s.replace_connection(&c, &t2).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let missing = connection("nope", "t1");
+    assert!(matches!(
+        s.replace_connection(&missing, "x").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.get_connection_tagged(&missing.id).await.unwrap(), None);
+    assert!(s.delete_connection(&c.id).await.unwrap());
+    let mut again = connection("v1", "t1");
+    again.created_at = T0.add(Duration::from_secs(1));
+    s.put_connection(&again).await.unwrap();
+    let (_, fresh) = s.get_connection_tagged(&again.id).await.unwrap().unwrap();
+    assert!(
+        ![&t1, &t2, &t3].contains(&&fresh),
+        "no tag of the deleted connection comes back: {fresh}"
+    );
+    assert!(matches!(
+        s.replace_connection(&again, &t1).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+/// Function heartbeats (health).
+///
+/// Tried: a success and a failure of one function, a late-arriving older
+/// beat, a beat of a second function, concurrent beats of one function, a
+/// beat an hour later.
+///
+/// Must hold: the stored beat is the merge of all (latest times whatever
+/// the arrival order, the latest failure's kind, every failure time once);
+/// concurrent beats lose none of their failures; the list is ordered by
+/// function; failures out of the window are dropped.
+pub async fn function_beats(store: Arc<dyn Store>) {
+    use syncbridge_core::heartbeat::{FunctionBeat, Outcome};
+    let s = store.as_ref();
+    let fail = |kind: &str| Outcome::Failure { kind: kind.into() };
+    assert!(s.list_function_beats().await.unwrap().is_empty());
+    let w = "SyncInboundWorker";
+    s.put_function_beat(&FunctionBeat::of(w, at(10), &Outcome::Success))
+        .await
+        .unwrap();
+    s.put_function_beat(&FunctionBeat::of(w, at(20), &fail("store")))
+        .await
+        .unwrap();
+    s.put_function_beat(&FunctionBeat::of(w, at(5), &fail("queue")))
+        .await
+        .unwrap();
+    s.put_function_beat(&FunctionBeat::of("SyncScheduler", at(7), &Outcome::Success))
+        .await
+        .unwrap();
+    let beats = s.list_function_beats().await.unwrap();
+    assert_eq!(
+        beats
+            .iter()
+            .map(|b| b.function.as_str())
+            .collect::<Vec<_>>(),
+        ["SyncInboundWorker", "SyncScheduler"],
+        "ordered by function"
+    );
+    let b = &beats[0];
+    assert_eq!(
+        (b.last_invocation, b.last_success, b.last_failure),
+        (at(20), Some(at(10)), Some(at(20))),
+        "latest of each, whatever the arrival order"
+    );
+    assert_eq!(b.last_error_kind.as_deref(), Some("store"));
+    assert_eq!(b.failures, [at(5), at(20)]);
+    assert_eq!(beats[1].failures, []);
+
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let store = store.clone();
+        let beat = FunctionBeat::of(w, at(30 + i), &fail("push"));
+        writes.spawn(async move { store.put_function_beat(&beat).await });
+    }
+    while let Some(r) = writes.join_next().await {
+        r.unwrap().unwrap();
+    }
+    let b = s.list_function_beats().await.unwrap().remove(0);
+    assert_eq!(b.failures.len(), 10, "no concurrent failure lost: {b:?}");
+    assert_eq!(b.recent_failures(at(40)), 10);
+
+    s.put_function_beat(&FunctionBeat::of(w, at(3700), &Outcome::Success))
+        .await
+        .unwrap();
+    let b = s.list_function_beats().await.unwrap().remove(0);
+    assert!(b.failures.is_empty(), "an hour later: {b:?}");
+    assert_eq!(b.last_error_kind.as_deref(), Some("push"), "kept");
+}
+
 /// Due tasks come most urgent first and skip live leases; expired leases are due again.
 pub async fn due_tasks_order_and_leases(store: Arc<dyn Store>) {
     let mut late = task("c1", "deals", Priority::Scheduled);
@@ -1862,6 +1999,8 @@ where
     api_keys_by_hash(make().await).await;
     connection_and_run_pages(make().await).await;
     connect_sessions_advance_once(make().await).await;
+    connection_versions(make().await).await;
+    function_beats(make().await).await;
 }
 
 // ---- records feed (issue 17): change sequence, tombstones ----------------
@@ -1928,6 +2067,12 @@ fn stale_upsert(id: &str, name: &str) -> RecordUpsert {
 #[allow(clippy::too_many_lines, reason = "a contract case: tests are exempt")]
 pub async fn records_feed_page_commits(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
     let s = store.as_ref();
+    let c1 = ConnectionId::parse("c1").unwrap();
+    assert_eq!(
+        s.feed_position(&c1).await.unwrap(),
+        0,
+        "no change drawn yet"
+    );
     clock.set(T0);
     let t = leased(s, &task("c1", "contacts", Priority::Scheduled), "L").await;
     let p1 = vec![upsert("a", "a"), upsert("b", "b"), upsert("c", "c")];
@@ -2019,6 +2164,18 @@ pub async fn records_feed_page_commits(store: Arc<dyn Store>, clock: Arc<ManualC
     assert!(page3[0].seq > page2[1].seq);
     let page4 = feed_of(s, "c1", "contacts", Some(page3[0].seq), |q| q.limit = 2).await;
     assert!(page4.is_empty(), "the end: {page4:?}");
+    assert_eq!(
+        s.feed_position(&c1).await.unwrap(),
+        page3[0].seq,
+        "the position is the last drawn sequence"
+    );
+    assert_eq!(
+        s.feed_position(&ConnectionId::parse("c2").unwrap())
+            .await
+            .unwrap(),
+        0,
+        "per connection"
+    );
 
     // Filters.
     let gone = feed_of(s, "c1", "contacts", None, |q| {
@@ -2058,6 +2215,7 @@ pub async fn records_feed_page_commits(store: Arc<dyn Store>, clock: Arc<ManualC
         .unwrap();
     let latest = feed_of(s, "c1", "contacts", Some(page3[0].seq), |_| {}).await;
     assert_eq!(feed_ids(&latest), [("c", Added)]);
+    assert_eq!(s.feed_position(&c1).await.unwrap(), latest[0].seq);
     assert_eq!(
         (latest[0].first_seen_at, latest[0].deleted_at),
         (at(5), None)

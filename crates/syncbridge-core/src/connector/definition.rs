@@ -81,6 +81,11 @@ pub enum AuthDef {
         /// client's `SYNCBRIDGE_OAUTH_<P>_AUTH_STYLE` overrides it).
         #[serde(default)]
         token_auth: Option<TokenAuth>,
+        /// Field of the token response naming the API base URL for this
+        /// credential (Salesforce `instance_url`): stored sealed with the
+        /// tokens and used instead of `base_url`.
+        #[serde(default)]
+        base_url_from: Option<String>,
     },
     /// A static API key.
     ApiKey {
@@ -138,6 +143,11 @@ pub struct ObjectDef {
     /// How to ask for changes since a time.
     #[serde(default)]
     pub incremental: Option<Incremental>,
+    /// The provider stops one listing after a number of results (HubSpot's
+    /// search: 10,000): restart it from the last `updated_at` seen instead
+    /// of paging past the cap.
+    #[serde(default)]
+    pub keyset: Option<Keyset>,
     /// How the provider reports deletions.
     #[serde(default)]
     pub deletes: DeleteStrategy,
@@ -155,7 +165,7 @@ pub struct ObjectDef {
 /// `{name}` for connection settings, as everywhere). Request bodies are built
 /// from the object's `fields` mapping: a canonical field mapped to
 /// `properties.email` is sent as `{"properties": {"email": …}}`, and a
-/// cleared field is sent as JSON `null`.
+/// cleared field is sent as `clear_as` says (JSON `null` by default).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PushDef {
@@ -173,10 +183,32 @@ pub struct PushDef {
     /// Dotted path to the record in a read/create/update answer (`""` = the body is the record).
     #[serde(default)]
     pub record: String,
+    /// Dotted path to the new record's id in a create answer that does not
+    /// carry the record (Salesforce answers `{"id": …, "success": true}`):
+    /// the record is then read through `get`.
+    #[serde(default)]
+    pub created_id: Option<String>,
     /// Header carrying the idempotency key of every write (e.g. `Idempotency-Key`);
     /// absent when the provider has none (creates are then at-least-once).
     #[serde(default)]
     pub idempotency_header: Option<String>,
+    /// How a cleared field is written (HubSpot clears a property with `""`
+    /// and rejects `null`).
+    #[serde(default)]
+    pub clear_as: ClearAs,
+}
+
+/// How a write clears a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClearAs {
+    /// JSON `null`.
+    #[default]
+    Null,
+    /// The empty string; an empty string read from the provider is then a
+    /// cleared field (`null`) too, so a value cleared on either side reads
+    /// the same.
+    EmptyString,
 }
 
 fn default_max_delete_share() -> f64 {
@@ -192,7 +224,14 @@ pub struct Endpoint {
     pub method: String,
     /// Path below the base URL; `{name}` is replaced by the connection setting `name`.
     pub path: String,
-    /// Fixed query parameters.
+    /// Query parameters. A value is a template: `{{since}}` is replaced by
+    /// the incremental bound (in the object's `incremental.format`), and a
+    /// section `{{#since}}…{{/since}}` is kept only when there is a bound, so
+    /// one query-language template serves a first full listing and the
+    /// incremental ones (SOQL: `SELECT Id FROM Contact{{#since}} WHERE
+    /// SystemModstamp >= {{since}}{{/since}} ORDER BY SystemModstamp`). A
+    /// parameter holding `{{since}}` outside a section is dropped when there
+    /// is no bound.
     #[serde(default)]
     pub query: BTreeMap<String, String>,
     /// JSON body template; string values `{{since}}` and `{{cursor}}` are
@@ -225,6 +264,21 @@ pub enum Pagination {
     },
     /// RFC 8288 `Link: <…>; rel="next"` header (GitHub).
     LinkHeader,
+    /// The next page's URL in the body: relative to the base URL (Salesforce
+    /// `nextRecordsUrl`, `/services/data/v60.0/query/01g…-2000`) or absolute
+    /// (Microsoft Graph `@odata.nextLink`). It must be on the base URL's
+    /// host: a link to another host is refused, never followed.
+    NextUrl {
+        /// Dotted path to the next page's URL (absent or null = last page).
+        next_path: String,
+        /// Dotted path to the delta link on a listing's last page (Graph
+        /// `@odata.deltaLink`). It is kept as the cursor and the next pass
+        /// starts there (only changes since); a 410 Gone answer to it (the
+        /// provider expired the token) starts a full listing that also
+        /// reconciles deletions.
+        #[serde(default)]
+        delta_path: Option<String>,
+    },
     /// Offset and limit parameters.
     Offset {
         /// Offset parameter name.
@@ -262,6 +316,19 @@ pub struct Incremental {
     pub lookback_secs: u64,
 }
 
+/// Keyset restarts of a capped listing. The listing must be sorted by
+/// `updated_at` ascending and filter on it through `incremental`: when a
+/// listing has returned `cap` records and has more, the pass goes on with a
+/// new listing from the greatest `updated_at` seen (inclusive; records at
+/// that instant come again and are skipped as unchanged). More than `cap`
+/// records sharing one instant cannot be passed and fail the run.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keyset {
+    /// Results one listing returns at most.
+    pub cap: u64,
+}
+
 fn default_lookback() -> u64 {
     60
 }
@@ -277,11 +344,16 @@ pub enum TimeFormat {
     EpochMs,
     /// Seconds since the epoch.
     EpochS,
+    /// `2026-11-28T12:00:00Z`: RFC 3339 in whole seconds (rounded down), UTC
+    /// — a SOQL datetime literal, and what Salesforce's deleted window takes.
+    Rfc3339Seconds,
 }
 
 /// How deletions are learned.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(tag = "strategy", rename_all = "snake_case", deny_unknown_fields)]
+// Parsed once per definition and shared: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum DeleteStrategy {
     /// The provider never reports deletions.
     #[default]
@@ -291,6 +363,7 @@ pub enum DeleteStrategy {
     /// query parameters (e.g. HubSpot `archived=true`).
     DeletedFeed {
         /// Query parameters added to the list request.
+        #[serde(default)]
         query: BTreeMap<String, String>,
         /// The endpoint listing deleted records, when it is not `list`.
         #[serde(default)]
@@ -306,6 +379,18 @@ pub enum DeleteStrategy {
         /// has no such filter).
         #[serde(default)]
         incremental: Option<Incremental>,
+        /// Dotted path to the feed's record array, when it is not `records`
+        /// (Salesforce: `deletedRecords`).
+        #[serde(default)]
+        records: Option<String>,
+        /// Dotted path to a feed record's id, when it is not `id`
+        /// (Salesforce: `id` in the feed, `Id` in records).
+        #[serde(default)]
+        id: Option<String>,
+        /// The feed lists deletions in a time window that must be given
+        /// (Salesforce `/sobjects/X/deleted/?start=&end=`).
+        #[serde(default)]
+        window: Option<DeleteWindow>,
     },
     /// Deleted records stay in the listing with a flag.
     Tombstone {
@@ -316,6 +401,30 @@ pub enum DeleteStrategy {
     },
     /// Every full pass lists all live ids; local ids not seen are deleted.
     FullReconciliation,
+}
+
+/// A deleted feed that takes a time window. Each run asks from where the
+/// last one's coverage ended (the provider's `covered_path`, else the time
+/// that listing was asked for), minus `lookback_secs`, to now; the first run
+/// from the start of its pass. So nothing deleted between two runs is
+/// missed, even when the provider's data lags behind the clock.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteWindow {
+    /// Query parameter carrying the window's start.
+    pub start: String,
+    /// Query parameter carrying the window's end.
+    pub end: String,
+    /// How both are written.
+    #[serde(default)]
+    pub format: TimeFormat,
+    /// Dotted path to the time up to which the answer is complete
+    /// (Salesforce `latestDateCovered`); an answer without it is refused.
+    #[serde(default)]
+    pub covered_path: Option<String>,
+    /// Seconds subtracted from the start (default 60).
+    #[serde(default = "default_lookback")]
+    pub lookback_secs: u64,
 }
 
 impl ConnectorDef {
@@ -424,14 +533,28 @@ fn check_object(name: &str, o: &ObjectDef) -> Result<(), Invalid> {
             .as_ref()
             .is_some_and(|b| b.to_string().contains(ph))
     };
+    for (k, v) in &o.list.query {
+        check_template(v).map_err(|m| (f(&format!("list.query.{k}")), m))?;
+    }
     if let Some(inc) = &o.incremental {
         if o.updated_at.is_none() {
             return Err((f("updated_at"), "required when `incremental` is set"));
         }
-        if inc.param.is_none() && !body_has("{{since}}") {
+        if inc.param.is_none() && !body_has("{{since}}") && !query_has(&o.list, "{{since}}") {
             return Err((
                 f("incremental.param"),
-                "set a query parameter or use {{since}} in list.body",
+                "set a query parameter or use {{since}} in list.body or list.query",
+            ));
+        }
+    }
+    if let Some(k) = &o.keyset {
+        if k.cap == 0 {
+            return Err((f("keyset.cap"), "must be at least 1"));
+        }
+        if o.incremental.is_none() {
+            return Err((
+                f("keyset"),
+                "needs `incremental`: a restart lists from the last updated_at seen",
             ));
         }
     }
@@ -445,6 +568,17 @@ fn check_object(name: &str, o: &ObjectDef) -> Result<(), Invalid> {
                     f("pagination.param"),
                     "set a query parameter or use {{cursor}} in list.body",
                 ));
+            }
+        }
+        Pagination::NextUrl {
+            next_path,
+            delta_path,
+        } => {
+            if next_path.is_empty() {
+                return Err((f("pagination.next_path"), "must not be empty"));
+            }
+            if delta_path.as_deref().is_some_and(str::is_empty) {
+                return Err((f("pagination.delta_path"), "must not be empty"));
             }
         }
         Pagination::Offset { page_size: 0, .. } => {
@@ -468,8 +602,53 @@ fn check_object(name: &str, o: &ObjectDef) -> Result<(), Invalid> {
             "name the query parameter the feed filters on",
         ));
     }
+    if let DeleteStrategy::DeletedFeed {
+        window: Some(w),
+        incremental,
+        ..
+    } = &o.deletes
+    {
+        if w.start.is_empty() || w.end.is_empty() {
+            return Err((f("deletes.window"), "name the start and end parameters"));
+        }
+        if incremental.is_some() {
+            return Err((
+                f("deletes.window"),
+                "a feed filters by `incremental` or by `window`, not both",
+            ));
+        }
+    }
     if let Some(p) = &o.push {
         check_push(&f, p)?;
+    }
+    Ok(())
+}
+
+/// Whether one of `ep`'s query templates holds `placeholder`.
+fn query_has(ep: &Endpoint, placeholder: &str) -> bool {
+    ep.query.values().any(|v| v.contains(placeholder))
+}
+
+/// The checks of a query template: `{{#since}}` sections are closed, not
+/// nested, and the only placeholders are `{{since}}` and the section marks.
+pub(crate) fn check_template(t: &str) -> Result<(), &'static str> {
+    let mut open = false;
+    let mut rest = t;
+    while let Some(i) = rest.find("{{") {
+        let after = &rest[i..];
+        let end = after.find("}}").ok_or("`{{` without `}}`")?;
+        match &after[..end + 2] {
+            "{{since}}" => {}
+            "{{#since}}" if !open => open = true,
+            "{{/since}}" if open => open = false,
+            "{{#since}}" => return Err("`{{#since}}` sections do not nest"),
+            "{{/since}}" => return Err("`{{/since}}` without `{{#since}}`"),
+            _ => return Err("the only placeholders are {{since}}, {{#since}} and {{/since}}"),
+        }
+        rest = &after[end + 2..];
+    }
+    if open {
+        return Err("`{{#since}}` without `{{/since}}`");
     }
     Ok(())
 }

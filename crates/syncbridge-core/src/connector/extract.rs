@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::definition::{DeleteStrategy, ObjectDef, Pagination};
+use super::definition::{ClearAs, DeleteStrategy, ObjectDef, Pagination};
 use crate::clock::Timestamp;
 use crate::ids::ExternalId;
 use crate::model::content_hash;
@@ -28,16 +28,29 @@ pub enum ExtractError {
     },
 }
 
-/// Follows a dotted path (`paging.next.after`, `items.0.id`); `""` is the value itself.
+/// Follows a dotted path (`paging.next.after`, `items.0.id`); `""` is the
+/// value itself. A key that itself holds dots is found whole first
+/// (`@odata.nextLink`, `@odata.deltaLink`), at any level.
 pub fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     if path.is_empty() {
         return Some(v);
     }
-    path.split('.').try_fold(v, |cur, key| match cur {
+    if let Value::Object(m) = v
+        && let Some(whole) = m.get(path)
+    {
+        return Some(whole);
+    }
+    let (key, rest) = path.split_once('.').unwrap_or((path, ""));
+    let next = match v {
         Value::Object(m) => m.get(key),
         Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)),
         _ => None,
-    })
+    }?;
+    if rest.is_empty() {
+        Some(next)
+    } else {
+        lookup(next, rest)
+    }
 }
 
 /// A scalar as text (ids arrive as numbers from some providers).
@@ -49,10 +62,19 @@ fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Parses a provider time: RFC 3339 text, or epoch milliseconds as number or text.
+/// Parses a provider time: RFC 3339 text (also with an offset written
+/// without a colon, `2024-01-01T00:00:00.000+0000`, as Salesforce and Jira
+/// write it), or epoch milliseconds as number or text.
 pub fn parse_time(v: &Value) -> Option<Timestamp> {
     match v {
-        Value::String(s) => Timestamp::parse(s),
+        Value::String(s) => Timestamp::parse(s).or_else(|| {
+            // `±hhmm` at the end: insert the colon RFC 3339 wants.
+            let (head, off) = s.split_at_checked(s.len().checked_sub(5)?)?;
+            let b = off.as_bytes();
+            (matches!(b[0], b'+' | b'-') && b[1..].iter().all(u8::is_ascii_digit))
+                .then(|| format!("{head}{}:{}", &off[..3], &off[3..]))
+                .and_then(|t| Timestamp::parse(&t))
+        }),
         Value::Number(n) => n.as_i64().map(Timestamp::from_millis),
         _ => None,
     }
@@ -69,14 +91,22 @@ pub struct ExtractedPage {
     pub max_updated: Option<Timestamp>,
 }
 
-/// Maps a provider record to canonical fields: every configured field, `null` when absent.
+/// Maps a provider record to canonical fields: every configured field, `null`
+/// when absent (or `""` where the provider clears with the empty string:
+/// `push.clear_as = "empty_string"`).
 pub fn map_fields(def: &ObjectDef, rec: &Value) -> Value {
+    let empty_is_null = def
+        .push
+        .as_ref()
+        .is_some_and(|p| p.clear_as == ClearAs::EmptyString);
     let mut out = serde_json::Map::with_capacity(def.fields.len());
     for (name, path) in &def.fields {
-        out.insert(
-            name.clone(),
-            lookup(rec, path).cloned().unwrap_or(Value::Null),
-        );
+        let v = match lookup(rec, path) {
+            Some(Value::String(s)) if empty_is_null && s.is_empty() => Value::Null,
+            Some(v) => v.clone(),
+            None => Value::Null,
+        };
+        out.insert(name.clone(), v);
     }
     Value::Object(out)
 }
@@ -180,6 +210,12 @@ pub fn next_page(
         Pagination::LinkHeader => link_header
             .and_then(link_next)
             .map_or(NextPage::Done, NextPage::Token),
+        Pagination::NextUrl { next_path, .. } => {
+            match lookup(body, next_path).and_then(scalar_text) {
+                Some(u) if Some(u.as_str()) != current => NextPage::Token(u),
+                _ => NextPage::Done,
+            }
+        }
         Pagination::Offset { page_size, .. } => {
             if count < *page_size as usize {
                 NextPage::Done
@@ -198,6 +234,18 @@ pub fn next_page(
                 NextPage::Token((cur + 1).to_string())
             }
         }
+    }
+}
+
+/// The delta link on a listing's last page (`pagination.delta_path`), where
+/// the next pass starts.
+pub fn delta_link(p: &Pagination, body: &Value) -> Option<String> {
+    match p {
+        Pagination::NextUrl {
+            delta_path: Some(path),
+            ..
+        } => lookup(body, path).and_then(scalar_text),
+        _ => None,
     }
 }
 
@@ -241,6 +289,29 @@ fields = {{ email = "properties.email", name = "properties.name" }}
             .objects
             .remove("o")
             .unwrap()
+    }
+
+    /// Provider times: RFC 3339, its colon-less offset (Salesforce), epoch ms.
+    #[test]
+    fn time_table() {
+        let want = Timestamp::parse("2024-01-01T00:00:00Z");
+        for v in [
+            json!("2024-01-01T00:00:00Z"),
+            json!("2024-01-01T00:00:00.000+0000"),
+            json!("2024-01-01T01:00:00.000+0100"),
+            json!("2023-12-31T23:00:00-0100"),
+            json!(1_704_067_200_000_i64),
+        ] {
+            assert_eq!(parse_time(&v), want, "{v}");
+        }
+        for v in [
+            json!("2024-01-01T00:00:00+00"),
+            json!("2024-01-01T00:00:00+00x0"),
+            json!("x"),
+            json!(true),
+        ] {
+            assert_eq!(parse_time(&v), None, "{v}");
+        }
     }
 
     /// Records are mapped field by field, numeric ids become text, and the latest update is tracked.
@@ -343,6 +414,40 @@ fields = {{ email = "properties.email", name = "properties.name" }}
         );
         assert_eq!(
             next_page(&off, &json!({}), None, Some("50"), 49),
+            NextPage::Done
+        );
+        let next = Pagination::NextUrl {
+            next_path: "@odata.nextLink".into(),
+            delta_path: Some("@odata.deltaLink".into()),
+        };
+        let graph = json!({"value": [], "@odata.nextLink": "https://graph.microsoft.com/v1.0/x?$skiptoken=2"});
+        assert_eq!(
+            next_page(&next, &graph, None, None, 10),
+            NextPage::Token("https://graph.microsoft.com/v1.0/x?$skiptoken=2".into())
+        );
+        assert_eq!(delta_link(&next, &graph), None);
+        let last = json!({"value": [], "@odata.deltaLink": "https://graph.microsoft.com/v1.0/x?$deltatoken=9"});
+        assert_eq!(next_page(&next, &last, None, None, 10), NextPage::Done);
+        assert_eq!(
+            delta_link(&next, &last).as_deref(),
+            Some("https://graph.microsoft.com/v1.0/x?$deltatoken=9")
+        );
+        let soql = Pagination::NextUrl {
+            next_path: "nextRecordsUrl".into(),
+            delta_path: None,
+        };
+        assert_eq!(
+            next_page(
+                &soql,
+                &json!({"done": false, "nextRecordsUrl": "/services/data/v60.0/query/01g-2000"}),
+                None,
+                None,
+                2000
+            ),
+            NextPage::Token("/services/data/v60.0/query/01g-2000".into())
+        );
+        assert_eq!(
+            next_page(&soql, &json!({"done": true, "records": []}), None, None, 0),
             NextPage::Done
         );
         let pn = Pagination::PageNumber {

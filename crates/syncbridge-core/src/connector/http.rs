@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::definition::{ConnectorDef, Endpoint, ObjectDef, Pagination, PushDef, TimeFormat};
+use super::definition::{
+    ClearAs, ConnectorDef, Endpoint, ObjectDef, Pagination, PushDef, TimeFormat,
+};
 use crate::clock::{Clock, Timestamp};
 use crate::credentials::{AuthValue, CredentialError, CredentialProvider};
 use crate::ids::ExternalId;
@@ -81,6 +83,11 @@ pub enum FetchError {
     /// No usable credentials.
     #[error(transparent)]
     Credentials(#[from] CredentialError),
+    /// A next-page URL from the provider names another host than the API
+    /// base (or is not a URL): it is not followed, so the credential is never
+    /// sent elsewhere. Nothing of the page it came with was committed.
+    #[error("next-page URL refused: {0}")]
+    ForeignUrl(String),
 }
 
 /// What one page request needs.
@@ -141,11 +148,38 @@ pub fn parse_retry_after(v: &str, now: Timestamp) -> Option<Duration> {
     Some(Timestamp::from_millis(ms).since(now))
 }
 
-fn format_time(t: Timestamp, f: TimeFormat) -> String {
+/// A time as a request writes it in format `f`.
+pub fn format_time(t: Timestamp, f: TimeFormat) -> String {
     match f {
         TimeFormat::Rfc3339 => t.to_rfc3339(),
         TimeFormat::EpochMs => t.as_millis().to_string(),
         TimeFormat::EpochS => t.as_unix_secs().to_string(),
+        TimeFormat::Rfc3339Seconds => Timestamp::from_millis(t.as_unix_secs() * 1000).to_rfc3339(),
+    }
+}
+
+/// Fills a query-parameter template ([`Endpoint::query`]): `{{#since}}…{{/since}}`
+/// sections are kept when there is a bound and removed when not, then
+/// `{{since}}` is replaced. `None` (drop the parameter) when a `{{since}}`
+/// outside a section has no value. Templates are checked when the
+/// definition is loaded.
+pub fn fill_query(template: &str, since: Option<&str>) -> Option<String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find("{{#since}}") {
+        out.push_str(&rest[..i]);
+        let inner = &rest[i + "{{#since}}".len()..];
+        let end = inner.find("{{/since}}").unwrap_or(inner.len());
+        if since.is_some() {
+            out.push_str(&inner[..end]);
+        }
+        rest = inner.get(end + "{{/since}}".len()..).unwrap_or("");
+    }
+    out.push_str(rest);
+    match since {
+        Some(s) => Some(out.replace("{{since}}", s)),
+        None if out.contains("{{since}}") => None,
+        None => Some(out),
     }
 }
 
@@ -230,12 +264,35 @@ impl HttpConnector {
         &self.stats
     }
 
-    fn base_url(&self) -> &str {
-        self.conn
-            .base_url
+    /// The API base for the next request: the one the credential names
+    /// (a token response's `instance_url`, `auth.base_url_from`), else the
+    /// connection's override, else the definition's.
+    async fn base_url(&self) -> Result<String, FetchError> {
+        let from_credential = self.creds.base_url(&self.conn, &self.def).await?;
+        let base = from_credential
             .as_deref()
-            .unwrap_or(&self.def.base_url)
-            .trim_end_matches('/')
+            .or(self.conn.base_url.as_deref())
+            .unwrap_or(&self.def.base_url);
+        Ok(base.trim_end_matches('/').to_string())
+    }
+
+    /// The URL of a page token that is a URL (a `Link` header's target, a
+    /// next link or delta link in the body): relative ones resolve against
+    /// the base; the result must be on the base's scheme, host and port.
+    fn page_url(&self, base: &str, token: &str) -> Result<String, FetchError> {
+        let base_url = url::Url::parse(base)
+            .map_err(|e| FetchError::ForeignUrl(format!("base URL unusable: {e}")))?;
+        let url = base_url
+            .join(token)
+            .map_err(|e| FetchError::ForeignUrl(format!("not a URL ({e})")))?;
+        if url.origin() != base_url.origin() {
+            return Err(FetchError::ForeignUrl(format!(
+                "{} is not on {}",
+                url.origin().ascii_serialization(),
+                base_url.origin().ascii_serialization()
+            )));
+        }
+        Ok(url.to_string())
     }
 
     fn expand_path(&self, path: &str) -> String {
@@ -250,6 +307,7 @@ impl HttpConnector {
         &self,
         obj: &ObjectDef,
         req: &PageRequest,
+        target: &Target,
         auth: Option<&AuthValue>,
     ) -> reqwest::RequestBuilder {
         let ep: &Endpoint = &obj.list;
@@ -262,18 +320,15 @@ impl HttpConnector {
         } else {
             reqwest::Method::GET
         };
-        let link_url = matches!(obj.pagination, Pagination::LinkHeader)
-            .then_some(req.page.as_deref())
-            .flatten();
-        let rb = match link_url {
-            // A Link-header token is the complete next URL.
+        let rb = match &target.page_url {
+            // A Link-header or next-link token is the complete next URL.
             Some(url) => self.client.request(method, url),
             None => {
-                let url = format!("{}{}", self.base_url(), self.expand_path(&ep.path));
+                let url = format!("{}{}", target.base, self.expand_path(&ep.path));
                 let mut q: Vec<(String, String)> = ep
                     .query
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .filter_map(|(k, v)| Some((k.clone(), fill_query(v, since.as_deref())?)))
                     .collect();
                 q.extend(req.extra_query.iter().map(|(k, v)| (k.clone(), v.clone())));
                 if let (Some(s), Some(p)) = (
@@ -305,6 +360,19 @@ impl HttpConnector {
         self.finish(rb, auth)
     }
 
+    /// Checks a next-page token before the page that carried it is
+    /// committed: when it is a URL (a `Link` header, a next or delta link),
+    /// it must be on the API base's host.
+    pub async fn check_next(&self, obj: &ObjectDef, token: &str) -> Result<(), FetchError> {
+        if matches!(
+            obj.pagination,
+            Pagination::LinkHeader | Pagination::NextUrl { .. }
+        ) {
+            self.page_url(&self.base_url().await?, token)?;
+        }
+        Ok(())
+    }
+
     /// Fetches one page, retrying transport errors, 5xx and cut-off bodies
     /// with backoff, waiting out short rate limits and parking long ones.
     pub async fn fetch(
@@ -312,7 +380,20 @@ impl HttpConnector {
         obj: &ObjectDef,
         req: &PageRequest,
     ) -> Result<FetchedPage, FetchError> {
-        let answer = self.execute(&|auth| self.build(obj, req, auth)).await?;
+        let make = |auth: Option<&AuthValue>, base: &str| {
+            let page_url = match (&obj.pagination, &req.page) {
+                (Pagination::LinkHeader | Pagination::NextUrl { .. }, Some(token)) => {
+                    Some(self.page_url(base, token)?)
+                }
+                _ => None,
+            };
+            let target = Target {
+                base: base.to_owned(),
+                page_url,
+            };
+            Ok(self.build(obj, req, &target, auth))
+        };
+        let answer = self.execute(&make).await?;
         Ok(FetchedPage {
             body: answer.body,
             link: answer.link,
@@ -329,7 +410,9 @@ impl HttpConnector {
     ) -> Result<Option<RemoteRecord>, FetchError> {
         let push = push_def(obj)?;
         let ep = &push.get;
-        let make = |auth: Option<&AuthValue>| self.build_write(ep, Some(id), None, None, auth);
+        let make = |auth: Option<&AuthValue>, base: &str| {
+            Ok(self.build_write(base, ep, Some(id), None, None, auth))
+        };
         match self.execute(&make).await {
             Ok(a) => Ok(Some(remote_record(obj, push, &a.body)?)),
             Err(FetchError::Rejected { status: 404, .. }) => Ok(None),
@@ -405,16 +488,32 @@ impl HttpConnector {
             .as_deref()
             .map(|h| (h, idempotency_key));
         let answer = self
-            .execute(&|auth| self.build_write(ep, id, body, key, auth))
+            .execute(&|auth, base| Ok(self.build_write(base, ep, id, body, key, auth)))
             .await?;
         if matches!(write, Write::Delete(_)) || answer.body.is_null() {
             return Ok(None);
+        }
+        if let (Write::Create(_), Some(path)) = (&write, &push.created_id) {
+            // The answer names the new record; read it.
+            let id = super::extract::lookup(&answer.body, path)
+                .and_then(|v| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .and_then(|s| ExternalId::parse(s).ok())
+                .ok_or_else(|| FetchError::Unavailable {
+                    attempts: 1,
+                    last: format!("the provider's create answer has no id at `{path}`"),
+                })?;
+            return self.read_record(obj, &id).await;
         }
         Ok(Some(remote_record(obj, push, &answer.body)?))
     }
 
     fn build_write(
         &self,
+        base: &str,
         ep: &Endpoint,
         id: Option<&ExternalId>,
         body: Option<&Value>,
@@ -429,7 +528,7 @@ impl HttpConnector {
             reqwest::Method::from_bytes(ep.method.as_bytes()).unwrap_or(reqwest::Method::GET);
         let mut rb = self
             .client
-            .request(method, format!("{}{}", self.base_url(), path))
+            .request(method, format!("{base}{path}"))
             .query(&ep.query);
         if let Some(b) = body {
             rb = rb.json(b);
@@ -464,10 +563,7 @@ impl HttpConnector {
     /// retries transport errors, 5xx and cut-off bodies with backoff, waits
     /// out short rate limits and parks long ones, re-authorizes once on 401.
     /// A 2xx with an empty body answers `Value::Null`.
-    async fn execute(
-        &self,
-        make: &(dyn Fn(Option<&AuthValue>) -> reqwest::RequestBuilder + Send + Sync),
-    ) -> Result<Answer, FetchError> {
+    async fn execute(&self, make: &MakeRequest<'_>) -> Result<Answer, FetchError> {
         let mut last = String::new();
         let mut reauthorized = false;
         let mut attempt = 0;
@@ -479,9 +575,12 @@ impl HttpConnector {
                 continue;
             }
             let auth = self.creds.authorize(&self.conn, &self.def).await?;
+            // After authorizing: a refresh may have named the API base.
+            let base = self.base_url().await?;
+            let request = make(auth.as_ref(), &base)?;
             attempt += 1;
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let resp = match make(auth.as_ref()).send().await {
+            let resp = match request.send().await {
                 Ok(r) => r,
                 Err(e) => {
                     last = format!("transport error: {}", without_url(&e));
@@ -596,6 +695,19 @@ enum Write<'a> {
     Delete(&'a ExternalId),
 }
 
+/// Builds one attempt's request from its authorization and the API base.
+type MakeRequest<'a> = dyn Fn(Option<&AuthValue>, &str) -> Result<reqwest::RequestBuilder, FetchError>
+    + Send
+    + Sync
+    + 'a;
+
+/// Where a page request goes: the API base, and the complete URL when the
+/// page token is one (checked to be on the base's host).
+struct Target {
+    base: String,
+    page_url: Option<String>,
+}
+
 /// A 2xx answer.
 struct Answer {
     body: Value,
@@ -634,27 +746,59 @@ fn remote_record(
 }
 
 /// The request body of a write: each canonical field placed at its mapped
-/// path (`properties.email` → `{"properties": {"email": …}}`).
+/// path (`properties.email` → `{"properties": {"email": …}}`; a numeric
+/// segment is an array position, `emailAddresses.0.address` →
+/// `{"emailAddresses": [{"address": …}]}`), a cleared field (`null`)
+/// written as the push's `clear_as` says.
 pub fn write_body(obj: &ObjectDef, changes: &serde_json::Map<String, Value>) -> Value {
+    let clear_as = obj.push.as_ref().map(|p| p.clear_as).unwrap_or_default();
     let mut body = Value::Object(serde_json::Map::new());
     for (name, value) in changes {
         let Some(path) = obj.fields.get(name) else {
             continue;
         };
-        let mut at = &mut body;
-        let mut parts = path.split('.').peekable();
-        while let Some(part) = parts.next() {
-            let Value::Object(map) = at else { break };
-            if parts.peek().is_none() {
-                map.insert(part.to_owned(), value.clone());
-                break;
-            }
-            at = map
-                .entry(part.to_owned())
-                .or_insert_with(|| Value::Object(serde_json::Map::new()));
-        }
+        let value = match (value, clear_as) {
+            (Value::Null, ClearAs::EmptyString) => &Value::String(String::new()),
+            _ => value,
+        };
+        place(&mut body, path, value);
     }
     body
+}
+
+/// Puts `value` at dotted `path` inside `at`, making objects (and arrays,
+/// for numeric segments) on the way.
+fn place(at: &mut Value, path: &str, value: &Value) {
+    let (part, rest) = path.split_once('.').unwrap_or((path, ""));
+    let container = |next: &str| {
+        if next
+            .split('.')
+            .next()
+            .is_some_and(|p| p.parse::<usize>().is_ok())
+        {
+            Value::Array(Vec::new())
+        } else {
+            Value::Object(serde_json::Map::new())
+        }
+    };
+    let slot = match (at, part.parse::<usize>()) {
+        (Value::Array(a), Ok(i)) => {
+            while a.len() <= i {
+                a.push(Value::Null);
+            }
+            &mut a[i]
+        }
+        (Value::Object(m), _) => m.entry(part.to_owned()).or_insert(Value::Null),
+        _ => return,
+    };
+    if rest.is_empty() {
+        *slot = value.clone();
+        return;
+    }
+    if slot.is_null() {
+        *slot = container(rest);
+    }
+    place(slot, rest, value);
 }
 
 fn urlencode(s: &str) -> String {
@@ -709,6 +853,106 @@ mod tests {
         let week = Some(Duration::from_secs(7 * 24 * 3600));
         assert_eq!(parse_retry_after("inf", now), week);
         assert_eq!(parse_retry_after("1e20", now), week);
+    }
+
+    /// Query templates: sections appear only with a bound, a bare
+    /// placeholder without one drops the parameter, and SOQL's datetime
+    /// literal is whole seconds in UTC.
+    #[test]
+    fn query_template() {
+        let soql = "SELECT Id FROM Contact{{#since}} WHERE SystemModstamp >= {{since}}{{/since}} ORDER BY SystemModstamp ASC";
+        let t = Timestamp::parse("2024-01-01T00:00:00.789Z").unwrap();
+        let since = format_time(t, TimeFormat::Rfc3339Seconds);
+        assert_eq!(since, "2024-01-01T00:00:00Z");
+        assert_eq!(
+            fill_query(soql, Some(&since)).unwrap(),
+            "SELECT Id FROM Contact WHERE SystemModstamp >= 2024-01-01T00:00:00Z ORDER BY SystemModstamp ASC"
+        );
+        assert_eq!(
+            fill_query(soql, None).unwrap(),
+            "SELECT Id FROM Contact ORDER BY SystemModstamp ASC"
+        );
+        assert_eq!(fill_query("{{since}}", None), None);
+        assert_eq!(fill_query("x={{since}}", Some("5")).unwrap(), "x=5");
+        assert_eq!(fill_query("100", None).unwrap(), "100");
+        let jql =
+            "project = P{{#since}} AND updated >= \"{{since}}\"{{/since}} ORDER BY updated ASC";
+        assert_eq!(
+            fill_query(jql, Some("2024/01/01 00:00")).unwrap(),
+            "project = P AND updated >= \"2024/01/01 00:00\" ORDER BY updated ASC"
+        );
+        for bad in [
+            "{{#since}}x",
+            "x{{/since}}",
+            "{{cursor}}",
+            "{{#since}}{{#since}}{{/since}}{{/since}}",
+            "{{since",
+        ] {
+            assert!(
+                crate::connector::definition::check_template(bad).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(crate::connector::definition::check_template(soql).is_ok());
+    }
+
+    /// A cleared field is written as `clear_as` says, and with
+    /// `empty_string` an empty string read back is a cleared field.
+    #[test]
+    fn clear_as_table() {
+        let text = |clear: &str| {
+            format!(
+                r#"name = "t"
+base_url = "http://x"
+[objects.o]
+list = {{ path = "/o" }}
+records = "results"
+id = "id"
+fields = {{ company = "properties.company", email = "properties.email" }}
+[objects.o.push]
+get = {{ path = "/o/{{id}}" }}
+{clear}
+"#
+            )
+        };
+        let changes = serde_json::json!({"company": null, "email": "a@x"});
+        let changes = changes.as_object().unwrap();
+        for (clear, sent) in [
+            ("", Value::Null),
+            ("clear_as = \"null\"", Value::Null),
+            ("clear_as = \"empty_string\"", Value::String(String::new())),
+        ] {
+            let def = ConnectorDef::from_toml("t", &text(clear)).unwrap();
+            let obj = def.object("o").unwrap();
+            assert_eq!(
+                write_body(obj, changes),
+                serde_json::json!({"properties": {"company": sent, "email": "a@x"}}),
+                "{clear}"
+            );
+            let read = super::super::extract::map_fields(
+                obj,
+                &serde_json::json!({"properties": {"company": "", "email": "a@x"}}),
+            );
+            let want = if clear.contains("empty_string") {
+                Value::Null
+            } else {
+                Value::String(String::new())
+            };
+            assert_eq!(read["company"], want, "{clear}");
+        }
+    }
+
+    /// Write bodies nest at dotted paths, numeric segments as arrays.
+    #[test]
+    fn write_paths() {
+        let mut body = Value::Object(serde_json::Map::new());
+        place(&mut body, "emailAddresses.0.address", &Value::from("a@x"));
+        place(&mut body, "properties.email", &Value::from("b@x"));
+        place(&mut body, "givenName", &Value::from("A"));
+        assert_eq!(
+            body,
+            serde_json::json!({"emailAddresses": [{"address": "a@x"}], "properties": {"email": "b@x"}, "givenName": "A"})
+        );
     }
 
     /// Body templates get their placeholders filled or the key dropped.

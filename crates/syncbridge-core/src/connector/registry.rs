@@ -21,6 +21,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "github.toml",
         include_str!("../../../../connectors/github.toml"),
     ),
+    (
+        "msgraph.toml",
+        include_str!("../../../../connectors/msgraph.toml"),
+    ),
+    (
+        "salesforce.toml",
+        include_str!("../../../../connectors/salesforce.toml"),
+    ),
 ];
 
 /// The shipped sandbox definition with an app-wide limit that stays inside a
@@ -135,7 +143,7 @@ mod tests {
         let r = Registry::builtin();
         assert_eq!(
             r.names().collect::<Vec<_>>(),
-            ["github", "hubspot", "sandbox"]
+            ["github", "hubspot", "msgraph", "salesforce", "sandbox"]
         );
         let limited = ConnectorDef::from_toml("limited", &sandbox_with_limit(100, 10.0)).unwrap();
         assert!(limited.rate_limit_headers_app_wide);

@@ -21,6 +21,14 @@
 //! nothing new costs one feed request however many records were ever
 //! deleted. It moves with the run's last delete commit (or alone, when there
 //! is nothing to delete), never when the mass-delete breaker refused them.
+//!
+//! A provider with delta links (`pagination.delta_path`, Graph's
+//! `@odata.deltaLink`) keeps the last complete listing's link in `delta`; the
+//! next pass starts there and lists only changes. When the provider answers
+//! 410 Gone (it expired the link), the run starts over with a full listing
+//! that also reconciles: stored records it does not list are deleted
+//! (through the mass-delete breaker), since deletions made while the link
+//! was dead are reported nowhere else.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -29,8 +37,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::connector::definition::{DeleteStrategy, ObjectDef};
-use crate::connector::extract::{ExtractError, NextPage, extract_page, next_page};
-use crate::connector::http::{FetchError, HttpConnector, PageRequest};
+use crate::connector::extract::{
+    ExtractError, NextPage, delta_link, extract_page, lookup, next_page, parse_time,
+};
+use crate::connector::http::{FetchError, HttpConnector, PageRequest, format_time};
 use crate::ids::ExternalId;
 use crate::model::{RunCounts, SyncTask};
 use crate::store::{PageCommit, Store, StoreError};
@@ -52,6 +62,24 @@ pub struct InboundCursor {
     /// (minus the feed's lookback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_since: Option<Timestamp>,
+    /// The delta link the last complete listing ended with: the next pass
+    /// starts there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<String>,
+    /// Keyset restarts (`keyset`): records the current listing has returned.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub listed: u64,
+    /// Keyset restarts: the greatest `updated_at` of the current listing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_max: Option<Timestamp>,
+    /// Keyset restarts: the pass goes on with a new listing from `since`
+    /// (the page token is `None`, but the pass is not over).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl InboundCursor {
@@ -120,6 +148,14 @@ pub enum InboundError {
     /// The store failed (or the lease was lost).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A windowed deleted feed's answer does not say up to when it is
+    /// complete (at this dotted path); nothing was deleted and the window
+    /// does not move.
+    #[error("bad page from provider: the deleted feed's answer has no `{0}`")]
+    MissingCoverage(String),
+    /// A capped listing cannot move on by keyset restarts.
+    #[error("keyset restart impossible: {0}")]
+    KeysetStuck(String),
     /// The task names an object the connector does not define.
     #[error("connector {connector} has no object {object}")]
     UnknownObject {
@@ -128,6 +164,46 @@ pub enum InboundError {
         /// Object name.
         object: String,
     },
+}
+
+/// A capped listing (`keyset`) that has returned its cap and has more goes
+/// on as a new listing from the greatest `updated_at` it returned. Fails
+/// when that is where the listing started: more than `cap` records share
+/// one instant and no restart can pass them.
+fn keyset_restart(obj: &ObjectDef, cur: &mut InboundCursor) -> Result<(), InboundError> {
+    let Some(k) = &obj.keyset else { return Ok(()) };
+    if cur.page.is_none() || cur.listed < k.cap {
+        return Ok(());
+    }
+    let Some(from) = cur.listed_max else {
+        return Err(InboundError::KeysetStuck(format!(
+            "the listing returned {} records without an updated_at to restart from",
+            cur.listed
+        )));
+    };
+    if cur.since.is_some_and(|s| s >= from) {
+        return Err(InboundError::KeysetStuck(format!(
+            "more than {} records have updated_at {from}; a restart from there cannot pass them",
+            k.cap
+        )));
+    }
+    cur.since = Some(from);
+    cur.page = None;
+    cur.restart = true;
+    cur.listed = 0;
+    cur.listed_max = None;
+    Ok(())
+}
+
+/// Whether the object's listing ends with a delta link.
+fn has_delta(obj: &ObjectDef) -> bool {
+    matches!(
+        obj.pagination,
+        crate::connector::definition::Pagination::NextUrl {
+            delta_path: Some(_),
+            ..
+        }
+    )
 }
 
 /// Runs one inbound sync of `task` under `lease_token`, adding to `counts` as it
@@ -160,14 +236,29 @@ pub async fn run_inbound(
         obj,
         progress,
     };
-    let (mut cur, listing) = start_pass(
+    let (mut cur, mut listing) = start_pass(
         InboundCursor::parse(task.cursor.as_deref()),
         obj,
         connector.now(),
     );
-    let seen = match ctx.pull(&mut cur, listing, counts).await? {
-        Pulled::Done(seen) => seen,
-        Pulled::Parked(d) => return Ok(InboundOutcome::Parked(d)),
+    let mut restarted = false;
+    let seen = loop {
+        match ctx.pull(&mut cur, listing, counts).await? {
+            Pulled::Done(seen) => break seen,
+            Pulled::Parked(d) => return Ok(InboundOutcome::Parked(d)),
+            // Once per run: a full listing's own links do not expire.
+            Pulled::DeltaGone(e) if restarted => return Err(InboundError::Fetch(e)),
+            Pulled::DeltaGone(_) => {
+                restarted = true;
+                cur.page = None;
+                cur.delta = None;
+                cur.since = None;
+                cur.listed = 0;
+                cur.listed_max = None;
+                cur.restart = false;
+                listing = Listing::Reconcile;
+            }
+        }
     };
     let (doomed, after_deletes) = match ctx.doomed(&cur, listing, &seen).await? {
         Doomed::Ids { ids, after_deletes } => (ids, after_deletes),
@@ -196,7 +287,18 @@ enum Listing {
 /// [`pass_since`] and stamps its start with `now`; a pass in progress
 /// resumes. Pure.
 fn start_pass(mut cur: InboundCursor, obj: &ObjectDef, now: Timestamp) -> (InboundCursor, Listing) {
-    let fresh_pass = cur.page.is_none();
+    let fresh_pass = cur.page.is_none() && !cur.restart;
+    if fresh_pass {
+        cur.listed = 0;
+        cur.listed_max = None;
+    }
+    if fresh_pass && cur.delta.is_some() {
+        // Changes since the last complete listing, from its delta link.
+        cur.since = None;
+        cur.page = cur.delta.clone();
+        cur.pass_start = Some(now);
+        return (cur, Listing::Plain);
+    }
     if fresh_pass {
         // Not past the start of the last pass: an edit made while it ran may
         // sit on a page it had already read.
@@ -237,6 +339,9 @@ enum Pulled {
     Done(HashSet<ExternalId>),
     /// Rate limited for long: resume from the committed cursor after this.
     Parked(Duration),
+    /// The provider answered 410 Gone to a page of a delta listing (this
+    /// error): start over with a full, reconciling listing.
+    DeltaGone(FetchError),
 }
 
 /// The records the provider deleted.
@@ -290,6 +395,9 @@ impl RunCtx<'_> {
             let page = match self.connector.fetch(obj, &req).await {
                 Ok(p) => p,
                 Err(FetchError::Park(d)) => return Ok(Pulled::Parked(d)),
+                Err(e @ FetchError::Rejected { status: 410, .. }) if has_delta(obj) => {
+                    return Ok(Pulled::DeltaGone(e));
+                }
                 Err(e) => return Err(InboundError::Fetch(e)),
             };
             let extracted = extract_page(obj, &page.body, false)?;
@@ -303,11 +411,27 @@ impl RunCtx<'_> {
             );
             if let Some(m) = extracted.max_updated {
                 cur.high_water = Some(cur.high_water.map_or(m, |h| h.max(m)));
+                cur.listed_max = Some(cur.listed_max.map_or(m, |h| h.max(m)));
             }
+            cur.listed += n as u64;
+            cur.restart = false;
             cur.page = match next {
                 NextPage::Token(t) => Some(t),
-                NextPage::Done => None,
+                NextPage::Done => {
+                    if has_delta(obj) {
+                        cur.delta = delta_link(&obj.pagination, &page.body);
+                    }
+                    None
+                }
             };
+            // A next link elsewhere fails the page before it is committed.
+            for link in cur.page.iter().chain(cur.delta.iter()) {
+                self.connector
+                    .check_next(obj, link)
+                    .await
+                    .map_err(InboundError::Fetch)?;
+            }
+            keyset_restart(obj, cur)?;
             if listing == Listing::Reconcile {
                 seen.extend(extracted.upserts.iter().map(|u| u.external_id.clone()));
             }
@@ -321,7 +445,7 @@ impl RunCtx<'_> {
             counts.unchanged += out.unchanged;
             counts.deleted += out.deleted;
             (self.progress)(counts);
-            if cur.page.is_none() {
+            if cur.page.is_none() && !cur.restart {
                 return Ok(Pulled::Done(seen));
             }
         }
@@ -335,33 +459,17 @@ impl RunCtx<'_> {
         listing: Listing,
         seen: &HashSet<ExternalId>,
     ) -> Result<Doomed, InboundError> {
-        let (store, task) = (self.store, self.task);
         // Where the cursor goes once this run's deletions are committed.
         let mut after_deletes = cur.clone();
+        if listing == Listing::Reconcile {
+            return Ok(Doomed::Ids {
+                ids: self.unlisted(seen).await?,
+                after_deletes,
+            });
+        }
         let ids = match &self.obj.deletes {
-            DeleteStrategy::DeletedFeed {
-                query,
-                list,
-                pagination,
-                incremental,
-            } => {
-                // The feed's own endpoint, paging and filter, where it has them.
-                let mut feed = self.obj.clone();
-                if let Some(list) = list {
-                    feed.list = list.clone();
-                }
-                if let Some(p) = pagination {
-                    feed.pagination = p.clone();
-                }
-                feed.incremental = incremental.clone();
-                let since = incremental.as_ref().and_then(|inc| {
-                    cur.deleted_since
-                        .map(|t| t.sub(Duration::from_secs(inc.lookback_secs)))
-                });
-                if incremental.is_some() {
-                    after_deletes.deleted_since = Some(self.connector.now());
-                }
-                match deleted_feed(store, self.connector, &feed, task, query, since).await {
+            DeleteStrategy::DeletedFeed { .. } => {
+                match self.feed_deletions(cur, &mut after_deletes).await {
                     Ok(ids) => ids,
                     Err(InboundError::Fetch(FetchError::Park(d))) => {
                         return Ok(Doomed::Parked(d));
@@ -369,27 +477,101 @@ impl RunCtx<'_> {
                     Err(e) => return Err(e),
                 }
             }
-            DeleteStrategy::FullReconciliation if listing == Listing::Reconcile => {
-                let mut doomed = Vec::new();
-                let mut after: Option<ExternalId> = None;
-                loop {
-                    let batch = store
-                        .list_records(&task.connection, &task.object, after.as_ref(), 1000)
-                        .await?;
-                    let Some(last) = batch.last() else { break };
-                    after = Some(last.external_id.clone());
-                    doomed.extend(
-                        batch
-                            .into_iter()
-                            .map(|r| r.external_id)
-                            .filter(|id| !seen.contains(id)),
-                    );
-                }
-                doomed
-            }
             _ => Vec::new(),
         };
         Ok(Doomed::Ids { ids, after_deletes })
+    }
+
+    /// Lists the deleted feed for the window or filter this run asks for and
+    /// sets where the next run's asks from in `after_deletes`.
+    async fn feed_deletions(
+        &self,
+        cur: &InboundCursor,
+        after_deletes: &mut InboundCursor,
+    ) -> Result<Vec<ExternalId>, InboundError> {
+        let DeleteStrategy::DeletedFeed {
+            query,
+            list,
+            pagination,
+            incremental,
+            records,
+            id,
+            window,
+        } = &self.obj.deletes
+        else {
+            return Ok(Vec::new());
+        };
+        // The feed's own endpoint, paging, shape and filter, where it has them.
+        let mut feed = self.obj.clone();
+        if let Some(list) = list {
+            feed.list = list.clone();
+        }
+        if let Some(p) = pagination {
+            feed.pagination = p.clone();
+        }
+        if let Some(r) = records {
+            feed.records = r.clone();
+        }
+        if let Some(i) = id {
+            feed.id = i.clone();
+        }
+        feed.incremental = incremental.clone();
+        feed.keyset = None;
+        let since = incremental.as_ref().and_then(|inc| {
+            cur.deleted_since
+                .map(|t| t.sub(Duration::from_secs(inc.lookback_secs)))
+        });
+        let now = self.connector.now();
+        if incremental.is_some() {
+            after_deletes.deleted_since = Some(now);
+        }
+        let mut query = query.clone();
+        if let Some(w) = window {
+            // From where the last listing's coverage ended (the first: this
+            // pass's start), minus the lookback, to now.
+            let start = cur
+                .deleted_since
+                .or(cur.pass_start)
+                .unwrap_or(now)
+                .sub(Duration::from_secs(w.lookback_secs));
+            query.insert(w.start.clone(), format_time(start, w.format));
+            query.insert(w.end.clone(), format_time(now, w.format));
+        }
+        let listed =
+            deleted_feed(self.store, self.connector, &feed, self.task, &query, since).await?;
+        if let Some(w) = window {
+            after_deletes.deleted_since = match &w.covered_path {
+                None => Some(now),
+                Some(path) => Some(
+                    lookup(&listed.last_body, path)
+                        .and_then(parse_time)
+                        .ok_or_else(|| InboundError::MissingCoverage(path.clone()))?,
+                ),
+            };
+        }
+        Ok(listed.ids)
+    }
+
+    /// After a complete, reconciling listing: every stored id it did not list.
+    async fn unlisted(&self, seen: &HashSet<ExternalId>) -> Result<Vec<ExternalId>, StoreError> {
+        let task = self.task;
+        let mut doomed = Vec::new();
+        let mut after: Option<ExternalId> = None;
+        loop {
+            let batch = self
+                .store
+                .list_records(&task.connection, &task.object, after.as_ref(), 1000)
+                .await?;
+            let Some(last) = batch.last() else { break };
+            after = Some(last.external_id.clone());
+            doomed.extend(
+                batch
+                    .into_iter()
+                    .map(|r| r.external_id)
+                    .filter(|id| !seen.contains(id)),
+            );
+        }
+        Ok(doomed)
     }
 
     /// Deletes `doomed` in chunks, unless the mass-delete breaker refuses.
@@ -436,8 +618,26 @@ impl RunCtx<'_> {
     }
 }
 
+/// The ids of a deleted-feed page not listed on an earlier page of the same
+/// listing, in page order: a feed may repeat an id across pages (a record
+/// deleted, restored and deleted again; a time window's pages overlapping),
+/// and the mass-delete breaker must count each deletion once.
+fn first_sightings(seen: &mut HashSet<ExternalId>, page: Vec<ExternalId>) -> Vec<ExternalId> {
+    page.into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect()
+}
+
+/// What a deleted feed listed.
+struct FeedListing {
+    /// Ids still present locally, each once.
+    ids: Vec<ExternalId>,
+    /// The last page's body (where a window's coverage is read).
+    last_body: serde_json::Value,
+}
+
 /// Lists the deleted feed (only deletions since `since`, when the feed has a
-/// filter) and returns the ids still present locally.
+/// filter) and returns the ids still present locally, each once.
 async fn deleted_feed(
     store: &dyn Store,
     connector: &HttpConnector,
@@ -445,8 +645,9 @@ async fn deleted_feed(
     task: &SyncTask,
     query: &std::collections::BTreeMap<String, String>,
     since: Option<Timestamp>,
-) -> Result<Vec<ExternalId>, InboundError> {
+) -> Result<FeedListing, InboundError> {
     let mut ids = Vec::new();
+    let mut seen = HashSet::new();
     let mut page: Option<String> = None;
     loop {
         let req = PageRequest {
@@ -460,7 +661,7 @@ async fn deleted_feed(
             .map_err(InboundError::Fetch)?;
         let extracted = extract_page(obj, &fetched.body, true)?;
         let n = extracted.deletes.len();
-        for id in extracted.deletes {
+        for id in first_sightings(&mut seen, extracted.deletes) {
             if store
                 .get_record(&task.connection, &task.object, &id)
                 .await?
@@ -477,7 +678,12 @@ async fn deleted_feed(
             n,
         ) {
             NextPage::Token(t) => page = Some(t),
-            NextPage::Done => return Ok(ids),
+            NextPage::Done => {
+                return Ok(FeedListing {
+                    ids,
+                    last_body: fetched.body,
+                });
+            }
         }
     }
 }
@@ -530,6 +736,21 @@ mod tests {
         }
     }
 
+    /// What was tried: a deleted feed whose second page repeats an id of the
+    /// first (and one within itself). What holds: every id is doomed once,
+    /// in first-seen order, so the mass-delete breaker counts 3 deletions,
+    /// not 5 — 3 of 30 records stays within a 10% share, 5 would trip it.
+    #[test]
+    fn deleted_feed_ids_are_counted_once_across_pages() {
+        let id = |s: &str| ExternalId::parse(s.to_string()).unwrap();
+        let mut seen = HashSet::new();
+        let mut doomed = first_sightings(&mut seen, vec![id("1"), id("2")]);
+        doomed.extend(first_sightings(&mut seen, vec![id("2"), id("3"), id("3")]));
+        assert_eq!(doomed, vec![id("1"), id("2"), id("3")]);
+        assert!(breaker_allows(doomed.len() as u64, 30, 0.1));
+        assert!(!breaker_allows(5, 30, 0.1), "counted twice, it would trip");
+    }
+
     /// A missing or unreadable cursor starts a full pass.
     #[test]
     fn cursor_parse() {
@@ -544,6 +765,10 @@ mod tests {
             high_water: Some(Timestamp::from_millis(5)),
             pass_start: Some(Timestamp::from_millis(3)),
             deleted_since: Some(Timestamp::from_millis(4)),
+            delta: Some("https://graph.microsoft.com/v1.0/x?$deltatoken=1".into()),
+            listed: 7,
+            listed_max: Some(Timestamp::from_millis(6)),
+            restart: true,
         };
         assert_eq!(
             InboundCursor::parse(Some(&serde_json::to_string(&c).unwrap())),

@@ -85,6 +85,7 @@ pub async fn handle_inbound_job(
         connector,
         mut run,
         previous,
+        feed_from,
     } = match ctx.open_run().await? {
         Opened::Run(open) => *open,
         Opened::Done(outcome) => return Ok(outcome),
@@ -94,7 +95,7 @@ pub async fn handle_inbound_job(
     let end = deps.clock.now();
     run.finished_at = Some(end);
     let verdict = judge(result, &mut run, task.interval_secs, end);
-    ctx.close_run(run, verdict, previous, end).await
+    ctx.close_run(run, verdict, previous, feed_from, end).await
 }
 
 /// What [`claim`] found.
@@ -189,6 +190,8 @@ struct OpenRun {
     run: SyncRun,
     /// The task's latest run before this one.
     previous: Option<SyncRun>,
+    /// The connection's feed position before the run (`sync.completed`'s cursor).
+    feed_from: u64,
 }
 
 /// How a run's result is recorded ([`judge`]).
@@ -266,6 +269,7 @@ impl JobCtx<'_> {
         let previous = recent.first().cloned();
         close_interrupted(&*deps.store, &recent, &run).await?;
         deps.store.put_run(&run).await?;
+        let feed_from = deps.store.feed_position(&task.connection).await?;
         let connector = HttpConnector::new(
             deps.http.clone(),
             def,
@@ -279,6 +283,7 @@ impl JobCtx<'_> {
             connector,
             run,
             previous,
+            feed_from,
         })))
     }
 
@@ -316,6 +321,7 @@ impl JobCtx<'_> {
         run: SyncRun,
         verdict: Verdict,
         previous: Option<SyncRun>,
+        feed_from: u64,
         end: Timestamp,
     ) -> Result<JobOutcome, WorkerError> {
         let (deps, task) = (self.deps, self.task);
@@ -375,7 +381,7 @@ impl JobCtx<'_> {
             }
             _ => {}
         }
-        if let Some(e) = sync_completed(task, &run) {
+        if let Some(e) = sync_completed(task, &run, feed_from) {
             deps.events.emit(e).await;
         }
         Ok(JobOutcome::Ran(run))
@@ -384,8 +390,9 @@ impl JobCtx<'_> {
 
 /// The product's `sync.completed` for a recorded run that changed records
 /// (pages commit as they go, so a run that parked or failed later may have
-/// changed some); none when nothing changed. Pure.
-fn sync_completed(task: &SyncTask, run: &SyncRun) -> Option<Event> {
+/// changed some); none when nothing changed. Its cursor is the feed's
+/// position from before the run (`feed_from`). Pure.
+fn sync_completed(task: &SyncTask, run: &SyncRun, feed_from: u64) -> Option<Event> {
     let c = &run.counts;
     if c.created + c.updated + c.deleted == 0 {
         return None;
@@ -399,6 +406,7 @@ fn sync_completed(task: &SyncTask, run: &SyncRun) -> Option<Event> {
         added: c.created,
         updated: c.updated,
         deleted: c.deleted,
+        records_cursor: crate::store::feed::cursor(&task.connection, &task.object, feed_from),
     })
 }
 
@@ -623,11 +631,11 @@ mod tests {
             },
             error: None,
         };
-        assert_eq!(sync_completed(&task, &run), None);
+        assert_eq!(sync_completed(&task, &run, 7), None);
         run.counts.created = 3;
         run.counts.updated = 2;
         run.counts.deleted = 1;
-        let e = sync_completed(&task, &run).expect("changes raise the event");
+        let e = sync_completed(&task, &run, 7).expect("changes raise the event");
         assert_eq!(
             e,
             Event::SyncCompleted {
@@ -639,6 +647,7 @@ mod tests {
                 added: 3,
                 updated: 2,
                 deleted: 1,
+                records_cursor: crate::store::feed::cursor(&task.connection, &task.object, 7),
             }
         );
     }

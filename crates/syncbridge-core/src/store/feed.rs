@@ -139,6 +139,22 @@ pub struct FeedEntry {
     pub deleted_at: Option<Timestamp>,
 }
 
+/// The records feed's cursor after sequence `seq` of one connection's
+/// object: base64url of `["records", connection, object, seq]`, the opaque
+/// cursor `GET /v1/records` issues and accepts (the API's `pages` format),
+/// so a product event can carry one. Pure.
+pub fn cursor(connection: &ConnectionId, object: &ObjectType, seq: u64) -> String {
+    use base64::Engine as _;
+    let parts = [
+        "records",
+        connection.as_str(),
+        object.as_str(),
+        &seq.to_string(),
+    ];
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&parts).expect("strings serialize"))
+}
+
 /// How a content write stamps the feed metadata, given whether the record
 /// was live before: the one rule both stores apply.
 pub fn action_of_write(was_live: bool) -> LastAction {

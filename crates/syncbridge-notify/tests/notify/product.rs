@@ -39,6 +39,7 @@ fn event_to_payload_mapping() {
             "run_id": "acme-hubspot:contacts:inbound:r1",
             "status": "succeeded",
             "counts": {"added": 120, "updated": 7, "deleted": 2},
+            "records_cursor": "WyJyZWNvcmRzIiwiYWNtZS1odWJzcG90IiwiY29udGFjdHMiLCI0NzExIl0",
         })
     );
     assert_eq!(

@@ -126,7 +126,7 @@ pub(crate) async fn list(
     let page = store.table(kind).page(&q)?;
     let next = page.next.map(|c| {
         let link = next_link(&headers, &uri, &pairs, &c.to_string());
-        (c, Some(link))
+        (c.to_string(), Some(link))
     });
     let body = PageBody::new(kind, page.records, p.properties.as_deref(), None, next);
     Ok(json(StatusCode::OK, &body))
@@ -146,6 +146,13 @@ pub(crate) async fn search(
     };
     let max = sbx.config().max_page_size.max(SEARCH_MAX_LIMIT);
     let plan = search::plan(body, max)?;
+    // HubSpot's cap: one search reaches at most SEARCH_RESULT_CAP results.
+    if plan.position >= search::SEARCH_RESULT_CAP {
+        return Err(ApiError::validation(format!(
+            "a search returns at most {} results; narrow the filter to see more",
+            search::SEARCH_RESULT_CAP
+        )));
+    }
     let q = store::Query {
         archived: false,
         sort: plan.sort,
@@ -153,13 +160,14 @@ pub(crate) async fn search(
         range: plan.range,
         filter: plan.filter.as_deref().map(|f| f as store::Filter<'_>),
         after: plan.after,
-        limit: plan.limit,
+        limit: plan.limit.min(search::SEARCH_RESULT_CAP - plan.position),
     };
     let store = sbx.read_store();
     let table = store.table(kind);
     let page = table.page(&q)?;
     let total = table.total(&q, &plan.total_key);
-    let next = page.next.map(|c| (c, None));
+    let position = plan.position + page.records.len();
+    let next = page.next.map(|c| (search::after_token(position, &c), None));
     let body = PageBody::new(
         kind,
         page.records,

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
 use crate::clock::iso;
-use crate::store::{Cursor, ObjectKind, Record};
+use crate::store::{ObjectKind, Record};
 
 /// A record as HubSpot returns it. `props`: `None` = every property,
 /// `Some(names)` = those names (unset ones as `null`); the system properties
@@ -100,7 +100,7 @@ impl<'a> PageBody<'a> {
         records: Vec<&'a Record>,
         props: Option<&'a [String]>,
         total: Option<usize>,
-        next: Option<(Cursor, Option<String>)>,
+        next: Option<(String, Option<String>)>,
     ) -> Self {
         Self {
             total,
@@ -108,11 +108,8 @@ impl<'a> PageBody<'a> {
                 .into_iter()
                 .map(|rec| RecordView { kind, rec, props })
                 .collect(),
-            paging: next.map(|(cursor, link)| Paging {
-                next: Next {
-                    after: cursor.to_string(),
-                    link,
-                },
+            paging: next.map(|(after, link)| Paging {
+                next: Next { after, link },
             }),
         }
     }

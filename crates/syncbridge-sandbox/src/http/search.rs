@@ -20,6 +20,10 @@ use crate::store::{Cursor, Record, SortKey, TimeRange};
 
 /// HubSpot's search page limit (list pages use the configured maximum).
 pub(crate) const SEARCH_MAX_LIMIT: usize = 200;
+/// HubSpot's cap on one search: at most 10,000 results; asking for a page
+/// past it is refused (400), so a client restarts the search with a narrower
+/// filter (e.g. from the last modification time it saw).
+pub(crate) const SEARCH_RESULT_CAP: usize = 10_000;
 const MAX_GROUPS: usize = 5;
 const MAX_FILTERS_PER_GROUP: usize = 6;
 
@@ -75,6 +79,8 @@ pub(crate) struct Plan {
     pub(crate) filter: Option<Pred>,
     pub(crate) limit: usize,
     pub(crate) after: Option<Cursor>,
+    /// Results of this search before the page (from the `after` token).
+    pub(crate) position: usize,
     pub(crate) properties: Option<Vec<String>>,
     /// Identifies the result set (not the page), for the total cache.
     pub(crate) total_key: String,
@@ -94,13 +100,13 @@ pub(crate) fn plan(body: SearchBody, max_limit: usize) -> Result<Plan, ApiError>
             "at most {MAX_GROUPS} filterGroups are allowed"
         )));
     }
-    let after = match &body.after {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            text(v)
-                .ok_or_else(|| ApiError::validation("after must be a string"))?
-                .parse::<Cursor>()?,
-        ),
+    let (after, position) = match &body.after {
+        None | Some(Value::Null) => (None, 0),
+        Some(v) => {
+            let t = text(v).ok_or_else(|| ApiError::validation("after must be a string"))?;
+            let (position, cursor) = parse_after(&t)?;
+            (Some(cursor), position)
+        }
     };
     let (sort, descending) = match body.sorts.first() {
         None => (SortKey::Id, false),
@@ -161,9 +167,25 @@ pub(crate) fn plan(body: SearchBody, max_limit: usize) -> Result<Plan, ApiError>
         filter,
         limit,
         after,
+        position,
         properties,
         total_key,
     })
+}
+
+/// A search's `after` token: the results before the next page and the
+/// keyset cursor, `p<position>-<cursor>` (opaque to clients, as HubSpot's).
+pub(crate) fn after_token(position: usize, cursor: &Cursor) -> String {
+    format!("p{position}-{cursor}")
+}
+
+/// Reads an `after` token ([`after_token`]); a bare cursor counts from 0.
+fn parse_after(t: &str) -> Result<(usize, Cursor), ApiError> {
+    let bad = || ApiError::validation(format!("invalid after token {t:?}"));
+    match t.strip_prefix('p').and_then(|r| r.split_once('-')) {
+        Some((pos, cursor)) => Ok((pos.parse().map_err(|_| bad())?, cursor.parse()?)),
+        None => Ok((0, t.parse()?)),
+    }
 }
 
 /// Property names in first-seen order without repeats.

@@ -1,0 +1,622 @@
+//! The routes the dashboard added, against a real embedded state (SQLite
+//! store in a temp dir), through the router with tower's `oneshot`.
+//!
+//! Sign-in: a key or a one-time link becomes an HttpOnly, SameSite=Strict
+//! cookie; changes made with the cookie need the session's CSRF token
+//! (refused otherwise, nothing written); signing out, expiry and a spent
+//! link end access. The dashboard's files are served without a key.
+//! Webhook settings: set, rotate (two secrets verify, the new one shown
+//! once), end the rotation, remove; bad schemes and secrets refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use syncbridge_api::{keys, session};
+use syncbridge_core::apikeys::ApiScope;
+use syncbridge_core::{ManualClock, Timestamp};
+use syncbridge_functions::{AppState, Settings};
+use tower::ServiceExt;
+
+const T0: Timestamp = Timestamp::from_millis(1_764_331_200_000);
+
+struct Api {
+    app: AppState,
+    clock: Arc<ManualClock>,
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+async fn api() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = AppState::embedded(Settings::for_data_dir(dir.path())).unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    app.clock = clock.clone();
+    Api {
+        router: syncbridge_api::router(app.clone()),
+        app,
+        clock,
+        _dir: dir,
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+    text: String,
+}
+
+#[derive(Default)]
+struct Req<'a> {
+    bearer: Option<&'a str>,
+    cookie: Option<&'a str>,
+    csrf: Option<&'a str>,
+    body: Option<Value>,
+}
+
+impl Api {
+    async fn call(&self, method: &str, path: &str, r: Req<'_>) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(k) = r.bearer {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
+        }
+        if let Some(c) = r.cookie {
+            req = req.header(header::COOKIE, format!("other=1; sb_session={c}"));
+        }
+        if let Some(c) = r.csrf {
+            req = req.header("x-csrf-token", c);
+        }
+        let body = match &r.body {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                b.to_string()
+            }
+            None => String::new(),
+        };
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    async fn key(&self, scope: ApiScope) -> String {
+        keys::create(self.app.store.as_ref(), "k", scope, T0)
+            .await
+            .unwrap()
+            .key
+            .expose()
+            .to_owned()
+    }
+
+    /// Signs in with `body`; the session secret from the cookie and the reply.
+    async fn sign_in(&self, body: Value) -> (String, Reply) {
+        let r = self
+            .call(
+                "POST",
+                "/api/v1/session",
+                Req {
+                    body: Some(body),
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let cookie = r.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+        let secret = cookie
+            .strip_prefix("sb_session=")
+            .and_then(|c| c.split(';').next())
+            .unwrap()
+            .to_owned();
+        (secret, r)
+    }
+}
+
+fn assert_problem(r: &Reply, status: u16, slug: &str) {
+    assert_eq!(r.status.as_u16(), status, "{}", r.text);
+    assert_eq!(
+        r.headers[header::CONTENT_TYPE],
+        "application/problem+json",
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["type"], format!("urn:syncbridge:problem:{slug}"));
+}
+
+const SANDBOX: &str = r#"{"id":"c1","tenant":"acme","provider":"sandbox","base_url":"http://127.0.0.1:9","interval_secs":60}"#;
+
+/// A key signs in: the cookie is HttpOnly, SameSite=Strict, Path=/api; reads
+/// work with the cookie alone; a change without the CSRF token (or with
+/// another session's) is refused and writes nothing; with it, it works.
+#[tokio::test]
+async fn cookie_session_with_csrf_on_changes() {
+    let a = api().await;
+    let key = a.key(ApiScope::Write).await;
+    let (secret, r) = a.sign_in(json!({ "api_key": key })).await;
+    let cookie = r.headers[header::SET_COOKIE].to_str().unwrap();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/api", "Max-Age=43200"] {
+        assert!(cookie.contains(part), "{cookie} lacks {part}");
+    }
+    assert!(secret.starts_with("sbs_"));
+    assert!(
+        !r.text.contains(&secret),
+        "the secret is only in the cookie"
+    );
+    let csrf = r.body["csrf_token"].as_str().unwrap().to_owned();
+    assert_eq!(r.body["scope"], "write");
+
+    // The session answers its CSRF token again (a reloaded page).
+    let cookie = Req {
+        cookie: Some(&secret),
+        ..Default::default()
+    };
+    let me = a.call("GET", "/api/v1/session", cookie).await;
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.body["csrf_token"], csrf);
+
+    let list = || Req {
+        cookie: Some(&secret),
+        ..Default::default()
+    };
+    assert_eq!(
+        a.call("GET", "/api/v1/connections", list()).await.status,
+        200
+    );
+
+    let body: Value = serde_json::from_str(SANDBOX).unwrap();
+    let no_csrf = Req {
+        cookie: Some(&secret),
+        body: Some(body.clone()),
+        ..Default::default()
+    };
+    assert_problem(
+        &a.call("POST", "/api/v1/connections", no_csrf).await,
+        403,
+        "csrf",
+    );
+    let other = session::csrf_token("sbs_another_session");
+    let wrong = Req {
+        cookie: Some(&secret),
+        csrf: Some(&other),
+        body: Some(body.clone()),
+        ..Default::default()
+    };
+    assert_problem(
+        &a.call("POST", "/api/v1/connections", wrong).await,
+        403,
+        "csrf",
+    );
+    let none = a.call("GET", "/api/v1/connections", list()).await;
+    assert_eq!(none.body["connections"], json!([]), "nothing was written");
+
+    let ok = Req {
+        cookie: Some(&secret),
+        csrf: Some(&csrf),
+        body: Some(body),
+        ..Default::default()
+    };
+    let made = a.call("POST", "/api/v1/connections", ok).await;
+    assert_eq!(made.status, 201, "{}", made.text);
+}
+
+/// The session has the scope of the key that signed in: a read key's
+/// session cannot change anything nor manage keys.
+#[tokio::test]
+async fn session_keeps_the_key_scope() {
+    let a = api().await;
+    let key = a.key(ApiScope::Read).await;
+    let (secret, r) = a.sign_in(json!({ "api_key": key })).await;
+    let csrf = r.body["csrf_token"].as_str().unwrap().to_owned();
+    let body: Value = serde_json::from_str(SANDBOX).unwrap();
+    let write = Req {
+        cookie: Some(&secret),
+        csrf: Some(&csrf),
+        body: Some(body),
+        ..Default::default()
+    };
+    assert_problem(
+        &a.call("POST", "/api/v1/connections", write).await,
+        403,
+        "forbidden",
+    );
+    let keys = Req {
+        cookie: Some(&secret),
+        ..Default::default()
+    };
+    assert_problem(
+        &a.call("GET", "/api/v1/api-keys", keys).await,
+        403,
+        "forbidden",
+    );
+}
+
+/// Signing out needs the CSRF token, ends the session at once and clears
+/// the cookie; an expired session is refused too.
+#[tokio::test]
+async fn sign_out_and_expiry() {
+    let a = api().await;
+    let key = a.key(ApiScope::Admin).await;
+    let (secret, r) = a.sign_in(json!({ "api_key": key })).await;
+    let csrf = r.body["csrf_token"].as_str().unwrap().to_owned();
+    let bare = || Req {
+        cookie: Some(&secret),
+        ..Default::default()
+    };
+    assert_problem(
+        &a.call("DELETE", "/api/v1/session", bare()).await,
+        403,
+        "csrf",
+    );
+    assert_eq!(a.call("GET", "/api/v1/health", bare()).await.status, 200);
+    let out = Req {
+        cookie: Some(&secret),
+        csrf: Some(&csrf),
+        ..Default::default()
+    };
+    let out = a.call("DELETE", "/api/v1/session", out).await;
+    assert_eq!(out.status, 204, "{}", out.text);
+    let cleared = out.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cleared.starts_with("sb_session=;") && cleared.contains("Max-Age=0"));
+    assert_problem(
+        &a.call("GET", "/api/v1/health", bare()).await,
+        401,
+        "unauthorized",
+    );
+    assert_problem(
+        &a.call("GET", "/api/v1/session", bare()).await,
+        401,
+        "unauthorized",
+    );
+
+    // A second session, past its lifetime.
+    let (secret2, _) = a.sign_in(json!({ "api_key": key })).await;
+    let later = || Req {
+        cookie: Some(&secret2),
+        ..Default::default()
+    };
+    a.clock
+        .advance(session::SESSION_TTL - Duration::from_secs(1));
+    assert_eq!(a.call("GET", "/api/v1/health", later()).await.status, 200);
+    a.clock.advance(Duration::from_secs(1));
+    assert_problem(
+        &a.call("GET", "/api/v1/health", later()).await,
+        401,
+        "unauthorized",
+    );
+}
+
+/// The one-time link `syncbridge up` prints signs in once, with admin
+/// scope; a second use, an expired link, a session secret or a link used
+/// as a bearer key are refused.
+#[tokio::test]
+async fn one_time_link() {
+    let a = api().await;
+    let store = a.app.store.as_ref();
+    let link = session::create_login(store, T0).await.unwrap();
+    let link = link.expose().to_owned();
+    assert!(link.starts_with("sbl_"));
+    let as_bearer = Req {
+        bearer: Some(&link),
+        ..Default::default()
+    };
+    assert_problem(
+        &a.call("GET", "/api/v1/health", as_bearer).await,
+        401,
+        "unauthorized",
+    );
+    let (secret, r) = a.sign_in(json!({ "login_token": link })).await;
+    assert_eq!(r.body["scope"], "admin");
+    let again = Req {
+        body: Some(json!({ "login_token": link })),
+        ..Default::default()
+    };
+    assert_problem(
+        &a.call("POST", "/api/v1/session", again).await,
+        401,
+        "unauthorized",
+    );
+    let session_as_bearer = Req {
+        bearer: Some(&secret),
+        ..Default::default()
+    };
+    assert_problem(
+        &a.call("GET", "/api/v1/health", session_as_bearer).await,
+        401,
+        "unauthorized",
+    );
+
+    let old = session::create_login(store, T0).await.unwrap();
+    a.clock.advance(session::LOGIN_TTL);
+    let expired = Req {
+        body: Some(json!({ "login_token": old.expose() })),
+        ..Default::default()
+    };
+    assert_problem(
+        &a.call("POST", "/api/v1/session", expired).await,
+        401,
+        "unauthorized",
+    );
+
+    // Sessions and links are not API keys.
+    let admin = a.key(ApiScope::Admin).await;
+    let list = Req {
+        bearer: Some(&admin),
+        ..Default::default()
+    };
+    let keys = a.call("GET", "/api/v1/api-keys", list).await;
+    let ids: Vec<&str> = keys.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert!(ids[0].starts_with("key_"));
+}
+
+/// Bad sign-ins are problems and make no session.
+#[tokio::test]
+async fn bad_sign_ins() {
+    let a = api().await;
+    let key = a.key(ApiScope::Admin).await;
+    for (body, status, slug) in [
+        (json!({}), 400, "invalid-request"),
+        (
+            json!({ "api_key": key, "login_token": "sbl_x" }),
+            400,
+            "invalid-request",
+        ),
+        (
+            json!({ "api_key": key, "extra": 1 }),
+            400,
+            "invalid-request",
+        ),
+        (json!({ "api_key": "sbk_wrong" }), 401, "unauthorized"),
+        (json!({ "login_token": "sbl_wrong" }), 401, "unauthorized"),
+    ] {
+        let r = a
+            .call(
+                "POST",
+                "/api/v1/session",
+                Req {
+                    body: Some(body.clone()),
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert_problem(&r, status, slug);
+        assert!(!r.headers.contains_key(header::SET_COOKIE), "{body}");
+    }
+    let made = keys::create(a.app.store.as_ref(), "gone", ApiScope::Admin, T0)
+        .await
+        .unwrap();
+    keys::revoke(a.app.store.as_ref(), &made.record.id, T0)
+        .await
+        .unwrap();
+    let r = a
+        .call(
+            "POST",
+            "/api/v1/session",
+            Req {
+                body: Some(json!({ "api_key": made.key.expose() })),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_problem(&r, 401, "unauthorized");
+}
+
+/// The dashboard is served without a key: the page at `/api/v1/admin/`
+/// and at every browser route below it (no-cache), a missing asset is a
+/// problem, `/api/v1/admin` redirects.
+#[tokio::test]
+async fn dashboard_files() {
+    let a = api().await;
+    for path in ["/api/v1/admin/", "/api/v1/admin/connections/c1"] {
+        let r = a.call("GET", path, Req::default()).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert!(
+            r.headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
+        assert_eq!(r.headers["referrer-policy"], "no-referrer");
+        if syncbridge_api::dashboard::built() {
+            assert_eq!(r.headers[header::CACHE_CONTROL], "no-cache");
+            assert!(r.text.contains("/api/v1/admin/assets/"), "{}", r.text);
+        } else {
+            assert!(r.text.contains("scripts/ui"), "{}", r.text);
+        }
+    }
+    let r = a
+        .call("GET", "/api/v1/admin/assets/nope.js", Req::default())
+        .await;
+    assert_problem(&r, 404, "not-found");
+    let r = a.call("GET", "/api/v1/admin", Req::default()).await;
+    assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(r.headers[header::LOCATION], "/api/v1/admin/");
+    if let Some((path, _)) = syncbridge_api::dashboard::ASSETS
+        .iter()
+        .find(|(p, _)| p.ends_with(".js"))
+    {
+        let r = a
+            .call("GET", &format!("/api/v1/admin/{path}"), Req::default())
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.headers[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(
+            r.headers[header::CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
+    }
+}
+
+/// The secrets stored for connection c1, opened.
+async fn stored_secrets(a: &Api) -> Vec<String> {
+    let id = syncbridge_core::ConnectionId::parse("c1".to_owned()).unwrap();
+    let c = a.app.store.get_connection(&id).await.unwrap().unwrap();
+    let Some(w) = c.webhook else {
+        return Vec::new();
+    };
+    syncbridge_credentials::open_webhook_secrets(
+        a.app.credential_manager.sealer(),
+        &id,
+        &w.sealed_secrets,
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|s| s.expose().to_owned())
+    .collect()
+}
+
+/// Webhook settings over the API: set with a given secret (not answered
+/// back) or a generated one (answered once); a rotation keeps the previous
+/// secret active beside the new one, ending it keeps only the new; bad
+/// schemes and secrets are refused and change nothing; removal.
+#[tokio::test]
+async fn webhook_settings_and_rotation() {
+    let a = api().await;
+    let key = a.key(ApiScope::Write).await;
+    let bearer = |body: Option<Value>| Req {
+        bearer: Some(&key),
+        body,
+        ..Default::default()
+    };
+    let made = a
+        .call(
+            "POST",
+            "/api/v1/connections",
+            bearer(Some(serde_json::from_str(SANDBOX).unwrap())),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let path = "/api/v1/connections/c1/webhook";
+    let none = a.call("GET", path, bearer(None)).await;
+    assert_eq!(none.status, 200, "{}", none.text);
+    assert_eq!(none.body["configured"], false);
+    assert_problem(
+        &a.call(
+            "POST",
+            "/api/v1/connections/c1/webhook/rotate",
+            bearer(None),
+        )
+        .await,
+        409,
+        "conflict",
+    );
+
+    let given = a
+        .call(
+            "PUT",
+            path,
+            bearer(Some(json!({"scheme": "github", "secret": "s3cret-given"}))),
+        )
+        .await;
+    assert_eq!(given.status, 200, "{}", given.text);
+    assert_eq!(
+        given.body["secret"],
+        Value::Null,
+        "a given secret is not answered back"
+    );
+    assert!(!given.text.contains("s3cret-given"));
+    assert_eq!(stored_secrets(&a).await, vec!["s3cret-given"]);
+
+    for bad in [
+        json!({"scheme": "no-such-scheme"}),
+        json!({"scheme": "standard-webhooks", "secret": "whsec_not base64!"}),
+        json!({"scheme": "github", "secret": "x", "extra": 1}),
+    ] {
+        let r = a.call("PUT", path, bearer(Some(bad.clone()))).await;
+        assert_problem(&r, 400, "invalid-request");
+        assert_eq!(stored_secrets(&a).await, vec!["s3cret-given"], "{bad}");
+    }
+
+    let generated = a
+        .call(
+            "PUT",
+            path,
+            bearer(Some(json!({"scheme": "standard-webhooks"}))),
+        )
+        .await;
+    assert_eq!(generated.status, 200, "{}", generated.text);
+    let first = generated.body["secret"].as_str().unwrap().to_owned();
+    assert!(first.starts_with("whsec_"));
+    assert_eq!(generated.body["scheme"], "standard-webhooks");
+    assert_eq!(stored_secrets(&a).await, vec![first.clone()]);
+
+    let rot = a
+        .call(
+            "POST",
+            "/api/v1/connections/c1/webhook/rotate",
+            bearer(None),
+        )
+        .await;
+    assert_eq!(rot.status, 200, "{}", rot.text);
+    let second = rot.body["secret"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    assert_eq!(rot.body["active_secrets"], 2);
+    assert_eq!(
+        stored_secrets(&a).await,
+        vec![second.clone(), first.clone()]
+    );
+    let shown = a.call("GET", path, bearer(None)).await;
+    assert!(!shown.text.contains(&second) && !shown.text.contains(&first));
+
+    let rot2 = a
+        .call(
+            "POST",
+            "/api/v1/connections/c1/webhook/rotate",
+            bearer(None),
+        )
+        .await;
+    let third = rot2.body["secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        stored_secrets(&a).await,
+        vec![third.clone(), second],
+        "at most two stay active"
+    );
+
+    let ended = a
+        .call(
+            "DELETE",
+            "/api/v1/connections/c1/webhook/previous",
+            bearer(None),
+        )
+        .await;
+    assert_eq!(ended.status, 200, "{}", ended.text);
+    assert_eq!(ended.body["active_secrets"], 1);
+    assert_eq!(stored_secrets(&a).await, vec![third]);
+
+    let gone = a.call("DELETE", path, bearer(None)).await;
+    assert_eq!(gone.status, 204);
+    assert!(stored_secrets(&a).await.is_empty());
+    assert_problem(
+        &a.call("GET", "/api/v1/connections/nope/webhook", bearer(None))
+            .await,
+        404,
+        "not-found",
+    );
+}

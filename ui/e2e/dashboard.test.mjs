@@ -1,0 +1,134 @@
+// The dashboard end to end in Debian's chromium against `syncbridge up` and
+// the sandbox: sign in with the one-time link `up` prints, every page passes
+// axe-core (no serious or critical violation) at 1280 px and phone width,
+// add a connection and watch its first sync finish on the page, create an
+// API key (shown once) and revoke it, and see it refused. Each test saves a
+// screenshot under target/ui-artifacts/.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { checkA11y, shot, startStack } from "./harness.mjs";
+
+let stack;
+let context;
+let page;
+
+before(async () => {
+  stack = await startStack();
+  context = await stack.browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await context.newPage();
+});
+
+after(async () => {
+  await context?.close();
+  await stack?.close();
+});
+
+const PAGES = [
+  ["", "Overview"],
+  ["connections", "Connections"],
+  ["add-connection", "Add a connection"],
+  ["runs", "Runs"],
+  ["quarantine", "Quarantine"],
+  ["notifications", "Notifications"],
+  ["api-keys", "API keys"],
+];
+
+describe("dashboard", () => {
+  it("signs in with the one-time link, which works once; a bad key is refused", async () => {
+    await page.goto(stack.link);
+    await page.getByRole("heading", { name: "Overview" }).waitFor();
+    assert.ok(!page.url().includes("login="), "the link leaves the address bar");
+    const cookies = await context.cookies();
+    const session = cookies.find((c) => c.name === "sb_session");
+    assert.ok(session, "session cookie set");
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.sameSite, "Strict");
+    assert.equal(session.path, "/api");
+    await shot(page, "overview");
+
+    // The link is spent: a fresh browser gets the sign-in form and an error.
+    const other = await stack.browser.newContext();
+    const p2 = await other.newPage();
+    await p2.goto(stack.link);
+    await p2.getByRole("alert").waitFor();
+    await p2.getByLabel("API key").fill("sbk_not_a_key");
+    await p2.getByRole("button", { name: "Sign in" }).click();
+    await p2.getByText("a valid API key is required").waitFor();
+    await checkA11y(p2, "sign-in");
+    await other.close();
+  });
+
+  it("every page passes axe at 1280 px and at phone width", async () => {
+    for (const width of [1280, 390]) {
+      await page.setViewportSize({ width, height: width === 1280 ? 900 : 844 });
+      for (const [path, heading] of PAGES) {
+        await page.goto(stack.dashboard + path);
+        await page.getByRole("heading", { name: heading, level: 1 }).waitFor();
+        await page.locator(".loading").first().waitFor({ state: "detached", timeout: 10_000 }).catch(() => {});
+        await checkA11y(page, `${path || "overview"} at ${width} px`);
+      }
+    }
+    await shot(page, "phone-api-keys");
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it("adds a connection and watches its first sync finish", async () => {
+    await page.goto(stack.dashboard + "connections");
+    await page.getByText("No connections yet.").waitFor();
+    await page.getByRole("link", { name: "Add connection" }).click();
+    await page.getByRole("button", { name: /Sandbox|sandbox/ }).first().click();
+    await page.getByLabel("Connection id").fill("acme-crm");
+    await page.getByLabel("Tenant").fill("acme");
+    await page.getByLabel("Base URL (optional)").fill(stack.sandboxUrl);
+    await page.getByLabel("Seconds between pulls").fill("3600");
+    await checkA11y(page, "add connection form");
+    await page.getByRole("button", { name: "Create connection" }).click();
+    await page.getByRole("heading", { name: "Connection acme-crm" }).waitFor();
+    await page.getByRole("button", { name: "Sync now" }).click();
+    await page.getByText("Sync requested").waitFor();
+    // The page refreshes its runs: wait for the first to succeed.
+    const runs = page.getByRole("region", { name: "Runs" });
+    await runs.getByText("succeeded").first().waitFor({ timeout: 90_000 });
+    await checkA11y(page, "connection detail");
+    await shot(page, "connection-synced");
+    // It is listed, active, and its run is on the Runs page.
+    await page.goto(stack.dashboard + "connections");
+    await page.getByRole("link", { name: "acme-crm" }).waitFor();
+    await page.goto(stack.dashboard + "runs");
+    await page.getByRole("region", { name: "Runs" }).getByText("succeeded").first().waitFor();
+  });
+
+  it("creates an API key shown once, revokes it, and the API refuses it", async () => {
+    await page.goto(stack.dashboard + "api-keys");
+    await page.getByLabel("Name").fill("e2e-reader");
+    await page.getByLabel("Scope").selectOption("read");
+    await page.getByRole("button", { name: "Create key" }).click();
+    const key = (await page.getByTestId("new-key").textContent()).trim();
+    assert.match(key, /^sbk_/);
+    const ok = await fetch(`${stack.api}/connections`, { headers: { Authorization: `Bearer ${key}` } });
+    assert.equal(ok.status, 200);
+    await page.getByRole("button", { name: "Revoke e2e-reader" }).click();
+    await page.getByRole("button", { name: "Yes, revoke e2e-reader" }).click();
+    await page.getByRole("button", { name: "Revoke e2e-reader" }).waitFor({ state: "detached" });
+    await shot(page, "api-key-revoked");
+    const refused = await fetch(`${stack.api}/connections`, { headers: { Authorization: `Bearer ${key}` } });
+    assert.equal(refused.status, 401);
+    // The key text is not on the page after a reload.
+    await page.reload();
+    await page.getByRole("heading", { name: "API keys" }).waitFor();
+    assert.equal(await page.getByText(key).count(), 0);
+  });
+
+  it("a change without the CSRF token is refused; signing out ends the session", async () => {
+    const cookie = (await context.cookies()).find((c) => c.name === "sb_session");
+    const headers = { Cookie: `sb_session=${cookie.value}`, "Content-Type": "application/json" };
+    const forged = await fetch(`${stack.api}/connections/acme-crm/pause`, { method: "POST", headers });
+    assert.equal(forged.status, 403);
+    assert.equal((await forged.json()).type, "urn:syncbridge:problem:csrf");
+    await page.goto(stack.dashboard);
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("API key").waitFor();
+    const after = await fetch(`${stack.api}/connections`, { headers });
+    assert.equal(after.status, 401);
+  });
+});

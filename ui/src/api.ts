@@ -1,0 +1,296 @@
+// A typed client of the Product API (docs/openapi.json). The dashboard is
+// served by the API itself (/api/v1/admin/), so calls are same-origin and
+// authenticate with the session cookie; every change carries the session's
+// CSRF token (X-CSRF-Token).
+
+export type Scope = "read" | "write" | "admin";
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+}
+
+export interface SessionView {
+  csrf_token: string;
+  scope: Scope;
+  expires_at: string;
+}
+
+export interface ConnectionView {
+  id: string;
+  tenant: string;
+  provider: string;
+  status: string;
+  base_url: string | null;
+  webhook_scheme: string | null;
+  settings: Record<string, string>;
+  created_at: string;
+}
+
+export interface ConnectionPage {
+  connections: ConnectionView[];
+  next_cursor: string | null;
+}
+
+export interface LastResult {
+  run_id: string;
+  status: string;
+  finished_at: string | null;
+  error: string | null;
+}
+
+export interface TaskView {
+  id: string;
+  object: string;
+  direction: string;
+  priority: string;
+  interval_secs: number;
+  next_run_at: string;
+  last_run_at: string | null;
+  cursor: string | null;
+  leased: boolean;
+  stalled: boolean;
+  last_result: LastResult | null;
+}
+
+export interface TaskPage {
+  tasks: TaskView[];
+  next_cursor: string | null;
+}
+
+export interface RunCounts {
+  pages: number;
+  fetched: number;
+  created: number;
+  updated: number;
+  unchanged: number;
+  deleted: number;
+  requests: number;
+  throttled: number;
+}
+
+export interface RunView {
+  id: string;
+  task_id: string;
+  connection_id: string;
+  object: string;
+  status: string;
+  state: string;
+  started_at: string;
+  finished_at: string | null;
+  counts: RunCounts;
+  error: string | null;
+}
+
+export interface RunPage {
+  runs: RunView[];
+  next_cursor: string | null;
+}
+
+export interface QueueView {
+  name: string;
+  active: number;
+  scheduled: number;
+  locked: number;
+  dead_lettered: number;
+}
+
+export interface Sample {
+  count: number;
+  ids: string[];
+  more: boolean;
+}
+
+export interface Health {
+  status: string;
+  store_reachable: boolean;
+  store_error: string | null;
+  queues: QueueView[] | null;
+  queues_note: string | null;
+  overdue_tasks: Sample | null;
+  needs_reauth: Sample | null;
+  not_reported: string[];
+}
+
+export interface EntryView {
+  id: number;
+  source: string;
+  reason: string;
+  connection_id: string | null;
+  message_id: string | null;
+  at: string;
+  bytes: number;
+}
+
+export interface EntryDetail extends EntryView {
+  body_text: string | null;
+  body_base64: string;
+}
+
+export interface EntryPage {
+  entries: EntryView[];
+  next_cursor: string | null;
+}
+
+export interface ReplayView {
+  id: number;
+  outcome: string;
+  queue: string | null;
+  jobs: number | null;
+}
+
+export interface ApiKeyView {
+  id: string;
+  name: string;
+  scope: Scope;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+export interface CreatedKey extends ApiKeyView {
+  key: string;
+}
+
+export interface ObjectView {
+  name: string;
+  fields: string[];
+  incremental: boolean;
+  deletes: string;
+  push: { create: boolean; update: boolean; delete: boolean } | null;
+}
+
+export interface ProviderView {
+  name: string;
+  display_name: string | null;
+  auth: string;
+  objects: ObjectView[];
+}
+
+export interface WebhookView {
+  configured: boolean;
+  scheme: string | null;
+  active_secrets: number;
+  url_path: string;
+}
+
+export interface WebhookSecretView extends WebhookView {
+  secret: string | null;
+}
+
+export interface RuleView {
+  tenant: string | null;
+  kinds: string[];
+  min_severity: string;
+  channels: string[];
+}
+
+export interface NotificationsView {
+  configured: boolean;
+  channels: { name: string; kind: string }[];
+  rules: RuleView[];
+  default_route: RuleView | null;
+  outbox: { pending: number; delivered: number; dead: number } | null;
+}
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly problem: Problem | null;
+  constructor(status: number, problem: Problem | null, fallback: string) {
+    super(problem ? `${problem.title}: ${problem.detail}` : fallback);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+export const API_BASE = "/api/v1";
+
+let csrf: string | null = null;
+
+/** Sets the CSRF token sent with every change (from the session). */
+export function setCsrf(token: string | null): void {
+  csrf = token;
+}
+
+type Query = Record<string, string | number | boolean | null | undefined>;
+
+function url(path: string, query?: Query): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(query ?? {})) {
+    if (v !== undefined && v !== null && v !== "") q.set(k, String(v));
+  }
+  const s = q.toString();
+  return `${API_BASE}${path}${s ? `?${s}` : ""}`;
+}
+
+async function call<T>(method: string, path: string, opts: { query?: Query; body?: unknown } = {}): Promise<T> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (opts.body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
+  const res = await fetch(url(path, opts.query), {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+  });
+  if (!res.ok) {
+    let problem: Problem | null = null;
+    try {
+      problem = (await res.json()) as Problem;
+    } catch {
+      problem = null;
+    }
+    throw new ApiError(res.status, problem, `${method} ${path}: HTTP ${res.status}`);
+  }
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  session: () => call<SessionView>("GET", "/session"),
+  signIn: (body: { api_key?: string; login_token?: string }) => call<SessionView>("POST", "/session", { body }),
+  signOut: () => call<void>("DELETE", "/session"),
+
+  health: () => call<Health>("GET", "/health"),
+
+  connections: (q: { status?: string; provider?: string; tenant?: string; q?: string; cursor?: string | null; limit?: number }) =>
+    call<ConnectionPage>("GET", "/connections", { query: q }),
+  createConnection: (body: { id: string; tenant: string; provider: string; base_url?: string | null; interval_secs?: number; objects?: string[]; settings?: Record<string, string> }) =>
+    call<ConnectionView>("POST", "/connections", { body }),
+  connection: (id: string) => call<ConnectionView>("GET", `/connections/${enc(id)}`),
+  tasks: (id: string) => call<TaskPage>("GET", `/connections/${enc(id)}/tasks`, { query: { limit: 500 } }),
+  syncNow: (id: string) => call<unknown>("POST", `/connections/${enc(id)}/sync`, { body: { full_resync: false } }),
+  pause: (id: string) => call<ConnectionView>("POST", `/connections/${enc(id)}/pause`),
+  resume: (id: string) => call<ConnectionView>("POST", `/connections/${enc(id)}/resume`),
+  deleteConnection: (id: string) => call<void>("DELETE", `/connections/${enc(id)}`),
+  updateConnection: (id: string, body: { interval_secs?: number; base_url?: string | null; settings?: Record<string, string> }) =>
+    call<ConnectionView>("PATCH", `/connections/${enc(id)}`, { body }),
+
+  webhook: (id: string) => call<WebhookView>("GET", `/connections/${enc(id)}/webhook`),
+  setWebhook: (id: string, body: { scheme: string; secret?: string }) => call<WebhookSecretView>("PUT", `/connections/${enc(id)}/webhook`, { body }),
+  rotateWebhook: (id: string) => call<WebhookSecretView>("POST", `/connections/${enc(id)}/webhook/rotate`),
+  dropPreviousSecret: (id: string) => call<WebhookView>("DELETE", `/connections/${enc(id)}/webhook/previous`),
+  removeWebhook: (id: string) => call<void>("DELETE", `/connections/${enc(id)}/webhook`),
+
+  runs: (q: { connection_id?: string; status?: string; since?: string; cursor?: string | null; limit?: number }) =>
+    call<RunPage>("GET", "/runs", { query: q }),
+  run: (id: string) => call<RunView>("GET", `/runs/${enc(id)}`),
+
+  quarantine: (cursor?: string | null) => call<EntryPage>("GET", "/quarantine", { query: { cursor, limit: 100 } }),
+  quarantineEntry: (id: number) => call<EntryDetail>("GET", `/quarantine/${id}`),
+  replay: (id: number) => call<ReplayView>("POST", `/quarantine/${id}/replay`),
+  discard: (id: number) => call<void>("DELETE", `/quarantine/${id}`),
+
+  notifications: () => call<NotificationsView>("GET", "/notifications"),
+  testNotification: (channel: string) => call<{ delivered: boolean; answer: string }>("POST", "/notifications/test", { body: { channel } }),
+
+  providers: () => call<{ providers: ProviderView[] }>("GET", "/providers"),
+
+  apiKeys: () => call<{ keys: ApiKeyView[] }>("GET", "/api-keys"),
+  createKey: (body: { name: string; scope: Scope }) => call<CreatedKey>("POST", "/api-keys", { body }),
+  revokeKey: (id: string) => call<void>("DELETE", `/api-keys/${enc(id)}`),
+};

@@ -1,0 +1,148 @@
+import { useState, type FormEvent } from "react";
+import { api } from "../api";
+import { Link, useLoc } from "../router";
+import { Empty, Show, StatusBadge, TableWrap, useAsync, when } from "../ui";
+
+const STATUSES = ["", "active", "needs_reauth", "disabled"];
+
+/** Connections, paged on the server (keyset cursors), filtered by status, provider and tenant. */
+export function Connections() {
+  const { search, go } = useLoc();
+  const status = search.get("status") ?? "";
+  const provider = search.get("provider") ?? "";
+  const tenant = search.get("tenant") ?? "";
+  // The cursors of the pages before this one, for "Previous".
+  const [stack, setStack] = useState<(string | null)[]>([]);
+  const [cursor, setCursor] = useState<string | null>(null);
+  const [jump, setJump] = useState("");
+  const page = useAsync(() => api.connections({ status, provider, tenant, cursor, limit: 50 }), [status, provider, tenant, cursor]);
+  const providers = useAsync(() => api.providers(), []);
+  const filter = (k: string, v: string) => {
+    const q = new URLSearchParams(search);
+    if (v) q.set(k, v);
+    else q.delete(k);
+    setStack([]);
+    setCursor(null);
+    const s = q.toString();
+    go(`connections${s ? `?${s}` : ""}`, true);
+  };
+  const submitJump = (e: FormEvent) => {
+    e.preventDefault();
+    if (jump.trim()) go(`connections/${encodeURIComponent(jump.trim())}`);
+  };
+  return (
+    <section>
+      <div className="title-row">
+        <h1>Connections</h1>
+        <Link to="add-connection" className="button">
+          Add connection
+        </Link>
+      </div>
+      <div className="toolbar">
+        <label>
+          Status
+          <select value={status} onChange={(e) => filter("status", e.target.value)}>
+            {STATUSES.map((s) => (
+              <option key={s} value={s}>
+                {s ? s.replace("_", " ") : "any"}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Provider
+          <select value={provider} onChange={(e) => filter("provider", e.target.value)}>
+            <option value="">any</option>
+            {providers.data?.providers.map((p) => (
+              <option key={p.name} value={p.name}>
+                {p.display_name ?? p.name}
+              </option>
+            ))}
+          </select>
+        </label>
+        <form
+          onSubmit={(e) => {
+            e.preventDefault();
+            const v = new FormData(e.currentTarget).get("tenant");
+            filter("tenant", String(v ?? "").trim());
+          }}
+        >
+          <label>
+            Tenant
+            <input name="tenant" defaultValue={tenant} placeholder="tenant id" />
+          </label>
+          <button type="submit">Filter</button>
+        </form>
+        <form onSubmit={submitJump}>
+          <label>
+            Open connection
+            <input value={jump} onChange={(e) => setJump(e.target.value)} placeholder="connection id" />
+          </label>
+          <button type="submit">Open</button>
+        </form>
+      </div>
+      <Show a={page} what="connections">
+        {(p) =>
+          p.connections.length === 0 ? (
+            <Empty>{status || provider || tenant ? "No connection matches these filters." : "No connections yet."}</Empty>
+          ) : (
+            <>
+              <TableWrap label="Connections">
+                <thead>
+                  <tr>
+                    <th scope="col">Connection</th>
+                    <th scope="col">Status</th>
+                    <th scope="col">Provider</th>
+                    <th scope="col">Tenant</th>
+                    <th scope="col">Webhooks</th>
+                    <th scope="col">Created</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {p.connections.map((c) => (
+                    <tr key={c.id}>
+                      <td>
+                        <Link to={`connections/${encodeURIComponent(c.id)}`}>{c.id}</Link>
+                      </td>
+                      <td>
+                        <StatusBadge status={c.status} />
+                      </td>
+                      <td>{c.provider}</td>
+                      <td>{c.tenant}</td>
+                      <td>{c.webhook_scheme ?? "—"}</td>
+                      <td>{when(c.created_at)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </TableWrap>
+              <div className="pager">
+                <button
+                  type="button"
+                  disabled={stack.length === 0}
+                  onClick={() => {
+                    const prev = stack.slice(0, -1);
+                    setCursor(stack[stack.length - 1] ?? null);
+                    setStack(prev);
+                  }}
+                >
+                  Previous
+                </button>
+                <span>Page {stack.length + 1}</span>
+                <button
+                  type="button"
+                  disabled={!p.next_cursor}
+                  onClick={() => {
+                    setStack([...stack, cursor]);
+                    setCursor(p.next_cursor);
+                  }}
+                >
+                  Next
+                </button>
+              </div>
+            </>
+          )
+        }
+      </Show>
+    </section>
+  );
+}
