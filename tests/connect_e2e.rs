@@ -301,8 +301,11 @@ fn leaks(dir: &std::path::Path, logs: &str, needles: &[String]) -> Vec<String> {
     walk(dir, &mut files);
     let mut found = Vec::new();
     for n in needles {
-        if logs.contains(n.as_str()) {
-            found.push(format!("the logs contain {n}"));
+        if let Some(line) = logs.lines().find(|l| l.contains(n.as_str())) {
+            found.push(format!(
+                "a log line holds {n}: {}",
+                line.replace(n.as_str(), "<secret>")
+            ));
         }
         for f in &files {
             let bytes = std::fs::read(f).unwrap_or_default();
