@@ -200,7 +200,7 @@ resource cosmosState 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/contain
         includedPaths: [ { path: '/*' }, { path: '/doc/status/?' } ]
         // Record payloads and their outbound state (`local`: base copy, parked
         // values) are never filtered on; the queried parts are copied to top-level
-        // fields (`push_due_at`, `local_key`).
+        // fields (`push_due_at`, `local_key`, `conflict_key`).
         excludedPaths: [ { path: '/data/*' }, { path: '/local/*' }, { path: '/doc/*' }, { path: '/"_etag"/?' } ]
         // The multi-property ORDER BYs / filter+ORDER BY of CosmosStore (COMPOSITE_INDEXES in the crate).
         compositeIndexes: [
@@ -227,6 +227,11 @@ resource cosmosState 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/contain
             { path: '/doc/status', order: 'descending' }
             { path: '/started_at', order: 'descending' }
             { path: '/run_id', order: 'descending' }
+          ]
+          // A connection's audit pages (partition-scoped): ORDER BY log_order, id.
+          [
+            { path: '/log_order', order: 'ascending' }
+            { path: '/id', order: 'ascending' }
           ]
         ]
       }

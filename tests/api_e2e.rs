@@ -11,7 +11,8 @@
 //! `succeeded` with the sandbox's records counted; `api-keys list` never
 //! shows a key, and a key revoked by the CLI is refused at once; health
 //! shows the inbound worker's heartbeat from after the run. And the
-//! records feed read through the same front door (see its test).
+//! records feed read through the same front door (see its test), and a
+//! change submitted twice under one `Idempotency-Key` pushed once.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -66,6 +67,10 @@ async fn sync_now_over_the_api() {
 
     let refused = create_crm1(&http, &base, &read, &sbx.base_url()).await;
     assert_eq!(refused.status().as_u16(), 403, "a read key cannot write");
+    // Before any run: the worker's beat must come after this (a run due at
+    // creation may come first, and the heartbeat writes successes at most
+    // every 10 s, so the beat may be that run's).
+    let before_runs = syncbridge_core::Clock::now(&syncbridge_core::SystemClock);
     let created = create_crm1(&http, &base, &admin, &sbx.base_url()).await;
     assert_eq!(
         created.status().as_u16(),
@@ -92,7 +97,6 @@ async fn sync_now_over_the_api() {
 
     // Health sees the worker's heartbeat (recorded by the handler that ran
     // the job, in the shared store) and counts the local queues.
-    let ran_at = syncbridge_core::Timestamp::parse(run["started_at"].as_str().unwrap()).unwrap();
     let (health, beat) = eventually(Duration::from_secs(30), "the worker's beat", || {
         let (http, base, read) = (http.clone(), base.clone(), read.clone());
         async move {
@@ -111,7 +115,7 @@ async fn sync_now_over_the_api() {
                 .find(|f| f["function"] == "SyncInboundWorker")?
                 .clone();
             let last = syncbridge_core::Timestamp::parse(beat["last_invocation"].as_str()?)?;
-            (last >= ran_at).then_some((health, beat))
+            (last >= before_runs).then_some((health, beat))
         }
     })
     .await;
@@ -319,4 +323,115 @@ fn syncbridge_cli(data_dir: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// A change submitted twice under one `Idempotency-Key` through the real
+/// binaries: the second answer is the first replayed, the outbound worker
+/// pushes once (one create reaches the sandbox: one POST in its own route
+/// counts, one record with the email in its own records), and the record
+/// ends `pushed` under the provider's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_with_an_idempotency_key_pushes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let sbx = sandbox(5).await;
+    let key = api_key(d, "write");
+    let host = start_host(host_config(dir.path())).await;
+    let base = format!("{}/api/v1", host.url());
+    let http = reqwest::Client::new();
+    let created = create_crm1(&http, &base, &key, &sbx.base_url()).await;
+    assert_eq!(created.status().as_u16(), 201);
+    let run = sync_now(&host, &http, &base, &key, None).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+
+    let body =
+        json!({"reference": "p-1", "fields": {"email": "idem@example.com", "first_name": "Once"}});
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let r = http
+            .post(format!("{base}/connections/crm1/objects/contacts/records"))
+            .bearer_auth(&key)
+            .header("Idempotency-Key", "order-17")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let replayed = r.headers().get("idempotent-replayed").is_some();
+        let status = r.status().as_u16();
+        answers.push((status, replayed, r.json::<Value>().await.unwrap()));
+    }
+    assert_eq!(
+        (answers[0].0, answers[0].1),
+        (202, false),
+        "{:?}",
+        answers[0]
+    );
+    assert_eq!(
+        (answers[1].0, answers[1].1),
+        (202, true),
+        "{:?}",
+        answers[1]
+    );
+    assert_eq!(answers[0].2, answers[1].2, "the same answer");
+    assert_eq!(answers[0].2["id"], "local:p-1");
+
+    // The outbound worker pushes it (the host delivers `sync-outbound`).
+    let with_email = || async {
+        let all: Value = reqwest::get(format!("{}/_sandbox/records/contacts", sbx.base_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["properties"]["email"] == "idem@example.com")
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let provider_id = eventually(
+        Duration::from_secs(60),
+        "the create at the sandbox",
+        || async { with_email().await.into_iter().next() },
+    )
+    .await;
+    let status = eventually(Duration::from_secs(60), "the record pushed", || {
+        let (http, url, key) = (
+            http.clone(),
+            format!("{base}/connections/crm1/objects/contacts/records/{provider_id}/status"),
+            key.clone(),
+        );
+        async move {
+            let s: Value = http
+                .get(url)
+                .bearer_auth(&key)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (s["status"] == "pushed").then_some(s)
+        }
+    })
+    .await;
+    assert_eq!(status["id"], provider_id.as_str());
+    // Let any duplicate push have its chance before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(with_email().await.len(), 1, "exactly one record created");
+    let posts: u64 = sbx
+        .stats()
+        .routes
+        .iter()
+        .filter(|(route, _)| route.starts_with("POST /crm/v3/objects"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        posts,
+        1,
+        "exactly one POST reached the sandbox: {:?}",
+        sbx.stats().routes
+    );
+    host.shutdown().await;
 }

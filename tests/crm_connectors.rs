@@ -669,6 +669,47 @@ async fn salesforce_soql_paging_instance_url_and_deleted_window() {
     assert_eq!(tokens.lock().unwrap().len(), 1, "the refreshed token lasts");
 }
 
+/// What was tried: a Salesforce deleted window answered without
+/// `latestDateCovered` (a missing cursor). What holds: the run fails saying
+/// which field is missing, deletes nothing, and keeps no window end, so the
+/// next run asks for the same window again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_deleted_window_without_coverage_fails_and_moves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(store(dir.path()));
+    let (base, _) = serve(|r| match r.path.as_str() {
+        "/services/data/v60.0/query" => (
+            200,
+            json!({"totalSize": 25, "done": true, "records": (1..=25).map(sf_contact).collect::<Vec<_>>()}),
+        ),
+        _ => (
+            200,
+            json!({"deletedRecords": [{"id": "003D000000QV9n0007", "deletedDate": "2024-01-01T10:00:00.000+0000"}], "earliestDateAvailable": "2023-12-20T00:00:00.000+0000"}),
+        ),
+    })
+    .await;
+    let (_, task) = connect(&*store, "sf2", "salesforce", Some(base), &[], "contacts").await;
+    let deps = deps(store.clone(), Registry::builtin());
+    let run = run_once(&deps, &task).await;
+    assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("latestDateCovered"),
+        "{run:?}"
+    );
+    assert_eq!(run.counts.deleted, 0);
+    assert!(
+        store
+            .get_record(&task.connection, &task.object, &id("003D000000QV9n0007"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(cursor(&*store, &task).await.deleted_since, None);
+}
+
 // ------------------------------------------------------ Microsoft Graph
 
 /// A contact as Microsoft's contact documentation shows one.
@@ -723,7 +764,9 @@ async fn graph_delta_links_410_and_foreign_next_links() {
                 expired.store(true, SeqCst);
                 (410, json!({"error": {"code": "SyncStateNotFound", "message": "The sync state generation is not found"}}))
             }
-            (_, Some("d3")) => (200, json!({"value": [], "@odata.nextLink": "https://graph.example.net/v1.0/steal?$skiptoken=x"})),
+            // A page with a record (an empty page naming a next one fails
+            // for that reason first) and a next link to another host.
+            (_, Some("d3")) => (200, json!({"value": page(2..=2), "@odata.nextLink": "https://graph.example.net/v1.0/steal?$skiptoken=x"})),
             _ => (400, json!({"error": {"code": "BadRequest", "message": "bad token"}})),
         }
     })

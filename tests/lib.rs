@@ -17,6 +17,8 @@ use syncbridge_core::{ConnectionId, ObjectType, Store, TenantId, Timestamp};
 use syncbridge_localhost::{HostConfig, LocalHost, LocalHostHandle};
 use syncbridge_sqlite::SqliteStore;
 
+pub mod provider_harness;
+
 /// The repository root (host.json, functions/).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -30,8 +30,8 @@ use support::{QueueDown, World, contacts};
 use syncbridge_core::merge::{ConnectionPolicies, Policy, Side};
 use syncbridge_core::model::PushJob;
 use syncbridge_core::pipeline::outbound::{
-    ChangeError, ChangeOp, LocalChange, handle_push_job, requeue_due_pushes, resolve_conflict,
-    submit_change,
+    ChangeError, ChangeOp, Choice, LocalChange, Target, handle_push_job, requeue_due_pushes,
+    resolve_conflict, submit_change,
 };
 use syncbridge_core::{Clock, ExternalId, QueueName, QueueSender, Store, SystemClock};
 use syncbridge_sandbox::ObjectKind;
@@ -363,11 +363,15 @@ async fn run_case(p: Policy, epochs: Vec<Epoch>) {
             resolve_conflict(
                 &w.deps,
                 &*w.queue,
-                &w.conn,
-                &contacts(),
-                &ExternalId::parse(rec.to_string()).unwrap(),
-                FIELDS[f].0,
-                if local { Side::Local } else { Side::Remote },
+                Target {
+                    connection: &w.conn,
+                    object: &contacts(),
+                    id: &ExternalId::parse(rec.to_string()).unwrap(),
+                },
+                &Choice::one(
+                    FIELDS[f].0,
+                    Choice::Take(if local { Side::Local } else { Side::Remote }),
+                ),
             )
             .await
             .unwrap();

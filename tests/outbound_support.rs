@@ -337,6 +337,37 @@ impl Store for CrashingStore {
     async fn get_run(&self, id: &syncbridge_core::RunId) -> Result<Option<SyncRun>, StoreError> {
         self.inner.get_run(id).await
     }
+    async fn claim_idempotency_key(
+        &self,
+        c: &syncbridge_core::store::IdempotencyClaim,
+    ) -> Result<syncbridge_core::store::ClaimOutcome, StoreError> {
+        self.inner.claim_idempotency_key(c).await
+    }
+    async fn complete_idempotency_key(
+        &self,
+        c: &syncbridge_core::store::IdempotencyClaim,
+        answer: &syncbridge_core::store::StoredAnswer,
+    ) -> Result<bool, StoreError> {
+        self.inner.complete_idempotency_key(c, answer).await
+    }
+    async fn release_idempotency_key(
+        &self,
+        c: &syncbridge_core::store::IdempotencyClaim,
+    ) -> Result<bool, StoreError> {
+        self.inner.release_idempotency_key(c).await
+    }
+    async fn list_conflicts_page(
+        &self,
+        q: &syncbridge_core::store::ConflictQuery,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.inner.list_conflicts_page(q).await
+    }
+    async fn list_audit_page(
+        &self,
+        q: &syncbridge_core::store::AuditQuery,
+    ) -> Result<Vec<syncbridge_core::store::AuditEntry>, StoreError> {
+        self.inner.list_audit_page(q).await
+    }
     async fn put_function_beat(
         &self,
         beat: &syncbridge_core::heartbeat::FunctionBeat,

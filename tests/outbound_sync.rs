@@ -14,8 +14,8 @@ use support::{QueueDown, World, contacts, world, world_on};
 use syncbridge_core::merge::{ConnectionPolicies, ObjectPolicies, Policy, Side};
 use syncbridge_core::model::PushJob;
 use syncbridge_core::pipeline::outbound::{
-    ChangeError, ChangeOp, LocalChange, PushOutcome, handle_push_job, requeue_due_pushes,
-    resolve_conflict, submit_change,
+    ChangeError, ChangeOp, Choice, LocalChange, PushOutcome, Target, handle_push_job,
+    requeue_due_pushes, resolve_conflict, submit_change,
 };
 use syncbridge_core::{
     Clock, ConnectionId, ExternalId, ManualClock, QueueName, Store, SystemClock,
@@ -337,11 +337,12 @@ async fn conflicts_resolve_by_policy_field_by_field() {
     resolve_conflict(
         &w.deps,
         &*w.queue,
-        &w.conn,
-        &contacts(),
-        &ExternalId::parse("1").unwrap(),
-        "phone",
-        Side::Local,
+        Target {
+            connection: &w.conn,
+            object: &contacts(),
+            id: &ExternalId::parse("1").unwrap(),
+        },
+        &Choice::one("phone", Choice::Take(Side::Local)),
     )
     .await
     .unwrap();
@@ -872,11 +873,12 @@ async fn a_resolution_waits_for_a_running_push() {
     let busy = resolve_conflict(
         &w.deps,
         &*w.queue,
-        &w.conn,
-        &contacts(),
-        &id,
-        "phone",
-        Side::Local,
+        Target {
+            connection: &w.conn,
+            object: &contacts(),
+            id: &id,
+        },
+        &Choice::one("phone", Choice::Take(Side::Local)),
     )
     .await;
     assert!(
@@ -891,11 +893,12 @@ async fn a_resolution_waits_for_a_running_push() {
     resolve_conflict(
         &w.deps,
         &*w.queue,
-        &w.conn,
-        &contacts(),
-        &id,
-        "phone",
-        Side::Local,
+        Target {
+            connection: &w.conn,
+            object: &contacts(),
+            id: &id,
+        },
+        &Choice::one("phone", Choice::Take(Side::Local)),
     )
     .await
     .unwrap();

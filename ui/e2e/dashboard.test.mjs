@@ -6,7 +6,23 @@
 // screenshot under target/ui-artifacts/.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { createHmac, randomUUID } from "node:crypto";
 import { checkA11y, shot, startStack } from "./harness.mjs";
+
+/** A Standard Webhooks delivery of `body` signed with `secret` (whsec_…). */
+function standardWebhook(secret, body) {
+  const id = `msg_${randomUUID()}`;
+  const ts = Math.floor(Date.now() / 1000);
+  const key = Buffer.from(secret.replace(/^whsec_/, ""), "base64");
+  const sig = createHmac("sha256", key).update(`${id}.${ts}.${body}`).digest("base64");
+  return { "webhook-id": id, "webhook-timestamp": String(ts), "webhook-signature": `v1,${sig}`, "content-type": "application/json" };
+}
+
+/** A GitHub-style delivery of `body` signed with `secret`. */
+function githubWebhook(secret, body) {
+  const sig = createHmac("sha256", secret).update(body).digest("hex");
+  return { "x-hub-signature-256": `sha256=${sig}`, "x-github-delivery": randomUUID(), "content-type": "application/json" };
+}
 
 let stack;
 let context;
@@ -119,6 +135,68 @@ describe("dashboard", () => {
     assert.equal(await page.getByText(key).count(), 0);
   });
 
+  it("rotates a webhook secret: both verify during the rotation, only the new one after", async () => {
+    const deliver = async (secret) => {
+      const body = JSON.stringify({ object: "contacts", id: randomUUID() });
+      const r = await fetch(`${stack.base}/api/webhooks/acme-crm`, { method: "POST", headers: standardWebhook(secret, body), body });
+      return r.status;
+    };
+    await page.goto(stack.dashboard + "connections/acme-crm");
+    await page.getByLabel("Signature scheme").selectOption("standard-webhooks");
+    await page.getByRole("button", { name: "Set up webhooks" }).click();
+    const first = (await page.getByTestId("webhook-secret").textContent()).trim();
+    assert.match(first, /^whsec_/);
+    assert.ok((await deliver(first)) < 300, "the first secret verifies");
+    await page.getByRole("button", { name: "Rotate secret" }).click();
+    await page.getByText("rotation in progress", { exact: false }).waitFor();
+    const second = (await page.getByTestId("webhook-secret").textContent()).trim();
+    assert.notEqual(second, first);
+    // The receiver caches a connection's settings for 2 s.
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.ok((await deliver(first)) < 300, "the previous secret still verifies during the rotation");
+    assert.ok((await deliver(second)) < 300, "the new secret verifies");
+    await checkA11y(page, "webhook rotation");
+    await shot(page, "webhook-rotated");
+    await page.getByRole("button", { name: "End rotation" }).click();
+    await page.getByRole("button", { name: "End rotation" }).waitFor({ state: "detached" });
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal(await deliver(first), 401, "the old secret is refused after the rotation");
+    assert.ok((await deliver(second)) < 300);
+  });
+
+  it("replays a quarantined webhook event once its object is synced", async () => {
+    const admin = stack.cli("api-keys", "create", "--name", "e2e-admin", "--scope", "admin").trim();
+    const call = (method, path, body) =>
+      fetch(`${stack.api}${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${admin}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    const create = (objects) => call("POST", "/connections", { id: "acme-hooks", tenant: "acme", provider: "sandbox", base_url: stack.sandboxUrl, interval_secs: 3600, objects });
+    assert.equal((await create(["contacts"])).status, 201);
+    assert.equal((await call("PUT", "/connections/acme-hooks/webhook", { scheme: "github", secret: "e2e-hook-secret" })).status, 200);
+    // An event about companies, which this connection does not sync: set aside.
+    const body = JSON.stringify({ object: "companies", id: "c-42" });
+    const sent = await fetch(`${stack.base}/api/webhooks/acme-hooks`, { method: "POST", headers: githubWebhook("e2e-hook-secret", body), body });
+    assert.ok(sent.status < 300, `delivery answered ${sent.status}`);
+    // The operator adds the object (the connection again, with every object).
+    assert.equal((await call("DELETE", "/connections/acme-hooks")).status, 204);
+    assert.equal((await create(undefined)).status, 201);
+    assert.equal((await call("PUT", "/connections/acme-hooks/webhook", { scheme: "github", secret: "e2e-hook-secret" })).status, 200);
+
+    await page.goto(stack.dashboard + "quarantine");
+    const inspect = page.getByRole("button", { name: /^Inspect / }).first();
+    await inspect.click();
+    await page.getByText('"object":"companies"').waitFor();
+    await checkA11y(page, "quarantine entry");
+    await shot(page, "quarantine-entry");
+    await page.getByRole("button", { name: "Replay" }).click();
+    await page.getByText(/replayed: routed to 1 job/).waitFor();
+    await page.getByText("Nothing is quarantined.").waitFor();
+    const entries = (await (await call("GET", "/quarantine")).json()).entries;
+    assert.deepEqual(entries, [], "the replayed entry left quarantine");
+  });
+
   it("a change without the CSRF token is refused; signing out ends the session", async () => {
     const cookie = (await context.cookies()).find((c) => c.name === "sb_session");
     const headers = { Cookie: `sb_session=${cookie.value}`, "Content-Type": "application/json" };
@@ -126,6 +204,9 @@ describe("dashboard", () => {
     assert.equal(forged.status, 403);
     assert.equal((await forged.json()).type, "urn:syncbridge:problem:csrf");
     await page.goto(stack.dashboard);
+    await page.getByRole("figure").first().waitFor();
+    await page.getByText(/runs, \d+ failed/).waitFor();
+    await shot(page, "overview-with-runs");
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByLabel("API key").waitFor();
     const after = await fetch(`${stack.api}/connections`, { headers });

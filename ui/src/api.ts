@@ -29,6 +29,18 @@ export interface ConnectionView {
   created_at: string;
 }
 
+export interface ConnectionSummary extends ConnectionView {
+  last_sync_at: string | null;
+  next_sync_at: string | null;
+  last_status: string | null;
+  last_error: string | null;
+}
+
+export interface SummaryPage {
+  connections: ConnectionSummary[];
+  next_cursor: string | null;
+}
+
 export interface ConnectionPage {
   connections: ConnectionView[];
   next_cursor: string | null;
@@ -91,10 +103,12 @@ export interface RunPage {
 
 export interface QueueView {
   name: string;
-  active: number;
-  scheduled: number;
-  locked: number;
-  dead_lettered: number;
+  state: string;
+  unknown_reason: string | null;
+  active: number | null;
+  scheduled: number | null;
+  locked: number | null;
+  dead_lettered: number | null;
 }
 
 export interface Sample {
@@ -103,15 +117,28 @@ export interface Sample {
   more: boolean;
 }
 
+export interface Overdue extends Sample {
+  oldest_task: string | null;
+  oldest_since: string | null;
+}
+
+export interface FunctionView {
+  function: string;
+  last_invocation: string | null;
+  last_success: string | null;
+  last_failure: string | null;
+  last_error_kind: string | null;
+  failures_last_hour: number;
+}
+
 export interface Health {
   status: string;
   store_reachable: boolean;
   store_error: string | null;
-  queues: QueueView[] | null;
-  queues_note: string | null;
-  overdue_tasks: Sample | null;
+  queues: QueueView[];
+  functions: FunctionView[] | null;
+  overdue_tasks: Overdue | null;
   needs_reauth: Sample | null;
-  not_reported: string[];
 }
 
 export interface EntryView {
@@ -194,6 +221,19 @@ export interface NotificationsView {
   outbox: { pending: number; delivered: number; dead: number } | null;
 }
 
+export interface HourStats {
+  start: string;
+  runs: number;
+  failed: number;
+  records: number;
+  mean_duration_ms: number | null;
+}
+
+export interface RunStats {
+  hours: HourStats[];
+  truncated: boolean;
+}
+
 export class ApiError extends Error {
   readonly status: number;
   readonly problem: Problem | null;
@@ -261,6 +301,8 @@ export const api = {
     call<ConnectionPage>("GET", "/connections", { query: q }),
   createConnection: (body: { id: string; tenant: string; provider: string; base_url?: string | null; interval_secs?: number; objects?: string[]; settings?: Record<string, string> }) =>
     call<ConnectionView>("POST", "/connections", { body }),
+  summaries: (q: { status?: string; provider?: string; tenant?: string; cursor?: string | null; limit?: number }) =>
+    call<SummaryPage>("GET", "/connection-summaries", { query: q }),
   connection: (id: string) => call<ConnectionView>("GET", `/connections/${enc(id)}`),
   tasks: (id: string) => call<TaskPage>("GET", `/connections/${enc(id)}/tasks`, { query: { limit: 500 } }),
   syncNow: (id: string) => call<unknown>("POST", `/connections/${enc(id)}/sync`, { body: { full_resync: false } }),
@@ -278,6 +320,7 @@ export const api = {
 
   runs: (q: { connection_id?: string; status?: string; since?: string; cursor?: string | null; limit?: number }) =>
     call<RunPage>("GET", "/runs", { query: q }),
+  runStats: (hours = 24) => call<RunStats>("GET", "/run-stats", { query: { hours } }),
   run: (id: string) => call<RunView>("GET", `/runs/${enc(id)}`),
 
   quarantine: (cursor?: string | null) => call<EntryPage>("GET", "/quarantine", { query: { cursor, limit: 100 } }),

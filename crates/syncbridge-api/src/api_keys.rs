@@ -31,7 +31,7 @@ pub struct KeyList {
 }
 
 /// Lists the API keys, revoked ones too (a short list: people make them).
-#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys",
+#[utoipa::path(get, path = "/v1/api-keys", operation_id = "list_api_keys", operation_id = "list_api_keys", tag = "api-keys",
     responses((status = 200, body = KeyList),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
@@ -63,7 +63,7 @@ pub struct CreatedKey {
 }
 
 /// Makes a key.
-#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys",
+#[utoipa::path(post, path = "/v1/api-keys", operation_id = "create_api_key", operation_id = "create_api_key", tag = "api-keys",
     request_body = CreateKey,
     responses((status = 201, body = CreatedKey),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -85,7 +85,7 @@ pub async fn create(
 }
 
 /// Revokes a key (it authenticates nothing from now on).
-#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys",
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", operation_id = "revoke_api_key", tag = "api-keys",
     params(("id" = String, Path, description = "Key id (key_…)", pattern = "^key_[0-9a-f]+$", max_length = 128)),
     responses((status = 204, description = "Revoked"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),

@@ -37,6 +37,28 @@ pub struct ObjectView {
     pub push: Option<PushView>,
 }
 
+/// The signed webhooks a provider sends.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhooksView {
+    /// The signature scheme a connection verifies with unless it names another.
+    pub scheme: String,
+    /// What the provider's webhooks announce.
+    pub events: Vec<String>,
+}
+
+/// One rate-limit level of a provider.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RateLimitView {
+    /// Level name.
+    pub name: String,
+    /// Requests per period.
+    pub limit: u64,
+    /// Period in seconds.
+    pub period_secs: f64,
+    /// Whose budget: `app`, `connection` or `endpoint`.
+    pub scope: String,
+}
+
 /// One connector.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProviderView {
@@ -48,6 +70,13 @@ pub struct ProviderView {
     pub auth: String,
     /// Objects, by name.
     pub objects: Vec<ObjectView>,
+    /// Signed webhooks (`null`: the provider sends none we verify).
+    pub webhooks: Option<WebhooksView>,
+    /// The limits every request of a connection is held to.
+    pub rate_limits: Vec<RateLimitView>,
+    /// Rate-limit headers read besides `X-RateLimit-*`, `RateLimit-*` and
+    /// `Retry-After` (the provider's own names).
+    pub rate_limit_headers: Vec<String>,
 }
 
 /// The catalog (a short, fixed list: the shipped and configured connectors).
@@ -96,11 +125,43 @@ pub fn provider_view(def: &ConnectorDef) -> ProviderView {
         display_name: def.display_name.clone(),
         auth: auth_name(&def.auth).into(),
         objects: def.objects.iter().map(|(n, o)| object_view(n, o)).collect(),
+        webhooks: def.webhooks.as_ref().map(|w| WebhooksView {
+            scheme: w.scheme.clone(),
+            events: w.events.clone(),
+        }),
+        rate_limits: def
+            .rate_limits
+            .iter()
+            .map(|l| RateLimitView {
+                name: l.name.clone(),
+                limit: l.limit,
+                period_secs: l.period_secs,
+                scope: scope_name(&l.scope).into(),
+            })
+            .collect(),
+        rate_limit_headers: [
+            &def.rate_limit_headers.limit,
+            &def.rate_limit_headers.remaining,
+            &def.rate_limit_headers.reset,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect(),
+    }
+}
+
+fn scope_name(s: &syncbridge_core::ratelimit::LevelScope) -> &'static str {
+    use syncbridge_core::ratelimit::LevelScope;
+    match s {
+        LevelScope::App => "app",
+        LevelScope::Connection => "connection",
+        LevelScope::Endpoint => "endpoint",
     }
 }
 
 /// Every connector.
-#[utoipa::path(get, path = "/v1/providers", tag = "providers",
+#[utoipa::path(get, path = "/v1/providers", operation_id = "list_providers", operation_id = "list_providers", tag = "providers",
     responses((status = 200, body = Catalog),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
@@ -111,7 +172,7 @@ pub async fn list(State(app): State<AppState>) -> Json<Catalog> {
 }
 
 /// One connector.
-#[utoipa::path(get, path = "/v1/providers/{name}", tag = "providers",
+#[utoipa::path(get, path = "/v1/providers/{name}", operation_id = "get_provider", tag = "providers",
     params(("name" = String, Path, description = "Connector name", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64)),
     responses((status = 200, body = ProviderView),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),

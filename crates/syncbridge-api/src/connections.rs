@@ -253,7 +253,7 @@ pub struct ListParams {
 const CONNECTIONS: &str = "connections";
 
 /// Lists connections by id.
-#[utoipa::path(get, path = "/v1/connections", tag = "connections",
+#[utoipa::path(get, path = "/v1/connections", operation_id = "list_connections", operation_id = "list_connections", tag = "connections",
     params(ListParams),
     responses((status = 200, body = ConnectionPage),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -300,7 +300,7 @@ pub async fn list(
 
 /// One connection, with its version as `ETag` (send it back as `If-Match`
 /// to update only that version).
-#[utoipa::path(get, path = "/v1/connections/{id}", tag = "connections",
+#[utoipa::path(get, path = "/v1/connections/{id}", operation_id = "get_connection", tag = "connections",
     params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128)),
     responses((status = 200, body = ConnectionView,
             headers(("ETag" = String, description = "The connection's version"))),
@@ -339,7 +339,7 @@ pub struct CreateBody {
 }
 
 /// Creates a connection and its inbound tasks (first run due at once).
-#[utoipa::path(post, path = "/v1/connections", tag = "connections",
+#[utoipa::path(post, path = "/v1/connections", operation_id = "create_connection", operation_id = "create_connection", tag = "connections",
     request_body = CreateBody,
     responses((status = 201, body = ConnectionView),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -398,7 +398,7 @@ pub struct UpdateBody {
 /// Changes a connection's base URL, settings or task interval. With
 /// `If-Match`, only the version it names (412 `precondition-failed`
 /// otherwise, nothing changed).
-#[utoipa::path(patch, path = "/v1/connections/{id}", tag = "connections",
+#[utoipa::path(patch, path = "/v1/connections/{id}", operation_id = "update_connection", tag = "connections",
     params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
         ("If-Match" = Option<String>, Header, description = "Only this version (the ETag of a GET), else 412; `*` any")),
     request_body = UpdateBody,
@@ -441,7 +441,7 @@ pub async fn update(
 }
 
 /// Deletes a connection with its tasks, runs and records.
-#[utoipa::path(delete, path = "/v1/connections/{id}", tag = "connections",
+#[utoipa::path(delete, path = "/v1/connections/{id}", operation_id = "delete_connection", tag = "connections",
     params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128)),
     responses((status = 204, description = "Deleted"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -488,7 +488,7 @@ async fn set_status(
 }
 
 /// Pauses a connection: nothing calls its provider until it is resumed.
-#[utoipa::path(post, path = "/v1/connections/{id}/pause", tag = "connections",
+#[utoipa::path(post, path = "/v1/connections/{id}/pause", operation_id = "pause_connection", tag = "connections",
     params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
         ("If-Match" = Option<String>, Header, description = "Only this version (the ETag of a GET), else 412; `*` any")),
     responses((status = 200, body = ConnectionView,
@@ -505,7 +505,7 @@ pub async fn pause(
 }
 
 /// Resumes a paused connection.
-#[utoipa::path(post, path = "/v1/connections/{id}/resume", tag = "connections",
+#[utoipa::path(post, path = "/v1/connections/{id}/resume", operation_id = "resume_connection", tag = "connections",
     params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
         ("If-Match" = Option<String>, Header, description = "Only this version (the ETag of a GET), else 412; `*` any")),
     responses((status = 200, body = ConnectionView,
@@ -557,7 +557,7 @@ fn sync_body(bytes: &[u8]) -> Result<SyncBody, ApiError> {
 /// flight refuses that (409) and nothing is changed. A full resync with
 /// `If-Match` happens only while the connection is at that version (412
 /// otherwise).
-#[utoipa::path(post, path = "/v1/connections/{id}/sync", tag = "connections",
+#[utoipa::path(post, path = "/v1/connections/{id}/sync", operation_id = "sync_connection", tag = "connections",
     params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
         ("If-Match" = Option<String>, Header, description = "Only this version (the ETag of a GET), else 412; `*` any")),
     request_body(content = Option<SyncBody>, description = "Optional: objects and full resync"),
@@ -670,7 +670,7 @@ pub struct TaskParams {
 const TASKS: &str = "tasks";
 
 /// A connection's tasks with their cursor, next run and last result.
-#[utoipa::path(get, path = "/v1/connections/{id}/tasks", tag = "connections",
+#[utoipa::path(get, path = "/v1/connections/{id}/tasks", operation_id = "list_tasks", tag = "connections",
     params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128), TaskParams),
     responses((status = 200, body = TaskPage),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),

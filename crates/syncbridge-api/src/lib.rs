@@ -19,10 +19,16 @@
 //!   to poll from, the semantics of Nango's records API).
 //! - [`notifications`]: the notification channels and rules (read-only),
 //!   outbox counts, a test message.
+//! - [`run_stats`]: runs per hour (the Overview's charts, one call).
+//! - [`summaries`]: connections with their last and next sync (the
+//!   dashboard's table, one call per page).
 //! - [`webhook`]: a connection's webhook scheme and secrets, rotation.
 //! - [`connect`]: the connect flow (OAuth 2.0 authorization code + PKCE,
 //!   or a key form): sessions (write scope) and the public browser routes
 //!   (the link, the callback, the done page), which need no key.
+//! - [`changes`]: the product's record changes (create, update, delete,
+//!   push status, conflicts and their resolution, the audit), through core's
+//!   outbound path; [`idempotency`]: the `Idempotency-Key` those calls take.
 //! - [`connections`], [`runs`], [`quarantine`], [`catalog`], [`health`],
 //!   [`api_keys`]: the routes; [`views`]: their JSON.
 //! - [`session`]: the dashboard's sign-in (API key or one-time link) →
@@ -38,18 +44,22 @@
 pub mod api_keys;
 pub mod auth;
 pub mod catalog;
+pub mod changes;
 pub mod connect;
 pub mod connections;
 pub mod dashboard;
 pub mod health;
+pub mod idempotency;
 pub mod keys;
 pub mod notifications;
 pub mod pages;
 pub mod problem;
 pub mod quarantine;
 pub mod records;
+pub mod run_stats;
 pub mod runs;
 pub mod session;
+pub mod summaries;
 pub mod views;
 pub mod webhook;
 
@@ -77,7 +87,7 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[openapi(
     info(
         title = "syncbridge API",
-        description = "The product's integration surface: the records feed, connections, the connect flow, sync now, runs, tasks, quarantine, the connector catalog, health and API keys. Every call but GET /v1/openapi.json, /v1/session and the connect flow's browser routes (/v1/connect/s/…, /v1/connect/callback, /v1/connect/done) needs `Authorization: Bearer <key>` (or the dashboard's session cookie `sb_session` from POST /v1/session, with the header X-CSRF-Token on every change); errors are RFC 9457 problem documents; lists page with opaque cursors.",
+        description = "The product's integration surface: the records feed, the connect flow, record changes (Idempotency-Key), conflicts and the audit, connections, sync now, runs, tasks, quarantine, the connector catalog, health and API keys. Every call but GET /v1/openapi.json, /v1/session and the connect flow's browser routes (/v1/connect/s/…, /v1/connect/callback, /v1/connect/done) needs `Authorization: Bearer <key>` (or the dashboard's session cookie `sb_session` from POST /v1/session, with the header X-CSRF-Token on every change); errors are RFC 9457 problem documents; lists page with opaque cursors.",
         version = "1"
     ),
     servers((url = "/api")),
@@ -101,7 +111,7 @@ impl utoipa::Modify for BearerScheme {
 }
 
 /// The document itself, public.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta", security(()),
+#[utoipa::path(get, path = "/v1/openapi.json", operation_id = "get_openapi", tag = "meta", security(()),
     responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json")))]
 async fn openapi_json() -> axum::response::Response {
     (
@@ -124,12 +134,20 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(connections::resume))
         .routes(routes!(connections::sync_now))
         .routes(routes!(connections::tasks))
+        .routes(routes!(summaries::summaries))
         .routes(routes!(webhook::get, webhook::set, webhook::remove))
         .routes(routes!(webhook::rotate))
         .routes(routes!(webhook::drop_previous))
         .routes(routes!(records::feed))
+        .routes(routes!(changes::create_record))
+        .routes(routes!(changes::update_record, changes::delete_record))
+        .routes(routes!(changes::record_status))
+        .routes(routes!(changes::resolve))
+        .routes(routes!(changes::conflicts))
+        .routes(routes!(changes::audit))
         .routes(routes!(runs::list))
         .routes(routes!(runs::get))
+        .routes(routes!(run_stats::stats))
         .routes(routes!(quarantine::list))
         .routes(routes!(quarantine::get, quarantine::discard))
         .routes(routes!(quarantine::replay_one))

@@ -61,6 +61,15 @@ pub enum ApiError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// The object cannot be pushed (its connector has no write endpoints).
+    #[error("{0}")]
+    ReadOnlyObject(String),
+    /// The `Idempotency-Key` was used for another request.
+    #[error("Idempotency-Key {0:?} was used for another request (method, path or body differ)")]
+    IdempotencyKeyReused(String),
+    /// The first request under this `Idempotency-Key` has not answered yet.
+    #[error("a request under Idempotency-Key {0:?} is still being processed; retry later")]
+    IdempotencyKeyInFlight(String),
     /// `If-Match` names a version the resource no longer has.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -99,6 +108,21 @@ impl ApiError {
                 "Request body too large",
             ),
             Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            ReadOnlyObject(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "read-only-object",
+                "Object cannot be pushed",
+            ),
+            IdempotencyKeyReused(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+            ),
+            IdempotencyKeyInFlight(_) => (
+                StatusCode::CONFLICT,
+                "idempotency-key-in-flight",
+                "Idempotency key in flight",
+            ),
             PreconditionFailed(_) => (
                 StatusCode::PRECONDITION_FAILED,
                 "precondition-failed",

@@ -188,7 +188,7 @@ pub struct ListParams {
 const QUARANTINE: &str = "quarantine";
 
 /// Lists quarantined messages and webhook events, oldest first.
-#[utoipa::path(get, path = "/v1/quarantine", tag = "quarantine",
+#[utoipa::path(get, path = "/v1/quarantine", operation_id = "list_quarantine", operation_id = "list_quarantine", tag = "quarantine",
     params(ListParams),
     responses((status = 200, body = EntryPage),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -230,7 +230,7 @@ async fn entry(
 }
 
 /// One entry with its payload.
-#[utoipa::path(get, path = "/v1/quarantine/{id}", tag = "quarantine",
+#[utoipa::path(get, path = "/v1/quarantine/{id}", operation_id = "get_quarantine_entry", tag = "quarantine",
     params(("id" = i64, Path, description = "Entry id", minimum = 1)),
     responses((status = 200, body = EntryDetail),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -261,7 +261,7 @@ pub struct ReplayView {
 }
 
 /// Re-processes an entry; it leaves quarantine when that worked.
-#[utoipa::path(post, path = "/v1/quarantine/{id}/replay", tag = "quarantine",
+#[utoipa::path(post, path = "/v1/quarantine/{id}/replay", operation_id = "replay_quarantine_entry", tag = "quarantine",
     params(("id" = i64, Path, description = "Entry id", minimum = 1)),
     responses((status = 200, body = ReplayView),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -304,7 +304,7 @@ pub async fn replay_one(
 }
 
 /// Discards an entry.
-#[utoipa::path(delete, path = "/v1/quarantine/{id}", tag = "quarantine",
+#[utoipa::path(delete, path = "/v1/quarantine/{id}", operation_id = "discard_quarantine_entry", tag = "quarantine",
     params(("id" = i64, Path, description = "Entry id", minimum = 1)),
     responses((status = 204, description = "Discarded"),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),

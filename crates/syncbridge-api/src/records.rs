@@ -122,7 +122,7 @@ fn view(connection: &ConnectionId, object: &ObjectType, e: FeedEntry) -> RecordV
 }
 
 /// Reads the records feed of one connection's object, in change order.
-#[utoipa::path(get, path = "/v1/records", tag = "records",
+#[utoipa::path(get, path = "/v1/records", operation_id = "list_records", tag = "records",
     params(FeedParams),
     responses((status = 200, body = RecordPage),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),

@@ -48,7 +48,7 @@ fn run_key(cursor: &str) -> Result<RunKey, ApiError> {
 }
 
 /// Lists runs, newest first.
-#[utoipa::path(get, path = "/v1/runs", tag = "runs",
+#[utoipa::path(get, path = "/v1/runs", operation_id = "list_runs", operation_id = "list_runs", tag = "runs",
     params(ListParams),
     responses((status = 200, body = RunPage),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -95,7 +95,7 @@ pub async fn list(
 }
 
 /// One run.
-#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
+#[utoipa::path(get, path = "/v1/runs/{id}", operation_id = "get_run", tag = "runs",
     params(("id" = String, Path, description = "Run id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 512)),
     responses((status = 200, body = RunView),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),

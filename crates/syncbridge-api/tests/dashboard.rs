@@ -620,3 +620,157 @@ async fn webhook_settings_and_rotation() {
         "not-found",
     );
 }
+
+/// Connection summaries: the page and filters of `GET /v1/connections`,
+/// each with its next sync (its tasks' earliest due time) and its latest
+/// run's outcome; a bad filter is a problem.
+#[tokio::test]
+async fn connection_summaries() {
+    use syncbridge_core::model::{RunCounts, RunStatus, SyncRun};
+    use syncbridge_core::{ConnectionId, RunId, TaskId};
+    let a = api().await;
+    let key = a.key(ApiScope::Write).await;
+    let bearer = |body: Option<Value>| Req {
+        bearer: Some(&key),
+        body,
+        ..Default::default()
+    };
+    for id in ["c1", "c2"] {
+        let body = SANDBOX.replace("\"c1\"", &format!("{id:?}"));
+        let r = a
+            .call(
+                "POST",
+                "/api/v1/connections",
+                bearer(Some(serde_json::from_str(&body).unwrap())),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    a.app
+        .store
+        .put_run(&SyncRun {
+            id: RunId::parse("r1").unwrap(),
+            task: TaskId::parse("c2:contacts:inbound").unwrap(),
+            connection: ConnectionId::parse("c2").unwrap(),
+            status: RunStatus::Failed,
+            started_at: T0,
+            finished_at: Some(T0),
+            counts: RunCounts::default(),
+            error: Some("HTTP 401 from the provider".into()),
+        })
+        .await
+        .unwrap();
+    let r = a
+        .call("GET", "/api/v1/connection-summaries?limit=1", bearer(None))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["connections"][0]["id"], "c1");
+    assert_eq!(r.body["connections"][0]["last_status"], Value::Null);
+    assert_eq!(
+        r.body["connections"][0]["next_sync_at"],
+        T0.to_string(),
+        "first run due at creation"
+    );
+    let cursor = r.body["next_cursor"].as_str().unwrap().to_owned();
+    let r = a
+        .call(
+            "GET",
+            &format!("/api/v1/connection-summaries?limit=1&cursor={cursor}"),
+            bearer(None),
+        )
+        .await;
+    assert_eq!(r.body["connections"][0]["id"], "c2");
+    assert_eq!(r.body["connections"][0]["last_status"], "failed");
+    assert_eq!(
+        r.body["connections"][0]["last_error"],
+        "HTTP 401 from the provider"
+    );
+    assert_problem(
+        &a.call(
+            "GET",
+            "/api/v1/connection-summaries?status=nope",
+            bearer(None),
+        )
+        .await,
+        400,
+        "invalid-request",
+    );
+}
+
+/// Run stats: runs of the last hours bucketed by hour (runs, failed,
+/// records changed, mean duration), older runs left out; bad hours refused.
+#[tokio::test]
+async fn run_stats_per_hour() {
+    use syncbridge_core::model::{RunCounts, RunStatus, SyncRun};
+    use syncbridge_core::{ConnectionId, RunId, TaskId};
+    let a = api().await;
+    let key = a.key(ApiScope::Read).await;
+    let min = |m: i64| Timestamp::from_millis(T0.as_millis() + m * 60_000);
+    a.clock.set(min(20));
+    let runs = [
+        ("r-now", min(10), RunStatus::Succeeded, 3, Some(1_000)),
+        ("r-now-2", min(15), RunStatus::Running, 4, None),
+        ("r-prev", min(-30), RunStatus::Failed, 0, Some(500)),
+        ("r-old", min(-300), RunStatus::Succeeded, 100, Some(9)),
+    ];
+    for (id, at, status, created, ms) in runs {
+        a.app
+            .store
+            .put_run(&SyncRun {
+                id: RunId::parse(id).unwrap(),
+                task: TaskId::parse("c1:contacts:inbound").unwrap(),
+                connection: ConnectionId::parse("c1").unwrap(),
+                started_at: at,
+                finished_at: ms.map(|ms| Timestamp::from_millis(at.as_millis() + ms)),
+                status,
+                counts: RunCounts {
+                    created,
+                    ..Default::default()
+                },
+                error: None,
+            })
+            .await
+            .unwrap();
+    }
+    let get = |q: &'static str| {
+        let key = key.clone();
+        let a = &a;
+        async move {
+            a.call(
+                "GET",
+                &format!("/api/v1/run-stats{q}"),
+                Req {
+                    bearer: Some(&key),
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+    };
+    let r = get("?hours=3").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let hours = r.body["hours"].as_array().unwrap();
+    assert_eq!(hours.len(), 3);
+    assert_eq!(hours[0]["start"], min(-120).to_string());
+    assert_eq!(hours[0]["runs"], 0);
+    assert_eq!(hours[0]["mean_duration_ms"], Value::Null);
+    assert_eq!(hours[1]["runs"], 1);
+    assert_eq!(hours[1]["failed"], 1);
+    assert_eq!(hours[1]["mean_duration_ms"], 500);
+    assert_eq!(hours[2]["runs"], 2);
+    assert_eq!(hours[2]["records"], 7);
+    assert_eq!(hours[2]["mean_duration_ms"], 1_000, "only finished runs");
+    assert_eq!(r.body["truncated"], false);
+    let day = get("").await;
+    assert_eq!(day.body["hours"].as_array().unwrap().len(), 24);
+    let total: u64 = day.body["hours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["runs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 4, "five hours back is inside a day");
+    for bad in ["?hours=0", "?hours=169", "?hours=x"] {
+        assert_problem(&get(bad).await, 400, "invalid-request");
+    }
+}

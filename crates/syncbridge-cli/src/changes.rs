@@ -9,7 +9,9 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::{Map, Value};
 use syncbridge_core::merge::Side;
 use syncbridge_core::model::Record;
-use syncbridge_core::pipeline::outbound::{ChangeOp, LocalChange, resolve_conflict, submit_change};
+use syncbridge_core::pipeline::outbound::{
+    ChangeOp, Choice, LocalChange, Target, resolve_conflict, submit_change,
+};
 use syncbridge_core::{ConnectionId, ExternalId, ObjectType};
 
 /// `changes` subcommands.
@@ -63,8 +65,12 @@ pub enum ChangesCmd {
         #[arg(long)]
         field: String,
         /// Which value wins.
-        #[arg(long, value_enum)]
-        take: Take,
+        #[arg(long, value_enum, required_unless_present = "value")]
+        take: Option<Take>,
+        /// Or this value wins (JSON, e.g. `'"a@example.com"'` or `42`; text
+        /// that is not JSON is taken as a string); it is pushed.
+        #[arg(long, conflicts_with = "take")]
+        value: Option<String>,
     },
     /// The conflict-resolution audit log, oldest first.
     Audit {
@@ -159,22 +165,10 @@ pub(crate) async fn run(data_dir: &Path, cmd: ChangesCmd) -> anyhow::Result<Exit
             id,
             field,
             take,
+            value,
         } => {
-            let side = match take {
-                Take::Local => Side::Local,
-                Take::Remote => Side::Remote,
-            };
-            resolve_conflict(
-                &deps,
-                &*app.queue,
-                &ConnectionId::parse(connection)?,
-                &ObjectType::parse(object)?,
-                &ExternalId::parse(id.clone())?,
-                &field,
-                side,
-            )
-            .await?;
-            println!("{id}.{field}: resolved ({take:?} wins); the next push applies it");
+            let target = (connection, object, id);
+            resolve(&app, target, &field, take, value).await?;
         }
         ChangesCmd::Audit {
             connection,
@@ -202,6 +196,39 @@ pub(crate) async fn run(data_dir: &Path, cmd: ChangesCmd) -> anyhow::Result<Exit
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `changes resolve`: core's `resolve_conflict` for one field.
+async fn resolve(
+    app: &syncbridge_functions::AppState,
+    (connection, object, id): (String, String, String),
+    field: &str,
+    take: Option<Take>,
+    value: Option<String>,
+) -> anyhow::Result<()> {
+    let (choice, what) = match (take, value) {
+        (_, Some(v)) => {
+            let v = serde_json::from_str(&v).unwrap_or(Value::String(v));
+            let what = format!("value {v} wins");
+            (Choice::Value(v), what)
+        }
+        (Some(Take::Local), None) => (Choice::Take(Side::Local), "Local wins".into()),
+        (Some(Take::Remote), None) => (Choice::Take(Side::Remote), "Remote wins".into()),
+        (None, None) => bail!("pass --take or --value"),
+    };
+    resolve_conflict(
+        &app.worker_deps(),
+        &*app.queue,
+        Target {
+            connection: &ConnectionId::parse(connection)?,
+            object: &ObjectType::parse(object)?,
+            id: &ExternalId::parse(id.clone())?,
+        },
+        &Choice::one(field, choice),
+    )
+    .await?;
+    println!("{id}.{field}: resolved ({what}); the next push applies it");
+    Ok(())
 }
 
 fn row(r: &Record) -> Value {

@@ -51,7 +51,8 @@ pub struct AddArgs {
     /// Seconds between scheduled pulls.
     #[arg(long, default_value_t = 300)]
     pub interval_secs: u32,
-    /// Webhook signature scheme (github, stripe, standard-webhooks, …).
+    /// Webhook signature scheme (github, stripe, standard-webhooks, …);
+    /// default: the one the connector's definition names (`[webhooks]`).
     #[arg(long)]
     pub webhook_scheme: Option<String>,
     /// Webhook secret; repeat during a rotation.
@@ -314,7 +315,16 @@ pub(crate) fn build(
     registry: &Registry,
     now: syncbridge_core::Timestamp,
 ) -> anyhow::Result<(Connection, Vec<SyncTask>, Option<WebhookInput>)> {
-    let webhook = webhook_input(a.webhook_scheme, a.webhook_secret)?;
+    // Without `--webhook-scheme`, secrets verify with the scheme the
+    // connector's definition names for its provider's webhooks.
+    let scheme = match a.webhook_scheme {
+        Some(s) => Some(s),
+        None if !a.webhook_secret.is_empty() => registry
+            .get(&a.provider)
+            .and_then(|d| d.webhooks.as_ref().map(|w| w.scheme.clone())),
+        None => None,
+    };
+    let webhook = webhook_input(scheme, a.webhook_secret)?;
     // The same validation as the API's POST /v1/connections; its field
     // names are this command's flags.
     let (mut conn, tasks) = syncbridge_api::connections::plan_connection(

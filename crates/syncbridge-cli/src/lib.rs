@@ -15,6 +15,7 @@
 //! - `apikeys`: `syncbridge api-keys create|list|revoke` (the product API's keys).
 //! - `connect`: `syncbridge connect`, a tenant's account connected through
 //!   the connect flow (prints the link, waits until the connection is active).
+//! - [`providers`]: `syncbridge providers list|show NAME`, the connector catalog.
 
 mod apikeys;
 mod changes;
@@ -23,6 +24,7 @@ mod connections;
 pub mod demo;
 mod ops;
 mod paths;
+pub mod providers;
 mod up;
 mod webhooks;
 
@@ -85,6 +87,9 @@ pub enum Command {
     /// Connect a tenant's account through the connect flow: prints the link
     /// to open in a browser and waits until the connection is active.
     Connect(connect::ConnectArgs),
+    /// The connector catalog: objects, auth, writes, deletes, webhooks, rate limits.
+    #[command(subcommand)]
+    Providers(providers::ProvidersCmd),
 }
 
 /// Runs a parsed command line; errors are printed once, here.
@@ -100,6 +105,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Changes(c) => changes::run(&cli.data_dir, c).await,
         Command::ApiKeys(k) => apikeys::run(&cli.data_dir, k).await,
         Command::Connect(a) => connect::run(&cli.data_dir, a).await,
+        Command::Providers(p) => providers::run(p),
     };
     match result {
         Ok(code) => code,

@@ -9,12 +9,16 @@
 //!   reads the wall clock).
 //! - [`model`]: connections, tasks, runs, records, webhook events, queue jobs.
 //! - [`store`]: the [`Store`] trait: all durable state goes through it.
-//! - [`queue`]: the [`QueueSender`] trait: every enqueue goes through it.
+//! - [`queue`]: the [`QueueSender`] trait: every enqueue goes through it
+//!   (and health reads queue depths through it).
+//! - [`heartbeat`]: function heartbeats (last invocation, failures) the
+//!   handlers record in the store for the health report.
 //! - [`secrets`]: [`SecretString`] (never printed) and the [`SecretStore`] trait.
 //! - [`ratelimit`]: the [`RateLimiter`] trait the workers consult before each provider call.
 //! - [`credentials`]: the [`credentials::CredentialProvider`] hook a provider
 //!   request gets its authorization from.
 //! - [`events`]: operational events and the [`events::EventSink`] they go to.
+//! - [`heartbeat`]: the functions' heartbeats in the store (the API's health).
 //! - [`connector`]: connector definitions, pure extraction, the HTTP adapter
 //!   for provider reads and writes, the registry of definitions.
 //! - [`apikeys`]: what the store keeps of the product API's keys (their hash).

@@ -24,9 +24,14 @@
 use std::fmt;
 
 // ---- page-commit classification and the records feed (issues 16, 17) ----
+pub mod changes;
 pub mod classify;
 pub mod feed;
 
+pub use changes::{
+    AuditEntry, AuditKey, AuditQuery, ClaimOutcome, ConflictQuery, IdempotencyClaim, RecordKey,
+    StoredAnswer,
+};
 pub use classify::{DeleteAction, PageAction, StoredHead, classify, classify_delete};
 pub use feed::{ActionFilter, FeedEntry, FeedQuery, LastAction};
 
@@ -547,4 +552,26 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
     /// Every function's beat, ordered by function name.
     async fn list_function_beats(&self) -> Result<Vec<crate::heartbeat::FunctionBeat>, StoreError>;
+
+    // ---- product API (SyncApi): changes (rules in [`changes`]) -------------
+
+    /// Claims an idempotency key for a request (see [`changes`]).
+    async fn claim_idempotency_key(&self, c: &IdempotencyClaim)
+    -> Result<ClaimOutcome, StoreError>;
+    /// Stores the answer under the claim; `Ok(false)` if the claim is no
+    /// longer this one (it lapsed and was taken over).
+    async fn complete_idempotency_key(
+        &self,
+        c: &IdempotencyClaim,
+        answer: &StoredAnswer,
+    ) -> Result<bool, StoreError>;
+    /// Gives a claimed key back (the request was refused): the key is
+    /// forgotten, so the next request under it is a new one. `Ok(false)` if
+    /// the claim is no longer this one.
+    async fn release_idempotency_key(&self, c: &IdempotencyClaim) -> Result<bool, StoreError>;
+    /// One page of records with parked conflicts, ordered by (connection,
+    /// object, external id): an index range after the previous page's last.
+    async fn list_conflicts_page(&self, q: &ConflictQuery) -> Result<Vec<Record>, StoreError>;
+    /// One page of a connection's audit, oldest first (like [`Store::list_audit`]).
+    async fn list_audit_page(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
 }

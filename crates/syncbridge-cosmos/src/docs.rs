@@ -172,6 +172,10 @@ pub(crate) struct RecordDoc {
     /// (connection, object, id) order without a composite index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_key: Option<String>,
+    /// `local_key`, present only while the local state has parked
+    /// conflicts: the filter and sort key of `list_conflicts_page`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict_key: Option<String>,
     /// The records feed (core's `store::feed`): the connection's change
     /// sequence of the last content write. Absent on documents written
     /// before the feed existed (they enter the feed when next changed).
@@ -210,6 +214,7 @@ impl RecordDoc {
         self.local = None;
         self.push_due_at = None;
         self.local_key = None;
+        self.conflict_key = None;
         self
     }
 
@@ -242,6 +247,11 @@ impl RecordDoc {
             local_key: r
                 .local
                 .as_ref()
+                .map(|_| local_key(pk, object, r.external_id.as_str())),
+            conflict_key: r
+                .local
+                .as_ref()
+                .filter(|l| !l.conflicts.is_empty())
                 .map(|_| local_key(pk, object, r.external_id.as_str())),
             local: r.local.clone(),
             seq: None,

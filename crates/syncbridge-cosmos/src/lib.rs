@@ -11,7 +11,9 @@
 //! quarantined messages live in their own `~`-prefixed partitions (see the
 //! `docs` module for every document shape). The product API's part (API
 //! keys by hash in `~apikey`, keyset pages of connections and runs, the
-//! function heartbeats in `~beats`) is in the `api` module.
+//! function heartbeats in `~beats`) is in the `api` module; its change
+//! calls' idempotency keys (`~idem.<scope>` partitions) and the pages of
+//! parked conflicts and of the audit in `changes`.
 //!
 //! Consequences, documented for operators:
 //! - a logical partition holds at most 20 GB, so one connection's records are
@@ -107,6 +109,7 @@
 //!   [`StoreError::Unavailable`].
 
 mod api;
+mod changes;
 mod docs;
 mod feed;
 
@@ -135,6 +138,9 @@ use syncbridge_core::model::{
     TaskChange, WebhookEvent,
 };
 use syncbridge_core::store::feed::action_of_write;
+use syncbridge_core::store::{
+    AuditEntry, AuditQuery, ClaimOutcome, ConflictQuery, IdempotencyClaim, StoredAnswer,
+};
 use syncbridge_core::store::{
     ConnectionQuery, DeleteAction, FeedEntry, FeedQuery, LastAction, PageAction, PageCommit,
     PageOutcome, QuarantineEntry, RecordUpsert, RecordWrite, RunQuery, SealedCredential,
@@ -174,6 +180,7 @@ pub const COMPOSITE_INDEXES: &[&[(&str, &str)]] = &[
         ("/started_at", "descending"),
         ("/run_id", "descending"),
     ],
+    &[("/log_order", "ascending"), ("/id", "ascending")],
 ];
 
 /// Paths under an excluded path that the indexing policy includes again
@@ -827,6 +834,7 @@ fn page_doc(
         local: None,
         push_due_at: None,
         local_key: None,
+        conflict_key: None,
         seq: None,
         first_seen_at: head.filter(|h| h.is_live()).and_then(|h| h.first_seen_at),
         last_modified_at: None,
@@ -2019,6 +2027,33 @@ impl Store for CosmosStore {
 
     async fn get_run(&self, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
         self.api_get_run(id).await
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        c: &IdempotencyClaim,
+    ) -> Result<ClaimOutcome, StoreError> {
+        self.idem_claim(c).await
+    }
+
+    async fn complete_idempotency_key(
+        &self,
+        c: &IdempotencyClaim,
+        answer: &StoredAnswer,
+    ) -> Result<bool, StoreError> {
+        self.idem_finish(c, Some(answer)).await
+    }
+
+    async fn release_idempotency_key(&self, c: &IdempotencyClaim) -> Result<bool, StoreError> {
+        self.idem_finish(c, None).await
+    }
+
+    async fn list_conflicts_page(&self, q: &ConflictQuery) -> Result<Vec<Record>, StoreError> {
+        self.conflicts_page(q).await
+    }
+
+    async fn list_audit_page(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_page(q).await
     }
 
     async fn put_function_beat(

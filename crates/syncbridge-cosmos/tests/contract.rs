@@ -118,6 +118,9 @@ contract!(
     connect_sessions_advance_once,
     connection_versions,
     function_beats,
+    idempotency_keys,
+    conflict_pages,
+    audit_pages,
 );
 
 /// `run_all` too, so a case added to the contract runs here even before it is

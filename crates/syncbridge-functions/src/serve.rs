@@ -72,7 +72,8 @@ pub fn app(name: &'static str, router: fn(AppState) -> Router, state: AppState) 
     heartbeat(crate::telemetry::instrument(router(state), name), beat)
 }
 
-/// Records every request's outcome in `beat`: a 5xx answer is a failure
+/// Records every invocation's outcome in `beat` (requests a route matched;
+/// not the host's readiness probe): a 5xx answer is a failure
 /// (its class from the handler's [`crate::error::FailureKind`], else
 /// `http <status>`), anything else a success (a refused webhook or API call
 /// is the caller's failure, not the function's).
@@ -81,6 +82,15 @@ pub fn heartbeat(router: Router, beat: Arc<Heartbeat>) -> Router {
         move |req: axum::extract::Request, next: axum::middleware::Next| {
             let beat = beat.clone();
             async move {
+                // Only invocations count: a request no route matched (the
+                // host's readiness probe, `GET /`) is not one.
+                if req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .is_none()
+                {
+                    return next.run(req).await;
+                }
                 let response = next.run(req).await;
                 let status = response.status();
                 let outcome = if status.is_server_error() {

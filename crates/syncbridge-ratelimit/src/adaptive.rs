@@ -133,13 +133,13 @@ pub fn parse_retry_after(v: &str, now: Timestamp) -> Option<Duration> {
 }
 
 /// An `X-RateLimit-Reset`-style value: epoch milliseconds (≥ 10¹²), epoch
-/// seconds (≥ 10⁹, GitHub) or delta seconds (everyone else).
+/// seconds (≥ 10⁹, GitHub) or delta seconds (everyone else), or an RFC 3339
+/// time (Jira: `2026-12-07T14:00:00Z`).
 pub fn parse_reset(v: &str, now: Timestamp) -> Option<Duration> {
-    let x = v
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|x| x.is_finite() && *x >= 0.0)?;
+    let Ok(x) = v.trim().parse::<f64>() else {
+        return Timestamp::parse(v.trim()).map(|at| at.since(now).min(MAX_HINT));
+    };
+    let x = Some(x).filter(|x| x.is_finite() && *x >= 0.0)?;
     if x >= 1e12 {
         Some(Timestamp::from_millis(x as i64).since(now).min(MAX_HINT))
     } else if x >= 1e9 {
@@ -510,6 +510,7 @@ mod tests {
             ("1700000060", Some(Duration::from_secs(60))),
             ("1700000000500", Some(Duration::from_millis(500))),
             ("1600000000", Some(Duration::ZERO)),
+            ("2023-11-14T22:14:20Z", Some(Duration::from_secs(60))),
             ("x", None),
         ];
         for (v, want) in cases {

@@ -7,7 +7,9 @@
 //!   disk; WAL mode so other processes (the five binaries, the CLI) read and
 //!   write the same file concurrently.
 //! - `api`: the product API's part (API keys by hash, keyset pages of
-//!   connections and runs), apart from the sync engine's queries.
+//!   connections and runs), apart from the sync engine's queries;
+//!   `changes`: its change calls' idempotency keys and the keyset pages of
+//!   parked conflicts and of the audit.
 //! - `schema`: the migrations, applied in order on open (`PRAGMA user_version`)
 //!   under the write lock, so processes opening a fresh file together migrate it once.
 //!
@@ -31,6 +33,7 @@
 //!   tombstones; every read but the feed filters `deleted_at IS NULL`).
 
 mod api;
+mod changes;
 mod records;
 mod schema;
 
@@ -48,6 +51,9 @@ use syncbridge_core::connect::ConnectSession;
 use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
     TaskChange, WebhookEvent,
+};
+use syncbridge_core::store::{
+    AuditEntry, AuditQuery, ClaimOutcome, ConflictQuery, IdempotencyClaim, StoredAnswer,
 };
 use syncbridge_core::store::{
     ConnectionQuery, LeaseRequest, PageCommit, PageOutcome, QuarantineEntry, RecordWrite, RunQuery,
@@ -540,7 +546,7 @@ fn make_record(
     })
 }
 
-fn query_records(
+pub(crate) fn query_records(
     db: &Db,
     sql_tail: &str,
     params: impl rusqlite::Params,
@@ -1293,6 +1299,41 @@ impl Store for SqliteStore {
     async fn get_run(&self, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
         let id = id.clone();
         self.with(move |db| api::get_run(db, &id)).await
+    }
+
+    // ---- product API (SyncApi): changes (see the `changes` module) ----------
+
+    async fn claim_idempotency_key(
+        &self,
+        c: &IdempotencyClaim,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let c = c.clone();
+        self.with(move |db| changes::claim(db, &c)).await
+    }
+
+    async fn complete_idempotency_key(
+        &self,
+        c: &IdempotencyClaim,
+        answer: &StoredAnswer,
+    ) -> Result<bool, StoreError> {
+        let (c, answer) = (c.clone(), answer.clone());
+        self.with(move |db| changes::complete(db, &c, Some(answer)))
+            .await
+    }
+
+    async fn release_idempotency_key(&self, c: &IdempotencyClaim) -> Result<bool, StoreError> {
+        let c = c.clone();
+        self.with(move |db| changes::complete(db, &c, None)).await
+    }
+
+    async fn list_conflicts_page(&self, q: &ConflictQuery) -> Result<Vec<Record>, StoreError> {
+        let q = q.clone();
+        self.with(move |db| changes::conflicts_page(db, &q)).await
+    }
+
+    async fn list_audit_page(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let q = q.clone();
+        self.with(move |db| changes::audit_page(db, &q)).await
     }
 
     async fn put_function_beat(

@@ -269,7 +269,24 @@ const MIGRATIONS: &[&[Step]] = &[
         doc TEXT NOT NULL
      ) WITHOUT ROWID;",
     )],
-    // 13: connect sessions (the OAuth connect flow): one document each,
+    // 13: the product API's changes. Idempotency keys per API key (the
+    //    document is core's `IdempotencyEntry`; `expires_at` indexed for
+    //    pruning); records with parked conflicts and a connection's audit
+    //    page by index ranges.
+    &[Step::Sql(
+        "CREATE TABLE IF NOT EXISTS idempotency_keys (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (scope, key)
+     ) WITHOUT ROWID;
+     CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_at);
+     CREATE INDEX IF NOT EXISTS records_conflicts ON records (connection, object, external_id)
+        WHERE json_array_length(local, '$.conflicts') > 0;
+     CREATE INDEX IF NOT EXISTS audit_connection_at ON audit (connection, at, seq);",
+    )],
+    // 14: connect sessions (the OAuth connect flow): one document each,
     //     advanced by compare-and-swap on `version`; `expires_at` for pruning.
     &[Step::Sql(
         "CREATE TABLE IF NOT EXISTS connect_sessions (

@@ -41,6 +41,9 @@ contract!(
     connect_sessions_advance_once,
     connection_versions,
     function_beats,
+    idempotency_keys,
+    conflict_pages,
+    audit_pages,
 );
 
 /// Reopening the file keeps every committed record and migrations are not re-run destructively.

@@ -17,8 +17,9 @@ use syncbridge_core::model::{
     content_hash,
 };
 use syncbridge_core::store::{
-    ActionFilter, ConnectionQuery, FeedEntry, FeedQuery, LastAction, LeaseRequest, PageCommit,
-    RecordUpsert, RecordWrite, RunKey, RunQuery, SealedCredential,
+    ActionFilter, AuditQuery, ClaimOutcome, ConflictQuery, ConnectionQuery, FeedEntry, FeedQuery,
+    IdempotencyClaim, LastAction, LeaseRequest, PageCommit, RecordKey, RecordUpsert, RecordWrite,
+    RunKey, RunQuery, SealedCredential, StoredAnswer,
 };
 use syncbridge_core::{
     ConnectionId, ExternalId, ManualClock, ObjectType, RunId, Store, StoreError, TenantId,
@@ -2001,6 +2002,9 @@ where
     connect_sessions_advance_once(make().await).await;
     connection_versions(make().await).await;
     function_beats(make().await).await;
+    idempotency_keys(make().await).await;
+    conflict_pages(make().await).await;
+    audit_pages(make().await).await;
 }
 
 // ---- records feed (issue 17): change sequence, tombstones ----------------
@@ -2343,4 +2347,302 @@ pub async fn records_feed_record_writes(store: Arc<dyn Store>, clock: Arc<Manual
     let reborn = feed_of(s, "c1", "contacts", None, |_| {}).await;
     assert_eq!(feed_ids(&reborn), [("x", Added)]);
     assert!(reborn[0].seq > last_seq, "{} > {last_seq}", reborn[0].seq);
+}
+
+// ---- product API (issue 17): changes — idempotency keys, conflict and audit pages
+
+fn idem(scope: &str, key: &str, fingerprint: &str, token: &str, secs: u64) -> IdempotencyClaim {
+    IdempotencyClaim {
+        scope: scope.into(),
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+        token: token.into(),
+        now: at(secs),
+    }
+}
+
+fn answer(id: &str) -> StoredAnswer {
+    StoredAnswer {
+        status: 202,
+        body: json!({ "id": id, "status": "pending" }),
+    }
+}
+
+/// Idempotency keys follow Stripe's rules on every backend.
+///
+/// Tried: key `k` claimed in scope `s1`; claimed twice more while in flight
+/// (same request, other request) and in another scope; completed; replayed;
+/// completed again by a stale token; a second key claimed, released and
+/// claimed again; a third key's claim left to lapse (61 s) and taken over,
+/// after which the first claim's completion is refused; everything after
+/// 24 h.
+///
+/// Must hold: the second claim of the same request is `InFlight`, of another
+/// `Reused`; scopes are apart; a completed key replays its answer exactly
+/// (and other requests stay `Reused`); only the current token completes or
+/// releases; a released key is claimable at once; a lapsed claim is taken
+/// over by the next claim; after retention a key is new again.
+#[allow(clippy::too_many_lines, reason = "a contract case: tests are exempt")]
+pub async fn idempotency_keys(store: Arc<dyn Store>) {
+    use ClaimOutcome::*;
+    let first = idem("s1", "k", "f1", "t1", 0);
+    assert_eq!(store.claim_idempotency_key(&first).await.unwrap(), Claimed);
+    let same = idem("s1", "k", "f1", "t2", 5);
+    assert_eq!(
+        store.claim_idempotency_key(&same).await.unwrap(),
+        InFlight,
+        "claim twice"
+    );
+    let other = idem("s1", "k", "f2", "t3", 5);
+    assert_eq!(
+        store.claim_idempotency_key(&other).await.unwrap(),
+        Reused,
+        "other fingerprint"
+    );
+    let elsewhere = idem("s2", "k", "f2", "t4", 5);
+    assert_eq!(
+        store.claim_idempotency_key(&elsewhere).await.unwrap(),
+        Claimed,
+        "keys are scoped"
+    );
+    assert!(
+        !store
+            .complete_idempotency_key(&same, &answer("x"))
+            .await
+            .unwrap(),
+        "a token that never held the key completes nothing"
+    );
+    assert!(
+        store
+            .complete_idempotency_key(&first, &answer("r1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .complete_idempotency_key(&first, &answer("r2"))
+            .await
+            .unwrap(),
+        "a completed key keeps its first answer"
+    );
+    assert_eq!(
+        store
+            .claim_idempotency_key(&idem("s1", "k", "f1", "t5", 3600))
+            .await
+            .unwrap(),
+        Replay(answer("r1")),
+        "complete then replay"
+    );
+    assert_eq!(
+        store
+            .claim_idempotency_key(&idem("s1", "k", "f2", "t6", 3600))
+            .await
+            .unwrap(),
+        Reused
+    );
+    // Released: forgotten at once.
+    let second = idem("s1", "k2", "f1", "u1", 0);
+    assert_eq!(store.claim_idempotency_key(&second).await.unwrap(), Claimed);
+    assert!(
+        !store
+            .release_idempotency_key(&idem("s1", "k2", "f1", "zz", 1))
+            .await
+            .unwrap()
+    );
+    assert!(store.release_idempotency_key(&second).await.unwrap());
+    assert_eq!(
+        store
+            .claim_idempotency_key(&idem("s1", "k2", "f9", "u2", 1))
+            .await
+            .unwrap(),
+        Claimed,
+        "a released key is new again, whatever the request"
+    );
+    // Expiry of a claim: a crashed request does not lock the key.
+    let crashed = idem("s1", "k3", "f1", "v1", 0);
+    assert_eq!(
+        store.claim_idempotency_key(&crashed).await.unwrap(),
+        Claimed
+    );
+    assert_eq!(
+        store
+            .claim_idempotency_key(&idem("s1", "k3", "f1", "v2", 59))
+            .await
+            .unwrap(),
+        InFlight
+    );
+    let takeover = idem("s1", "k3", "f1", "v3", 61);
+    assert_eq!(
+        store.claim_idempotency_key(&takeover).await.unwrap(),
+        Claimed,
+        "expiry"
+    );
+    assert!(
+        !store
+            .complete_idempotency_key(&crashed, &answer("old"))
+            .await
+            .unwrap(),
+        "the lapsed claim's request cannot complete over the takeover"
+    );
+    assert!(
+        store
+            .complete_idempotency_key(&takeover, &answer("new"))
+            .await
+            .unwrap()
+    );
+    // Retention: a day after the first claim the key is new.
+    let day = 24 * 3600;
+    assert_eq!(
+        store
+            .claim_idempotency_key(&idem("s1", "k", "f2", "w1", day))
+            .await
+            .unwrap(),
+        Claimed,
+        "kept 24 h, then forgotten"
+    );
+    assert_eq!(
+        store
+            .claim_idempotency_key(&idem("s1", "k3", "f1", "w2", day + 1))
+            .await
+            .unwrap(),
+        Claimed
+    );
+}
+
+/// Records with parked conflicts page by (connection, object, id).
+///
+/// Tried: parked conflicts on c1/contacts/a, c1/contacts/c, c1/deals/b and
+/// c2/contacts/a, a pending push without conflicts on c1/contacts/b and a
+/// synced record; pages of 2 over c1, then over everything; the conflict of
+/// c1/contacts/a cleared.
+///
+/// Must hold: only records with conflicts, whole, in key order, each page
+/// continuing strictly after the last key; a cleared conflict drops out.
+pub async fn conflict_pages(store: Arc<dyn Store>) {
+    let a = record("c1", "contacts", "a", "a", 1, Some(parked_conflict()));
+    let c = record("c1", "contacts", "c", "c", 1, Some(parked_conflict()));
+    let deal = record("c1", "deals", "b", "b", 1, Some(parked_conflict()));
+    let other = record("c2", "contacts", "a", "a", 1, Some(parked_conflict()));
+    let pending = record("c1", "contacts", "b", "b", 1, Some(local_state(Some(T0))));
+    let synced = record("c1", "contacts", "d", "d", 1, None);
+    for r in [&deal, &synced, &other, &c, &pending, &a] {
+        insert(&*store, r).await;
+    }
+    let c1 = ConnectionId::parse("c1").unwrap();
+    let key = |r: &Record| RecordKey {
+        connection: r.connection.clone(),
+        object: r.object.clone(),
+        external_id: r.external_id.clone(),
+    };
+    let page = |connection: Option<ConnectionId>, after: Option<RecordKey>, limit| {
+        let store = store.clone();
+        async move {
+            store
+                .list_conflicts_page(&ConflictQuery {
+                    connection,
+                    after,
+                    limit,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let p1 = page(Some(c1.clone()), None, 2).await;
+    assert_eq!(p1, [a.clone(), c.clone()], "first page, whole records");
+    let p2 = page(Some(c1.clone()), Some(key(&p1[1])), 2).await;
+    assert_eq!(
+        p2,
+        std::slice::from_ref(&deal),
+        "continues after the last key"
+    );
+    assert!(page(Some(c1.clone()), Some(key(&deal)), 2).await.is_empty());
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let p = page(None, after.clone(), 3).await;
+        all.extend(names(&p));
+        match p.last() {
+            Some(last) if p.len() == 3 => after = Some(key(last)),
+            _ => break,
+        }
+    }
+    assert_eq!(
+        all,
+        names(&[a.clone(), c.clone(), deal.clone(), other]),
+        "all connections"
+    );
+    let cleared = record("c1", "contacts", "a", "a", 2, Some(local_state(Some(T0))));
+    store
+        .write_record(&write_of(&a, Some(1), Some(cleared), vec![]))
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&page(Some(c1), None, 10).await),
+        names(&[c, deal]),
+        "cleared drops out"
+    );
+}
+
+/// A connection's audit pages oldest first, by the key a page hands out.
+///
+/// Tried: five entries on c1 over three writes (two in one write at the same
+/// instant, one written later but decided earlier) and one on c2; pages of 2.
+///
+/// Must hold: the pages together are c1's `list_audit` order exactly, each
+/// continuing strictly after the previous page's last key, nothing of c2.
+pub async fn audit_pages(store: Arc<dyn Store>) {
+    let r = record("c1", "contacts", "a", "a", 1, None);
+    insert(&*store, &r).await;
+    let writes = [
+        vec![audit_of(&r, "k1", 10, "one"), audit_of(&r, "k2", 10, "two")],
+        vec![audit_of(&r, "k3", 20, "three")],
+        vec![
+            audit_of(&r, "k4", 5, "early"),
+            audit_of(&r, "k5", 30, "five"),
+        ],
+    ];
+    for (version, audit) in (1..).zip(writes) {
+        let next = record("c1", "contacts", "a", "a", version + 1, None);
+        store
+            .write_record(&write_of(&r, Some(version), Some(next), audit))
+            .await
+            .unwrap();
+    }
+    let r2 = record("c2", "contacts", "a", "a", 1, None);
+    insert(&*store, &r2).await;
+    let next = record("c2", "contacts", "a", "a", 2, None);
+    store
+        .write_record(&write_of(
+            &r2,
+            Some(1),
+            Some(next),
+            vec![audit_of(&r2, "x", 1, "c2")],
+        ))
+        .await
+        .unwrap();
+    let c1 = ConnectionId::parse("c1").unwrap();
+    let mut keys = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_audit_page(&AuditQuery {
+                connection: c1.clone(),
+                after: after.clone(),
+                limit: 2,
+            })
+            .await
+            .unwrap();
+        assert!(page.len() <= 2, "limit");
+        keys.extend(page.iter().map(|e| e.record.key.clone()));
+        match page.last() {
+            Some(last) if page.len() == 2 => after = Some(last.key.clone()),
+            _ => break,
+        }
+    }
+    assert_eq!(
+        keys,
+        audit_keys(&*store, Some("c1"), 100).await,
+        "list_audit's order"
+    );
+    assert_eq!(keys, ["k4", "k1", "k2", "k3", "k5"]);
 }

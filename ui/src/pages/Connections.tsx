@@ -15,7 +15,7 @@ export function Connections() {
   const [stack, setStack] = useState<(string | null)[]>([]);
   const [cursor, setCursor] = useState<string | null>(null);
   const [jump, setJump] = useState("");
-  const page = useAsync(() => api.connections({ status, provider, tenant, cursor, limit: 50 }), [status, provider, tenant, cursor]);
+  const page = useAsync(() => api.summaries({ status, provider, tenant, cursor, limit: 50 }), [status, provider, tenant, cursor]);
   const providers = useAsync(() => api.providers(), []);
   const filter = (k: string, v: string) => {
     const q = new URLSearchParams(search);
@@ -94,8 +94,9 @@ export function Connections() {
                     <th scope="col">Status</th>
                     <th scope="col">Provider</th>
                     <th scope="col">Tenant</th>
-                    <th scope="col">Webhooks</th>
-                    <th scope="col">Created</th>
+                    <th scope="col">Last sync</th>
+                    <th scope="col">Next sync</th>
+                    <th scope="col">Latest run</th>
                   </tr>
                 </thead>
                 <tbody>
@@ -109,8 +110,12 @@ export function Connections() {
                       </td>
                       <td>{c.provider}</td>
                       <td>{c.tenant}</td>
-                      <td>{c.webhook_scheme ?? "—"}</td>
-                      <td>{when(c.created_at)}</td>
+                      <td>{when(c.last_sync_at)}</td>
+                      <td>{when(c.next_sync_at)}</td>
+                      <td>
+                        {c.last_status ? <StatusBadge status={c.last_status} /> : "—"}
+                        {c.last_error && <span className="err-cell"> {c.last_error}</span>}
+                      </td>
                     </tr>
                   ))}
                 </tbody>

@@ -34,8 +34,12 @@ function Entry({ id, onDone }: { id: number; onDone: (msg: string) => void }) {
                 type="button"
                 disabled={act.busy}
                 onClick={async () => {
-                  let outcome = "";
-                  if (await act.run(async () => (outcome = (await api.replay(id)).outcome))) onDone(`Entry ${id} replayed: ${outcome}.`);
+                  let what = "";
+                  const ok = await act.run(async () => {
+                    const r = await api.replay(id);
+                    what = r.jobs !== null ? `${r.outcome} to ${r.jobs} job${r.jobs === 1 ? "" : "s"}` : r.queue ? `${r.outcome} to ${r.queue}` : r.outcome;
+                  });
+                  if (ok) onDone(`Entry ${id} replayed: ${what}.`);
                 }}
               >
                 Replay

@@ -95,7 +95,7 @@ export function Webhook({ id }: { id: string }) {
       </Show>
       {shown?.secret && (
         <div className="created" role="status">
-          <p>New signing secret — give it to the provider now; it is shown only once.</p>
+          <p>New signing secret — give it to the provider now; it is shown only once. The receiver uses it within seconds.</p>
           <code className="secret" data-testid="webhook-secret">
             {shown.secret}
           </code>

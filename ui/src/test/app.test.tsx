@@ -3,33 +3,16 @@ import { fireEvent, render, screen, waitFor, within } from "@testing-library/rea
 import { App } from "../App";
 import { fakeApi, problem, SESSION } from "./fake";
 import { hourly } from "../pages/Overview";
-import type { RunView } from "../api";
 
 const HEALTH = {
   status: "ok",
   store_reachable: true,
   store_error: null,
-  queues: [{ name: "sync-inbound", active: 2, scheduled: 0, locked: 1, dead_lettered: 3 }],
-  queues_note: null,
-  overdue_tasks: { count: 0, ids: [], more: false },
+  queues: [{ name: "sync-inbound", state: "counted", unknown_reason: null, active: 2, scheduled: 0, locked: 1, dead_lettered: 3 }],
+  functions: [{ function: "SyncInboundWorker", last_invocation: "2026-12-07T10:00:00Z", last_success: "2026-12-07T10:00:00Z", last_failure: null, last_error_kind: null, failures_last_hour: 0 }],
+  overdue_tasks: { count: 0, ids: [], more: false, oldest_task: null, oldest_since: null },
   needs_reauth: { count: 1, ids: ["acme-crm"], more: false },
-  not_reported: [],
 };
-
-function run(id: string, started: string, ms: number, created: number): RunView {
-  return {
-    id,
-    task_id: "t",
-    connection_id: "acme-crm",
-    object: "contacts",
-    status: "succeeded",
-    state: "succeeded",
-    started_at: started,
-    finished_at: new Date(new Date(started).getTime() + ms).toISOString(),
-    counts: { pages: 1, fetched: created, created, updated: 0, unchanged: 0, deleted: 0, requests: 1, throttled: 0 },
-    error: null,
-  };
-}
 
 describe("sign-in", () => {
   it("shows the form without a session, signs in with a key, and sends the CSRF token on changes", async () => {
@@ -42,7 +25,7 @@ describe("sign-in", () => {
         return { status: 201, body: SESSION };
       },
       "GET /health": () => ({ body: HEALTH }),
-      "GET /runs": () => ({ body: { runs: [], next_cursor: null } }),
+      "GET /run-stats": () => ({ body: { hours: [], truncated: false } }),
       "DELETE /session": () => ({ status: 204 }),
     });
     render(<App />);
@@ -55,6 +38,8 @@ describe("sign-in", () => {
     expect(await screen.findByRole("heading", { name: "Overview" })).toBeTruthy();
     // Health: the dead letters and the connection needing re-authorization.
     expect(await screen.findByRole("link", { name: "acme-crm" })).toBeTruthy();
+    expect(screen.getByText("3 dead letters in sync-inbound")).toBeInTheDocument();
+    expect(screen.getByText("SyncInboundWorker")).toBeInTheDocument();
     fireEvent.click(screen.getByRole("button", { name: "Sign out" }));
     await screen.findByLabelText("API key");
     const out = calls.find((c) => c.method === "DELETE" && c.path === "/session");
@@ -66,7 +51,7 @@ describe("sign-in", () => {
     const { calls } = fakeApi({
       "POST /session": () => ({ status: 201, body: SESSION }),
       "GET /health": () => ({ body: HEALTH }),
-      "GET /runs": () => ({ body: { runs: [], next_cursor: null } }),
+      "GET /run-stats": () => ({ body: { hours: [], truncated: false } }),
     });
     render(<App />);
     expect(await screen.findByRole("heading", { name: "Overview" })).toBeTruthy();
@@ -81,18 +66,19 @@ describe("pages", () => {
     const { calls } = fakeApi({
       "GET /session": () => ({ body: SESSION }),
       "GET /providers": () => ({ body: { providers: [{ name: "sandbox", display_name: "Sandbox CRM", auth: "oauth2", objects: [] }] } }),
-      "GET /connections": (c) =>
+      "GET /connection-summaries": (c) =>
         c.query.get("status") === "disabled"
           ? { body: { connections: [], next_cursor: null } }
           : c.query.get("cursor")
             ? { body: { connections: [{ id: "c-2", tenant: "t", provider: "sandbox", status: "active", base_url: null, webhook_scheme: null, settings: {}, created_at: "2026-12-07T10:00:00Z" }], next_cursor: null } }
-            : { body: { connections: [{ id: "c-1", tenant: "t", provider: "sandbox", status: "needs_reauth", base_url: null, webhook_scheme: null, settings: {}, created_at: "2026-12-07T10:00:00Z" }], next_cursor: "CUR" } },
+            : { body: { connections: [{ id: "c-1", tenant: "t", provider: "sandbox", status: "needs_reauth", base_url: null, webhook_scheme: null, settings: {}, created_at: "2026-12-07T10:00:00Z", last_sync_at: null, next_sync_at: null, last_status: "failed", last_error: "HTTP 401 from the provider" }], next_cursor: "CUR" } },
     });
     render(<App />);
     expect(await screen.findByRole("link", { name: "c-1" })).toBeTruthy();
+    expect(screen.getByText(/HTTP 401 from the provider/)).toBeInTheDocument();
     fireEvent.click(screen.getByRole("button", { name: "Next" }));
     expect(await screen.findByRole("link", { name: "c-2" })).toBeTruthy();
-    expect(calls.some((c) => c.path === "/connections" && c.query.get("cursor") === "CUR")).toBe(true);
+    expect(calls.some((c) => c.path === "/connection-summaries" && c.query.get("cursor") === "CUR")).toBe(true);
     fireEvent.change(screen.getByLabelText("Status"), { target: { value: "disabled" } });
     expect(await screen.findByText("No connection matches these filters.")).toBeTruthy();
   });
@@ -134,7 +120,7 @@ describe("pages", () => {
       "GET /quarantine/7": () => ({ body: { id: 7, source: "webhook", reason: "undecodable", connection_id: "acme-crm", message_id: null, at: "2026-12-07T10:00:00Z", bytes: 12, body_text: "{\"id\":\"42\"}", body_base64: "" } }),
       "POST /quarantine/7/replay": () => {
         replays += 1;
-        return replays === 1 ? problem(503, "Temporarily unavailable", "queue busy") : { body: { id: 7, outcome: "replayed", queue: "sync-inbound", jobs: 1 } };
+        return replays === 1 ? problem(503, "Temporarily unavailable", "queue busy") : { body: { id: 7, outcome: "resent", queue: "sync-inbound", jobs: null } };
       },
     });
     render(<App />);
@@ -143,27 +129,22 @@ describe("pages", () => {
     fireEvent.click(screen.getByRole("button", { name: "Replay" }));
     expect(await screen.findByText("queue busy")).toBeTruthy();
     fireEvent.click(screen.getByRole("button", { name: "Replay" }));
-    expect(await screen.findByText("Entry 7 replayed: replayed.")).toBeTruthy();
+    expect(await screen.findByText("Entry 7 replayed: resent to sync-inbound.")).toBeTruthy();
     expect(await screen.findByText("Nothing is quarantined.")).toBeTruthy();
   });
 });
 
 describe("overview charts", () => {
-  it("buckets the last 24 hours by hour: records synced and mean duration", () => {
-    const now = Date.parse("2026-12-07T12:30:00Z");
-    const { records, durations } = hourly(
-      [
-        run("r1", "2026-12-07T12:05:00Z", 1000, 5),
-        run("r2", "2026-12-07T12:10:00Z", 3000, 7),
-        run("r3", "2026-12-07T10:00:00Z", 500, 1),
-        run("old", "2026-12-05T10:00:00Z", 500, 100),
-      ],
-      now,
-    );
-    expect(records).toHaveLength(24);
-    expect(records[23].value).toBe(12);
-    expect(durations[23].value).toBe(2000);
-    expect(records[21].value).toBe(1);
-    expect(records.reduce((s, b) => s + b.value, 0)).toBe(13);
+  it("turns hourly stats into bars and totals (mean duration weighted by runs)", () => {
+    const h = (start: string, runs: number, failed: number, records: number, ms: number | null) => ({ start, runs, failed, records, mean_duration_ms: ms });
+    const r = hourly({
+      hours: [h("2026-12-07T10:00:00Z", 1, 0, 5, 1000), h("2026-12-07T11:00:00Z", 0, 0, 0, null), h("2026-12-07T12:00:00Z", 3, 1, 12, 3000)],
+      truncated: false,
+    });
+    expect(r.records.map((b) => b.value)).toEqual([5, 0, 12]);
+    expect(r.durations.map((b) => b.value)).toEqual([1000, 0, 3000]);
+    expect(r.runs).toBe(4);
+    expect(r.failed).toBe(1);
+    expect(r.meanMs).toBe(2500);
   });
 });

@@ -26,7 +26,8 @@ pub struct ConnectorDef {
     /// Human-readable name.
     #[serde(default)]
     pub display_name: Option<String>,
-    /// Default base URL; a connection may override it.
+    /// Default base URL; a connection may override it. `{setting}` is
+    /// filled from the connection's settings (`https://{subdomain}.zendesk.com`).
     pub base_url: String,
     /// How requests authenticate.
     #[serde(default)]
@@ -42,8 +43,65 @@ pub struct ConnectorDef {
     /// (`true`, e.g. a per-app window) or the connection's account (default).
     #[serde(default)]
     pub rate_limit_headers_app_wide: bool,
+    /// The provider's rate-limit headers when they are not named
+    /// `X-RateLimit-*` (or the IETF `RateLimit-*`): read as that family.
+    #[serde(default)]
+    pub rate_limit_headers: RateLimitHeaders,
+    /// The signed webhooks the provider sends, when it sends any.
+    #[serde(default)]
+    pub webhooks: Option<WebhookDef>,
     /// Synced object types by name.
     pub objects: BTreeMap<String, ObjectDef>,
+}
+
+/// A provider's own names for the `X-RateLimit-Limit`, `-Remaining` and
+/// `-Reset` headers (case-insensitive); each one set is read as its
+/// `X-RateLimit-*` counterpart. `Retry-After` is always read.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitHeaders {
+    /// The window's size (Zendesk: `X-Rate-Limit`).
+    #[serde(default)]
+    pub limit: Option<String>,
+    /// What is left of it (Zendesk: `X-Rate-Limit-Remaining`).
+    #[serde(default)]
+    pub remaining: Option<String>,
+    /// When it resets: delta seconds, epoch seconds or epoch milliseconds.
+    #[serde(default)]
+    pub reset: Option<String>,
+}
+
+impl RateLimitHeaders {
+    /// The `x-ratelimit-*` name a provider header (lowercase) stands for.
+    pub fn canonical(&self, lower_name: &str) -> Option<&'static str> {
+        let is = |h: &Option<String>| {
+            h.as_deref()
+                .is_some_and(|h| h.eq_ignore_ascii_case(lower_name))
+        };
+        if is(&self.limit) {
+            Some("x-ratelimit-limit")
+        } else if is(&self.remaining) {
+            Some("x-ratelimit-remaining")
+        } else if is(&self.reset) {
+            Some("x-ratelimit-reset")
+        } else {
+            None
+        }
+    }
+}
+
+/// The provider's webhooks: the signature scheme a connection's receiver
+/// verifies with unless the connection names another (a name the
+/// webhook receiver knows: `stripe`, `intercom`, `zendesk`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDef {
+    /// Signature scheme name.
+    pub scheme: String,
+    /// What the provider's webhooks announce (informational, shown by
+    /// `syncbridge providers show`).
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 /// Authentication of provider requests.
@@ -137,6 +195,11 @@ pub struct ObjectDef {
     /// Dotted path to a record's last-modified time (RFC 3339 or epoch ms).
     #[serde(default)]
     pub updated_at: Option<String>,
+    /// How record times are written, when not RFC 3339 text or epoch
+    /// milliseconds (`epoch_s`: Intercom's and Stripe's Unix seconds). A time
+    /// that does not read in this format fails its page.
+    #[serde(default)]
+    pub updated_at_format: Option<TimeFormat>,
     /// How to get the next page.
     #[serde(default)]
     pub pagination: Pagination,
@@ -165,7 +228,11 @@ pub struct ObjectDef {
 /// `{name}` for connection settings, as everywhere). Request bodies are built
 /// from the object's `fields` mapping: a canonical field mapped to
 /// `properties.email` is sent as `{"properties": {"email": …}}`, and a
-/// cleared field is sent as `clear_as` says (JSON `null` by default).
+/// cleared field is sent as `clear_as` says (JSON `null` by default; an
+/// empty value in a form body). `body_root` nests the whole body under a key
+/// (Zendesk's `{"ticket": …}`, Asana's `{"data": …}`), `create_fields` adds
+/// fixed fields to a create (Jira's project and issue type), `body_format`
+/// chooses JSON or a form.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PushDef {
@@ -192,10 +259,35 @@ pub struct PushDef {
     /// absent when the provider has none (creates are then at-least-once).
     #[serde(default)]
     pub idempotency_header: Option<String>,
+    /// Dotted path the write body is nested under (`ticket`, `data`); absent
+    /// = the fields are the body.
+    #[serde(default)]
+    pub body_root: Option<String>,
+    /// Extra fields of every create, by dotted path inside the body (below
+    /// `body_root`); string values fill `{setting}` from the connection's
+    /// settings (`"fields.project.key" = "{project}"`).
+    #[serde(default)]
+    pub create_fields: BTreeMap<String, serde_json::Value>,
+    /// How write bodies are encoded: `json` (default) or `form`
+    /// (`application/x-www-form-urlencoded` with `a[b]=v` nesting, Stripe's).
+    #[serde(default)]
+    pub body_format: BodyFormat,
     /// How a cleared field is written (HubSpot clears a property with `""`
     /// and rejects `null`).
     #[serde(default)]
     pub clear_as: ClearAs,
+}
+
+/// Encodings of write bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFormat {
+    /// `application/json`.
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`; nested keys as `a[b]`, array
+    /// items as `a[0]`, `null` as an empty value (Stripe clears a field so).
+    Form,
 }
 
 /// How a write clears a field.
@@ -261,6 +353,26 @@ pub enum Pagination {
         /// Query parameter carrying it (omit when the body template has `{{cursor}}`).
         #[serde(default)]
         param: Option<String>,
+        /// Dotted path to a flag that is `true` while more pages follow
+        /// (`has_more`); when set, `true` without a cursor fails the page.
+        #[serde(default)]
+        more_path: Option<String>,
+        /// Dotted path to a flag that is `true` on the last page of a cursor
+        /// stream (Zendesk's incremental export: `end_of_stream`, whose
+        /// `after_cursor` is present on every page).
+        #[serde(default)]
+        end_path: Option<String>,
+    },
+    /// The id of the page's last record, sent as a query parameter, while a
+    /// flag says more follow (Stripe: `starting_after` and `has_more`).
+    LastId {
+        /// Query parameter carrying the id (`starting_after`).
+        param: String,
+        /// Dotted path to the id inside a record (default `id`).
+        #[serde(default = "default_id_path")]
+        id_path: String,
+        /// Dotted path to the `true`-while-more flag in the body (`has_more`).
+        more_path: String,
     },
     /// RFC 8288 `Link: <…>; rel="next"` header (GitHub).
     LinkHeader,
@@ -300,6 +412,10 @@ fn one() -> u32 {
     1
 }
 
+fn default_id_path() -> String {
+    "id".into()
+}
+
 /// Change filtering.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -314,6 +430,11 @@ pub struct Incremental {
     /// the provider with a slightly older timestamp are not missed.
     #[serde(default = "default_lookback")]
     pub lookback_secs: u64,
+    /// The bound sent on a full listing, for providers whose list request
+    /// needs one (Intercom's search: `updated_at > 0`); absent = no bound
+    /// (the parameter, or the `{{since}}` key, is left out).
+    #[serde(default)]
+    pub initial: Option<String>,
 }
 
 /// Keyset restarts of a capped listing. The listing must be sorted by
@@ -344,6 +465,9 @@ pub enum TimeFormat {
     EpochMs,
     /// Seconds since the epoch.
     EpochS,
+    /// `2026-11-28 12:00` in UTC, minutes only (JQL's date literal; Jira
+    /// reads it in the user's time zone, so give it a lookback of a day).
+    DateMinutes,
     /// `2026-11-28T12:00:00Z`: RFC 3339 in whole seconds (rounded down), UTC
     /// — a SOQL datetime literal, and what Salesforce's deleted window takes.
     Rfc3339Seconds,
@@ -370,7 +494,7 @@ pub enum DeleteStrategy {
         list: Option<Endpoint>,
         /// Its paging, when it differs from the object's.
         #[serde(default)]
-        pagination: Option<Pagination>,
+        pagination: Option<Box<Pagination>>,
         /// The feed's own change filter, when the provider has one (the
         /// sandbox filters its archived list by `updatedAfter`, the archive
         /// time): each run then lists only what was deleted since the start
@@ -452,7 +576,7 @@ impl ConnectorDef {
         if self.name.trim().is_empty() {
             return Err(err("name".into(), "must not be empty"));
         }
-        match url::Url::parse(&self.base_url) {
+        match url::Url::parse(&without_placeholders(&self.base_url)) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => return Err(err("base_url".into(), "must be an absolute http(s) URL")),
         }
@@ -498,6 +622,23 @@ impl ConnectorDef {
 /// An absolute http(s) URL, or a path relative to the base URL.
 fn is_url_or_path(u: &str) -> bool {
     u.starts_with('/') || url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+}
+
+/// `text` with every `{name}` placeholder replaced by `x`, to check the
+/// shape of a templated URL.
+fn without_placeholders(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        out.push('x');
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A failed check: the field's dotted path and what is wrong with it.
@@ -558,34 +699,7 @@ fn check_object(name: &str, o: &ObjectDef) -> Result<(), Invalid> {
             ));
         }
     }
-    match &o.pagination {
-        Pagination::BodyCursor { cursor_path, param } => {
-            if cursor_path.is_empty() {
-                return Err((f("pagination.cursor_path"), "must not be empty"));
-            }
-            if param.is_none() && !body_has("{{cursor}}") {
-                return Err((
-                    f("pagination.param"),
-                    "set a query parameter or use {{cursor}} in list.body",
-                ));
-            }
-        }
-        Pagination::NextUrl {
-            next_path,
-            delta_path,
-        } => {
-            if next_path.is_empty() {
-                return Err((f("pagination.next_path"), "must not be empty"));
-            }
-            if delta_path.as_deref().is_some_and(str::is_empty) {
-                return Err((f("pagination.delta_path"), "must not be empty"));
-            }
-        }
-        Pagination::Offset { page_size: 0, .. } => {
-            return Err((f("pagination.page_size"), "must be at least 1"));
-        }
-        _ => {}
-    }
+    check_pagination(&f, &o.pagination, &body_has)?;
     if let DeleteStrategy::Tombstone { field, .. } = &o.deletes
         && field.is_empty()
     {
@@ -649,6 +763,51 @@ pub(crate) fn check_template(t: &str) -> Result<(), &'static str> {
     }
     if open {
         return Err("`{{#since}}` without `{{/since}}`");
+    }
+    Ok(())
+}
+
+/// The checks of an object's paging; `f` names a field of the object,
+/// `body_has` tells whether the list body template holds a placeholder.
+fn check_pagination(
+    f: &dyn Fn(&str) -> String,
+    p: &Pagination,
+    body_has: &dyn Fn(&str) -> bool,
+) -> Result<(), Invalid> {
+    match p {
+        Pagination::BodyCursor {
+            cursor_path, param, ..
+        } => {
+            if cursor_path.is_empty() {
+                return Err((f("pagination.cursor_path"), "must not be empty"));
+            }
+            if param.is_none() && !body_has("{{cursor}}") {
+                return Err((
+                    f("pagination.param"),
+                    "set a query parameter or use {{cursor}} in list.body",
+                ));
+            }
+        }
+        Pagination::LastId {
+            param, more_path, ..
+        } if param.is_empty() || more_path.is_empty() => {
+            return Err((f("pagination"), "`last_id` needs `param` and `more_path`"));
+        }
+        Pagination::NextUrl {
+            next_path,
+            delta_path,
+        } => {
+            if next_path.is_empty() {
+                return Err((f("pagination.next_path"), "must not be empty"));
+            }
+            if delta_path.as_deref().is_some_and(str::is_empty) {
+                return Err((f("pagination.delta_path"), "must not be empty"));
+            }
+        }
+        Pagination::Offset { page_size: 0, .. } => {
+            return Err((f("pagination.page_size"), "must be at least 1"));
+        }
+        _ => {}
     }
     Ok(())
 }

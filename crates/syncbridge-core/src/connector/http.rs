@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::definition::{
-    ClearAs, ConnectorDef, Endpoint, ObjectDef, Pagination, PushDef, TimeFormat,
+    BodyFormat, ClearAs, ConnectorDef, Endpoint, ObjectDef, Pagination, PushDef, TimeFormat,
 };
 use crate::clock::{Clock, Timestamp};
 use crate::credentials::{AuthValue, CredentialError, CredentialProvider};
@@ -154,6 +154,11 @@ pub fn format_time(t: Timestamp, f: TimeFormat) -> String {
         TimeFormat::Rfc3339 => t.to_rfc3339(),
         TimeFormat::EpochMs => t.as_millis().to_string(),
         TimeFormat::EpochS => t.as_unix_secs().to_string(),
+        TimeFormat::DateMinutes => {
+            let iso = t.to_rfc3339();
+            // `2026-11-28T12:00:00.000Z` → `2026-11-28 12:00`
+            format!("{} {}", &iso[..10], &iso[11..16])
+        }
         TimeFormat::Rfc3339Seconds => Timestamp::from_millis(t.as_unix_secs() * 1000).to_rfc3339(),
     }
 }
@@ -273,7 +278,7 @@ impl HttpConnector {
             .as_deref()
             .or(self.conn.base_url.as_deref())
             .unwrap_or(&self.def.base_url);
-        Ok(base.trim_end_matches('/').to_string())
+        Ok(self.expand_path(base.trim_end_matches('/')))
     }
 
     /// The URL of a page token that is a URL (a `Link` header's target, a
@@ -303,6 +308,20 @@ impl HttpConnector {
         out
     }
 
+    /// `v` with `{setting}` filled in every string inside it.
+    fn expand_value(&self, v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(self.expand_path(s)),
+            Value::Array(a) => Value::Array(a.iter().map(|v| self.expand_value(v)).collect()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), self.expand_value(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
     fn build(
         &self,
         obj: &ObjectDef,
@@ -311,10 +330,22 @@ impl HttpConnector {
         auth: Option<&AuthValue>,
     ) -> reqwest::RequestBuilder {
         let ep: &Endpoint = &obj.list;
-        let since = req
-            .since
-            .zip(obj.incremental.as_ref())
-            .map(|(t, inc)| format_time(t, inc.format));
+        let inc = obj.incremental.as_ref();
+        let since = match (req.since, inc) {
+            (Some(t), Some(inc)) => Some(format_time(t, inc.format)),
+            (None, Some(inc)) => inc.initial.clone(),
+            (_, None) => None,
+        };
+        // A cursor stream's cursor carries its position: the lower bound
+        // goes on its first request only (Zendesk's incremental export).
+        let stream = matches!(
+            obj.pagination,
+            Pagination::BodyCursor {
+                end_path: Some(_),
+                ..
+            }
+        );
+        let since = since.filter(|_| !(stream && req.page.is_some()));
         let method = if ep.method == "POST" {
             reqwest::Method::POST
         } else {
@@ -328,7 +359,12 @@ impl HttpConnector {
                 let mut q: Vec<(String, String)> = ep
                     .query
                     .iter()
-                    .filter_map(|(k, v)| Some((k.clone(), fill_query(v, since.as_deref())?)))
+                    .filter_map(|(k, v)| {
+                        Some((
+                            k.clone(),
+                            fill_query(&self.expand_path(v), since.as_deref())?,
+                        ))
+                    })
                     .collect();
                 q.extend(req.extra_query.iter().map(|(k, v)| (k.clone(), v.clone())));
                 if let (Some(s), Some(p)) = (
@@ -340,6 +376,7 @@ impl HttpConnector {
                 if let Some(page) = &req.page {
                     match &obj.pagination {
                         Pagination::BodyCursor { param: Some(p), .. }
+                        | Pagination::LastId { param: p, .. }
                         | Pagination::Offset { param: p, .. }
                         | Pagination::PageNumber { param: p, .. } => {
                             q.push((p.clone(), page.clone()))
@@ -430,7 +467,11 @@ impl HttpConnector {
         fields: &serde_json::Map<String, Value>,
         idempotency_key: &str,
     ) -> Result<Option<RemoteRecord>, FetchError> {
-        let body = write_body(obj, fields);
+        let push = push_def(obj)?;
+        let mut body = write_body(obj, fields);
+        for (path, value) in &push.create_fields {
+            place(&mut body, path, &self.expand_value(value));
+        }
         self.send_write(obj, Write::Create(body), idempotency_key)
             .await
     }
@@ -487,8 +528,12 @@ impl HttpConnector {
             .idempotency_header
             .as_deref()
             .map(|h| (h, idempotency_key));
+        let body = body.map(|b| WriteBody {
+            value: root_body(push.body_root.as_deref(), b),
+            format: push.body_format,
+        });
         let answer = self
-            .execute(&|auth, base| Ok(self.build_write(base, ep, id, body, key, auth)))
+            .execute(&|auth, base| Ok(self.build_write(base, ep, id, body.as_ref(), key, auth)))
             .await?;
         if matches!(write, Write::Delete(_)) || answer.body.is_null() {
             return Ok(None);
@@ -516,7 +561,7 @@ impl HttpConnector {
         base: &str,
         ep: &Endpoint,
         id: Option<&ExternalId>,
-        body: Option<&Value>,
+        body: Option<&WriteBody>,
         idempotency: Option<(&str, &str)>,
         auth: Option<&AuthValue>,
     ) -> reqwest::RequestBuilder {
@@ -526,12 +571,29 @@ impl HttpConnector {
         }
         let method =
             reqwest::Method::from_bytes(ep.method.as_bytes()).unwrap_or(reqwest::Method::GET);
-        let mut rb = self
-            .client
-            .request(method, format!("{base}{path}"))
-            .query(&ep.query);
-        if let Some(b) = body {
-            rb = rb.json(b);
+        let mut rb = self.client.request(method, format!("{base}{path}")).query(
+            &ep.query
+                .iter()
+                .map(|(k, v)| (k.as_str(), self.expand_path(v)))
+                .collect::<Vec<_>>(),
+        );
+        match body {
+            Some(WriteBody {
+                value,
+                format: BodyFormat::Json,
+            }) => rb = rb.json(value),
+            Some(WriteBody {
+                value,
+                format: BodyFormat::Form,
+            }) => {
+                rb = rb
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(form_body(value))
+            }
+            None => {}
         }
         if let Some((h, k)) = idempotency {
             rb = rb.header(h, k);
@@ -589,15 +651,7 @@ impl HttpConnector {
                 }
             };
             let status = resp.status().as_u16();
-            let observed: Vec<(String, String)> = resp
-                .headers()
-                .iter()
-                .filter(|(k, _)| {
-                    let k = k.as_str();
-                    k.contains("ratelimit") || k == "retry-after" || k == "sforce-limit-info"
-                })
-                .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-                .collect();
+            let observed = self.rate_limit_headers(resp.headers());
             self.limiter
                 .observe_response(
                     &self.def.name,
@@ -672,6 +726,29 @@ impl HttpConnector {
         })
     }
 
+    /// The answer's rate-limit headers, the provider's own names (the
+    /// definition's `rate_limit_headers`) read as `x-ratelimit-*`.
+    fn rate_limit_headers(&self, headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+        let aliases = &self.def.rate_limit_headers;
+        headers
+            .iter()
+            .filter_map(|(k, v)| {
+                let k = k.as_str();
+                let name = match aliases.canonical(k) {
+                    Some(canonical) => canonical,
+                    None if k.contains("ratelimit")
+                        || k == "retry-after"
+                        || k == "sforce-limit-info" =>
+                    {
+                        k
+                    }
+                    None => return None,
+                };
+                Some((name.to_owned(), v.to_str().ok()?.to_owned()))
+            })
+            .collect()
+    }
+
     async fn wait_or_park(&self, wait: Duration) -> Result<(), FetchError> {
         if wait > self.policy.max_inline_wait {
             return Err(FetchError::Park(wait));
@@ -693,6 +770,12 @@ enum Write<'a> {
     Update(&'a ExternalId, Value),
     /// A deletion of a record.
     Delete(&'a ExternalId),
+}
+
+/// A write's body and how it is encoded.
+struct WriteBody {
+    value: Value,
+    format: BodyFormat,
 }
 
 /// Builds one attempt's request from its authorization and the API base.
@@ -801,6 +884,55 @@ fn place(at: &mut Value, path: &str, value: &Value) {
     place(slot, rest, value);
 }
 
+/// `body` nested under the dotted `root` (`ticket` → `{"ticket": body}`).
+pub fn root_body(root: Option<&str>, body: &Value) -> Value {
+    match root.filter(|r| !r.is_empty()) {
+        None => body.clone(),
+        Some(root) => {
+            let mut out = Value::Object(serde_json::Map::new());
+            place(&mut out, root, body);
+            out
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` text of a JSON body, Stripe's way:
+/// nested keys as `a[b]=v`, array items as `a[0]=v`, `null` as `a=` (which
+/// clears the field), booleans and numbers as their text.
+pub fn form_body(body: &Value) -> String {
+    fn walk(key: &str, v: &Value, out: &mut url::form_urlencoded::Serializer<'_, String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if key.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{key}[{k}]")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(&format!("{key}[{i}]"), v, out);
+                }
+            }
+            Value::Null => {
+                out.append_pair(key, "");
+            }
+            Value::String(s) => {
+                out.append_pair(key, s);
+            }
+            other => {
+                out.append_pair(key, &other.to_string());
+            }
+        }
+    }
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    walk("", body, &mut out);
+    out.finish()
+}
+
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -853,6 +985,38 @@ mod tests {
         let week = Some(Duration::from_secs(7 * 24 * 3600));
         assert_eq!(parse_retry_after("inf", now), week);
         assert_eq!(parse_retry_after("1e20", now), week);
+    }
+
+    /// Stripe's form encoding: nested keys in brackets, a cleared field
+    /// empty, numbers and booleans as text.
+    #[test]
+    fn form_bodies() {
+        let body = serde_json::json!({"email": "a b@x", "phone": null, "metadata": {"k": "v"}, "n": 3, "tags": ["x", true]});
+        let form = form_body(&body);
+        let mut pairs: Vec<&str> = form.split('&').collect();
+        pairs.sort_unstable();
+        assert_eq!(
+            pairs,
+            [
+                "email=a+b%40x",
+                "metadata%5Bk%5D=v",
+                "n=3",
+                "phone=",
+                "tags%5B0%5D=x",
+                "tags%5B1%5D=true"
+            ]
+        );
+        assert_eq!(
+            root_body(Some("ticket"), &serde_json::json!({"subject": "s"})),
+            serde_json::json!({"ticket": {"subject": "s"}})
+        );
+        assert_eq!(
+            format_time(
+                Timestamp::parse("2026-11-28T12:34:56Z").unwrap(),
+                TimeFormat::DateMinutes
+            ),
+            "2026-11-28 12:34"
+        );
     }
 
     /// Query templates: sections appear only with a bound, a bare

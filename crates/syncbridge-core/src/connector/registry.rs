@@ -22,6 +22,30 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../../connectors/github.toml"),
     ),
     (
+        "intercom.toml",
+        include_str!("../../../../connectors/intercom.toml"),
+    ),
+    (
+        "asana.toml",
+        include_str!("../../../../connectors/asana.toml"),
+    ),
+    (
+        "stripe.toml",
+        include_str!("../../../../connectors/stripe.toml"),
+    ),
+    (
+        "pipedrive.toml",
+        include_str!("../../../../connectors/pipedrive.toml"),
+    ),
+    (
+        "zendesk.toml",
+        include_str!("../../../../connectors/zendesk.toml"),
+    ),
+    (
+        "jira.toml",
+        include_str!("../../../../connectors/jira.toml"),
+    ),
+    (
         "msgraph.toml",
         include_str!("../../../../connectors/msgraph.toml"),
     ),
@@ -143,7 +167,19 @@ mod tests {
         let r = Registry::builtin();
         assert_eq!(
             r.names().collect::<Vec<_>>(),
-            ["github", "hubspot", "msgraph", "salesforce", "sandbox"]
+            [
+                "asana",
+                "github",
+                "hubspot",
+                "intercom",
+                "jira",
+                "msgraph",
+                "pipedrive",
+                "salesforce",
+                "sandbox",
+                "stripe",
+                "zendesk"
+            ]
         );
         let limited = ConnectorDef::from_toml("limited", &sandbox_with_limit(100, 10.0)).unwrap();
         assert!(limited.rate_limit_headers_app_wide);

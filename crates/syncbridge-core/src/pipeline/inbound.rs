@@ -15,6 +15,10 @@
 //! newer time. (Clock skew between us and the provider beyond the lookback
 //! can still hide an edit made during a pass.)
 //!
+//! A cursor stream (Zendesk's incremental export) keeps `stream`: the
+//! cursor its last complete pass ended on. The next pass starts from that
+//! cursor instead of from a time.
+//!
 //! A deleted feed with its own filter (`deletes.incremental`) keeps
 //! `deleted_since`: the start of its last complete listing. The next run asks
 //! only for deletions from then on, minus the feed's lookback, so a pass with
@@ -38,7 +42,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::connector::definition::{DeleteStrategy, ObjectDef};
 use crate::connector::extract::{
-    ExtractError, NextPage, delta_link, extract_page, lookup, next_page, parse_time,
+    ExtractError, NextPage, PageView, delta_link, extract_page, lookup, next_page, parse_time,
+    stream_resume,
 };
 use crate::connector::http::{FetchError, HttpConnector, PageRequest, format_time};
 use crate::ids::ExternalId;
@@ -62,6 +67,10 @@ pub struct InboundCursor {
     /// (minus the feed's lookback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_since: Option<Timestamp>,
+    /// A cursor stream's position after its last complete pass (Zendesk's
+    /// final `after_cursor`): the next pass starts there instead of at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
     /// The delta link the last complete listing ended with: the next pass
     /// starts there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -310,11 +319,16 @@ fn start_pass(mut cur: InboundCursor, obj: &ObjectDef, now: Timestamp) -> (Inbou
             )
         });
         cur.pass_start = Some(now);
+        // A cursor stream goes on from where its last pass ended.
+        if cur.stream.is_some() {
+            cur.page = cur.stream.clone();
+        }
     }
     // Full reconciliation needs every live id of a complete listing from this run.
     let listing = if matches!(obj.deletes, DeleteStrategy::FullReconciliation)
         && fresh_pass
         && cur.since.is_none()
+        && cur.stream.is_none()
     {
         Listing::Reconcile
     } else {
@@ -404,11 +418,13 @@ impl RunCtx<'_> {
             let n = extracted.upserts.len() + extracted.deletes.len();
             let next = next_page(
                 &obj.pagination,
-                &page.body,
-                page.link.as_deref(),
-                cur.page.as_deref(),
-                n,
-            );
+                &PageView {
+                    body: &page.body,
+                    records: &obj.records,
+                    link: page.link.as_deref(),
+                    current: cur.page.as_deref(),
+                },
+            )?;
             if let Some(m) = extracted.max_updated {
                 cur.high_water = Some(cur.high_water.map_or(m, |h| h.max(m)));
                 cur.listed_max = Some(cur.listed_max.map_or(m, |h| h.max(m)));
@@ -418,6 +434,9 @@ impl RunCtx<'_> {
             cur.page = match next {
                 NextPage::Token(t) => Some(t),
                 NextPage::Done => {
+                    if let Some(s) = stream_resume(&obj.pagination, &page.body) {
+                        cur.stream = Some(s);
+                    }
                     if has_delta(obj) {
                         cur.delta = delta_link(&obj.pagination, &page.body);
                     }
@@ -489,34 +508,18 @@ impl RunCtx<'_> {
         cur: &InboundCursor,
         after_deletes: &mut InboundCursor,
     ) -> Result<Vec<ExternalId>, InboundError> {
-        let DeleteStrategy::DeletedFeed {
-            query,
-            list,
-            pagination,
-            incremental,
-            records,
-            id,
-            window,
-        } = &self.obj.deletes
+        let (
+            Some(feed),
+            DeleteStrategy::DeletedFeed {
+                query,
+                incremental,
+                window,
+                ..
+            },
+        ) = (feed_object(self.obj), &self.obj.deletes)
         else {
             return Ok(Vec::new());
         };
-        // The feed's own endpoint, paging, shape and filter, where it has them.
-        let mut feed = self.obj.clone();
-        if let Some(list) = list {
-            feed.list = list.clone();
-        }
-        if let Some(p) = pagination {
-            feed.pagination = p.clone();
-        }
-        if let Some(r) = records {
-            feed.records = r.clone();
-        }
-        if let Some(i) = id {
-            feed.id = i.clone();
-        }
-        feed.incremental = incremental.clone();
-        feed.keyset = None;
         let since = incremental.as_ref().and_then(|inc| {
             cur.deleted_since
                 .map(|t| t.sub(Duration::from_secs(inc.lookback_secs)))
@@ -636,6 +639,39 @@ struct FeedListing {
     last_body: serde_json::Value,
 }
 
+/// The object a deleted feed is listed as: the object with the feed's own
+/// endpoint, paging, record shape and filter where it has them; `None` when
+/// the object has no deleted feed.
+pub fn feed_object(obj: &ObjectDef) -> Option<ObjectDef> {
+    let DeleteStrategy::DeletedFeed {
+        list,
+        pagination,
+        incremental,
+        records,
+        id,
+        ..
+    } = &obj.deletes
+    else {
+        return None;
+    };
+    let mut feed = obj.clone();
+    if let Some(list) = list {
+        feed.list = list.clone();
+    }
+    if let Some(p) = pagination {
+        feed.pagination = (**p).clone();
+    }
+    if let Some(r) = records {
+        feed.records = r.clone();
+    }
+    if let Some(i) = id {
+        feed.id = i.clone();
+    }
+    feed.incremental = incremental.clone();
+    feed.keyset = None;
+    Some(feed)
+}
+
 /// Lists the deleted feed (only deletions since `since`, when the feed has a
 /// filter) and returns the ids still present locally, each once.
 async fn deleted_feed(
@@ -660,7 +696,15 @@ async fn deleted_feed(
             .await
             .map_err(InboundError::Fetch)?;
         let extracted = extract_page(obj, &fetched.body, true)?;
-        let n = extracted.deletes.len();
+        let next = next_page(
+            &obj.pagination,
+            &PageView {
+                body: &fetched.body,
+                records: &obj.records,
+                link: fetched.link.as_deref(),
+                current: page.as_deref(),
+            },
+        )?;
         for id in first_sightings(&mut seen, extracted.deletes) {
             if store
                 .get_record(&task.connection, &task.object, &id)
@@ -670,13 +714,7 @@ async fn deleted_feed(
                 ids.push(id);
             }
         }
-        match next_page(
-            &obj.pagination,
-            &fetched.body,
-            fetched.link.as_deref(),
-            page.as_deref(),
-            n,
-        ) {
+        match next {
             NextPage::Token(t) => page = Some(t),
             NextPage::Done => {
                 return Ok(FeedListing {
@@ -751,6 +789,53 @@ mod tests {
         assert!(!breaker_allows(5, 30, 0.1), "counted twice, it would trip");
     }
 
+    /// Keyset restarts: below the cap or on the last page nothing happens;
+    /// at the cap with more to come the pass goes on from the greatest
+    /// `updated_at` listed; a restart that would start where the listing
+    /// started (more than `cap` records at one instant) is refused.
+    #[test]
+    fn keyset_restart_table() {
+        let text = r#"name = "t"
+base_url = "http://x"
+[objects.o]
+list = { path = "/o", query = { since = "{{since}}" } }
+records = "results"
+id = "id"
+updated_at = "u"
+pagination = { type = "body_cursor", cursor_path = "next", param = "after" }
+incremental = { format = "epoch_ms" }
+keyset = { cap = 100 }
+fields = { a = "a" }
+"#;
+        let def = crate::connector::ConnectorDef::from_toml("t", text).unwrap();
+        let obj = def.object("o").unwrap();
+        let t = Timestamp::from_millis;
+        let at = |listed, page: Option<&str>, since| InboundCursor {
+            listed,
+            listed_max: Some(t(50)),
+            page: page.map(str::to_owned),
+            since,
+            ..Default::default()
+        };
+        let mut below = at(99, Some("p"), None);
+        keyset_restart(obj, &mut below).unwrap();
+        assert_eq!((below.page.as_deref(), below.restart), (Some("p"), false));
+        let mut last = at(100, None, None);
+        keyset_restart(obj, &mut last).unwrap();
+        assert!(!last.restart);
+        let mut capped = at(100, Some("p"), Some(t(10)));
+        keyset_restart(obj, &mut capped).unwrap();
+        assert_eq!(
+            (capped.page, capped.restart, capped.since, capped.listed),
+            (None, true, Some(t(50)), 0)
+        );
+        let mut stuck = at(100, Some("p"), Some(t(50)));
+        assert!(matches!(
+            keyset_restart(obj, &mut stuck),
+            Err(InboundError::KeysetStuck(_))
+        ));
+    }
+
     /// A missing or unreadable cursor starts a full pass.
     #[test]
     fn cursor_parse() {
@@ -765,6 +850,7 @@ mod tests {
             high_water: Some(Timestamp::from_millis(5)),
             pass_start: Some(Timestamp::from_millis(3)),
             deleted_since: Some(Timestamp::from_millis(4)),
+            stream: Some("after".into()),
             delta: Some("https://graph.microsoft.com/v1.0/x?$deltatoken=1".into()),
             listed: 7,
             listed_max: Some(Timestamp::from_millis(6)),

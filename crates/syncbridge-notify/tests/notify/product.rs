@@ -39,6 +39,7 @@ fn event_to_payload_mapping() {
             "run_id": "acme-hubspot:contacts:inbound:r1",
             "status": "succeeded",
             "counts": {"added": 120, "updated": 7, "deleted": 2},
+            // ["records", "acme-hubspot", "contacts", "4711"], base64url.
             "records_cursor": "WyJyZWNvcmRzIiwiYWNtZS1odWJzcG90IiwiY29udGFjdHMiLCI0NzExIl0",
         })
     );

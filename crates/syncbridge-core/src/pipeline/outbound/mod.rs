@@ -76,7 +76,7 @@ mod submit;
 
 pub use execute::handle_push_job;
 pub use relay::{RequeueError, push_message, requeue_due_pushes};
-pub use resolve::{ResolveError, resolve_conflict};
+pub use resolve::{Choice, ResolveError, Target, resolve_conflict};
 pub use submit::{ChangeError, ChangeOp, LocalChange, Submitted, canonical, submit_change};
 
 /// What one push job did.
