@@ -286,6 +286,16 @@ const MIGRATIONS: &[&[Step]] = &[
         WHERE json_array_length(local, '$.conflicts') > 0;
      CREATE INDEX IF NOT EXISTS audit_connection_at ON audit (connection, at, seq);",
     )],
+    // 14: connect sessions (the OAuth connect flow): one document each,
+    //     advanced by compare-and-swap on `version`; `expires_at` for pruning.
+    &[Step::Sql(
+        "CREATE TABLE IF NOT EXISTS connect_sessions (
+        id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        doc TEXT NOT NULL
+     );",
+    )],
 ];
 
 /// The schema version this build writes: the number of migrations.
