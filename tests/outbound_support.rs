@@ -304,6 +304,24 @@ impl Store for CrashingStore {
     async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
         self.inner.revoke_api_key(id, at).await
     }
+    async fn create_connect_session(
+        &self,
+        s: &syncbridge_core::connect::ConnectSession,
+    ) -> Result<(), StoreError> {
+        self.inner.create_connect_session(s).await
+    }
+    async fn get_connect_session(
+        &self,
+        id: &str,
+    ) -> Result<Option<syncbridge_core::connect::ConnectSession>, StoreError> {
+        self.inner.get_connect_session(id).await
+    }
+    async fn advance_connect_session(
+        &self,
+        next: &syncbridge_core::connect::ConnectSession,
+    ) -> Result<bool, StoreError> {
+        self.inner.advance_connect_session(next).await
+    }
     async fn list_connections_page(
         &self,
         q: &syncbridge_core::store::ConnectionQuery,

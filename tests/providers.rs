@@ -3,7 +3,7 @@
 //! deleted feed, get, create, update, clear a field and delete, through the
 //! real HTTP adapter and the same page reading as an inbound run.
 //!
-//! - Intercom, Asana: a Prism mock generated from the provider's own OpenAPI
+//! - Intercom, Asana, Jira, GitHub, Microsoft Graph: a Prism mock generated from the provider's own OpenAPI
 //!   file in `../shared/specs/` (corrections from `connectors/spec-patches/`
 //!   applied to a temp copy). Prism refuses any request the description does
 //!   not allow (4xx with `sl-violations`), which fails the operation.
@@ -541,5 +541,67 @@ async fn zendesk_against_fixtures_from_its_documentation() {
     assert_eq!(
         body,
         json!({"ticket": {"subject": "Help, my printer is on fire!", "priority": "urgent"}})
+    );
+}
+
+/// GitHub issues (the `since` filter, `Link` paging) against Prism serving
+/// GitHub's description (`@octokit/openapi`), with the documented
+/// `application/vnd.github+json` media type added
+/// (`spec-patches/github-issues-media-type.yaml`). The connector only reads:
+/// GitHub's REST API has no issue DELETE and no deleted-issue feed.
+#[tokio::test(flavor = "multi_thread")]
+async fn github_against_its_published_description() {
+    let prism = Prism::start(
+        "github.json",
+        &["github-issues-media-type.yaml"],
+        MockAnswers::Examples,
+    );
+    let c = bind(
+        shipped("github"),
+        &prism.base,
+        &[("owner", "octocat"), ("repo", "hello-world")],
+    );
+    // The description's example answer carries GitHub's own `Link` header
+    // (`<https://api.github.com/…?page=2>; rel="next"`): the connector reads
+    // it and refuses to follow it to a host other than the connection's (the
+    // mock), so the credential never leaves for another host. Every other
+    // operation passes.
+    let obj = c.def().object("issues").expect("object").clone();
+    let (failed, ran) = exercise(&c, &obj, None, "1").await;
+    assert_eq!(ran, ["list", "list page 2", "incremental list"]);
+    assert_eq!(failed.len(), 1, "{failed:?}\n{}", tail(&prism.log(), 40));
+    assert!(
+        failed[0].starts_with("list page 2: next-page URL refused: https://api.github.com"),
+        "{failed:?}"
+    );
+}
+
+/// Outlook contacts (the delta listing, writes, a cleared field) against
+/// Prism serving Microsoft's description (PersonalContacts + the contacts
+/// `delta()` function from msgraph-sdk-powershell), with the delta answer's
+/// example from Microsoft's delta guide
+/// (`spec-patches/msgraph-contacts-delta-example.yaml`).
+#[tokio::test(flavor = "multi_thread")]
+async fn msgraph_against_its_published_description() {
+    let prism = Prism::start(
+        "msgraph-contacts.yaml",
+        &["msgraph-contacts-delta-example.yaml"],
+        MockAnswers::Examples,
+    );
+    let c = bind(
+        shipped("msgraph"),
+        &prism.base,
+        &[("user", "ada@example.com")],
+    );
+    let log = || prism.log();
+    let contacts = Writes {
+        create: json!({"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"}),
+        update: json!({"job_title": "Analyst"}),
+        clear: "phone",
+    };
+    let ran = check(&c, "contacts", Some(&contacts), "AAMkAGI2THVSAAA=", &log).await;
+    assert_eq!(
+        ran,
+        ["list", "get", "create", "update", "clear a field", "delete"]
     );
 }

@@ -3,9 +3,11 @@
 //! An HTTP-only function (route `v1/{*path}`): the Functions host (or
 //! `syncbridge up`) proxies requests byte for byte, with the route prefix,
 //! so routes here are served under `/api/v1/…`. Every route but
-//! `GET /v1/openapi.json`, `/v1/session` and the dashboard's files
-//! (`/v1/admin/…`) needs `Authorization: Bearer <API key>` or the
-//! dashboard's session cookie (with `X-CSRF-Token` on changes).
+//! `GET /v1/openapi.json`, `/v1/session`, the dashboard's files
+//! (`/v1/admin/…`) and the connect flow's browser routes
+//! (`/v1/connect/s/…`, `/v1/connect/callback`, `/v1/connect/done`) needs
+//! `Authorization: Bearer <API key>` or the dashboard's session cookie
+//! (with `X-CSRF-Token` on changes).
 //!
 //! # Layout
 //!
@@ -21,6 +23,9 @@
 //! - [`summaries`]: connections with their last and next sync (the
 //!   dashboard's table, one call per page).
 //! - [`webhook`]: a connection's webhook scheme and secrets, rotation.
+//! - [`connect`]: the connect flow (OAuth 2.0 authorization code + PKCE,
+//!   or a key form): sessions (write scope) and the public browser routes
+//!   (the link, the callback, the done page), which need no key.
 //! - [`changes`]: the product's record changes (create, update, delete,
 //!   push status, conflicts and their resolution, the audit), through core's
 //!   outbound path; [`idempotency`]: the `Idempotency-Key` those calls take.
@@ -40,6 +45,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod catalog;
 pub mod changes;
+pub mod connect;
 pub mod connections;
 pub mod dashboard;
 pub mod health;
@@ -81,7 +87,7 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[openapi(
     info(
         title = "syncbridge API",
-        description = "The product's integration surface: the records feed, record changes (Idempotency-Key), conflicts and the audit, connections, sync now, runs, tasks, quarantine, the connector catalog, health and API keys. Every call but GET /v1/openapi.json and /v1/session needs `Authorization: Bearer <key>` (or the dashboard's session cookie `sb_session` from POST /v1/session, with the header X-CSRF-Token on every change); errors are RFC 9457 problem documents; lists page with opaque cursors.",
+        description = "The product's integration surface: the records feed, the connect flow, record changes (Idempotency-Key), conflicts and the audit, connections, sync now, runs, tasks, quarantine, the connector catalog, health and API keys. Every call but GET /v1/openapi.json, /v1/session and the connect flow's browser routes (/v1/connect/s/…, /v1/connect/callback, /v1/connect/done) needs `Authorization: Bearer <key>` (or the dashboard's session cookie `sb_session` from POST /v1/session, with the header X-CSRF-Token on every change); errors are RFC 9457 problem documents; lists page with opaque cursors.",
         version = "1"
     ),
     servers((url = "/api")),
@@ -118,6 +124,7 @@ async fn openapi_json() -> axum::response::Response {
 fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(connections::list, connections::create))
+        .routes(routes!(connect::create))
         .routes(routes!(
             connections::get,
             connections::update,
@@ -166,10 +173,21 @@ fn session_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
+/// The connect flow's browser routes: public (the link and the state are
+/// their credentials), in the document.
+fn connect_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::new()
+        .routes(routes!(connect::open, connect::submit_key))
+        .routes(routes!(connect::callback))
+        .routes(routes!(connect::done))
+        .split_for_parts()
+}
+
 /// The OpenAPI 3.1 document of this API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = parts().1;
     doc.merge(session_parts().1);
+    doc.merge(connect_parts().1);
     doc
 }
 
@@ -193,7 +211,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin", axum::routing::get(dashboard::redirect))
         .route("/v1/admin/", axum::routing::get(dashboard::root))
         .route("/v1/admin/{*path}", axum::routing::get(dashboard::file))
-        .merge(session_parts().0);
+        .merge(session_parts().0)
+        .merge(connect_parts().0);
     let guarded = api
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -29,9 +29,7 @@ use serde::Serialize;
 use syncbridge_core::connector::extract::extract_page;
 use syncbridge_core::connector::registry::Registry;
 use syncbridge_core::model::{Priority, RunCounts, RunStatus};
-use syncbridge_core::{
-    Clock, ConnectionId, ObjectType, SecretString, Store, SystemClock, Timestamp,
-};
+use syncbridge_core::{Clock, ConnectionId, ObjectType, Store, SystemClock, Timestamp};
 use syncbridge_sqlite::SqliteStore;
 
 use crate::connections::{AddArgs, build};
@@ -200,7 +198,7 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
     let sandbox = &provider.handle;
     let base = sandbox.base_url();
     // 2. A tenant's connection to it.
-    let (store, conn, tasks) = register(&dir, sandbox, &base, out).await?;
+    let (store, conn, tasks) = register(&dir, &base, out).await?;
     let demo = Demo {
         dir: &dir,
         out,
@@ -213,13 +211,18 @@ pub async fn run(data_dir: &Path, a: DemoArgs) -> anyhow::Result<DemoSummary> {
     };
     // 3. The five handlers under the local host.
     let host = start_host(&dir, &provider, out).await?;
-    // 4. The passes and the round trip.
+    // 4. The tenant authorizes us through the connect flow.
+    if let Err(e) = connect_through_flow(&dir, &provider, &host, &conn, out).await {
+        host.shutdown().await;
+        return Err(e);
+    }
+    // 5. The passes and the round trip.
     let mut passes = Vec::new();
     let mut round: Option<RoundTrip> = None;
     let outcome = demo.drive(&host, &a, &mut passes, &mut round).await;
     host.shutdown().await;
     outcome?;
-    // 5. What both sides hold.
+    // 6. What both sides hold.
     let summary = demo.summarize(passes, round, demo_started).await?;
     provider.handle.shutdown().await;
     if a.json {
@@ -261,6 +264,8 @@ async fn start_sandbox(a: &DemoArgs, out: Output) -> anyhow::Result<Provider> {
         auth_enabled: true,
         token_ttl: Duration::from_secs(a.token_ttl_secs.max(1)),
         rate_limit,
+        // The demo's browser is a plain HTTP client: consent is given at once.
+        oauth_auto_approve: true,
         ..Default::default()
     };
     let (client_id, client_secret) = (cfg.client_id.clone(), cfg.client_secret.clone());
@@ -280,11 +285,10 @@ async fn start_sandbox(a: &DemoArgs, out: Output) -> anyhow::Result<Provider> {
     })
 }
 
-/// Registers the tenant's connection to the sandbox, its tasks and its
-/// sealed OAuth token pair.
+/// Registers the tenant's connection to the sandbox and its tasks, waiting
+/// for authorization (`needs_reauth`): the connect flow brings its tokens.
 async fn register(
     dir: &Path,
-    sandbox: &syncbridge_sandbox::SandboxHandle,
     base: &str,
     out: Output,
 ) -> anyhow::Result<(
@@ -292,9 +296,6 @@ async fn register(
     syncbridge_core::model::Connection,
     Vec<syncbridge_core::model::SyncTask>,
 )> {
-    let app = syncbridge_functions::AppState::embedded(
-        syncbridge_functions::Settings::for_data_dir(dir),
-    )?;
     let store = SqliteStore::open_in(dir)?;
     let add = AddArgs {
         tenant: "acme".into(),
@@ -318,21 +319,13 @@ async fn register(
             ("contacts.phone".into(), "manual".into()),
         ],
     };
-    let (conn, tasks, _) = build(add, &Registry::builtin(), SystemClock.now())?;
+    let (mut conn, tasks, _) = build(add, &Registry::builtin(), SystemClock.now())?;
+    // Not authorized yet: its tasks wait for the connect flow.
+    conn.status = syncbridge_core::model::ConnectionStatus::NeedsReauth;
     store.put_connection(&conn).await?;
     for t in &tasks {
         store.put_task(t).await?;
     }
-    // The tenant authorized us: seal the sandbox's token pair (rotating refresh token).
-    let pair = sandbox.sandbox().issue_tokens();
-    let doc = syncbridge_credentials::CredentialDoc::oauth2(
-        SecretString::new(pair.access_token),
-        Some(SecretString::new(pair.refresh_token)),
-        Some(Duration::from_secs(pair.expires_in)),
-        SystemClock.now(),
-    );
-    app.credential_manager.store_initial(&conn.id, doc).await?;
-    drop(app);
     out.say(format!(
         "connection       {} (tenant {}), objects: {}",
         conn.id,
@@ -381,13 +374,74 @@ async fn start_host(
             rl.limit, rl.window
         ));
     }
-    let host = crate::up::start_with(dir, 0, None, extra_env).await?;
+    // A known port: the connect flow's redirect URI is the front door's.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let host = crate::up::start_with(dir, port, None, extra_env).await?;
     out.say(format!(
         "local host       {} running {} functions",
         host.url(),
         host.status().len()
     ));
     Ok(host)
+}
+
+/// The connect flow as a browser would go through it (the sandbox approves
+/// at once): a session for `conn` (re-authorizing it), its link opened with
+/// a plain HTTP client that follows redirects through the sandbox's
+/// `/oauth/authorize` and the callback to the done page; the tokens are
+/// exchanged and sealed by the API, never seen here.
+async fn connect_through_flow(
+    dir: &Path,
+    provider: &Provider,
+    host: &syncbridge_localhost::LocalHostHandle,
+    conn: &syncbridge_core::model::Connection,
+    out: Output,
+) -> anyhow::Result<()> {
+    let mut settings = syncbridge_functions::Settings::for_data_dir(dir);
+    settings.env = std::sync::Arc::new(
+        syncbridge_functions::settings::MapEnv::new()
+            .with("SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_ID", &provider.client_id)
+            .with(
+                "SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_SECRET",
+                &provider.client_secret,
+            ),
+    );
+    settings.connect.public_url = Some(url::Url::parse(&host.url())?);
+    let app = syncbridge_functions::AppState::embedded(settings)?;
+    let made = syncbridge_api::connect::create_session(
+        &app,
+        syncbridge_api::connect::SessionBody {
+            tenant: conn.tenant.to_string(),
+            provider: conn.provider.clone(),
+            return_url: format!("{}{}", host.url(), syncbridge_api::connect::DONE_PATH),
+            connection_id: Some(conn.id.to_string()),
+            base_url: None,
+        },
+    )
+    .await?;
+    let landed = reqwest::Client::new()
+        .get(&made.connect_url)
+        .send()
+        .await
+        .context("opening the connect link")?;
+    let back: std::collections::HashMap<String, String> =
+        landed.url().query_pairs().into_owned().collect();
+    if back.get("connection_id") != Some(&conn.id.to_string()) {
+        bail!(
+            "the connect flow ended on {} ({}), not connected",
+            landed.url().path(),
+            back.get("error").map_or("no error code", String::as_str)
+        );
+    }
+    crate::connect::wait(app.store.as_ref(), &made.id, Duration::from_secs(30)).await?;
+    out.say(format!(
+        "connect flow     {} authorized through {}/oauth/authorize (PKCE, auto-approved)",
+        conn.id,
+        provider.handle.base_url()
+    ));
+    Ok(())
 }
 
 impl Demo<'_> {
@@ -513,7 +567,11 @@ impl Demo<'_> {
             held_records: cmp.held_records,
             provider_requests: stats["requests"].as_u64().unwrap_or(0),
             provider_throttled: stats["throttled"].as_u64().unwrap_or(0),
-            tokens_refreshed: stats["token_requests"].as_u64().unwrap_or(0),
+            // The first token request was the connect flow's code exchange.
+            tokens_refreshed: stats["token_requests"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(1),
             passes,
         })
     }

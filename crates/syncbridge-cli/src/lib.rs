@@ -13,10 +13,13 @@
 //! - `paths`: where the app root (host.json, functions/) and the handler
 //!   binaries are.
 //! - `apikeys`: `syncbridge api-keys create|list|revoke` (the product API's keys).
+//! - `connect`: `syncbridge connect`, a tenant's account connected through
+//!   the connect flow (prints the link, waits until the connection is active).
 //! - [`providers`]: `syncbridge providers list|show NAME`, the connector catalog.
 
 mod apikeys;
 mod changes;
+mod connect;
 mod connections;
 pub mod demo;
 mod ops;
@@ -81,6 +84,9 @@ pub enum Command {
     /// Keys of the product API (SyncApi): create (prints the key once), list, revoke.
     #[command(subcommand, name = "api-keys")]
     ApiKeys(apikeys::ApiKeysCmd),
+    /// Connect a tenant's account through the connect flow: prints the link
+    /// to open in a browser and waits until the connection is active.
+    Connect(connect::ConnectArgs),
     /// The connector catalog: objects, auth, writes, deletes, webhooks, rate limits.
     #[command(subcommand)]
     Providers(providers::ProvidersCmd),
@@ -98,6 +104,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Notify(n) => ops::notify(n).await,
         Command::Changes(c) => changes::run(&cli.data_dir, c).await,
         Command::ApiKeys(k) => apikeys::run(&cli.data_dir, k).await,
+        Command::Connect(a) => connect::run(&cli.data_dir, a).await,
         Command::Providers(p) => providers::run(p),
     };
     match result {

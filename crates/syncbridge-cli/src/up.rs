@@ -72,6 +72,18 @@ pub(crate) async fn start_with(
     cfg.http_port = http_port;
     let local = LocalHostSettings::from_env()?;
     cfg.env = host_env(data_dir, &local);
+    // The connect flow's redirect URI hangs off the public URL: here, the
+    // front door, unless the operator set one (or the port is picked later).
+    if http_port != 0
+        && syncbridge_functions::settings::ConnectSettings::from_env()?
+            .public_url
+            .is_none()
+    {
+        cfg.env.insert(
+            syncbridge_functions::settings::ConnectSettings::PUBLIC_URL.into(),
+            format!("http://127.0.0.1:{http_port}"),
+        );
+    }
     cfg.env.extend(extra_env);
     cfg.http_limits = local.http;
     cfg.max_body_bytes = local.max_body_bytes;

@@ -168,6 +168,16 @@ pub enum Event {
         /// Connector name.
         provider: String,
     },
+    /// A `needs_reauth` (or active) connection got new credentials through
+    /// the connect flow; its tasks were asked to run at once.
+    ConnectionReauthorized {
+        /// Owning tenant.
+        tenant: TenantId,
+        /// Connection.
+        connection: ConnectionId,
+        /// Connector name.
+        provider: String,
+    },
 }
 
 /// Who an event is for, beyond the operators' routing rules.
@@ -196,6 +206,7 @@ impl Event {
             Event::RateLimitFallbackEngaged { .. } => "rate_limit_fallback_engaged",
             Event::SyncCompleted { .. } => "sync_completed",
             Event::ConnectionCreated { .. } => "connection_created",
+            Event::ConnectionReauthorized { .. } => "connection_reauthorized",
         }
     }
 
@@ -204,6 +215,7 @@ impl Event {
         match self {
             Event::SyncCompleted { .. } => ProductEvent::Yes("sync.completed"),
             Event::ConnectionCreated { .. } => ProductEvent::Yes("connection.created"),
+            Event::ConnectionReauthorized { .. } => ProductEvent::Yes("connection.reauthorized"),
             Event::ConnectionNeedsReauth { .. } => ProductEvent::Yes("connection.needs_reauth"),
             _ => ProductEvent::No,
         }
@@ -218,12 +230,22 @@ impl Event {
         }
     }
 
+    /// `connection.reauthorized` for a connection whose credentials the connect flow replaced.
+    pub fn connection_reauthorized(conn: &Connection) -> Self {
+        Event::ConnectionReauthorized {
+            tenant: conn.tenant.clone(),
+            connection: conn.id.clone(),
+            provider: conn.provider.clone(),
+        }
+    }
+
     /// How urgent it is.
     pub fn severity(&self) -> Severity {
         match self {
             Event::SyncRunRecovered { .. }
             | Event::SyncCompleted { .. }
-            | Event::ConnectionCreated { .. } => Severity::Info,
+            | Event::ConnectionCreated { .. }
+            | Event::ConnectionReauthorized { .. } => Severity::Info,
             Event::TaskStalled { .. }
             | Event::ConflictParked { .. }
             | Event::MessageQuarantined { .. }
@@ -246,7 +268,8 @@ impl Event {
             | Event::MassDeleteBreakerTripped { tenant, .. }
             | Event::ConflictParked { tenant, .. }
             | Event::SyncCompleted { tenant, .. }
-            | Event::ConnectionCreated { tenant, .. } => Some(tenant),
+            | Event::ConnectionCreated { tenant, .. }
+            | Event::ConnectionReauthorized { tenant, .. } => Some(tenant),
             _ => None,
         }
     }
@@ -288,6 +311,9 @@ impl Event {
             Event::SyncCompleted { run, object, .. } => format!("sync_completed:{run}:{object}"),
             Event::ConnectionCreated { connection, .. } => {
                 format!("connection_created:{connection}")
+            }
+            Event::ConnectionReauthorized { connection, .. } => {
+                format!("connection_reauthorized:{connection}")
             }
         }
     }
@@ -332,6 +358,11 @@ impl Event {
                 provider,
                 ..
             } => format!("Connection created: {connection} ({provider})"),
+            Event::ConnectionReauthorized {
+                connection,
+                provider,
+                ..
+            } => format!("Connection re-authorized: {connection} ({provider})"),
         }
     }
 }

@@ -22,6 +22,8 @@
 //! - [`connector`]: connector definitions, pure extraction, the HTTP adapter
 //!   for provider reads and writes, the registry of definitions.
 //! - [`apikeys`]: what the store keeps of the product API's keys (their hash).
+//! - [`connect`]: connect sessions (the OAuth authorization-code flow's
+//!   single-use, expiring record) and their pure checks.
 //! - [`merge`]: the pure conflict-resolution core: three-way field merge, policies, audit entries.
 //! - [`pipeline`]: what the workers do with a job: inbound runs, the job
 //!   lifecycle, outbound submit / push / resolve.
@@ -40,6 +42,7 @@
 
 pub mod apikeys;
 pub mod clock;
+pub mod connect;
 pub mod connector;
 pub mod credentials;
 pub mod events;

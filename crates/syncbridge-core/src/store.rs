@@ -537,6 +537,27 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// is no such key; revoking a revoked key keeps its first revocation time.
     async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError>;
 
+    // ---- connect flow (SyncApi): connect sessions ---------------------------
+
+    /// Stores a new session. [`StoreError::Conflict`] if its id is taken.
+    async fn create_connect_session(
+        &self,
+        s: &crate::connect::ConnectSession,
+    ) -> Result<(), StoreError>;
+    /// One session by id.
+    async fn get_connect_session(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::connect::ConnectSession>, StoreError>;
+    /// Replaces the session `next.id` with `next` if its stored version is
+    /// still `next.version - 1` (compare-and-swap: of two callers advancing
+    /// the same version, exactly one gets `true`); `false` when it moved on
+    /// or does not exist.
+    async fn advance_connect_session(
+        &self,
+        next: &crate::connect::ConnectSession,
+    ) -> Result<bool, StoreError>;
+
     // ---- product API (SyncApi): paged queries ------------------------------
 
     /// One page of connections ordered by id (see [`ConnectionQuery`]).

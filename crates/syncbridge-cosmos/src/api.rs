@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 use syncbridge_core::apikeys::ApiKey;
+use syncbridge_core::connect::ConnectSession;
 use syncbridge_core::model::{Connection, SyncRun};
 use syncbridge_core::store::{ConnectionQuery, RunBucket, RunQuery, RunStatsQuery};
 use syncbridge_core::{RunId, StoreError, Timestamp};
@@ -41,6 +42,31 @@ pub(crate) struct ApiKeyDoc {
     pub kind: String,
     pub key_id: String,
     pub doc: ApiKey,
+}
+
+/// Partition of the connect sessions.
+pub(crate) const CONNECT_PK: &str = "~connect";
+
+/// A connect session document, id `cs.<session id>`; advanced under its ETag.
+/// `ttl` (seconds) lets Cosmos DB drop it a day after it expired.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ConnectSessionDoc {
+    pub id: String,
+    pub pk: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub ttl: i64,
+    pub doc: ConnectSession,
+}
+
+fn session_doc(s: &ConnectSession) -> ConnectSessionDoc {
+    ConnectSessionDoc {
+        id: format!("cs.{}", s.id),
+        pk: CONNECT_PK.into(),
+        kind: "connect_session".into(),
+        ttl: (s.expires_at.as_unix_secs() - s.created_at.as_unix_secs()).max(0) + 86_400,
+        doc: s.clone(),
+    }
 }
 
 fn key_doc_id(hash: &str) -> String {
@@ -142,6 +168,34 @@ impl CosmosStore {
             }
         }
         Err(StoreError::Conflict(format!("revoking api key {id}")))
+    }
+
+    pub(crate) async fn connect_create(&self, s: &ConnectSession) -> Result<(), StoreError> {
+        let doc = session_doc(s);
+        if !self.create(CONNECT_PK, &doc.id, &doc).await? {
+            return Err(StoreError::Conflict(format!("connect session {}", s.id)));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn connect_get(&self, id: &str) -> Result<Option<ConnectSession>, StoreError> {
+        Ok(self
+            .read::<ConnectSessionDoc>(CONNECT_PK, &format!("cs.{id}"))
+            .await?
+            .map(|(d, _)| d.doc))
+    }
+
+    /// Read, compare the version, replace under the read's ETag: a writer
+    /// that advanced the session in between makes the replace fail.
+    pub(crate) async fn connect_advance(&self, next: &ConnectSession) -> Result<bool, StoreError> {
+        let doc = session_doc(next);
+        let Some((cur, etag)) = self.read::<ConnectSessionDoc>(CONNECT_PK, &doc.id).await? else {
+            return Ok(false);
+        };
+        if cur.doc.version != next.version - 1 {
+            return Ok(false);
+        }
+        self.replace_if(CONNECT_PK, &doc.id, &doc, &etag).await
     }
 
     pub(crate) async fn api_connections_page(

@@ -1993,6 +1993,27 @@ impl Store for CosmosStore {
         self.api_revoke_key(id, at).await
     }
 
+    async fn create_connect_session(
+        &self,
+        s: &syncbridge_core::connect::ConnectSession,
+    ) -> Result<(), StoreError> {
+        self.connect_create(s).await
+    }
+
+    async fn get_connect_session(
+        &self,
+        id: &str,
+    ) -> Result<Option<syncbridge_core::connect::ConnectSession>, StoreError> {
+        self.connect_get(id).await
+    }
+
+    async fn advance_connect_session(
+        &self,
+        next: &syncbridge_core::connect::ConnectSession,
+    ) -> Result<bool, StoreError> {
+        self.connect_advance(next).await
+    }
+
     async fn list_connections_page(
         &self,
         q: &ConnectionQuery,

@@ -12,7 +12,7 @@
 //! | `SYNCBRIDGE_OAUTH_<P>_CLIENT_ID` | yes | the client id |
 //! | `SYNCBRIDGE_OAUTH_<P>_CLIENT_SECRET` | yes | the client secret |
 //! | `SYNCBRIDGE_OAUTH_<P>_TOKEN_URL` | no | overrides the connector's `auth.token_url` (absolute, or relative to the connection's base URL) |
-//! | `SYNCBRIDGE_OAUTH_<P>_AUTH_STYLE` | no | `basic` (default: HTTP Basic, RFC 6749 §2.3.1) or `body` (`client_id`/`client_secret` form fields) |
+//! | `SYNCBRIDGE_OAUTH_<P>_AUTH_STYLE` | no | `basic` (HTTP Basic, RFC 6749 §2.3.1) or `body` (`client_id`/`client_secret` form fields); default: the connector's `auth.token_auth`, else `basic` |
 //!
 //! A provider with only one of id/secret set is a configuration error.
 
@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use syncbridge_core::SecretString;
 use syncbridge_core::connector::ConnectorDef;
-use syncbridge_core::connector::definition::AuthDef;
+use syncbridge_core::connector::definition::{AuthDef, TokenAuth};
 use syncbridge_core::model::Connection;
 
 /// Prefix of every variable [`ClientRegistry::from_lookup`] reads.
@@ -48,8 +48,9 @@ pub struct OAuthClient {
     /// Overrides the connector's token URL; absolute or relative to the
     /// connection's base URL.
     pub token_url: Option<String>,
-    /// Token-endpoint authentication.
-    pub auth_style: AuthStyle,
+    /// Token-endpoint authentication; `None`: the connector's
+    /// `auth.token_auth`, else HTTP Basic (see [`auth_style_for`](Self::auth_style_for)).
+    pub auth_style: Option<AuthStyle>,
 }
 
 impl OAuthClient {
@@ -64,7 +65,7 @@ impl OAuthClient {
             client_id: client_id.into(),
             client_secret,
             token_url: None,
-            auth_style: AuthStyle::Basic,
+            auth_style: None,
         }
     }
 
@@ -76,13 +77,28 @@ impl OAuthClient {
 
     /// Sets the authentication style.
     pub fn with_auth_style(mut self, style: AuthStyle) -> Self {
-        self.auth_style = style;
+        self.auth_style = Some(style);
         self
     }
 
     /// Identifies the provider app (for `invalid_client` de-duplication).
     pub fn app_key(&self) -> String {
         format!("{}/{}", self.provider, self.client_id)
+    }
+
+    /// How this client authenticates at `def`'s token endpoint: its own
+    /// setting, else the connector's `auth.token_auth`, else HTTP Basic.
+    pub fn auth_style_for(&self, def: &ConnectorDef) -> AuthStyle {
+        if let Some(s) = self.auth_style {
+            return s;
+        }
+        match &def.auth {
+            AuthDef::Oauth2 {
+                token_auth: Some(TokenAuth::Body),
+                ..
+            } => AuthStyle::RequestBody,
+            _ => AuthStyle::Basic,
+        }
     }
 
     /// The absolute token URL for `conn`: this client's override or the
@@ -93,6 +109,19 @@ impl OAuthClient {
     /// # Errors
     /// No token URL anywhere, or one that does not resolve to http(s).
     pub fn token_url_for(&self, conn: &Connection, def: &ConnectorDef) -> Result<url::Url, String> {
+        self.token_url_at(conn.base_url.as_deref(), def)
+    }
+
+    /// [`token_url_for`](Self::token_url_for) a connection whose base URL
+    /// override is `base_url` (the connect flow, before the connection exists).
+    ///
+    /// # Errors
+    /// As `token_url_for`.
+    pub fn token_url_at(
+        &self,
+        base_url: Option<&str>,
+        def: &ConnectorDef,
+    ) -> Result<url::Url, String> {
         let raw = match (&self.token_url, &def.auth) {
             (Some(u), _) => u.as_str(),
             (None, AuthDef::Oauth2 { token_url, .. }) => token_url.as_str(),
@@ -103,7 +132,7 @@ impl OAuthClient {
                 ));
             }
         };
-        let base = conn.base_url.as_deref().unwrap_or(&def.base_url);
+        let base = base_url.unwrap_or(&def.base_url);
         let url = match url::Url::parse(raw) {
             Ok(u) => u,
             Err(url::ParseError::RelativeUrlWithoutBase) => url::Url::parse(base)
@@ -211,8 +240,9 @@ impl ClientRegistry {
                 client.token_url = Some(u.trim().to_owned());
             }
             client.auth_style = match var("AUTH_STYLE").as_deref().map(str::trim) {
-                None | Some("basic") => AuthStyle::Basic,
-                Some("body") => AuthStyle::RequestBody,
+                None => None,
+                Some("basic") => Some(AuthStyle::Basic),
+                Some("body") => Some(AuthStyle::RequestBody),
                 Some(_) => return Err(missing("AUTH_STYLE (basic or body)")),
             };
             reg.insert(client);
@@ -247,7 +277,8 @@ mod tests {
         assert_eq!(s.client_secret.expose(), "sbx_cs_x");
         assert!(!format!("{reg:?}").contains("sbx_cs_x"));
         let h = reg.get("hub-spot").unwrap();
-        assert_eq!(h.auth_style, AuthStyle::RequestBody);
+        assert_eq!(h.auth_style, Some(AuthStyle::RequestBody));
+        assert_eq!(s.auth_style, None);
         assert_eq!(h.token_url.as_deref(), Some("https://x/token"));
         let half = |k: &str| (k == "SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_ID").then(|| "x".to_owned());
         let err = ClientRegistry::from_lookup(["sandbox"], half).unwrap_err();

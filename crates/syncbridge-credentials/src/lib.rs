@@ -22,6 +22,9 @@
 //!   [`reauthorize`](CredentialManager::reauthorize); the module docs spell
 //!   out the locking protocol, the error classes and the crash window.
 //! - [`sweep`]: [`CredentialManager::sweep`], the TokenRefresher timer's work.
+//! - [`connect`]: the connect flow's side: PKCE pairs, the session's sealed
+//!   verifier, [`CredentialManager::exchange_code`] (authorization code →
+//!   [`CredentialDoc`], through the `oauth2` crate).
 //! - [`webhook_secrets`]: a connection's webhook signing secrets, sealed with
 //!   the same envelope under their own [`Purpose`].
 //! - `token` (private): the token request through the `oauth2` crate over
@@ -51,6 +54,7 @@
 //! [`SecretStore`]: syncbridge_core::SecretStore
 
 pub mod client;
+pub mod connect;
 pub mod doc;
 pub mod keyfile;
 pub mod manager;
@@ -61,6 +65,7 @@ mod token;
 pub mod webhook_secrets;
 
 pub use client::{AuthStyle, ClientConfigError, ClientRegistry, OAuthClient};
+pub use connect::{CodeExchange, ExchangeError, Pkce};
 pub use doc::{CredentialDoc, OpenCredential, ReauthMark};
 pub use keyfile::LocalKeyFile;
 pub use manager::{

@@ -259,8 +259,19 @@ struct Ready<'a> {
     base_url_from: Option<String>,
     client: &'a OAuthClient,
     url: url::Url,
+    style: crate::client::AuthStyle,
     /// The key a token URL that is no OAuth endpoint is suspended under.
     url_key: String,
+}
+
+impl Ready<'_> {
+    fn endpoint(&self) -> token::Endpoint<'_> {
+        token::Endpoint {
+            client: self.client,
+            url: &self.url,
+            style: self.style,
+        }
+    }
 }
 
 /// What `Inner::preflight` decided.
@@ -423,7 +434,7 @@ pub(crate) struct Inner {
     pub(crate) events: Arc<dyn EventSink>,
     pub(crate) clock: Arc<dyn Clock>,
     limiter: Option<Arc<dyn RateLimiter>>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     owner: String,
     attempts: AtomicU64,
     gates: Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
@@ -954,6 +965,7 @@ impl Inner {
             base_url_from,
             client,
             url,
+            style: client.auth_style_for(def),
             url_key,
         })))
     }
@@ -985,7 +997,7 @@ impl Inner {
         self.phase(id, RefreshPhase::BeforeRequest).await;
         bump(&self.counters.token_requests);
         let from = r.base_url_from.as_deref();
-        let result = token::refresh(&self.http, r.client, &r.url, &r.refresh_token, from).await;
+        let result = token::refresh(&self.http, r.endpoint(), &r.refresh_token, from).await;
         let Err(TokenError::Transient {
             outcome: Outcome::Unknown,
             what,
@@ -1003,7 +1015,7 @@ impl Inner {
         tracing::warn!(connection = %id, reason = %what, "token request outcome unknown; repeating it at once");
         self.wait_for_budget(&r.stored).await?;
         bump(&self.counters.token_requests);
-        let result = token::refresh(&self.http, r.client, &r.url, &r.refresh_token, from).await;
+        let result = token::refresh(&self.http, r.endpoint(), &r.refresh_token, from).await;
         Ok(Requested::Answer(result))
     }
 

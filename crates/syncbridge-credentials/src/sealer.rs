@@ -41,6 +41,8 @@ pub enum Purpose {
     Credential,
     /// A connection's webhook signing secrets.
     WebhookSecrets,
+    /// A connect session's PKCE verifier (bound to the session id).
+    ConnectVerifier,
 }
 
 impl Purpose {
@@ -49,6 +51,7 @@ impl Purpose {
         match self {
             Purpose::Credential => b"syncbridge/credential/v1/",
             Purpose::WebhookSecrets => b"syncbridge/webhook-secrets/v1/",
+            Purpose::ConnectVerifier => b"syncbridge/connect-verifier/v1/",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The token endpoint call: `grant_type=refresh_token` through the `oauth2`
+//! The token endpoint calls: `grant_type=refresh_token` and (the connect
+//! flow) `authorization_code` with its PKCE verifier, through the `oauth2`
 //! crate, over a reqwest client that never follows redirects (a redirect
 //! would resend our client secret wherever it points) and that answers
 //! 5xx/429 itself, keeping the HTTP status and `Retry-After`, before
@@ -13,7 +14,8 @@ use oauth2::basic::{
     BasicTokenIntrospectionResponse, BasicTokenType,
 };
 use oauth2::{
-    AuthType, ClientId, ClientSecret, ExtraTokenFields, HttpRequest, HttpResponse, RefreshToken,
+    AuthType, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet,
+    ExtraTokenFields, HttpRequest, HttpResponse, PkceCodeVerifier, RedirectUrl, RefreshToken,
     RequestTokenError, StandardRevocableToken, StandardTokenResponse, TokenResponse as _, TokenUrl,
 };
 use syncbridge_core::SecretString;
@@ -56,12 +58,17 @@ impl std::fmt::Debug for ExtraFields {
 impl ExtraTokenFields for ExtraFields {}
 
 /// The `oauth2` client with [`ExtraFields`] in its token responses.
-type Client = oauth2::Client<
+type Client<HasTokenUrl = EndpointNotSet> = oauth2::Client<
     BasicErrorResponse,
     StandardTokenResponse<ExtraFields, BasicTokenType>,
     BasicTokenIntrospectionResponse,
     StandardRevocableToken,
     BasicRevocationErrorResponse,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    HasTokenUrl,
 >;
 
 /// Whether the provider may have acted on a token request that failed.
@@ -190,25 +197,75 @@ async fn send(http: reqwest::Client, req: HttpRequest) -> Result<HttpResponse, T
     })
 }
 
-/// Exchanges `refresh_token` at `token_url`.
+/// Where and how a token request goes.
+#[derive(Clone, Copy)]
+pub(crate) struct Endpoint<'a> {
+    pub(crate) client: &'a OAuthClient,
+    pub(crate) url: &'a url::Url,
+    pub(crate) style: AuthStyle,
+}
+
+fn oauth_client(at: Endpoint<'_>) -> Client<EndpointSet> {
+    Client::new(ClientId::new(at.client.client_id.clone()))
+        .set_client_secret(ClientSecret::new(
+            at.client.client_secret.expose().to_owned(),
+        ))
+        .set_token_uri(TokenUrl::from_url(at.url.clone()))
+        .set_auth_type(match at.style {
+            AuthStyle::Basic => AuthType::BasicAuth,
+            AuthStyle::RequestBody => AuthType::RequestBody,
+        })
+}
+
+/// Exchanges `refresh_token` at the endpoint; `base_url_from` names the
+/// answer's field holding the API base URL, if the connector has one.
 pub(crate) async fn refresh(
     http: &reqwest::Client,
-    client: &OAuthClient,
-    token_url: &url::Url,
+    at: Endpoint<'_>,
     refresh_token: &SecretString,
     base_url_from: Option<&str>,
 ) -> Result<Tokens, TokenError> {
-    let oc = Client::new(ClientId::new(client.client_id.clone()))
-        .set_client_secret(ClientSecret::new(client.client_secret.expose().to_owned()))
-        .set_token_uri(TokenUrl::from_url(token_url.clone()))
-        .set_auth_type(match client.auth_style {
-            AuthStyle::Basic => AuthType::BasicAuth,
-            AuthStyle::RequestBody => AuthType::RequestBody,
-        });
+    let oc = oauth_client(at);
     let rt = RefreshToken::new(refresh_token.expose().to_owned());
     let http = http.clone();
     let call = move |req: HttpRequest| send(http.clone(), req);
-    match oc.exchange_refresh_token(&rt).request_async(&call).await {
+    classify(
+        oc.exchange_refresh_token(&rt).request_async(&call).await,
+        base_url_from,
+    )
+}
+
+/// What an authorization code is exchanged with (RFC 6749 §4.1.3, RFC 7636 §4.5).
+pub(crate) struct CodeGrant<'a> {
+    pub(crate) code: &'a SecretString,
+    pub(crate) redirect_uri: &'a url::Url,
+    pub(crate) verifier: Option<&'a SecretString>,
+    pub(crate) base_url_from: Option<&'a str>,
+}
+
+/// Exchanges an authorization code at the endpoint.
+pub(crate) async fn exchange_code(
+    http: &reqwest::Client,
+    at: Endpoint<'_>,
+    grant: CodeGrant<'_>,
+) -> Result<Tokens, TokenError> {
+    let oc = oauth_client(at).set_redirect_uri(RedirectUrl::from_url(grant.redirect_uri.clone()));
+    let mut req = oc.exchange_code(AuthorizationCode::new(grant.code.expose().to_owned()));
+    if let Some(v) = grant.verifier {
+        req = req.set_pkce_verifier(PkceCodeVerifier::new(v.expose().to_owned()));
+    }
+    let http = http.clone();
+    let call = move |req: HttpRequest| send(http.clone(), req);
+    classify(req.request_async(&call).await, grant.base_url_from)
+}
+
+type Answer = Result<
+    StandardTokenResponse<ExtraFields, BasicTokenType>,
+    RequestTokenError<Transport, BasicErrorResponse>,
+>;
+
+fn classify(answer: Answer, base_url_from: Option<&str>) -> Result<Tokens, TokenError> {
+    match answer {
         Ok(tok) => Ok(Tokens {
             access_token: SecretString::new(tok.access_token().secret().clone()),
             refresh_token: tok

@@ -76,6 +76,8 @@ pub struct Settings {
     /// checkpoints the embedded SQLite files in the background (default 20 ms;
     /// 0 leaves it to SQLite's automatic checkpoint on the writer's commit).
     pub webhook_checkpoint: Duration,
+    /// `SYNCBRIDGE_PUBLIC_URL`, `SYNCBRIDGE_CONNECT_RETURN_URLS`: the connect flow's.
+    pub connect: ConnectSettings,
     /// Where these settings were read from. Kept for the settings whose names
     /// depend on what is configured, read when the state is built at start:
     /// OAuth clients per connector (`SYNCBRIDGE_OAUTH_<P>_*`, see
@@ -536,6 +538,7 @@ impl Settings {
                 "SYNCBRIDGE_WEBHOOK_CHECKPOINT_MS",
                 20,
             )?),
+            connect: ConnectSettings::from_source(e)?,
             env: env.clone(),
         };
         if let Some(u) = &s.redis_url
@@ -592,8 +595,104 @@ impl Settings {
             fault_store_max_pages: None,
             http: ServerLimits::DEFAULT,
             webhook_checkpoint: Duration::from_millis(20),
+            connect: ConnectSettings::default(),
             env: Arc::new(ProcessEnv),
         }
+    }
+}
+
+/// The connect flow's settings (the OAuth authorization-code flow that
+/// `POST /v1/connect/sessions` starts).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectSettings {
+    /// `SYNCBRIDGE_PUBLIC_URL`: the deployment's public base URL (the
+    /// front door, `https://<app>.azurewebsites.net`; `syncbridge up` sets
+    /// `http://127.0.0.1:<port>` when it is unset). The flow's one
+    /// `redirect_uri` is `<it>/api/v1/connect/callback`, the URI to register
+    /// with each provider app; none = no connect flow.
+    pub public_url: Option<url::Url>,
+    /// `SYNCBRIDGE_CONNECT_RETURN_URLS`: comma-separated URL prefixes a
+    /// session's `return_url` must start with (none = every session refused).
+    pub return_urls: Vec<String>,
+}
+
+impl ConnectSettings {
+    /// `SYNCBRIDGE_PUBLIC_URL`.
+    pub const PUBLIC_URL: &'static str = "SYNCBRIDGE_PUBLIC_URL";
+    /// `SYNCBRIDGE_CONNECT_RETURN_URLS`.
+    pub const RETURN_URLS: &'static str = "SYNCBRIDGE_CONNECT_RETURN_URLS";
+
+    /// Reads the process environment (the CLI's `connect`).
+    ///
+    /// # Errors
+    /// A value that is not an absolute http(s) URL.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    fn from_source(env: &dyn Env) -> Result<Self, SettingsError> {
+        let http_url = |name: &'static str, v: &str| -> Result<url::Url, SettingsError> {
+            match url::Url::parse(v.trim()) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(u),
+                _ => Err(SettingsError {
+                    name,
+                    message: format!("{v:?} is not an absolute http(s) URL"),
+                }),
+            }
+        };
+        let public_url = match var(env, Self::PUBLIC_URL) {
+            None => None,
+            Some(v) => {
+                let u = http_url(Self::PUBLIC_URL, &v)?;
+                if u.query().is_some() || u.fragment().is_some() {
+                    return Err(SettingsError {
+                        name: Self::PUBLIC_URL,
+                        message: "must not carry a query or fragment".into(),
+                    });
+                }
+                Some(u)
+            }
+        };
+        let mut return_urls = Vec::new();
+        for item in var(env, Self::RETURN_URLS)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            http_url(Self::RETURN_URLS, item)?;
+            return_urls.push(item.to_owned());
+        }
+        Ok(ConnectSettings {
+            public_url,
+            return_urls,
+        })
+    }
+
+    /// The flow's `redirect_uri`: `<public URL>/api/v1/connect/callback`.
+    pub fn redirect_uri(&self) -> Option<url::Url> {
+        let base = self.public_url.as_ref()?;
+        let path = format!(
+            "{}/api/v1/connect/callback",
+            base.path().trim_end_matches('/')
+        );
+        let mut u = base.clone();
+        u.set_path(&path);
+        Some(u)
+    }
+
+    /// Whether `url` starts with an allowed prefix, ending at a boundary
+    /// (`https://app.example` allows `https://app.example/x`, never
+    /// `https://app.example.evil.com`), and is itself an http(s) URL.
+    pub fn return_url_allowed(&self, url: &str) -> bool {
+        let parsed = url::Url::parse(url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+        parsed
+            && self.return_urls.iter().any(|p| {
+                url.strip_prefix(p.as_str()).is_some_and(|rest| {
+                    p.ends_with('/') || rest.is_empty() || rest.starts_with(['/', '?', '#'])
+                })
+            })
     }
 }
 
@@ -846,5 +945,42 @@ mod tests {
             )]))
             .is_ok()
         );
+    }
+
+    /// The connect settings: URLs are checked, return URLs match by prefix
+    /// at a boundary only, and the redirect URI hangs off the public URL.
+    #[test]
+    fn connect_settings() {
+        let env = MapEnv::new()
+            .with("SYNCBRIDGE_PUBLIC_URL", "https://sb.example/base/")
+            .with(
+                "SYNCBRIDGE_CONNECT_RETURN_URLS",
+                "https://app.example, http://127.0.0.1:9/done/",
+            );
+        let c = ConnectSettings::from_source(&env).unwrap();
+        assert_eq!(
+            c.redirect_uri().unwrap().as_str(),
+            "https://sb.example/base/api/v1/connect/callback"
+        );
+        assert!(c.return_url_allowed("https://app.example"));
+        assert!(c.return_url_allowed("https://app.example/settings?x=1"));
+        assert!(!c.return_url_allowed("https://app.example.evil.com/"));
+        assert!(!c.return_url_allowed("https://app.examplex/"));
+        assert!(c.return_url_allowed("http://127.0.0.1:9/done/ok"));
+        assert!(!c.return_url_allowed("http://127.0.0.1:9/other"));
+        assert!(!c.return_url_allowed("javascript:alert(1)"));
+        assert_eq!(ConnectSettings::default().redirect_uri(), None);
+        assert!(!ConnectSettings::default().return_url_allowed("https://app.example/"));
+        for (name, v) in [
+            ("SYNCBRIDGE_PUBLIC_URL", "ftp://x"),
+            ("SYNCBRIDGE_PUBLIC_URL", "https://x/?a=1"),
+            (
+                "SYNCBRIDGE_CONNECT_RETURN_URLS",
+                "https://ok.example,not a url",
+            ),
+        ] {
+            let err = ConnectSettings::from_source(&MapEnv::new().with(name, v)).unwrap_err();
+            assert_eq!(err.name, name);
+        }
     }
 }

@@ -330,7 +330,9 @@ async fn proxy(
             response_headers.append(name.clone(), value.clone());
         }
     }
-    tracing::debug!(function = %f.name, %invocation_id, %status, "proxied {method} {path_and_query}");
+    // The path only: a query may carry secrets (an OAuth callback's `code`).
+    let path = path_and_query.split('?').next().unwrap_or_default();
+    tracing::debug!(function = %f.name, %invocation_id, %status, "proxied {method} {path}");
     // Streamed back as it comes; a handler that breaks off mid-answer cuts it short.
     let mut response = Response::new(Body::new(reqwest::Body::from(answer)));
     *response.status_mut() = status;

@@ -159,9 +159,9 @@ pub fn advice(event: &Event) -> &'static str {
         Event::RateLimitFallbackEngaged { .. } => {
             "Check the shared rate-limit store (Redis); instances are limiting locally meanwhile."
         }
-        Event::SyncCompleted { .. } | Event::ConnectionCreated { .. } => {
-            "No action needed: this is news for the product."
-        }
+        Event::SyncCompleted { .. }
+        | Event::ConnectionCreated { .. }
+        | Event::ConnectionReauthorized { .. } => "No action needed: this is news for the product.",
     }
 }
 
@@ -295,7 +295,9 @@ pub fn facts(event: &Event) -> Vec<(&'static str, String)> {
         Event::RateLimitFallbackEngaged { provider, reason } => {
             vec![("Provider", provider.clone()), ("Reason", reason.clone())]
         }
-        Event::SyncCompleted { .. } | Event::ConnectionCreated { .. } => product_facts(event),
+        Event::SyncCompleted { .. }
+        | Event::ConnectionCreated { .. }
+        | Event::ConnectionReauthorized { .. } => product_facts(event),
     }
 }
 
@@ -323,6 +325,11 @@ fn product_facts(event: &Event) -> Vec<(&'static str, String)> {
             ),
         ],
         Event::ConnectionCreated {
+            tenant,
+            connection,
+            provider,
+        }
+        | Event::ConnectionReauthorized {
             tenant,
             connection,
             provider,
@@ -498,6 +505,11 @@ pub fn product_data(event: &Event) -> Value {
             "records_cursor": records_cursor,
         }),
         Event::ConnectionCreated {
+            tenant,
+            connection,
+            provider,
+        }
+        | Event::ConnectionReauthorized {
             tenant,
             connection,
             provider,

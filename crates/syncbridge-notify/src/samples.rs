@@ -9,7 +9,7 @@ use syncbridge_core::events::Event;
 use syncbridge_core::{ConnectionId, RunId, TaskId, TenantId, Timestamp};
 
 /// Every event kind name, as [`Event::kind`] spells it.
-pub const EVENT_KINDS: [&str; 12] = [
+pub const EVENT_KINDS: [&str; 13] = [
     "sync_run_failed",
     "sync_run_recovered",
     "task_stalled",
@@ -22,6 +22,7 @@ pub const EVENT_KINDS: [&str; 12] = [
     "rate_limit_fallback_engaged",
     "sync_completed",
     "connection_created",
+    "connection_reauthorized",
 ];
 
 /// The position of the event's kind in [`EVENT_KINDS`] (exhaustive match: a
@@ -40,6 +41,7 @@ pub fn kind_index(event: &Event) -> usize {
         Event::RateLimitFallbackEngaged { .. } => 9,
         Event::SyncCompleted { .. } => 10,
         Event::ConnectionCreated { .. } => 11,
+        Event::ConnectionReauthorized { .. } => 12,
     }
 }
 
@@ -136,6 +138,11 @@ pub fn sample_events_for(tenant: &str) -> Vec<Event> {
             ),
         },
         Event::ConnectionCreated {
+            tenant: t.clone(),
+            connection: c.clone(),
+            provider: "hubspot".into(),
+        },
+        Event::ConnectionReauthorized {
             tenant: t,
             connection: c,
             provider: "hubspot".into(),

@@ -304,7 +304,9 @@ impl NotificationService {
 /// own news; the product hears of it at once).
 fn hold(event: &Event, wait: Duration) -> Duration {
     match event {
-        Event::SyncCompleted { .. } | Event::ConnectionCreated { .. } => Duration::ZERO,
+        Event::SyncCompleted { .. }
+        | Event::ConnectionCreated { .. }
+        | Event::ConnectionReauthorized { .. } => Duration::ZERO,
         _ => wait,
     }
 }

@@ -51,6 +51,12 @@ pub struct Cli {
     /// An accepted authorization code (any sbx_code_... is accepted too).
     #[arg(long, default_value = "sbx_code_demo")]
     pub auth_code: String,
+    /// `GET /oauth/authorize` approves at once instead of showing the consent page (headless tests).
+    #[arg(long)]
+    pub oauth_auto_approve: bool,
+    /// A redirect URI registered for the client (repeat for more; none: any http://127.0.0.1 or localhost URI).
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
     /// Serve /crm routes without bearer tokens.
     #[arg(long)]
     pub no_auth: bool,
@@ -116,6 +122,9 @@ impl Cli {
                 (Some(url), Some(secret)) => Some(WebhookConfig::new(url, secret)),
                 _ => None,
             },
+            oauth_auto_approve: self.oauth_auto_approve,
+            redirect_uris: self.redirect_uris.clone(),
+            fail_token_requests: false,
         };
         config.validate()?;
         Ok(config)

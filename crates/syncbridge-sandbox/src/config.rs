@@ -67,6 +67,14 @@ pub struct SandboxConfig {
     pub faults: FaultConfig,
     /// Where mutation events are POSTed, signed; `None` = no webhooks.
     pub webhook: Option<WebhookConfig>,
+    /// `GET /oauth/authorize` approves at once (no consent page), for headless tests.
+    pub oauth_auto_approve: bool,
+    /// Redirect URIs registered for the client (exact match); empty = any
+    /// `http://127.0.0.1…` / `http://localhost…` URI.
+    pub redirect_uris: Vec<String>,
+    /// The token endpoint answers every request `500 server_error` (tests of
+    /// a provider failing the code exchange).
+    pub fail_token_requests: bool,
 }
 
 impl Default for SandboxConfig {
@@ -83,6 +91,9 @@ impl Default for SandboxConfig {
             rate_limit: None,
             faults: FaultConfig::default(),
             webhook: None,
+            oauth_auto_approve: false,
+            redirect_uris: Vec::new(),
+            fail_token_requests: false,
         }
     }
 }
@@ -100,6 +111,9 @@ impl fmt::Debug for SandboxConfig {
             .field("rate_limit", &self.rate_limit)
             .field("faults", &self.faults)
             .field("webhook", &self.webhook)
+            .field("oauth_auto_approve", &self.oauth_auto_approve)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("fail_token_requests", &self.fail_token_requests)
             .finish()
     }
 }
@@ -153,6 +167,15 @@ impl SandboxConfig {
         if let Some(on) = patch.auth_enabled {
             next.auth_enabled = on;
         }
+        if let Some(on) = patch.oauth_auto_approve {
+            next.oauth_auto_approve = on;
+        }
+        if let Some(uris) = patch.redirect_uris {
+            next.redirect_uris = uris;
+        }
+        if let Some(on) = patch.fail_token_requests {
+            next.fail_token_requests = on;
+        }
         next.validate()?;
         *self = next;
         Ok(())
@@ -167,6 +190,9 @@ impl SandboxConfig {
             "client_id": self.client_id,
             "token_ttl_secs": self.token_ttl.as_secs_f64(),
             "max_page_size": self.max_page_size,
+            "oauth_auto_approve": self.oauth_auto_approve,
+            "redirect_uris": self.redirect_uris,
+            "fail_token_requests": self.fail_token_requests,
             "rate_limit": self.rate_limit,
             "faults": self.faults,
             "webhook": self.webhook.as_ref().map(|w| serde_json::json!({
@@ -200,6 +226,12 @@ pub struct ConfigPatch {
     pub max_page_size: Option<usize>,
     /// Switch bearer-token checks on or off.
     pub auth_enabled: Option<bool>,
+    /// Switch the consent page's automatic approval on or off.
+    pub oauth_auto_approve: Option<bool>,
+    /// Replace the registered redirect URIs (`[]`: any loopback http URI).
+    pub redirect_uris: Option<Vec<String>>,
+    /// Make the token endpoint fail (500) or work again.
+    pub fail_token_requests: Option<bool>,
 }
 
 fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>

@@ -18,6 +18,9 @@
 //! - [`seed`]: the deterministic record generator.
 //! - [`clock`]: ISO-8601 text and the strictly increasing mutation clock.
 //! - [`oauth`]: token issue / refresh / revoke bookkeeping.
+//! - [`consent`]: the authorization endpoint's rules: registered redirect
+//!   URIs, consent requests awaiting Approve / Deny, single-use codes bound
+//!   to client, redirect URI and PKCE challenge (S256).
 //! - [`limits`], [`faults`]: the rate limiter and the seeded fault sequence.
 //! - [`webhooks`]: event batching, signing (via `syncbridge-signatures`) and delivery.
 //! - [`stats`]: the `/_sandbox/stats` counters.
@@ -32,7 +35,9 @@
 //! | `POST /crm/v3/objects/{object}/search` | HubSpot search body (filterGroups, sorts, limit, after); like HubSpot's, one search reaches at most 10,000 results (a page past them is refused with 400) |
 //! | `GET/PATCH/DELETE /crm/v3/objects/{object}/{id}` | read / update / archive |
 //! | `POST /crm/v3/objects/{object}` | create (`Idempotency-Key` honoured on POST and PATCH) |
-//! | `POST /oauth/v1/token` | `authorization_code` and rotating `refresh_token` grants |
+//! | `GET /oauth/authorize` | the consent page (Approve / Deny), or an immediate code with `--oauth-auto-approve` |
+//! | `POST /oauth/authorize` | the consent page's decision → redirect with `code` or `error=access_denied` |
+//! | `POST /oauth/v1/token` | `authorization_code` (single-use codes, PKCE S256) and rotating `refresh_token` grants |
 //! | `GET /_sandbox/stats`, `POST /_sandbox/mutate`, `POST /_sandbox/reset` | admin |
 //! | `GET/POST /_sandbox/config`, `GET /_sandbox/records/{object}` | admin |
 //! | `POST /_sandbox/revoke`, `POST /_sandbox/tokens` | admin: token revocation / minting |
@@ -52,6 +57,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod consent;
 pub mod faults;
 mod http;
 pub mod limits;

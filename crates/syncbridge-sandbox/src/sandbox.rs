@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use tokio::time::Instant;
 
 use crate::config::{ConfigError, ConfigPatch, SandboxConfig};
+use crate::consent::Consents;
 use crate::faults::{FaultInjector, Plan};
 use crate::limits::{Limiter, RateInfo};
 use crate::oauth::{AccessCheck, GrantError, TokenPair, TokenStore};
@@ -30,6 +31,7 @@ pub(crate) struct Inner {
     config: RwLock<SandboxConfig>,
     store: RwLock<Store>,
     tokens: Mutex<TokenStore>,
+    consents: Mutex<Consents>,
     limiter: Mutex<Limiter>,
     faults: Mutex<FaultInjector>,
     pub(crate) stats: Stats,
@@ -61,6 +63,7 @@ impl Sandbox {
         Ok(Self {
             inner: Arc::new(Inner {
                 tokens: Mutex::new(TokenStore::new(config.seed)),
+                consents: Mutex::new(Consents::default()),
                 limiter: Mutex::new(Limiter::default()),
                 faults: Mutex::new(FaultInjector::new(&config.faults)),
                 store: RwLock::new(store),
@@ -91,6 +94,12 @@ impl Sandbox {
     pub fn issue_tokens(&self) -> TokenPair {
         let cfg = self.config();
         lock(&self.inner.tokens).issue(&cfg.client_id, cfg.token_ttl, Instant::now())
+    }
+
+    /// The PKCE `code_verifier`s clients presented with codes from
+    /// `/oauth/authorize` (tests check that they leak nowhere).
+    pub fn code_verifiers_seen(&self) -> Vec<String> {
+        lock(&self.inner.consents).verifiers_seen()
     }
 
     /// The counters.
@@ -221,6 +230,10 @@ impl Sandbox {
 
     pub(crate) fn check_access(&self, token: &str) -> AccessCheck {
         lock(&self.inner.tokens).check_access(token, Instant::now())
+    }
+
+    pub(crate) fn with_consents<R>(&self, f: impl FnOnce(&mut Consents) -> R) -> R {
+        f(&mut lock(&self.inner.consents))
     }
 
     pub(crate) fn with_tokens<R>(&self, f: impl FnOnce(&mut TokenStore) -> R) -> R {

@@ -5,6 +5,7 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection as Db, OptionalExtension, params, params_from_iter};
 use syncbridge_core::apikeys::ApiKey;
+use syncbridge_core::connect::ConnectSession;
 use syncbridge_core::model::{Connection, SyncRun};
 use syncbridge_core::store::{ConnectionQuery, RunBucket, RunQuery, RunStatsQuery};
 use syncbridge_core::{RunId, StoreError, Timestamp};
@@ -161,6 +162,43 @@ pub(crate) fn put_function_beat(
     tx.commit().map_err(backend)
 }
 
+pub(crate) fn create_connect_session(db: &Db, s: &ConnectSession) -> Result<(), StoreError> {
+    match db.execute(
+        "INSERT INTO connect_sessions (id, version, expires_at, doc) VALUES (?1, ?2, ?3, ?4)",
+        params![s.id, s.version, s.expires_at.as_millis(), to_json(s)],
+    ) {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => {
+            Err(StoreError::Conflict(format!("connect session {}", s.id)))
+        }
+        Err(e) => Err(backend(e)),
+    }
+}
+
+pub(crate) fn get_connect_session(db: &Db, id: &str) -> Result<Option<ConnectSession>, StoreError> {
+    let doc: Option<String> = db
+        .query_row(
+            "SELECT doc FROM connect_sessions WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    doc.map(|d| from_json("connect session", &d)).transpose()
+}
+
+/// One `UPDATE … WHERE version = ?`: atomic by itself, so of two callers
+/// advancing one version exactly one changes a row.
+pub(crate) fn advance_connect_session(db: &Db, next: &ConnectSession) -> Result<bool, StoreError> {
+    let n = db
+        .execute(
+            "UPDATE connect_sessions SET version = ?2, doc = ?3 WHERE id = ?1 AND version = ?4",
+            params![next.id, next.version, to_json(next), next.version - 1],
+        )
+        .map_err(backend)?;
+    Ok(n == 1)
+}
+
 /// A `WHERE` clause built from optional filters, with its parameters.
 #[derive(Default)]
 struct Filter {
@@ -287,7 +325,7 @@ fn runs_query(q: &RunQuery) -> (String, Vec<Value>) {
 }
 
 /// Per-bucket sums of the runs started in `[since, until)`: one `GROUP BY`
-/// over the `runs_stats` index range (migration 14), whose columns are the
+/// over the `runs_stats` index range (migration 15), whose columns are the
 /// start and, spelled exactly as here, the document fields summed — so
 /// SQLite reads the index alone, never a run document.
 fn run_stats_query(q: &RunStatsQuery) -> (String, Vec<Value>) {

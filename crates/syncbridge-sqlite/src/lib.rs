@@ -47,6 +47,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection as Db, OptionalExtension, TransactionBehavior::Immediate, params};
 use syncbridge_core::apikeys::ApiKey;
+use syncbridge_core::connect::ConnectSession;
 use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
     TaskChange, WebhookEvent,
@@ -1263,6 +1264,23 @@ impl Store for SqliteStore {
     async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.with(move |db| api::revoke_api_key(db, &id, at)).await
+    }
+
+    async fn create_connect_session(&self, s: &ConnectSession) -> Result<(), StoreError> {
+        let s = s.clone();
+        self.with(move |db| api::create_connect_session(db, &s))
+            .await
+    }
+
+    async fn get_connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |db| api::get_connect_session(db, &id)).await
+    }
+
+    async fn advance_connect_session(&self, next: &ConnectSession) -> Result<bool, StoreError> {
+        let next = next.clone();
+        self.with(move |db| api::advance_connect_session(db, &next))
+            .await
     }
 
     async fn list_connections_page(

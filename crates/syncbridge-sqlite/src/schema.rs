@@ -286,10 +286,20 @@ const MIGRATIONS: &[&[Step]] = &[
         WHERE json_array_length(local, '$.conflicts') > 0;
      CREATE INDEX IF NOT EXISTS audit_connection_at ON audit (connection, at, seq);",
     )],
-    // 14: the dashboard's run stats (`Store::run_stats`): one GROUP BY over
-    //    a range of run starts; the summed document fields are in the index
-    //    (spelled exactly as `api::run_stats_query` spells them), so the
-    //    aggregate reads the index alone.
+    // 14: connect sessions (the OAuth connect flow): one document each,
+    //     advanced by compare-and-swap on `version`; `expires_at` for pruning.
+    &[Step::Sql(
+        "CREATE TABLE IF NOT EXISTS connect_sessions (
+        id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        doc TEXT NOT NULL
+     );",
+    )],
+    // 15: the dashboard's run stats (`Store::run_stats`): one GROUP BY over
+    //     a range of run starts; the summed document fields are in the index
+    //     (spelled exactly as `api::run_stats_query` spells them), so the
+    //     aggregate reads the index alone.
     &[Step::Sql(
         "CREATE INDEX IF NOT EXISTS runs_stats ON runs (started_at,
         json_extract(doc, '$.status'), json_extract(doc, '$.counts.created'),

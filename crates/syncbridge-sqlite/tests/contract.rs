@@ -38,6 +38,7 @@ contract!(
     stall_candidates_and_batch_leases,
     api_keys_by_hash,
     connection_and_run_pages,
+    connect_sessions_advance_once,
     connection_versions,
     function_beats,
     idempotency_keys,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use syncbridge_core::apikeys::{ApiKey, ApiScope};
+use syncbridge_core::connect::{ConnectOutcome, ConnectSession, ConnectStage};
 use syncbridge_core::model::{
     AuditRecord, Connection, ConnectionStatus, Direction, Lease, LocalState, Priority,
     QuarantinedMessage, Record, RunCounts, RunStatus, SyncRun, SyncTask, WebhookEvent,
@@ -1878,6 +1879,100 @@ pub async fn connection_and_run_pages(store: Arc<dyn Store>) {
     );
 }
 
+/// A connect session in its first stage, for tests.
+pub fn connect_session(id_byte: u8) -> ConnectSession {
+    ConnectSession {
+        id: syncbridge_core::connect::token_text("cs_", &[id_byte; 16]),
+        tenant: TenantId::parse("t1").unwrap(),
+        provider: "sandbox".into(),
+        connection_id: ConnectionId::parse("c1").unwrap(),
+        reconnect: false,
+        return_url: "https://app.example/connected".into(),
+        base_url: Some("http://127.0.0.1:1".into()),
+        created_at: T0,
+        expires_at: T0.add(syncbridge_core::connect::SESSION_TTL),
+        link_hash: "a".repeat(64),
+        stage: ConnectStage::Created,
+        version: 1,
+    }
+}
+
+/// Connect sessions: created once per id, read back whole, advanced only
+/// from the version the caller read — of two concurrent advances of one
+/// version exactly one wins, so a link or a `state` is used once.
+pub async fn connect_sessions_advance_once(store: Arc<dyn Store>) {
+    let s = connect_session(1);
+    store.create_connect_session(&s).await.unwrap();
+    assert!(
+        matches!(
+            store.create_connect_session(&s).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a session id is created once"
+    );
+    assert_eq!(
+        store.get_connect_session(&s.id).await.unwrap(),
+        Some(s.clone())
+    );
+    assert_eq!(store.get_connect_session("cs_none").await.unwrap(), None);
+    let opened = s.advanced(ConnectStage::Opened {
+        state_hash: "b".repeat(64),
+        verifier: Some(syncbridge_core::model::SealedSecrets {
+            key_version: "1".into(),
+            nonce: vec![1; 12],
+            ciphertext: vec![2; 40],
+        }),
+        redirect_uri: "http://127.0.0.1:7071/api/v1/connect/callback".into(),
+    });
+    // Two racers advance version 1: one wins.
+    let other = s.advanced(ConnectStage::Done {
+        outcome: ConnectOutcome::Failed {
+            error: "state_invalid".into(),
+        },
+    });
+    let (a, b) = tokio::join!(
+        store.advance_connect_session(&opened),
+        store.advance_connect_session(&other)
+    );
+    assert!(
+        a.unwrap() ^ b.unwrap(),
+        "exactly one advance of a version wins"
+    );
+    let won = store.get_connect_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(won.version, 2);
+    assert!(
+        won == opened || won == other,
+        "the winner's document is stored whole"
+    );
+    // A replay of the same step (version 1 → 2 again) is refused.
+    assert!(!store.advance_connect_session(&opened).await.unwrap());
+    let done = won.advanced(ConnectStage::Done {
+        outcome: ConnectOutcome::Connected {
+            connection_id: ConnectionId::parse("c1").unwrap(),
+        },
+    });
+    assert!(store.advance_connect_session(&done).await.unwrap());
+    assert_eq!(
+        store.get_connect_session(&s.id).await.unwrap(),
+        Some(done.clone())
+    );
+    assert!(!store.advance_connect_session(&done).await.unwrap());
+    assert!(
+        !store
+            .advance_connect_session(&connect_session(2).advanced(ConnectStage::Created))
+            .await
+            .unwrap(),
+        "advancing an unknown session does nothing"
+    );
+    assert_eq!(
+        store
+            .get_connect_session(&connect_session(2).id)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
 /// Runs every contract case, each against a fresh store from `make` (the
 /// records-feed cases take the store's clock too; backends run them by name).
 /// Run stats (the dashboard's charts).
@@ -2034,6 +2129,7 @@ where
     stall_candidates_and_batch_leases(make().await).await;
     api_keys_by_hash(make().await).await;
     connection_and_run_pages(make().await).await;
+    connect_sessions_advance_once(make().await).await;
     connection_versions(make().await).await;
     function_beats(make().await).await;
     idempotency_keys(make().await).await;

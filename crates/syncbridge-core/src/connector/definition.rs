@@ -111,13 +111,34 @@ pub enum AuthDef {
     /// No authentication.
     #[default]
     None,
-    /// OAuth 2.0 bearer tokens, refreshed at `token_url`.
+    /// OAuth 2.0 bearer tokens, refreshed at `token_url`; the connect flow
+    /// (authorization code grant) sends customers to `authorize_url`.
     Oauth2 {
         /// Token endpoint (absolute, or a path relative to the base URL).
         token_url: String,
-        /// Scopes requested.
+        /// Authorization endpoint of the connect flow (absolute, or a path
+        /// relative to the connection's base URL); none = no connect flow.
+        #[serde(default)]
+        authorize_url: Option<String>,
+        /// Scopes requested (the `scope` parameter, space-separated).
         #[serde(default)]
         scopes: Vec<String>,
+        /// Scopes the customer may decline (HubSpot's `optional_scope`).
+        #[serde(default)]
+        optional_scopes: Vec<String>,
+        /// The authorize parameter carrying `optional_scopes`.
+        #[serde(default)]
+        optional_scopes_param: Option<String>,
+        /// Extra authorize parameters (e.g. `access_type = "offline"`).
+        #[serde(default)]
+        authorize_params: BTreeMap<String, String>,
+        /// Proof Key for Code Exchange (RFC 7636) on the connect flow.
+        #[serde(default)]
+        pkce: Pkce,
+        /// How the token endpoint wants our client credentials (the
+        /// client's `SYNCBRIDGE_OAUTH_<P>_AUTH_STYLE` overrides it).
+        #[serde(default)]
+        token_auth: Option<TokenAuth>,
         /// Field of the token response naming the API base URL for this
         /// credential (Salesforce `instance_url`): stored sealed with the
         /// tokens and used instead of `base_url`.
@@ -138,6 +159,27 @@ pub enum AuthDef {
     },
     /// HTTP Basic with a user name and password.
     Basic,
+}
+
+/// PKCE on the connect flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pkce {
+    /// `code_challenge_method=S256` with a fresh verifier per session.
+    #[default]
+    S256,
+    /// The provider does not support it.
+    None,
+}
+
+/// How a token endpoint authenticates the client (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenAuth {
+    /// HTTP Basic with the client id and secret.
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    Body,
 }
 
 /// One synced object type.
@@ -557,10 +599,29 @@ impl ConnectorDef {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => return Err(err("base_url".into(), "must be an absolute http(s) URL")),
         }
-        if let AuthDef::Oauth2 { token_url, .. } = &self.auth
-            && token_url.is_empty()
+        if let AuthDef::Oauth2 {
+            token_url,
+            authorize_url,
+            optional_scopes,
+            optional_scopes_param,
+            ..
+        } = &self.auth
         {
-            return Err(err("auth.token_url".into(), "must not be empty"));
+            if token_url.is_empty() {
+                return Err(err("auth.token_url".into(), "must not be empty"));
+            }
+            if authorize_url.as_deref().is_some_and(|u| !is_url_or_path(u)) {
+                return Err(err(
+                    "auth.authorize_url".into(),
+                    "must be an absolute http(s) URL or a path starting with /",
+                ));
+            }
+            if !optional_scopes.is_empty() && optional_scopes_param.is_none() {
+                return Err(err(
+                    "auth.optional_scopes_param".into(),
+                    "set the authorize parameter that carries optional_scopes",
+                ));
+            }
         }
         if self.objects.is_empty() {
             return Err(err("objects".into(), "at least one object is required"));
@@ -575,6 +636,11 @@ impl ConnectorDef {
     pub fn object(&self, name: &str) -> Option<&ObjectDef> {
         self.objects.get(name)
     }
+}
+
+/// An absolute http(s) URL, or a path relative to the base URL.
+fn is_url_or_path(u: &str) -> bool {
+    u.starts_with('/') || url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
 }
 
 /// `text` with every `{name}` placeholder replaced by `x`, to check the

@@ -68,7 +68,8 @@ fn event_to_payload_mapping() {
         [
             "connection.needs_reauth",
             "sync.completed",
-            "connection.created"
+            "connection.created",
+            "connection.reauthorized"
         ]
     );
 }
@@ -92,12 +93,19 @@ async fn product_channel_gets_product_events_signed() {
         .iter()
         .map(|r| r.json()["type"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(types, ["sync.completed", "connection.created"]);
+    assert_eq!(
+        types,
+        [
+            "sync.completed",
+            "connection.created",
+            "connection.reauthorized"
+        ]
+    );
     clock.advance(Duration::from_secs(30));
     svc.deliver_due(clock.now()).await.unwrap();
     let reqs = rec.requests();
-    assert_eq!(reqs.len(), 3);
-    assert_eq!(reqs[2].json()["type"], "connection.needs_reauth");
+    assert_eq!(reqs.len(), 4);
+    assert_eq!(reqs[3].json()["type"], "connection.needs_reauth");
     for r in &reqs {
         let req = Request {
             method: "POST",

@@ -6,6 +6,7 @@
 //! faults → bearer token) before their handler.
 
 mod admin;
+mod authorize;
 mod crm;
 mod error;
 mod gate;
@@ -48,6 +49,10 @@ pub fn app(sandbox: Sandbox) -> Router {
         .merge(provider)
         .merge(admin)
         .route("/oauth/v1/token", post(oauth::token))
+        .route(
+            "/oauth/authorize",
+            get(authorize::authorize_page).post(authorize::decide),
+        )
         .fallback(error::not_found)
         .layer(middleware::from_fn_with_state(sandbox.clone(), count_route))
         .with_state(sandbox)

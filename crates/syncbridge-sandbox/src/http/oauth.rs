@@ -1,5 +1,7 @@
 //! `POST /oauth/v1/token` (HubSpot's path): form-encoded
-//! `grant_type=authorization_code` or `refresh_token`, client credentials in
+//! `grant_type=authorization_code` (codes from `/oauth/authorize` are
+//! redeemed once, with their redirect URI and PKCE verifier; the configured
+//! code and any `sbx_code_…` are accepted as before) or `refresh_token`, client credentials in
 //! the form or as HTTP Basic. Errors follow RFC 6749 §5.2 (`invalid_client` is
 //! a 401, `invalid_grant` a 400) plus HubSpot's `status`/`message` fields.
 
@@ -14,6 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
 use super::render::json;
+use crate::consent::ISSUED_CODE_PREFIX;
 use crate::oauth::{CODE_PREFIX, GrantError};
 use crate::sandbox::Sandbox;
 use crate::stats::bump;
@@ -69,6 +72,14 @@ pub(crate) async fn token(State(sbx): State<Sandbox>, headers: HeaderMap, body: 
     bump(&sbx.stats_ref().token_requests);
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let cfg = sbx.config();
+    if cfg.fail_token_requests {
+        return oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "INTERNAL_ERROR",
+            "the token endpoint failed (fail_token_requests)",
+        );
+    }
     let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
     if !matches!(grant, "authorization_code" | "refresh_token") {
         return oauth_error(
@@ -91,7 +102,25 @@ pub(crate) async fn token(State(sbx): State<Sandbox>, headers: HeaderMap, body: 
     };
     let issued = if grant == "authorization_code" {
         let code = form.get("code").map(String::as_str).unwrap_or("");
-        if code != cfg.auth_code
+        if code.starts_with(ISSUED_CODE_PREFIX) {
+            let redeemed = sbx.with_consents(|c| {
+                c.redeem(
+                    code,
+                    &client_id,
+                    form.get("redirect_uri").map(String::as_str),
+                    form.get("code_verifier").map(String::as_str),
+                    tokio::time::Instant::now(),
+                )
+            });
+            if let Err(e) = redeemed {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "BAD_AUTH_CODE",
+                    &e.to_string(),
+                );
+            }
+        } else if code != cfg.auth_code
             && !(code.starts_with(CODE_PREFIX) && code.len() > CODE_PREFIX.len())
         {
             return oauth_error(

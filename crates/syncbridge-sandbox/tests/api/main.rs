@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod consent;
 mod helpers;
 mod listing;
 mod protection;

@@ -1,0 +1,610 @@
+//! The connect flow end to end, through the real binaries: `syncbridge up`
+//! (the six handlers under the local host, debug logs captured) and a
+//! sandbox whose consent page approves at once, driven by a plain HTTP
+//! client that follows redirects, as a browser would.
+//!
+//! What was tried, on one deployment: a session → the sandbox's
+//! `/oauth/authorize` → `/api/v1/connect/callback` → the return URL; the
+//! connection's first sync; its grant revoked at the provider until it is
+//! `needs_reauth`, then reconnected; and every refusal: a replayed state, an
+//! expired session (at the link and at the callback), a wrong PKCE verifier,
+//! an unlisted return URL, an unlisted redirect URI, a failing token
+//! endpoint, a denied consent.
+//! What must hold: the success ends on `return_url?connection_id=ID`, the
+//! connection is active and its first sync succeeds, the reconnected one
+//! resumes; each refusal ends with its error code (or a 400) and stores no
+//! connection; and no access token, refresh token, code or verifier appears
+//! in the logs or in any file of the data dir.
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use syncbridge_core::Store;
+use syncbridge_tests::*;
+
+const RETURN: &str = "http://127.0.0.1:9/app/connected";
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs the CLI; its stdout, after checking that it succeeded.
+fn syncbridge_cli(data_dir: &str, args: &[&str]) -> String {
+    let out = Command::new(bin_dir().join("syncbridge"))
+        .args(["--data-dir", data_dir])
+        .args(args)
+        .output()
+        .expect("syncbridge runs");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `syncbridge up` as a child process, its output collected.
+struct Up {
+    child: Child,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Up {
+    fn start(data_dir: &str, port: u16) -> Up {
+        let mut child = Command::new(bin_dir().join("syncbridge"))
+            .args([
+                "--data-dir",
+                data_dir,
+                "up",
+                "--http-port",
+                &port.to_string(),
+            ])
+            .env("RUST_LOG", "debug")
+            .env("SYNCBRIDGE_CONNECT_RETURN_URLS", "http://127.0.0.1:9/app")
+            .env("SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_ID", "sbx_client_demo")
+            .env(
+                "SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_SECRET",
+                "sbx_cs_demo_secret",
+            )
+            // The scheduler ticks every second; the token refresher never.
+            .env("SYNC_SCHEDULER_SCHEDULE", "* * * * * *")
+            .env("TOKEN_REFRESHER_SCHEDULE", "0 0 0 1 1 *")
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("syncbridge up starts");
+        let logs = Arc::new(Mutex::new(String::new()));
+        for mut pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    logs.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        Up { child, logs }
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    fn stop(&mut self) {
+        // SIGTERM: `up` stops its handlers and exits.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the browser went through: every URL it was sent to and where it
+/// stopped (the return URL is not fetched: nothing listens there).
+#[derive(Debug)]
+struct Journey {
+    chain: Vec<String>,
+    /// The final response's status (a 302 to the return URL when the flow ended there).
+    status: u16,
+    /// The final response's `Location`, if any.
+    location: Option<String>,
+    body: String,
+}
+
+impl Journey {
+    /// The return URL's query, when the flow ended there.
+    fn returned(&self) -> Option<HashMap<String, String>> {
+        let loc = self.location.as_deref()?;
+        loc.starts_with(RETURN).then(|| {
+            url::Url::parse(loc)
+                .unwrap()
+                .query_pairs()
+                .into_owned()
+                .collect()
+        })
+    }
+
+    fn went_through(&self, path: &str) -> bool {
+        self.chain.iter().any(|u| u.contains(path))
+    }
+}
+
+/// Opens `url` like a browser: follows redirects until one points at the return URL.
+async fn browse(url: &str) -> Journey {
+    let chain = Arc::new(Mutex::new(vec![url.to_owned()]));
+    let seen = chain.clone();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.url().as_str().starts_with(RETURN) || attempt.previous().len() > 10 {
+                attempt.stop()
+            } else {
+                seen.lock().unwrap().push(attempt.url().to_string());
+                attempt.follow()
+            }
+        }))
+        .build()
+        .unwrap();
+    let resp = http.get(url).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = resp.text().await.unwrap_or_default();
+    let chain = chain.lock().unwrap().clone();
+    Journey {
+        chain,
+        status,
+        location,
+        body,
+    }
+}
+
+/// One redirect, not followed: its `Location`.
+async fn one_step(url: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = http.get(url).send().await.unwrap();
+    assert!(resp.status().is_redirection(), "{url}: {}", resp.status());
+    resp.headers()["location"].to_str().unwrap().to_owned()
+}
+
+struct Api {
+    base: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn session(&self, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/connect/sessions", self.base))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    async fn connect_url(&self, body: Value) -> String {
+        let (status, made) = self.session(body).await;
+        assert_eq!(status, 201, "{made}");
+        made["connect_url"].as_str().unwrap().to_owned()
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    async fn connection_count(&self) -> usize {
+        let (_, list) = self.get("/connections?limit=100").await;
+        list["connections"].as_array().map_or(0, Vec::len)
+    }
+
+    /// Waits until a run of `connection`'s contacts that started after `after` succeeded.
+    async fn contacts_run_after(&self, connection: &str, after: Option<&str>) -> Value {
+        eventually(PATIENCE, "a contacts run succeeded", || async {
+            let (_, runs) = self
+                .get(&format!("/runs?connection_id={connection}&limit=50"))
+                .await;
+            runs["runs"].as_array().and_then(|rs| {
+                rs.iter()
+                    .find(|r| {
+                        r["object"] == "contacts"
+                            && r["status"] == "succeeded"
+                            && after.is_none_or(|a| r["started_at"].as_str().is_some_and(|s| s > a))
+                    })
+                    .cloned()
+            })
+        })
+        .await
+    }
+}
+
+fn body(extra: Value, sandbox: &str) -> Value {
+    let mut b = json!({"tenant": "acme", "provider": "sandbox", "return_url": format!("{RETURN}?from=e2e"), "base_url": sandbox});
+    for (k, v) in extra.as_object().unwrap() {
+        b[k] = v.clone();
+    }
+    b
+}
+
+/// Expires a stored session (its creation and expiry ten minutes back).
+async fn expire(store: &dyn Store, connect_url: &str) {
+    let id = connect_url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap();
+    let s = store.get_connect_session(id).await.unwrap().unwrap();
+    let mut past = s.clone();
+    past.expires_at = s.created_at.sub(Duration::from_secs(1));
+    past.version += 1;
+    assert!(store.advance_connect_session(&past).await.unwrap());
+}
+
+/// Every byte of every file under `dir` and the logs: none of `needles`.
+fn leaks(dir: &std::path::Path, logs: &str, needles: &[String]) -> Vec<String> {
+    fn walk(p: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    let mut found = Vec::new();
+    for n in needles {
+        if let Some(line) = logs.lines().find(|l| l.contains(n.as_str())) {
+            found.push(format!(
+                "a log line holds {n}: {}",
+                line.replace(n.as_str(), "<secret>")
+            ));
+        }
+        for f in &files {
+            let bytes = std::fs::read(f).unwrap_or_default();
+            if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
+                found.push(format!("{} contains {n}", f.display()));
+            }
+        }
+    }
+    found
+}
+
+#[allow(clippy::too_many_lines)] // one deployment, every scenario in order: starting `up` once keeps the test fast
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_flow_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_owned();
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/api/v1/connect/callback");
+    let sbx = syncbridge_sandbox::spawn(syncbridge_sandbox::SandboxConfig {
+        records_per_object: 40,
+        oauth_auto_approve: true,
+        redirect_uris: vec![callback.clone()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let sandbox = sbx.base_url();
+    let key = syncbridge_cli(
+        &d,
+        &["api-keys", "create", "--name", "e2e", "--scope", "write"],
+    )
+    .trim()
+    .to_owned();
+    let mut up = Up::start(&d, port);
+    let api = Api {
+        base: format!("http://127.0.0.1:{port}/api/v1"),
+        key,
+        http: reqwest::Client::new(),
+    };
+    eventually(PATIENCE, "`syncbridge up` serves the API", || async {
+        api.http
+            .get(format!("{}/openapi.json", api.base))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+    })
+    .await;
+    let mut secrets: Vec<String> = Vec::new();
+
+    // 1. Session → authorize (auto-approve) → callback → return URL.
+    let url = api.connect_url(body(json!({}), &sandbox)).await;
+    let trip = browse(&url).await;
+    assert!(trip.went_through("/oauth/authorize"), "{trip:?}");
+    assert!(trip.went_through("/api/v1/connect/callback"), "{trip:?}");
+    let authorize = trip
+        .chain
+        .iter()
+        .find(|u| u.contains("/oauth/authorize"))
+        .unwrap();
+    assert!(
+        authorize.contains("code_challenge_method=S256") && authorize.contains("state="),
+        "{authorize}"
+    );
+    let back = trip.returned().unwrap_or_else(|| panic!("{trip:?}"));
+    assert_eq!(
+        back.get("from").map(String::as_str),
+        Some("e2e"),
+        "the return URL's own query stays"
+    );
+    let conn = back["connection_id"].clone();
+    let callback_url = trip
+        .chain
+        .iter()
+        .find(|u| u.contains("/connect/callback"))
+        .unwrap()
+        .clone();
+    let code = url::Url::parse(&callback_url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    secrets.push(code);
+    let (status, c) = api.get(&format!("/connections/{conn}")).await;
+    assert_eq!((status, c["status"].as_str()), (200, Some("active")), "{c}");
+    let first = api.contacts_run_after(&conn, None).await;
+    assert_eq!(first["counts"]["created"], 40, "the first sync: {first}");
+
+    // 2. Replayed state: the callback URL again.
+    let replay = browse(&callback_url).await;
+    assert_eq!(
+        replay.returned().map(|q| q["error"].clone()).as_deref(),
+        Some("state_invalid"),
+        "{replay:?}"
+    );
+    let connections = api.connection_count().await;
+    assert_eq!(connections, 1);
+
+    // 3. Expired session: at the link, and at the callback.
+    let store = syncbridge_tests::store(dir.path());
+    let url = api.connect_url(body(json!({}), &sandbox)).await;
+    expire(&store, &url).await;
+    let trip = browse(&url).await;
+    assert_eq!(
+        trip.returned().map(|q| q["error"].clone()).as_deref(),
+        Some("session_expired"),
+        "{trip:?}"
+    );
+    let url = api.connect_url(body(json!({}), &sandbox)).await;
+    let to_provider = one_step(&url).await;
+    expire(&store, &url).await;
+    let trip = browse(&to_provider).await;
+    assert!(trip.went_through("/connect/callback"));
+    assert_eq!(
+        trip.returned().map(|q| q["error"].clone()).as_deref(),
+        Some("session_expired"),
+        "{trip:?}"
+    );
+
+    // 4. Wrong PKCE verifier: the provider is sent another challenge; the
+    // exchange with ours is refused.
+    let url = api.connect_url(body(json!({}), &sandbox)).await;
+    let to_provider = one_step(&url).await;
+    let mut tampered = url::Url::parse(&to_provider).unwrap();
+    let pairs: Vec<(String, String)> = tampered
+        .query_pairs()
+        .into_owned()
+        .map(|(k, v)| {
+            if k == "code_challenge" {
+                (
+                    k,
+                    syncbridge_sandbox::consent::s256("someone-elses-verifier"),
+                )
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    tampered.query_pairs_mut().clear().extend_pairs(pairs);
+    let trip = browse(tampered.as_str()).await;
+    assert_eq!(
+        trip.returned().map(|q| q["error"].clone()).as_deref(),
+        Some("exchange_failed"),
+        "{trip:?}"
+    );
+
+    // 5. Unlisted return URL: refused before anything is made.
+    let (status, problem) = api
+        .session(body(
+            json!({"return_url": "https://evil.example/app"}),
+            &sandbox,
+        ))
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("SYNCBRIDGE_CONNECT_RETURN_URLS")
+    );
+    let (status, _) = api
+        .session(body(
+            json!({"return_url": "http://127.0.0.1:9/application"}),
+            &sandbox,
+        ))
+        .await;
+    assert_eq!(status, 400, "a prefix matches at a path boundary only");
+
+    // 6. Unlisted redirect URI: the provider refuses and does not redirect.
+    admin(
+        &sandbox,
+        json!({"redirect_uris": ["http://127.0.0.1:1/elsewhere"]}),
+    )
+    .await;
+    let url = api.connect_url(body(json!({}), &sandbox)).await;
+    let trip = browse(&url).await;
+    assert_eq!(trip.status, 400, "{trip:?}");
+    assert!(
+        trip.body.contains("redirect_uri is not registered"),
+        "{trip:?}"
+    );
+    assert!(!trip.went_through("/connect/callback"));
+    admin(&sandbox, json!({"redirect_uris": [callback]})).await;
+
+    // 7. Provider error on exchange.
+    admin(&sandbox, json!({"fail_token_requests": true})).await;
+    let url = api.connect_url(body(json!({}), &sandbox)).await;
+    let trip = browse(&url).await;
+    assert_eq!(
+        trip.returned().map(|q| q["error"].clone()).as_deref(),
+        Some("exchange_failed"),
+        "{trip:?}"
+    );
+    admin(&sandbox, json!({"fail_token_requests": false})).await;
+
+    // 8. Denied at the consent page.
+    admin(&sandbox, json!({"oauth_auto_approve": false})).await;
+    let url = api.connect_url(body(json!({}), &sandbox)).await;
+    let page = browse(&url).await;
+    assert_eq!(page.status, 200, "the consent page: {page:?}");
+    let request_id = page
+        .body
+        .split("name=\"request_id\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let denied = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{sandbox}/oauth/authorize"))
+        .form(&[("request_id", request_id.as_str()), ("decision", "deny")])
+        .send()
+        .await
+        .unwrap();
+    let to_callback = denied.headers()["location"].to_str().unwrap().to_owned();
+    let trip = browse(&to_callback).await;
+    assert_eq!(
+        trip.returned().map(|q| q["error"].clone()).as_deref(),
+        Some("access_denied"),
+        "{trip:?}"
+    );
+    admin(&sandbox, json!({"oauth_auto_approve": true})).await;
+    assert_eq!(
+        api.connection_count().await,
+        1,
+        "no refusal stored a connection"
+    );
+
+    // 9. Reconnect: the grant is revoked at the provider; "sync now" finds
+    // it refused and the connection needs re-authorization; the flow with
+    // its id re-authorizes it and its tasks resume.
+    admin_route(&sandbox, "revoke", json!({"client_id": "sbx_client_demo"})).await;
+    let (status, _) = api
+        .http
+        .post(format!("{}/connections/{conn}/sync", api.base))
+        .bearer_auth(&api.key)
+        .json(&json!({"objects": ["contacts"]}))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
+    assert_eq!(status, 202);
+    eventually(
+        PATIENCE,
+        "the connection needs re-authorization",
+        || async {
+            let (_, c) = api.get(&format!("/connections/{conn}")).await;
+            (c["status"] == "needs_reauth").then_some(())
+        },
+    )
+    .await;
+    let url = api
+        .connect_url(body(json!({"connection_id": conn}), &sandbox))
+        .await;
+    let trip = browse(&url).await;
+    assert_eq!(
+        trip.returned()
+            .map(|q| q["connection_id"].clone())
+            .as_deref(),
+        Some(conn.as_str()),
+        "{trip:?}"
+    );
+    let (_, c) = api.get(&format!("/connections/{conn}")).await;
+    assert_eq!(c["status"], "active", "{c}");
+    let resumed = api
+        .contacts_run_after(&conn, first["started_at"].as_str())
+        .await;
+    assert_ne!(resumed["id"], first["id"]);
+    assert_eq!(api.connection_count().await, 1);
+
+    // 10. Nothing secret in plain text: the tokens the sandbox issued and
+    // its client secret (by prefix), the codes it issued, and the PKCE
+    // verifiers the API presented at its token endpoint.
+    up.stop();
+    let logs = up.logs();
+    assert!(
+        logs.contains("connect flow finished"),
+        "debug logs were captured"
+    );
+    let verifiers = sbx.sandbox().code_verifiers_seen();
+    assert!(
+        verifiers.len() >= 3,
+        "the flow used PKCE: {}",
+        verifiers.len()
+    );
+    secrets.extend(verifiers);
+    secrets.extend(["sbx_at_", "sbx_rt_", "sbx_cs_", "sbx_ac_"].map(String::from));
+    let found = leaks(dir.path(), &logs, &secrets);
+    assert!(found.is_empty(), "{found:?}");
+}
+
+async fn admin(sandbox: &str, patch: Value) -> Value {
+    admin_route(sandbox, "config", patch).await
+}
+
+async fn admin_route(sandbox: &str, route: &str, body: Value) -> Value {
+    syncbridge_tests::pipeline::admin(sandbox, route, body).await
+}
