@@ -475,6 +475,15 @@ async fn connect_flow_end_to_end() {
         ))
         .await;
     assert_eq!(status, 400, "a prefix matches at a path boundary only");
+    // The deployment's own admin dashboard is a return URL without being
+    // listed (its "Add connection" and "Reconnect" come back to it).
+    let (status, made) = api
+        .session(body(
+            json!({"return_url": format!("{}/admin/add-connection", api.base)}),
+            &sandbox,
+        ))
+        .await;
+    assert_eq!(status, 201, "{made}");
 
     // 6. Unlisted redirect URI: the provider refuses and does not redirect.
     admin(

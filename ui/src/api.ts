@@ -195,6 +195,31 @@ export interface ProviderView {
   objects: ObjectView[];
 }
 
+/** A connect session: send the browser to `connect_url` (once, before `expires_at`). */
+export interface ConnectSession {
+  id: string;
+  connect_url: string;
+  expires_at: string;
+  connection_id: string;
+}
+
+/** Where the connect flow comes back to: this page of the dashboard, absolute. */
+export function returnUrl(page: string): string {
+  return `${window.location.origin}${import.meta.env.BASE_URL.replace(/\/$/, "")}/${page}`;
+}
+
+/** Starts the connect flow: a session, then the browser goes to the provider. */
+export async function startConnect(body: { tenant: string; provider: string; return_page: string; connection_id?: string; base_url?: string | null }) {
+  const { return_page, ...rest } = body;
+  const s = await api.connectSession({ ...rest, base_url: rest.base_url || undefined, return_url: returnUrl(return_page) });
+  browser.go(s.connect_url);
+}
+
+/** Leaves the dashboard for another page (replaceable in tests: jsdom does not navigate). */
+export const browser = {
+  go: (url: string) => window.location.assign(url),
+};
+
 export interface WebhookView {
   configured: boolean;
   scheme: string | null;
@@ -325,6 +350,8 @@ export const api = {
 
   connections: (q: { status?: string; provider?: string; tenant?: string; q?: string; cursor?: string | null; limit?: number }) =>
     call<ConnectionPage>("GET", "/connections", { query: q }),
+  connectSession: (body: { tenant: string; provider: string; return_url: string; connection_id?: string; base_url?: string | null }) =>
+    call<ConnectSession>("POST", "/connect/sessions", { body }),
   createConnection: (body: { id: string; tenant: string; provider: string; base_url?: string | null; interval_secs?: number; objects?: string[]; settings?: Record<string, string> }) =>
     call<ConnectionView>("POST", "/connections", { body }),
   summaries: (q: { status?: string; provider?: string; tenant?: string; cursor?: string | null; limit?: number }) =>

@@ -18,8 +18,9 @@
 //! Secrets: the link's and the state's random parts are stored only as
 //! SHA-256, the verifier sealed; codes, tokens and verifiers are never
 //! logged. Return URLs must start with a prefix of
-//! `SYNCBRIDGE_CONNECT_RETURN_URLS` (or be this deployment's own
-//! `/api/v1/connect/done` page, which the CLI uses).
+//! `SYNCBRIDGE_CONNECT_RETURN_URLS` (or be one of this deployment's own
+//! pages: `/api/v1/connect/done`, which the CLI uses, or the admin
+//! dashboard's under `/api/v1/admin/`).
 
 use std::collections::BTreeMap;
 
@@ -118,10 +119,18 @@ fn mode_of(def: &ConnectorDef) -> Result<Mode, String> {
     }
 }
 
-/// Whether `url` is this deployment's own done page.
+/// The admin dashboard's pages (`ui/`), which start connect flows from
+/// "Add connection" and "Reconnect" and are returned to.
+pub const DASHBOARD_PATH: &str = "/api/v1/admin/";
+
+/// Whether `url` is one of this deployment's own pages: the done page (the
+/// CLI's) or the admin dashboard's.
 fn own_done_page(app: &AppState, url: &str) -> bool {
     app.settings.connect.public_url.as_ref().is_some_and(|p| {
-        url.starts_with(&format!("{}{DONE_PATH}", p.as_str().trim_end_matches('/')))
+        let base = p.as_str().trim_end_matches('/');
+        [DONE_PATH, DASHBOARD_PATH]
+            .iter()
+            .any(|path| url.starts_with(&format!("{base}{path}")))
     })
 }
 

@@ -1,5 +1,5 @@
-import { useState, type FormEvent } from "react";
-import { api, type ProviderView } from "../api";
+import { useEffect, useState, type FormEvent } from "react";
+import { api, startConnect, type ProviderView } from "../api";
 import { Link, useLoc } from "../router";
 import { Empty, ErrorBox, Show, useAction, useAsync } from "../ui";
 
@@ -10,6 +10,7 @@ function Form({ p }: { p: ProviderView }) {
   const [tenant, setTenant] = useState("");
   const [baseUrl, setBaseUrl] = useState("");
   const [interval, setInterval] = useState("300");
+  const [tenantMissing, setTenantMissing] = useState(false);
   const submit = async (e: FormEvent) => {
     e.preventDefault();
     const ok = await act.run(() =>
@@ -23,6 +24,16 @@ function Form({ p }: { p: ProviderView }) {
     );
     if (ok) go(`connections/${encodeURIComponent(id.trim())}`);
   };
+  // The connect flow: the customer authorizes at the provider, which sends
+  // the browser back here with ?connection_id= or ?error=.
+  const connect = async () => {
+    if (!tenant.trim()) {
+      setTenantMissing(true);
+      return;
+    }
+    setTenantMissing(false);
+    await act.run(() => startConnect({ tenant: tenant.trim(), provider: p.name, base_url: baseUrl.trim() || null, return_page: "add-connection" }));
+  };
   return (
     <form onSubmit={submit} className="stack-form" aria-label={`Connect ${p.display_name ?? p.name}`}>
       <h2>Connect {p.display_name ?? p.name}</h2>
@@ -35,8 +46,9 @@ function Form({ p }: { p: ProviderView }) {
       </label>
       <label>
         Tenant
-        <input value={tenant} onChange={(e) => setTenant(e.target.value)} required placeholder="acme" />
+        <input value={tenant} onChange={(e) => setTenant(e.target.value)} required placeholder="acme" aria-invalid={tenantMissing} />
       </label>
+      {tenantMissing && <p className="error" role="alert">A tenant is needed to connect.</p>}
       <label>
         Base URL (optional)
         <input value={baseUrl} onChange={(e) => setBaseUrl(e.target.value)} placeholder="connector default" />
@@ -45,9 +57,18 @@ function Form({ p }: { p: ProviderView }) {
         Seconds between pulls
         <input type="number" min={1} value={interval} onChange={(e) => setInterval(e.target.value)} required />
       </label>
-      <button type="submit" disabled={act.busy}>
-        Create connection
-      </button>
+      <div className="actions">
+        <button type="button" disabled={act.busy} onClick={connect}>
+          Connect through {p.display_name ?? p.name}
+        </button>
+        <button type="submit" disabled={act.busy}>
+          Create connection
+        </button>
+      </div>
+      <p className="note">
+        Connect sends you to the provider to authorize (connection id and interval are then chosen for you); Create
+        makes the connection with the credentials configured on the server.
+      </p>
       {act.error && <ErrorBox error={act.error} />}
     </form>
   );
@@ -57,12 +78,28 @@ function Form({ p }: { p: ProviderView }) {
 export function AddConnection() {
   const catalog = useAsync(() => api.providers(), []);
   const [picked, setPicked] = useState<string | null>(null);
+  const { search, go } = useLoc();
+  const connected = search.get("connection_id");
+  const refused = search.get("error");
+  useEffect(() => {
+    // Back from the provider, authorized: the new connection's page.
+    if (connected) go(`connections/${encodeURIComponent(connected)}`, true);
+  }, [connected]);
   return (
     <section>
       <p>
         <Link to="connections">← Connections</Link>
       </p>
       <h1>Add a connection</h1>
+      {refused && (
+        <div className="error" role="alert">
+          <strong>Not connected</strong>
+          <p>
+            The provider did not authorize the connection ({refused}); nothing was stored. Pick the provider again to
+            retry.
+          </p>
+        </div>
+      )}
       <Show a={catalog} what="catalog">
         {(c) =>
           c.providers.length === 0 ? (

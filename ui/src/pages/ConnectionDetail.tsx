@@ -1,12 +1,13 @@
 import { useState, type FormEvent } from "react";
-import { api, type ConnectionView } from "../api";
+import { api, startConnect, type ConnectionView } from "../api";
 import { Link, useLoc } from "../router";
 import { BarChart, durationMs, Empty, ErrorBox, Show, StatusBadge, TableWrap, useAction, useAsync, useEvery, when } from "../ui";
 import { RunTable } from "./Runs";
 import { Webhook } from "./Webhook";
 
 function Actions({ c, onChange }: { c: ConnectionView; onChange: () => void }) {
-  const { go } = useLoc();
+  const { go, search } = useLoc();
+  const refused = search.get("error");
   const act = useAction();
   const [note, setNote] = useState("");
   const [typed, setTyped] = useState("");
@@ -24,6 +25,25 @@ function Actions({ c, onChange }: { c: ConnectionView; onChange: () => void }) {
         <button type="button" disabled={act.busy} onClick={() => doIt("Sync requested: runs start within seconds.", () => api.syncNow(c.id))}>
           Sync now
         </button>
+        {c.status === "needs_reauth" && (
+          <button
+            type="button"
+            disabled={act.busy}
+            onClick={() =>
+              act.run(() =>
+                startConnect({
+                  tenant: c.tenant,
+                  provider: c.provider,
+                  connection_id: c.id,
+                  base_url: c.base_url,
+                  return_page: `connections/${encodeURIComponent(c.id)}`,
+                }),
+              )
+            }
+          >
+            Reconnect
+          </button>
+        )}
         {c.status === "disabled" ? (
           <button type="button" disabled={act.busy} onClick={() => doIt("Resumed.", () => api.resume(c.id))}>
             Resume
@@ -38,6 +58,12 @@ function Actions({ c, onChange }: { c: ConnectionView; onChange: () => void }) {
         {note}
       </p>
       {act.error && <ErrorBox error={act.error} />}
+      {refused && (
+        <div className="error" role="alert">
+          <strong>Not reconnected</strong>
+          <p>The provider did not authorize ({refused}); the connection is unchanged.</p>
+        </div>
+      )}
       <details className="danger-zone">
         <summary>Delete this connection</summary>
         <p>Deleting removes the connection, its tasks and its synced records. Type its id to confirm.</p>
