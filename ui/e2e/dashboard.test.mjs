@@ -1,7 +1,9 @@
 // The dashboard end to end in Debian's chromium against `syncbridge up` and
 // the sandbox: sign in with the one-time link `up` prints, every page passes
 // axe-core (no serious or critical violation) at 1280 px and phone width,
-// add a connection and watch its first sync finish on the page, create an
+// add a connection and watch its first sync finish on the page, add one
+// through the connect flow (Approve and Deny on the sandbox's consent page),
+// create an
 // API key (shown once) and revoke it, and see it refused. Each test saves a
 // screenshot under target/ui-artifacts/.
 import { after, before, describe, it } from "node:test";
@@ -113,6 +115,45 @@ describe("dashboard", () => {
     await page.getByRole("link", { name: "acme-crm" }).waitFor();
     await page.goto(stack.dashboard + "runs");
     await page.getByRole("region", { name: "Runs" }).getByText("succeeded").first().waitFor();
+  });
+
+  it("connects through the provider's consent page: Approve lands on the new connection and its first sync finishes; Deny stores nothing", async () => {
+    const ids = async () => {
+      const r = await page.request.get(`${stack.api}/connections?limit=500`);
+      assert.equal(r.status(), 200);
+      return (await r.json()).connections.map((c) => c.id).sort();
+    };
+    const start = async (tenant) => {
+      await page.goto(stack.dashboard + "add-connection");
+      await page.getByRole("button", { name: /Sandbox|sandbox/ }).first().click();
+      await page.getByLabel("Tenant").fill(tenant);
+      await page.getByLabel("Base URL (optional)").fill(stack.sandboxUrl);
+      await page.getByRole("button", { name: /^Connect through/ }).click();
+      // The sandbox's consent page (the provider's authorize URL).
+      await page.getByRole("button", { name: "Approve" }).waitFor();
+      assert.ok(page.url().startsWith(stack.sandboxUrl + "/oauth/authorize"), page.url());
+    };
+
+    const before = await ids();
+    await start("initech");
+    await shot(page, "connect-consent");
+    await page.getByRole("button", { name: "Deny" }).click();
+    await page.waitForURL(/\/api\/v1\/admin\/add-connection\?error=/);
+    await page.getByText(/did not authorize the connection \(access_denied\); nothing was stored/).waitFor();
+    await checkA11y(page, "add connection, denied");
+    assert.deepEqual(await ids(), before, "a denied flow stores no connection");
+
+    await start("globex");
+    await page.getByRole("button", { name: "Approve" }).click();
+    await page.waitForURL(/\/api\/v1\/admin\/connections\/[^/?]+$/);
+    const id = decodeURIComponent(new URL(page.url()).pathname.split("/").pop());
+    await page.getByRole("heading", { name: `Connection ${id}` }).waitFor();
+    assert.deepEqual(await ids(), [...before, id].sort(), "the approved flow stored one connection");
+    // Nobody clicks Sync now: the new connection's first sync runs by itself.
+    const runs = page.getByRole("region", { name: "Runs" });
+    await runs.getByText("succeeded").first().waitFor({ timeout: 90_000 });
+    await checkA11y(page, "connected connection");
+    await shot(page, "connect-approved-synced");
   });
 
   it("creates an API key shown once, revokes it, and the API refuses it", async () => {

@@ -76,7 +76,14 @@ export async function startStack({ records = 40 } = {}) {
     join(BIN, "syncbridge"),
     ["--data-dir", dataDir, "up", "--http-port", String(upPort), "--app-root", ROOT],
     // Scheduler every second, so "Sync now" starts a run at once.
-    { SYNC_SCHEDULER_SCHEDULE: "*/1 * * * * *", TOKEN_REFRESHER_SCHEDULE: "0 0 0 1 1 *" },
+    // The sandbox's OAuth client (its defaults), for the connect flow; `up`
+    // accepts the dashboard's own pages as return URLs.
+    {
+      SYNC_SCHEDULER_SCHEDULE: "*/1 * * * * *",
+      TOKEN_REFRESHER_SCHEDULE: "0 0 0 1 1 *",
+      SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_ID: "sbx_client_demo",
+      SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_SECRET: "sbx_cs_demo_secret",
+    },
     "syncbridge up",
   );
   let browser;
