@@ -337,6 +337,12 @@ impl Store for CrashingStore {
     async fn get_run(&self, id: &syncbridge_core::RunId) -> Result<Option<SyncRun>, StoreError> {
         self.inner.get_run(id).await
     }
+    async fn run_stats(
+        &self,
+        q: &syncbridge_core::store::RunStatsQuery,
+    ) -> Result<Vec<syncbridge_core::store::RunBucket>, StoreError> {
+        self.inner.run_stats(q).await
+    }
     async fn claim_idempotency_key(
         &self,
         c: &syncbridge_core::store::IdempotencyClaim,

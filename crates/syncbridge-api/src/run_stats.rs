@@ -1,23 +1,20 @@
 //! `GET /v1/run-stats`: runs per hour over the last hours — how many, how
 //! many failed, records changed, mean duration — for the dashboard's
-//! Overview charts, computed here in one call instead of the browser paging
-//! through every run.
+//! Overview charts, in one call: the store sums the runs per hour
+//! ([`syncbridge_core::Store::run_stats`], an aggregate over an index of run
+//! starts), no run document is decoded here.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use syncbridge_core::Timestamp;
-use syncbridge_core::model::{RunStatus, SyncRun};
-use syncbridge_core::store::{RunKey, RunQuery};
+use syncbridge_core::store::RunStatsQuery;
 use syncbridge_functions::AppState;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::problem::{ApiError, Problem};
 
-/// Most runs read for one answer (beyond it, `truncated` is set).
-pub const MAX_RUNS: usize = 500_000;
-const PAGE: usize = 5_000;
 const HOUR_MS: i64 = 3_600_000;
 
 /// Parameters of `GET /v1/run-stats`.
@@ -49,33 +46,10 @@ pub struct HourStats {
 pub struct RunStats {
     /// One entry per hour, the current (partial) hour last.
     pub hours: Vec<HourStats>,
-    /// More runs than [`MAX_RUNS`] started in the period; the oldest were not counted.
+    /// Always `false`: every run of the period is counted (the store
+    /// aggregates). Kept so that clients written against the paging version
+    /// still read the same document.
     pub truncated: bool,
-}
-
-#[derive(Default, Clone, Copy)]
-struct Acc {
-    runs: u64,
-    failed: u64,
-    records: u64,
-    ms: u64,
-    finished: u64,
-}
-
-fn add(acc: &mut [Acc], first_hour: i64, r: &SyncRun) {
-    let i = (r.started_at.as_millis() - first_hour).div_euclid(HOUR_MS);
-    let Some(a) = usize::try_from(i).ok().and_then(|i| acc.get_mut(i)) else {
-        return;
-    };
-    a.runs += 1;
-    if r.status == RunStatus::Failed {
-        a.failed += 1;
-    }
-    a.records += r.counts.created + r.counts.updated + r.counts.deleted;
-    if let Some(f) = r.finished_at {
-        a.ms += f.since(r.started_at).as_millis() as u64;
-        a.finished += 1;
-    }
 }
 
 /// Runs per hour over the last `hours` hours.
@@ -97,47 +71,30 @@ pub async fn stats(
     }
     let now = app.clock.now().as_millis();
     let first_hour = now.div_euclid(HOUR_MS) * HOUR_MS - i64::from(hours - 1) * HOUR_MS;
-    let since = Timestamp::from_millis(first_hour);
-    let mut acc = vec![Acc::default(); hours as usize];
-    let mut after: Option<RunKey> = None;
-    let mut read = 0usize;
-    let truncated = loop {
-        let page = app
-            .store
-            .list_runs_page(&RunQuery {
-                connection: None,
-                statuses: Vec::new(),
-                since: Some(since),
-                after: after.take(),
-                limit: PAGE,
-            })
-            .await?;
-        for r in &page {
-            add(&mut acc, first_hour, r);
-        }
-        read += page.len();
-        if page.len() < PAGE {
-            break false;
-        }
-        if read >= MAX_RUNS {
-            break true;
-        }
-        let last = page.last().expect("a full page");
-        after = Some(RunKey {
-            started_at: last.started_at,
-            id: last.id.clone(),
-        });
+    let q = RunStatsQuery {
+        since: Timestamp::from_millis(first_hour),
+        until: Timestamp::from_millis(first_hour + i64::from(hours) * HOUR_MS),
+        bucket_ms: std::num::NonZeroU32::new(HOUR_MS as u32).expect("an hour is not zero"),
     };
-    let hours = acc
-        .iter()
-        .enumerate()
-        .map(|(i, a)| HourStats {
-            start: Timestamp::from_millis(first_hour + i as i64 * HOUR_MS).to_string(),
-            runs: a.runs,
-            failed: a.failed,
-            records: a.records,
-            mean_duration_ms: (a.finished > 0).then(|| a.ms / a.finished),
+    let mut buckets = app.store.run_stats(&q).await?.into_iter().peekable();
+    let hours = (0..i64::from(hours))
+        .map(|i| {
+            let start = Timestamp::from_millis(first_hour + i * HOUR_MS);
+            let b = buckets.next_if(|b| b.start == start);
+            let (runs, failed, records, finished, ms) = b.map_or((0, 0, 0, 0, 0), |b| {
+                (b.runs, b.failed, b.records, b.finished, b.duration_ms)
+            });
+            HourStats {
+                start: start.to_string(),
+                runs,
+                failed,
+                records,
+                mean_duration_ms: (finished > 0).then(|| ms / finished),
+            }
         })
         .collect();
-    Ok(Json(RunStats { hours, truncated }))
+    Ok(Json(RunStats {
+        hours,
+        truncated: false,
+    }))
 }

@@ -247,6 +247,36 @@ pub struct RunQuery {
     pub limit: usize,
 }
 
+/// Which runs [`Store::run_stats`] sums and how it buckets them: runs
+/// started in `[since, until)`, in buckets of `bucket_ms` counted from `since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunStatsQuery {
+    /// First instant counted; the first bucket starts here.
+    pub since: Timestamp,
+    /// First instant not counted.
+    pub until: Timestamp,
+    /// Width of a bucket in milliseconds.
+    pub bucket_ms: std::num::NonZeroU32,
+}
+
+/// The sums of the runs that started in one bucket of a [`RunStatsQuery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunBucket {
+    /// Start of the bucket (`since + k * bucket_ms`).
+    pub start: Timestamp,
+    /// Runs started in it.
+    pub runs: u64,
+    /// Of which ended [`crate::model::RunStatus::Failed`].
+    pub failed: u64,
+    /// Records created, updated or deleted by them.
+    pub records: u64,
+    /// Of which have finished (have `finished_at`).
+    pub finished: u64,
+    /// Sum of the finished runs' durations in milliseconds (a run that
+    /// finished before it started counts 0).
+    pub duration_ms: u64,
+}
+
 /// All durable state. Implementations are cheap to share (`Arc<dyn Store>`).
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
@@ -539,6 +569,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn list_runs_page(&self, q: &RunQuery) -> Result<Vec<SyncRun>, StoreError>;
     /// One run by id.
     async fn get_run(&self, id: &RunId) -> Result<Option<SyncRun>, StoreError>;
+    /// The sums of the runs started in the query's period, per bucket:
+    /// only buckets with runs, oldest first. An aggregate in the store (no
+    /// run document is decoded here): the dashboard's 24-hour charts.
+    async fn run_stats(&self, q: &RunStatsQuery) -> Result<Vec<RunBucket>, StoreError>;
 
     // ---- function heartbeats (health) --------------------------------------
 

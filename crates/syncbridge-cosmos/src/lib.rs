@@ -2029,6 +2029,13 @@ impl Store for CosmosStore {
         self.api_get_run(id).await
     }
 
+    async fn run_stats(
+        &self,
+        q: &syncbridge_core::store::RunStatsQuery,
+    ) -> Result<Vec<syncbridge_core::store::RunBucket>, StoreError> {
+        self.api_run_stats(q).await
+    }
+
     async fn claim_idempotency_key(
         &self,
         c: &IdempotencyClaim,

@@ -121,6 +121,7 @@ contract!(
     idempotency_keys,
     conflict_pages,
     audit_pages,
+    run_stats_buckets,
 );
 
 /// `run_all` too, so a case added to the contract runs here even before it is

@@ -60,6 +60,7 @@ use syncbridge_core::store::{
     SealedCredential,
 };
 use syncbridge_core::store::{FeedEntry, FeedQuery};
+use syncbridge_core::store::{RunBucket, RunStatsQuery};
 use syncbridge_core::{
     Clock, ConnectionId, ExternalId, ObjectType, RunId, Store, StoreError, SystemClock, TaskId,
     TenantId, Timestamp,
@@ -1299,6 +1300,11 @@ impl Store for SqliteStore {
     async fn get_run(&self, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
         let id = id.clone();
         self.with(move |db| api::get_run(db, &id)).await
+    }
+
+    async fn run_stats(&self, q: &RunStatsQuery) -> Result<Vec<RunBucket>, StoreError> {
+        let q = *q;
+        self.with(move |db| api::run_stats(db, &q)).await
     }
 
     // ---- product API (SyncApi): changes (see the `changes` module) ----------

@@ -296,6 +296,16 @@ const MIGRATIONS: &[&[Step]] = &[
         doc TEXT NOT NULL
      );",
     )],
+    // 15: the dashboard's run stats (`Store::run_stats`): one GROUP BY over
+    //     a range of run starts; the summed document fields are in the index
+    //     (spelled exactly as `api::run_stats_query` spells them), so the
+    //     aggregate reads the index alone.
+    &[Step::Sql(
+        "CREATE INDEX IF NOT EXISTS runs_stats ON runs (started_at,
+        json_extract(doc, '$.status'), json_extract(doc, '$.counts.created'),
+        json_extract(doc, '$.counts.updated'), json_extract(doc, '$.counts.deleted'),
+        json_extract(doc, '$.finished_at'));",
+    )],
 ];
 
 /// The schema version this build writes: the number of migrations.

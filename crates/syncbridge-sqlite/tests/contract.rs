@@ -44,6 +44,7 @@ contract!(
     idempotency_keys,
     conflict_pages,
     audit_pages,
+    run_stats_buckets,
 );
 
 /// Reopening the file keeps every committed record and migrations are not re-run destructively.

@@ -19,7 +19,7 @@ use syncbridge_core::model::{
 use syncbridge_core::store::{
     ActionFilter, AuditQuery, ClaimOutcome, ConflictQuery, ConnectionQuery, FeedEntry, FeedQuery,
     IdempotencyClaim, LastAction, LeaseRequest, PageCommit, RecordKey, RecordUpsert, RecordWrite,
-    RunKey, RunQuery, SealedCredential, StoredAnswer,
+    RunBucket, RunKey, RunQuery, RunStatsQuery, SealedCredential, StoredAnswer,
 };
 use syncbridge_core::{
     ConnectionId, ExternalId, ManualClock, ObjectType, RunId, Store, StoreError, TenantId,
@@ -1975,6 +1975,136 @@ pub async fn connect_sessions_advance_once(store: Arc<dyn Store>) {
 
 /// Runs every contract case, each against a fresh store from `make` (the
 /// records-feed cases take the store's clock too; backends run them by name).
+/// Run stats (the dashboard's charts).
+///
+/// Tried: runs of two connections in the first, third and fourth hour after
+/// `T0` — succeeded, failed, still running, one whose `finished_at` is before
+/// its start — plus one a second before `T0` and one exactly at `until`; a
+/// period with no runs; the running run stored again, finished.
+///
+/// Must hold: only runs started in `[since, until)` count; buckets start at
+/// `since + k * width`, only non-empty ones, oldest first; failed, records
+/// (created + updated + deleted), finished and duration sums are exact (an
+/// unfinished run adds no duration; a negative one adds 0); a rewritten run
+/// counts once, with its new fields.
+pub async fn run_stats_buckets(store: Arc<dyn Store>) {
+    let at = |secs: u64| T0.add(Duration::from_secs(secs));
+    let run = |conn: &str, id: &str, start: Timestamp, status, ms: Option<i64>, counts| SyncRun {
+        started_at: start,
+        finished_at: ms.map(|ms| Timestamp::from_millis(start.as_millis() + ms)),
+        counts,
+        ..run_at(conn, id, 0, status)
+    };
+    let counts = |created, updated, deleted| RunCounts {
+        created,
+        updated,
+        deleted,
+        fetched: 99,
+        ..Default::default()
+    };
+    let running = run(
+        "c1",
+        "r3",
+        at(1_800),
+        RunStatus::Running,
+        None,
+        counts(4, 0, 0),
+    );
+    for r in [
+        run(
+            "c1",
+            "r1",
+            at(10),
+            RunStatus::Succeeded,
+            Some(2_000),
+            counts(3, 1, 0),
+        ),
+        run(
+            "c2",
+            "r2",
+            at(1_200),
+            RunStatus::Failed,
+            Some(500),
+            counts(0, 0, 2),
+        ),
+        running.clone(),
+        run(
+            "c2",
+            "r4",
+            at(7_201),
+            RunStatus::Succeeded,
+            Some(100),
+            counts(1, 0, 0),
+        ),
+        run(
+            "c1",
+            "r6",
+            at(7_300),
+            RunStatus::Succeeded,
+            Some(-5_000),
+            counts(0, 0, 0),
+        ),
+        run(
+            "c1",
+            "r0",
+            T0.sub(Duration::from_secs(1)),
+            RunStatus::Failed,
+            Some(1),
+            counts(7, 0, 0),
+        ),
+        run(
+            "c2",
+            "r5",
+            at(10_800),
+            RunStatus::Failed,
+            Some(1),
+            counts(7, 0, 0),
+        ),
+    ] {
+        store.put_run(&r).await.unwrap();
+    }
+    let hour = std::num::NonZeroU32::new(3_600_000).unwrap();
+    let q = RunStatsQuery {
+        since: T0,
+        until: at(10_800),
+        bucket_ms: hour,
+    };
+    let bucket = |start, runs, failed, records, finished, duration_ms| RunBucket {
+        start,
+        runs,
+        failed,
+        records,
+        finished,
+        duration_ms,
+    };
+    assert_eq!(
+        store.run_stats(&q).await.unwrap(),
+        [
+            bucket(T0, 3, 1, 10, 2, 2_500),
+            bucket(at(7_200), 2, 0, 1, 2, 100),
+        ],
+        "[since, until) in hour buckets, empty hours left out"
+    );
+    let empty = RunStatsQuery {
+        since: at(20_000),
+        until: at(30_000),
+        bucket_ms: hour,
+    };
+    assert_eq!(store.run_stats(&empty).await.unwrap(), []);
+
+    let finished = SyncRun {
+        status: RunStatus::Succeeded,
+        finished_at: Some(at(1_801)),
+        ..running
+    };
+    store.put_run(&finished).await.unwrap();
+    assert_eq!(
+        store.run_stats(&q).await.unwrap()[0],
+        bucket(T0, 3, 1, 10, 3, 3_500),
+        "the rewritten run counts once, finished"
+    );
+}
+
 pub async fn run_all<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
@@ -2005,6 +2135,7 @@ where
     idempotency_keys(make().await).await;
     conflict_pages(make().await).await;
     audit_pages(make().await).await;
+    run_stats_buckets(make().await).await;
 }
 
 // ---- records feed (issue 17): change sequence, tombstones ----------------
