@@ -562,11 +562,17 @@ async fn salesforce_soql_paging_instance_url_and_deleted_window() {
     );
     let token_requests = tokens.lock().unwrap().clone();
     assert_eq!(token_requests.len(), 1, "{token_requests:?}");
+    // Salesforce's refresh token flow takes the client's id and secret in
+    // the form body (`token_auth = "body"`), not a Basic header.
     assert_eq!(
         token_requests[0].body,
         Value::String(
-            "grant_type=refresh_token&refresh_token=5Aep861KIwKdekr90I4iHdtDgWwRoG".into()
+            "grant_type=refresh_token&refresh_token=5Aep861KIwKdekr90I4iHdtDgWwRoG&client_id=3MVG9lKcPoNINVBIPJjdw1J9LLM82Hn&client_secret=secret".into()
         )
+    );
+    assert_eq!(
+        token_requests[0].auth, None,
+        "no Basic header with body auth"
     );
     let calls = api.lock().unwrap().clone();
     assert_eq!(
