@@ -3,7 +3,8 @@
 // axe-core (no serious or critical violation) at 1280 px and phone width,
 // add a connection and watch its first sync finish on the page, add one
 // through the connect flow (Approve and Deny on the sandbox's consent page),
-// create an
+// resolve a parked conflict on the Conflicts page and see the record
+// pushed, create an
 // API key (shown once) and revoke it, and see it refused. Each test saves a
 // screenshot under target/ui-artifacts/.
 import { after, before, describe, it } from "node:test";
@@ -237,6 +238,85 @@ describe("dashboard", () => {
     await page.getByText("Nothing is quarantined.").waitFor();
     const entries = (await (await call("GET", "/quarantine")).json()).entries;
     assert.deepEqual(entries, [], "the replayed entry left quarantine");
+  });
+
+  it("resolve a parked conflict and see the record pushed", async () => {
+    const admin = stack.cli("api-keys", "create", "--name", "e2e-conflicts", "--scope", "admin").trim();
+    const call = async (method, path, body) => {
+      const r = await fetch(`${stack.api}${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${admin}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await r.text();
+      return { status: r.status, body: text ? JSON.parse(text) : null };
+    };
+    const poll = async (what, probe, ms = 90_000) => {
+      const end = Date.now() + ms;
+      for (;;) {
+        const v = await probe();
+        if (v) return v;
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    };
+    // A connection with the default conflict policy (manual for every field).
+    const conn = "acme-conflicts";
+    const created = await call("POST", "/connections", { id: conn, tenant: "acme", provider: "sandbox", base_url: stack.sandboxUrl, interval_secs: 3600, objects: ["contacts"] });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    // Its first sync brings the sandbox's contacts in.
+    const record = await poll("the first sync's contacts", async () => {
+      const r = await call("GET", `/records?connection_id=${conn}&object=contacts&limit=1`);
+      return r.status === 200 && r.body.records[0];
+    });
+    const id = record.id;
+    const recordPath = `/connections/${conn}/objects/contacts/records/${encodeURIComponent(id)}`;
+    const remotePhone = async () => {
+      const r = await fetch(`${stack.sandboxUrl}/crm/v3/objects/contacts/${encodeURIComponent(id)}?properties=phone`);
+      assert.equal(r.status, 200);
+      return (await r.json()).properties.phone;
+    };
+    // Someone changes the phone at the provider, then the product changes it too.
+    const edited = await fetch(`${stack.sandboxUrl}/crm/v3/objects/contacts/${encodeURIComponent(id)}`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ properties: { phone: "+1 555 0101 theirs" } }),
+    });
+    assert.equal(edited.status, 200, await edited.text());
+    const patched = await call("PATCH", recordPath, { fields: { phone: "+1 555 0102 ours" } });
+    assert.equal(patched.status, 202, JSON.stringify(patched.body));
+    // The push finds both sides changed: parked for a person.
+    const parked = await poll("the conflict to be parked", async () => {
+      const s = await call("GET", `${recordPath}/status`);
+      return s.body?.status === "conflict" && s.body;
+    });
+    assert.deepEqual(parked.conflicts, ["phone"]);
+    assert.equal(await remotePhone(), "+1 555 0101 theirs", "a parked conflict pushes nothing");
+
+    // The operator types a value for the field on the Conflicts page.
+    await page.goto(stack.dashboard + "conflicts");
+    const label = `${conn} contacts ${id}`;
+    const panel = page.getByRole("region", { name: `Conflict on ${label}`, exact: true });
+    await panel.waitFor();
+    await panel.getByText('"+1 555 0102 ours"').waitFor();
+    await panel.getByText('"+1 555 0101 theirs"').waitFor();
+    await checkA11y(page, "conflicts with a parked record");
+    await panel.getByLabel("Value for phone").fill("+1 555 0199 decided");
+    await shot(page, "conflict-parked");
+    await panel.getByRole("button", { name: "Save typed values" }).click();
+    await page.getByText(`${label}: typed values saved; the record is pushed.`).waitFor();
+    await panel.waitFor({ state: "detached" });
+
+    // The record is pushed with the typed value, and the provider carries it.
+    await poll("the record to be pushed", async () => (await call("GET", `${recordPath}/status`)).body?.status === "pushed");
+    assert.equal(await remotePhone(), "+1 555 0199 decided");
+    const listed = await call("GET", `/conflicts?connection_id=${conn}`);
+    assert.deepEqual(listed.body.conflicts, [], "nothing is parked any more");
+    // The decision is on the audit trail the page shows.
+    const audit = page.getByRole("region", { name: `Audit trail of ${conn}`, exact: true });
+    await audit.getByRole("cell", { name: id, exact: true }).first().waitFor();
+    await checkA11y(page, "conflicts after resolving");
+    await shot(page, "conflict-resolved");
   });
 
   it("a change without the CSRF token is refused; signing out ends the session", async () => {
