@@ -75,7 +75,7 @@ async fn failing_message_is_dead_lettered() {
     // Corrupt the task document so every delivery fails with a store error.
     let db = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
     db.execute(
-        "UPDATE tasks SET doc = '{broken' WHERE id = ?1",
+        "UPDATE task_docs SET doc = '{broken' WHERE id = ?1",
         [tasks[0].id.as_str()],
     )
     .unwrap();

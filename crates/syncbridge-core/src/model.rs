@@ -266,10 +266,13 @@ impl SyncTask {
     /// starts, so a boost asked for while it runs is seen at release.
     pub fn take_lease(&mut self, lease: Lease) {
         self.lease = Some(lease);
-        if self.priority < Priority::Scheduled {
-            self.priority = Priority::Scheduled;
-        }
+        self.priority = self.priority_once_leased();
         self.version += 1;
+    }
+
+    /// The priority [`SyncTask::take_lease`] leaves: a boost is used up.
+    pub fn priority_once_leased(&self) -> Priority {
+        self.priority.max(Priority::Scheduled)
     }
 
     /// Ends the lease (the caller checked the token) at `finished_at`: the

@@ -26,7 +26,9 @@
 //! with [`StoreError::Detached`].
 //!
 //! Documents (connections, tasks, runs) are stored as JSON next to the columns
-//! queries filter on; records keep their canonical JSON, hash and version in
+//! queries filter on; a task's document is in a table of its own
+//! (`task_docs`) beside the narrow `task_state` row that leases write, whose
+//! lease, version and priority win over the document's; records keep their canonical JSON, hash and version in
 //! columns so a page commit can skip unchanged rows without parsing JSON.
 //!
 //! - `records`: record writes and the records feed (change sequence,
@@ -318,10 +320,6 @@ impl WalCheckpointer {
     }
 }
 
-fn read_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<String> {
-    row.get(0)
-}
-
 fn read_credential(
     row: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<Result<SealedCredential, StoreError>> {
@@ -367,41 +365,69 @@ fn read_quarantined(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Quaran
     })
 }
 
+/// Writes a whole task: its scheduling columns in `task_state` (the lease's
+/// token and expiry, version and priority are authoritative there, see
+/// [`TaskRow`]) and its document in `task_docs`.
 fn write_task(db: &Db, t: &SyncTask) -> rusqlite::Result<usize> {
-    db.prepare_cached(
-        "INSERT INTO tasks (id, connection, priority, next_run_at, lease_until, version, doc, stall_at, eligible_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, MAX(?4, COALESCE(?5 + 1, ?4)))
-         ON CONFLICT(id) DO UPDATE SET connection = excluded.connection, priority = excluded.priority,
-           next_run_at = excluded.next_run_at, lease_until = excluded.lease_until,
-           version = excluded.version, doc = excluded.doc, stall_at = excluded.stall_at,
-           eligible_at = excluded.eligible_at",
-    )?
-    .execute(params![
+    let lease = t.lease.as_ref();
+    let n = db
+        .prepare_cached(
+            "INSERT INTO task_state (id, connection, priority, next_run_at, lease_until, lease_token,
+               version, generation, stall_at, eligible_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, MAX(?4, COALESCE(?5 + 1, ?4)))
+             ON CONFLICT(id) DO UPDATE SET connection = excluded.connection, priority = excluded.priority,
+               next_run_at = excluded.next_run_at, lease_until = excluded.lease_until,
+               lease_token = excluded.lease_token, version = excluded.version,
+               generation = excluded.generation, stall_at = excluded.stall_at,
+               eligible_at = excluded.eligible_at",
+        )?
+        .execute(params![
             t.id.as_str(),
             t.connection.as_str(),
             t.priority as i64,
             t.next_run_at.as_millis(),
-            t.lease.as_ref().map(|l| l.until.as_millis()),
+            lease.map(|l| l.until.as_millis()),
+            lease.map(|l| l.token.as_str()),
             t.version,
-            to_json(t),
+            t.generation,
             t.stall_at().map(|at| at.as_millis())
-    ])
+        ])?;
+    db.prepare_cached(
+        "INSERT INTO task_docs (id, doc) VALUES (?1, ?2)
+         ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
+    )?
+    .execute(params![t.id.as_str(), to_json(t)])?;
+    Ok(n)
 }
 
-/// Takes the lease `leased` carries (as `SyncTask::take_lease` left it)
-/// if the stored task is still at version `expected` and of the same
-/// generation (compare-and-swap without a read: `put_task` may replace a
-/// task with a new one at the same version, e.g. `connections add
-/// --replace`, and that one must not get the old document back); `false`
-/// if it moved on, was replaced or is gone. Only the columns a
-/// lease changes are assigned, because SQLite rewrites every index on an
-/// assigned column: `next_run_at` and `stall_at` stay, and `priority` (in
-/// `tasks_due`) only when the lease used up a boost.
-/// Whether taking a lease used up a priority boost (see `lease_if`).
-#[derive(Clone, Copy)]
-enum BoostUsed {
-    No,
-    Yes,
+/// One lease of [`Store::lease_tasks`], reduced to what its write needs.
+struct LeaseWrite {
+    /// Position in the caller's request list (the answer's order).
+    at: usize,
+    id: String,
+    /// The version the lease expects (compare-and-swap).
+    expected: i64,
+    generation: u32,
+    token: String,
+    until: i64,
+    /// The task's priority once leased, when the lease used up a boost.
+    boost_used: Option<i64>,
+}
+
+impl LeaseWrite {
+    fn new(at: usize, r: &LeaseRequest) -> Self {
+        let t = &r.task;
+        let leased_priority = t.priority_once_leased();
+        LeaseWrite {
+            at,
+            id: t.id.as_str().to_owned(),
+            expected: t.version,
+            generation: t.generation,
+            token: r.lease.token.clone(),
+            until: r.lease.until.as_millis(),
+            boost_used: (leased_priority != t.priority).then_some(leased_priority as i64),
+        }
+    }
 }
 
 impl SqliteStore {
@@ -430,75 +456,106 @@ impl SqliteStore {
     }
 }
 
-fn lease_if(
-    db: &Db,
-    leased: &SyncTask,
-    expected: i64,
-    boost_used: BoostUsed,
-) -> rusqlite::Result<bool> {
-    let (id, until, doc) = (
-        leased.id.as_str(),
-        leased.lease.as_ref().map(|l| l.until.as_millis()),
-        to_json(leased),
-    );
-    let n = match boost_used {
-        BoostUsed::No => db
+/// Takes the lease `w` describes (as `SyncTask::take_lease` would leave
+/// the task: version + 1, a boost used up) if the stored task is still at
+/// version `w.expected` and of the same generation (compare-and-swap
+/// without a read: `put_task` may replace a task with a new one at the
+/// same version, e.g. `connections add --replace`, and that one must not
+/// get the old lease); `false` if it moved on, was replaced or is gone. It
+/// writes the narrow `task_state` row only, never the document (migration 16
+/// moved documents out so that a tick's tens of thousands of leases dirty
+/// few pages), and assigns only the columns a lease changes, because
+/// SQLite rewrites every index on an assigned column: `next_run_at` and
+/// `stall_at` stay, and `priority` only when the lease used up a boost.
+fn lease_if(db: &Db, w: &LeaseWrite) -> rusqlite::Result<bool> {
+    let n = match w.boost_used {
+        None => db
             .prepare_cached(
-                "UPDATE tasks SET lease_until = ?2, version = ?3, doc = ?4,
+                "UPDATE task_state SET lease_until = ?2, lease_token = ?3, version = ?4 + 1,
                    eligible_at = MAX(next_run_at, ?2 + 1)
-                 WHERE id = ?1 AND version = ?5
-                   AND COALESCE(json_extract(doc, '$.generation'), 0) = ?6",
+                 WHERE id = ?1 AND version = ?4 AND generation = ?5",
             )?
-            .execute(params![
-                id,
-                until,
-                leased.version,
-                doc,
-                expected,
-                leased.generation
-            ])?,
-        BoostUsed::Yes => db
+            .execute(params![w.id, w.until, w.token, w.expected, w.generation])?,
+        Some(priority) => db
             .prepare_cached(
-                "UPDATE tasks SET lease_until = ?2, version = ?3, doc = ?4,
+                "UPDATE task_state SET lease_until = ?2, lease_token = ?3, version = ?4 + 1,
                    eligible_at = MAX(next_run_at, ?2 + 1), priority = ?6
-                 WHERE id = ?1 AND version = ?5
-                   AND COALESCE(json_extract(doc, '$.generation'), 0) = ?7",
+                 WHERE id = ?1 AND version = ?4 AND generation = ?5",
             )?
             .execute(params![
-                id,
-                until,
-                leased.version,
-                doc,
-                expected,
-                leased.priority as i64,
-                leased.generation
+                w.id,
+                w.until,
+                w.token,
+                w.expected,
+                w.generation,
+                priority
             ])?,
     };
     Ok(n == 1)
 }
 
-/// The tasks a `SELECT doc FROM tasks …` query returns, in its order.
+/// What every task read selects: the document and the columns a lease
+/// writes without touching it, in [`TaskRow`] order.
+const TASK_SELECT: &str = "SELECT d.doc, t.lease_token, t.lease_until, t.version, t.priority FROM task_state t JOIN task_docs d ON d.id = t.id";
+
+/// A task as stored: its document, and the lease, version and priority
+/// columns, which win over the document's copies (a lease writes only them).
+struct TaskRow {
+    doc: String,
+    lease_token: Option<String>,
+    lease_until: Option<i64>,
+    version: i64,
+    priority: i64,
+}
+
+fn read_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
+    Ok(TaskRow {
+        doc: row.get(0)?,
+        lease_token: row.get(1)?,
+        lease_until: row.get(2)?,
+        version: row.get(3)?,
+        priority: row.get(4)?,
+    })
+}
+
+/// The task a row holds: the document with the columns merged in.
+fn task_from_row(r: TaskRow) -> Result<SyncTask, StoreError> {
+    let mut t: SyncTask = from_json("task", &r.doc)?;
+    t.lease = match (r.lease_token, r.lease_until) {
+        (Some(token), Some(until)) => Some(Lease {
+            token,
+            until: Timestamp::from_millis(until),
+        }),
+        _ => None,
+    };
+    t.version = r.version;
+    t.priority = usize::try_from(r.priority)
+        .ok()
+        .and_then(|p| Priority::ALL.get(p).copied())
+        .ok_or_else(|| corrupt("task priority", r.priority))?;
+    Ok(t)
+}
+
+/// The tasks a query returns, in its order; `sql_tail` follows
+/// [`TASK_SELECT`] (a `WHERE` on the `task_state t` columns and an `ORDER BY`).
 fn query_tasks(
     db: &Db,
-    sql: &str,
+    sql_tail: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<SyncTask>, StoreError> {
-    let mut st = db.prepare_cached(sql).map_err(backend)?;
-    let docs = st
+    let mut st = db
+        .prepare_cached(&format!("{TASK_SELECT} {sql_tail}"))
+        .map_err(backend)?;
+    let rows = st
         .query_map(params, read_task)
         .map_err(backend)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?;
-    docs.iter().map(|d| from_json("task", d)).collect()
+    rows.into_iter().map(task_from_row).collect()
 }
 
 fn load_task(db: &Db, id: &str) -> Result<Option<SyncTask>, StoreError> {
-    let doc: Option<String> = db
-        .prepare_cached("SELECT doc FROM tasks WHERE id = ?1")
-        .and_then(|mut st| st.query_row([id], read_task))
-        .optional()
-        .map_err(backend)?;
-    doc.map(|d| from_json("task", &d)).transpose()
+    Ok(query_tasks(db, "WHERE t.id = ?1", [id])?.pop())
 }
 
 /// The columns every record query selects, in [`RecordRow`] order.
@@ -643,7 +700,12 @@ impl Store for SqliteStore {
             let n = tx
                 .execute("DELETE FROM connections WHERE id = ?1", [id.as_str()])
                 .map_err(backend)?;
-            for table in ["tasks", "records", "runs", "webhook_events", "credentials"] {
+            tx.execute(
+                "DELETE FROM task_docs WHERE id IN (SELECT id FROM task_state WHERE connection = ?1)",
+                [id.as_str()],
+            )
+            .map_err(backend)?;
+            for table in ["task_state", "records", "runs", "webhook_events", "credentials"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE connection = ?1"),
                     [id.as_str()],
@@ -675,7 +737,7 @@ impl Store for SqliteStore {
         self.with(move |db| {
             query_tasks(
                 db,
-                "SELECT doc FROM tasks WHERE ?1 IS NULL OR connection = ?1 ORDER BY id",
+                "WHERE ?1 IS NULL OR t.connection = ?1 ORDER BY t.id",
                 [c.as_ref().map(|c| c.as_str())],
             )
         })
@@ -686,8 +748,8 @@ impl Store for SqliteStore {
         self.with(move |db| {
             query_tasks(
                 db,
-                "SELECT doc FROM tasks WHERE eligible_at <= ?1
-                 ORDER BY priority, next_run_at, id LIMIT ?2",
+                "WHERE t.eligible_at <= ?1
+                 ORDER BY t.priority, t.next_run_at, t.id LIMIT ?2",
                 params![now.as_millis(), limit as i64],
             )
         })
@@ -706,24 +768,22 @@ impl Store for SqliteStore {
     }
 
     async fn lease_tasks(&self, requests: &[LeaseRequest]) -> Result<Vec<bool>, StoreError> {
-        let requests = requests.to_vec();
+        // In key order: the writes walk the table's pages once, front to
+        // back, instead of in the plan's (tenant round-robin) order.
+        let mut writes: Vec<LeaseWrite> = requests
+            .iter()
+            .enumerate()
+            .map(|(at, r)| LeaseWrite::new(at, r))
+            .collect();
+        writes.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let total = requests.len();
         self.with(move |db| {
             // One transaction for a whole tick's plan: tens of thousands of
             // leases commit in one fsync-free WAL append instead of one each.
-            let tx = db
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            let mut taken = Vec::with_capacity(requests.len());
-            for r in requests {
-                let (expected, before) = (r.task.version, r.task.priority);
-                let mut t = r.task;
-                t.take_lease(r.lease);
-                let boost_used = if t.priority == before {
-                    BoostUsed::No
-                } else {
-                    BoostUsed::Yes
-                };
-                taken.push(lease_if(&tx, &t, expected, boost_used).map_err(backend)?);
+            let tx = db.transaction_with_behavior(Immediate).map_err(backend)?;
+            let mut taken = vec![false; total];
+            for w in &writes {
+                taken[w.at] = lease_if(&tx, w).map_err(backend)?;
             }
             tx.commit().map_err(backend)?;
             Ok(taken)
@@ -739,8 +799,8 @@ impl Store for SqliteStore {
         self.with(move |db| {
             query_tasks(
                 db,
-                "SELECT doc FROM tasks WHERE stall_at IS NOT NULL AND stall_at < ?1
-                 ORDER BY stall_at LIMIT ?2",
+                "WHERE t.stall_at IS NOT NULL AND t.stall_at < ?1
+                 ORDER BY t.stall_at LIMIT ?2",
                 params![now.as_millis(), limit as i64],
             )
         })

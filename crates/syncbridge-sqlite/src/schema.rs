@@ -306,6 +306,50 @@ const MIGRATIONS: &[&[Step]] = &[
         json_extract(doc, '$.counts.updated'), json_extract(doc, '$.counts.deleted'),
         json_extract(doc, '$.finished_at'));",
     )],
+    // 16: a task lives in two tables: `task_state`, the narrow row a
+    //     scheduler tick reads by index and writes (the lease's token and
+    //     expiry, version, priority, the generation a lease is fenced by,
+    //     the due, stall and eligibility times), and `task_docs`, its
+    //     document. A lease writes only the narrow row, which every read
+    //     merges over the document, so a tick leasing tens of thousands of
+    //     tasks dirties pages of small rows instead of rewriting every
+    //     document (BENCHMARKS.md, "Scheduler at scale"). The rows move
+    //     out of `tasks`, which stays, empty, so that migrations 1-15 can
+    //     run again on it (they name its columns); copies never overwrite,
+    //     so running this again changes nothing. A document that is not
+    //     JSON keeps no lease (reading that task fails as before).
+    &[Step::Sql(
+        "CREATE TABLE IF NOT EXISTS task_state (
+        id TEXT PRIMARY KEY,
+        connection TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        next_run_at INTEGER NOT NULL,
+        lease_until INTEGER,
+        lease_token TEXT,
+        version INTEGER NOT NULL,
+        generation INTEGER NOT NULL DEFAULT 0,
+        stall_at INTEGER,
+        eligible_at INTEGER
+     );
+     CREATE TABLE IF NOT EXISTS task_docs (
+        id TEXT PRIMARY KEY,
+        doc TEXT NOT NULL
+     );
+     INSERT INTO task_state (id, connection, priority, next_run_at, lease_until, lease_token,
+          version, generation, stall_at, eligible_at)
+        SELECT id, connection, priority, next_run_at, lease_until,
+          CASE WHEN json_valid(doc) THEN json_extract(doc, '$.lease.token') END,
+          version, COALESCE(CASE WHEN json_valid(doc) THEN json_extract(doc, '$.generation') END, 0),
+          stall_at, COALESCE(eligible_at, MAX(next_run_at, COALESCE(lease_until + 1, next_run_at)))
+        FROM tasks WHERE true
+        ON CONFLICT(id) DO NOTHING;
+     INSERT INTO task_docs (id, doc) SELECT id, doc FROM tasks WHERE true
+        ON CONFLICT(id) DO NOTHING;
+     DELETE FROM tasks;
+     CREATE INDEX IF NOT EXISTS task_state_connection ON task_state (connection);
+     CREATE INDEX IF NOT EXISTS task_state_stall ON task_state (stall_at) WHERE stall_at IS NOT NULL;
+     CREATE INDEX IF NOT EXISTS task_state_eligible ON task_state (eligible_at);",
+    )],
 ];
 
 /// The schema version this build writes: the number of migrations.
