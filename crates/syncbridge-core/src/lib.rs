@@ -59,7 +59,9 @@ pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use ids::{ConnectionId, ExternalId, IdError, ObjectType, RunId, TaskId, TenantId};
-pub use queue::{MessageCounts, OutboundMessage, QueueDepth, QueueError, QueueName, QueueSender};
+pub use queue::{
+    ChunksError, MessageCounts, OutboundMessage, QueueDepth, QueueError, QueueName, QueueSender,
+};
 pub use ratelimit::{Decision, RateLimiter};
 pub use secrets::{SecretStore, SecretString};
 pub use store::{Store, StoreError};

@@ -128,12 +128,41 @@ pub enum QueueDepth {
     Unknown(String),
 }
 
+/// Why [`QueueSender::send_chunks`] stopped, and how far it got.
+#[derive(Debug, thiserror::Error)]
+#[error("sending chunk {} failed: {error}", sent + 1)]
+pub struct ChunksError {
+    /// Chunks sent whole before the failure (none of the later ones was).
+    pub sent: usize,
+    /// The failure.
+    #[source]
+    pub error: QueueError,
+}
+
 /// Sends messages to a queue. Implementations must be idempotent by `message_id`
 /// within their duplicate-detection window.
 #[async_trait::async_trait]
 pub trait QueueSender: Send + Sync + fmt::Debug + 'static {
     /// Sends a batch; all or nothing where the backend allows.
     async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), QueueError>;
+
+    /// Sends `chunks` in order, each all or nothing; on failure, says how
+    /// many whole chunks were sent before it (the caller gives back what the
+    /// rest stood for). This default sends each with [`QueueSender::send`];
+    /// a backend that can commit them all at once (the local queue: one
+    /// transaction, so a scheduler tick's tens of thousands of jobs write
+    /// each page once) does so, and then a failure sent none.
+    async fn send_chunks(&self, chunks: Vec<Vec<OutboundMessage>>) -> Result<(), ChunksError> {
+        for (sent, chunk) in chunks.into_iter().enumerate() {
+            if chunk.is_empty() {
+                continue;
+            }
+            self.send(chunk)
+                .await
+                .map_err(|error| ChunksError { sent, error })?;
+        }
+        Ok(())
+    }
 
     /// The queue's depth and dead letters, for health reports (never
     /// fails: what cannot be counted is [`QueueDepth::Unknown`] with the

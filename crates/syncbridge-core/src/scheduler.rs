@@ -155,14 +155,15 @@ struct Leased {
 }
 
 /// Leases the whole plan in one store call, then sends one job per leased
-/// task in plan order, in chunks of [`SEND_CHUNK`]. One lease transaction,
-/// not one per chunk: the plan visits the task table in tenant order, so
-/// every chunk's commit would rewrite most of the table's pages again
-/// (measured: chunked, pipelined leases cost the 33,000-task tick of
-/// `bench-scheduler` about 75% more CPU). When the queue refuses a chunk,
-/// that chunk's tasks and every later one are given back (the next tick
-/// retries them instead of waiting for the leases to expire) and the tick
-/// fails.
+/// task in plan order, in chunks of [`SEND_CHUNK`], handed to the queue in
+/// one call ([`QueueSender::send_chunks`]: the local queue commits them in
+/// one transaction). One lease transaction, not one per chunk: the plan
+/// visits the task table in tenant order, so every chunk's commit would
+/// rewrite most of the table's pages again (measured: chunked, pipelined
+/// leases cost the 33,000-task tick of `bench-scheduler` about 75% more
+/// CPU). When the queue refuses a chunk, that chunk's tasks and every later
+/// one are given back (the next tick retries them instead of waiting for
+/// the leases to expire) and the tick fails.
 async fn lease_and_enqueue(
     store: &dyn Store,
     queue: &dyn QueueSender,
@@ -173,15 +174,22 @@ async fn lease_and_enqueue(
 ) -> Result<(), TickError> {
     let (leased, lost) = lease_chunk(store, planned, now, cfg).await?;
     report.lost_races += lost;
-    for (i, chunk) in leased.chunks(SEND_CHUNK).enumerate() {
-        if let Err(e) = send_chunk(queue, chunk).await {
-            for l in &leased[i * SEND_CHUNK..] {
-                give_back(store, l, now).await?;
-            }
-            return Err(e.into());
-        }
-        count_sent(chunk, report);
+    if leased.is_empty() {
+        return Ok(());
     }
+    let chunks = leased
+        .chunks(SEND_CHUNK)
+        .map(|chunk| chunk.iter().map(job_message).collect())
+        .collect();
+    if let Err(e) = queue.send_chunks(chunks).await {
+        let sent = (e.sent * SEND_CHUNK).min(leased.len());
+        count_sent(&leased[..sent], report);
+        for l in &leased[sent..] {
+            give_back(store, l, now).await?;
+        }
+        return Err(e.error.into());
+    }
+    count_sent(&leased, report);
     Ok(())
 }
 
@@ -224,13 +232,6 @@ async fn lease_chunk(
         .collect();
     let lost = total - leased.len();
     Ok((leased, lost))
-}
-
-async fn send_chunk(queue: &dyn QueueSender, chunk: &[Leased]) -> Result<(), QueueError> {
-    if chunk.is_empty() {
-        return Ok(());
-    }
-    queue.send(chunk.iter().map(job_message).collect()).await
 }
 
 /// The job message for a leased task.

@@ -58,6 +58,20 @@ fn stamp(msg: &mut OutboundMessage) -> Option<String> {
     Some(id)
 }
 
+/// Stamps (and logs) every inbound job of `messages` that has no id yet.
+fn stamp_all(messages: &mut [OutboundMessage]) {
+    for msg in messages {
+        if let Some(id) = stamp(msg) {
+            tracing::info!(
+                correlation_id = %id,
+                message_id = %msg.message_id,
+                queue = %msg.queue,
+                "job enqueued"
+            );
+        }
+    }
+}
+
 /// A [`QueueSender`] that stamps correlation ids on inbound jobs sent by code
 /// that does not set them (the scheduler's tick in core) and logs each one.
 #[derive(Debug)]
@@ -66,17 +80,20 @@ pub struct Correlating(pub Arc<dyn QueueSender>);
 #[async_trait::async_trait]
 impl QueueSender for Correlating {
     async fn send(&self, mut messages: Vec<OutboundMessage>) -> Result<(), QueueError> {
-        for msg in &mut messages {
-            if let Some(id) = stamp(msg) {
-                tracing::info!(
-                    correlation_id = %id,
-                    message_id = %msg.message_id,
-                    queue = %msg.queue,
-                    "job enqueued"
-                );
-            }
-        }
+        stamp_all(&mut messages);
         self.0.send(messages).await
+    }
+
+    /// Stamps every chunk, then lets the inner sender send them its way
+    /// (the local queue: in one transaction).
+    async fn send_chunks(
+        &self,
+        mut chunks: Vec<Vec<OutboundMessage>>,
+    ) -> Result<(), syncbridge_core::ChunksError> {
+        for chunk in &mut chunks {
+            stamp_all(chunk);
+        }
+        self.0.send_chunks(chunks).await
     }
 
     async fn depth(&self, queue: &syncbridge_core::QueueName) -> syncbridge_core::QueueDepth {

@@ -41,7 +41,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use syncbridge_core::{Clock, OutboundMessage, QueueError, QueueSender, SystemClock, Timestamp};
+use syncbridge_core::{
+    ChunksError, Clock, OutboundMessage, QueueError, QueueSender, SystemClock, Timestamp,
+};
 
 /// Suffix of a queue's dead-letter sub-queue, as Service Bus spells it.
 pub const DEAD_LETTER_SUFFIX: &str = "/$DeadLetterQueue";
@@ -357,6 +359,12 @@ impl LocalQueue {
         conn.busy_timeout(options.busy_timeout)?;
         syncbridge_sqlite::enable_wal(&conn, options.busy_timeout)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // A page cache larger than the 2 MiB default: a scheduler tick sends
+        // tens of thousands of jobs in one transaction, whose dirty pages
+        // (the dedup index takes them in random order) would otherwise spill
+        // to the WAL before the commit and be written again. A limit, not an
+        // allocation.
+        conn.pragma_update(None, "cache_size", -16 * 1024)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(SCHEMA)?;
         tx.commit()?;
@@ -876,6 +884,14 @@ impl QueueSender for LocalQueue {
                 .map_err(QueueError::from),
             Err(_) => run().map_err(QueueError::from),
         }
+    }
+
+    /// Every chunk in one transaction: all sent, or none (`sent` is 0).
+    async fn send_chunks(&self, chunks: Vec<Vec<OutboundMessage>>) -> Result<(), ChunksError> {
+        let all: Vec<OutboundMessage> = chunks.into_iter().flatten().collect();
+        self.send(all)
+            .await
+            .map_err(|error| ChunksError { sent: 0, error })
     }
 
     /// Counts from the queue file ([`LocalQueue::counts`]).
