@@ -364,6 +364,34 @@ async fn invalid_sends_are_permanent_errors() {
     assert_eq!(q.queues().unwrap(), vec![Q.to_string()]);
 }
 
+/// What was tried: chunks sent in one call, once with a bad message (an
+/// id over 128 characters) in the last chunk, then all valid ones with a
+/// repeat across chunks. What holds: the bad call stores nothing and says
+/// no chunk was sent (so the scheduler gives every task back); the good
+/// one stores every message once, in order (duplicate detection spans the
+/// chunks of one call).
+#[tokio::test]
+async fn chunks_are_sent_all_or_nothing() {
+    let (_dir, _clock, q) = setup(10);
+    let bad = vec![
+        vec![msg("a"), msg("b")],
+        vec![msg("c"), msg(&"x".repeat(129))],
+    ];
+    let err = q.send_chunks(bad).await.unwrap_err();
+    assert_eq!(err.sent, 0);
+    assert!(!err.error.is_transient());
+    assert!(!q.queue_exists(Q).unwrap(), "nothing stored");
+    let good = vec![vec![msg("a"), msg("b")], vec![msg("c"), msg("a")]];
+    q.send_chunks(good).await.unwrap();
+    let ids: Vec<String> = q
+        .peek(Q)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.message_id)
+        .collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Send(u8),
