@@ -1,6 +1,7 @@
 //! Shared harness of the end-to-end tests (`tests/*.rs` beside this file):
 //! where the built handler binaries are, a local host over a temp data dir,
-//! a sandbox provider, and a polling helper with a deadline.
+//! a sandbox provider, and a polling helper with a deadline; [`fleet`]: the
+//! connections and runs the API benchmarks seed, and the API they serve.
 //!
 //! The binaries must be built first (`cargo build --workspace --bins`, which
 //! `scripts/test` does); a missing binary fails the test with that advice.
@@ -17,6 +18,7 @@ use syncbridge_core::{ConnectionId, ObjectType, Store, TenantId, Timestamp};
 use syncbridge_localhost::{HostConfig, LocalHost, LocalHostHandle};
 use syncbridge_sqlite::SqliteStore;
 
+pub mod fleet;
 pub mod provider_harness;
 
 /// The repository root (host.json, functions/).
