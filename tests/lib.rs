@@ -181,6 +181,72 @@ pub async fn sandbox(records: usize) -> syncbridge_sandbox::SandboxHandle {
         .expect("sandbox starts")
 }
 
+/// A sandbox with `records` per object and no auth that answers every call
+/// `latency_ms` late (a seeded fault), so a sync lasts long enough for a
+/// test to interrupt it.
+pub async fn slow_sandbox(records: usize, latency_ms: u64) -> syncbridge_sandbox::SandboxHandle {
+    let sbx = sandbox(records).await;
+    pipeline::admin(
+        &sbx.base_url(),
+        "config",
+        serde_json::json!({"faults": {"seed": 1, "latency_rate": 1.0, "latency_ms": latency_ms}}),
+    )
+    .await;
+    sbx
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The Standard Webhooks headers a provider sends with `body` to `url`,
+/// signed now with `secret` as message `msg_id`.
+pub fn standard_webhook_headers(
+    url: &str,
+    body: &str,
+    secret: &str,
+    msg_id: &str,
+) -> Vec<(String, String)> {
+    let req = syncbridge_signatures::Request {
+        method: "POST",
+        url,
+        headers: &[],
+        body: body.as_bytes(),
+    };
+    syncbridge_signatures::sign(
+        &syncbridge_signatures::Scheme::StandardWebhooks,
+        &syncbridge_signatures::WebhookSecret::new(secret),
+        &req,
+        unix_now(),
+        msg_id,
+    )
+    .unwrap()
+}
+
+/// A JSON `body` POSTed to `url` as a provider delivers it: signed now
+/// ([`standard_webhook_headers`]) with `secret` as message `msg_id`.
+pub fn signed_webhook_post(
+    http: &reqwest::Client,
+    url: &str,
+    body: String,
+    secret: &str,
+    msg_id: &str,
+) -> reqwest::RequestBuilder {
+    let headers = standard_webhook_headers(url, &body, secret, msg_id);
+    let mut rb = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
+    for (k, v) in headers {
+        rb = rb.header(k, v);
+    }
+    rb
+}
+
 /// In-process pipeline harness: runs inbound jobs the way SyncInboundWorker
 /// does, against a real SQLite store and a real sandbox over loopback.
 pub mod pipeline {
