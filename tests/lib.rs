@@ -1,10 +1,10 @@
 //! Shared harness of the end-to-end tests (`tests/*.rs` beside this file):
 //! where the built handler binaries are, a local host over a temp data dir,
-//! a sandbox provider, and a polling helper with a deadline; [`processes`]:
-//! the binaries as child processes (the CLI, `syncbridge up` and handlers
-//! with their logs, free ports, waiting for an answer, the leak scan's file
-//! search); [`fleet`]: the connections and runs the API benchmarks seed, and
-//! the API they serve.
+//! a sandbox provider (and a slowed one), a provider's signed webhook, and
+//! a polling helper with a deadline. [`processes`]: the binaries as child
+//! processes (the CLI, `syncbridge up` and handlers with their logs, free
+//! ports, waiting for an answer, the leak scan's file search). [`fleet`]: the
+//! connections and runs the API benchmarks seed, and the API they serve.
 //!
 //! The binaries must be built first (`cargo build --workspace --bins`, which
 //! `scripts/test` does); a missing binary fails the test with that advice.
