@@ -195,6 +195,19 @@ pub async fn slow_sandbox(records: usize, latency_ms: u64) -> syncbridge_sandbox
     sbx
 }
 
+/// GET `url` with bearer `key`: its JSON body (`None` if the call or the
+/// body fails, so a poll can try again).
+pub async fn get_json(http: &reqwest::Client, url: &str, key: &str) -> Option<serde_json::Value> {
+    http.get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
