@@ -11,7 +11,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac, randomUUID } from "node:crypto";
-import { checkA11y, shot, startStack } from "./harness.mjs";
+import { ARTIFACTS, checkA11y, shot, startStack } from "./harness.mjs";
 
 /** A Standard Webhooks delivery of `body` signed with `secret` (whsec_…). */
 function standardWebhook(secret, body) {
@@ -365,14 +365,31 @@ describe("dashboard", () => {
     const listed = await call("GET", `/conflicts?connection_id=${conn}`);
     assert.deepEqual(listed.body.conflicts, [], "nothing parked");
 
-    // A change made elsewhere meanwhile: the page's save is refused (412) and says so.
+    // Another field changed meanwhile (the base URL): the page's save still goes through, as the
+    // policies it started from are the stored ones.
     await section.getByLabel("Connection-wide policy").selectOption("latest");
     assert.equal((await call("PATCH", `/connections/${conn}`, { base_url: stack.sandboxUrl })).status, 200);
     await section.getByRole("button", { name: "Save policies" }).click();
+    await poll("the connection-wide policy saved", async () => (await call("GET", `/connections/${conn}`)).body.conflicts.policy === "latest");
+
+    // The policies changed elsewhere meanwhile: the page's save is refused (412) and says so.
+    await page.reload();
+    await section.getByLabel("Connection-wide policy").selectOption("source_wins");
+    const elsewhere = { policy: "manual", objects: { contacts: { fields: { phone: "target_wins" } } } };
+    assert.equal((await call("PATCH", `/connections/${conn}`, { conflicts: elsewhere })).status, 200);
+    await section.getByRole("button", { name: "Save policies" }).click();
     await section.getByText("Changed elsewhere").waitFor();
-    assert.equal((await call("GET", `/connections/${conn}`)).body.conflicts.policy, undefined, "nothing overwritten");
+    assert.deepEqual((await call("GET", `/connections/${conn}`)).body.conflicts, elsewhere, "nothing overwritten");
+    await checkA11y(page, "conflict policies changed elsewhere");
     await section.getByRole("button", { name: "Reload policies" }).click();
     await section.getByText("Changed elsewhere").waitFor({ state: "detached" });
+    assert.equal(await section.getByLabel("Connection-wide policy").inputValue(), "manual");
+
+    // Phone width: the rows wrap, still no serious or critical axe violation.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await checkA11y(page, "conflict policies at 390 px");
+    await section.screenshot({ path: `${ARTIFACTS}/conflict-policies-phone.png` });
+    await page.setViewportSize({ width: 1280, height: 900 });
   });
 
   it("a change without the CSRF token is refused; signing out ends the session", async () => {

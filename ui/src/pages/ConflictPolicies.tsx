@@ -129,17 +129,36 @@ interface Loaded {
   provider: ProviderView;
 }
 
-function PolicyForm({ d, onSaved, onReload }: { d: Loaded; onSaved: () => void; onReload: () => void }) {
+/**
+ * Saves `doc` under the version the form was loaded at. When that version
+ * is stale (412) but the policies the form started from are still the
+ * stored ones, only other fields moved (a pause, a schedule change on this
+ * page): saving again under the new version overwrites nobody's policy
+ * change. Otherwise the 412 stands ("changed elsewhere").
+ */
+async function save(d: Loaded, doc: ConnectionPolicies) {
+  try {
+    await api.setConflictPolicies(d.id, doc, d.etag);
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 412)) throw e;
+    const now = await api.connectionTagged(d.id);
+    if (JSON.stringify(now.data.conflicts ?? {}) !== JSON.stringify(d.conflicts ?? {})) throw e;
+    await api.setConflictPolicies(d.id, doc, now.etag);
+  }
+}
+
+function PolicyForm({ d, onSaving, onSaved, onReload }: { d: Loaded; onSaving: () => void; onSaved: () => void; onReload: () => void }) {
   const [draft, setDraft] = useState(() => toDraft(d.conflicts, d.objects));
   const [unchosen, setUnchosen] = useState(false);
   const act = useAction();
   const fieldsOf = (object: string) => d.provider.objects.find((o) => o.name === object)?.fields ?? [];
   const submit = async (e: FormEvent) => {
     e.preventDefault();
+    onSaving();
     const blank = draft.objects.some((o) => o.rows.some((r) => !r.field));
     setUnchosen(blank);
     if (blank) return;
-    if (await act.run(() => api.setConflictPolicies(d.id, toDocument(draft), d.etag))) onSaved();
+    if (await act.run(() => save(d, toDocument(draft)))) onSaved();
   };
   const stale = act.error instanceof ApiError && act.error.status === 412;
   return (
@@ -167,7 +186,7 @@ function PolicyForm({ d, onSaved, onReload }: { d: Loaded; onSaved: () => void; 
       {stale ? (
         <div className="error" role="alert">
           <strong>Changed elsewhere</strong>
-          <p>This connection was changed since the page loaded it; nothing was saved. Reload to see its current policies, then make your change again.</p>
+          <p>This connection's conflict policies were changed since the page loaded them; nothing was saved. Reload to see the current policies, then make your change again.</p>
           <button type="button" onClick={onReload}>
             Reload policies
           </button>
@@ -182,8 +201,8 @@ function PolicyForm({ d, onSaved, onReload }: { d: Loaded; onSaved: () => void; 
 /**
  * A connection's conflict policies: the connection-wide one, one per object
  * and per-field overrides (the most specific wins). Saved under the version
- * it was loaded at (If-Match): a change made elsewhere meanwhile is refused
- * (412) and shown, never overwritten.
+ * it was loaded at (If-Match): a change of the policies made elsewhere
+ * meanwhile is refused (412) and shown, never overwritten.
  */
 export function ConflictPolicies({ id }: { id: string }) {
   const loaded = useAsync<Loaded>(async () => {
@@ -205,6 +224,7 @@ export function ConflictPolicies({ id }: { id: string }) {
           <PolicyForm
             key={d.etag ?? ""}
             d={d}
+            onSaving={() => setSaved(false)}
             onSaved={() => {
               setSaved(true);
               loaded.reload();

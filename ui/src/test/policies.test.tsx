@@ -27,7 +27,7 @@ const PROVIDER = {
   ],
 };
 
-/** A fake API holding one connection at version `"v<n>"` with `conflicts`. */
+/** A fake API holding one connection at version `"v<n>"` with `conflicts`; PATCH honours If-Match. */
 function backend(conflicts: object, patch?: (body: unknown) => { status?: number; body?: unknown } | undefined) {
   let version = 1;
   let current = conflicts;
@@ -38,12 +38,21 @@ function backend(conflicts: object, patch?: (body: unknown) => { status?: number
     "PATCH /connections/c1": (c) => {
       const refused = patch?.(c.body);
       if (refused) return refused;
+      if (c.headers["If-Match"] && c.headers["If-Match"] !== `"v${version}"`) return problem(412, "Precondition failed", `connection c1 is at version "v${version}"`);
       current = (c.body as { conflicts: object }).conflicts;
       version += 1;
       return { body: { ...CONN, conflicts: current }, headers: { ETag: `"v${version}"` } };
     },
   });
-  return { ...fake, bump: () => (version += 1) };
+  return {
+    ...fake,
+    /** Another writer: a new version with these policies. */
+    changeElsewhere: (c: object) => {
+      current = c;
+      version += 1;
+    },
+    stored: () => current,
+  };
 }
 
 afterEach(() => setCsrf(null));
@@ -87,17 +96,30 @@ describe("conflict policies", () => {
     expect(calls.filter((c) => c.method === "PATCH")[1].headers["If-Match"]).toBe('"v2"');
   });
 
-  it("a change made elsewhere (412) is shown with a reload; nothing is overwritten", async () => {
-    const b = backend({}, () => problem(412, "Precondition failed", 'connection c1 is at version "v2"'));
+  it("policies changed elsewhere (412) are shown with a reload; nothing is overwritten", async () => {
+    const b = backend({});
     render(<ConflictPolicies id="c1" />);
     fireEvent.change(await screen.findByLabelText("Connection-wide policy"), { target: { value: "target_wins" } });
-    b.bump();
+    b.changeElsewhere({ policy: "latest" });
     fireEvent.click(screen.getByRole("button", { name: "Save policies" }));
     expect(await screen.findByText("Changed elsewhere")).toBeInTheDocument();
     expect(screen.queryByText(/Saved/)).toBeNull();
+    expect(b.stored()).toEqual({ policy: "latest" });
     fireEvent.click(screen.getByRole("button", { name: "Reload policies" }));
     await waitFor(() => expect(screen.queryByText("Changed elsewhere")).toBeNull());
-    expect(screen.getByLabelText("Connection-wide policy")).toHaveValue("");
+    expect(screen.getByLabelText("Connection-wide policy")).toHaveValue("latest");
+  });
+
+  it("another field changed meanwhile (policies as loaded): saved under the new version", async () => {
+    const b = backend({ policy: "latest" });
+    const { calls } = b;
+    render(<ConflictPolicies id="c1" />);
+    fireEvent.change(await screen.findByLabelText("Connection-wide policy"), { target: { value: "source_wins" } });
+    b.changeElsewhere({ policy: "latest" });
+    fireEvent.click(screen.getByRole("button", { name: "Save policies" }));
+    expect(await screen.findByText(/Saved: the next push/)).toBeInTheDocument();
+    expect(calls.filter((c) => c.method === "PATCH").map((c) => c.headers["If-Match"])).toEqual(['"v1"', '"v2"']);
+    expect(b.stored()).toEqual({ policy: "source_wins" });
   });
 
   it("shows the API's refusal (422) and a row without a field before anything is sent", async () => {
