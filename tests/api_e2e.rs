@@ -15,7 +15,6 @@
 //! change submitted twice under one `Idempotency-Key` pushed once.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -308,21 +307,6 @@ async fn sync_now(
         }
     })
     .await
-}
-
-/// Runs the CLI; its stdout, after checking that it succeeded.
-fn syncbridge_cli(data_dir: &str, args: &[&str]) -> String {
-    let out = Command::new(bin_dir().join("syncbridge"))
-        .args(["--data-dir", data_dir])
-        .args(args)
-        .output()
-        .expect("syncbridge runs");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A change submitted twice under one `Idempotency-Key` through the real

@@ -24,16 +24,8 @@ use syncbridge_core::{Clock, Store, SystemClock};
 use syncbridge_protocol::host::{BrokerMessage, service_bus_request};
 use syncbridge_protocol::request::SysMetadata;
 use syncbridge_tests::pipeline::{actual, admin, assert_in_sync, expected};
-use syncbridge_tests::{add_connection, bin_dir, eventually, sandbox, store};
+use syncbridge_tests::{add_connection, answering, bin_dir, free_port, sandbox, store};
 use tokio::process::{Child, Command};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn start_worker(data_dir: &Path) -> (Child, u16) {
     let port = free_port();
@@ -46,18 +38,8 @@ async fn start_worker(data_dir: &Path) -> (Child, u16) {
         .kill_on_drop(true)
         .spawn()
         .expect("worker starts");
-    let http = reqwest::Client::new();
-    eventually(Duration::from_secs(20), "the worker to listen", || {
-        let http = http.clone();
-        async move {
-            http.get(format!("http://127.0.0.1:{port}/"))
-                .send()
-                .await
-                .ok()
-                .map(|_| ())
-        }
-    })
-    .await;
+    let url = format!("http://127.0.0.1:{port}/");
+    answering(&url, Duration::from_secs(20), "the worker to listen").await;
     (child, port)
 }
 

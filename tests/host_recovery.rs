@@ -18,21 +18,14 @@ use syncbridge_core::{Clock, OutboundMessage, QueueName, Store, SystemClock};
 use syncbridge_localqueue::LocalQueue;
 use syncbridge_tests::pipeline::{actual, admin, assert_in_sync};
 use syncbridge_tests::{
-    add_connection, bin_dir, eventually, host_config, repo_root, sandbox, start_host, store,
+    add_connection, bin_dir, eventually, free_port, host_config, repo_root, sandbox, start_host,
+    store,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// A timer schedule that does not fire during a test (1 January, midnight).
 const PARKED: &str = "0 0 0 1 1 *";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Leases `task` as a scheduler tick would and returns the job it would enqueue.
 async fn lease_like_the_scheduler(store: &dyn Store, task: &SyncTask) -> SyncJob {

@@ -1,6 +1,10 @@
 //! Shared harness of the end-to-end tests (`tests/*.rs` beside this file):
 //! where the built handler binaries are, a local host over a temp data dir,
-//! a sandbox provider, and a polling helper with a deadline.
+//! a sandbox provider, and a polling helper with a deadline; [`processes`]:
+//! the binaries as child processes (the CLI, `syncbridge up` and handlers
+//! with their logs, free ports, waiting for an answer, the leak scan's file
+//! search); [`fleet`]: the connections and runs the API benchmarks seed, and
+//! the API they serve.
 //!
 //! The binaries must be built first (`cargo build --workspace --bins`, which
 //! `scripts/test` does); a missing binary fails the test with that advice.
@@ -17,7 +21,14 @@ use syncbridge_core::{ConnectionId, ObjectType, Store, TenantId, Timestamp};
 use syncbridge_localhost::{HostConfig, LocalHost, LocalHostHandle};
 use syncbridge_sqlite::SqliteStore;
 
+pub mod fleet;
+pub mod processes;
 pub mod provider_harness;
+
+pub use processes::{
+    Logged, answering, cli, files_holding, free_port, succeeded, syncbridge_cli,
+    syncbridge_cli_with, text,
+};
 
 /// The repository root (host.json, functions/).
 pub fn repo_root() -> PathBuf {

@@ -24,14 +24,6 @@ const HANDLERS: [&str; 5] = [
 ];
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Runs the real `syncbridge` CLI on `data_dir`.
 fn cli(data_dir: &Path, args: &[&str]) -> Output {
     std::process::Command::new(bin_dir().join("syncbridge"))
@@ -41,14 +33,6 @@ fn cli(data_dir: &Path, args: &[&str]) -> Output {
         .env_remove("SYNCBRIDGE_CONNECTORS_DIR")
         .output()
         .expect("syncbridge runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Starts one handler binary on a fresh port and reads its log until it says

@@ -44,6 +44,7 @@ use syncbridge_core::model::{Connection, Direction, Priority, SealedSecrets};
 use syncbridge_core::{ConnectionId, SecretString, TenantId};
 use syncbridge_credentials::{CodeExchange, CredentialDoc, Pkce};
 use syncbridge_functions::AppState;
+use syncbridge_signatures::html::{self, escape};
 use utoipa::ToSchema;
 
 use crate::connections::{NewConnection, plan_connection};
@@ -279,31 +280,15 @@ pub async fn create(
 
 // ---- browser side ------------------------------------------------------------
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-/// A small HTML page (no caching, no framing).
+/// A small HTML page (no caching, no framing, no referrer).
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title></head>\
-         <body><main><h1>{t}</h1>{body}</main></body></html>\n",
-        t = escape(title)
-    );
-    let mut r = (status, html).into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    r
+    (
+        status,
+        html::PAGE_HEADERS,
+        [("referrer-policy", "no-referrer")],
+        html::page(title, body),
+    )
+        .into_response()
 }
 
 fn invalid_link() -> Response {
