@@ -282,8 +282,12 @@ async fn connect_flow_end_to_end() {
     .await;
     let mut secrets: Vec<String> = Vec::new();
 
-    // 1. Session → authorize (auto-approve) → callback → return URL.
-    let url = api.connect_url(body(json!({}), &sandbox)).await;
+    // 1. Session → authorize (auto-approve) → callback → return URL. The
+    // session names a setting of the new connection (the sandbox's page
+    // size, 100 by default), which must reach the provider's requests.
+    let url = api
+        .connect_url(body(json!({"settings": {"page_size": "25"}}), &sandbox))
+        .await;
     let trip = browse(&url).await;
     assert!(trip.went_through("/oauth/authorize"), "{trip:?}");
     assert!(trip.went_through("/api/v1/connect/callback"), "{trip:?}");
@@ -321,6 +325,11 @@ async fn connect_flow_end_to_end() {
     assert_eq!((status, c["status"].as_str()), (200, Some("active")), "{c}");
     let first = api.contacts_run_after(&conn, None).await;
     assert_eq!(first["counts"]["created"], 40, "the first sync: {first}");
+    assert_eq!(c["settings"], json!({"page_size": "25"}), "{c}");
+    assert_eq!(
+        first["counts"]["pages"], 2,
+        "40 records at 25 a page: {first}"
+    );
 
     // 2. Replayed state: the callback URL again.
     let replay = browse(&callback_url).await;
@@ -409,7 +418,7 @@ async fn connect_flow_end_to_end() {
     assert_eq!(status, 400, "{problem}");
     assert_eq!(
         problem["detail"],
-        "settings: connector sandbox has no setting \"ownr\" (known: none)"
+        "settings: connector sandbox has no setting \"ownr\" (known: page_size)"
     );
     // The deployment's own admin dashboard is a return URL without being
     // listed (its "Add connection" and "Reconnect" come back to it).
