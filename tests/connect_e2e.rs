@@ -17,8 +17,7 @@
 //! in the logs or in any file of the data dir.
 
 use std::collections::HashMap;
-use std::io::Read as _;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,99 +28,41 @@ use syncbridge_tests::*;
 const RETURN: &str = "http://127.0.0.1:9/app/connected";
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// Runs the CLI; its stdout, after checking that it succeeded.
-fn syncbridge_cli(data_dir: &str, args: &[&str]) -> String {
-    let out = Command::new(bin_dir().join("syncbridge"))
-        .args(["--data-dir", data_dir])
-        .args(args)
-        .output()
-        .expect("syncbridge runs");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `syncbridge up` as a child process, its output collected.
-struct Up {
-    child: Child,
-    logs: Arc<Mutex<String>>,
-}
+struct Up(Logged);
 
 impl Up {
     fn start(data_dir: &str, port: u16) -> Up {
-        let mut child = Command::new(bin_dir().join("syncbridge"))
-            .args([
-                "--data-dir",
-                data_dir,
-                "up",
-                "--http-port",
-                &port.to_string(),
-            ])
-            .env("RUST_LOG", "debug")
-            .env("SYNCBRIDGE_CONNECT_RETURN_URLS", "http://127.0.0.1:9/app")
-            .env("SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_ID", "sbx_client_demo")
-            .env(
-                "SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_SECRET",
-                "sbx_cs_demo_secret",
-            )
-            // The scheduler ticks every second; the token refresher never.
-            .env("SYNC_SCHEDULER_SCHEDULE", "* * * * * *")
-            .env("TOKEN_REFRESHER_SCHEDULE", "0 0 0 1 1 *")
-            .current_dir(repo_root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("syncbridge up starts");
-        let logs = Arc::new(Mutex::new(String::new()));
-        for mut pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    logs.lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-        }
-        Up { child, logs }
+        let mut cmd = Command::new(bin_dir().join("syncbridge"));
+        cmd.args([
+            "--data-dir",
+            data_dir,
+            "up",
+            "--http-port",
+            &port.to_string(),
+        ])
+        .env("RUST_LOG", "debug")
+        .env("SYNCBRIDGE_CONNECT_RETURN_URLS", "http://127.0.0.1:9/app")
+        .env("SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_ID", "sbx_client_demo")
+        .env(
+            "SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_SECRET",
+            "sbx_cs_demo_secret",
+        )
+        // The scheduler ticks every second; the token refresher never.
+        .env("SYNC_SCHEDULER_SCHEDULE", "* * * * * *")
+        .env("TOKEN_REFRESHER_SCHEDULE", "0 0 0 1 1 *")
+        .current_dir(repo_root());
+        Up(Logged::spawn(cmd, "syncbridge up starts"))
     }
 
     fn logs(&self) -> String {
-        self.logs.lock().unwrap().clone()
+        self.0.logs()
     }
 
     fn stop(&mut self) {
         // SIGTERM: `up` stops its handlers and exits.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.signal("TERM");
+        let _ = self.0.child.wait();
     }
 }
 
@@ -287,18 +228,6 @@ async fn expire(store: &dyn Store, connect_url: &str) {
 
 /// Every byte of every file under `dir` and the logs: none of `needles`.
 fn leaks(dir: &std::path::Path, logs: &str, needles: &[String]) -> Vec<String> {
-    fn walk(p: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-        for e in std::fs::read_dir(p).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(dir, &mut files);
     let mut found = Vec::new();
     for n in needles {
         if let Some(line) = logs.lines().find(|l| l.contains(n.as_str())) {
@@ -307,11 +236,8 @@ fn leaks(dir: &std::path::Path, logs: &str, needles: &[String]) -> Vec<String> {
                 line.replace(n.as_str(), "<secret>")
             ));
         }
-        for f in &files {
-            let bytes = std::fs::read(f).unwrap_or_default();
-            if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
-                found.push(format!("{} contains {n}", f.display()));
-            }
+        for f in files_holding(dir, n) {
+            found.push(format!("{} contains {n}", f.display()));
         }
     }
     found
@@ -356,8 +282,12 @@ async fn connect_flow_end_to_end() {
     .await;
     let mut secrets: Vec<String> = Vec::new();
 
-    // 1. Session → authorize (auto-approve) → callback → return URL.
-    let url = api.connect_url(body(json!({}), &sandbox)).await;
+    // 1. Session → authorize (auto-approve) → callback → return URL. The
+    // session names a setting of the new connection (the sandbox's page
+    // size, 100 by default), which must reach the provider's requests.
+    let url = api
+        .connect_url(body(json!({"settings": {"page_size": "25"}}), &sandbox))
+        .await;
     let trip = browse(&url).await;
     assert!(trip.went_through("/oauth/authorize"), "{trip:?}");
     assert!(trip.went_through("/api/v1/connect/callback"), "{trip:?}");
@@ -395,6 +325,11 @@ async fn connect_flow_end_to_end() {
     assert_eq!((status, c["status"].as_str()), (200, Some("active")), "{c}");
     let first = api.contacts_run_after(&conn, None).await;
     assert_eq!(first["counts"]["created"], 40, "the first sync: {first}");
+    assert_eq!(c["settings"], json!({"page_size": "25"}), "{c}");
+    assert_eq!(
+        first["counts"]["pages"], 2,
+        "40 records at 25 a page: {first}"
+    );
 
     // 2. Replayed state: the callback URL again.
     let replay = browse(&callback_url).await;
@@ -475,6 +410,16 @@ async fn connect_flow_end_to_end() {
         ))
         .await;
     assert_eq!(status, 400, "a prefix matches at a path boundary only");
+    // A setting the provider does not declare: refused before a link exists
+    // (a typo would otherwise reach the provider's URL only after consent).
+    let (status, problem) = api
+        .session(body(json!({"settings": {"ownr": "octo"}}), &sandbox))
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(
+        problem["detail"],
+        "settings: connector sandbox has no setting \"ownr\" (known: page_size)"
+    );
     // The deployment's own admin dashboard is a return URL without being
     // listed (its "Add connection" and "Reconnect" come back to it).
     let (status, made) = api

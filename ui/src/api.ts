@@ -18,6 +18,20 @@ export interface SessionView {
   expires_at: string;
 }
 
+/** How a field changed on both sides is resolved (`manual`: parked for a person). */
+export type Policy = "source_wins" | "target_wins" | "latest" | "manual";
+
+export interface ObjectPolicies {
+  policy?: Policy;
+  fields?: Record<string, Policy>;
+}
+
+/** A connection's conflict policies: connection-wide, per object, per field (the most specific wins). */
+export interface ConnectionPolicies {
+  policy?: Policy;
+  objects?: Record<string, ObjectPolicies>;
+}
+
 export interface ConnectionView {
   id: string;
   tenant: string;
@@ -26,7 +40,14 @@ export interface ConnectionView {
   base_url: string | null;
   webhook_scheme: string | null;
   settings: Record<string, string>;
+  conflicts?: ConnectionPolicies;
   created_at: string;
+}
+
+/** A resource with its version (`ETag`), to send back as `If-Match`. */
+export interface Tagged<T> {
+  data: T;
+  etag: string | null;
 }
 
 export interface ConnectionSummary extends ConnectionView {
@@ -188,11 +209,22 @@ export interface ObjectView {
   push: { create: boolean; update: boolean; delete: boolean } | null;
 }
 
+/** A setting a provider's connections need (GitHub's owner and repo). */
+export interface SettingView {
+  name: string;
+  label: string;
+  description?: string | null;
+  example?: string | null;
+  /** `null`: required. */
+  default?: string | null;
+}
+
 export interface ProviderView {
   name: string;
   display_name: string | null;
   auth: string;
   objects: ObjectView[];
+  settings?: SettingView[];
 }
 
 /** A connect session: send the browser to `connect_url` (once, before `expires_at`). */
@@ -209,7 +241,14 @@ export function returnUrl(page: string): string {
 }
 
 /** Starts the connect flow: a session, then the browser goes to the provider. */
-export async function startConnect(body: { tenant: string; provider: string; return_page: string; connection_id?: string; base_url?: string | null }) {
+export async function startConnect(body: {
+  tenant: string;
+  provider: string;
+  return_page: string;
+  connection_id?: string;
+  base_url?: string | null;
+  settings?: Record<string, string>;
+}) {
   const { return_page, ...rest } = body;
   const s = await api.connectSession({ ...rest, base_url: rest.base_url || undefined, return_url: returnUrl(return_page) });
   browser.go(s.connect_url);
@@ -315,10 +354,11 @@ function url(path: string, query?: Query): string {
   return `${API_BASE}${path}${s ? `?${s}` : ""}`;
 }
 
-async function call<T>(method: string, path: string, opts: { query?: Query; body?: unknown } = {}): Promise<T> {
+async function request<T>(method: string, path: string, opts: { query?: Query; body?: unknown; ifMatch?: string | null } = {}): Promise<Tagged<T>> {
   const headers: Record<string, string> = { Accept: "application/json" };
   if (opts.body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
+  if (opts.ifMatch) headers["If-Match"] = opts.ifMatch;
   const res = await fetch(url(path, opts.query), {
     method,
     headers,
@@ -334,9 +374,14 @@ async function call<T>(method: string, path: string, opts: { query?: Query; body
     }
     throw new ApiError(res.status, problem, `${method} ${path}: HTTP ${res.status}`);
   }
-  if (res.status === 204) return undefined as T;
+  const etag = res.headers.get("ETag");
+  if (res.status === 204) return { data: undefined as T, etag };
   const text = await res.text();
-  return (text ? JSON.parse(text) : undefined) as T;
+  return { data: (text ? JSON.parse(text) : undefined) as T, etag };
+}
+
+async function call<T>(method: string, path: string, opts: { query?: Query; body?: unknown } = {}): Promise<T> {
+  return (await request<T>(method, path, opts)).data;
 }
 
 const enc = encodeURIComponent;
@@ -350,13 +395,25 @@ export const api = {
 
   connections: (q: { status?: string; provider?: string; tenant?: string; q?: string; cursor?: string | null; limit?: number }) =>
     call<ConnectionPage>("GET", "/connections", { query: q }),
-  connectSession: (body: { tenant: string; provider: string; return_url: string; connection_id?: string; base_url?: string | null }) =>
+  connectSession: (body: {
+    tenant: string;
+    provider: string;
+    return_url: string;
+    connection_id?: string;
+    base_url?: string | null;
+    settings?: Record<string, string>;
+  }) =>
     call<ConnectSession>("POST", "/connect/sessions", { body }),
   createConnection: (body: { id: string; tenant: string; provider: string; base_url?: string | null; interval_secs?: number; objects?: string[]; settings?: Record<string, string> }) =>
     call<ConnectionView>("POST", "/connections", { body }),
   summaries: (q: { status?: string; provider?: string; tenant?: string; cursor?: string | null; limit?: number }) =>
     call<SummaryPage>("GET", "/connection-summaries", { query: q }),
   connection: (id: string) => call<ConnectionView>("GET", `/connections/${enc(id)}`),
+  /** The connection with its version (ETag), for a change under If-Match. */
+  connectionTagged: (id: string) => request<ConnectionView>("GET", `/connections/${enc(id)}`),
+  /** Replaces the conflict policies, only at version `etag` (412 if it changed since). */
+  setConflictPolicies: (id: string, conflicts: ConnectionPolicies, etag: string | null) =>
+    request<ConnectionView>("PATCH", `/connections/${enc(id)}`, { body: { conflicts }, ifMatch: etag }),
   tasks: (id: string) => call<TaskPage>("GET", `/connections/${enc(id)}/tasks`, { query: { limit: 500 } }),
   syncNow: (id: string) => call<unknown>("POST", `/connections/${enc(id)}/sync`, { body: { full_resync: false } }),
   pause: (id: string) => call<ConnectionView>("POST", `/connections/${enc(id)}/pause`),
@@ -392,6 +449,7 @@ export const api = {
   testNotification: (channel: string) => call<{ delivered: boolean; answer: string }>("POST", "/notifications/test", { body: { channel } }),
 
   providers: () => call<{ providers: ProviderView[] }>("GET", "/providers"),
+  provider: (name: string) => call<ProviderView>("GET", `/providers/${enc(name)}`),
 
   apiKeys: () => call<{ keys: ApiKeyView[] }>("GET", "/api-keys"),
   createKey: (body: { name: string; scope: Scope }) => call<CreatedKey>("POST", "/api-keys", { body }),

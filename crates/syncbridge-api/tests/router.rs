@@ -639,6 +639,86 @@ async fn catalog_and_health() {
     assert_eq!(h.body["overdue_tasks"]["count"], 0);
 }
 
+/// A provider's settings are listed in the catalog and required of a
+/// connection: tried without them, with a typo, with a value that would
+/// change the URL's shape, and as a bad PATCH — each a 400 naming the
+/// setting, nothing stored or changed; given, they are kept.
+#[tokio::test]
+async fn connector_settings_are_listed_and_required() {
+    let a = api().await;
+    let (r, w) = (Some(a.read.as_str()), Some(a.write.as_str()));
+    let gh = a.call("GET", "/api/v1/providers/github", r, None).await;
+    let names: Vec<&str> = gh.body["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["owner", "repo"], "{:?}", gh.body);
+    assert_eq!(gh.body["settings"][0]["default"], Value::Null, "required");
+    let make = |settings: &str| {
+        format!(r#"{{"id":"gh","tenant":"acme","provider":"github","settings":{settings}}}"#)
+    };
+    for (settings, detail) in [
+        (
+            "{}",
+            "settings: connector github needs the settings owner, repo",
+        ),
+        (
+            r#"{"owner":"octo"}"#,
+            "settings: connector github needs the settings repo",
+        ),
+        (
+            r#"{"owner":"octo","repo":"hello","ownr":"x"}"#,
+            r#"settings: connector github has no setting "ownr" (known: owner, repo)"#,
+        ),
+    ] {
+        let refused = a
+            .call("POST", "/api/v1/connections", w, Some(&make(settings)))
+            .await;
+        assert_problem(&refused, 400, "invalid-request");
+        assert_eq!(refused.body["detail"], detail);
+    }
+    let bad = a
+        .call(
+            "POST",
+            "/api/v1/connections",
+            w,
+            Some(&make(r#"{"owner":"octo/evil","repo":"r"}"#)),
+        )
+        .await;
+    assert_problem(&bad, 400, "invalid-request");
+    assert!(
+        a.call("GET", "/api/v1/connections/gh", r, None)
+            .await
+            .status
+            == 404
+    );
+    let made = a
+        .call(
+            "POST",
+            "/api/v1/connections",
+            w,
+            Some(&make(r#"{"owner":"octo","repo":"hello"}"#)),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let patched = a
+        .call(
+            "PATCH",
+            "/api/v1/connections/gh",
+            w,
+            Some(r#"{"settings":{"owner":"octo"}}"#),
+        )
+        .await;
+    assert_problem(&patched, 400, "invalid-request");
+    let got = a.call("GET", "/api/v1/connections/gh", r, None).await;
+    assert_eq!(
+        got.body["settings"],
+        json!({"owner": "octo", "repo": "hello"})
+    );
+}
+
 /// Writes record `id` of c1's contacts: `name` as its fields, or removed
 /// when `name` is `None`; `version` is the stored one it replaces.
 async fn put_record(a: &Api, id: &str, version: Option<i64>, name: Option<&str>) {
@@ -970,6 +1050,110 @@ async fn connections_carry_etags() {
         .await;
     assert_eq!(blind.status, 200, "without If-Match as before");
     assert_ne!(blind.etag.as_deref(), Some(t4.as_str()));
+}
+
+/// A connection's conflict policies over `GET`/`PATCH /v1/connections/{id}`.
+///
+/// Tried: a valid document (connection, object and field levels) under the
+/// current `If-Match`; then under that now-stale version; a misspelt policy
+/// name, an object the sandbox connector lacks, a field it does not map
+/// (each with an interval change in the same body); `{}` to clear them.
+///
+/// Must hold: the valid document is stored (the store's connection resolves
+/// the field under it) and read back by `GET`; every refusal is 422
+/// `invalid-conflict-policies` naming the bad entry (412 for the stale
+/// version) and writes nothing: the same `ETag`, policies and interval.
+#[tokio::test]
+async fn conflict_policies_read_and_replaced() {
+    use syncbridge_core::ObjectType;
+    use syncbridge_core::merge::{Policy, PolicyConfig};
+    let a = api_with_c1().await;
+    let w = Some(a.write.as_str());
+    let path = "/api/v1/connections/c1";
+    let first = a.call("GET", path, w, None).await;
+    assert_eq!(
+        first.body["conflicts"],
+        json!({}),
+        "default: manual everywhere"
+    );
+    let t1 = first.etag.clone().unwrap();
+
+    let doc = json!({"policy": "latest", "objects": {"contacts": {"policy": "source_wins", "fields": {"phone": "target_wins"}}}});
+    let body = json!({ "conflicts": doc }).to_string();
+    let ok = a
+        .call_with("PATCH", path, w, Some(&body), &[("if-match", &t1)])
+        .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    assert_eq!(ok.body["conflicts"], doc);
+    let t2 = ok.etag.clone().unwrap();
+    let read = a.call("GET", path, w, None).await;
+    assert_eq!(read.body["conflicts"], doc);
+    assert_eq!(read.etag.as_deref(), Some(t2.as_str()));
+    let id = ConnectionId::parse("c1").unwrap();
+    let stored = a.app.store.get_connection(&id).await.unwrap().unwrap();
+    let mut cfg = PolicyConfig::default();
+    cfg.connections.insert(id.clone(), stored.conflicts);
+    let contacts = ObjectType::parse("contacts").unwrap();
+    let deals = ObjectType::parse("deals").unwrap();
+    assert_eq!(
+        cfg.resolve(&id, &contacts, "phone").policy,
+        Policy::TargetWins
+    );
+    assert_eq!(
+        cfg.resolve(&id, &contacts, "email").policy,
+        Policy::SourceWins
+    );
+    assert_eq!(cfg.resolve(&id, &deals, "amount").policy, Policy::Latest);
+
+    let stale = a
+        .call_with(
+            "PATCH",
+            path,
+            w,
+            Some(r#"{"conflicts":{}}"#),
+            &[("if-match", &t1)],
+        )
+        .await;
+    assert_problem(&stale, 412, "precondition-failed");
+    let bad = [
+        (json!({"policy": "newest"}), "newest"),
+        (
+            json!({"objects": {"widgets": {"policy": "latest"}}}),
+            "\"widgets\"",
+        ),
+        (
+            json!({"objects": {"contacts": {"fields": {"phnoe": "latest"}}}}),
+            "\"phnoe\"",
+        ),
+    ];
+    for (conflicts, named) in bad {
+        let body = json!({ "interval_secs": 7, "conflicts": conflicts }).to_string();
+        let r = a
+            .call_with("PATCH", path, w, Some(&body), &[("if-match", &t2)])
+            .await;
+        assert_problem(&r, 422, "invalid-conflict-policies");
+        let detail = r.body["detail"].as_str().unwrap();
+        assert!(detail.contains(named), "{named} in {detail}");
+    }
+    let after = a.call("GET", path, w, None).await;
+    assert_eq!(after.etag.as_deref(), Some(t2.as_str()), "nothing written");
+    assert_eq!(after.body["conflicts"], doc);
+    let tasks = a.call("GET", "/api/v1/connections/c1/tasks", w, None).await;
+    for t in tasks.body["tasks"].as_array().unwrap() {
+        assert_eq!(t["interval_secs"], 60, "the interval is unchanged: {t}");
+    }
+
+    let cleared = a
+        .call_with(
+            "PATCH",
+            path,
+            w,
+            Some(r#"{"conflicts":{}}"#),
+            &[("if-match", &t2)],
+        )
+        .await;
+    assert_eq!(cleared.status, 200, "{:?}", cleared.body);
+    assert_eq!(cleared.body["conflicts"], json!({}), "replaced, not merged");
 }
 
 /// Health with queued and dead-lettered work, beats and an overdue task.
