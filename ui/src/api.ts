@@ -243,6 +243,12 @@ export interface NotificationsView {
   channels: { name: string; kind: string }[];
   rules: RuleView[];
   default_route: RuleView | null;
+  /** `store` once rules were saved here, else `file` (the configuration's). */
+  rules_source: "store" | "file";
+  /** The stored rules' version (0: none saved); sent back as If-Match. */
+  rules_version: number;
+  /** Every event kind a rule can name. */
+  event_kinds: string[];
   outbox: { pending: number; delivered: number; dead: number } | null;
 }
 
@@ -315,8 +321,8 @@ function url(path: string, query?: Query): string {
   return `${API_BASE}${path}${s ? `?${s}` : ""}`;
 }
 
-async function call<T>(method: string, path: string, opts: { query?: Query; body?: unknown } = {}): Promise<T> {
-  const headers: Record<string, string> = { Accept: "application/json" };
+async function call<T>(method: string, path: string, opts: { query?: Query; body?: unknown; headers?: Record<string, string> } = {}): Promise<T> {
+  const headers: Record<string, string> = { Accept: "application/json", ...opts.headers };
   if (opts.body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
   const res = await fetch(url(path, opts.query), {
@@ -389,6 +395,8 @@ export const api = {
   discard: (id: number) => call<void>("DELETE", `/quarantine/${id}`),
 
   notifications: () => call<NotificationsView>("GET", "/notifications"),
+  saveRules: (body: { rules: RuleView[]; default_route: RuleView | null }, version: number) =>
+    call<NotificationsView>("PUT", "/notifications/rules", { body, headers: { "If-Match": `"${version}"` } }),
   testNotification: (channel: string) => call<{ delivered: boolean; answer: string }>("POST", "/notifications/test", { body: { channel } }),
 
   providers: () => call<{ providers: ProviderView[] }>("GET", "/providers"),

@@ -50,6 +50,7 @@ pub mod heartbeat;
 pub mod ids;
 pub mod merge;
 pub mod model;
+pub mod notify_rules;
 pub mod pipeline;
 pub mod queue;
 pub mod ratelimit;

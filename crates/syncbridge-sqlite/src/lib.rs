@@ -48,6 +48,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection as Db, OptionalExtension, TransactionBehavior::Immediate, params};
 use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::connect::ConnectSession;
+use syncbridge_core::notify_rules::NotificationRules;
 use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
     TaskChange, WebhookEvent,
@@ -1264,6 +1265,20 @@ impl Store for SqliteStore {
     async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.with(move |db| api::revoke_api_key(db, &id, at)).await
+    }
+
+    async fn prune_api_keys(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.with(move |db| api::prune_api_keys(db, now)).await
+    }
+
+    async fn get_notification_rules(&self) -> Result<Option<NotificationRules>, StoreError> {
+        self.with(|db| api::get_notification_rules(db)).await
+    }
+
+    async fn put_notification_rules(&self, rules: &NotificationRules) -> Result<bool, StoreError> {
+        let rules = rules.clone();
+        self.with(move |db| api::put_notification_rules(db, &rules))
+            .await
     }
 
     async fn create_connect_session(&self, s: &ConnectSession) -> Result<(), StoreError> {

@@ -306,6 +306,21 @@ const MIGRATIONS: &[&[Step]] = &[
         json_extract(doc, '$.counts.updated'), json_extract(doc, '$.counts.deleted'),
         json_extract(doc, '$.finished_at'));",
     )],
+    // 16: the dashboard's notification rules (core's `notify_rules`): one
+    //     document, replaced by compare-and-swap on `version`. Pruning by
+    //     index ranges: expiring API keys (sessions, sign-in links; the
+    //     expression spelled exactly as `api::prune_api_keys` spells it)
+    //     and connect sessions by `expires_at`.
+    &[Step::Sql(
+        "CREATE TABLE IF NOT EXISTS notification_rules (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL,
+        doc TEXT NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS api_keys_expiry ON api_keys (json_extract(doc, '$.expires_at'))
+        WHERE json_extract(doc, '$.expires_at') IS NOT NULL;
+     CREATE INDEX IF NOT EXISTS connect_sessions_expiry ON connect_sessions (expires_at);",
+    )],
 ];
 
 /// The schema version this build writes: the number of migrations.
