@@ -127,7 +127,13 @@ fn etag(version: u64) -> [(header::HeaderName, HeaderValue); 1] {
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(app): State<AppState>,
-) -> Result<([(header::HeaderName, HeaderValue); 1], Json<NotificationsView>), ApiError> {
+) -> Result<
+    (
+        [(header::HeaderName, HeaderValue); 1],
+        Json<NotificationsView>,
+    ),
+    ApiError,
+> {
     let stored = app.store.get_notification_rules().await?;
     let version = stored.as_ref().map_or(0, |r| r.version);
     let Some(n) = &app.notify else {
@@ -258,7 +264,13 @@ pub async fn put_rules(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Result<Json<RulesBody>, JsonRejection>,
-) -> Result<([(header::HeaderName, HeaderValue); 1], Json<NotificationsView>), ApiError> {
+) -> Result<
+    (
+        [(header::HeaderName, HeaderValue); 1],
+        Json<NotificationsView>,
+    ),
+    ApiError,
+> {
     let want = crate::connections::if_match(&headers)?;
     let Json(b) = body?;
     let (rules, default) = parse_rules(&b)?;
@@ -292,7 +304,11 @@ pub async fn put_rules(
     if let Some(n) = &app.notify {
         n.forget_stored_rules().await;
     }
-    tracing::info!(version = next.version, rules = next.rules.len(), "notification rules saved over the api");
+    tracing::info!(
+        version = next.version,
+        rules = next.rules.len(),
+        "notification rules saved over the api"
+    );
     get(State(app)).await
 }
 

@@ -213,7 +213,10 @@ pub async fn sign_in(
     // Sessions and links are only made here: pruning here bounds them.
     let pruned = app.store.prune_api_keys(now).await?;
     if pruned > 0 {
-        tracing::info!(pruned, "pruned expired, signed-out and spent dashboard sessions");
+        tracing::info!(
+            pruned,
+            "pruned expired, signed-out and spent dashboard sessions"
+        );
     }
     let secret = keys::random_secret(SESSION_PREFIX);
     let session = ApiKey {

@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use syncbridge_api::{keys, session};
 use syncbridge_core::apikeys::ApiScope;
-use syncbridge_core::{ManualClock, Timestamp};
+use syncbridge_core::{Clock as _, ManualClock, Timestamp};
 use syncbridge_functions::{AppState, Settings};
 use tower::ServiceExt;
 
@@ -806,22 +806,29 @@ async fn notification_rules_edit() {
     let a = api_with_notify().await;
     let admin = a.key(ApiScope::Admin).await;
     let write = a.key(ApiScope::Write).await;
-    let get = || async {
-        let r = a
-            .call(
-                "GET",
-                "/api/v1/notifications",
-                Req {
-                    bearer: Some(&admin),
-                    ..Default::default()
-                },
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        r
+    let get = || {
+        let (a, admin) = (&a, &admin);
+        async move {
+            let r = a
+                .call(
+                    "GET",
+                    "/api/v1/notifications",
+                    Req {
+                        bearer: Some(&admin),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            r
+        }
     };
     let put = |body: Value, key: &'static str, if_match: Option<&'static str>| {
-        let key = if key == "admin" { admin.clone() } else { write.clone() };
+        let key = if key == "admin" {
+            admin.clone()
+        } else {
+            write.clone()
+        };
         let a = &a;
         async move {
             let mut req = Request::builder()
@@ -932,18 +939,23 @@ async fn expired_sessions_are_pruned() {
         ..Default::default()
     };
     assert_eq!(a.call("DELETE", "/api/v1/session", out).await.status, 204);
-    let link = session::create_login(store.as_ref(), a.clock.now()).await.unwrap();
+    let link = session::create_login(store.as_ref(), a.clock.now())
+        .await
+        .unwrap();
     a.sign_in(json!({ "login_token": link.expose() })).await;
-    let ids = || async {
-        let mut ids: Vec<String> = store
-            .list_api_keys()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|k| k.id[..4].to_owned())
-            .collect();
-        ids.sort();
-        ids
+    let ids = || {
+        let store = store.clone();
+        async move {
+            let mut ids: Vec<String> = store
+                .list_api_keys()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|k| k.id[..4].to_owned())
+                .collect();
+            ids.sort();
+            ids
+        }
     };
     // Signing in with the link spent it, then pruned it and `gone` (signed
     // out): left are the key, `old`, `live` and the link's session.

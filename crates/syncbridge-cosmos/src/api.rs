@@ -135,9 +135,9 @@ impl CosmosStore {
             kind: "api_key".into(),
             key_id: key.id.clone(),
             doc: key.clone(),
-            ttl: key.expires_at.map(|end| {
-                (end.as_unix_secs() - key.created_at.as_unix_secs()).max(0) + 86_400
-            }),
+            ttl: key
+                .expires_at
+                .map(|end| (end.as_unix_secs() - key.created_at.as_unix_secs()).max(0) + 86_400),
         };
         if !taken.is_empty() || !self.create(API_KEY_PK, &doc.id, &doc).await? {
             return Err(StoreError::Conflict(format!("api key {}", key.id)));

@@ -15,8 +15,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
+use syncbridge_core::SecretString;
 use syncbridge_core::events::{Event, ProductEvent};
-use syncbridge_core::{SecretString, TenantId};
 use syncbridge_signatures::WebhookSecret;
 
 use crate::error::NotifyError;

@@ -169,7 +169,11 @@ impl NotificationService {
         }
         cache.read_at = Some(Instant::now());
         match s.store.get_notification_rules().await {
-            Ok(Some(r)) => match self.inner.config.validate_rules(&r.rules, r.default.as_ref()) {
+            Ok(Some(r)) => match self
+                .inner
+                .config
+                .validate_rules(&r.rules, r.default.as_ref())
+            {
                 Ok(()) => cache.rules = Some(Arc::new(r)),
                 Err(e) => {
                     tracing::error!(version = r.version, error = %e,

@@ -102,7 +102,10 @@ pub(crate) fn get_notification_rules(db: &Db) -> Result<Option<NotificationRules
 
 /// Compare-and-swap on the one row's version: an insert when the expected
 /// version is 0 (a row already there fails it), else one conditional update.
-pub(crate) fn put_notification_rules(db: &Db, next: &NotificationRules) -> Result<bool, StoreError> {
+pub(crate) fn put_notification_rules(
+    db: &Db,
+    next: &NotificationRules,
+) -> Result<bool, StoreError> {
     let version = i64::try_from(next.version)
         .map_err(|_| StoreError::Corrupt("notification rules version overflows".into()))?;
     let n = if version <= 1 {

@@ -48,11 +48,11 @@ use async_trait::async_trait;
 use rusqlite::{Connection as Db, OptionalExtension, TransactionBehavior::Immediate, params};
 use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::connect::ConnectSession;
-use syncbridge_core::notify_rules::NotificationRules;
 use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
     TaskChange, WebhookEvent,
 };
+use syncbridge_core::notify_rules::NotificationRules;
 use syncbridge_core::store::{
     AuditEntry, AuditQuery, ClaimOutcome, ConflictQuery, IdempotencyClaim, StoredAnswer,
 };

@@ -153,7 +153,10 @@ async fn expired_connect_sessions_are_pruned() {
     // the day of grace, `recent` is not.
     let day = std::time::Duration::from_secs(86_400);
     let new = syncbridge_core::connect::ConnectSession {
-        created_at: old.expires_at.add(day).add(std::time::Duration::from_secs(1800)),
+        created_at: old
+            .expires_at
+            .add(day)
+            .add(std::time::Duration::from_secs(1800)),
         expires_at: old.expires_at.add(day).add(SESSION_TTL),
         ..connect_session(3)
     };

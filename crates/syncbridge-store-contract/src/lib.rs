@@ -1900,7 +1900,12 @@ pub async fn expiring_keys_pruned(store: Arc<dyn Store>) {
     assert!(store.revoke_api_key("lgn_spent", T0).await.unwrap());
     assert!(store.revoke_api_key("key_revoked", T0).await.unwrap());
     assert_eq!(
-        store.find_api_key(&live.hash).await.unwrap().unwrap().expires_at,
+        store
+            .find_api_key(&live.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at,
         Some(end),
         "the expiry is stored"
     );
@@ -1915,8 +1920,16 @@ pub async fn expiring_keys_pruned(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(ids, ["key_plain", "key_revoked", "ses_live"]);
     assert_eq!(store.find_api_key(&expired.hash).await.unwrap(), None);
-    assert_eq!(store.prune_api_keys(now).await.unwrap(), 0, "nothing left to prune");
-    assert_eq!(store.prune_api_keys(end).await.unwrap(), 1, "the live one ends too");
+    assert_eq!(
+        store.prune_api_keys(now).await.unwrap(),
+        0,
+        "nothing left to prune"
+    );
+    assert_eq!(
+        store.prune_api_keys(end).await.unwrap(),
+        1,
+        "the live one ends too"
+    );
 }
 
 /// The notification rules: one document, absent at first, written by
@@ -1960,7 +1973,10 @@ pub async fn notification_rules_versioned(store: Arc<dyn Store>) {
         version: 3,
         ..v1.clone()
     };
-    assert!(!store.put_notification_rules(&v3).await.unwrap(), "no skipping");
+    assert!(
+        !store.put_notification_rules(&v3).await.unwrap(),
+        "no skipping"
+    );
     let v2 = NotificationRules {
         version: 2,
         rules: vec![Rule::new(&["pager"])],
@@ -1968,7 +1984,10 @@ pub async fn notification_rules_versioned(store: Arc<dyn Store>) {
         updated_at: T0.add(Duration::from_secs(5)),
     };
     assert!(store.put_notification_rules(&v2).await.unwrap());
-    assert_eq!(store.get_notification_rules().await.unwrap(), Some(v2.clone()));
+    assert_eq!(
+        store.get_notification_rules().await.unwrap(),
+        Some(v2.clone())
+    );
     assert!(!store.put_notification_rules(&v2).await.unwrap(), "stale");
     assert_eq!(store.get_notification_rules().await.unwrap(), Some(v2));
 }

@@ -206,11 +206,17 @@ async fn stored_rules_replace_the_files() {
         let clock = clock.clone();
         let rec = rec.clone();
         async move {
-            let (f0, s0) = (rec.requests_to("/file").len(), rec.requests_to("/stored").len());
+            let (f0, s0) = (
+                rec.requests_to("/file").len(),
+                rec.requests_to("/stored").len(),
+            );
             let outcome = svc.enqueue(failed(t)).await.unwrap();
             assert_eq!(outcome, EnqueueOutcome::Queued { messages: 1 }, "{t}");
             svc.deliver_due(clock.now()).await.unwrap();
-            let (f1, s1) = (rec.requests_to("/file").len(), rec.requests_to("/stored").len());
+            let (f1, s1) = (
+                rec.requests_to("/file").len(),
+                rec.requests_to("/stored").len(),
+            );
             match (f1 - f0, s1 - s0) {
                 (1, 0) => "file",
                 (0, 1) => "stored",
@@ -218,7 +224,11 @@ async fn stored_rules_replace_the_files() {
             }
         }
     };
-    assert_eq!(sent_to(&svc, "t1").await, "file", "nothing stored: the file's rules");
+    assert_eq!(
+        sent_to(&svc, "t1").await,
+        "file",
+        "nothing stored: the file's rules"
+    );
 
     let stored = NotificationRules {
         version: 1,
@@ -233,7 +243,11 @@ async fn stored_rules_replace_the_files() {
         "the last read is cached for the refresh period"
     );
     svc.forget_stored_rules().await;
-    assert_eq!(sent_to(&svc, "t3").await, "stored", "the stored rules route");
+    assert_eq!(
+        sent_to(&svc, "t3").await,
+        "stored",
+        "the stored rules route"
+    );
     // The stored rule set has no default: an event it does not match is
     // dropped, though the file's catch-all rule would have sent it.
     assert!(matches!(
