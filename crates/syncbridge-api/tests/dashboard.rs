@@ -814,7 +814,7 @@ async fn notification_rules_edit() {
                     "GET",
                     "/api/v1/notifications",
                     Req {
-                        bearer: Some(&admin),
+                        bearer: Some(admin),
                         ..Default::default()
                     },
                 )
