@@ -475,6 +475,16 @@ async fn connect_flow_end_to_end() {
         ))
         .await;
     assert_eq!(status, 400, "a prefix matches at a path boundary only");
+    // A setting the provider does not declare: refused before a link exists
+    // (a typo would otherwise reach the provider's URL only after consent).
+    let (status, problem) = api
+        .session(body(json!({"settings": {"ownr": "octo"}}), &sandbox))
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(
+        problem["detail"],
+        "settings: connector sandbox has no setting \"ownr\" (known: none)"
+    );
     // The deployment's own admin dashboard is a return URL without being
     // listed (its "Add connection" and "Reconnect" come back to it).
     let (status, made) = api

@@ -188,11 +188,22 @@ export interface ObjectView {
   push: { create: boolean; update: boolean; delete: boolean } | null;
 }
 
+/** A setting a provider's connections need (GitHub's owner and repo). */
+export interface SettingView {
+  name: string;
+  label: string;
+  description?: string | null;
+  example?: string | null;
+  /** `null`: required. */
+  default?: string | null;
+}
+
 export interface ProviderView {
   name: string;
   display_name: string | null;
   auth: string;
   objects: ObjectView[];
+  settings?: SettingView[];
 }
 
 /** A connect session: send the browser to `connect_url` (once, before `expires_at`). */
@@ -209,7 +220,14 @@ export function returnUrl(page: string): string {
 }
 
 /** Starts the connect flow: a session, then the browser goes to the provider. */
-export async function startConnect(body: { tenant: string; provider: string; return_page: string; connection_id?: string; base_url?: string | null }) {
+export async function startConnect(body: {
+  tenant: string;
+  provider: string;
+  return_page: string;
+  connection_id?: string;
+  base_url?: string | null;
+  settings?: Record<string, string>;
+}) {
   const { return_page, ...rest } = body;
   const s = await api.connectSession({ ...rest, base_url: rest.base_url || undefined, return_url: returnUrl(return_page) });
   browser.go(s.connect_url);
@@ -356,7 +374,14 @@ export const api = {
 
   connections: (q: { status?: string; provider?: string; tenant?: string; q?: string; cursor?: string | null; limit?: number }) =>
     call<ConnectionPage>("GET", "/connections", { query: q }),
-  connectSession: (body: { tenant: string; provider: string; return_url: string; connection_id?: string; base_url?: string | null }) =>
+  connectSession: (body: {
+    tenant: string;
+    provider: string;
+    return_url: string;
+    connection_id?: string;
+    base_url?: string | null;
+    settings?: Record<string, string>;
+  }) =>
     call<ConnectSession>("POST", "/connect/sessions", { body }),
   createConnection: (body: { id: string; tenant: string; provider: string; base_url?: string | null; interval_secs?: number; objects?: string[]; settings?: Record<string, string> }) =>
     call<ConnectionView>("POST", "/connections", { body }),

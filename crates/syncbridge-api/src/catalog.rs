@@ -77,6 +77,24 @@ pub struct ProviderView {
     /// Rate-limit headers read besides `X-RateLimit-*`, `RateLimit-*` and
     /// `Retry-After` (the provider's own names).
     pub rate_limit_headers: Vec<String>,
+    /// What a connection must be given (`settings` of `POST /v1/connections`
+    /// and of a connect session), by name.
+    pub settings: Vec<SettingView>,
+}
+
+/// One connection setting a provider needs.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SettingView {
+    /// The key in `settings`.
+    pub name: String,
+    /// What to ask for.
+    pub label: String,
+    /// Where the customer finds the value.
+    pub description: Option<String>,
+    /// An example value.
+    pub example: Option<String>,
+    /// Used when none is given; `null`: required.
+    pub default: Option<String>,
 }
 
 /// The catalog (a short, fixed list: the shipped and configured connectors).
@@ -148,6 +166,17 @@ pub fn provider_view(def: &ConnectorDef) -> ProviderView {
         .flatten()
         .cloned()
         .collect(),
+        settings: def
+            .settings
+            .iter()
+            .map(|(name, s)| SettingView {
+                name: name.clone(),
+                label: s.label.clone(),
+                description: s.description.clone(),
+                example: s.example.clone(),
+                default: s.default.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -71,6 +71,12 @@ pub struct SessionBody {
     /// The provider's base URL, for providers whose host varies (the sandbox, self-hosted ones).
     #[serde(default)]
     pub base_url: Option<String>,
+    /// The new connection's settings (`GET /v1/providers/{name}` lists what the
+    /// provider needs, e.g. GitHub's `owner` and `repo`), checked now so a link
+    /// is never made for a connection that could not sync. Not with
+    /// `connection_id`: a re-authorization keeps the connection's settings.
+    #[serde(default)]
+    pub settings: Option<BTreeMap<String, String>>,
 }
 
 /// A session made: the link to send the customer to.
@@ -183,6 +189,7 @@ pub async fn create_session(app: &AppState, b: SessionBody) -> Result<SessionCre
     if let Some(u) = &b.base_url {
         http_url("base_url", u)?;
     }
+    let settings = session_settings(&def, &b)?;
     let (connection_id, reconnect, base_url) = match &b.connection_id {
         Some(id) => {
             let id = ConnectionId::parse(id)
@@ -217,6 +224,7 @@ pub async fn create_session(app: &AppState, b: SessionBody) -> Result<SessionCre
         reconnect,
         return_url: b.return_url,
         base_url,
+        settings,
         created_at: now,
         expires_at: now.add(SESSION_TTL),
         link_hash: sha256_hex(&secret),
@@ -236,6 +244,23 @@ pub async fn create_session(app: &AppState, b: SessionBody) -> Result<SessionCre
         connection_id: session.connection_id.to_string(),
         id: session.id,
     })
+}
+
+/// The settings a session's new connection gets: checked against what the
+/// provider declares, defaults filled. Pure.
+fn session_settings(
+    def: &ConnectorDef,
+    b: &SessionBody,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    match (&b.connection_id, &b.settings) {
+        (Some(_), Some(_)) => Err(ApiError::InvalidRequest(
+            "settings: a re-authorization keeps the connection's settings (change them with PATCH /v1/connections/{id})".into(),
+        )),
+        (Some(_), None) => Ok(BTreeMap::new()),
+        (None, given) => def
+            .connection_settings(given.as_ref().unwrap_or(&BTreeMap::new()))
+            .map_err(|e| ApiError::InvalidRequest(format!("settings: {e}"))),
+    }
 }
 
 /// Starts a connect flow: a single-use link for the customer's browser.
@@ -809,7 +834,7 @@ async fn create_connection(
             base_url: s.base_url.clone(),
             objects: Vec::new(),
             interval_secs: 300,
-            settings: BTreeMap::new(),
+            settings: s.settings.clone(),
         },
         &app.registry,
         now,
@@ -912,5 +937,54 @@ pub async fn done(q: Result<Query<DoneQuery>, QueryRejection>) -> Response {
                 escape(error.as_deref().unwrap_or("unknown"))
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syncbridge_core::connector::registry::Registry;
+
+    fn body(connection_id: Option<&str>, settings: Option<&[(&str, &str)]>) -> SessionBody {
+        SessionBody {
+            tenant: "acme".into(),
+            provider: "github".into(),
+            return_url: "https://app.example/done".into(),
+            connection_id: connection_id.map(str::to_owned),
+            base_url: None,
+            settings: settings.map(|s| {
+                s.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            }),
+        }
+    }
+
+    /// A new connection's session carries its checked settings; a missing
+    /// one refuses the session; a re-authorization takes none.
+    #[test]
+    fn session_settings_are_checked_when_the_session_is_made() {
+        let r = Registry::builtin();
+        let gh = r.get("github").unwrap();
+        let given = [("owner", "octo"), ("repo", "hello")];
+        let kept = session_settings(&gh, &body(None, Some(&given))).unwrap();
+        assert_eq!(kept.get("repo").map(String::as_str), Some("hello"));
+        let missing = session_settings(&gh, &body(None, None)).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .contains("needs the settings owner, repo"),
+            "{missing}"
+        );
+        assert!(
+            session_settings(&gh, &body(Some("c1"), None))
+                .unwrap()
+                .is_empty()
+        );
+        let again = session_settings(&gh, &body(Some("c1"), Some(&given))).unwrap_err();
+        assert!(
+            again.to_string().contains("re-authorization keeps"),
+            "{again}"
+        );
     }
 }

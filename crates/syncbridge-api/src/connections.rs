@@ -25,7 +25,7 @@ use crate::views::{ConnectionPage, ConnectionView, TaskPage, TaskView};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct InputError {
-    /// The input field (`id`, `tenant`, `provider`, `objects`).
+    /// The input field (`id`, `tenant`, `provider`, `objects`, `settings`).
     pub field: &'static str,
     /// What is wrong with it.
     pub message: String,
@@ -76,6 +76,9 @@ pub fn plan_connection(
             ),
         )
     })?;
+    let settings = def
+        .connection_settings(&n.settings)
+        .map_err(|e| input("settings", e.to_string()))?;
     let objects: Vec<String> = if n.objects.is_empty() {
         def.objects.keys().cloned().collect()
     } else {
@@ -114,7 +117,7 @@ pub fn plan_connection(
         status: ConnectionStatus::Active,
         base_url: n.base_url,
         webhook: None,
-        settings: n.settings,
+        settings,
         conflicts: Default::default(),
         created_at: now,
     };
@@ -421,6 +424,11 @@ pub async fn update(
         ));
     }
     let (mut conn, tag) = load_tagged(&app, &id, want.as_deref()).await?;
+    // Checked before anything is written: a refused change changes nothing.
+    let settings = b
+        .settings
+        .map(|s| checked_settings(&app.registry, &conn.provider, &s))
+        .transpose()?;
     if let Some(secs) = b.interval_secs {
         let tasks = app.store.list_tasks(Some(&conn.id)).await?;
         refuse_while_running(&tasks, app.clock.now(), "an interval change")?;
@@ -433,11 +441,24 @@ pub async fn update(
     if let Some(url) = b.base_url {
         conn.base_url = Some(url);
     }
-    if let Some(settings) = b.settings {
+    if let Some(settings) = settings {
         conn.settings = settings;
     }
     let tag = save(&app, &conn, &tag, want.as_deref()).await?;
     Ok(tagged(&conn, &tag))
+}
+
+/// `given` checked against the settings `provider` declares, defaults filled.
+fn checked_settings(
+    registry: &Registry,
+    provider: &str,
+    given: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let def = registry.get(provider).ok_or_else(|| {
+        ApiError::InvalidRequest(format!("settings: no connector named {provider:?}"))
+    })?;
+    def.connection_settings(given)
+        .map_err(|e| ApiError::InvalidRequest(format!("settings: {e}")))
 }
 
 /// Deletes a connection with its tasks, runs and records.

@@ -56,7 +56,7 @@ async fn api() -> Api {
     };
     for body in [
         r#"{"id":"c1","tenant":"acme","provider":"sandbox","base_url":"http://127.0.0.1:9"}"#,
-        r#"{"id":"gh","tenant":"acme","provider":"github","base_url":"http://127.0.0.1:9"}"#,
+        r#"{"id":"gh","tenant":"acme","provider":"github","base_url":"http://127.0.0.1:9","settings":{"owner":"o","repo":"r"}}"#,
     ] {
         let made = a
             .call("POST", "/api/v1/connections", &a.write, None, Some(body))

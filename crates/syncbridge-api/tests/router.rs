@@ -639,6 +639,86 @@ async fn catalog_and_health() {
     assert_eq!(h.body["overdue_tasks"]["count"], 0);
 }
 
+/// A provider's settings are listed in the catalog and required of a
+/// connection: tried without them, with a typo, with a value that would
+/// change the URL's shape, and as a bad PATCH — each a 400 naming the
+/// setting, nothing stored or changed; given, they are kept.
+#[tokio::test]
+async fn connector_settings_are_listed_and_required() {
+    let a = api().await;
+    let (r, w) = (Some(a.read.as_str()), Some(a.write.as_str()));
+    let gh = a.call("GET", "/api/v1/providers/github", r, None).await;
+    let names: Vec<&str> = gh.body["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["owner", "repo"], "{:?}", gh.body);
+    assert_eq!(gh.body["settings"][0]["default"], Value::Null, "required");
+    let make = |settings: &str| {
+        format!(r#"{{"id":"gh","tenant":"acme","provider":"github","settings":{settings}}}"#)
+    };
+    for (settings, detail) in [
+        (
+            "{}",
+            "settings: connector github needs the settings owner, repo",
+        ),
+        (
+            r#"{"owner":"octo"}"#,
+            "settings: connector github needs the settings repo",
+        ),
+        (
+            r#"{"owner":"octo","repo":"hello","ownr":"x"}"#,
+            r#"settings: connector github has no setting "ownr" (known: owner, repo)"#,
+        ),
+    ] {
+        let refused = a
+            .call("POST", "/api/v1/connections", w, Some(&make(settings)))
+            .await;
+        assert_problem(&refused, 400, "invalid-request");
+        assert_eq!(refused.body["detail"], detail);
+    }
+    let bad = a
+        .call(
+            "POST",
+            "/api/v1/connections",
+            w,
+            Some(&make(r#"{"owner":"octo/evil","repo":"r"}"#)),
+        )
+        .await;
+    assert_problem(&bad, 400, "invalid-request");
+    assert!(
+        a.call("GET", "/api/v1/connections/gh", r, None)
+            .await
+            .status
+            == 404
+    );
+    let made = a
+        .call(
+            "POST",
+            "/api/v1/connections",
+            w,
+            Some(&make(r#"{"owner":"octo","repo":"hello"}"#)),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let patched = a
+        .call(
+            "PATCH",
+            "/api/v1/connections/gh",
+            w,
+            Some(r#"{"settings":{"owner":"octo"}}"#),
+        )
+        .await;
+    assert_problem(&patched, 400, "invalid-request");
+    let got = a.call("GET", "/api/v1/connections/gh", r, None).await;
+    assert_eq!(
+        got.body["settings"],
+        json!({"owner": "octo", "repo": "hello"})
+    );
+}
+
 /// Writes record `id` of c1's contacts: `name` as its fields, or removed
 /// when `name` is `None`; `version` is the stored one it replaces.
 async fn put_record(a: &Api, id: &str, version: Option<i64>, name: Option<&str>) {

@@ -34,6 +34,10 @@ pub struct ConnectArgs {
     /// The provider's base URL (providers whose host varies, e.g. the sandbox).
     #[arg(long)]
     pub base_url: Option<String>,
+    /// A setting of the new connection `key=value` (`syncbridge providers show` lists them,
+    /// e.g. owner=rust-lang); repeatable.
+    #[arg(long = "setting", value_parser = crate::connections::parse_kv)]
+    pub settings: Vec<(String, String)>,
     /// Where `syncbridge up` (or the deployment) serves, when `SYNCBRIDGE_PUBLIC_URL` is unset.
     #[arg(long, default_value = "http://127.0.0.1:7071")]
     pub api_url: String,
@@ -70,6 +74,7 @@ pub(crate) async fn start(app: &AppState, a: &ConnectArgs) -> anyhow::Result<Ses
         return_url: format!("{}{DONE_PATH}", public.as_str().trim_end_matches('/')),
         connection_id: a.connection.clone(),
         base_url: a.base_url.clone(),
+        settings: (!a.settings.is_empty()).then(|| a.settings.iter().cloned().collect()),
     };
     Ok(create_session(app, body).await?)
 }

@@ -418,6 +418,7 @@ async fn connect_through_flow(
             return_url: format!("{}{}", host.url(), syncbridge_api::connect::DONE_PATH),
             connection_id: Some(conn.id.to_string()),
             base_url: None,
+            settings: None,
         },
     )
     .await?;

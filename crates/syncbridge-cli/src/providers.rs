@@ -123,6 +123,16 @@ pub fn render_show(p: &ProviderView) -> String {
             p.rate_limit_headers.join(", ")
         );
     }
+    if !p.settings.is_empty() {
+        out.push_str("settings (--setting name=value):\n");
+        for st in &p.settings {
+            let need = st
+                .default
+                .as_ref()
+                .map_or("required".to_string(), |d| format!("default {d}"));
+            let _ = writeln!(out, "  {}: {} ({need})", st.name, st.label);
+        }
+    }
     out.push_str("objects:\n");
     for o in &p.objects {
         let push = match &o.push {
@@ -186,6 +196,7 @@ mod tests {
             "account: 200 per 60 s (connection)",
             "rate-limit headers: X-Rate-Limit, X-Rate-Limit-Remaining",
             "tickets: incremental, deletes: tombstone, push: create, update, delete",
+            "settings (--setting name=value):\n  subdomain: Subdomain (required)",
         ] {
             assert!(zendesk.contains(want), "{want:?} in\n{zendesk}");
         }

@@ -21,6 +21,7 @@
 //! ([`ConnectSession::check_link`], [`ConnectSession::check_state`]); the API
 //! does the I/O.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -123,6 +124,10 @@ pub struct ConnectSession {
     /// The connection's base URL (providers whose host varies).
     #[serde(default)]
     pub base_url: Option<String>,
+    /// The new connection's settings, checked when the session was made
+    /// (empty for a re-authorization, which keeps the connection's).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
     /// When it was made.
     pub created_at: Timestamp,
     /// When it can no longer be used.
@@ -240,6 +245,7 @@ mod tests {
             reconnect: false,
             return_url: "https://app.example/done".into(),
             base_url: None,
+            settings: BTreeMap::new(),
             created_at: now,
             expires_at: now.add(SESSION_TTL),
             link_hash: "ab".repeat(32),

@@ -2002,6 +2002,8 @@ pub fn connect_session(id_byte: u8) -> ConnectSession {
         reconnect: false,
         return_url: "https://app.example/connected".into(),
         base_url: Some("http://127.0.0.1:1".into()),
+        // Read back whole: the new connection's settings travel with it.
+        settings: [("owner".to_string(), "octo".to_string())].into(),
         created_at: T0,
         expires_at: T0.add(syncbridge_core::connect::SESSION_TTL),
         link_hash: "a".repeat(64),

@@ -11,6 +11,13 @@ function Form({ p }: { p: ProviderView }) {
   const [baseUrl, setBaseUrl] = useState("");
   const [interval, setInterval] = useState("300");
   const [tenantMissing, setTenantMissing] = useState(false);
+  const wanted = p.settings ?? [];
+  const [settings, setSettings] = useState<Record<string, string>>(() =>
+    Object.fromEntries(wanted.map((s) => [s.name, s.default ?? ""])),
+  );
+  // Sent only for providers that declare settings; trimmed, as the ids are.
+  const given = () =>
+    wanted.length === 0 ? {} : { settings: Object.fromEntries(Object.entries(settings).map(([k, v]) => [k, v.trim()])) };
   const submit = async (e: FormEvent) => {
     e.preventDefault();
     const ok = await act.run(() =>
@@ -20,6 +27,7 @@ function Form({ p }: { p: ProviderView }) {
         provider: p.name,
         base_url: baseUrl.trim() || null,
         interval_secs: Number(interval),
+        ...given(),
       }),
     );
     if (ok) go(`connections/${encodeURIComponent(id.trim())}`);
@@ -32,7 +40,15 @@ function Form({ p }: { p: ProviderView }) {
       return;
     }
     setTenantMissing(false);
-    await act.run(() => startConnect({ tenant: tenant.trim(), provider: p.name, base_url: baseUrl.trim() || null, return_page: "add-connection" }));
+    await act.run(() =>
+      startConnect({
+        tenant: tenant.trim(),
+        provider: p.name,
+        base_url: baseUrl.trim() || null,
+        return_page: "add-connection",
+        ...given(),
+      }),
+    );
   };
   return (
     <form onSubmit={submit} className="stack-form" aria-label={`Connect ${p.display_name ?? p.name}`}>
@@ -49,6 +65,32 @@ function Form({ p }: { p: ProviderView }) {
         <input value={tenant} onChange={(e) => setTenant(e.target.value)} required placeholder="acme" aria-invalid={tenantMissing} />
       </label>
       {tenantMissing && <p className="error" role="alert">A tenant is needed to connect.</p>}
+      {wanted.length > 0 && (
+        <fieldset>
+          <legend>{p.display_name ?? p.name} settings</legend>
+          {wanted.map((s) => (
+            <div key={s.name} className="setting">
+              <label>
+                {s.label}
+                {s.default != null && " (optional)"}
+                <input
+                  name={s.name}
+                  value={settings[s.name] ?? ""}
+                  onChange={(e) => setSettings({ ...settings, [s.name]: e.target.value })}
+                  required={s.default == null}
+                  placeholder={s.example ?? undefined}
+                  aria-describedby={s.description ? `setting-${s.name}-help` : undefined}
+                />
+              </label>
+              {s.description && (
+                <p className="note" id={`setting-${s.name}-help`}>
+                  {s.description}
+                </p>
+              )}
+            </div>
+          ))}
+        </fieldset>
+      )}
       <label>
         Base URL (optional)
         <input value={baseUrl} onChange={(e) => setBaseUrl(e.target.value)} placeholder="connector default" />

@@ -36,6 +36,39 @@ describe("connect flow", () => {
     go.mockRestore();
   });
 
+  it("Add connection: a provider's settings are asked for and sent with the session", async () => {
+    window.history.replaceState(null, "", "/api/v1/admin/add-connection");
+    const go = vi.spyOn(browser, "go").mockImplementation(() => {});
+    const github = {
+      name: "github",
+      display_name: "GitHub Issues",
+      auth: "oauth2",
+      objects: [],
+      settings: [
+        { name: "owner", label: "Repository owner", description: "The user or organization.", example: "octocat", default: null },
+        { name: "repo", label: "Repository", description: null, example: "hello-world", default: null },
+      ],
+    };
+    const { calls } = fakeApi({
+      "GET /session": () => ({ body: SESSION }),
+      "GET /providers": () => ({ body: { providers: [github] } }),
+      "POST /connect/sessions": () => ({ status: 201, body: CONNECT }),
+    });
+    render(<App />);
+    fireEvent.click(await screen.findByRole("button", { name: /GitHub Issues/ }));
+    const owner = screen.getByLabelText("Repository owner");
+    expect(owner).toBeRequired();
+    expect(owner).toHaveAccessibleDescription("The user or organization.");
+    fireEvent.change(screen.getByLabelText("Tenant"), { target: { value: "acme" } });
+    fireEvent.change(owner, { target: { value: " octo " } });
+    fireEvent.change(screen.getByLabelText("Repository"), { target: { value: "hello" } });
+    fireEvent.click(screen.getByRole("button", { name: "Connect through GitHub Issues" }));
+    await waitFor(() => expect(go).toHaveBeenCalledWith(CONNECT.connect_url));
+    const post = calls.find((c) => c.method === "POST" && c.path === "/connect/sessions");
+    expect(post?.body).toMatchObject({ provider: "github", settings: { owner: "octo", repo: "hello" } });
+    go.mockRestore();
+  });
+
   it("Add connection: a refused session is shown and the browser stays", async () => {
     window.history.replaceState(null, "", "/api/v1/admin/add-connection");
     const go = vi.spyOn(browser, "go").mockImplementation(() => {});

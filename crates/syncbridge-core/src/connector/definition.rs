@@ -52,6 +52,10 @@ pub struct ConnectorDef {
     pub webhooks: Option<WebhookDef>,
     /// Synced object types by name.
     pub objects: BTreeMap<String, ObjectDef>,
+    /// The connection settings its `{name}` placeholders need, each with
+    /// what to ask the customer ([`super::settings`]).
+    #[serde(default)]
+    pub settings: BTreeMap<String, super::settings::SettingDef>,
 }
 
 /// A provider's own names for the `X-RateLimit-Limit`, `-Remaining` and
@@ -582,7 +586,33 @@ impl ConnectorDef {
             message: e.message().trim().to_string(),
         })?;
         def.validate(source_name)?;
+        // Every placeholder a definition uses must be a declared setting, so
+        // a connection can be checked for it before its first request.
+        let doc: toml::Value = toml::from_str(text).map_err(|e| DefinitionError {
+            source_name: source_name.into(),
+            field: "(document)".into(),
+            message: e.message().trim().to_string(),
+        })?;
+        if let Some(name) = super::settings::placeholders(&doc)
+            .into_iter()
+            .find(|n| !def.settings.contains_key(n))
+        {
+            return Err(DefinitionError {
+                source_name: source_name.into(),
+                field: format!("settings.{name}"),
+                message: format!("`{{{name}}}` is used but not declared under [settings.{name}]"),
+            });
+        }
         Ok(def)
+    }
+
+    /// A connection's settings checked against the declared ones, with
+    /// their defaults filled in.
+    pub fn connection_settings(
+        &self,
+        given: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, super::settings::SettingsError> {
+        super::settings::resolve(&self.name, &self.settings, given)
     }
 
     /// Checks what serde cannot: URLs, paths, dotted paths, consistency.
@@ -919,6 +949,26 @@ fields = { email = "properties.email" }
         assert!((o.max_delete_share - 0.1).abs() < f64::EPSILON);
     }
 
+    /// A placeholder declared as a setting loads, and the definition then
+    /// checks a connection's settings against it.
+    #[test]
+    fn declared_settings_load_and_check_connections() {
+        let text = GOOD.replacen(
+            "path = \"/contacts\"",
+            "path = \"/{workspace}/contacts\"",
+            1,
+        ) + "[settings.workspace]\nlabel = \"Workspace\"\n";
+        let d = ConnectorDef::from_toml("demo.toml", &text).unwrap();
+        assert_eq!(d.settings["workspace"].label, "Workspace");
+        let none = BTreeMap::new();
+        assert_eq!(
+            d.connection_settings(&none).unwrap_err().to_string(),
+            "connector demo needs the settings workspace"
+        );
+        let given = BTreeMap::from([("workspace".to_string(), "w1".to_string())]);
+        assert_eq!(d.connection_settings(&given).unwrap(), given);
+    }
+
     /// Each kind of mistake is reported with the field at fault.
     #[test]
     fn errors_name_the_field() {
@@ -954,6 +1004,11 @@ fields = { email = "properties.email" }
                 "objects.contacts.fields",
             ),
             ("id = \"id\"", "id = 7", "objects.contacts.id"),
+            (
+                "path = \"/contacts\"",
+                "path = \"/{workspace}/contacts\"",
+                "settings.workspace",
+            ),
         ];
         for (from, to, field) in cases {
             let text = GOOD.replacen(from, to, 1);

@@ -11,5 +11,7 @@ pub mod definition;
 pub mod extract;
 pub mod http;
 pub mod registry;
+pub mod settings;
 
 pub use definition::{ConnectorDef, DefinitionError, ObjectDef};
+pub use settings::{SettingDef, SettingsError};
