@@ -4,7 +4,8 @@
 // add a connection and watch its first sync finish on the page, add one
 // through the connect flow (Approve and Deny on the sandbox's consent page),
 // resolve a parked conflict on the Conflicts page and see the record
-// pushed, reconnect a connection whose grant was revoked, create an
+// pushed, edit the notification rules, reconnect a connection whose grant
+// was revoked, create an
 // API key (shown once) and revoke it, and see it refused. Each test saves a
 // screenshot under target/ui-artifacts/.
 import { after, before, describe, it } from "node:test";
@@ -317,6 +318,41 @@ describe("dashboard", () => {
     await audit.getByRole("cell", { name: id, exact: true }).first().waitFor();
     await checkA11y(page, "conflicts after resolving");
     await shot(page, "conflict-resolved");
+  });
+
+  it("edits the notification rules: add a rule, save, see it stored; a rule without a channel is refused and shown", async () => {
+    const rules = async () => (await (await page.request.get(`${stack.api}/notifications`)).json());
+    const first = await rules();
+    assert.equal(first.configured, true, JSON.stringify(first));
+    assert.equal(first.rules_source, "file");
+    await page.goto(stack.dashboard + "notifications");
+    await page.getByRole("heading", { name: "Notifications", level: 1 }).waitFor();
+    await page.getByRole("group", { name: "Rule 1", exact: true }).waitFor();
+    await page.getByRole("button", { name: "Add rule" }).click();
+    const rule2 = page.getByRole("group", { name: "Rule 2", exact: true });
+    await rule2.getByLabel("Tenant").fill("acme");
+    await rule2.getByLabel("Minimum severity").selectOption("warning");
+    await rule2.getByLabel(/^Kinds/).selectOption(["connection_needs_reauth", "conflict_parked"]);
+    await rule2.getByRole("checkbox", { name: "oncall-teams" }).check();
+    await rule2.getByRole("checkbox", { name: "ops-slack" }).uncheck();
+    // The tenant's rule must come first to be reached.
+    await page.getByRole("button", { name: "Move rule 2 up" }).click();
+    await checkA11y(page, "notification rules being edited");
+    await page.getByRole("button", { name: "Save rules" }).click();
+    await page.getByText("Rules saved (version 1).").waitFor();
+    const saved = await rules();
+    assert.equal(saved.rules_source, "store");
+    assert.deepEqual(saved.rules, [
+      { tenant: "acme", kinds: ["connection_needs_reauth", "conflict_parked"], min_severity: "warning", channels: ["oncall-teams"] },
+      { tenant: null, kinds: [], min_severity: "critical", channels: ["ops-slack"] },
+    ]);
+    await shot(page, "notification-rules-saved");
+    // A rule with no channel: the API's 422 is shown, nothing is stored.
+    await page.getByRole("group", { name: "Rule 1", exact: true }).getByRole("checkbox", { name: "oncall-teams" }).uncheck();
+    await page.getByRole("button", { name: "Save rules" }).click();
+    await page.getByRole("alert").getByText("rule 1 lists no channel").waitFor();
+    await checkA11y(page, "notification rules refused");
+    assert.equal((await rules()).rules_version, 1, "the refused save wrote nothing");
   });
 
   it("reconnects a connection whose grant was revoked: Reconnect, Approve, active again and a sync succeeds", async () => {

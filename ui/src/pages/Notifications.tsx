@@ -62,6 +62,7 @@ function RuleFields({ r, n, count, kinds, channels, set, move, remove }: {
           ))}
         </select>
       </label>
+      <p className="note">Kinds: {r.kinds.length ? r.kinds.join(", ") : "every kind"}</p>
       <ChannelPick label={`Channels of rule ${n}`} channels={channels} value={r.channels} onChange={(c) => set({ ...r, channels: c })} />
       <button type="button" disabled={n === 1} onClick={() => move(-1)}>
         Move rule {n} up

@@ -75,6 +75,7 @@ describe("notifications", () => {
     (within(kinds).getByRole("option", { name: "task_stalled" }) as HTMLOptionElement).selected = true;
     (within(kinds).getByRole("option", { name: "conflict_parked" }) as HTMLOptionElement).selected = true;
     fireEvent.change(kinds);
+    expect(within(rule3).getByText("Kinds: task_stalled, conflict_parked")).toBeInTheDocument();
     fireEvent.click(within(rule3).getByRole("checkbox", { name: "oncall" }));
     // Rule 3 moves to the top; the old rule 2 (now 3) is removed.
     fireEvent.click(screen.getByRole("button", { name: "Move rule 3 up" }));
