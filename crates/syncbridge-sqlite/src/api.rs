@@ -78,7 +78,9 @@ pub(crate) fn revoke_api_key(db: &mut Db, id: &str, at: Timestamp) -> Result<boo
 }
 
 /// Deletes expiring keys (sessions, sign-in links) that are expired or
-/// revoked; one statement over the `api_keys_expiry` index.
+/// revoked; one statement reading the partial index `api_keys_expiry`,
+/// which holds only those (`SCAN api_keys USING INDEX api_keys_expiry`),
+/// never the API keys.
 pub(crate) fn prune_api_keys(db: &Db, now: Timestamp) -> Result<u64, StoreError> {
     let n = db
         .execute(

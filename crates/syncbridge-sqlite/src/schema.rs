@@ -307,10 +307,11 @@ const MIGRATIONS: &[&[Step]] = &[
         json_extract(doc, '$.finished_at'));",
     )],
     // 16: the dashboard's notification rules (core's `notify_rules`): one
-    //     document, replaced by compare-and-swap on `version`. Pruning by
-    //     index ranges: expiring API keys (sessions, sign-in links; the
-    //     expression spelled exactly as `api::prune_api_keys` spells it)
-    //     and connect sessions by `expires_at`.
+    //     document, replaced by compare-and-swap on `version`. Pruning
+    //     reads indexes: expiring API keys (sessions, sign-in links) through
+    //     a partial index only they are in (the expression spelled exactly
+    //     as `api::prune_api_keys` spells it), connect sessions by a range
+    //     on `expires_at`.
     &[Step::Sql(
         "CREATE TABLE IF NOT EXISTS notification_rules (
         id INTEGER PRIMARY KEY CHECK (id = 1),
