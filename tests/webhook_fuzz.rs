@@ -38,8 +38,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use syncbridge_signatures::{Request, Scheme, WebhookSecret};
-use syncbridge_tests::{Logged, bin_dir, cli, files_holding, free_port, succeeded, text};
+use syncbridge_tests::{
+    Logged, bin_dir, cli, files_holding, free_port, standard_webhook_headers, succeeded, text,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -181,30 +182,15 @@ fn register(dir: &Path, base_url: &str) -> String {
     said
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// A signed delivery of event `id`: its body and signature headers.
 fn delivery(id: &str) -> (String, Vec<(String, String)>) {
     let body = format!(r#"{{"id":"{id}","type":"contact.updated","object":"contacts"}}"#);
-    let req = Request {
-        method: "POST",
-        url: "http://127.0.0.1/api/webhooks/c1",
-        headers: &[],
-        body: body.as_bytes(),
-    };
-    let headers = syncbridge_signatures::sign(
-        &Scheme::StandardWebhooks,
-        &WebhookSecret::new(SECRET),
-        &req,
-        unix_now(),
+    let headers = standard_webhook_headers(
+        "http://127.0.0.1/api/webhooks/c1",
+        &body,
+        SECRET,
         &format!("msg_{id}"),
-    )
-    .unwrap();
+    );
     (body, headers)
 }
 

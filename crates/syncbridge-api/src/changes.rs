@@ -155,6 +155,54 @@ pub struct ResolveBody {
     pub value: Option<Map<String, Value>>,
 }
 
+/// The published parameters of a change call's path to an object.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(
+    dead_code,
+    reason = "documentation only: the handlers read `ObjectPath`"
+)]
+struct ObjectParams {
+    /// Connection id
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128)]
+    id: String,
+    /// Object type
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64)]
+    object: String,
+}
+
+/// The published parameters of a path to a record.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(
+    dead_code,
+    reason = "documentation only: the handlers read `RecordPath`"
+)]
+struct RecordParams {
+    /// Connection id
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128)]
+    id: String,
+    /// Object type
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64)]
+    object: String,
+    /// Record id
+    #[param(min_length = 1, max_length = 512)]
+    record_id: String,
+}
+
+/// The published `Idempotency-Key` of a change call with a body.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(
+    dead_code,
+    reason = "documentation only: `crate::idempotency` reads the header"
+)]
+struct KeyParams {
+    /// Same key and body: the same answer again (24 h)
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
+    idempotency_key: Option<String>,
+}
+
 /// A record's path: connection, object.
 type ObjectPath = Result<Path<(String, String)>, PathRejection>;
 /// A record's path: connection, object, record.
@@ -350,9 +398,7 @@ macro_rules! problem {
 /// Creates a record: stored with its outbox entry and pushed by the outbound worker.
 #[utoipa::path(post, path = "/v1/connections/{id}/objects/{object}/records", tag = "changes",
     operation_id = "create_record",
-    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
-        ("object" = String, Path, description = "Object type", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64),
-        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Same key and body: the same answer again (24 h)")),
+    params(ObjectParams, KeyParams),
     request_body = CreateRecordBody,
     responses((status = 202, body = RecordStatus),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -383,10 +429,7 @@ pub async fn create_record(
 /// Changes some fields of a record (`null` clears a field).
 #[utoipa::path(patch, path = "/v1/connections/{id}/objects/{object}/records/{record_id}", tag = "changes",
     operation_id = "update_record",
-    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
-        ("object" = String, Path, description = "Object type", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64),
-        ("record_id" = String, Path, description = "Record id", min_length = 1, max_length = 512),
-        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Same key and body: the same answer again (24 h)")),
+    params(RecordParams, KeyParams),
     request_body = UpdateRecordBody,
     responses((status = 202, body = RecordStatus),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -414,9 +457,7 @@ pub async fn update_record(
 /// Deletes a record (pushed as a DELETE to the provider).
 #[utoipa::path(delete, path = "/v1/connections/{id}/objects/{object}/records/{record_id}", tag = "changes",
     operation_id = "delete_record",
-    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
-        ("object" = String, Path, description = "Object type", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64),
-        ("record_id" = String, Path, description = "Record id", min_length = 1, max_length = 512),
+    params(RecordParams,
         ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Same key: the same answer again (24 h)")),
     responses((status = 202, body = RecordStatus),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
@@ -435,9 +476,7 @@ pub async fn delete_record(State(app): State<AppState>, call: Call, path: Record
 /// A record's push status: pending, pushed, parked or conflict.
 #[utoipa::path(get, path = "/v1/connections/{id}/objects/{object}/records/{record_id}/status", tag = "changes",
     operation_id = "get_record_status",
-    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
-        ("object" = String, Path, description = "Object type", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64),
-        ("record_id" = String, Path, description = "Record id", min_length = 1, max_length = 512)),
+    params(RecordParams),
     responses((status = 200, body = RecordStatus),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
@@ -485,10 +524,7 @@ fn choices(b: ResolveBody, parked: &[String]) -> Result<BTreeMap<String, Choice>
 /// Resolves a record's parked conflicts: a side wins, or a value per field.
 #[utoipa::path(post, path = "/v1/connections/{id}/objects/{object}/records/{record_id}/resolve", tag = "changes",
     operation_id = "resolve_record",
-    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
-        ("object" = String, Path, description = "Object type", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64),
-        ("record_id" = String, Path, description = "Record id", min_length = 1, max_length = 512),
-        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Same key and body: the same answer again (24 h)")),
+    params(RecordParams, KeyParams),
     request_body = ResolveBody,
     responses((status = 202, body = RecordStatus),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
