@@ -15,7 +15,6 @@
 //! change submitted twice under one `Idempotency-Key` pushed once.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -84,15 +83,9 @@ async fn sync_now_over_the_api() {
     assert_eq!(run["object"], "contacts");
     assert_eq!(run["counts"]["created"], 120, "{run}");
     assert!(run["finished_at"].is_string());
-    let tasks: Value = http
-        .get(format!("{base}/connections/crm1/tasks"))
-        .bearer_auth(&read)
-        .send()
+    let tasks = get_json(&http, &format!("{base}/connections/crm1/tasks"), &read)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .expect("the connection's tasks");
     assert_eq!(tasks["tasks"][0]["last_result"]["status"], "succeeded");
 
     // Health sees the worker's heartbeat (recorded by the handler that ran
@@ -100,15 +93,7 @@ async fn sync_now_over_the_api() {
     let (health, beat) = eventually(Duration::from_secs(30), "the worker's beat", || {
         let (http, base, read) = (http.clone(), base.clone(), read.clone());
         async move {
-            let health: Value = http
-                .get(format!("{base}/health"))
-                .bearer_auth(&read)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let health = get_json(&http, &format!("{base}/health"), &read).await?;
             let beat = health["functions"]
                 .as_array()?
                 .iter()
@@ -293,36 +278,13 @@ async fn sync_now(
     eventually(Duration::from_secs(60), "a finished run", || {
         let (http, base, key) = (http.clone(), base.to_owned(), key.to_owned());
         async move {
-            let page: Value = http
-                .get(format!("{base}/runs?connection_id=crm1"))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let page = get_json(&http, &format!("{base}/runs?connection_id=crm1"), &key).await?;
             let newest = page["runs"].as_array()?.first()?;
             let done = newest["status"] == "succeeded" || newest["status"] == "failed";
             (done && newest["id"].as_str() != previous).then(|| newest.clone())
         }
     })
     .await
-}
-
-/// Runs the CLI; its stdout, after checking that it succeeded.
-fn syncbridge_cli(data_dir: &str, args: &[&str]) -> String {
-    let out = Command::new(bin_dir().join("syncbridge"))
-        .args(["--data-dir", data_dir])
-        .args(args)
-        .output()
-        .expect("syncbridge runs");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A change submitted twice under one `Idempotency-Key` through the real
@@ -403,15 +365,7 @@ async fn change_with_an_idempotency_key_pushes_once() {
             key.clone(),
         );
         async move {
-            let s: Value = http
-                .get(url)
-                .bearer_auth(&key)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let s = get_json(&http, &url, &key).await?;
             (s["status"] == "pushed").then_some(s)
         }
     })

@@ -15,21 +15,13 @@ use std::process::{Command, Output};
 use axum::http::StatusCode;
 use syncbridge_core::model::QuarantinedMessage;
 use syncbridge_core::{ConnectionId, Store, Timestamp};
-use syncbridge_tests::{bin_dir, store};
+use syncbridge_tests::{bin_dir, store, text};
 
 fn syncbridge(args: &[&str]) -> Output {
     Command::new(bin_dir().join("syncbridge"))
         .args(args)
         .output()
         .expect("syncbridge runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// GitHub's documented vector verifies; a wrong secret and a stale timestamp do not.

@@ -17,111 +17,52 @@
 //! in the logs or in any file of the data dir.
 
 use std::collections::HashMap;
-use std::io::Read as _;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use syncbridge_core::Store;
+use syncbridge_sandbox::browser::Browser;
 use syncbridge_tests::*;
 
 const RETURN: &str = "http://127.0.0.1:9/app/connected";
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// Runs the CLI; its stdout, after checking that it succeeded.
-fn syncbridge_cli(data_dir: &str, args: &[&str]) -> String {
-    let out = Command::new(bin_dir().join("syncbridge"))
-        .args(["--data-dir", data_dir])
-        .args(args)
-        .output()
-        .expect("syncbridge runs");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `syncbridge up` as a child process, its output collected.
-struct Up {
-    child: Child,
-    logs: Arc<Mutex<String>>,
-}
+struct Up(Logged);
 
 impl Up {
     fn start(data_dir: &str, port: u16) -> Up {
-        let mut child = Command::new(bin_dir().join("syncbridge"))
-            .args([
-                "--data-dir",
-                data_dir,
-                "up",
-                "--http-port",
-                &port.to_string(),
-            ])
-            .env("RUST_LOG", "debug")
-            .env("SYNCBRIDGE_CONNECT_RETURN_URLS", "http://127.0.0.1:9/app")
-            .env("SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_ID", "sbx_client_demo")
-            .env(
-                "SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_SECRET",
-                "sbx_cs_demo_secret",
-            )
-            // The scheduler ticks every second; the token refresher never.
-            .env("SYNC_SCHEDULER_SCHEDULE", "* * * * * *")
-            .env("TOKEN_REFRESHER_SCHEDULE", "0 0 0 1 1 *")
-            .current_dir(repo_root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("syncbridge up starts");
-        let logs = Arc::new(Mutex::new(String::new()));
-        for mut pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    logs.lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-        }
-        Up { child, logs }
+        let mut cmd = Command::new(bin_dir().join("syncbridge"));
+        cmd.args([
+            "--data-dir",
+            data_dir,
+            "up",
+            "--http-port",
+            &port.to_string(),
+        ])
+        .env("RUST_LOG", "debug")
+        .env("SYNCBRIDGE_CONNECT_RETURN_URLS", "http://127.0.0.1:9/app")
+        .env("SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_ID", "sbx_client_demo")
+        .env(
+            "SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_SECRET",
+            "sbx_cs_demo_secret",
+        )
+        // The scheduler ticks every second; the token refresher never.
+        .env("SYNC_SCHEDULER_SCHEDULE", "* * * * * *")
+        .env("TOKEN_REFRESHER_SCHEDULE", "0 0 0 1 1 *")
+        .current_dir(repo_root());
+        Up(Logged::spawn(cmd, "syncbridge up starts"))
     }
 
     fn logs(&self) -> String {
-        self.logs.lock().unwrap().clone()
+        self.0.logs()
     }
 
     fn stop(&mut self) {
         // SIGTERM: `up` stops its handlers and exits.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.signal("TERM");
+        let _ = self.0.child.wait();
     }
 }
 
@@ -155,46 +96,30 @@ impl Journey {
     }
 }
 
-/// Opens `url` like a browser: follows redirects until one points at the return URL.
-async fn browse(url: &str) -> Journey {
-    let chain = Arc::new(Mutex::new(vec![url.to_owned()]));
-    let seen = chain.clone();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.url().as_str().starts_with(RETURN) || attempt.previous().len() > 10 {
-                attempt.stop()
-            } else {
-                seen.lock().unwrap().push(attempt.url().to_string());
-                attempt.follow()
-            }
-        }))
-        .build()
+/// Opens `url` in browser `b` (its cookies carried, as a browser does):
+/// follows redirects until one points at the return URL.
+async fn browse(b: &mut Browser, url: &str) -> Journey {
+    let landing = b
+        .walk(url, |u| u.as_str().starts_with(RETURN))
+        .await
         .unwrap();
-    let resp = http.get(url).send().await.unwrap();
-    let status = resp.status().as_u16();
-    let location = resp
-        .headers()
-        .get("location")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = resp.text().await.unwrap_or_default();
-    let chain = chain.lock().unwrap().clone();
     Journey {
-        chain,
-        status,
-        location,
-        body,
+        chain: landing.chain.iter().map(ToString::to_string).collect(),
+        status: landing.status,
+        location: landing.location.map(|u| u.to_string()),
+        body: landing.body,
     }
 }
 
-/// One redirect, not followed: its `Location`.
-async fn one_step(url: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let resp = http.get(url).send().await.unwrap();
-    assert!(resp.status().is_redirection(), "{url}: {}", resp.status());
-    resp.headers()["location"].to_str().unwrap().to_owned()
+/// One redirect in browser `b`, not followed: its `Location`.
+async fn one_step(b: &mut Browser, url: &str) -> String {
+    let landing = b.walk(url, |_| true).await.unwrap();
+    assert!(
+        (300..400).contains(&landing.status),
+        "{url}: {}",
+        landing.status
+    );
+    landing.location.unwrap().to_string()
 }
 
 struct Api {
@@ -287,18 +212,6 @@ async fn expire(store: &dyn Store, connect_url: &str) {
 
 /// Every byte of every file under `dir` and the logs: none of `needles`.
 fn leaks(dir: &std::path::Path, logs: &str, needles: &[String]) -> Vec<String> {
-    fn walk(p: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-        for e in std::fs::read_dir(p).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(dir, &mut files);
     let mut found = Vec::new();
     for n in needles {
         if let Some(line) = logs.lines().find(|l| l.contains(n.as_str())) {
@@ -307,11 +220,8 @@ fn leaks(dir: &std::path::Path, logs: &str, needles: &[String]) -> Vec<String> {
                 line.replace(n.as_str(), "<secret>")
             ));
         }
-        for f in &files {
-            let bytes = std::fs::read(f).unwrap_or_default();
-            if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
-                found.push(format!("{} contains {n}", f.display()));
-            }
+        for f in files_holding(dir, n) {
+            found.push(format!("{} contains {n}", f.display()));
         }
     }
     found
@@ -355,10 +265,16 @@ async fn connect_flow_end_to_end() {
     })
     .await;
     let mut secrets: Vec<String> = Vec::new();
+    // One customer's browser runs every flow below, one after another.
+    let mut b = Browser::new();
 
-    // 1. Session → authorize (auto-approve) → callback → return URL.
-    let url = api.connect_url(body(json!({}), &sandbox)).await;
-    let trip = browse(&url).await;
+    // 1. Session → authorize (auto-approve) → callback → return URL. The
+    // session names a setting of the new connection (the sandbox's page
+    // size, 100 by default), which must reach the provider's requests.
+    let url = api
+        .connect_url(body(json!({"settings": {"page_size": "25"}}), &sandbox))
+        .await;
+    let trip = browse(&mut b, &url).await;
     assert!(trip.went_through("/oauth/authorize"), "{trip:?}");
     assert!(trip.went_through("/api/v1/connect/callback"), "{trip:?}");
     let authorize = trip
@@ -395,9 +311,14 @@ async fn connect_flow_end_to_end() {
     assert_eq!((status, c["status"].as_str()), (200, Some("active")), "{c}");
     let first = api.contacts_run_after(&conn, None).await;
     assert_eq!(first["counts"]["created"], 40, "the first sync: {first}");
+    assert_eq!(c["settings"], json!({"page_size": "25"}), "{c}");
+    assert_eq!(
+        first["counts"]["pages"], 2,
+        "40 records at 25 a page: {first}"
+    );
 
     // 2. Replayed state: the callback URL again.
-    let replay = browse(&callback_url).await;
+    let replay = browse(&mut b, &callback_url).await;
     assert_eq!(
         replay.returned().map(|q| q["error"].clone()).as_deref(),
         Some("state_invalid"),
@@ -410,16 +331,16 @@ async fn connect_flow_end_to_end() {
     let store = syncbridge_tests::store(dir.path());
     let url = api.connect_url(body(json!({}), &sandbox)).await;
     expire(&store, &url).await;
-    let trip = browse(&url).await;
+    let trip = browse(&mut b, &url).await;
     assert_eq!(
         trip.returned().map(|q| q["error"].clone()).as_deref(),
         Some("session_expired"),
         "{trip:?}"
     );
     let url = api.connect_url(body(json!({}), &sandbox)).await;
-    let to_provider = one_step(&url).await;
+    let to_provider = one_step(&mut b, &url).await;
     expire(&store, &url).await;
-    let trip = browse(&to_provider).await;
+    let trip = browse(&mut b, &to_provider).await;
     assert!(trip.went_through("/connect/callback"));
     assert_eq!(
         trip.returned().map(|q| q["error"].clone()).as_deref(),
@@ -430,7 +351,7 @@ async fn connect_flow_end_to_end() {
     // 4. Wrong PKCE verifier: the provider is sent another challenge; the
     // exchange with ours is refused.
     let url = api.connect_url(body(json!({}), &sandbox)).await;
-    let to_provider = one_step(&url).await;
+    let to_provider = one_step(&mut b, &url).await;
     let mut tampered = url::Url::parse(&to_provider).unwrap();
     let pairs: Vec<(String, String)> = tampered
         .query_pairs()
@@ -447,12 +368,50 @@ async fn connect_flow_end_to_end() {
         })
         .collect();
     tampered.query_pairs_mut().clear().extend_pairs(pairs);
-    let trip = browse(tampered.as_str()).await;
+    let trip = browse(&mut b, tampered.as_str()).await;
     assert_eq!(
         trip.returned().map(|q| q["error"].clone()).as_deref(),
         Some("exchange_failed"),
         "{trip:?}"
     );
+
+    // 4b. A consent URL forwarded to another browser (an attacker opens the
+    // link, sends the provider's consent page on to a victim, who approves
+    // their own account): the callback arrives without the cookie the
+    // opening browser was given, so the session ends with
+    // `browser_mismatch` and nothing is connected — not then, and not when
+    // the opening browser replays the same callback afterwards.
+    let url = api.connect_url(body(json!({}), &sandbox)).await;
+    let mut opener = Browser::new();
+    let to_provider = one_step(&mut opener, &url).await;
+    let session = url.rsplit('/').next().unwrap().split('.').next().unwrap();
+    assert!(
+        opener.has_cookie(&format!("sb_connect_{session}")),
+        "opening the link binds this browser"
+    );
+    let forwarded = browse(&mut Browser::new(), &to_provider).await;
+    assert!(
+        forwarded.went_through("/api/v1/connect/callback"),
+        "{forwarded:?}"
+    );
+    assert_eq!(
+        forwarded.returned().map(|q| q["error"].clone()).as_deref(),
+        Some("browser_mismatch"),
+        "{forwarded:?}"
+    );
+    let callback_again = forwarded
+        .chain
+        .iter()
+        .find(|u| u.contains("/api/v1/connect/callback"))
+        .unwrap()
+        .clone();
+    let replayed = browse(&mut opener, &callback_again).await;
+    assert_eq!(
+        replayed.returned().map(|q| q["error"].clone()).as_deref(),
+        Some("state_invalid"),
+        "the session is used up: {replayed:?}"
+    );
+    assert_eq!(api.connection_count().await, 1, "nothing was connected");
 
     // 5. Unlisted return URL: refused before anything is made.
     let (status, problem) = api
@@ -483,7 +442,7 @@ async fn connect_flow_end_to_end() {
     assert_eq!(status, 400, "{problem}");
     assert_eq!(
         problem["detail"],
-        "settings: connector sandbox has no setting \"ownr\" (known: none)"
+        "settings: connector sandbox has no setting \"ownr\" (known: page_size)"
     );
     // The deployment's own admin dashboard is a return URL without being
     // listed (its "Add connection" and "Reconnect" come back to it).
@@ -502,7 +461,7 @@ async fn connect_flow_end_to_end() {
     )
     .await;
     let url = api.connect_url(body(json!({}), &sandbox)).await;
-    let trip = browse(&url).await;
+    let trip = browse(&mut b, &url).await;
     assert_eq!(trip.status, 400, "{trip:?}");
     assert!(
         trip.body.contains("redirect_uri is not registered"),
@@ -514,7 +473,7 @@ async fn connect_flow_end_to_end() {
     // 7. Provider error on exchange.
     admin(&sandbox, json!({"fail_token_requests": true})).await;
     let url = api.connect_url(body(json!({}), &sandbox)).await;
-    let trip = browse(&url).await;
+    let trip = browse(&mut b, &url).await;
     assert_eq!(
         trip.returned().map(|q| q["error"].clone()).as_deref(),
         Some("exchange_failed"),
@@ -525,7 +484,7 @@ async fn connect_flow_end_to_end() {
     // 8. Denied at the consent page.
     admin(&sandbox, json!({"oauth_auto_approve": false})).await;
     let url = api.connect_url(body(json!({}), &sandbox)).await;
-    let page = browse(&url).await;
+    let page = browse(&mut b, &url).await;
     assert_eq!(page.status, 200, "the consent page: {page:?}");
     let request_id = page
         .body
@@ -544,7 +503,7 @@ async fn connect_flow_end_to_end() {
         .await
         .unwrap();
     let to_callback = denied.headers()["location"].to_str().unwrap().to_owned();
-    let trip = browse(&to_callback).await;
+    let trip = browse(&mut b, &to_callback).await;
     assert_eq!(
         trip.returned().map(|q| q["error"].clone()).as_deref(),
         Some("access_denied"),
@@ -583,7 +542,7 @@ async fn connect_flow_end_to_end() {
     let url = api
         .connect_url(body(json!({"connection_id": conn}), &sandbox))
         .await;
-    let trip = browse(&url).await;
+    let trip = browse(&mut b, &url).await;
     assert_eq!(
         trip.returned()
             .map(|q| q["connection_id"].clone())

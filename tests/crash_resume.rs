@@ -17,23 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use serde_json::json;
 use syncbridge_core::model::{JobReason, Lease, SyncJob};
 use syncbridge_core::pipeline::inbound::InboundCursor;
 use syncbridge_core::{Clock, Store, SystemClock};
 use syncbridge_protocol::host::{BrokerMessage, service_bus_request};
 use syncbridge_protocol::request::SysMetadata;
-use syncbridge_tests::pipeline::{actual, admin, assert_in_sync, expected};
-use syncbridge_tests::{add_connection, bin_dir, eventually, sandbox, store};
+use syncbridge_tests::pipeline::{actual, assert_in_sync, expected};
+use syncbridge_tests::{add_connection, answering, bin_dir, free_port, slow_sandbox, store};
 use tokio::process::{Child, Command};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn start_worker(data_dir: &Path) -> (Child, u16) {
     let port = free_port();
@@ -46,18 +37,8 @@ async fn start_worker(data_dir: &Path) -> (Child, u16) {
         .kill_on_drop(true)
         .spawn()
         .expect("worker starts");
-    let http = reqwest::Client::new();
-    eventually(Duration::from_secs(20), "the worker to listen", || {
-        let http = http.clone();
-        async move {
-            http.get(format!("http://127.0.0.1:{port}/"))
-                .send()
-                .await
-                .ok()
-                .map(|_| ())
-        }
-    })
-    .await;
+    let url = format!("http://127.0.0.1:{port}/");
+    answering(&url, Duration::from_secs(20), "the worker to listen").await;
     (child, port)
 }
 
@@ -73,18 +54,12 @@ fn invocation(job: &SyncJob, delivery: u32) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_at_random_points() {
     const N: usize = 3000;
-    let sbx = sandbox(N).await;
-    let base = sbx.base_url();
     // 15 ms per provider call: a pass (30 pages) outlasts the latest kill
     // (400 ms) however fast the machine, so every kill lands before or
     // during the run, never after it (with 4 ms a fast run sometimes ended
     // first and the test counted too few interruptions).
-    admin(
-        &base,
-        "config",
-        json!({"faults": {"seed": 1, "latency_rate": 1.0, "latency_ms": 15}}),
-    )
-    .await;
+    let sbx = slow_sandbox(N, 15).await;
+    let base = sbx.base_url();
     let want = expected(&base, "contacts").await;
     let newest = reqwest::get(format!("{base}/_sandbox/records/contacts"))
         .await

@@ -12,27 +12,19 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use syncbridge_core::model::{JobReason, Lease, RunStatus, SyncJob, SyncTask};
 use syncbridge_core::{Clock, OutboundMessage, QueueName, Store, SystemClock};
 use syncbridge_localqueue::LocalQueue;
-use syncbridge_tests::pipeline::{actual, admin, assert_in_sync};
+use syncbridge_tests::pipeline::{actual, assert_in_sync};
 use syncbridge_tests::{
-    add_connection, bin_dir, eventually, host_config, repo_root, sandbox, start_host, store,
+    add_connection, bin_dir, eventually, free_port, host_config, repo_root, sandbox, slow_sandbox,
+    start_host, store,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// A timer schedule that does not fire during a test (1 January, midnight).
 const PARKED: &str = "0 0 0 1 1 *";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Leases `task` as a scheduler tick would and returns the job it would enqueue.
 async fn lease_like_the_scheduler(store: &dyn Store, task: &SyncTask) -> SyncJob {
@@ -133,16 +125,10 @@ impl Up {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_of_up_resumes_and_leaves_no_orphans() {
     const N: usize = 3000;
-    let sbx = sandbox(N).await;
-    let base = sbx.base_url();
     // 40 ms per provider call: a pass (30 pages) lasts over a second, so
     // the kill lands inside it.
-    admin(
-        &base,
-        "config",
-        json!({"faults": {"seed": 1, "latency_rate": 1.0, "latency_ms": 40}}),
-    )
-    .await;
+    let sbx = slow_sandbox(N, 40).await;
+    let base = sbx.base_url();
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(store(dir.path()));
     let task = add_connection(&*store, "c1", &base, &["contacts"], None)

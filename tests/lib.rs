@@ -1,6 +1,10 @@
 //! Shared harness of the end-to-end tests (`tests/*.rs` beside this file):
 //! where the built handler binaries are, a local host over a temp data dir,
-//! a sandbox provider, and a polling helper with a deadline.
+//! a sandbox provider (and a slowed one), a provider's signed webhook, and
+//! a polling helper with a deadline. [`processes`]: the binaries as child
+//! processes (the CLI, `syncbridge up` and handlers with their logs, free
+//! ports, waiting for an answer, the leak scan's file search). [`fleet`]: the
+//! connections and runs the API benchmarks seed, and the API they serve.
 //!
 //! The binaries must be built first (`cargo build --workspace --bins`, which
 //! `scripts/test` does); a missing binary fails the test with that advice.
@@ -17,7 +21,14 @@ use syncbridge_core::{ConnectionId, ObjectType, Store, TenantId, Timestamp};
 use syncbridge_localhost::{HostConfig, LocalHost, LocalHostHandle};
 use syncbridge_sqlite::SqliteStore;
 
+pub mod fleet;
+pub mod processes;
 pub mod provider_harness;
+
+pub use processes::{
+    Logged, answering, cli, files_holding, free_port, succeeded, syncbridge_cli,
+    syncbridge_cli_with, text,
+};
 
 /// The repository root (host.json, functions/).
 pub fn repo_root() -> PathBuf {
@@ -168,6 +179,85 @@ pub async fn sandbox(records: usize) -> syncbridge_sandbox::SandboxHandle {
     syncbridge_sandbox::spawn(cfg)
         .await
         .expect("sandbox starts")
+}
+
+/// A sandbox with `records` per object and no auth that answers every call
+/// `latency_ms` late (a seeded fault), so a sync lasts long enough for a
+/// test to interrupt it.
+pub async fn slow_sandbox(records: usize, latency_ms: u64) -> syncbridge_sandbox::SandboxHandle {
+    let sbx = sandbox(records).await;
+    pipeline::admin(
+        &sbx.base_url(),
+        "config",
+        serde_json::json!({"faults": {"seed": 1, "latency_rate": 1.0, "latency_ms": latency_ms}}),
+    )
+    .await;
+    sbx
+}
+
+/// GET `url` with bearer `key`: its JSON body (`None` if the call or the
+/// body fails, so a poll can try again).
+pub async fn get_json(http: &reqwest::Client, url: &str, key: &str) -> Option<serde_json::Value> {
+    http.get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The Standard Webhooks headers a provider sends with `body` to `url`,
+/// signed now with `secret` as message `msg_id`.
+pub fn standard_webhook_headers(
+    url: &str,
+    body: &str,
+    secret: &str,
+    msg_id: &str,
+) -> Vec<(String, String)> {
+    let req = syncbridge_signatures::Request {
+        method: "POST",
+        url,
+        headers: &[],
+        body: body.as_bytes(),
+    };
+    syncbridge_signatures::sign(
+        &syncbridge_signatures::Scheme::StandardWebhooks,
+        &syncbridge_signatures::WebhookSecret::new(secret),
+        &req,
+        unix_now(),
+        msg_id,
+    )
+    .unwrap()
+}
+
+/// A JSON `body` POSTed to `url` as a provider delivers it: signed now
+/// ([`standard_webhook_headers`]) with `secret` as message `msg_id`.
+pub fn signed_webhook_post(
+    http: &reqwest::Client,
+    url: &str,
+    body: String,
+    secret: &str,
+    msg_id: &str,
+) -> reqwest::RequestBuilder {
+    let headers = standard_webhook_headers(url, &body, secret, msg_id);
+    let mut rb = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
+    for (k, v) in headers {
+        rb = rb.header(k, v);
+    }
+    rb
 }
 
 /// In-process pipeline harness: runs inbound jobs the way SyncInboundWorker

@@ -11,7 +11,6 @@
 //! the configured secret; `sync.completed`'s counts equal the run's counts
 //! in the store and the sandbox's number of records.
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,19 +79,11 @@ fn verified(url: &str, got: &Mutex<Vec<Delivery>>, kind: &str) -> Vec<Value> {
 
 /// Runs the CLI with the product webhook configured; its stdout.
 fn cli(data_dir: &str, url: &str, args: &[&str]) -> String {
-    let out = Command::new(bin_dir().join("syncbridge"))
-        .args(["--data-dir", data_dir])
-        .args(args)
-        .env("SYNCBRIDGE_PRODUCT_WEBHOOK_URL", url)
-        .env("SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET", SECRET)
-        .output()
-        .expect("syncbridge runs");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let env = [
+        ("SYNCBRIDGE_PRODUCT_WEBHOOK_URL", url),
+        ("SYNCBRIDGE_PRODUCT_WEBHOOK_SECRET", SECRET),
+    ];
+    syncbridge_cli_with(data_dir, args, &env)
 }
 
 /// `connection.created` from the CLI and the API, `sync.completed` with the run's counts, all signed.

@@ -11,7 +11,6 @@
 //! as a refused request.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -30,7 +29,7 @@ use syncbridge_core::pipeline::inbound::feed_object;
 use syncbridge_core::ratelimit::Unlimited;
 use syncbridge_core::{ConnectionId, SecretString, SystemClock, TenantId, Timestamp};
 
-use crate::repo_root;
+use crate::{free_port, repo_root};
 
 /// Answers a fixed authorization for every request: the kind the
 /// definition's `auth` asks for, with a test value.
@@ -169,14 +168,6 @@ pub fn deleted_feed(obj: &ObjectDef) -> Option<(ObjectDef, BTreeMap<String, Stri
         return None;
     };
     Some((feed_object(obj)?, query.clone()))
-}
-
-/// A free loopback port (bound and released: the server started next takes it).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// `target/prism`, where `scripts/prism` installs Prism.

@@ -31,7 +31,7 @@ use syncbridge_protocol::host::{BrokerMessage, service_bus_request};
 use syncbridge_protocol::request::SysMetadata;
 use syncbridge_ratelimit::redis_server::RedisServer;
 use syncbridge_tests::pipeline::admin;
-use syncbridge_tests::{add_connection, bin_dir, eventually, store};
+use syncbridge_tests::{add_connection, answering, bin_dir, free_port, store};
 use tokio::process::Command;
 
 async fn stats(base: &str) -> (u64, u64) {
@@ -235,11 +235,7 @@ async fn share_one_budget(redis_env: Vec<(String, String)>) {
     }
     let mut workers = Vec::new();
     for _ in 0..3 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new(bin_dir().join("sync-inbound-worker"))
             .env(syncbridge_protocol::PORT_ENV, port.to_string())
             .env("SYNCBRIDGE_DATA_DIR", dir.path())
@@ -251,18 +247,8 @@ async fn share_one_budget(redis_env: Vec<(String, String)>) {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let http = reqwest::Client::new();
-        eventually(Duration::from_secs(20), "a worker to listen", || {
-            let http = http.clone();
-            async move {
-                http.get(format!("http://127.0.0.1:{port}/"))
-                    .send()
-                    .await
-                    .ok()
-                    .map(|_| ())
-            }
-        })
-        .await;
+        let url = format!("http://127.0.0.1:{port}/");
+        answering(&url, Duration::from_secs(20), "a worker to listen").await;
         workers.push((child, port));
     }
     let http = reqwest::Client::builder()

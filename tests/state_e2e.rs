@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use syncbridge_core::model::RunStatus;
 use syncbridge_core::{ConnectionId, ObjectType, QueueName, Store};
-use syncbridge_signatures::{Request, Scheme, WebhookSecret};
 use syncbridge_sqlite::{SCHEMA_VERSION, SqliteStore};
 use syncbridge_tests::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -24,14 +23,6 @@ const HANDLERS: [&str; 5] = [
 ];
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Runs the real `syncbridge` CLI on `data_dir`.
 fn cli(data_dir: &Path, args: &[&str]) -> Output {
     std::process::Command::new(bin_dir().join("syncbridge"))
@@ -41,14 +32,6 @@ fn cli(data_dir: &Path, args: &[&str]) -> Output {
         .env_remove("SYNCBRIDGE_CONNECTORS_DIR")
         .output()
         .expect("syncbridge runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Starts one handler binary on a fresh port and reads its log until it says
@@ -337,34 +320,15 @@ async fn cli_writes_beside_up_syncing_100k_records() {
 }
 
 fn signed_webhook(url: &str, id: &str) -> reqwest::RequestBuilder {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
     let body =
         format!(r#"{{"id":"{id}","type":"contact.updated","object":"contacts","objectId":"1"}}"#);
-    let req = Request {
-        method: "POST",
+    signed_webhook_post(
+        &reqwest::Client::new(),
         url,
-        headers: &[],
-        body: body.as_bytes(),
-    };
-    let headers = syncbridge_signatures::sign(
-        &Scheme::StandardWebhooks,
-        &WebhookSecret::new(SECRET),
-        &req,
-        now,
+        body,
+        SECRET,
         &format!("msg_{id}"),
     )
-    .unwrap();
-    let mut rb = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body);
-    for (k, v) in headers {
-        rb = rb.header(k, v);
-    }
-    rb
 }
 
 /// What was tried: the handlers run under the local host, a webhook is

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use syncbridge_core::Store;
 use syncbridge_localhost::HostEvent;
-use syncbridge_signatures::{Request, Scheme, WebhookSecret};
 use syncbridge_tests::*;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -66,37 +65,14 @@ async fn each_event_once_despite_redelivery() {
     let host = start_host(cfg).await;
     let url = format!("{}/api/webhooks/conn1", host.url());
     let http = reqwest::Client::new();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = unix_now();
     let mut statuses = Vec::new();
     for delivery in 0..3 {
         for i in 0..5 {
             let body = format!(
                 r#"{{"id":"evt_{i}","type":"contact.updated","object":"contacts","objectId":"{i}"}}"#
             );
-            let req = Request {
-                method: "POST",
-                url: &url,
-                headers: &[],
-                body: body.as_bytes(),
-            };
-            let headers = syncbridge_signatures::sign(
-                &Scheme::StandardWebhooks,
-                &WebhookSecret::new(SECRET),
-                &req,
-                now,
-                &format!("msg_{i}"),
-            )
-            .unwrap();
-            let mut rb = http
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(body);
-            for (k, v) in headers {
-                rb = rb.header(k, v);
-            }
+            let rb = signed_webhook_post(&http, &url, body, SECRET, &format!("msg_{i}"));
             let status = rb.send().await.unwrap().status().as_u16();
             statuses.push((delivery, i, status));
         }

@@ -31,16 +31,16 @@
 //! it may open and the connection bound (`SYNCBRIDGE_HTTP_MAX_CONNECTIONS`)
 //! lowered with it, and the test says so on stderr.
 
-use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use syncbridge_signatures::{Request, Scheme, WebhookSecret};
-use syncbridge_tests::bin_dir;
+use syncbridge_tests::{
+    Logged, bin_dir, cli, files_holding, free_port, standard_webhook_headers, succeeded, text,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -59,50 +59,26 @@ const PATIENCE: Duration = Duration::from_secs(60);
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A process started under `ulimit -n 1024`, its output collected.
-struct Proc {
-    child: Child,
-    output: Arc<Mutex<Vec<u8>>>,
-}
+struct Proc(Logged);
 
 impl Proc {
     fn start(bin: &Path, args: &[&str], env: &[(String, String)]) -> Proc {
-        let mut child = Command::new("sh")
-            .arg("-c")
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
             .arg(r#"ulimit -n 1024 && exec "$0" "$@""#)
             .arg(bin)
             .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
-        let output = Arc::new(Mutex::new(Vec::new()));
-        for mut pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let out = output.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    out.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            });
-        }
-        Proc { child, output }
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        Proc(Logged::spawn(cmd, "the binary starts"))
     }
 
     fn logs(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+        self.0.logs()
     }
 
     /// Peak resident memory so far, in KiB (`VmHWM`).
     fn peak_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.child.id()))
             .unwrap_or_default();
         status
             .lines()
@@ -113,34 +89,24 @@ impl Proc {
 
     /// Stops it: SIGINT first (`up` then stops its handlers), SIGKILL if it lingers.
     fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
+        self.0.signal("INT");
         for _ in 0..200 {
-            if self.child.try_wait().ok().flatten().is_some() {
+            if self.0.exited() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.child.kill();
+        let _ = self.0.child.wait();
     }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
+        if !self.0.exited() {
             self.stop();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// This process's soft limit of open files (`/proc/self/limits`).
@@ -192,24 +158,7 @@ fn settings(dir: &Path, bound: Option<usize>) -> Vec<(String, String)> {
 
 /// Registers connection `c1` (Standard Webhooks, [`SECRET`]) with the real CLI.
 fn register(dir: &Path, base_url: &str) -> String {
-    let run = |args: &[&str]| {
-        let out = Command::new(bin_dir().join("syncbridge"))
-            .arg("--data-dir")
-            .arg(dir)
-            .args(args)
-            .output()
-            .expect("syncbridge runs");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    };
+    let run = |args: &[&str]| text(&succeeded(cli(dir, args, &[]), args));
     let mut said = run(&[
         "connections",
         "add",
@@ -233,30 +182,15 @@ fn register(dir: &Path, base_url: &str) -> String {
     said
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// A signed delivery of event `id`: its body and signature headers.
 fn delivery(id: &str) -> (String, Vec<(String, String)>) {
     let body = format!(r#"{{"id":"{id}","type":"contact.updated","object":"contacts"}}"#);
-    let req = Request {
-        method: "POST",
-        url: "http://127.0.0.1/api/webhooks/c1",
-        headers: &[],
-        body: body.as_bytes(),
-    };
-    let headers = syncbridge_signatures::sign(
-        &Scheme::StandardWebhooks,
-        &WebhookSecret::new(SECRET),
-        &req,
-        unix_now(),
+    let headers = standard_webhook_headers(
+        "http://127.0.0.1/api/webhooks/c1",
+        &body,
+        SECRET,
         &format!("msg_{id}"),
-    )
-    .unwrap();
+    );
     (body, headers)
 }
 
@@ -620,20 +554,9 @@ fn written(dir: &Path) -> (i64, i64) {
 fn leaks(dir: &Path, logs: &str) -> Vec<String> {
     let needles = [SECRET, SECRET.trim_start_matches("whsec_")];
     let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let bytes = std::fs::read(&p).unwrap_or_default();
-            for n in needles {
-                if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
-                    found.push(format!("{} holds the secret", p.display()));
-                }
-            }
+    for n in needles {
+        for f in files_holding(dir, n) {
+            found.push(format!("{} holds the secret", f.display()));
         }
     }
     for n in needles {
@@ -744,7 +667,7 @@ async fn the_front_door_survives_abuse_under_up() {
     let deadline = std::time::Instant::now() + PATIENCE;
     while !p.logs().contains("webhooks: POST") {
         assert!(
-            std::time::Instant::now() < deadline && p.child.try_wait().unwrap().is_none(),
+            std::time::Instant::now() < deadline && !p.0.exited(),
             "`syncbridge up` did not come up:\n{}",
             p.logs()
         );

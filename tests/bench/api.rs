@@ -22,70 +22,17 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use syncbridge_core::apikeys::ApiScope;
-use syncbridge_core::model::{
-    Connection, ConnectionStatus, Lease, RunCounts, RunStatus, SyncRun, SyncTask, content_hash,
-};
+use syncbridge_core::model::{Lease, SyncTask, content_hash};
 use syncbridge_core::store::{FeedQuery, PageCommit, RecordUpsert};
-use syncbridge_core::{ConnectionId, ExternalId, ObjectType, RunId, Store, TenantId, Timestamp};
+use syncbridge_core::{ConnectionId, ExternalId, ObjectType, Store, Timestamp};
 use syncbridge_functions::{AppState, Settings};
-use syncbridge_tests::inbound_task;
+use syncbridge_tests::fleet::{CONNECTIONS, RUNS_PER_CONNECTION, seed_connection, serve_api};
 
-const CONNECTIONS: usize = 10_000;
-const TENANTS: usize = 1_000;
-const RUNS_PER_CONNECTION: usize = 10;
 const PAGE: usize = 1_000;
 const CALLS: usize = 200;
 const STAGES: [&str; 3] = ["lead", "customer", "subscriber"];
 /// The connection whose records the feed reads.
 const FEED_CONNECTION: &str = "conn-00000";
-
-fn connection(c: usize, now: Timestamp) -> Connection {
-    Connection {
-        id: ConnectionId::parse(format!("conn-{c:05}")).unwrap(),
-        tenant: TenantId::parse(format!("tenant-{}", c % TENANTS)).unwrap(),
-        provider: "sandbox".into(),
-        // A few disabled ones, for a selective status filter.
-        status: if c % 100 == 99 {
-            ConnectionStatus::Disabled
-        } else {
-            ConnectionStatus::Active
-        },
-        base_url: None,
-        webhook: None,
-        settings: Default::default(),
-        conflicts: Default::default(),
-        created_at: now,
-    }
-}
-
-/// Run `n` of connection `c`: runs interleave across connections in time (one
-/// a second), one in ten failed, spread evenly.
-fn run(task: &SyncTask, c: usize, n: usize, now: Timestamp) -> SyncRun {
-    let started_at = now.sub(Duration::from_secs((n * CONNECTIONS + c + 1) as u64));
-    let failed = (c + n) % 10 == 3;
-    SyncRun {
-        id: RunId::parse(format!("run-{}-{n:02}", task.connection.as_str())).unwrap(),
-        task: task.id.clone(),
-        connection: task.connection.clone(),
-        started_at,
-        finished_at: Some(started_at.add(Duration::from_secs(5))),
-        status: if failed {
-            RunStatus::Failed
-        } else {
-            RunStatus::Succeeded
-        },
-        counts: RunCounts {
-            pages: 1,
-            fetched: 100,
-            created: 10,
-            updated: 5,
-            unchanged: 85,
-            ..Default::default()
-        },
-        error: failed.then(|| "provider answered 500".to_owned()),
-    }
-}
 
 /// A contact the size of a typical CRM record (a dozen fields).
 fn record(i: usize) -> RecordUpsert {
@@ -139,13 +86,7 @@ async fn seed_records(store: &dyn Store, task: &SyncTask, n: usize, now: Timesta
 async fn seed(store: &dyn Store, records: usize, now: Timestamp) {
     let t0 = Instant::now();
     for c in 0..CONNECTIONS {
-        let conn = connection(c, now);
-        store.put_connection(&conn).await.unwrap();
-        let t = inbound_task(&conn, ObjectType::parse("contacts").unwrap(), now);
-        store.put_task(&t).await.unwrap();
-        for n in 0..RUNS_PER_CONNECTION {
-            store.put_run(&run(&t, c, n, now)).await.unwrap();
-        }
+        let t = seed_connection(store, c, now).await;
         if c == 0 {
             seed_records(store, &t, records, now).await;
         }
@@ -282,18 +223,11 @@ async fn main() {
     let app = AppState::embedded(Settings::for_data_dir(dir.path())).unwrap();
     let now = app.clock.now();
     seed(app.store.as_ref(), records, now).await;
-    let key = syncbridge_api::keys::create(app.store.as_ref(), "bench", ApiScope::Admin, now)
-        .await
-        .unwrap();
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = syncbridge_api::router(app.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let (base, key) = serve_api(&app, now).await;
     let client = Client {
         http: reqwest::Client::new(),
         base,
-        key: key.key.expose().to_owned(),
+        key,
     };
 
     println!(

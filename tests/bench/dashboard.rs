@@ -14,69 +14,16 @@
 //! time from navigation to interactive (the page's data on screen: the
 //! charts, the table's first row), with the gzipped size of the bundle.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use syncbridge_core::apikeys::ApiScope;
-use syncbridge_core::model::{Connection, ConnectionStatus, RunCounts, RunStatus, SyncRun};
-use syncbridge_core::{ConnectionId, ObjectType, RunId, Store, TenantId, Timestamp};
+use syncbridge_core::{Store, Timestamp};
 use syncbridge_functions::{AppState, Settings};
-use syncbridge_tests::inbound_task;
-
-const CONNECTIONS: usize = 10_000;
-const TENANTS: usize = 1_000;
-const RUNS_PER_CONNECTION: usize = 10;
-
-fn connection(c: usize, now: Timestamp) -> Connection {
-    Connection {
-        id: ConnectionId::parse(format!("conn-{c:05}")).unwrap(),
-        tenant: TenantId::parse(format!("tenant-{}", c % TENANTS)).unwrap(),
-        provider: "sandbox".into(),
-        status: if c % 100 == 99 {
-            ConnectionStatus::Disabled
-        } else {
-            ConnectionStatus::Active
-        },
-        base_url: None,
-        webhook: None,
-        settings: Default::default(),
-        conflicts: Default::default(),
-        created_at: now,
-    }
-}
+use syncbridge_tests::fleet::{CONNECTIONS, RUNS_PER_CONNECTION, seed_connection, serve_api};
 
 async fn seed(store: &dyn Store, now: Timestamp) {
     let t0 = Instant::now();
     for c in 0..CONNECTIONS {
-        let conn = connection(c, now);
-        store.put_connection(&conn).await.unwrap();
-        let t = inbound_task(&conn, ObjectType::parse("contacts").unwrap(), now);
-        store.put_task(&t).await.unwrap();
-        for n in 0..RUNS_PER_CONNECTION {
-            let started_at = now.sub(Duration::from_secs((n * CONNECTIONS + c + 1) as u64));
-            let failed = (c + n) % 10 == 3;
-            let run = SyncRun {
-                id: RunId::parse(format!("run-{}-{n:02}", conn.id.as_str())).unwrap(),
-                task: t.id.clone(),
-                connection: conn.id.clone(),
-                started_at,
-                finished_at: Some(started_at.add(Duration::from_secs(5))),
-                status: if failed {
-                    RunStatus::Failed
-                } else {
-                    RunStatus::Succeeded
-                },
-                counts: RunCounts {
-                    pages: 1,
-                    fetched: 100,
-                    created: 10,
-                    updated: 5,
-                    unchanged: 85,
-                    ..Default::default()
-                },
-                error: failed.then(|| "provider answered 500".to_owned()),
-            };
-            store.put_run(&run).await.unwrap();
-        }
+        seed_connection(store, c, now).await;
     }
     println!(
         "seeded {CONNECTIONS} connections, {} runs in {:.1} s",
@@ -95,15 +42,8 @@ async fn main() {
     let app = AppState::embedded(Settings::for_data_dir(dir.path())).unwrap();
     let now = app.clock.now();
     seed(app.store.as_ref(), now).await;
-    let key = syncbridge_api::keys::create(app.store.as_ref(), "bench", ApiScope::Admin, now)
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = syncbridge_api::router(app.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let (base, secret) = serve_api(&app, now).await;
     let root = syncbridge_tests::repo_root();
-    let secret = key.key.expose().to_owned();
     let status = tokio::task::spawn_blocking(move || {
         std::process::Command::new("node")
             .arg(root.join("ui/bench/dashboard.mjs"))

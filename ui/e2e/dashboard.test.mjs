@@ -4,14 +4,15 @@
 // add a connection and watch its first sync finish on the page, add one
 // through the connect flow (Approve and Deny on the sandbox's consent page),
 // resolve a parked conflict on the Conflicts page and see the record
-// pushed, edit the notification rules, reconnect a connection whose grant
-// was revoked, create an
+// pushed, set a field's conflict policy on the connection page and see the
+// next push keep our value with nothing parked, edit the notification
+// rules, reconnect a connection whose grant was revoked, create an
 // API key (shown once) and revoke it, and see it refused. Each test saves a
 // screenshot under target/ui-artifacts/.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac, randomUUID } from "node:crypto";
-import { checkA11y, shot, startStack } from "./harness.mjs";
+import { ARTIFACTS, checkA11y, shot, startStack } from "./harness.mjs";
 
 /** A Standard Webhooks delivery of `body` signed with `secret` (whsec_…). */
 function standardWebhook(secret, body) {
@@ -31,6 +32,60 @@ function githubWebhook(secret, body) {
 let stack;
 let context;
 let page;
+
+/** Calls the API with a new admin key named `name`: `{ status, body }`. */
+function adminApi(name) {
+  const admin = stack.cli("api-keys", "create", "--name", name, "--scope", "admin").trim();
+  return async (method, path, body) => {
+    const r = await fetch(`${stack.api}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${admin}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    return { status: r.status, body: text ? JSON.parse(text) : null };
+  };
+}
+
+async function poll(what, probe, ms = 90_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** A new sandbox connection `conn` syncing contacts, after its first sync: one of its contacts. */
+async function syncedContact(call, conn) {
+  const created = await call("POST", "/connections", { id: conn, tenant: "acme", provider: "sandbox", base_url: stack.sandboxUrl, interval_secs: 3600, objects: ["contacts"] });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  // Its first sync brings the sandbox's contacts in.
+  const record = await poll("the first sync's contacts", async () => {
+    const r = await call("GET", `/records?connection_id=${conn}&object=contacts&limit=1`);
+    return r.status === 200 && r.body.records[0];
+  });
+  const id = record.id;
+  const remotePhone = async () => {
+    const r = await fetch(`${stack.sandboxUrl}/crm/v3/objects/contacts/${encodeURIComponent(id)}?properties=phone`);
+    assert.equal(r.status, 200);
+    return (await r.json()).properties.phone;
+  };
+  return { id, recordPath: `/connections/${conn}/objects/contacts/records/${encodeURIComponent(id)}`, remotePhone };
+}
+
+/** Someone changes the contact's phone at the provider, then the product changes it too. */
+async function changePhoneOnBothSides(call, id, recordPath, { theirs, ours }) {
+  const edited = await fetch(`${stack.sandboxUrl}/crm/v3/objects/contacts/${encodeURIComponent(id)}`, {
+    method: "PATCH",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ properties: { phone: theirs } }),
+  });
+  assert.equal(edited.status, 200, await edited.text());
+  const patched = await call("PATCH", recordPath, { fields: { phone: ours } });
+  assert.equal(patched.status, 202, JSON.stringify(patched.body));
+}
 
 before(async () => {
   stack = await startStack();
@@ -242,50 +297,12 @@ describe("dashboard", () => {
   });
 
   it("resolve a parked conflict and see the record pushed", async () => {
-    const admin = stack.cli("api-keys", "create", "--name", "e2e-conflicts", "--scope", "admin").trim();
-    const call = async (method, path, body) => {
-      const r = await fetch(`${stack.api}${path}`, {
-        method,
-        headers: { Authorization: `Bearer ${admin}`, "content-type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await r.text();
-      return { status: r.status, body: text ? JSON.parse(text) : null };
-    };
-    const poll = async (what, probe, ms = 90_000) => {
-      const end = Date.now() + ms;
-      for (;;) {
-        const v = await probe();
-        if (v) return v;
-        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    };
+    const call = adminApi("e2e-conflicts");
     // A connection with the default conflict policy (manual for every field).
     const conn = "acme-conflicts";
-    const created = await call("POST", "/connections", { id: conn, tenant: "acme", provider: "sandbox", base_url: stack.sandboxUrl, interval_secs: 3600, objects: ["contacts"] });
-    assert.equal(created.status, 201, JSON.stringify(created.body));
-    // Its first sync brings the sandbox's contacts in.
-    const record = await poll("the first sync's contacts", async () => {
-      const r = await call("GET", `/records?connection_id=${conn}&object=contacts&limit=1`);
-      return r.status === 200 && r.body.records[0];
-    });
-    const id = record.id;
-    const recordPath = `/connections/${conn}/objects/contacts/records/${encodeURIComponent(id)}`;
-    const remotePhone = async () => {
-      const r = await fetch(`${stack.sandboxUrl}/crm/v3/objects/contacts/${encodeURIComponent(id)}?properties=phone`);
-      assert.equal(r.status, 200);
-      return (await r.json()).properties.phone;
-    };
+    const { id, recordPath, remotePhone } = await syncedContact(call, conn);
     // Someone changes the phone at the provider, then the product changes it too.
-    const edited = await fetch(`${stack.sandboxUrl}/crm/v3/objects/contacts/${encodeURIComponent(id)}`, {
-      method: "PATCH",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ properties: { phone: "+1 555 0101 theirs" } }),
-    });
-    assert.equal(edited.status, 200, await edited.text());
-    const patched = await call("PATCH", recordPath, { fields: { phone: "+1 555 0102 ours" } });
-    assert.equal(patched.status, 202, JSON.stringify(patched.body));
+    await changePhoneOnBothSides(call, id, recordPath, { theirs: "+1 555 0101 theirs", ours: "+1 555 0102 ours" });
     // The push finds both sides changed: parked for a person.
     const parked = await poll("the conflict to be parked", async () => {
       const s = await call("GET", `${recordPath}/status`);
@@ -417,6 +434,62 @@ describe("dashboard", () => {
     } finally {
       await sandbox("config", { auth_enabled: false });
     }
+  });
+
+  it("a field's conflict policy set on the connection page decides the next push: ours is pushed, nothing parked", async () => {
+    const call = adminApi("e2e-policies");
+    const conn = "acme-policies";
+    const { id, recordPath, remotePhone } = await syncedContact(call, conn);
+
+    // The operator sets contacts.phone to target_wins (ours wins) on the connection page.
+    await page.goto(stack.dashboard + `connections/${conn}`);
+    const section = page.getByRole("region", { name: "Conflict policies" });
+    await section.getByRole("button", { name: "Add field override to contacts" }).click();
+    await section.getByLabel("Field of contacts override 1").selectOption("phone");
+    await section.getByLabel("Policy for contacts.phone").selectOption("target_wins");
+    await section.getByRole("button", { name: "Save policies" }).click();
+    await section.getByText("Saved: the next push of a record resolves under these policies.").waitFor();
+    const stored = await call("GET", `/connections/${conn}`);
+    assert.deepEqual(stored.body.conflicts, { objects: { contacts: { fields: { phone: "target_wins" } } } });
+    await checkA11y(page, "conflict policies saved");
+    await shot(page, "conflict-policies");
+
+    // The same change on both sides that the default (manual) parks in the test above.
+    await changePhoneOnBothSides(call, id, recordPath, { theirs: "+1 555 0201 theirs", ours: "+1 555 0202 ours" });
+    const done = await poll("the record to be pushed", async () => {
+      const s = await call("GET", `${recordPath}/status`);
+      return ["pushed", "conflict"].includes(s.body?.status) && s.body;
+    });
+    assert.equal(done.status, "pushed", `pushed under target_wins, not parked: ${JSON.stringify(done)}`);
+    assert.equal(await remotePhone(), "+1 555 0202 ours", "the provider carries our value");
+    const listed = await call("GET", `/conflicts?connection_id=${conn}`);
+    assert.deepEqual(listed.body.conflicts, [], "nothing parked");
+
+    // Another field changed meanwhile (the base URL): the page's save still goes through, as the
+    // policies it started from are the stored ones.
+    await section.getByLabel("Connection-wide policy").selectOption("latest");
+    assert.equal((await call("PATCH", `/connections/${conn}`, { base_url: stack.sandboxUrl })).status, 200);
+    await section.getByRole("button", { name: "Save policies" }).click();
+    await poll("the connection-wide policy saved", async () => (await call("GET", `/connections/${conn}`)).body.conflicts.policy === "latest");
+
+    // The policies changed elsewhere meanwhile: the page's save is refused (412) and says so.
+    await page.reload();
+    await section.getByLabel("Connection-wide policy").selectOption("source_wins");
+    const elsewhere = { policy: "manual", objects: { contacts: { fields: { phone: "target_wins" } } } };
+    assert.equal((await call("PATCH", `/connections/${conn}`, { conflicts: elsewhere })).status, 200);
+    await section.getByRole("button", { name: "Save policies" }).click();
+    await section.getByText("Changed elsewhere").waitFor();
+    assert.deepEqual((await call("GET", `/connections/${conn}`)).body.conflicts, elsewhere, "nothing overwritten");
+    await checkA11y(page, "conflict policies changed elsewhere");
+    await section.getByRole("button", { name: "Reload policies" }).click();
+    await section.getByText("Changed elsewhere").waitFor({ state: "detached" });
+    assert.equal(await section.getByLabel("Connection-wide policy").inputValue(), "manual");
+
+    // Phone width: the rows wrap, still no serious or critical axe violation.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await checkA11y(page, "conflict policies at 390 px");
+    await section.screenshot({ path: `${ARTIFACTS}/conflict-policies-phone.png` });
+    await page.setViewportSize({ width: 1280, height: 900 });
   });
 
   it("a change without the CSRF token is refused; signing out ends the session", async () => {

@@ -18,6 +18,20 @@ export interface SessionView {
   expires_at: string;
 }
 
+/** How a field changed on both sides is resolved (`manual`: parked for a person). */
+export type Policy = "source_wins" | "target_wins" | "latest" | "manual";
+
+export interface ObjectPolicies {
+  policy?: Policy;
+  fields?: Record<string, Policy>;
+}
+
+/** A connection's conflict policies: connection-wide, per object, per field (the most specific wins). */
+export interface ConnectionPolicies {
+  policy?: Policy;
+  objects?: Record<string, ObjectPolicies>;
+}
+
 export interface ConnectionView {
   id: string;
   tenant: string;
@@ -26,7 +40,14 @@ export interface ConnectionView {
   base_url: string | null;
   webhook_scheme: string | null;
   settings: Record<string, string>;
+  conflicts?: ConnectionPolicies;
   created_at: string;
+}
+
+/** A resource with its version (`ETag`), to send back as `If-Match`. */
+export interface Tagged<T> {
+  data: T;
+  etag: string | null;
 }
 
 export interface ConnectionSummary extends ConnectionView {
@@ -339,10 +360,11 @@ function url(path: string, query?: Query): string {
   return `${API_BASE}${path}${s ? `?${s}` : ""}`;
 }
 
-async function call<T>(method: string, path: string, opts: { query?: Query; body?: unknown; headers?: Record<string, string> } = {}): Promise<T> {
-  const headers: Record<string, string> = { Accept: "application/json", ...opts.headers };
+async function request<T>(method: string, path: string, opts: { query?: Query; body?: unknown; ifMatch?: string | null } = {}): Promise<Tagged<T>> {
+  const headers: Record<string, string> = { Accept: "application/json" };
   if (opts.body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
+  if (opts.ifMatch) headers["If-Match"] = opts.ifMatch;
   const res = await fetch(url(path, opts.query), {
     method,
     headers,
@@ -358,9 +380,14 @@ async function call<T>(method: string, path: string, opts: { query?: Query; body
     }
     throw new ApiError(res.status, problem, `${method} ${path}: HTTP ${res.status}`);
   }
-  if (res.status === 204) return undefined as T;
+  const etag = res.headers.get("ETag");
+  if (res.status === 204) return { data: undefined as T, etag };
   const text = await res.text();
-  return (text ? JSON.parse(text) : undefined) as T;
+  return { data: (text ? JSON.parse(text) : undefined) as T, etag };
+}
+
+async function call<T>(method: string, path: string, opts: { query?: Query; body?: unknown } = {}): Promise<T> {
+  return (await request<T>(method, path, opts)).data;
 }
 
 const enc = encodeURIComponent;
@@ -388,6 +415,11 @@ export const api = {
   summaries: (q: { status?: string; provider?: string; tenant?: string; cursor?: string | null; limit?: number }) =>
     call<SummaryPage>("GET", "/connection-summaries", { query: q }),
   connection: (id: string) => call<ConnectionView>("GET", `/connections/${enc(id)}`),
+  /** The connection with its version (ETag), for a change under If-Match. */
+  connectionTagged: (id: string) => request<ConnectionView>("GET", `/connections/${enc(id)}`),
+  /** Replaces the conflict policies, only at version `etag` (412 if it changed since). */
+  setConflictPolicies: (id: string, conflicts: ConnectionPolicies, etag: string | null) =>
+    request<ConnectionView>("PATCH", `/connections/${enc(id)}`, { body: { conflicts }, ifMatch: etag }),
   tasks: (id: string) => call<TaskPage>("GET", `/connections/${enc(id)}/tasks`, { query: { limit: 500 } }),
   syncNow: (id: string) => call<unknown>("POST", `/connections/${enc(id)}/sync`, { body: { full_resync: false } }),
   pause: (id: string) => call<ConnectionView>("POST", `/connections/${enc(id)}/pause`),
@@ -421,10 +453,11 @@ export const api = {
 
   notifications: () => call<NotificationsView>("GET", "/notifications"),
   saveRules: (body: { rules: RuleView[]; default_route: RuleView | null }, version: number) =>
-    call<NotificationsView>("PUT", "/notifications/rules", { body, headers: { "If-Match": `"${version}"` } }),
+    request<NotificationsView>("PUT", "/notifications/rules", { body, ifMatch: `"${version}"` }).then((r) => r.data),
   testNotification: (channel: string) => call<{ delivered: boolean; answer: string }>("POST", "/notifications/test", { body: { channel } }),
 
   providers: () => call<{ providers: ProviderView[] }>("GET", "/providers"),
+  provider: (name: string) => call<ProviderView>("GET", `/providers/${enc(name)}`),
 
   apiKeys: () => call<{ keys: ApiKeyView[] }>("GET", "/api-keys"),
   createKey: (body: { name: string; scope: Scope }) => call<CreatedKey>("POST", "/api-keys", { body }),

@@ -13,8 +13,9 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{ExtensionRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -154,17 +155,84 @@ pub struct ResolveBody {
     pub value: Option<Map<String, Value>>,
 }
 
+/// The published parameters of a change call's path to an object.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(
+    dead_code,
+    reason = "documentation only: the handlers read `ObjectPath`"
+)]
+struct ObjectParams {
+    /// Connection id
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128)]
+    id: String,
+    /// Object type
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64)]
+    object: String,
+}
+
+/// The published parameters of a path to a record.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(
+    dead_code,
+    reason = "documentation only: the handlers read `RecordPath`"
+)]
+struct RecordParams {
+    /// Connection id
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128)]
+    id: String,
+    /// Object type
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64)]
+    object: String,
+    /// Record id
+    #[param(min_length = 1, max_length = 512)]
+    record_id: String,
+}
+
+/// The published `Idempotency-Key` of a change call with a body.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(
+    dead_code,
+    reason = "documentation only: `crate::idempotency` reads the header"
+)]
+struct KeyParams {
+    /// Same key and body: the same answer again (24 h)
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
+    idempotency_key: Option<String>,
+}
+
 /// A record's path: connection, object.
 type ObjectPath = Result<Path<(String, String)>, PathRejection>;
 /// A record's path: connection, object, record.
 type RecordPath = Result<Path<(String, String, String)>, PathRejection>;
 
-/// What every change call carries besides its path and body.
-struct Call {
+/// A change call's JSON body, unread.
+type JsonBody = Result<Json<Value>, JsonRejection>;
+
+/// What every change call carries besides its path and body: the caller
+/// (set by the key check) and what the idempotency fingerprint reads.
+pub struct Call {
     caller: ApiKey,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Call {
+    /// No caller: the route is outside the key check (axum's 500, as `Extension` answers).
+    type Rejection = ExtensionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Extension(caller) = Extension::<ApiKey>::from_request_parts(parts, state).await?;
+        Ok(Call {
+            caller,
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        })
+    }
 }
 
 impl Call {
@@ -177,6 +245,12 @@ impl Call {
             body,
         }
     }
+
+    /// Submits `change` under the call's `Idempotency-Key` (claimed only
+    /// now, after every check of the call).
+    async fn submit(&self, app: &AppState, body: &Value, change: LocalChange) -> Response {
+        idempotency::run(app, self.request(body), || submit(app, change)).await
+    }
 }
 
 fn object_type(text: &str) -> Result<ObjectType, ApiError> {
@@ -186,6 +260,26 @@ fn object_type(text: &str) -> Result<ObjectType, ApiError> {
 fn record_id(text: &str) -> Result<ExternalId, ApiError> {
     ExternalId::parse(text.to_owned())
         .map_err(|e| ApiError::InvalidRequest(format!("record_id: {e}")))
+}
+
+/// A change call's body: the JSON (what the idempotency fingerprint hashes)
+/// and what it says, refused before the path's connection is looked up.
+fn body_of<T: serde::de::DeserializeOwned>(body: JsonBody) -> Result<(Value, T), ApiError> {
+    let Json(body) = body?;
+    let said = parse_body(&body)?;
+    Ok((body, said))
+}
+
+/// A record's path: its id, then the connection and an object its connector defines.
+async fn record_of(
+    app: &AppState,
+    connection: &str,
+    object: &str,
+    id: &str,
+) -> Result<(Connection, ObjectType, ExternalId), ApiError> {
+    let id = record_id(id)?;
+    let (conn, object) = object_of(app, connection, object).await?;
+    Ok((conn, object, id))
 }
 
 /// The connection and the object, which its connector must define.
@@ -304,25 +398,19 @@ macro_rules! problem {
 /// Creates a record: stored with its outbox entry and pushed by the outbound worker.
 #[utoipa::path(post, path = "/v1/connections/{id}/objects/{object}/records", tag = "changes",
     operation_id = "create_record",
-    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
-        ("object" = String, Path, description = "Object type", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64),
-        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Same key and body: the same answer again (24 h)")),
+    params(ObjectParams, KeyParams),
     request_body = CreateRecordBody,
     responses((status = 202, body = RecordStatus),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_record(
     State(app): State<AppState>,
-    Extension(caller): Extension<ApiKey>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
     path: ObjectPath,
-    body: Result<Json<Value>, JsonRejection>,
+    body: JsonBody,
 ) -> Response {
     let Path((connection, object)) = problem!(path);
-    let Json(body) = problem!(body);
-    let b: CreateRecordBody = problem!(parse_body(&body));
+    let (body, b): (_, CreateRecordBody) = problem!(body_of(body));
     let (conn, object) = problem!(object_of(&app, &connection, &object).await);
     let reference = b
         .reference
@@ -335,40 +423,26 @@ pub async fn create_record(
             fields: b.fields,
         },
     };
-    let call = Call {
-        caller,
-        method,
-        uri,
-        headers,
-    };
-    idempotency::run(&app, call.request(&body), || submit(&app, change)).await
+    call.submit(&app, &body, change).await
 }
 
 /// Changes some fields of a record (`null` clears a field).
 #[utoipa::path(patch, path = "/v1/connections/{id}/objects/{object}/records/{record_id}", tag = "changes",
     operation_id = "update_record",
-    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
-        ("object" = String, Path, description = "Object type", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64),
-        ("record_id" = String, Path, description = "Record id", min_length = 1, max_length = 512),
-        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Same key and body: the same answer again (24 h)")),
+    params(RecordParams, KeyParams),
     request_body = UpdateRecordBody,
     responses((status = 202, body = RecordStatus),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn update_record(
     State(app): State<AppState>,
-    Extension(caller): Extension<ApiKey>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
     path: RecordPath,
-    body: Result<Json<Value>, JsonRejection>,
+    body: JsonBody,
 ) -> Response {
     let Path((connection, object, id)) = problem!(path);
-    let Json(body) = problem!(body);
-    let b: UpdateRecordBody = problem!(parse_body(&body));
-    let id = problem!(record_id(&id));
-    let (conn, object) = problem!(object_of(&app, &connection, &object).await);
+    let (body, b): (_, UpdateRecordBody) = problem!(body_of(body));
+    let (conn, object, id) = problem!(record_of(&app, &connection, &object, &id).await);
     let change = LocalChange {
         connection: conn.id,
         object,
@@ -377,56 +451,32 @@ pub async fn update_record(
             fields: b.fields,
         },
     };
-    let call = Call {
-        caller,
-        method,
-        uri,
-        headers,
-    };
-    idempotency::run(&app, call.request(&body), || submit(&app, change)).await
+    call.submit(&app, &body, change).await
 }
 
 /// Deletes a record (pushed as a DELETE to the provider).
 #[utoipa::path(delete, path = "/v1/connections/{id}/objects/{object}/records/{record_id}", tag = "changes",
     operation_id = "delete_record",
-    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
-        ("object" = String, Path, description = "Object type", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64),
-        ("record_id" = String, Path, description = "Record id", min_length = 1, max_length = 512),
+    params(RecordParams,
         ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Same key: the same answer again (24 h)")),
     responses((status = 202, body = RecordStatus),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
-pub async fn delete_record(
-    State(app): State<AppState>,
-    Extension(caller): Extension<ApiKey>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    path: RecordPath,
-) -> Response {
+pub async fn delete_record(State(app): State<AppState>, call: Call, path: RecordPath) -> Response {
     let Path((connection, object, id)) = problem!(path);
-    let id = problem!(record_id(&id));
-    let (conn, object) = problem!(object_of(&app, &connection, &object).await);
+    let (conn, object, id) = problem!(record_of(&app, &connection, &object, &id).await);
     let change = LocalChange {
         connection: conn.id,
         object,
         op: ChangeOp::Delete { id },
     };
-    let call = Call {
-        caller,
-        method,
-        uri,
-        headers,
-    };
-    idempotency::run(&app, call.request(&Value::Null), || submit(&app, change)).await
+    call.submit(&app, &Value::Null, change).await
 }
 
 /// A record's push status: pending, pushed, parked or conflict.
 #[utoipa::path(get, path = "/v1/connections/{id}/objects/{object}/records/{record_id}/status", tag = "changes",
     operation_id = "get_record_status",
-    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
-        ("object" = String, Path, description = "Object type", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64),
-        ("record_id" = String, Path, description = "Record id", min_length = 1, max_length = 512)),
+    params(RecordParams),
     responses((status = 200, body = RecordStatus),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
@@ -435,8 +485,7 @@ pub async fn record_status(
     path: RecordPath,
 ) -> Result<Json<RecordStatus>, ApiError> {
     let Path((connection, object, id)) = path?;
-    let id = record_id(&id)?;
-    let (conn, object) = object_of(&app, &connection, &object).await?;
+    let (conn, object, id) = record_of(&app, &connection, &object, &id).await?;
     let rec = app
         .store
         .get_record(&conn.id, &object, &id)
@@ -475,34 +524,20 @@ fn choices(b: ResolveBody, parked: &[String]) -> Result<BTreeMap<String, Choice>
 /// Resolves a record's parked conflicts: a side wins, or a value per field.
 #[utoipa::path(post, path = "/v1/connections/{id}/objects/{object}/records/{record_id}/resolve", tag = "changes",
     operation_id = "resolve_record",
-    params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
-        ("object" = String, Path, description = "Object type", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64),
-        ("record_id" = String, Path, description = "Record id", min_length = 1, max_length = 512),
-        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Same key and body: the same answer again (24 h)")),
+    params(RecordParams, KeyParams),
     request_body = ResolveBody,
     responses((status = 202, body = RecordStatus),
         (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn resolve(
     State(app): State<AppState>,
-    Extension(caller): Extension<ApiKey>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
     path: RecordPath,
-    body: Result<Json<Value>, JsonRejection>,
+    body: JsonBody,
 ) -> Response {
     let Path((connection, object, id)) = problem!(path);
-    let Json(body) = problem!(body);
-    let b: ResolveBody = problem!(parse_body(&body));
-    let id = problem!(record_id(&id));
-    let (conn, object) = problem!(object_of(&app, &connection, &object).await);
-    let call = Call {
-        caller,
-        method,
-        uri,
-        headers,
-    };
+    let (body, b): (_, ResolveBody) = problem!(body_of(body));
+    let (conn, object, id) = problem!(record_of(&app, &connection, &object, &id).await);
     let act = || async {
         let rec = app
             .store

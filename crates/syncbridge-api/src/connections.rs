@@ -11,6 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use syncbridge_core::connector::registry::Registry;
+use syncbridge_core::merge::ConnectionPolicies;
 use syncbridge_core::model::{Connection, ConnectionStatus, Direction, Priority, SyncTask};
 use syncbridge_core::store::ConnectionQuery;
 use syncbridge_core::{ConnectionId, ObjectType, TenantId, Timestamp};
@@ -18,6 +19,7 @@ use syncbridge_functions::AppState;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::pages;
+use crate::policies::read_policies;
 use crate::problem::{ApiError, Problem};
 use crate::views::{ConnectionPage, ConnectionView, TaskPage, TaskView};
 
@@ -396,11 +398,22 @@ pub struct UpdateBody {
     /// New interval for every task of the connection.
     #[schema(minimum = 1)]
     pub interval_secs: Option<u32>,
+    /// New conflict policies: the whole document, replacing the old one
+    /// (`{}` = `manual` everywhere). Objects must be the connector's, field
+    /// names fields it maps; otherwise 422 `invalid-conflict-policies`
+    /// naming the entry, and nothing is changed. The next push of a record
+    /// resolves under them.
+    #[schema(value_type = Option<ConnectionPolicies>)]
+    pub conflicts: Option<serde_json::Value>,
 }
 
-/// Changes a connection's base URL, settings or task interval. With
-/// `If-Match`, only the version it names (412 `precondition-failed`
-/// otherwise, nothing changed).
+/// Changes a connection's base URL, settings, task interval or conflict
+/// policies. With `If-Match`, only the version it names (412
+/// `precondition-failed` otherwise, nothing changed).
+//
+// The policies are a field of the connection rather than a sub-resource:
+// they are part of the document its `ETag` versions, so one `If-Match`
+// guards them like every other field, and `GET` shows them with the rest.
 #[utoipa::path(patch, path = "/v1/connections/{id}", operation_id = "update_connection", tag = "connections",
     params(("id" = String, Path, description = "Connection id", pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 128),
         ("If-Match" = Option<String>, Header, description = "Only this version (the ETag of a GET), else 412; `*` any")),
@@ -429,6 +442,18 @@ pub async fn update(
         .settings
         .map(|s| checked_settings(&app.registry, &conn.provider, &s))
         .transpose()?;
+    let conflicts = b
+        .conflicts
+        .map(|v| {
+            let def = app.registry.get(&conn.provider).ok_or_else(|| {
+                ApiError::Conflict(format!(
+                    "connector {} is not installed: its objects cannot be checked",
+                    conn.provider
+                ))
+            })?;
+            read_policies(v, &def)
+        })
+        .transpose()?;
     if let Some(secs) = b.interval_secs {
         let tasks = app.store.list_tasks(Some(&conn.id)).await?;
         refuse_while_running(&tasks, app.clock.now(), "an interval change")?;
@@ -443,6 +468,9 @@ pub async fn update(
     }
     if let Some(settings) = settings {
         conn.settings = settings;
+    }
+    if let Some(conflicts) = conflicts {
+        conn.conflicts = conflicts;
     }
     let tag = save(&app, &conn, &tag, want.as_deref()).await?;
     Ok(tagged(&conn, &tag))

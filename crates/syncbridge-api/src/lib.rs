@@ -30,7 +30,8 @@
 //!   push status, conflicts and their resolution, the audit), through core's
 //!   outbound path; [`idempotency`]: the `Idempotency-Key` those calls take.
 //! - [`connections`], [`runs`], [`quarantine`], [`catalog`], [`health`],
-//!   [`api_keys`]: the routes; [`views`]: their JSON.
+//!   [`api_keys`]: the routes; [`views`]: their JSON; [`policies`]: the
+//!   check of a connection's conflict policies before `PATCH` stores them.
 //! - [`session`]: the dashboard's sign-in (API key or one-time link) →
 //!   session cookie + CSRF token; [`dashboard`]: its embedded files at
 //!   `/api/v1/admin/`.
@@ -53,6 +54,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod notifications;
 pub mod pages;
+pub mod policies;
 pub mod problem;
 pub mod quarantine;
 pub mod records;

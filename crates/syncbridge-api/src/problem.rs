@@ -64,6 +64,10 @@ pub enum ApiError {
     /// The object cannot be pushed (its connector has no write endpoints).
     #[error("{0}")]
     ReadOnlyObject(String),
+    /// A conflict-policy document the connection cannot take (an unknown
+    /// policy, or an object or field its connector lacks).
+    #[error("{0}")]
+    InvalidPolicies(String),
     /// The `Idempotency-Key` was used for another request.
     #[error("Idempotency-Key {0:?} was used for another request (method, path or body differ)")]
     IdempotencyKeyReused(String),
@@ -116,6 +120,11 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "read-only-object",
                 "Object cannot be pushed",
+            ),
+            InvalidPolicies(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-conflict-policies",
+                "Invalid conflict policies",
             ),
             IdempotencyKeyReused(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use syncbridge_core::Timestamp;
 use syncbridge_core::apikeys::ApiKey;
+use syncbridge_core::merge::ConnectionPolicies;
 use syncbridge_core::model::{Connection, RunCounts, RunStatus, SyncRun, SyncTask};
 use syncbridge_core::store::LastAction;
 use utoipa::ToSchema;
@@ -32,6 +33,11 @@ pub struct ConnectionView {
     pub settings: BTreeMap<String, String>,
     /// Webhook signature scheme, when webhooks are set up.
     pub webhook_scheme: Option<String>,
+    /// How fields changed on both sides are resolved: connection-wide, per
+    /// object, per field (the most specific wins; `{}` = `manual`
+    /// everywhere: conflicts are parked for a person).
+    #[serde(default)]
+    pub conflicts: ConnectionPolicies,
     /// Creation time.
     pub created_at: String,
 }
@@ -46,6 +52,7 @@ impl From<&Connection> for ConnectionView {
             base_url: c.base_url.clone(),
             settings: c.settings.clone(),
             webhook_scheme: c.webhook.as_ref().map(|w| w.scheme.clone()),
+            conflicts: c.conflicts.clone(),
             created_at: time(c.created_at),
         }
     }

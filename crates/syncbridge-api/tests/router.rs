@@ -1052,6 +1052,110 @@ async fn connections_carry_etags() {
     assert_ne!(blind.etag.as_deref(), Some(t4.as_str()));
 }
 
+/// A connection's conflict policies over `GET`/`PATCH /v1/connections/{id}`.
+///
+/// Tried: a valid document (connection, object and field levels) under the
+/// current `If-Match`; then under that now-stale version; a misspelt policy
+/// name, an object the sandbox connector lacks, a field it does not map
+/// (each with an interval change in the same body); `{}` to clear them.
+///
+/// Must hold: the valid document is stored (the store's connection resolves
+/// the field under it) and read back by `GET`; every refusal is 422
+/// `invalid-conflict-policies` naming the bad entry (412 for the stale
+/// version) and writes nothing: the same `ETag`, policies and interval.
+#[tokio::test]
+async fn conflict_policies_read_and_replaced() {
+    use syncbridge_core::ObjectType;
+    use syncbridge_core::merge::{Policy, PolicyConfig};
+    let a = api_with_c1().await;
+    let w = Some(a.write.as_str());
+    let path = "/api/v1/connections/c1";
+    let first = a.call("GET", path, w, None).await;
+    assert_eq!(
+        first.body["conflicts"],
+        json!({}),
+        "default: manual everywhere"
+    );
+    let t1 = first.etag.clone().unwrap();
+
+    let doc = json!({"policy": "latest", "objects": {"contacts": {"policy": "source_wins", "fields": {"phone": "target_wins"}}}});
+    let body = json!({ "conflicts": doc }).to_string();
+    let ok = a
+        .call_with("PATCH", path, w, Some(&body), &[("if-match", &t1)])
+        .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    assert_eq!(ok.body["conflicts"], doc);
+    let t2 = ok.etag.clone().unwrap();
+    let read = a.call("GET", path, w, None).await;
+    assert_eq!(read.body["conflicts"], doc);
+    assert_eq!(read.etag.as_deref(), Some(t2.as_str()));
+    let id = ConnectionId::parse("c1").unwrap();
+    let stored = a.app.store.get_connection(&id).await.unwrap().unwrap();
+    let mut cfg = PolicyConfig::default();
+    cfg.connections.insert(id.clone(), stored.conflicts);
+    let contacts = ObjectType::parse("contacts").unwrap();
+    let deals = ObjectType::parse("deals").unwrap();
+    assert_eq!(
+        cfg.resolve(&id, &contacts, "phone").policy,
+        Policy::TargetWins
+    );
+    assert_eq!(
+        cfg.resolve(&id, &contacts, "email").policy,
+        Policy::SourceWins
+    );
+    assert_eq!(cfg.resolve(&id, &deals, "amount").policy, Policy::Latest);
+
+    let stale = a
+        .call_with(
+            "PATCH",
+            path,
+            w,
+            Some(r#"{"conflicts":{}}"#),
+            &[("if-match", &t1)],
+        )
+        .await;
+    assert_problem(&stale, 412, "precondition-failed");
+    let bad = [
+        (json!({"policy": "newest"}), "newest"),
+        (
+            json!({"objects": {"widgets": {"policy": "latest"}}}),
+            "\"widgets\"",
+        ),
+        (
+            json!({"objects": {"contacts": {"fields": {"phnoe": "latest"}}}}),
+            "\"phnoe\"",
+        ),
+    ];
+    for (conflicts, named) in bad {
+        let body = json!({ "interval_secs": 7, "conflicts": conflicts }).to_string();
+        let r = a
+            .call_with("PATCH", path, w, Some(&body), &[("if-match", &t2)])
+            .await;
+        assert_problem(&r, 422, "invalid-conflict-policies");
+        let detail = r.body["detail"].as_str().unwrap();
+        assert!(detail.contains(named), "{named} in {detail}");
+    }
+    let after = a.call("GET", path, w, None).await;
+    assert_eq!(after.etag.as_deref(), Some(t2.as_str()), "nothing written");
+    assert_eq!(after.body["conflicts"], doc);
+    let tasks = a.call("GET", "/api/v1/connections/c1/tasks", w, None).await;
+    for t in tasks.body["tasks"].as_array().unwrap() {
+        assert_eq!(t["interval_secs"], 60, "the interval is unchanged: {t}");
+    }
+
+    let cleared = a
+        .call_with(
+            "PATCH",
+            path,
+            w,
+            Some(r#"{"conflicts":{}}"#),
+            &[("if-match", &t2)],
+        )
+        .await;
+    assert_eq!(cleared.status, 200, "{:?}", cleared.body);
+    assert_eq!(cleared.body["conflicts"], json!({}), "replaced, not merged");
+}
+
 /// Health with queued and dead-lettered work, beats and an overdue task.
 ///
 /// Tried: two messages on `sync-inbound`, one of them dead-lettered; a

@@ -41,6 +41,8 @@
 //! The three entry points are [`verify`], [`sign`] and [`handshake()`]
 //! ([`check_secret`] vets a secret when a connection is configured);
 //! [`sign_standard_webhooks`] is a shortcut for the Standard Webhooks signer.
+//! [`html`] holds the small HTML page (and its escaping) that the connect
+//! flow and the sandbox's consent page answer browsers with.
 //!
 //! # Rules every scheme follows
 //!
@@ -56,6 +58,7 @@
 mod crypto;
 pub mod error;
 pub mod handshake;
+pub mod html;
 mod providers;
 pub mod request;
 pub mod scheme;

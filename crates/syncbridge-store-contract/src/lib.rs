@@ -2038,6 +2038,7 @@ pub async fn connect_sessions_advance_once(store: Arc<dyn Store>) {
             ciphertext: vec![2; 40],
         }),
         redirect_uri: "http://127.0.0.1:7071/api/v1/connect/callback".into(),
+        browser_hash: Some("c".repeat(64)),
     });
     // Two racers advance version 1: one wins.
     let other = s.advanced(ConnectStage::Done {

@@ -3,6 +3,7 @@ import { api, startConnect, type ConnectionView } from "../api";
 import { Link, useLoc } from "../router";
 import { BarChart, durationMs, Empty, ErrorBox, Show, StatusBadge, TableWrap, useAction, useAsync, useEvery, when } from "../ui";
 import { RunTable } from "./Runs";
+import { ConflictPolicies } from "./ConflictPolicies";
 import { Webhook } from "./Webhook";
 
 function Actions({ c, onChange }: { c: ConnectionView; onChange: () => void }) {
@@ -203,6 +204,7 @@ export function ConnectionDetail({ id }: { id: string }) {
           }
         </Show>
       </section>
+      <ConflictPolicies id={id} />
       <Webhook id={id} />
       <section aria-labelledby="h-runs">
         <h2 id="h-runs">Runs</h2>

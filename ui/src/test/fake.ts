@@ -10,7 +10,7 @@ export interface Call {
   body: unknown;
 }
 
-type Handler = (c: Call) => { status?: number; body?: unknown } | undefined;
+type Handler = (c: Call) => { status?: number; body?: unknown; headers?: Record<string, string> } | undefined;
 
 export function fakeApi(routes: Record<string, Handler>) {
   const calls: Call[] = [];
@@ -30,7 +30,7 @@ export function fakeApi(routes: Record<string, Handler>) {
     const r = h ? h(call) : { status: 404, body: { type: "urn:syncbridge:problem:no-route", title: "No such route", status: 404, detail: path } };
     const status = r?.status ?? 200;
     const text = r?.body === undefined ? "" : JSON.stringify(r.body);
-    return new Response(status === 204 ? null : text, { status, headers: { "content-type": "application/json" } });
+    return new Response(status === 204 ? null : text, { status, headers: { "content-type": "application/json", ...r?.headers } });
   });
   vi.stubGlobal("fetch", fetchMock);
   return { calls };

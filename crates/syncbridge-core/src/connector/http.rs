@@ -305,6 +305,13 @@ impl HttpConnector {
         for (k, v) in &self.conn.settings {
             out = out.replace(&format!("{{{k}}}"), v);
         }
+        // A declared default fills what the connection does not set: a
+        // connection stored before its definition gained the setting.
+        for (k, s) in &self.def.settings {
+            if let (false, Some(d)) = (self.conn.settings.contains_key(k), &s.default) {
+                out = out.replace(&format!("{{{k}}}"), d);
+            }
+        }
         out
     }
 

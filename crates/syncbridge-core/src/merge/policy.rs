@@ -12,6 +12,7 @@ use super::three_way::Side;
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
     /// The provider (remote, the source of the data) wins.
@@ -88,6 +89,7 @@ pub struct ResolvedPolicy {
 
 /// Policies for the objects and fields of one connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionPolicies {
     /// The connection-wide policy, if any.
@@ -95,6 +97,7 @@ pub struct ConnectionPolicies {
     pub policy: Option<Policy>,
     /// Per object type.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, ObjectPolicies>))]
     pub objects: BTreeMap<ObjectType, ObjectPolicies>,
 }
 
@@ -107,6 +110,7 @@ impl ConnectionPolicies {
 
 /// Policies for one object type of one connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ObjectPolicies {
     /// The object-wide policy, if any.

@@ -12,33 +12,15 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
+use syncbridge_signatures::html::{self, escape};
+
 use crate::consent::{AuthRequest, redirect_allowed};
 use crate::sandbox::Sandbox;
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
+/// A small HTML page (no caching, no framing: the consent page must not be
+/// framed, clickjacking).
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title></head>\
-         <body><main><h1>{t}</h1>{body}</main></body></html>\n",
-        t = escape(title)
-    );
-    let mut resp = (status, html).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // The consent page must not be framed (clickjacking).
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    resp
+    (status, html::PAGE_HEADERS, html::page(title, body)).into_response()
 }
 
 fn refuse(why: &str) -> Response {
