@@ -558,6 +558,67 @@ async fn connect_flow_end_to_end() {
     assert_ne!(resumed["id"], first["id"]);
     assert_eq!(api.connection_count().await, 1);
 
+    // 9b. The key form, for a provider without OAuth (Zendesk: HTTP Basic
+    // with `email/token` and an API token): the link answers a form; a
+    // blank password shows it again and stores nothing; filled in, the
+    // connection is made with the session's settings, and the token is
+    // sealed like every credential (the leak scan below looks for it).
+    let made = api
+        .connect_url(json!({
+            "tenant": "acme", "provider": "zendesk", "return_url": format!("{RETURN}?from=form"),
+            "base_url": "http://127.0.0.1:9", "settings": {"subdomain": "acme"}
+        }))
+        .await;
+    let form = browse(&mut b, &made).await;
+    assert_eq!(form.status, 200, "{form:?}");
+    assert!(
+        form.body.contains("name=\"user\"") && form.body.contains("type=\"password\""),
+        "{}",
+        form.body
+    );
+    let post = |user: &str, password: &str| {
+        let fields = [("user", user.to_owned()), ("password", password.to_owned())];
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(made.as_str())
+            .form(&fields)
+            .send()
+    };
+    let blank = post("agent@acme.example/token", " ").await.unwrap();
+    assert_eq!(blank.status(), 400, "the form again, with the error");
+    assert!(blank.text().await.unwrap().contains("Fill in every field."));
+    assert_eq!(
+        api.connection_count().await,
+        1,
+        "a blank field stores nothing"
+    );
+    let zendesk_token = "zd-api-token-e2e-5f1c9a";
+    secrets.push(zendesk_token.to_owned());
+    let done = post("agent@acme.example/token", zendesk_token)
+        .await
+        .unwrap();
+    let back = url::Url::parse(done.headers()["location"].to_str().unwrap()).unwrap();
+    let back: HashMap<String, String> = back.query_pairs().into_owned().collect();
+    let zd = back
+        .get("connection_id")
+        .unwrap_or_else(|| panic!("{back:?}"));
+    let (_, c) = api.get(&format!("/connections/{zd}")).await;
+    assert_eq!(
+        (c["provider"].as_str(), &c["settings"]),
+        (Some("zendesk"), &json!({"subdomain": "acme"})),
+        "{c}"
+    );
+    let again = post("agent@acme.example/token", zendesk_token)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.headers()["location"].to_str().unwrap(),
+        format!("{RETURN}?from=form&error=state_invalid"),
+        "a form is used once"
+    );
+
     // 10. Nothing secret in plain text: the tokens the sandbox issued and
     // its client secret (by prefix), the codes it issued, and the PKCE
     // verifiers the API presented at its token endpoint.

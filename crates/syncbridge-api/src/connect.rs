@@ -596,18 +596,6 @@ fn secure_cookies(app: &AppState) -> Secure {
     }
 }
 
-/// The value of cookie `name` in a request's `Cookie` headers.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 /// The key form of an API-key or basic-auth provider.
 fn key_form(def: &ConnectorDef, token: &str, error: Option<&str>) -> Response {
     let fields = match def.auth {
@@ -767,7 +755,8 @@ pub async fn callback(
             return back_with(&s, ConnectError::StateInvalid);
         }
     }
-    let browser = cookie(&headers, &browser_cookie_name(&s.id)).map(sha256_hex);
+    let browser =
+        crate::session::cookie_named(&headers, &browser_cookie_name(&s.id)).map(sha256_hex);
     if s.check_browser(browser.as_deref()).is_err() {
         // The consent URL reached another browser (forwarded, or phished):
         // the session ends, nothing is connected.

@@ -76,13 +76,18 @@ pub fn csrf_matches(session: &str, presented: &str) -> bool {
 
 /// The session secret in a request's cookies, if any.
 pub fn cookie_of(headers: &HeaderMap) -> Option<&str> {
+    cookie_named(headers, COOKIE)
+}
+
+/// The value of cookie `name` in a request's `Cookie` headers, if any.
+pub fn cookie_named<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.trim())
 }
 
