@@ -18,11 +18,11 @@
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use syncbridge_core::Store;
+use syncbridge_sandbox::browser::Browser;
 use syncbridge_tests::*;
 
 const RETURN: &str = "http://127.0.0.1:9/app/connected";
@@ -96,46 +96,30 @@ impl Journey {
     }
 }
 
-/// Opens `url` like a browser: follows redirects until one points at the return URL.
-async fn browse(url: &str) -> Journey {
-    let chain = Arc::new(Mutex::new(vec![url.to_owned()]));
-    let seen = chain.clone();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.url().as_str().starts_with(RETURN) || attempt.previous().len() > 10 {
-                attempt.stop()
-            } else {
-                seen.lock().unwrap().push(attempt.url().to_string());
-                attempt.follow()
-            }
-        }))
-        .build()
+/// Opens `url` in browser `b` (its cookies carried, as a browser does):
+/// follows redirects until one points at the return URL.
+async fn browse(b: &mut Browser, url: &str) -> Journey {
+    let landing = b
+        .walk(url, |u| u.as_str().starts_with(RETURN))
+        .await
         .unwrap();
-    let resp = http.get(url).send().await.unwrap();
-    let status = resp.status().as_u16();
-    let location = resp
-        .headers()
-        .get("location")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = resp.text().await.unwrap_or_default();
-    let chain = chain.lock().unwrap().clone();
     Journey {
-        chain,
-        status,
-        location,
-        body,
+        chain: landing.chain.iter().map(ToString::to_string).collect(),
+        status: landing.status,
+        location: landing.location.map(|u| u.to_string()),
+        body: landing.body,
     }
 }
 
-/// One redirect, not followed: its `Location`.
-async fn one_step(url: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let resp = http.get(url).send().await.unwrap();
-    assert!(resp.status().is_redirection(), "{url}: {}", resp.status());
-    resp.headers()["location"].to_str().unwrap().to_owned()
+/// One redirect in browser `b`, not followed: its `Location`.
+async fn one_step(b: &mut Browser, url: &str) -> String {
+    let landing = b.walk(url, |_| true).await.unwrap();
+    assert!(
+        (300..400).contains(&landing.status),
+        "{url}: {}",
+        landing.status
+    );
+    landing.location.unwrap().to_string()
 }
 
 struct Api {
@@ -281,6 +265,8 @@ async fn connect_flow_end_to_end() {
     })
     .await;
     let mut secrets: Vec<String> = Vec::new();
+    // One customer's browser runs every flow below, one after another.
+    let mut b = Browser::new();
 
     // 1. Session → authorize (auto-approve) → callback → return URL. The
     // session names a setting of the new connection (the sandbox's page
@@ -288,7 +274,7 @@ async fn connect_flow_end_to_end() {
     let url = api
         .connect_url(body(json!({"settings": {"page_size": "25"}}), &sandbox))
         .await;
-    let trip = browse(&url).await;
+    let trip = browse(&mut b, &url).await;
     assert!(trip.went_through("/oauth/authorize"), "{trip:?}");
     assert!(trip.went_through("/api/v1/connect/callback"), "{trip:?}");
     let authorize = trip
@@ -332,7 +318,7 @@ async fn connect_flow_end_to_end() {
     );
 
     // 2. Replayed state: the callback URL again.
-    let replay = browse(&callback_url).await;
+    let replay = browse(&mut b, &callback_url).await;
     assert_eq!(
         replay.returned().map(|q| q["error"].clone()).as_deref(),
         Some("state_invalid"),
@@ -345,16 +331,16 @@ async fn connect_flow_end_to_end() {
     let store = syncbridge_tests::store(dir.path());
     let url = api.connect_url(body(json!({}), &sandbox)).await;
     expire(&store, &url).await;
-    let trip = browse(&url).await;
+    let trip = browse(&mut b, &url).await;
     assert_eq!(
         trip.returned().map(|q| q["error"].clone()).as_deref(),
         Some("session_expired"),
         "{trip:?}"
     );
     let url = api.connect_url(body(json!({}), &sandbox)).await;
-    let to_provider = one_step(&url).await;
+    let to_provider = one_step(&mut b, &url).await;
     expire(&store, &url).await;
-    let trip = browse(&to_provider).await;
+    let trip = browse(&mut b, &to_provider).await;
     assert!(trip.went_through("/connect/callback"));
     assert_eq!(
         trip.returned().map(|q| q["error"].clone()).as_deref(),
@@ -365,7 +351,7 @@ async fn connect_flow_end_to_end() {
     // 4. Wrong PKCE verifier: the provider is sent another challenge; the
     // exchange with ours is refused.
     let url = api.connect_url(body(json!({}), &sandbox)).await;
-    let to_provider = one_step(&url).await;
+    let to_provider = one_step(&mut b, &url).await;
     let mut tampered = url::Url::parse(&to_provider).unwrap();
     let pairs: Vec<(String, String)> = tampered
         .query_pairs()
@@ -382,12 +368,50 @@ async fn connect_flow_end_to_end() {
         })
         .collect();
     tampered.query_pairs_mut().clear().extend_pairs(pairs);
-    let trip = browse(tampered.as_str()).await;
+    let trip = browse(&mut b, tampered.as_str()).await;
     assert_eq!(
         trip.returned().map(|q| q["error"].clone()).as_deref(),
         Some("exchange_failed"),
         "{trip:?}"
     );
+
+    // 4b. A consent URL forwarded to another browser (an attacker opens the
+    // link, sends the provider's consent page on to a victim, who approves
+    // their own account): the callback arrives without the cookie the
+    // opening browser was given, so the session ends with
+    // `browser_mismatch` and nothing is connected — not then, and not when
+    // the opening browser replays the same callback afterwards.
+    let url = api.connect_url(body(json!({}), &sandbox)).await;
+    let mut opener = Browser::new();
+    let to_provider = one_step(&mut opener, &url).await;
+    let session = url.rsplit('/').next().unwrap().split('.').next().unwrap();
+    assert!(
+        opener.has_cookie(&format!("sb_connect_{session}")),
+        "opening the link binds this browser"
+    );
+    let forwarded = browse(&mut Browser::new(), &to_provider).await;
+    assert!(
+        forwarded.went_through("/api/v1/connect/callback"),
+        "{forwarded:?}"
+    );
+    assert_eq!(
+        forwarded.returned().map(|q| q["error"].clone()).as_deref(),
+        Some("browser_mismatch"),
+        "{forwarded:?}"
+    );
+    let callback_again = forwarded
+        .chain
+        .iter()
+        .find(|u| u.contains("/api/v1/connect/callback"))
+        .unwrap()
+        .clone();
+    let replayed = browse(&mut opener, &callback_again).await;
+    assert_eq!(
+        replayed.returned().map(|q| q["error"].clone()).as_deref(),
+        Some("state_invalid"),
+        "the session is used up: {replayed:?}"
+    );
+    assert_eq!(api.connection_count().await, 1, "nothing was connected");
 
     // 5. Unlisted return URL: refused before anything is made.
     let (status, problem) = api
@@ -437,7 +461,7 @@ async fn connect_flow_end_to_end() {
     )
     .await;
     let url = api.connect_url(body(json!({}), &sandbox)).await;
-    let trip = browse(&url).await;
+    let trip = browse(&mut b, &url).await;
     assert_eq!(trip.status, 400, "{trip:?}");
     assert!(
         trip.body.contains("redirect_uri is not registered"),
@@ -449,7 +473,7 @@ async fn connect_flow_end_to_end() {
     // 7. Provider error on exchange.
     admin(&sandbox, json!({"fail_token_requests": true})).await;
     let url = api.connect_url(body(json!({}), &sandbox)).await;
-    let trip = browse(&url).await;
+    let trip = browse(&mut b, &url).await;
     assert_eq!(
         trip.returned().map(|q| q["error"].clone()).as_deref(),
         Some("exchange_failed"),
@@ -460,7 +484,7 @@ async fn connect_flow_end_to_end() {
     // 8. Denied at the consent page.
     admin(&sandbox, json!({"oauth_auto_approve": false})).await;
     let url = api.connect_url(body(json!({}), &sandbox)).await;
-    let page = browse(&url).await;
+    let page = browse(&mut b, &url).await;
     assert_eq!(page.status, 200, "the consent page: {page:?}");
     let request_id = page
         .body
@@ -479,7 +503,7 @@ async fn connect_flow_end_to_end() {
         .await
         .unwrap();
     let to_callback = denied.headers()["location"].to_str().unwrap().to_owned();
-    let trip = browse(&to_callback).await;
+    let trip = browse(&mut b, &to_callback).await;
     assert_eq!(
         trip.returned().map(|q| q["error"].clone()).as_deref(),
         Some("access_denied"),
@@ -518,7 +542,7 @@ async fn connect_flow_end_to_end() {
     let url = api
         .connect_url(body(json!({"connection_id": conn}), &sandbox))
         .await;
-    let trip = browse(&url).await;
+    let trip = browse(&mut b, &url).await;
     assert_eq!(
         trip.returned()
             .map(|q| q["connection_id"].clone())
@@ -533,6 +557,67 @@ async fn connect_flow_end_to_end() {
         .await;
     assert_ne!(resumed["id"], first["id"]);
     assert_eq!(api.connection_count().await, 1);
+
+    // 9b. The key form, for a provider without OAuth (Zendesk: HTTP Basic
+    // with `email/token` and an API token): the link answers a form; a
+    // blank password shows it again and stores nothing; filled in, the
+    // connection is made with the session's settings, and the token is
+    // sealed like every credential (the leak scan below looks for it).
+    let made = api
+        .connect_url(json!({
+            "tenant": "acme", "provider": "zendesk", "return_url": format!("{RETURN}?from=form"),
+            "base_url": "http://127.0.0.1:9", "settings": {"subdomain": "acme"}
+        }))
+        .await;
+    let form = browse(&mut b, &made).await;
+    assert_eq!(form.status, 200, "{form:?}");
+    assert!(
+        form.body.contains("name=\"user\"") && form.body.contains("type=\"password\""),
+        "{}",
+        form.body
+    );
+    let post = |user: &str, password: &str| {
+        let fields = [("user", user.to_owned()), ("password", password.to_owned())];
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(made.as_str())
+            .form(&fields)
+            .send()
+    };
+    let blank = post("agent@acme.example/token", " ").await.unwrap();
+    assert_eq!(blank.status(), 400, "the form again, with the error");
+    assert!(blank.text().await.unwrap().contains("Fill in every field."));
+    assert_eq!(
+        api.connection_count().await,
+        1,
+        "a blank field stores nothing"
+    );
+    let zendesk_token = "zd-api-token-e2e-5f1c9a";
+    secrets.push(zendesk_token.to_owned());
+    let done = post("agent@acme.example/token", zendesk_token)
+        .await
+        .unwrap();
+    let back = url::Url::parse(done.headers()["location"].to_str().unwrap()).unwrap();
+    let back: HashMap<String, String> = back.query_pairs().into_owned().collect();
+    let zd = back
+        .get("connection_id")
+        .unwrap_or_else(|| panic!("{back:?}"));
+    let (_, c) = api.get(&format!("/connections/{zd}")).await;
+    assert_eq!(
+        (c["provider"].as_str(), &c["settings"]),
+        (Some("zendesk"), &json!({"subdomain": "acme"})),
+        "{c}"
+    );
+    let again = post("agent@acme.example/token", zendesk_token)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.headers()["location"].to_str().unwrap(),
+        format!("{RETURN}?from=form&error=state_invalid"),
+        "a form is used once"
+    );
 
     // 10. Nothing secret in plain text: the tokens the sandbox issued and
     // its client secret (by prefix), the codes it issued, and the PKCE

@@ -304,6 +304,20 @@ impl Store for CrashingStore {
     async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
         self.inner.revoke_api_key(id, at).await
     }
+    async fn prune_api_keys(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.inner.prune_api_keys(now).await
+    }
+    async fn get_notification_rules(
+        &self,
+    ) -> Result<Option<syncbridge_core::notify_rules::NotificationRules>, StoreError> {
+        self.inner.get_notification_rules().await
+    }
+    async fn put_notification_rules(
+        &self,
+        rules: &syncbridge_core::notify_rules::NotificationRules,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_notification_rules(rules).await
+    }
     async fn create_connect_session(
         &self,
         s: &syncbridge_core::connect::ConnectSession,

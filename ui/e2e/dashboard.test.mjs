@@ -5,7 +5,8 @@
 // through the connect flow (Approve and Deny on the sandbox's consent page),
 // resolve a parked conflict on the Conflicts page and see the record
 // pushed, set a field's conflict policy on the connection page and see the
-// next push keep our value with nothing parked, create an
+// next push keep our value with nothing parked, edit the notification
+// rules, reconnect a connection whose grant was revoked, create an
 // API key (shown once) and revoke it, and see it refused. Each test saves a
 // screenshot under target/ui-artifacts/.
 import { after, before, describe, it } from "node:test";
@@ -334,6 +335,105 @@ describe("dashboard", () => {
     await audit.getByRole("cell", { name: id, exact: true }).first().waitFor();
     await checkA11y(page, "conflicts after resolving");
     await shot(page, "conflict-resolved");
+  });
+
+  it("edits the notification rules: add a rule, save, see it stored; a rule without a channel is refused and shown", async () => {
+    const rules = async () => (await (await page.request.get(`${stack.api}/notifications`)).json());
+    const first = await rules();
+    assert.equal(first.configured, true, JSON.stringify(first));
+    assert.equal(first.rules_source, "file");
+    await page.goto(stack.dashboard + "notifications");
+    await page.getByRole("heading", { name: "Notifications", level: 1 }).waitFor();
+    await page.getByRole("group", { name: "Rule 1", exact: true }).waitFor();
+    await page.getByRole("button", { name: "Add rule" }).click();
+    const rule2 = page.getByRole("group", { name: "Rule 2", exact: true });
+    await rule2.getByLabel("Tenant").fill("acme");
+    await rule2.getByLabel("Minimum severity").selectOption("warning");
+    await rule2.getByLabel(/^Kinds/).selectOption(["connection_needs_reauth", "conflict_parked"]);
+    await rule2.getByRole("checkbox", { name: "oncall-teams" }).check();
+    await rule2.getByRole("checkbox", { name: "ops-slack" }).uncheck();
+    // The tenant's rule must come first to be reached.
+    await page.getByRole("button", { name: "Move rule 2 up" }).click();
+    await checkA11y(page, "notification rules being edited");
+    await page.getByRole("button", { name: "Save rules" }).click();
+    await page.getByText("Rules saved (version 1).").waitFor();
+    const saved = await rules();
+    assert.equal(saved.rules_source, "store");
+    assert.deepEqual(saved.rules, [
+      { tenant: "acme", kinds: ["connection_needs_reauth", "conflict_parked"], min_severity: "warning", channels: ["oncall-teams"] },
+      { tenant: null, kinds: [], min_severity: "critical", channels: ["ops-slack"] },
+    ]);
+    await shot(page, "notification-rules-saved");
+    // A rule with no channel: the API's 422 is shown, nothing is stored.
+    await page.getByRole("group", { name: "Rule 1", exact: true }).getByRole("checkbox", { name: "oncall-teams" }).uncheck();
+    await page.getByRole("button", { name: "Save rules" }).click();
+    await page.getByRole("alert").getByText("rule 1 lists no channel").waitFor();
+    await checkA11y(page, "notification rules refused");
+    assert.equal((await rules()).rules_version, 1, "the refused save wrote nothing");
+  });
+
+  it("reconnects a connection whose grant was revoked: Reconnect, Approve, active again and a sync succeeds", async () => {
+    const sandbox = (route, body) =>
+      fetch(`${stack.sandboxUrl}/_sandbox/${route}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const get = async (path) => {
+      const r = await page.request.get(`${stack.api}${path}`);
+      assert.equal(r.status(), 200, `${path}: ${r.status()}`);
+      return r.json();
+    };
+    const until = async (what, probe, ms = 90_000) => {
+      const end = Date.now() + ms;
+      for (;;) {
+        const v = await probe();
+        if (v) return v;
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    };
+    // The connection the connect flow made (tenant globex) holds the
+    // sandbox's OAuth tokens. The sandbox starts without token checks (the
+    // other connections here have none); it checks them for this test.
+    const [conn] = (await get("/connections?tenant=globex")).connections;
+    assert.ok(conn, "the connect test made a globex connection");
+    assert.equal(conn.status, "active");
+    assert.equal((await sandbox("config", { auth_enabled: true })).status, 200);
+    try {
+      // The customer uninstalls the app: every grant of the client dies.
+      assert.equal((await sandbox("revoke", { client_id: "sbx_client_demo" })).status, 200);
+      await page.goto(stack.dashboard + `connections/${encodeURIComponent(conn.id)}`);
+      await page.getByRole("heading", { name: `Connection ${conn.id}` }).waitFor();
+      await page.getByRole("button", { name: "Sync now" }).click();
+      await page.getByText("Sync requested").waitFor();
+      // The run is refused, the refresh too: the connection needs re-authorization.
+      await until("the connection to need re-authorization", async () => (await get(`/connections/${encodeURIComponent(conn.id)}`)).status === "needs_reauth");
+      await page.reload();
+      const reconnect = page.getByRole("button", { name: "Reconnect" });
+      await reconnect.waitFor();
+      await checkA11y(page, "connection needing re-authorization");
+      await shot(page, "reconnect-needed");
+      const runsBefore = (await get(`/runs?connection_id=${encodeURIComponent(conn.id)}&limit=100`)).runs.map((r) => r.id);
+      await reconnect.click();
+      // The sandbox's consent page, then back to the connection's page.
+      await page.getByRole("button", { name: "Approve" }).waitFor();
+      assert.ok(page.url().startsWith(stack.sandboxUrl + "/oauth/authorize"), page.url());
+      await page.getByRole("button", { name: "Approve" }).click();
+      await page.waitForURL((u) => u.pathname.endsWith(`/admin/connections/${encodeURIComponent(conn.id)}`));
+      await page.getByRole("heading", { name: `Connection ${conn.id}` }).waitFor();
+      await page.getByRole("button", { name: "Reconnect" }).waitFor({ state: "detached" });
+      assert.equal((await get(`/connections/${encodeURIComponent(conn.id)}`)).status, "active");
+      await page.getByRole("button", { name: "Sync now" }).click();
+      await page.getByText("Sync requested").waitFor();
+      // A run after the reconnect succeeds with the new grant.
+      const run = await until("a run after the reconnect to succeed", async () => {
+        const runs = (await get(`/runs?connection_id=${encodeURIComponent(conn.id)}&limit=100`)).runs;
+        return runs.find((r) => !runsBefore.includes(r.id) && r.status === "succeeded");
+      });
+      await page.getByRole("region", { name: "Runs" }).getByText("succeeded").first().waitFor();
+      assert.equal(run.status, "succeeded");
+      await checkA11y(page, "connection reconnected");
+      await shot(page, "reconnected-synced");
+    } finally {
+      await sandbox("config", { auth_enabled: false });
+    }
   });
 
   it("a field's conflict policy set on the connection page decides the next push: ours is pushed, nothing parked", async () => {

@@ -4,7 +4,7 @@
 // the debug binaries (cargo build --workspace --bins) with the dashboard
 // built in (scripts/ui before cargo build).
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -69,6 +69,26 @@ async function stop(p) {
 export async function startStack({ records = 40 } = {}) {
   mkdirSync(ARTIFACTS, { recursive: true });
   const dataDir = mkdtempSync(join(tmpdir(), "syncbridge-ui-e2e-"));
+  // A notification config (channels only reachable nowhere: nothing here
+  // waits for a delivery), so the Notifications page has rules to edit.
+  const notifyConfig = join(dataDir, "notify.toml");
+  writeFileSync(
+    notifyConfig,
+    [
+      "[[channels]]",
+      'name = "ops-slack"',
+      'type = "slack"',
+      'url = "http://127.0.0.1:9/slack"',
+      "[[channels]]",
+      'name = "oncall-teams"',
+      'type = "teams"',
+      'url = "http://127.0.0.1:9/teams"',
+      "[[rules]]",
+      'min_severity = "critical"',
+      'channels = ["ops-slack"]',
+      "",
+    ].join("\n"),
+  );
   const sandboxPort = await freePort();
   const sandbox = start(join(BIN, "syncbridge-sandbox"), ["--port", String(sandboxPort), "--records", String(records), "--no-auth"], {}, "sandbox");
   const upPort = await freePort();
@@ -80,6 +100,7 @@ export async function startStack({ records = 40 } = {}) {
     // accepts the dashboard's own pages as return URLs.
     {
       SYNC_SCHEDULER_SCHEDULE: "*/1 * * * * *",
+      SYNCBRIDGE_NOTIFY_CONFIG: notifyConfig,
       TOKEN_REFRESHER_SCHEDULE: "0 0 0 1 1 *",
       SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_ID: "sbx_client_demo",
       SYNCBRIDGE_OAUTH_SANDBOX_CLIENT_SECRET: "sbx_cs_demo_secret",

@@ -282,6 +282,12 @@ export interface NotificationsView {
   channels: { name: string; kind: string }[];
   rules: RuleView[];
   default_route: RuleView | null;
+  /** `store` once rules were saved here, else `file` (the configuration's). */
+  rules_source: "store" | "file";
+  /** The stored rules' version (0: none saved); sent back as If-Match. */
+  rules_version: number;
+  /** Every event kind a rule can name. */
+  event_kinds: string[];
   outbox: { pending: number; delivered: number; dead: number } | null;
 }
 
@@ -446,6 +452,8 @@ export const api = {
   discard: (id: number) => call<void>("DELETE", `/quarantine/${id}`),
 
   notifications: () => call<NotificationsView>("GET", "/notifications"),
+  saveRules: (body: { rules: RuleView[]; default_route: RuleView | null }, version: number) =>
+    request<NotificationsView>("PUT", "/notifications/rules", { body, ifMatch: `"${version}"` }).then((r) => r.data),
   testNotification: (channel: string) => call<{ delivered: boolean; answer: string }>("POST", "/notifications/test", { body: { channel } }),
 
   providers: () => call<{ providers: ProviderView[] }>("GET", "/providers"),

@@ -22,6 +22,9 @@ use crate::session;
 pub fn needed_scope(method: &Method, path: &str) -> ApiScope {
     if path.split('/').any(|seg| seg == "api-keys") {
         ApiScope::Admin
+    } else if path.ends_with("/notifications/rules") && method != Method::GET {
+        // Where operators are alerted is the deployment's, like its keys.
+        ApiScope::Admin
     } else if method == Method::GET || method == Method::HEAD {
         ApiScope::Read
     } else {
@@ -98,6 +101,14 @@ mod tests {
         assert_eq!(
             needed_scope(&Method::GET, "/api/v1/api-keys"),
             ApiScope::Admin
+        );
+        assert_eq!(
+            needed_scope(&Method::PUT, "/api/v1/notifications/rules"),
+            ApiScope::Admin
+        );
+        assert_eq!(
+            needed_scope(&Method::GET, "/api/v1/notifications"),
+            ApiScope::Read
         );
         assert_eq!(
             needed_scope(&Method::DELETE, "/api/v1/connections/api-keysx"),

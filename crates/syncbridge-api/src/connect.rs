@@ -28,7 +28,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -396,10 +396,10 @@ pub async fn open(
         Err(Refusal::Expired) => {
             return finish(&app, &s, failed(ConnectError::SessionExpired)).await;
         }
-        Err(Refusal::Invalid) if hash_matches(&s, &hash) => {
+        Err(_) if hash_matches(&s, &hash) => {
             return back_with(&s, ConnectError::StateInvalid);
         }
-        Err(Refusal::Invalid) => return invalid_link(),
+        Err(_) => return invalid_link(),
     }
     let Some(def) = app.registry.get(&s.provider) else {
         return finish(&app, &s, failed(ConnectError::ServerError)).await;
@@ -527,18 +527,72 @@ async fn to_provider(app: &AppState, s: &ConnectSession, def: &ConnectorDef) -> 
             return finish(app, s, failed(ConnectError::ServerError)).await;
         }
     };
+    let browser = hex::encode(random_bytes::<32>());
     let opened = s.advanced(ConnectStage::Opened {
         state_hash: sha256_hex(&secret),
         verifier: sealed,
         redirect_uri: redirect_uri.to_string(),
+        browser_hash: Some(sha256_hex(&browser)),
     });
     match app.store.advance_connect_session(&opened).await {
         Ok(true) => {
             tracing::info!(session = %s.id, provider = %s.provider, "connect: to the provider's consent page");
-            redirect(url.as_str(), &[])
+            let mut r = redirect(url.as_str(), &[]);
+            set_browser_cookie(&mut r, &s.id, &browser, secure_cookies(app));
+            r
         }
         Ok(false) => back_with(s, ConnectError::StateInvalid),
         Err(e) => unavailable(&e.into()),
+    }
+}
+
+/// The cookie that binds a session's callback to the browser that opened
+/// its link: one per session (two links open in one browser do not clash),
+/// scoped to the connect routes, unreadable by scripts. `SameSite=Lax`
+/// because the callback is a top-level redirect from the provider's site,
+/// which `Strict` would send without it.
+fn browser_cookie_name(session_id: &str) -> String {
+    format!("sb_connect_{session_id}")
+}
+
+fn set_browser_cookie(r: &mut Response, session_id: &str, value: &str, secure: Secure) {
+    let max_age = SESSION_TTL.as_secs();
+    let secure = if secure == Secure::Yes {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{}={value}; Path=/api/v1/connect; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",
+        browser_cookie_name(session_id)
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// Whether cookies get `Secure`: when the deployment's public URL is HTTPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secure {
+    Yes,
+    No,
+}
+
+/// Ends the browser's binding once its session is over.
+fn forget_browser_cookie(r: &mut Response, session_id: &str) {
+    let cookie = format!(
+        "{}=; Path=/api/v1/connect; Max-Age=0; HttpOnly; SameSite=Lax",
+        browser_cookie_name(session_id)
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn secure_cookies(app: &AppState) -> Secure {
+    match &app.settings.connect.public_url {
+        Some(u) if u.scheme() == "https" => Secure::Yes,
+        _ => Secure::No,
     }
 }
 
@@ -680,6 +734,7 @@ pub struct CallbackQuery {
         (status = "5XX", description = "The store failed", content_type = "text/html", body = String)))]
 pub async fn callback(
     State(app): State<AppState>,
+    headers: HeaderMap,
     q: Result<Query<CallbackQuery>, QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = q else {
@@ -695,10 +750,18 @@ pub async fn callback(
         Err(Refusal::Expired) => {
             return finish(&app, &s, failed(ConnectError::SessionExpired)).await;
         }
-        Err(Refusal::Invalid) => {
+        Err(Refusal::Invalid | Refusal::OtherBrowser) => {
             tracing::info!(session = %s.id, "connect callback refused: state unknown or used");
             return back_with(&s, ConnectError::StateInvalid);
         }
+    }
+    let browser =
+        crate::session::cookie_named(&headers, &browser_cookie_name(&s.id)).map(sha256_hex);
+    if s.check_browser(browser.as_deref()).is_err() {
+        // The consent URL reached another browser (forwarded, or phished):
+        // the session ends, nothing is connected.
+        tracing::warn!(session = %s.id, "connect callback refused: not the browser that opened the link");
+        return finish(&app, &s, failed(ConnectError::BrowserMismatch)).await;
     }
     let ConnectStage::Opened {
         verifier,
@@ -728,7 +791,9 @@ pub async fn callback(
     }
     let outcome =
         exchange_and_connect(&app, &redeemed, verifier.as_ref(), redirect_uri, &code).await;
-    finish(&app, &redeemed, outcome).await
+    let mut r = finish(&app, &redeemed, outcome).await;
+    forget_browser_cookie(&mut r, &s.id);
+    r
 }
 
 async fn exchange_and_connect(

@@ -93,6 +93,7 @@ pub async fn create(
         hash: hash(&key),
         created_at: now,
         revoked_at: None,
+        expires_at: None,
     };
     store.create_api_key(&record).await?;
     Ok(NewKey {
@@ -178,6 +179,7 @@ mod tests {
                 hash: "h".into(),
                 created_at: Timestamp::EPOCH,
                 revoked_at: None,
+                expires_at: None,
             },
             key: SecretString::new("sbk_secretvalue"),
         };

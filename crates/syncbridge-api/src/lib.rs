@@ -17,7 +17,7 @@
 //! - [`pages`]: opaque cursors and page sizes.
 //! - [`records`]: the records feed (change order, tombstones, cursors
 //!   to poll from, the semantics of Nango's records API).
-//! - [`notifications`]: the notification channels and rules (read-only),
+//! - [`notifications`]: the notification channels (read-only) and rules (editable),
 //!   outbox counts, a test message.
 //! - [`run_stats`]: runs per hour (the Overview's charts, one call).
 //! - [`summaries`]: connections with their last and next sync (the
@@ -160,6 +160,7 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(api_keys::revoke))
         .routes(routes!(notifications::get))
         .routes(routes!(notifications::test))
+        .routes(routes!(notifications::put_rules))
         .split_for_parts()
 }
 

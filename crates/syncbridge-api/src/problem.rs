@@ -77,6 +77,10 @@ pub enum ApiError {
     /// `If-Match` names a version the resource no longer has.
     #[error("{0}")]
     PreconditionFailed(String),
+    /// Notification rules that do not fit the configuration (an unknown
+    /// channel, kind or severity); the detail names the entry.
+    #[error("{0}")]
+    InvalidRules(String),
     /// Nothing at this path.
     #[error("no route at {0}")]
     NoRoute(String),
@@ -136,6 +140,11 @@ impl ApiError {
                 StatusCode::PRECONDITION_FAILED,
                 "precondition-failed",
                 "Precondition failed",
+            ),
+            InvalidRules(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-rules",
+                "Invalid notification rules",
             ),
             NoRoute(_) => (StatusCode::NOT_FOUND, "no-route", "No such route"),
             MethodNotAllowed => (

@@ -15,6 +15,12 @@
 //! - `syncbridge up` prints a one-time sign-in link (as Jupyter does): a
 //!   secret `sbl_…` stored hashed as `lgn_…` with admin scope, good for one
 //!   sign-in within [`LOGIN_TTL`]; using it revokes it.
+//! - Sessions and links carry their end (`ApiKey::expires_at`), and the
+//!   store deletes the expired, signed-out and spent ones
+//!   (`Store::prune_api_keys`) at every sign-in, the only place new ones
+//!   are made, so their number stays bounded by the sign-ins of the last
+//!   [`LOGIN_TTL`] without a timer; an expired session presented is
+//!   refused and pruned at once.
 
 use std::time::Duration;
 
@@ -70,13 +76,18 @@ pub fn csrf_matches(session: &str, presented: &str) -> bool {
 
 /// The session secret in a request's cookies, if any.
 pub fn cookie_of(headers: &HeaderMap) -> Option<&str> {
+    cookie_named(headers, COOKIE)
+}
+
+/// The value of cookie `name` in a request's `Cookie` headers, if any.
+pub fn cookie_named<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.trim())
 }
 
@@ -91,6 +102,7 @@ pub async fn create_login(store: &dyn Store, now: Timestamp) -> Result<SecretStr
             hash: keys::hash(&secret),
             created_at: now,
             revoked_at: None,
+            expires_at: Some(now.add(LOGIN_TTL)),
         })
         .await?;
     Ok(SecretString::new(secret))
@@ -104,7 +116,17 @@ pub async fn find(
     now: Timestamp,
 ) -> Result<Option<ApiKey>, ApiError> {
     let found = keys::find_live(store, secret, SESSION_PREFIX, SESSION_ID_PREFIX).await?;
-    Ok(found.filter(|s| s.created_at.add(SESSION_TTL) > now))
+    match found {
+        Some(s) if s.created_at.add(SESSION_TTL) > now => Ok(Some(s)),
+        Some(s) => {
+            // Expired: refused, and deleted (with any other expired one)
+            // so a stale cookie finds nothing next time.
+            let pruned = store.prune_api_keys(now).await?;
+            tracing::info!(session = %s.id, pruned, "expired dashboard session refused and pruned");
+            Ok(None)
+        }
+        None => Ok(None),
+    }
 }
 
 /// Body of `POST /v1/session`: exactly one of the two.
@@ -193,6 +215,14 @@ pub async fn sign_in(
     let Json(b) = body?;
     let now = app.clock.now();
     let scope = credential_scope(app.store.as_ref(), &b, now).await?;
+    // Sessions and links are only made here: pruning here bounds them.
+    let pruned = app.store.prune_api_keys(now).await?;
+    if pruned > 0 {
+        tracing::info!(
+            pruned,
+            "pruned expired, signed-out and spent dashboard sessions"
+        );
+    }
     let secret = keys::random_secret(SESSION_PREFIX);
     let session = ApiKey {
         id: keys::random_id_with(SESSION_ID_PREFIX),
@@ -201,6 +231,7 @@ pub async fn sign_in(
         hash: keys::hash(&secret),
         created_at: now,
         revoked_at: None,
+        expires_at: Some(now.add(SESSION_TTL)),
     };
     app.store.create_api_key(&session).await?;
     tracing::info!(session = %session.id, scope = scope.as_str(), "dashboard sign-in");

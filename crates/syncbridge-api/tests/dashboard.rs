@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use syncbridge_api::{keys, session};
 use syncbridge_core::apikeys::ApiScope;
-use syncbridge_core::{ManualClock, Timestamp};
+use syncbridge_core::{Clock as _, ManualClock, Timestamp};
 use syncbridge_functions::{AppState, Settings};
 use tower::ServiceExt;
 
@@ -773,4 +773,214 @@ async fn run_stats_per_hour() {
     for bad in ["?hours=0", "?hours=169", "?hours=x"] {
         assert_problem(&get(bad).await, 400, "invalid-request");
     }
+}
+
+/// The API with a notification service: channels `ops-slack` and `oncall`,
+/// the file's rules sending everything to `ops-slack`.
+async fn api_with_notify() -> Api {
+    let mut a = api().await;
+    let config = syncbridge_notify::NotifyConfig {
+        channels: vec![
+            syncbridge_notify::ChannelConfig::slack("ops-slack", "http://127.0.0.1:9/slack"),
+            syncbridge_notify::ChannelConfig::teams("oncall", "http://127.0.0.1:9/teams"),
+        ],
+        rules: vec![syncbridge_notify::Rule::new(&["ops-slack"])],
+        ..Default::default()
+    };
+    let svc =
+        syncbridge_notify::NotificationService::open_in_dir(a._dir.path(), config, a.clock.clone())
+            .unwrap();
+    svc.use_stored_rules(a.app.store.clone(), Duration::from_secs(3600));
+    a.app.notify = Some(svc);
+    a.router = syncbridge_api::router(a.app.clone());
+    a
+}
+
+/// Notification rules are edited as a whole: the file's rules until a save
+/// (ETag "0"); a valid save under If-Match is stored (ETag "1") and shown;
+/// an unknown channel, kind or severity, or a default route with a tenant,
+/// is 422 naming the entry; a stale If-Match is 412; a write key is 403 —
+/// and none of those refused saves changes what is stored.
+#[tokio::test]
+async fn notification_rules_edit() {
+    let a = api_with_notify().await;
+    let admin = a.key(ApiScope::Admin).await;
+    let write = a.key(ApiScope::Write).await;
+    let get = || {
+        let (a, admin) = (&a, &admin);
+        async move {
+            let r = a
+                .call(
+                    "GET",
+                    "/api/v1/notifications",
+                    Req {
+                        bearer: Some(admin),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            r
+        }
+    };
+    let put = |body: Value, key: &'static str, if_match: Option<&'static str>| {
+        let key = if key == "admin" {
+            admin.clone()
+        } else {
+            write.clone()
+        };
+        let a = &a;
+        async move {
+            let mut req = Request::builder()
+                .method("PUT")
+                .uri("/api/v1/notifications/rules")
+                .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                .header(header::CONTENT_TYPE, "application/json");
+            if let Some(m) = if_match {
+                req = req.header(header::IF_MATCH, m);
+            }
+            let resp = a
+                .router
+                .clone()
+                .oneshot(req.body(Body::from(body.to_string())).unwrap())
+                .await
+                .unwrap();
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            Reply {
+                status,
+                headers,
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                text: String::from_utf8_lossy(&bytes).into_owned(),
+            }
+        }
+    };
+
+    let before = get().await;
+    assert_eq!(before.headers[header::ETAG], "\"0\"");
+    assert_eq!(before.body["rules_source"], "file");
+    assert_eq!(before.body["rules"][0]["channels"], json!(["ops-slack"]));
+
+    let good = json!({
+        "rules": [
+            {"tenant": "acme", "kinds": ["sync_run_failed"], "min_severity": "warning", "channels": ["oncall"]},
+            {"tenant": null, "kinds": [], "min_severity": "info", "channels": ["ops-slack", "oncall"]}
+        ],
+        "default_route": {"tenant": null, "kinds": [], "min_severity": "critical", "channels": ["ops-slack"]}
+    });
+    let saved = put(good.clone(), "admin", Some("\"0\"")).await;
+    assert_eq!(saved.status, 200, "{}", saved.text);
+    assert_eq!(saved.headers[header::ETAG], "\"1\"");
+    let after = get().await;
+    assert_eq!(after.headers[header::ETAG], "\"1\"");
+    assert_eq!(after.body["rules_source"], "store");
+    assert_eq!(after.body["rules_version"], 1);
+    assert_eq!(after.body["rules"], good["rules"]);
+    assert_eq!(after.body["default_route"], good["default_route"]);
+
+    // Refused saves: each names the bad entry; nothing is written.
+    let mut bad_channel = good.clone();
+    bad_channel["rules"][1]["channels"] = json!(["ops-slack", "pager"]);
+    let mut bad_kind = good.clone();
+    bad_kind["rules"][0]["kinds"] = json!(["sync_exploded"]);
+    let mut bad_severity = good.clone();
+    bad_severity["rules"][1]["min_severity"] = json!("urgent");
+    let mut tenant_default = good.clone();
+    tenant_default["default_route"]["tenant"] = json!("acme");
+    let mut no_channel = good.clone();
+    no_channel["default_route"]["channels"] = json!([]);
+    for (body, names) in [
+        (bad_channel, ["rule 2", "\"pager\""]),
+        (bad_kind, ["rule 1", "\"sync_exploded\""]),
+        (bad_severity, ["rule 2", "\"urgent\""]),
+        (tenant_default, ["default route", "tenant"]),
+        (no_channel, ["default route", "no channel"]),
+    ] {
+        let r = put(body, "admin", None).await;
+        assert_problem(&r, 422, "invalid-rules");
+        let detail = r.body["detail"].as_str().unwrap();
+        for n in names {
+            assert!(detail.contains(n), "{detail:?} should name {n}");
+        }
+    }
+    let stale = put(json!({"rules": []}), "admin", Some("\"0\"")).await;
+    assert_problem(&stale, 412, "precondition-failed");
+    let by_write_key = put(json!({"rules": []}), "write", None).await;
+    assert_problem(&by_write_key, 403, "forbidden");
+    let unchanged = get().await;
+    assert_eq!(unchanged.headers[header::ETAG], "\"1\"");
+    assert_eq!(unchanged.body["rules"], good["rules"]);
+    assert_eq!(unchanged.body["default_route"], good["default_route"]);
+
+    // Without If-Match a save applies to the current version.
+    let cleared = put(json!({"rules": []}), "admin", None).await;
+    assert_eq!(cleared.status, 200, "{}", cleared.text);
+    assert_eq!(cleared.headers[header::ETAG], "\"2\"");
+    assert_eq!(cleared.body["rules"], json!([]));
+    assert_eq!(cleared.body["default_route"], Value::Null);
+}
+
+/// Expired sessions are refused and deleted; a live one is kept; signing
+/// in prunes signed-out sessions and spent sign-in links.
+#[tokio::test]
+async fn expired_sessions_are_pruned() {
+    let a = api().await;
+    let store = a.app.store.clone();
+    let key = a.key(ApiScope::Admin).await;
+    let (old, _) = a.sign_in(json!({ "api_key": key })).await;
+    a.clock.advance(Duration::from_secs(3600));
+    let (live, _) = a.sign_in(json!({ "api_key": key })).await;
+    let (gone, r) = a.sign_in(json!({ "api_key": key })).await;
+    let csrf = r.body["csrf_token"].as_str().unwrap().to_owned();
+    let out = Req {
+        cookie: Some(&gone),
+        csrf: Some(&csrf),
+        ..Default::default()
+    };
+    assert_eq!(a.call("DELETE", "/api/v1/session", out).await.status, 204);
+    let link = session::create_login(store.as_ref(), a.clock.now())
+        .await
+        .unwrap();
+    a.sign_in(json!({ "login_token": link.expose() })).await;
+    let ids = || {
+        let store = store.clone();
+        async move {
+            let mut ids: Vec<String> = store
+                .list_api_keys()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|k| k.id[..4].to_owned())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    // Signing in with the link spent it, then pruned it and `gone` (signed
+    // out): left are the key, `old`, `live` and the link's session.
+    assert_eq!(ids().await, ["key_", "ses_", "ses_", "ses_"]);
+
+    // `old` is past its lifetime, `live` is not.
+    a.clock
+        .advance(session::SESSION_TTL - Duration::from_secs(1800));
+    let call = |secret: &str| {
+        let a = &a;
+        let secret = secret.to_owned();
+        async move {
+            a.call(
+                "GET",
+                "/api/v1/health",
+                Req {
+                    cookie: Some(&secret),
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+    };
+    assert_problem(&call(&old).await, 401, "unauthorized");
+    assert_eq!(call(&live).await.status, 200, "the live session is kept");
+    // The refusal deleted `old`; `live` and the link's session remain.
+    assert_eq!(ids().await, ["key_", "ses_", "ses_"]);
 }

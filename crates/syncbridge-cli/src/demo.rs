@@ -422,17 +422,18 @@ async fn connect_through_flow(
         },
     )
     .await?;
-    let landed = reqwest::Client::new()
-        .get(&made.connect_url)
-        .send()
+    // A browser, cookies included: the callback must come from the browser
+    // that opened the link.
+    let landed = syncbridge_sandbox::browser::Browser::new()
+        .walk(&made.connect_url, |_| false)
         .await
         .context("opening the connect link")?;
-    let back: std::collections::HashMap<String, String> =
-        landed.url().query_pairs().into_owned().collect();
+    let last = landed.chain.last().expect("a walk requests its first URL");
+    let back: std::collections::HashMap<String, String> = last.query_pairs().into_owned().collect();
     if back.get("connection_id") != Some(&conn.id.to_string()) {
         bail!(
             "the connect flow ended on {} ({}), not connected",
-            landed.url().path(),
+            last.path(),
             back.get("error").map_or("no error code", String::as_str)
         );
     }

@@ -66,6 +66,11 @@ pub struct ApiKey {
     /// When it was revoked; a revoked key authenticates nothing.
     #[serde(default)]
     pub revoked_at: Option<Timestamp>,
+    /// When it stops working by itself (dashboard sessions and sign-in
+    /// links; `None` for API keys). Expired or revoked, such a key is
+    /// deleted by `Store::prune_api_keys`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
 }
 
 #[cfg(test)]

@@ -48,6 +48,12 @@ pub enum ConnectStage {
         verifier: Option<SealedSecrets>,
         /// The `redirect_uri` of the authorization request.
         redirect_uri: String,
+        /// SHA-256 (hex) of the cookie the opening browser was given: the
+        /// callback must come from that browser (RFC 6749 §10.12), so a
+        /// consent URL forwarded to someone else connects nothing. `None`
+        /// for a session opened before this check existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        browser_hash: Option<String>,
     },
     /// Its `state` (or key form) was used; the code is being exchanged.
     Redeemed,
@@ -90,6 +96,9 @@ pub enum ConnectError {
     ProviderError,
     /// Storing the connection failed.
     ServerError,
+    /// The callback came from another browser than the one that opened
+    /// the link (its cookie is missing or differs).
+    BrowserMismatch,
 }
 
 impl ConnectError {
@@ -102,6 +111,7 @@ impl ConnectError {
             ConnectError::ExchangeFailed => "exchange_failed",
             ConnectError::ProviderError => "provider_error",
             ConnectError::ServerError => "server_error",
+            ConnectError::BrowserMismatch => "browser_mismatch",
         }
     }
 }
@@ -147,6 +157,8 @@ pub enum Refusal {
     Invalid,
     /// Too late.
     Expired,
+    /// Not the browser that opened the link.
+    OtherBrowser,
 }
 
 impl Refusal {
@@ -155,6 +167,7 @@ impl Refusal {
         match self {
             Refusal::Invalid => ConnectError::StateInvalid,
             Refusal::Expired => ConnectError::SessionExpired,
+            Refusal::OtherBrowser => ConnectError::BrowserMismatch,
         }
     }
 }
@@ -200,6 +213,25 @@ impl ConnectSession {
             return Err(Refusal::Expired);
         }
         Ok(())
+    }
+
+    /// Whether the callback's browser, whose cookie hashes to
+    /// `cookie_hash` (`None`: it sent none), is the one that opened the
+    /// link. Call after [`Self::check_state`].
+    ///
+    /// # Errors
+    /// [`Refusal::OtherBrowser`].
+    pub fn check_browser(&self, cookie_hash: Option<&str>) -> Result<(), Refusal> {
+        match (&self.stage, cookie_hash) {
+            (
+                ConnectStage::Opened {
+                    browser_hash: Some(want),
+                    ..
+                },
+                got,
+            ) if !got.is_some_and(|g| same_hash(want, g)) => Err(Refusal::OtherBrowser),
+            _ => Ok(()),
+        }
     }
 
     /// The next version of this session at `stage`.
@@ -271,7 +303,17 @@ mod tests {
             state_hash: "cd".repeat(32),
             verifier: None,
             redirect_uri: "http://127.0.0.1/api/v1/connect/callback".into(),
+            browser_hash: Some("ef".repeat(32)),
         });
+        assert_eq!(opened.check_browser(Some(&"ef".repeat(32))), Ok(()));
+        for other in [None, Some("ee".repeat(32)), Some(String::new())] {
+            assert_eq!(
+                opened.check_browser(other.as_deref()),
+                Err(Refusal::OtherBrowser),
+                "a callback without the opening browser's cookie: {other:?}"
+            );
+        }
+        assert_eq!(Refusal::OtherBrowser.error().code(), "browser_mismatch");
         assert_eq!(opened.version, 2);
         assert_eq!(
             opened.check_link(&"ab".repeat(32), now),

@@ -18,6 +18,8 @@
 //! - [`credentials`]: the [`credentials::CredentialProvider`] hook a provider
 //!   request gets its authorization from.
 //! - [`events`]: operational events and the [`events::EventSink`] they go to.
+//! - [`notify_rules`]: notification routing rules and the versioned document
+//!   of them the dashboard saves in the store.
 //! - [`heartbeat`]: the functions' heartbeats in the store (the API's health).
 //! - [`connector`]: connector definitions, pure extraction, the HTTP adapter
 //!   for provider reads and writes, the registry of definitions.
@@ -50,6 +52,7 @@ pub mod heartbeat;
 pub mod ids;
 pub mod merge;
 pub mod model;
+pub mod notify_rules;
 pub mod pipeline;
 pub mod queue;
 pub mod ratelimit;

@@ -536,6 +536,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Marks a key revoked at `at` (kept for the record). `Ok(false)` if there
     /// is no such key; revoking a revoked key keeps its first revocation time.
     async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError>;
+    /// Deletes the keys that expire ([`ApiKey::expires_at`] set: dashboard
+    /// sessions, sign-in links) and are expired at `now` or revoked (signed
+    /// out, spent); keys without an expiry stay, revoked or not (they are
+    /// listed for the record). Returns how many were deleted.
+    async fn prune_api_keys(&self, now: Timestamp) -> Result<u64, StoreError>;
+
+    // ---- notification rules (the dashboard's; see [`crate::notify_rules`]) --
+
+    /// The stored rules, if the dashboard saved any.
+    async fn get_notification_rules(
+        &self,
+    ) -> Result<Option<crate::notify_rules::NotificationRules>, StoreError>;
+    /// Stores `rules` if the stored version is still `rules.version - 1`
+    /// (0: nothing stored yet); compare-and-swap, so of two saves from the
+    /// same version exactly one gets `true`.
+    async fn put_notification_rules(
+        &self,
+        rules: &crate::notify_rules::NotificationRules,
+    ) -> Result<bool, StoreError>;
 
     // ---- connect flow (SyncApi): connect sessions ---------------------------
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::connect::ConnectSession;
 use syncbridge_core::model::{Connection, SyncRun};
+use syncbridge_core::notify_rules::NotificationRules;
 use syncbridge_core::store::{ConnectionQuery, RunBucket, RunQuery, RunStatsQuery};
 use syncbridge_core::{RunId, StoreError, Timestamp};
 
@@ -42,6 +43,25 @@ pub(crate) struct ApiKeyDoc {
     pub kind: String,
     pub key_id: String,
     pub doc: ApiKey,
+    /// Seconds until Cosmos DB drops it: set for keys that expire
+    /// (sessions, sign-in links), a day past their end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
+}
+
+/// Partition of deployment-wide settings documents.
+pub(crate) const SETTINGS_PK: &str = "~settings";
+/// Id of the notification rules document.
+const RULES_ID: &str = "notification_rules";
+
+/// The dashboard's notification rules: one document, replaced under its ETag.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RulesDoc {
+    pub id: String,
+    pub pk: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub doc: NotificationRules,
 }
 
 /// Partition of the connect sessions.
@@ -115,6 +135,9 @@ impl CosmosStore {
             kind: "api_key".into(),
             key_id: key.id.clone(),
             doc: key.clone(),
+            ttl: key
+                .expires_at
+                .map(|end| (end.as_unix_secs() - key.created_at.as_unix_secs()).max(0) + 86_400),
         };
         if !taken.is_empty() || !self.create(API_KEY_PK, &doc.id, &doc).await? {
             return Err(StoreError::Conflict(format!("api key {}", key.id)));
@@ -168,6 +191,57 @@ impl CosmosStore {
             }
         }
         Err(StoreError::Conflict(format!("revoking api key {id}")))
+    }
+
+    /// Expiring keys that are expired or revoked, deleted one by one. The
+    /// `~apikey` partition holds the API keys and the live sessions only
+    /// (TTL drops the rest), so reading it whole is one small query.
+    pub(crate) async fn api_prune_keys(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let docs: Vec<ApiKeyDoc> = self
+            .query_all(
+                query("SELECT * FROM c WHERE c.type = 'api_key'", &[]),
+                Some(API_KEY_PK),
+            )
+            .await?;
+        let mut n = 0;
+        for d in docs {
+            let dead = d
+                .doc
+                .expires_at
+                .is_some_and(|end| end <= now || d.doc.revoked_at.is_some());
+            if dead && self.delete(API_KEY_PK, &d.id, None).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    pub(crate) async fn rules_get(&self) -> Result<Option<NotificationRules>, StoreError> {
+        Ok(self
+            .read::<RulesDoc>(SETTINGS_PK, RULES_ID)
+            .await?
+            .map(|(d, _)| d.doc))
+    }
+
+    /// Create for version 1 (409: someone saved first), else read, compare
+    /// the version, replace under the read's ETag.
+    pub(crate) async fn rules_put(&self, next: &NotificationRules) -> Result<bool, StoreError> {
+        let doc = RulesDoc {
+            id: RULES_ID.into(),
+            pk: SETTINGS_PK.into(),
+            kind: "notification_rules".into(),
+            doc: next.clone(),
+        };
+        if next.version <= 1 {
+            return self.create(SETTINGS_PK, RULES_ID, &doc).await;
+        }
+        let Some((cur, etag)) = self.read::<RulesDoc>(SETTINGS_PK, RULES_ID).await? else {
+            return Ok(false);
+        };
+        if cur.doc.version + 1 != next.version {
+            return Ok(false);
+        }
+        self.replace_if(SETTINGS_PK, RULES_ID, &doc, &etag).await
     }
 
     pub(crate) async fn connect_create(&self, s: &ConnectSession) -> Result<(), StoreError> {

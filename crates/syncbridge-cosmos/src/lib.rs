@@ -1993,6 +1993,23 @@ impl Store for CosmosStore {
         self.api_revoke_key(id, at).await
     }
 
+    async fn prune_api_keys(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.api_prune_keys(now).await
+    }
+
+    async fn get_notification_rules(
+        &self,
+    ) -> Result<Option<syncbridge_core::notify_rules::NotificationRules>, StoreError> {
+        self.rules_get().await
+    }
+
+    async fn put_notification_rules(
+        &self,
+        rules: &syncbridge_core::notify_rules::NotificationRules,
+    ) -> Result<bool, StoreError> {
+        self.rules_put(rules).await
+    }
+
     async fn create_connect_session(
         &self,
         s: &syncbridge_core::connect::ConnectSession,

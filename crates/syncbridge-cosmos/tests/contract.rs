@@ -122,6 +122,8 @@ contract!(
     conflict_pages,
     audit_pages,
     run_stats_buckets,
+    expiring_keys_pruned,
+    notification_rules_versioned,
 );
 
 /// `run_all` too, so a case added to the contract runs here even before it is

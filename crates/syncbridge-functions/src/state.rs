@@ -169,6 +169,9 @@ impl AppState {
         let registry = Registry::load(settings.connectors_dir.as_deref())?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let notify = notification_service(&settings, clock.clone())?;
+        if let Some(n) = &notify {
+            n.use_stored_rules(store.clone(), syncbridge_notify::STORED_RULES_REFRESH);
+        }
         let limits = syncbridge_ratelimit::limits_from_definitions(registry.iter());
         let limiter: Arc<dyn RateLimiter> = match &settings.redis_url {
             Some(url) => {

@@ -15,8 +15,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use syncbridge_core::events::{Event, ProductEvent, Severity};
-use syncbridge_core::{SecretString, TenantId};
+use syncbridge_core::SecretString;
+use syncbridge_core::events::{Event, ProductEvent};
 use syncbridge_signatures::WebhookSecret;
 
 use crate::error::NotifyError;
@@ -140,78 +140,7 @@ impl ChannelConfig {
     }
 }
 
-/// Routes events of some tenants and kinds to channels.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    /// Only events of this tenant; `None` matches every event, including
-    /// events that belong to no tenant.
-    #[serde(default)]
-    pub tenant: Option<TenantId>,
-    /// Only these kinds (`sync_run_failed`, …); empty matches every kind.
-    #[serde(default)]
-    pub kinds: Vec<String>,
-    /// Events below this severity are dropped (they do not fall through to
-    /// later rules).
-    #[serde(default = "default_min_severity")]
-    pub min_severity: Severity,
-    /// Channel names.
-    pub channels: Vec<String>,
-}
-
-impl Rule {
-    /// A rule for every tenant and kind with minimum severity `info`.
-    pub fn new(channels: &[&str]) -> Self {
-        Rule {
-            tenant: None,
-            kinds: Vec::new(),
-            min_severity: Severity::Info,
-            channels: channels.iter().map(|c| (*c).to_owned()).collect(),
-        }
-    }
-
-    /// Restricts the rule to one tenant.
-    pub fn tenant(mut self, tenant: TenantId) -> Self {
-        self.tenant = Some(tenant);
-        self
-    }
-
-    /// Restricts the rule to these kinds.
-    pub fn kinds(mut self, kinds: &[&str]) -> Self {
-        self.kinds = kinds.iter().map(|k| (*k).to_owned()).collect();
-        self
-    }
-
-    /// Sets the minimum severity.
-    pub fn min_severity(mut self, severity: Severity) -> Self {
-        self.min_severity = severity;
-        self
-    }
-
-    /// Whether the rule applies to the event (tenant and kind; not severity).
-    pub fn matches(&self, event: &Event) -> bool {
-        let tenant_ok = match &self.tenant {
-            None => true,
-            Some(t) => event.tenant() == Some(t),
-        };
-        tenant_ok && (self.kinds.is_empty() || self.kinds.iter().any(|k| k == event.kind()))
-    }
-}
-
-/// The route of events that no rule matches.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DefaultRoute {
-    /// Events below this severity are dropped.
-    #[serde(default = "default_min_severity")]
-    pub min_severity: Severity,
-    /// Channel names.
-    pub channels: Vec<String>,
-}
-
-fn default_min_severity() -> Severity {
-    Severity::Info
-}
+pub use syncbridge_core::notify_rules::{DefaultRoute, Rule};
 
 /// How repeats of the same failure are folded together.
 ///
@@ -513,42 +442,7 @@ impl NotifyConfig {
                 (_, None) => {}
             }
         }
-        let check_refs = |what: String, channels: &[String]| -> Result<(), NotifyError> {
-            if channels.is_empty() {
-                return Err(NotifyError::Config(format!("{what} lists no channel")));
-            }
-            for ch in channels {
-                if self
-                    .channel(ch)
-                    .is_some_and(|c| c.kind == ChannelKind::Product)
-                {
-                    return Err(NotifyError::Config(format!(
-                        "{what} names channel {ch:?}, a product channel: it receives every product event and is not routed by rules"
-                    )));
-                }
-                if !names.contains(ch.as_str()) {
-                    return Err(NotifyError::Config(format!(
-                        "{what} names channel {ch:?}, which is not configured"
-                    )));
-                }
-            }
-            Ok(())
-        };
-        for (i, rule) in self.rules.iter().enumerate() {
-            check_refs(format!("rule {}", i + 1), &rule.channels)?;
-            for k in &rule.kinds {
-                if !EVENT_KINDS.contains(&k.as_str()) {
-                    return err(format!(
-                        "rule {}: unknown event kind {k:?}; known kinds: {}",
-                        i + 1,
-                        EVENT_KINDS.join(", ")
-                    ));
-                }
-            }
-        }
-        if let Some(d) = &self.default {
-            check_refs("the default route".into(), &d.channels)?;
-        }
+        self.validate_rules(&self.rules, self.default.as_ref())?;
         if self.grouping.wait_secs > self.grouping.window_secs {
             return err("grouping.wait_secs must not exceed grouping.window_secs".into());
         }
@@ -563,6 +457,55 @@ impl NotifyConfig {
             return err(
                 "delivery.initial_backoff_secs must not exceed delivery.max_backoff_secs".into(),
             );
+        }
+        Ok(())
+    }
+
+    /// Checks a rule set against this config's channels: every rule and
+    /// the default name at least one configured channel, no product channel
+    /// (it is not routed by rules), and known event kinds. The error names
+    /// the rule (1-based) or the default route. Used for the file's rules
+    /// and for rules saved through the API before they are stored.
+    pub fn validate_rules(
+        &self,
+        rules: &[Rule],
+        default: Option<&DefaultRoute>,
+    ) -> Result<(), NotifyError> {
+        let check_refs = |what: String, channels: &[String]| -> Result<(), NotifyError> {
+            if channels.is_empty() {
+                return Err(NotifyError::Config(format!("{what} lists no channel")));
+            }
+            for ch in channels {
+                match self.channel(ch) {
+                    None => {
+                        return Err(NotifyError::Config(format!(
+                            "{what} names channel {ch:?}, which is not configured"
+                        )));
+                    }
+                    Some(c) if c.kind == ChannelKind::Product => {
+                        return Err(NotifyError::Config(format!(
+                            "{what} names channel {ch:?}, a product channel: it receives every product event and is not routed by rules"
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+            Ok(())
+        };
+        for (i, rule) in rules.iter().enumerate() {
+            check_refs(format!("rule {}", i + 1), &rule.channels)?;
+            for k in &rule.kinds {
+                if !EVENT_KINDS.contains(&k.as_str()) {
+                    return Err(NotifyError::Config(format!(
+                        "rule {}: unknown event kind {k:?}; known kinds: {}",
+                        i + 1,
+                        EVENT_KINDS.join(", ")
+                    )));
+                }
+            }
+        }
+        if let Some(d) = default {
+            check_refs("the default route".into(), &d.channels)?;
         }
         Ok(())
     }
@@ -583,7 +526,19 @@ impl NotifyConfig {
     /// Which channels an event goes to: the operators' (by the rules) and,
     /// for a product event, every product channel; `Err(reason)` when none.
     pub fn route(&self, event: &Event) -> Result<Vec<String>, &'static str> {
-        let mut out = match self.route_operators(event) {
+        self.route_with(&self.rules, self.default.as_ref(), event)
+    }
+
+    /// [`route`](Self::route) with another rule set in place of the
+    /// config's rules and default (the dashboard's stored rules); the
+    /// channels stay this config's.
+    pub fn route_with(
+        &self,
+        rules: &[Rule],
+        default: Option<&DefaultRoute>,
+        event: &Event,
+    ) -> Result<Vec<String>, &'static str> {
+        let mut out = match route_operators(rules, default, event) {
             Ok(channels) => channels,
             Err(reason) => {
                 if !self.is_product_event(event) {
@@ -611,27 +566,31 @@ impl NotifyConfig {
         event.product() != ProductEvent::No
             && self.channels.iter().any(|c| c.kind == ChannelKind::Product)
     }
+}
 
-    /// The rules' decision: the first matching rule, else the default route.
-    fn route_operators(&self, event: &Event) -> Result<Vec<String>, &'static str> {
-        let (min, channels) = match self.rules.iter().find(|r| r.matches(event)) {
-            Some(rule) => (rule.min_severity, &rule.channels),
-            None => match &self.default {
-                Some(d) => (d.min_severity, &d.channels),
-                None => return Err("no rule matches and there is no default route"),
-            },
-        };
-        if event.severity() < min {
-            return Err("below the matching rule's minimum severity");
-        }
-        let mut out: Vec<String> = Vec::with_capacity(channels.len());
-        for c in channels {
-            if !out.contains(c) {
-                out.push(c.clone());
-            }
-        }
-        Ok(out)
+/// The rules' decision: the first matching rule, else the default route.
+fn route_operators(
+    rules: &[Rule],
+    default: Option<&DefaultRoute>,
+    event: &Event,
+) -> Result<Vec<String>, &'static str> {
+    let (min, channels) = match rules.iter().find(|r| r.matches(event)) {
+        Some(rule) => (rule.min_severity, &rule.channels),
+        None => match default {
+            Some(d) => (d.min_severity, &d.channels),
+            None => return Err("no rule matches and there is no default route"),
+        },
+    };
+    if event.severity() < min {
+        return Err("below the matching rule's minimum severity");
     }
+    let mut out: Vec<String> = Vec::with_capacity(channels.len());
+    for c in channels {
+        if !out.contains(c) {
+            out.push(c.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// Checks a channel URL without ever printing it.

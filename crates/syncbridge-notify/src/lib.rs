@@ -64,6 +64,15 @@
 //! channels = ["ops-slack", "product"]
 //! ```
 //!
+//! # Rules saved from the dashboard
+//!
+//! The rules (not the channels, which hold secrets) can also be edited in
+//! the dashboard (`PUT /v1/notifications/rules`); they are stored as one
+//! versioned document in the store (core's `notify_rules`) and, while one
+//! is stored, replace the file's `[[rules]]` and `[default]` as a whole.
+//! [`NotificationService::use_stored_rules`] turns this on (every binary
+//! does); the store is re-read at most every [`STORED_RULES_REFRESH`].
+//!
 //! # Product webhooks
 //!
 //! A `product` channel (`type = "product"`, or the one
@@ -114,4 +123,4 @@ pub use config::{
 pub use error::NotifyError;
 pub use outbox::{DeadMessage, EnqueueOutcome, OutboxStats};
 pub use render::{Notification, Occurrence};
-pub use service::{DeliveryReport, NotificationService, send_test};
+pub use service::{DeliveryReport, NotificationService, STORED_RULES_REFRESH, send_test};

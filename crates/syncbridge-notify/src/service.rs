@@ -4,12 +4,13 @@
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use syncbridge_core::events::{Event, EventSink, ProductEvent};
-use syncbridge_core::{Clock, SecretString, SystemClock, Timestamp};
+use syncbridge_core::notify_rules::NotificationRules;
+use syncbridge_core::{Clock, SecretString, Store, SystemClock, Timestamp};
 use syncbridge_signatures::WebhookSecret;
 
 use crate::channel::{self, Attempt};
@@ -39,10 +40,34 @@ pub struct NotificationService {
 struct Inner {
     path: PathBuf,
     config: NotifyConfig,
+    stored: OnceLock<StoredRules>,
     db: Arc<Mutex<Connection>>,
     clock: Arc<dyn Clock>,
     client: reqwest::Client,
     wake: tokio::sync::Notify,
+}
+
+/// How often a process re-reads the dashboard's stored rules, at most: 10 s.
+/// A save reaches every binary within that (the API's own process at once:
+/// it forgets its cache when it saves), which is well inside how fast an
+/// operator expects an edited rule to apply; and it costs at most one
+/// point read (1 RU on Cosmos DB) per process per 10 s, only while events
+/// flow, however many events a burst routes.
+pub const STORED_RULES_REFRESH: Duration = Duration::from_secs(10);
+
+/// The dashboard's rules in the store, and the process's one cache of them.
+struct StoredRules {
+    store: Arc<dyn Store>,
+    refresh: Duration,
+    cache: tokio::sync::Mutex<RulesCache>,
+}
+
+#[derive(Default)]
+struct RulesCache {
+    /// When the store was last read (monotonic; `None`: read at the next event).
+    read_at: Option<Instant>,
+    /// The stored rules as of that read, when usable.
+    rules: Option<Arc<NotificationRules>>,
 }
 
 impl fmt::Debug for NotificationService {
@@ -80,6 +105,7 @@ impl NotificationService {
             inner: Arc::new(Inner {
                 path,
                 config,
+                stored: OnceLock::new(),
                 db: Arc::new(Mutex::new(conn)),
                 clock,
                 client,
@@ -107,6 +133,62 @@ impl NotificationService {
         &self.inner.config
     }
 
+    /// Routes with the rules the dashboard saved in `store` whenever there
+    /// are any (they replace the file's rules and default route as a
+    /// whole), else with the file's. The store is read lazily, when an event
+    /// is routed and the last read is older than `refresh`: one cache per
+    /// process, not a query per event, and an idle process reads nothing.
+    /// Set once; later calls are ignored (the binaries call it at start).
+    pub fn use_stored_rules(&self, store: Arc<dyn Store>, refresh: Duration) {
+        let _ = self.inner.stored.set(StoredRules {
+            store,
+            refresh,
+            cache: tokio::sync::Mutex::new(RulesCache::default()),
+        });
+    }
+
+    /// Forgets the cached stored rules, so the next event reads the store
+    /// (the API calls it after saving rules, so its own process routes with
+    /// them at once).
+    pub async fn forget_stored_rules(&self) {
+        if let Some(s) = self.inner.stored.get() {
+            s.cache.lock().await.read_at = None;
+        }
+    }
+
+    /// The stored rules in force: the cached ones while fresh, else read
+    /// again. Rules that no longer fit the config (a channel was removed
+    /// from the file since they were saved) are not used: the file's rules
+    /// route instead, and an error says why. A failed read keeps what was
+    /// cached until the next refresh.
+    async fn stored_rules(&self) -> Option<Arc<NotificationRules>> {
+        let s = self.inner.stored.get()?;
+        let mut cache = s.cache.lock().await;
+        if cache.read_at.is_some_and(|at| at.elapsed() < s.refresh) {
+            return cache.rules.clone();
+        }
+        cache.read_at = Some(Instant::now());
+        match s.store.get_notification_rules().await {
+            Ok(Some(r)) => match self
+                .inner
+                .config
+                .validate_rules(&r.rules, r.default.as_ref())
+            {
+                Ok(()) => cache.rules = Some(Arc::new(r)),
+                Err(e) => {
+                    tracing::error!(version = r.version, error = %e,
+                        "the stored notification rules do not fit the config; routing with the file's rules");
+                    cache.rules = None;
+                }
+            },
+            Ok(None) => cache.rules = None,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the stored notification rules failed; keeping the last ones");
+            }
+        }
+        cache.rules.clone()
+    }
+
     async fn with_db<T, F>(&self, f: F) -> Result<T, NotifyError>
     where
         T: Send + 'static,
@@ -131,7 +213,13 @@ impl NotificationService {
     /// Routes and records one event (at the service clock's time). Once this
     /// returns `Ok`, the resulting message survives a crash.
     pub async fn enqueue(&self, event: Event) -> Result<EnqueueOutcome, NotifyError> {
-        let channels = match self.inner.config.route(&event) {
+        let stored = self.stored_rules().await;
+        let cfg = &self.inner.config;
+        let routed = match &stored {
+            Some(r) => cfg.route_with(&r.rules, r.default.as_ref(), &event),
+            None => cfg.route(&event),
+        };
+        let channels = match routed {
             Ok(c) => c,
             Err(reason) => return Ok(EnqueueOutcome::Dropped(reason)),
         };

@@ -54,6 +54,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod browser;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -7,6 +7,7 @@ use rusqlite::{Connection as Db, OptionalExtension, params, params_from_iter};
 use syncbridge_core::apikeys::ApiKey;
 use syncbridge_core::connect::ConnectSession;
 use syncbridge_core::model::{Connection, SyncRun};
+use syncbridge_core::notify_rules::NotificationRules;
 use syncbridge_core::store::{ConnectionQuery, RunBucket, RunQuery, RunStatsQuery};
 use syncbridge_core::{RunId, StoreError, Timestamp};
 
@@ -74,6 +75,55 @@ pub(crate) fn revoke_api_key(db: &mut Db, id: &str, at: Timestamp) -> Result<boo
     }
     tx.commit().map_err(backend)?;
     Ok(true)
+}
+
+/// Deletes expiring keys (sessions, sign-in links) that are expired or
+/// revoked; one statement reading the partial index `api_keys_expiry`,
+/// which holds only those (`SCAN api_keys USING INDEX api_keys_expiry`),
+/// never the API keys.
+pub(crate) fn prune_api_keys(db: &Db, now: Timestamp) -> Result<u64, StoreError> {
+    let n = db
+        .execute(
+            "DELETE FROM api_keys WHERE json_extract(doc, '$.expires_at') IS NOT NULL
+             AND (json_extract(doc, '$.expires_at') <= ?1 OR json_extract(doc, '$.revoked_at') IS NOT NULL)",
+            [now.as_millis()],
+        )
+        .map_err(backend)?;
+    Ok(n as u64)
+}
+
+pub(crate) fn get_notification_rules(db: &Db) -> Result<Option<NotificationRules>, StoreError> {
+    let doc: Option<String> = db
+        .query_row("SELECT doc FROM notification_rules WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(backend)?;
+    doc.map(|d| from_json("notification rules", &d)).transpose()
+}
+
+/// Compare-and-swap on the one row's version: an insert when the expected
+/// version is 0 (a row already there fails it), else one conditional update.
+pub(crate) fn put_notification_rules(
+    db: &Db,
+    next: &NotificationRules,
+) -> Result<bool, StoreError> {
+    let version = i64::try_from(next.version)
+        .map_err(|_| StoreError::Corrupt("notification rules version overflows".into()))?;
+    let n = if version <= 1 {
+        db.execute(
+            "INSERT INTO notification_rules (id, version, doc) VALUES (1, ?1, ?2)
+             ON CONFLICT(id) DO NOTHING",
+            params![version, to_json(next)],
+        )
+    } else {
+        db.execute(
+            "UPDATE notification_rules SET version = ?1, doc = ?2 WHERE id = 1 AND version = ?3",
+            params![version, to_json(next), version - 1],
+        )
+    }
+    .map_err(backend)?;
+    Ok(n == 1)
 }
 
 /// A connection's tag: its version, and its creation time, so a connection
@@ -162,7 +212,20 @@ pub(crate) fn put_function_beat(
     tx.commit().map_err(backend)
 }
 
+/// How long an expired connect session is kept (so its link still answers
+/// "expired", not "unknown"); Cosmos DB's per-item TTL keeps them as long.
+const CONNECT_SESSION_GRACE_MS: i64 = 86_400_000;
+
+/// Stores a session, first deleting the ones a day past their expiry:
+/// sessions are only made here, so this bounds them without a timer (one
+/// range delete on `connect_sessions_expiry`; the new session's creation
+/// time is the clock).
 pub(crate) fn create_connect_session(db: &Db, s: &ConnectSession) -> Result<(), StoreError> {
+    db.execute(
+        "DELETE FROM connect_sessions WHERE expires_at < ?1",
+        [s.created_at.as_millis() - CONNECT_SESSION_GRACE_MS],
+    )
+    .map_err(backend)?;
     match db.execute(
         "INSERT INTO connect_sessions (id, version, expires_at, doc) VALUES (?1, ?2, ?3, ?4)",
         params![s.id, s.version, s.expires_at.as_millis(), to_json(s)],

@@ -54,6 +54,7 @@ use syncbridge_core::model::{
     AuditRecord, Connection, Lease, Priority, QuarantinedMessage, Record, SyncRun, SyncTask,
     TaskChange, WebhookEvent,
 };
+use syncbridge_core::notify_rules::NotificationRules;
 use syncbridge_core::store::{
     AuditEntry, AuditQuery, ClaimOutcome, ConflictQuery, IdempotencyClaim, StoredAnswer,
 };
@@ -462,7 +463,7 @@ impl SqliteStore {
 /// without a read: `put_task` may replace a task with a new one at the
 /// same version, e.g. `connections add --replace`, and that one must not
 /// get the old lease); `false` if it moved on, was replaced or is gone. It
-/// writes the narrow `task_state` row only, never the document (migration 16
+/// writes the narrow `task_state` row only, never the document (migration 17
 /// moved documents out so that a tick's tens of thousands of leases dirty
 /// few pages), and assigns only the columns a lease changes, because
 /// SQLite rewrites every index on an assigned column: `next_run_at` and
@@ -1324,6 +1325,20 @@ impl Store for SqliteStore {
     async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.with(move |db| api::revoke_api_key(db, &id, at)).await
+    }
+
+    async fn prune_api_keys(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.with(move |db| api::prune_api_keys(db, now)).await
+    }
+
+    async fn get_notification_rules(&self) -> Result<Option<NotificationRules>, StoreError> {
+        self.with(|db| api::get_notification_rules(db)).await
+    }
+
+    async fn put_notification_rules(&self, rules: &NotificationRules) -> Result<bool, StoreError> {
+        let rules = rules.clone();
+        self.with(move |db| api::put_notification_rules(db, &rules))
+            .await
     }
 
     async fn create_connect_session(&self, s: &ConnectSession) -> Result<(), StoreError> {

@@ -306,7 +306,23 @@ const MIGRATIONS: &[&[Step]] = &[
         json_extract(doc, '$.counts.updated'), json_extract(doc, '$.counts.deleted'),
         json_extract(doc, '$.finished_at'));",
     )],
-    // 16: a task lives in two tables: `task_state`, the narrow row a
+    // 16: the dashboard's notification rules (core's `notify_rules`): one
+    //     document, replaced by compare-and-swap on `version`. Pruning
+    //     reads indexes: expiring API keys (sessions, sign-in links) through
+    //     a partial index only they are in (the expression spelled exactly
+    //     as `api::prune_api_keys` spells it), connect sessions by a range
+    //     on `expires_at`.
+    &[Step::Sql(
+        "CREATE TABLE IF NOT EXISTS notification_rules (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL,
+        doc TEXT NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS api_keys_expiry ON api_keys (json_extract(doc, '$.expires_at'))
+        WHERE json_extract(doc, '$.expires_at') IS NOT NULL;
+     CREATE INDEX IF NOT EXISTS connect_sessions_expiry ON connect_sessions (expires_at);",
+    )],
+    // 17: a task lives in two tables: `task_state`, the narrow row a
     //     scheduler tick reads by index and writes (the lease's token and
     //     expiry, version, priority, the generation a lease is fenced by,
     //     the due, stall and eligibility times), and `task_docs`, its
@@ -314,7 +330,7 @@ const MIGRATIONS: &[&[Step]] = &[
     //     merges over the document, so a tick leasing tens of thousands of
     //     tasks dirties pages of small rows instead of rewriting every
     //     document (BENCHMARKS.md, "Scheduler at scale"). The rows move
-    //     out of `tasks`, which stays, empty, so that migrations 1-15 can
+    //     out of `tasks`, which stays, empty, so that migrations 1-16 can
     //     run again on it (they name its columns); copies never overwrite,
     //     so running this again changes nothing. A document that is not
     //     JSON keeps no lease (reading that task fails as before).

@@ -45,6 +45,8 @@ contract!(
     conflict_pages,
     audit_pages,
     run_stats_buckets,
+    expiring_keys_pruned,
+    notification_rules_versioned,
 );
 
 /// Reopening the file keeps every committed record and migrations are not re-run destructively.
@@ -127,3 +129,42 @@ macro_rules! feed_contract {
 }
 
 feed_contract!(records_feed_page_commits, records_feed_record_writes);
+
+/// Connect sessions a day past their expiry are deleted when the next
+/// session is created (the only place they are made); a session expired
+/// less than a day ago (its link still answers "expired") and live ones
+/// are kept. Cosmos DB drops them by per-item TTL at the same age.
+#[tokio::test]
+async fn expired_connect_sessions_are_pruned() {
+    use syncbridge_core::connect::SESSION_TTL;
+    use syncbridge_store_contract::connect_session;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_in(dir.path()).unwrap();
+    let old = connect_session(1);
+    let recent = connect_session(2);
+    let recent = syncbridge_core::connect::ConnectSession {
+        created_at: old.created_at.add(std::time::Duration::from_secs(3600)),
+        expires_at: old.expires_at.add(std::time::Duration::from_secs(3600)),
+        ..recent
+    };
+    store.create_connect_session(&old).await.unwrap();
+    store.create_connect_session(&recent).await.unwrap();
+    // A new session a day and a half hour after `old` expired: `old` is past
+    // the day of grace, `recent` is not.
+    let day = std::time::Duration::from_secs(86_400);
+    let new = syncbridge_core::connect::ConnectSession {
+        created_at: old
+            .expires_at
+            .add(day)
+            .add(std::time::Duration::from_secs(1800)),
+        expires_at: old.expires_at.add(day).add(SESSION_TTL),
+        ..connect_session(3)
+    };
+    store.create_connect_session(&new).await.unwrap();
+    assert_eq!(store.get_connect_session(&old.id).await.unwrap(), None);
+    assert_eq!(
+        store.get_connect_session(&recent.id).await.unwrap(),
+        Some(recent)
+    );
+    assert_eq!(store.get_connect_session(&new.id).await.unwrap(), Some(new));
+}

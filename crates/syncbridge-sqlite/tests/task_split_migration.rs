@@ -1,4 +1,4 @@
-//! Migration 16 (a task's narrow row apart from its document) on a file
+//! Migration 17 (a task's narrow row apart from its document) on a file
 //! written by the previous schema: every task reads back as it was, leases
 //! and their fencing carry over, and running it again changes nothing.
 
@@ -17,9 +17,9 @@ fn at(secs: u64) -> Timestamp {
     Timestamp::from_millis(T0).add(Duration::from_secs(secs))
 }
 
-/// Writes `t` as schema 15 did: every column and the whole document in one
+/// Writes `t` as schema 16 did: every column and the whole document in one
 /// `tasks` row.
-fn write_v15(db: &rusqlite::Connection, t: &SyncTask) {
+fn write_v16(db: &rusqlite::Connection, t: &SyncTask) {
     db.execute(
         "INSERT INTO tasks (id, connection, priority, next_run_at, lease_until, version, doc, stall_at, eligible_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, MAX(?4, COALESCE(?5 + 1, ?4)))",
@@ -37,15 +37,15 @@ fn write_v15(db: &rusqlite::Connection, t: &SyncTask) {
     .unwrap();
 }
 
-/// A schema-15 file holding `tasks` (a fresh file, its task tables of
-/// schema 16 dropped, the version set back).
-fn v15_file(path: &std::path::Path, tasks: &[SyncTask]) {
+/// A schema-16 file holding `tasks` (a fresh file, its task tables of
+/// schema 17 dropped, the version set back).
+fn v16_file(path: &std::path::Path, tasks: &[SyncTask]) {
     drop(SqliteStore::open(path).unwrap());
     let db = rusqlite::Connection::open(path).unwrap();
-    db.execute_batch("DROP TABLE task_state; DROP TABLE task_docs; PRAGMA user_version = 15;")
+    db.execute_batch("DROP TABLE task_state; DROP TABLE task_docs; PRAGMA user_version = 16;")
         .unwrap();
     for t in tasks {
-        write_v15(&db, t);
+        write_v16(&db, t);
     }
 }
 
@@ -53,10 +53,10 @@ fn ids(v: &[SyncTask]) -> Vec<&str> {
     v.iter().map(|t| t.id.as_str()).collect()
 }
 
-/// What was tried: three tasks written under schema 15 (one due, one
+/// What was tried: three tasks written under schema 16 (one due, one
 /// leased by a worker in its second generation with a cursor, one boosted
 /// and due later), the file opened by this build, then opened again with
-/// the version set back to 15 and to 0 (every migration re-run on its own
+/// the version set back to 16 and to 0 (every migration re-run on its own
 /// work). What holds: each task reads back equal to what was written; the
 /// leased one is not due and its lease is fenced by version and generation
 /// (a stale request loses, the current one wins); due order and the boost
@@ -76,9 +76,9 @@ async fn tasks_move_out_and_keep_their_leases() {
     let mut boosted = task("c2", "contacts", Priority::Interactive);
     boosted.next_run_at = at(30);
     let written = [due.clone(), leased.clone(), boosted.clone()];
-    v15_file(&path, &written);
+    v16_file(&path, &written);
 
-    for back_to in [None, Some(15), Some(0)] {
+    for back_to in [None, Some(16), Some(0)] {
         if let Some(v) = back_to {
             rusqlite::Connection::open(&path)
                 .unwrap()

@@ -1710,6 +1710,7 @@ fn api_key(id: &str, hash: &str, scope: ApiScope) -> ApiKey {
         hash: hash.into(),
         created_at: T0,
         revoked_at: None,
+        expires_at: None,
     }
 }
 
@@ -1879,6 +1880,118 @@ pub async fn connection_and_run_pages(store: Arc<dyn Store>) {
     );
 }
 
+/// Expiring keys (dashboard sessions, sign-in links) are deleted once
+/// expired or revoked; live ones and API keys (no expiry), revoked or
+/// not, are kept.
+pub async fn expiring_keys_pruned(store: Arc<dyn Store>) {
+    let expiring = |id: &str, hash: char, end: Timestamp| ApiKey {
+        expires_at: Some(end),
+        ..api_key(id, &hash.to_string().repeat(64), ApiScope::Admin)
+    };
+    let end = T0.add(Duration::from_secs(3600));
+    let live = expiring("ses_live", 'a', end);
+    let expired = expiring("ses_old", 'b', T0.add(Duration::from_secs(60)));
+    let spent = expiring("lgn_spent", 'c', end);
+    let key = api_key("key_plain", &"d".repeat(64), ApiScope::Read);
+    let revoked_key = api_key("key_revoked", &"e".repeat(64), ApiScope::Read);
+    for k in [&live, &expired, &spent, &key, &revoked_key] {
+        store.create_api_key(k).await.unwrap();
+    }
+    assert!(store.revoke_api_key("lgn_spent", T0).await.unwrap());
+    assert!(store.revoke_api_key("key_revoked", T0).await.unwrap());
+    assert_eq!(
+        store
+            .find_api_key(&live.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at,
+        Some(end),
+        "the expiry is stored"
+    );
+    let now = T0.add(Duration::from_secs(60));
+    assert_eq!(store.prune_api_keys(now).await.unwrap(), 2);
+    let ids: Vec<String> = store
+        .list_api_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, ["key_plain", "key_revoked", "ses_live"]);
+    assert_eq!(store.find_api_key(&expired.hash).await.unwrap(), None);
+    assert_eq!(
+        store.prune_api_keys(now).await.unwrap(),
+        0,
+        "nothing left to prune"
+    );
+    assert_eq!(
+        store.prune_api_keys(end).await.unwrap(),
+        1,
+        "the live one ends too"
+    );
+}
+
+/// The notification rules: one document, absent at first, written by
+/// compare-and-swap on its version (of two saves from one version exactly
+/// one wins; a stale or skipped version writes nothing).
+pub async fn notification_rules_versioned(store: Arc<dyn Store>) {
+    use syncbridge_core::events::Severity;
+    use syncbridge_core::notify_rules::{DefaultRoute, NotificationRules, Rule};
+    assert_eq!(store.get_notification_rules().await.unwrap(), None);
+    let v1 = NotificationRules {
+        version: 1,
+        rules: vec![
+            Rule::new(&["ops"])
+                .tenant(TenantId::parse("acme").unwrap())
+                .kinds(&["sync_run_failed"])
+                .min_severity(Severity::Warning),
+        ],
+        default: Some(DefaultRoute {
+            min_severity: Severity::Critical,
+            channels: vec!["ops".into(), "pager".into()],
+        }),
+        updated_at: T0,
+    };
+    let other_v1 = NotificationRules {
+        rules: Vec::new(),
+        default: None,
+        ..v1.clone()
+    };
+    let (a, b) = tokio::join!(
+        store.put_notification_rules(&v1),
+        store.put_notification_rules(&other_v1)
+    );
+    assert!(a.unwrap() ^ b.unwrap(), "exactly one first save wins");
+    let won = store.get_notification_rules().await.unwrap().unwrap();
+    assert!(won == v1 || won == other_v1, "stored whole: {won:?}");
+    assert!(
+        !store.put_notification_rules(&v1).await.unwrap(),
+        "a second version 1 is refused"
+    );
+    let v3 = NotificationRules {
+        version: 3,
+        ..v1.clone()
+    };
+    assert!(
+        !store.put_notification_rules(&v3).await.unwrap(),
+        "no skipping"
+    );
+    let v2 = NotificationRules {
+        version: 2,
+        rules: vec![Rule::new(&["pager"])],
+        default: None,
+        updated_at: T0.add(Duration::from_secs(5)),
+    };
+    assert!(store.put_notification_rules(&v2).await.unwrap());
+    assert_eq!(
+        store.get_notification_rules().await.unwrap(),
+        Some(v2.clone())
+    );
+    assert!(!store.put_notification_rules(&v2).await.unwrap(), "stale");
+    assert_eq!(store.get_notification_rules().await.unwrap(), Some(v2));
+}
+
 /// A connect session in its first stage, for tests.
 pub fn connect_session(id_byte: u8) -> ConnectSession {
     ConnectSession {
@@ -1925,6 +2038,7 @@ pub async fn connect_sessions_advance_once(store: Arc<dyn Store>) {
             ciphertext: vec![2; 40],
         }),
         redirect_uri: "http://127.0.0.1:7071/api/v1/connect/callback".into(),
+        browser_hash: Some("c".repeat(64)),
     });
     // Two racers advance version 1: one wins.
     let other = s.advanced(ConnectStage::Done {
@@ -2138,6 +2252,8 @@ where
     conflict_pages(make().await).await;
     audit_pages(make().await).await;
     run_stats_buckets(make().await).await;
+    expiring_keys_pruned(make().await).await;
+    notification_rules_versioned(make().await).await;
 }
 
 // ---- records feed (issue 17): change sequence, tombstones ----------------

@@ -168,3 +168,104 @@ async fn without_default_unmatched_events_are_dropped() {
     ));
     assert_eq!(svc.stats().await.unwrap().pending, 0);
 }
+
+/// Rules saved in the store (the dashboard's) replace the file's rules and
+/// default route as a whole: the same event goes to the file's channel
+/// before the save and to the stored rule's channel after. The store is
+/// read once per refresh period (a save is not seen until the cache is
+/// refreshed or forgotten), and stored rules naming a channel the config no
+/// longer has are not used: the file's rules route instead.
+#[tokio::test]
+async fn stored_rules_replace_the_files() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use syncbridge_core::Store;
+    use syncbridge_core::notify_rules::NotificationRules;
+
+    let rec = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let config = NotifyConfig {
+        grouping: GroupingConfig {
+            wait_secs: 0,
+            window_secs: 900,
+        },
+        channels: vec![
+            ChannelConfig::slack("file-slack", rec.url("/file")),
+            ChannelConfig::teams("stored-teams", rec.url("/stored")),
+        ],
+        rules: vec![Rule::new(&["file-slack"])],
+        ..NotifyConfig::default()
+    };
+    let svc = service(dir.path(), config, &clock);
+    let store: Arc<dyn Store> =
+        Arc::new(syncbridge_sqlite::SqliteStore::open_in(dir.path()).unwrap());
+    svc.use_stored_rules(store.clone(), Duration::from_secs(3600));
+    let sent_to = |svc: &syncbridge_notify::NotificationService, t: &'static str| {
+        let svc = svc.clone();
+        let clock = clock.clone();
+        let rec = rec.clone();
+        async move {
+            let (f0, s0) = (
+                rec.requests_to("/file").len(),
+                rec.requests_to("/stored").len(),
+            );
+            let outcome = svc.enqueue(failed(t)).await.unwrap();
+            assert_eq!(outcome, EnqueueOutcome::Queued { messages: 1 }, "{t}");
+            svc.deliver_due(clock.now()).await.unwrap();
+            let (f1, s1) = (
+                rec.requests_to("/file").len(),
+                rec.requests_to("/stored").len(),
+            );
+            match (f1 - f0, s1 - s0) {
+                (1, 0) => "file",
+                (0, 1) => "stored",
+                other => panic!("{t}: unexpected deliveries {other:?}"),
+            }
+        }
+    };
+    assert_eq!(
+        sent_to(&svc, "t1").await,
+        "file",
+        "nothing stored: the file's rules"
+    );
+
+    let stored = NotificationRules {
+        version: 1,
+        rules: vec![Rule::new(&["stored-teams"]).kinds(&["sync_run_failed"])],
+        default: None,
+        updated_at: clock.now(),
+    };
+    assert!(store.put_notification_rules(&stored).await.unwrap());
+    assert_eq!(
+        sent_to(&svc, "t2").await,
+        "file",
+        "the last read is cached for the refresh period"
+    );
+    svc.forget_stored_rules().await;
+    assert_eq!(
+        sent_to(&svc, "t3").await,
+        "stored",
+        "the stored rules route"
+    );
+    // The stored rule set has no default: an event it does not match is
+    // dropped, though the file's catch-all rule would have sent it.
+    assert!(matches!(
+        svc.enqueue(stalled("t3")).await.unwrap(),
+        EnqueueOutcome::Dropped(_)
+    ));
+
+    let unfit = NotificationRules {
+        version: 2,
+        rules: vec![Rule::new(&["removed-from-the-file"])],
+        default: None,
+        updated_at: clock.now(),
+    };
+    assert!(store.put_notification_rules(&unfit).await.unwrap());
+    svc.forget_stored_rules().await;
+    assert_eq!(
+        sent_to(&svc, "t4").await,
+        "file",
+        "stored rules that do not fit the config fall back to the file's"
+    );
+}
