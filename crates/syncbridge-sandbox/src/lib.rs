@@ -26,6 +26,8 @@
 //! - [`stats`]: the `/_sandbox/stats` counters.
 //! - `http`: every route (the only module that knows axum); [`app`] builds the router.
 //! - [`cli`]: the `syncbridge-sandbox` binary's flags.
+//! - [`browser`]: a headless stand-in for a customer's browser in a connect
+//!   flow (redirects one by one, cookies carried), for the demo and the tests.
 //!
 //! # Routes
 //!
