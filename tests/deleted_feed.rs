@@ -3,6 +3,7 @@
 //! ever deleted.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 use syncbridge_core::Store;
@@ -55,6 +56,15 @@ async fn a_no_change_pass_costs_the_same_after_many_deletions() {
     );
     let mut quiet_requests = Vec::new();
     for round in 0..3u64 {
+        // With the feed's lookback at 0, the next pass asks for deletions
+        // strictly after the millisecond the last pass read its clock in,
+        // and the sandbox stamps a mutation's deletions with one timestamp:
+        // a mutation within that same millisecond (the in-process sandbox
+        // answers in well under one) would be outside the window. Real
+        // feeds keep the shipped 60 s lookback for exactly this; here the
+        // mutation waits for the next millisecond (this failed about one
+        // run in seven without it).
+        tokio::time::sleep(Duration::from_millis(2)).await;
         admin(
             &base,
             "mutate",
