@@ -221,3 +221,56 @@ export function useAction(): { error: Error | undefined; busy: boolean; run: (f:
   };
   return { error, busy, run, clear: () => setError(undefined) };
 }
+
+/** Keyset paging: the current page's cursor and the cursors of the pages before it, for "Previous". */
+export interface Pages {
+  cursor: string | null;
+  number: number;
+  previous: (() => void) | null;
+  next: (nextCursor: string | null) => (() => void) | null;
+  reset: () => void;
+}
+
+export function usePages(): Pages {
+  const [stack, setStack] = useState<(string | null)[]>([]);
+  const [cursor, setCursor] = useState<string | null>(null);
+  return {
+    cursor,
+    number: stack.length + 1,
+    previous:
+      stack.length === 0
+        ? null
+        : () => {
+            setCursor(stack[stack.length - 1] ?? null);
+            setStack(stack.slice(0, -1));
+          },
+    next: (nextCursor) =>
+      nextCursor
+        ? () => {
+            setStack([...stack, cursor]);
+            setCursor(nextCursor);
+          }
+        : null,
+    reset: () => {
+      setStack([]);
+      setCursor(null);
+    },
+  };
+}
+
+/** Previous / page number / Next under a paged table. */
+export function Pager({ pages, nextCursor }: { pages: Pages; nextCursor: string | null }) {
+  const previous = pages.previous;
+  const next = pages.next(nextCursor);
+  return (
+    <div className="pager">
+      <button type="button" disabled={!previous} onClick={() => previous?.()}>
+        Previous
+      </button>
+      <span>Page {pages.number}</span>
+      <button type="button" disabled={!next} onClick={() => next?.()}>
+        Next
+      </button>
+    </div>
+  );
+}

@@ -371,6 +371,23 @@ async fn session_of(
         .map(|s| (s, sha256_hex(secret))))
 }
 
+/// The session a link's token opens, or the answer that refuses it: an
+/// unknown or foreign token gets the invalid-link page; a used link goes
+/// back with `state_invalid`; an expired one ends the session.
+async fn linked_session(app: &AppState, token: &str) -> Result<ConnectSession, Response> {
+    let (s, hash) = match session_of(app, token).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return Err(invalid_link()),
+        Err(e) => return Err(unavailable(&e)),
+    };
+    match s.check_link(&hash, app.clock.now()) {
+        Ok(()) => Ok(s),
+        Err(Refusal::Expired) => Err(finish(app, &s, failed(ConnectError::SessionExpired)).await),
+        Err(_) if hash_matches(&s, &hash) => Err(back_with(&s, ConnectError::StateInvalid)),
+        Err(_) => Err(invalid_link()),
+    }
+}
+
 /// The connect link: to the provider's consent page, or the key form.
 #[utoipa::path(get, path = "/v1/connect/s/{token}", tag = "connect", security(()),
     params(("token" = String, Path, description = "The link's token, as in connect_url")),
@@ -385,22 +402,10 @@ pub async fn open(
     let Ok(Path(token)) = token else {
         return invalid_link();
     };
-    let (s, hash) = match session_of(&app, &token).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return invalid_link(),
-        Err(e) => return unavailable(&e),
+    let s = match linked_session(&app, &token).await {
+        Ok(s) => s,
+        Err(answer) => return answer,
     };
-    let now = app.clock.now();
-    match s.check_link(&hash, now) {
-        Ok(()) => {}
-        Err(Refusal::Expired) => {
-            return finish(&app, &s, failed(ConnectError::SessionExpired)).await;
-        }
-        Err(_) if hash_matches(&s, &hash) => {
-            return back_with(&s, ConnectError::StateInvalid);
-        }
-        Err(_) => return invalid_link(),
-    }
     let Some(def) = app.registry.get(&s.provider) else {
         return finish(&app, &s, failed(ConnectError::ServerError)).await;
     };
@@ -538,7 +543,13 @@ async fn to_provider(app: &AppState, s: &ConnectSession, def: &ConnectorDef) -> 
         Ok(true) => {
             tracing::info!(session = %s.id, provider = %s.provider, "connect: to the provider's consent page");
             let mut r = redirect(url.as_str(), &[]);
-            set_browser_cookie(&mut r, &s.id, &browser, secure_cookies(app));
+            browser_cookie(
+                &mut r,
+                &s.id,
+                &browser,
+                SESSION_TTL.as_secs(),
+                secure_cookies(app),
+            );
             r
         }
         Ok(false) => back_with(s, ConnectError::StateInvalid),
@@ -555,8 +566,8 @@ fn browser_cookie_name(session_id: &str) -> String {
     format!("sb_connect_{session_id}")
 }
 
-fn set_browser_cookie(r: &mut Response, session_id: &str, value: &str, secure: Secure) {
-    let max_age = SESSION_TTL.as_secs();
+/// Sets (for `max_age` seconds; 0 forgets it) the browser binding of session `session_id`.
+fn browser_cookie(r: &mut Response, session_id: &str, value: &str, max_age: u64, secure: Secure) {
     let secure = if secure == Secure::Yes {
         "; Secure"
     } else {
@@ -576,17 +587,6 @@ fn set_browser_cookie(r: &mut Response, session_id: &str, value: &str, secure: S
 enum Secure {
     Yes,
     No,
-}
-
-/// Ends the browser's binding once its session is over.
-fn forget_browser_cookie(r: &mut Response, session_id: &str) {
-    let cookie = format!(
-        "{}=; Path=/api/v1/connect; Max-Age=0; HttpOnly; SameSite=Lax",
-        browser_cookie_name(session_id)
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
 }
 
 fn secure_cookies(app: &AppState) -> Secure {
@@ -655,19 +655,10 @@ pub async fn submit_key(
     let Ok(Path(token)) = token else {
         return invalid_link();
     };
-    let (s, hash) = match session_of(&app, &token).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return invalid_link(),
-        Err(e) => return unavailable(&e),
+    let s = match linked_session(&app, &token).await {
+        Ok(s) => s,
+        Err(answer) => return answer,
     };
-    match s.check_link(&hash, app.clock.now()) {
-        Ok(()) => {}
-        Err(Refusal::Expired) => {
-            return finish(&app, &s, failed(ConnectError::SessionExpired)).await;
-        }
-        Err(_) if hash_matches(&s, &hash) => return back_with(&s, ConnectError::StateInvalid),
-        Err(_) => return invalid_link(),
-    }
     let Some(def) = app.registry.get(&s.provider) else {
         return invalid_link();
     };
@@ -792,7 +783,8 @@ pub async fn callback(
     let outcome =
         exchange_and_connect(&app, &redeemed, verifier.as_ref(), redirect_uri, &code).await;
     let mut r = finish(&app, &redeemed, outcome).await;
-    forget_browser_cookie(&mut r, &s.id);
+    // The binding ends with the session.
+    browser_cookie(&mut r, &s.id, "", 0, secure_cookies(&app));
     r
 }
 

@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from "react";
 import { api } from "../api";
 import { Link, useLoc } from "../router";
-import { Empty, Show, StatusBadge, TableWrap, useAsync, when } from "../ui";
+import { Empty, Pager, Show, StatusBadge, TableWrap, useAsync, usePages, when } from "../ui";
 
 const STATUSES = ["", "active", "needs_reauth", "disabled"];
 
@@ -11,18 +11,15 @@ export function Connections() {
   const status = search.get("status") ?? "";
   const provider = search.get("provider") ?? "";
   const tenant = search.get("tenant") ?? "";
-  // The cursors of the pages before this one, for "Previous".
-  const [stack, setStack] = useState<(string | null)[]>([]);
-  const [cursor, setCursor] = useState<string | null>(null);
+  const pages = usePages();
   const [jump, setJump] = useState("");
-  const page = useAsync(() => api.summaries({ status, provider, tenant, cursor, limit: 50 }), [status, provider, tenant, cursor]);
+  const page = useAsync(() => api.summaries({ status, provider, tenant, cursor: pages.cursor, limit: 50 }), [status, provider, tenant, pages.cursor]);
   const providers = useAsync(() => api.providers(), []);
   const filter = (k: string, v: string) => {
     const q = new URLSearchParams(search);
     if (v) q.set(k, v);
     else q.delete(k);
-    setStack([]);
-    setCursor(null);
+    pages.reset();
     const s = q.toString();
     go(`connections${s ? `?${s}` : ""}`, true);
   };
@@ -120,30 +117,7 @@ export function Connections() {
                   ))}
                 </tbody>
               </TableWrap>
-              <div className="pager">
-                <button
-                  type="button"
-                  disabled={stack.length === 0}
-                  onClick={() => {
-                    const prev = stack.slice(0, -1);
-                    setCursor(stack[stack.length - 1] ?? null);
-                    setStack(prev);
-                  }}
-                >
-                  Previous
-                </button>
-                <span>Page {stack.length + 1}</span>
-                <button
-                  type="button"
-                  disabled={!p.next_cursor}
-                  onClick={() => {
-                    setStack([...stack, cursor]);
-                    setCursor(p.next_cursor);
-                  }}
-                >
-                  Next
-                </button>
-              </div>
+              <Pager pages={pages} nextCursor={p.next_cursor} />
             </>
           )
         }

@@ -1,7 +1,7 @@
 import { useState } from "react";
 import { api, type RunView } from "../api";
 import { Link } from "../router";
-import { durationMs, Empty, fmtMs, Show, StatusBadge, TableWrap, useAsync, when } from "../ui";
+import { durationMs, Empty, fmtMs, Pager, Show, StatusBadge, TableWrap, useAsync, usePages, when } from "../ui";
 
 export function RunTable({ runs, showConnection = true }: { runs: RunView[]; showConnection?: boolean }) {
   return (
@@ -46,9 +46,8 @@ export function RunTable({ runs, showConnection = true }: { runs: RunView[]; sho
 
 export function Runs() {
   const [status, setStatus] = useState("");
-  const [stack, setStack] = useState<(string | null)[]>([]);
-  const [cursor, setCursor] = useState<string | null>(null);
-  const page = useAsync(() => api.runs({ status, cursor, limit: 50 }), [status, cursor]);
+  const pages = usePages();
+  const page = useAsync(() => api.runs({ status, cursor: pages.cursor, limit: 50 }), [status, pages.cursor]);
   return (
     <section>
       <h1>Runs</h1>
@@ -59,8 +58,7 @@ export function Runs() {
             value={status}
             onChange={(e) => {
               setStatus(e.target.value);
-              setStack([]);
-              setCursor(null);
+              pages.reset();
             }}
           >
             <option value="">any</option>
@@ -77,29 +75,7 @@ export function Runs() {
           ) : (
             <>
               <RunTable runs={p.runs} />
-              <div className="pager">
-                <button
-                  type="button"
-                  disabled={stack.length === 0}
-                  onClick={() => {
-                    setCursor(stack[stack.length - 1] ?? null);
-                    setStack(stack.slice(0, -1));
-                  }}
-                >
-                  Previous
-                </button>
-                <span>Page {stack.length + 1}</span>
-                <button
-                  type="button"
-                  disabled={!p.next_cursor}
-                  onClick={() => {
-                    setStack([...stack, cursor]);
-                    setCursor(p.next_cursor);
-                  }}
-                >
-                  Next
-                </button>
-              </div>
+              <Pager pages={pages} nextCursor={p.next_cursor} />
             </>
           )
         }
